@@ -1,0 +1,414 @@
+"""The processed dataset every part of coral reads: integer ids, labels, head/tail, splits.
+
+Preprocessing follows ``shared/docs/coral-method.md`` (and the README's "Deviations"):
+deduplicate repeated (user, item) rows keeping the latest, iterative k-core, binary labels,
+head = the most popular ``head_fraction`` of items, tail interactions split train/valid/test
+with a seeded permutation, every head interaction in train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from coral.errors import DataError
+from coral.io import atomic_write_bytes, atomic_write_json
+
+#: Bumped whenever preprocessing changes meaning, so that old caches are never reused.
+PREPROCESS_VERSION = "1"
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Every preprocessing knob. Its hash keys the on-disk cache and every result row."""
+
+    k_core: int = 5
+    """Iterative k-core: drop users and items with fewer than k interactions until none remain."""
+    positive_threshold: float = 3.0
+    """Rating threshold for a positive ("like") label."""
+    label_rule: Literal["gt", "ge"] = "gt"
+    """"gt": positive = rating > threshold (default); "ge": the paper's literal rating >= threshold."""
+    head_fraction: float = 0.2
+    """Share of items, the most popular ones, that are head items; the rest are the long tail."""
+    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    """Train/valid/test shares of the tail interactions (all head interactions go to train)."""
+    seed: int = 0
+    """Seed of the tail split's permutation."""
+
+    def __post_init__(self) -> None:
+        if self.k_core < 1:
+            raise DataError(f"k_core must be >= 1, got {self.k_core}")
+        if self.label_rule not in ("gt", "ge"):
+            raise DataError(f"label_rule must be 'gt' or 'ge', got {self.label_rule!r}")
+        if not 0.0 < self.head_fraction < 1.0:
+            raise DataError(f"head_fraction must be in (0, 1), got {self.head_fraction}")
+        ratios = tuple(float(r) for r in self.split_ratios)
+        if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-6:
+            raise DataError(f"split_ratios must be three non-negative shares summing to 1, got {self.split_ratios}")
+        object.__setattr__(self, "split_ratios", ratios)
+
+    def label(self, rating: np.ndarray) -> np.ndarray:
+        """Binary labels (int8) for an array of ratings."""
+        rating = np.asarray(rating, dtype=np.float64)
+        pos = rating > self.positive_threshold if self.label_rule == "gt" else rating >= self.positive_threshold
+        return pos.astype(np.int8)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "split_ratios": list(self.split_ratios)}
+
+    @property
+    def hash(self) -> str:
+        """A short stable hash of the config and the preprocessing version."""
+        blob = json.dumps({"v": PREPROCESS_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass
+class RawData:
+    """What a loader returns: one table of raw interactions plus item texts.
+
+    Arrays are aligned row by row; ids are the source's strings.
+    """
+
+    users: np.ndarray
+    """Raw user ids (str), one per interaction row."""
+    items: np.ndarray
+    """Raw item ids (str), one per interaction row."""
+    ratings: np.ndarray
+    """Ratings (float64)."""
+    timestamps: np.ndarray
+    """Unix timestamps (int64); 0 where the source has none."""
+    item_text: dict[str, str] = field(default_factory=dict)
+    """Raw item id -> short text (title). Items missing here get a fallback text."""
+    item_meta: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Raw item id -> categorical side features, e.g. {"brand": ..., "category": ...}."""
+    source: str = ""
+    """Where the data came from (file or directory), for messages."""
+    files: tuple[Path, ...] = ()
+    """The files read; their contents key the processed-dataset cache."""
+
+    def __post_init__(self) -> None:
+        self.users = np.asarray(self.users, dtype=str)
+        self.items = np.asarray(self.items, dtype=str)
+        self.ratings = np.asarray(self.ratings, dtype=np.float64)
+        self.timestamps = np.asarray(self.timestamps, dtype=np.int64)
+        n = len(self.users)
+        if not (len(self.items) == len(self.ratings) == len(self.timestamps) == n):
+            raise DataError(f"{self.source}: interaction columns have different lengths")
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """A set of (user, item, rating, label, timestamp) rows with integer ids."""
+
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray
+    label: np.ndarray
+    timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @property
+    def positive_rate(self) -> float:
+        return float(self.label.mean()) if len(self) else float("nan")
+
+    def take(self, index: np.ndarray) -> "Interactions":
+        """The rows at ``index`` (an integer array or a boolean mask)."""
+        return Interactions(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
+    def pairs(self) -> set[tuple[int, int]]:
+        """The (user, item) pairs as a set of Python int tuples."""
+        return set(zip(self.user.tolist(), self.item.tolist()))
+
+    def keys(self, n_items: int) -> np.ndarray:
+        """One int64 key per row, ``user * n_items + item``: fast membership tests with np.isin."""
+        return self.user.astype(np.int64) * int(n_items) + self.item.astype(np.int64)
+
+    @staticmethod
+    def concat(parts: list["Interactions"]) -> "Interactions":
+        return Interactions(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Interactions)))
+
+
+@dataclass
+class CoralDataset:
+    """A processed dataset: integer ids, item texts, head/tail items and the three splits."""
+
+    name: str
+    config: DataConfig
+    user_ids: list[str]
+    """Index -> raw user id."""
+    item_ids: list[str]
+    """Index -> raw item id."""
+    item_text: list[str]
+    """Index -> item text used in prompts."""
+    is_head: np.ndarray
+    """(n_items,) bool: True for the most popular ``head_fraction`` of items."""
+    item_popularity: np.ndarray
+    """(n_items,) int64: interactions per item after k-core (all splits)."""
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+    item_features: dict[str, np.ndarray] = field(default_factory=dict)
+    """Optional categorical side features: name -> (n_items,) int64 codes, 0 = unknown."""
+    source_hash: str = ""
+    """Hash of the source files' contents (or of the in-memory table)."""
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of this processed dataset: source contents + config."""
+        return hashlib.sha256(f"{self.source_hash}:{self.config.hash}".encode()).hexdigest()[:12]
+
+    def split(self, name: str) -> Interactions:
+        """The split called ``name`` (train, valid, test, or tail_train: train rows on tail items)."""
+        if name == "tail_train":
+            return self.tail_train
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; expected one of train, valid, test, tail_train")
+        return getattr(self, name)
+
+    @cached_property
+    def tail_train(self) -> Interactions:
+        """Training interactions on tail items: where retrieval episodes are drawn for training."""
+        return self.train.take(~self.is_head[self.train.item])
+
+    @cached_property
+    def heldout_keys(self) -> np.ndarray:
+        """Sorted keys (``user * n_items + item``) of every validation and test interaction."""
+        return np.unique(np.concatenate([self.valid.keys(self.n_items), self.test.keys(self.n_items)]))
+
+    @cached_property
+    def _history_index(self) -> tuple[np.ndarray, np.ndarray]:
+        # CSR over training rows sorted by (user, timestamp): order, offsets.
+        order = np.lexsort((self.train.timestamp, self.train.user))
+        offsets = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.add.at(offsets, self.train.user + 1, 1)
+        return order, np.cumsum(offsets)
+
+    def history(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """The user's training interactions in time order (oldest first): (items, labels)."""
+        order, offsets = self._history_index
+        rows = order[offsets[user] : offsets[user + 1]]
+        return self.train.item[rows], self.train.label[rows]
+
+    def stats(self) -> dict:
+        """Counts for ``coral data stats``."""
+        n_head = int(self.is_head.sum())
+        total = sum(len(self.split(s)) for s in SPLITS)
+        return {
+            "name": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": total,
+            "head_items": n_head,
+            "tail_items": self.n_items - n_head,
+            "positive_rate": float(np.concatenate([self.split(s).label for s in SPLITS]).mean()),
+            "splits": {s: {"interactions": len(self.split(s)), "positive_rate": self.split(s).positive_rate} for s in SPLITS},
+            "config": self.config.to_dict(),
+            "fingerprint": self.fingerprint,
+        }
+
+    # ---- on-disk cache -------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Write the dataset as ``arrays.npz`` + ``meta.json`` (atomic per file; meta last)."""
+        directory = Path(directory)
+        arrays = {"is_head": self.is_head, "item_popularity": self.item_popularity}
+        for s in SPLITS:
+            for f in dataclasses.fields(Interactions):
+                arrays[f"{s}.{f.name}"] = getattr(self.split(s), f.name)
+        for k, v in self.item_features.items():
+            arrays[f"feature.{k}"] = v
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(directory / "arrays.npz", buf.getvalue())
+        atomic_write_json(
+            directory / "meta.json",
+            {
+                "name": self.name,
+                "config": self.config.to_dict(),
+                "user_ids": self.user_ids,
+                "item_ids": self.item_ids,
+                "item_text": self.item_text,
+                "source_hash": self.source_hash,
+                "preprocess_version": PREPROCESS_VERSION,
+            },
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "CoralDataset":
+        directory = Path(directory)
+        meta = json.loads((directory / "meta.json").read_text())
+        with np.load(directory / "arrays.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        splits = {
+            s: Interactions(*(arrays[f"{s}.{f.name}"] for f in dataclasses.fields(Interactions))) for s in SPLITS
+        }
+        cfg = meta["config"]
+        cfg["split_ratios"] = tuple(cfg["split_ratios"])
+        return cls(
+            name=meta["name"],
+            config=DataConfig(**cfg),
+            user_ids=meta["user_ids"],
+            item_ids=meta["item_ids"],
+            item_text=meta["item_text"],
+            is_head=arrays["is_head"],
+            item_popularity=arrays["item_popularity"],
+            item_features={k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("feature.")},
+            source_hash=meta["source_hash"],
+            **splits,
+        )
+
+
+def fallback_item_text(raw_item_id: str) -> str:
+    """The deterministic text of an item that has no title or description."""
+    return f"item {raw_item_id}"
+
+
+def _dedup_latest(raw: RawData) -> np.ndarray:
+    """Row indices that keep, for each (user, item), the latest row (the last one in file order on ties)."""
+    n = len(raw)
+    # Sort by (user, item, timestamp, row); the last row of each (user, item) run is the keeper.
+    order = np.lexsort((np.arange(n), raw.timestamps, raw.items, raw.users))
+    u, i = raw.users[order], raw.items[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = (u[:-1] != u[1:]) | (i[:-1] != i[1:])
+    return np.sort(order[last])
+
+
+def _k_core(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of rows surviving iterative k-core filtering (integer-coded users/items)."""
+    keep = np.ones(len(users), dtype=bool)
+    while True:
+        u_count = np.bincount(users[keep], minlength=users.max(initial=-1) + 1)
+        i_count = np.bincount(items[keep], minlength=items.max(initial=-1) + 1)
+        new_keep = keep & (u_count[users] >= k) & (i_count[items] >= k)
+        if new_keep.sum() == keep.sum():
+            return new_keep
+        keep = new_keep
+
+
+def _source_hash(raw: RawData) -> str:
+    h = hashlib.sha256()
+    if raw.files:
+        for path in raw.files:
+            h.update(Path(path).name.encode())
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    else:
+        for arr in (raw.users, raw.items, raw.ratings, raw.timestamps):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update(json.dumps(raw.item_text, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "", source_hash: str | None = None) -> CoralDataset:
+    """Preprocess raw interactions into a :class:`CoralDataset`.
+
+    :param raw: the loader's table.
+    :param config: preprocessing knobs.
+    :param name: the dataset's name in messages and result rows.
+    :param source_hash: identity of the source (computed from ``raw`` when omitted).
+    :raises DataError: when nothing survives k-core filtering or a split comes out empty.
+    """
+    name = name or raw.source
+    if len(raw) == 0:
+        raise DataError(f"{raw.source}: no interactions found")
+    keep = _dedup_latest(raw)
+    users_s, items_s = raw.users[keep], raw.items[keep]
+    ratings, ts = raw.ratings[keep], raw.timestamps[keep]
+    u_names, u_codes = np.unique(users_s, return_inverse=True)
+    i_names, i_codes = np.unique(items_s, return_inverse=True)
+    core = _k_core(u_codes, i_codes, config.k_core)
+    if not core.any():
+        raise DataError(
+            f"{raw.source}: dataset is empty after {config.k_core}-core filtering "
+            f"({len(keep)} unique (user, item) pairs before filtering)"
+        )
+    # Re-index the survivors densely, in sorted raw-id order (deterministic).
+    u_kept, user = np.unique(u_codes[core], return_inverse=True)
+    i_kept, item = np.unique(i_codes[core], return_inverse=True)
+    user_ids = [str(x) for x in u_names[u_kept]]
+    item_ids = [str(x) for x in i_names[i_kept]]
+    rating, timestamp = ratings[core].astype(np.float32), ts[core]
+    label = config.label(rating)
+    all_rows = Interactions(user.astype(np.int64), item.astype(np.int64), rating, label, timestamp.astype(np.int64))
+
+    n_items = len(item_ids)
+    popularity = np.bincount(item, minlength=n_items).astype(np.int64)
+    n_head = max(1, int(round(config.head_fraction * n_items)))
+    by_popularity = np.lexsort((np.arange(n_items), -popularity))  # ties: lower index first
+    is_head = np.zeros(n_items, dtype=bool)
+    is_head[by_popularity[:n_head]] = True
+
+    tail_rows = np.flatnonzero(~is_head[item])
+    perm = np.random.default_rng(config.seed).permutation(len(tail_rows))
+    n_tail = len(tail_rows)
+    n_train = int(round(config.split_ratios[0] * n_tail))
+    n_valid = int(round(config.split_ratios[1] * n_tail))
+    tail_train = tail_rows[perm[:n_train]]
+    valid_rows = np.sort(tail_rows[perm[n_train : n_train + n_valid]])
+    test_rows = np.sort(tail_rows[perm[n_train + n_valid :]])
+    train_rows = np.sort(np.concatenate([np.flatnonzero(is_head[item]), tail_train]))
+    splits = {"train": train_rows, "valid": valid_rows, "test": test_rows}
+    for s, rows in splits.items():
+        if len(rows) == 0:
+            raise DataError(
+                f"{raw.source}: the {s} split is empty after preprocessing "
+                f"({len(all_rows)} interactions, {n_tail} on tail items)"
+            )
+
+    texts, missing = [], 0
+    for raw_id in item_ids:
+        text = (raw.item_text.get(raw_id) or "").strip()
+        if not text:
+            missing += 1
+            text = fallback_item_text(raw_id)
+        texts.append(text)
+    if missing:
+        import warnings
+
+        warnings.warn(f"{raw.source}: {missing} of {n_items} items have no text; using the fallback 'item <id>'", stacklevel=2)
+
+    features: dict[str, np.ndarray] = {}
+    feature_names = sorted({k for m in raw.item_meta.values() for k in m})
+    for feat in feature_names:
+        values = [raw.item_meta.get(raw_id, {}).get(feat) or "" for raw_id in item_ids]
+        vocab = {v: j + 1 for j, v in enumerate(sorted({v for v in values if v}))}
+        features[feat] = np.array([vocab.get(v, 0) for v in values], dtype=np.int64)
+
+    return CoralDataset(
+        name=name,
+        config=config,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        item_text=texts,
+        is_head=is_head,
+        item_popularity=popularity,
+        item_features=features,
+        source_hash=source_hash if source_hash is not None else _source_hash(raw),
+        **{s: all_rows.take(rows) for s, rows in splits.items()},
+    )

@@ -1,0 +1,1 @@
+"""Gymnasium environments of coral. Importing this package registers them."""

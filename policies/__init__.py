@@ -1,0 +1,1 @@
+"""Retrieval policies: RL (PPO, DDPG, MaskablePPO) and non-RL (random, greedy), and warm starts."""
