@@ -17,6 +17,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 #: ``func`` on its parsers. Heavy imports (torch, transformers) belong inside the handlers.
 COMMAND_MODULES = [
     "coral.data.cli",
+    "coral.llm.cli",
+    "coral.baselines.cli",
+    "policies.cli",
 ]
 
 

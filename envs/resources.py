@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from coral.data.dataset import CoralDataset
 from coral.errors import CoralError
 
-from envs.retrieval import EmbeddingTables, random_embeddings
+from envs.retrieval import EmbeddingTables, EvidenceIndex, random_embeddings
 
 if TYPE_CHECKING:
     from coral.llm.base import Scorer
@@ -23,6 +23,8 @@ WARM_START_MODELS = ("dfm", "wdl", "afm", "dcn", "none")
 _datasets: dict[str, CoralDataset] = {}
 _scorers: dict[str, "Scorer"] = {}
 _embeddings: dict[tuple[str, str, int, int], EmbeddingTables] = {}
+# Keyed by the embeddings object's id; the value keeps the object alive so the id stays unique.
+_indexes: dict[tuple[str, int], tuple[EmbeddingTables, EvidenceIndex]] = {}
 
 
 def resolve_dataset(dataset: str | CoralDataset) -> CoralDataset:
@@ -75,3 +77,11 @@ def resolve_embeddings(dataset: CoralDataset, embeddings: str | EmbeddingTables,
 
             _embeddings[key] = warm_start_embeddings(dataset, model=name, seed=seed, dim=dim)
     return _embeddings[key]
+
+
+def resolve_index(dataset: CoralDataset, embeddings: EmbeddingTables) -> EvidenceIndex:
+    """The evidence index of (dataset, embeddings), built once and shared by every environment using them."""
+    key = (dataset.fingerprint, id(embeddings))
+    if key not in _indexes:
+        _indexes[key] = (embeddings, EvidenceIndex(dataset, embeddings))
+    return _indexes[key][1]

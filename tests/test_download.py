@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import gzip
 import hashlib
@@ -18,14 +17,16 @@ from pathlib import Path
 import pytest
 
 from coral.data import download
-from coral.data.download import DownloadConfig, add_download_parser, download_dataset, release_files
+from coral.data.download import DownloadConfig, download_dataset, release_files
+from coral.data.registry import resolve
 from coral.errors import CoralError, DataError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon2018"
 GIFT_5 = SHARED / "Gift_Cards_5.json.gz"
 GIFT_META = SHARED / "meta_Gift_Cards.json.gz"
 
-pytestmark = pytest.mark.skipif(not GIFT_5.exists(), reason=f"needs {GIFT_5}")
+#: For the tests that serve the official Gift Cards files kept beside the repository.
+needs_shared = pytest.mark.skipif(not GIFT_5.exists() or not GIFT_META.exists(), reason=f"needs {SHARED}")
 
 
 @dataclass
@@ -95,7 +96,7 @@ def serve():
             "mirror": mirror, "support_range": support_range, "drop_after": [drop_after] if drop_after else [],
         })
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         mirror.url = f"http://127.0.0.1:{server.server_address[1]}"
         return mirror
@@ -109,33 +110,15 @@ def serve():
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CORAL_DATA_DIR", raising=False)
     return tmp_path / "cache" / "data"
 
 
 def run_cli(argv: list[str]) -> int:
-    """``coral data download ...`` through ``coral.cli.main`` once the ``data`` group exists."""
-    try:
-        import coral.data.cli  # noqa: F401  (the lead's `coral data` group)
-    except ModuleNotFoundError:
-        return _standalone_main(argv)
+    """The ``coral`` console command, in process."""
     from coral.cli import main
 
     return main(argv)
-
-
-def _standalone_main(argv: list[str]) -> int:
-    # Stand-in for coral.cli.main until coral/data/cli.py lands: same parser nesting, same error rule.
-    import sys
-
-    parser = argparse.ArgumentParser(prog="coral")
-    data = parser.add_subparsers(required=True).add_parser("data")
-    add_download_parser(data.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except CoralError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
 
 
 def _closed_port() -> int:
@@ -144,6 +127,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+@needs_shared
 def test_downloads_gift_cards_5core_and_meta_from_mirror(serve, cache, capsys):
     mirror = serve(SHARED)
     assert run_cli(["data", "download", "Gift_Cards", "--variant", "5core", "--mirror", mirror.url]) == 0
@@ -153,12 +137,14 @@ def test_downloads_gift_cards_5core_and_meta_from_mirror(serve, cache, capsys):
     assert capsys.readouterr().out.split() == [str(review), str(meta)]
     assert sorted(p.name for p in (cache / "amazon2018").iterdir()) == [review.name, meta.name]
     assert [path for path, _ in mirror.requests] == ["/Gift_Cards_5.json.gz", "/meta_Gift_Cards.json.gz"]
+    assert resolve("Gift_Cards") == ("Gift_Cards", review)  # where `--dataset Gift_Cards` now looks
 
     # A second run finds both files in place and fetches nothing; the lowercase alias works too.
     assert run_cli(["data", "download", "gift_cards", "--variant", "5core", "--mirror", mirror.url]) == 0
     assert len(mirror.requests) == 2
 
 
+@needs_shared
 def test_resumes_a_partial_download_with_a_range_request(serve, cache):
     whole = GIFT_5.read_bytes()
     half = len(whole) // 2
@@ -173,6 +159,21 @@ def test_resumes_a_partial_download_with_a_range_request(serve, cache):
     assert mirror.body_bytes == len(whole) - half + GIFT_META.stat().st_size
 
 
+@needs_shared
+def test_a_whole_part_left_by_a_previous_run_is_verified_and_kept(serve, cache):
+    # The server answers 416 to "bytes=<size>-"; the .part is then already the whole file.
+    whole = GIFT_5.read_bytes()
+    part = cache / "amazon2018" / "Gift_Cards_5.json.gz.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(whole)
+    mirror = serve(SHARED)
+    download_dataset("Gift_Cards", "5core", DownloadConfig(mirror=mirror.url, progress=False))
+    assert (cache / "amazon2018" / "Gift_Cards_5.json.gz").read_bytes() == whole
+    assert mirror.requests[0] == ("/Gift_Cards_5.json.gz", f"bytes={len(whole)}-")
+    assert mirror.body_bytes == GIFT_META.stat().st_size
+
+
+@needs_shared
 def test_server_without_range_support_restarts_from_zero(serve, cache):
     whole = GIFT_5.read_bytes()
     part = cache / "amazon2018" / "Gift_Cards_5.json.gz.part"
@@ -183,6 +184,7 @@ def test_server_without_range_support_restarts_from_zero(serve, cache):
     assert (cache / "amazon2018" / "Gift_Cards_5.json.gz").read_bytes() == whole
 
 
+@needs_shared
 def test_connection_dropped_midway_is_resumed_by_a_retry(serve, cache):
     whole = GIFT_5.read_bytes()
     mirror = serve(SHARED, drop_after=50_000)
@@ -192,6 +194,7 @@ def test_connection_dropped_midway_is_resumed_by_a_retry(serve, cache):
     assert mirror.requests[:2] == [("/Gift_Cards_5.json.gz", None), ("/Gift_Cards_5.json.gz", "bytes=50000-")]
 
 
+@needs_shared
 def test_interrupted_download_keeps_the_part_for_the_next_run(serve, cache, capsys):
     mirror = serve(SHARED, drop_after=50_000)
     argv = ["data", "download", "Gift_Cards", "--variant", "5core", "--mirror", mirror.url, "--retries", "0"]
@@ -211,6 +214,7 @@ def _flip_middle_byte(data: bytes) -> bytes:
     return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
 
 
+@needs_shared
 @pytest.mark.parametrize(
     ("damage", "message"),
     [(_flip_middle_byte, "not an intact gzip file"), (lambda data: data[:100_000], "not the official 176952")],
@@ -248,6 +252,7 @@ def test_unreachable_host_is_a_clear_error(cache, capsys):
     assert list((cache / "amazon2018").iterdir()) == []
 
 
+@needs_shared
 def test_missing_file_on_server_is_an_http_error(serve, cache, capsys):
     mirror = serve(SHARED)  # has All_Beauty_5.json.gz but no meta_All_Beauty.json.gz
     assert run_cli(["data", "download", "All_Beauty", "--variant", "5core", "--mirror", mirror.url]) == 2

@@ -37,7 +37,7 @@ class BaselineConfig:
     lr: float = 1e-3
     """Adam learning rate."""
     weight_decay: float = 1e-6
-    """Adam L2 penalty on all parameters."""
+    """Adam L2 penalty on the dense layers (embedding tables are left alone; early stopping regularises them)."""
     patience: int = 3
     """Stop after this many epochs without a better validation AUC; the best epoch is kept."""
     seed: int = 0

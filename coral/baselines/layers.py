@@ -31,15 +31,14 @@ class FieldEmbedding(nn.Module):
 
 
 class LinearTerm(nn.Module):
-    """First-order (wide) part: a learned weight per feature value plus a global bias."""
+    """First-order (wide) part: a learned weight per feature value (the global bias is the model's)."""
 
     def __init__(self, vocab_sizes: Sequence[int]) -> None:
         super().__init__()
         self.weights = FieldEmbedding(vocab_sizes, 1, init_std=0.0)
-        self.bias = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weights(x).sum(dim=(1, 2)) + self.bias
+        return self.weights(x).sum(dim=(1, 2))
 
 
 def mlp(in_dim: int, hidden: Sequence[int], dropout: float, out_dim: int | None = 1) -> nn.Sequential:

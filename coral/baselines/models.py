@@ -41,11 +41,28 @@ class TrainingSet:
 
 
 class CTRModel(nn.Module):
-    """Field embeddings, weighted log loss and the training-set builder shared by all baselines."""
+    """Field embeddings, a global bias, weighted log loss and the training-set builder shared by all baselines.
+
+    Subclasses implement :meth:`score`, the logit without the global bias.
+    """
 
     def __init__(self, fields: FeatureFields, config: BaselineConfig) -> None:
         super().__init__()
         self.embedding = FieldEmbedding(fields.vocab_sizes, config.embedding_dim)
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(x) + self.bias
+
+    def init_bias(self, positive_rate: float) -> None:
+        """Start the global bias at the training log-odds: with few steps per epoch (small data)
+        Adam would otherwise spend most of training moving it away from 0."""
+        rate = min(max(positive_rate, 1e-4), 1 - 1e-4)
+        with torch.no_grad():
+            self.bias.fill_(float(np.log(rate / (1 - rate))))
 
     def loss(self, batch: TrainingSet) -> torch.Tensor:
         """Weighted binary cross-entropy of the batch."""
@@ -82,7 +99,7 @@ class DeepFM(CTRModel):
         self.fm = FMInteraction()
         self.deep = mlp(_flat_width(fields, config), config.hidden_units, config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         emb = self.embedding(x)
         return self.linear(x) + self.fm(emb) + self.deep(emb.flatten(1)).squeeze(-1)
 
@@ -97,7 +114,7 @@ class DCN(CTRModel):
         self.deep = mlp(width, config.hidden_units, config.dropout, out_dim=None)
         self.head = nn.Linear(width + (config.hidden_units[-1] if config.hidden_units else width), 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         flat = self.embedding(x).flatten(1)
         return self.head(torch.cat([self.cross(flat), self.deep(flat)], dim=1)).squeeze(-1)
 
@@ -110,7 +127,7 @@ class WideDeep(CTRModel):
         self.wide = LinearTerm(fields.vocab_sizes)
         self.deep = mlp(_flat_width(fields, config), config.hidden_units, config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         return self.wide(x) + self.deep(self.embedding(x).flatten(1)).squeeze(-1)
 
 
@@ -122,24 +139,24 @@ class AFM(CTRModel):
         self.linear = LinearTerm(fields.vocab_sizes)
         self.afm = AttentionalPooling(config.embedding_dim, config.attention_dim, config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x) + self.afm(self.embedding(x))
 
 
 class MatrixFactorization(CTRModel):
-    """Dot product of the user and item vectors plus user, item and global biases; side features add to the item vector."""
+    """Dot product of the user and item vectors plus user and item biases; side features add to the item vector."""
 
     def __init__(self, fields: FeatureFields, config: BaselineConfig) -> None:
         super().__init__(fields, config)
-        self.bias = LinearTerm(fields.vocab_sizes[:2])
+        self.id_bias = LinearTerm(fields.vocab_sizes[:2])
 
-    def _score(self, x: torch.Tensor, emb: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+    def _dot(self, x: torch.Tensor, emb: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
         items = item_vectors + emb[:, 2:].sum(dim=1)
-        return (emb[:, USER_FIELD] * items).sum(-1) + self.bias(x[:, :2])
+        return (emb[:, USER_FIELD] * items).sum(-1) + self.id_bias(x[:, :2])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         emb = self.embedding(x)
-        return self._score(x, emb, emb[:, ITEM_FIELD])
+        return self._dot(x, emb, emb[:, ITEM_FIELD])
 
 
 class IPS(MatrixFactorization):
@@ -185,16 +202,16 @@ class CausE(MatrixFactorization):
         self.treatment = FieldEmbedding([fields.vocab_sizes[ITEM_FIELD]], config.embedding_dim).tables[0]
         self.cause_lambda = config.cause_lambda
 
-    def _logits(self, x: torch.Tensor, treated: torch.Tensor) -> torch.Tensor:
+    def _treated_score(self, x: torch.Tensor, treated: torch.Tensor) -> torch.Tensor:
         emb = self.embedding(x)
         item = torch.where(treated[:, None], self.treatment(x[:, ITEM_FIELD]), emb[:, ITEM_FIELD])
-        return self._score(x, emb, item)
+        return self._dot(x, emb, item)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._logits(x, torch.ones(len(x), dtype=torch.bool))
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return self._treated_score(x, torch.ones(len(x), dtype=torch.bool))
 
     def loss(self, batch: TrainingSet) -> torch.Tensor:
-        log_loss = F.binary_cross_entropy_with_logits(self._logits(batch.x, batch.treated), batch.y)
+        log_loss = F.binary_cross_entropy_with_logits(self._treated_score(batch.x, batch.treated) + self.bias, batch.y)
         items = batch.x[:, ITEM_FIELD]
         gap = (self.treatment(items) - self.embedding.tables[ITEM_FIELD](items)).pow(2).sum(-1).mean()
         return log_loss + self.cause_lambda * gap

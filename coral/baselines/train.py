@@ -64,6 +64,15 @@ def _monitor(labels: np.ndarray, scores: np.ndarray) -> float:
     return metrics["auc"] if np.isfinite(metrics["auc"]) else -metrics["logloss"]
 
 
+def _parameter_groups(model: CTRModel, weight_decay: float) -> list[dict]:
+    """Weight decay on dense layers only: Adam's decay would also shrink embedding rows that no
+    batch touched (e.g. tail items under head_only) by about lr per step, whatever their size."""
+    sparse = [p for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()]
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+    return [{"params": sparse, "weight_decay": 0.0}, {"params": dense, "weight_decay": weight_decay}]
+
+
 def train_baseline(dataset: CoralDataset, config: BaselineConfig, on_epoch: EpochCallback | None = None) -> TrainedBaseline:
     """Train one baseline on the training split, keeping the epoch with the best validation AUC.
 
@@ -83,8 +92,9 @@ def train_baseline(dataset: CoralDataset, config: BaselineConfig, on_epoch: Epoc
     model_cls = MODELS[config.model]
     model = model_cls(fields, config)
     data = model_cls.training_set(fields, rows, config, rng)
+    model.init_bias(float(rows.label.mean()))
     shuffle = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(_parameter_groups(model, config.weight_decay), lr=config.lr)
     trained = TrainedBaseline(model, config, fields, dataset.fingerprint, 0.0)
 
     start = time.perf_counter()

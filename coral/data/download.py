@@ -36,10 +36,15 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
+from coral.data.registry import AMAZON2018_CATEGORIES, MOVIELENS, amazon_category
 from coral.errors import CoralError, DataError
+from coral.io import cache_dir
+
+if TYPE_CHECKING:
+    import requests
 
 # These hosts move: the 2018 Amazon files were first served from
 # http://deepyeti.ucsd.edu/jianmo/amazon/ and later from the McAuley lab's amazon_v2 pages below
@@ -47,42 +52,6 @@ from coral.errors import CoralError, DataError
 # update these base URLs.
 AMAZON2018_BASE_URL = "https://jmcauley.ucsd.edu/data/amazon_v2"
 MOVIELENS_BASE_URL = "https://files.grouplens.org/datasets/movielens"
-
-#: The 29 categories of the 2018 release, by their official file-name spelling.
-AMAZON2018_CATEGORIES: tuple[str, ...] = (
-    "AMAZON_FASHION",
-    "All_Beauty",
-    "Appliances",
-    "Arts_Crafts_and_Sewing",
-    "Automotive",
-    "Books",
-    "CDs_and_Vinyl",
-    "Cell_Phones_and_Accessories",
-    "Clothing_Shoes_and_Jewelry",
-    "Digital_Music",
-    "Electronics",
-    "Gift_Cards",
-    "Grocery_and_Gourmet_Food",
-    "Home_and_Kitchen",
-    "Industrial_and_Scientific",
-    "Kindle_Store",
-    "Luxury_Beauty",
-    "Magazine_Subscriptions",
-    "Movies_and_TV",
-    "Musical_Instruments",
-    "Office_Products",
-    "Patio_Lawn_and_Garden",
-    "Pet_Supplies",
-    "Prime_Pantry",
-    "Software",
-    "Sports_and_Outdoors",
-    "Tools_and_Home_Improvement",
-    "Toys_and_Games",
-    "Video_Games",
-)
-
-#: MovieLens releases: name -> the folder at the top of its zip (which is also its name).
-MOVIELENS_RELEASES: tuple[str, ...] = ("ml-100k", "ml-1m")
 
 #: Known (size in bytes, MD5 or None) of official files, by file name. MovieLens: GroupLens's
 #: published ``.md5`` files and archive sizes. Amazon: measured on copies in shared/data whose gzip
@@ -152,18 +121,16 @@ class DownloadConfig:
 
 
 def _lookup(name: str) -> tuple[str, str]:
-    """``(kind, canonical name)`` of a dataset name, case-insensitively; kind is "amazon2018" or "movielens"."""
-    key = name.strip().lower().replace("-", "_")
-    for category in AMAZON2018_CATEGORIES:
-        if key in (category.lower(), f"amazon2018_{category.lower()}"):
-            return "amazon2018", category
-    for release in MOVIELENS_RELEASES:
-        if key in (release.replace("-", "_"), release.replace("ml-", "movielens_")):
-            return "movielens", release
+    """``(kind, canonical name)`` of a dataset name, as the registry spells them; kind is "amazon2018" or "movielens"."""
+    category = amazon_category(name)
+    if category is not None:
+        return "amazon2018", category
+    if name.lower() in MOVIELENS:
+        return "movielens", name.lower()
     raise CoralError(
         f"unknown dataset {name!r} for download; known: the Amazon 2018 categories "
         f"({', '.join(AMAZON2018_CATEGORIES[:3])}, ..., see `coral data download --help`) and "
-        f"{', '.join(MOVIELENS_RELEASES)}"
+        f"{', '.join(MOVIELENS)}"
     )
 
 
@@ -200,11 +167,9 @@ def download_dataset(name: str, variant: Variant = "full", config: DownloadConfi
     :param config: destination, mirror, retries and timeouts.
     :raises CoralError: unknown name, host unreachable, HTTP error, or a corrupt download.
     """
-    from coral.io import cache_dir
-
+    files = release_files(name, variant)
     config = config or DownloadConfig()
     dest = Path(config.dest) if config.dest is not None else cache_dir("data")
-    files = release_files(name, variant)
     session = _session()
     paths = []
     try:
@@ -224,7 +189,9 @@ def download_dataset(name: str, variant: Variant = "full", config: DownloadConfi
     return paths
 
 
-def download_file(url: str, path: Path, config: DownloadConfig | None = None, session=None) -> Path:
+def download_file(
+    url: str, path: Path, config: DownloadConfig | None = None, session: requests.Session | None = None
+) -> Path:
     """Fetch ``url`` to ``path`` via ``path.part`` (resuming it), verify it, then rename it into place.
 
     :param url: http(s) URL.
@@ -254,7 +221,7 @@ def download_file(url: str, path: Path, config: DownloadConfig | None = None, se
         if own_session:
             session.close()
     try:
-        _verify(part, path.name, url)
+        _verify(part, path.name, url, config.progress)
     except DataError:
         part.unlink(missing_ok=True)
         raise
@@ -273,7 +240,7 @@ class _Transient(Exception):
         self.connected = connected
 
 
-def _session():
+def _session() -> requests.Session:
     import requests
 
     from coral import __version__
@@ -285,7 +252,7 @@ def _session():
     return session
 
 
-def _fetch_with_retries(session, url: str, part: Path, config: DownloadConfig) -> None:
+def _fetch_with_retries(session: requests.Session, url: str, part: Path, config: DownloadConfig) -> None:
     """Run :func:`_transfer` until ``part`` holds the whole file; retries resume from what arrived.
 
     urllib3's own Retry is not used because it cannot resume a body that broke off midway.
@@ -303,10 +270,9 @@ def _fetch_with_retries(session, url: str, part: Path, config: DownloadConfig) -
             last = err
     assert last is not None
     if not last.connected:
-        raise CoralError(
-            f"cannot reach {host} to download {url} ({last.reason}); check the network "
-            "connection, or pass --mirror URL to download from a mirror"
-        )
+        advice = ("check the mirror URL and that the mirror is up" if config.mirror else
+                  "check the network connection, or pass --mirror URL to download from a mirror")
+        raise CoralError(f"cannot reach {host} to download {url} ({last.reason}); {advice}")
     kept = part.stat().st_size if part.exists() else 0
     raise CoralError(
         f"download of {url} failed after {config.retries + 1} attempts ({last.reason}); "
@@ -314,13 +280,14 @@ def _fetch_with_retries(session, url: str, part: Path, config: DownloadConfig) -
     )
 
 
-def _transfer(session, url: str, part: Path, config: DownloadConfig) -> None:
+def _transfer(session: requests.Session, url: str, part: Path, config: DownloadConfig) -> None:
     """One request: append to ``part`` from its current length (or restart it); return when complete.
 
     :raises _Transient: for failures worth retrying.
     :raises CoralError: for HTTP errors that a retry will not fix (4xx).
     """
     import requests
+    import urllib3
     from tqdm import tqdm
 
     offset = part.stat().st_size if part.exists() else 0
@@ -358,14 +325,16 @@ def _transfer(session, url: str, part: Path, config: DownloadConfig) -> None:
             total = int(length) if length and length.isdigit() else None
         bar = tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name.removesuffix(".part"), disable=None if config.progress else True, leave=False,
+            desc=part.name.removesuffix(".part"), disable=None if config.progress else True,
         )
+        # Read the raw stream, undecoded: requests' iter_content reads through urllib3's decoding
+        # buffer, which drops the bytes already received when the connection breaks mid-chunk.
         try:
             with open(part, mode) as f, bar:
-                for chunk in response.iter_content(_CHUNK):
+                for chunk in response.raw.stream(_CHUNK, decode_content=False):
                     f.write(chunk)
                     bar.update(len(chunk))
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
+        except (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError, TimeoutError) as err:
             raise _Transient(_short_reason(err), connected=True) from err
     received = part.stat().st_size
     if total is not None and received < total:
@@ -394,11 +363,13 @@ def _short_reason(err: BaseException) -> str:
     return type(err).__name__ if not str(err) else " ".join(str(err).split())[:200]
 
 
-def _verify(part: Path, name: str, url: str) -> None:
+def _verify(part: Path, name: str, url: str, progress: bool = False) -> None:
     """Check a finished download against the known size/MD5 and its format's own integrity checks.
 
     :param part: the downloaded bytes.
     :param name: the final file name (selects the known size and the format).
+    :param url: where it came from, for messages.
+    :param progress: show a progress bar while decompressing (when stderr is a terminal).
     :raises DataError: naming the file and what is wrong.
     """
     size = part.stat().st_size
@@ -413,10 +384,16 @@ def _verify(part: Path, name: str, url: str) -> None:
         if expected_md5 is not None and _md5(part) != expected_md5:
             raise DataError(f"{name} from {url} fails its MD5 check (expected {expected_md5}); deleted it")
     if name.endswith(".gz"):
+        from tqdm import tqdm
+
+        # Decompressing is the only integrity check a .gz carries (its CRC sits at the end); for
+        # the largest full files (several GB) this takes minutes, hence the second progress bar.
+        bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{name} (checking)",
+                   disable=None if progress else True, leave=False)
         try:
-            with gzip.open(part, "rb") as f:
+            with open(part, "rb") as raw, gzip.GzipFile(fileobj=raw) as f, bar:
                 while f.read(_CHUNK):
-                    pass
+                    bar.update(raw.tell() - bar.n)
         except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"{name} from {url} is not an intact gzip file ({err}); deleted it") from err
     elif name.endswith(".zip"):
@@ -482,14 +459,15 @@ def add_download_parser(data_subparsers) -> argparse.ArgumentParser:
         ),
         epilog=(
             "names: the Amazon 2018 categories " + ", ".join(AMAZON2018_CATEGORIES)
-            + " (any case, e.g. gift_cards); " + ", ".join(MOVIELENS_RELEASES)
+            + " (any case, e.g. gift_cards); " + ", ".join(MOVIELENS)
             + ". A mirror serves each file by its bare file name at its root, e.g. "
             "URL/Gift_Cards_5.json.gz, URL/meta_Gift_Cards.json.gz, URL/ml-100k.zip."
         ),
     )
     parser.add_argument("name", metavar="NAME", help="dataset: an Amazon 2018 category or ml-100k / ml-1m")
     parser.add_argument("--dest", metavar="DIR", type=Path, default=None,
-                        help="destination folder (default: the coral cache's data/ folder)")
+                        help="destination folder (default: the coral cache's data/ folder, where dataset names are "
+                             "looked up; for another folder, point CORAL_DATA_DIR at it)")
     parser.add_argument("--mirror", metavar="URL", default=None,
                         help="fetch from this base URL instead of the official hosts")
     parser.add_argument("--variant", choices=VARIANTS, default="full",

@@ -143,3 +143,23 @@ def load_embedded_model(dtype: str = "bfloat16"):
     :param dtype: "float32" or "bfloat16".
     """
     return load_model(None, dtype)
+
+
+def model_identity(path: str | Path | None = None) -> str:
+    """A stable name of the weights at ``path`` (None = embedded) for fingerprints.
+
+    A GGUF file is named by its file name and size; an HF directory by its path, the hash of its
+    config.json and the sizes of its weight files.
+    """
+    import hashlib
+
+    path = embedded_model_path() if path is None else Path(path).expanduser().resolve()
+    if path.is_file():
+        return f"{path.name}:{path.stat().st_size}"
+    h = hashlib.sha256()
+    config = path / "config.json"
+    if config.exists():
+        h.update(config.read_bytes())
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        h.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return f"{path}:{h.hexdigest()[:12]}"

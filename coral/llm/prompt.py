@@ -40,6 +40,9 @@ SUMMARISE = (
     "the target item."
 )
 QUERY = 'Would you recommend the item "{item}" to user {user}?'
+#: The incremental order names the target item in its fixed part; its tail refers back to it,
+#: which keeps the tail (recomputed at every step) short.
+QUERY_SHORT = "Would you recommend the target item to user {user}?"
 ANSWER = 'Answer only "Yes" or "No".'
 COLLAB_HEADER = "What other users think:\n"
 PLAIN_ANSWER_CUE = "Answer:"
@@ -90,7 +93,7 @@ class PromptBuilder:
         self.dataset = dataset
         self.config = config
         self._header, self._footer = self._chat_frame(tokenizer) if config.chat_template else (None, None)
-        parts = [TEMPLATE_REVISION, ROLE_PLAY, SUMMARISE, QUERY, ANSWER, COLLAB_HEADER, PLAIN_ANSWER_CUE, repr(config), str(self._header), str(self._footer)]
+        parts = [TEMPLATE_REVISION, ROLE_PLAY, SUMMARISE, QUERY, QUERY_SHORT, ANSWER, COLLAB_HEADER, PLAIN_ANSWER_CUE, repr(config), str(self._header), str(self._footer)]
         digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:10]
         style = "chat" if self._header is not None else "plain"
         #: Identity of the template: goes into every cache key and result row.
@@ -181,13 +184,14 @@ class PromptBuilder:
         history = self._history_lines(user, item)
         target = f'The target item is "{self.item_text(item)}".\n'
         summarise = SUMMARISE + "\n" if (evidence and self.config.summarise) else ""
-        query = QUERY.format(item=self.item_text(item), user=user) + " " + ANSWER
         if self.config.order == "incremental":
+            query = QUERY_SHORT.format(user=user) + " " + ANSWER
             static = history + target
             middle = [COLLAB_HEADER + self._evidence_line(ev) if k == 0 else self._evidence_line(ev) for k, ev in enumerate(evidence)]
             tail = summarise + query
             segments = self._frame([static, *middle, tail])
         else:
+            query = QUERY.format(item=self.item_text(item), user=user) + " " + ANSWER
             collab = COLLAB_HEADER + self._grouped_evidence(evidence) if evidence else ""
             # The role-play prefix is its own segment: the only part shared across steps.
             body = collab + summarise + history + query

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from coral.errors import CoralError
+from coral.evidence import Evidence
 from coral.llm.base import Prompt, Scorer, ScoreResult
 
 
@@ -114,3 +115,16 @@ class ScriptedScorer(Scorer):
 
     def stats(self) -> dict[str, float]:
         return {"calls": float(self._calls), "prompts": float(self._prompts), "cache_hits": 0.0}
+
+
+class MetadataPromptBuilder:
+    """A minimal prompt builder for scripted scorers: one short line per piece of evidence.
+
+    :class:`ScriptedScorer` reads only the prompt's metadata, so the text here is for logs; use
+    ``coral.llm.prompt.PromptBuilder`` for a real LLM.
+    """
+
+    def build(self, user: int, item: int, evidence: Sequence[Evidence]) -> Prompt:
+        """The prompt for ``user`` and ``item`` with ``evidence`` in retrieval order."""
+        lines = tuple(f"item {e.item} is {'liked' if e.label else 'disliked'} by user {e.user}\n" for e in evidence)
+        return Prompt(segments=("context:\n", *lines, f"would user {user} like item {item}?"), user=user, item=item, evidence=tuple(evidence))

@@ -1,0 +1,110 @@
+"""The alignment run's knobs. Every field is saved with the result and hashed into its identity."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from coral.errors import CoralError
+
+METHODS = ("lora", "head")
+BALANCING = ("sample", "weight", "none")
+POLICIES = ("random", "greedy")
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """How the scorer is aligned to the Yes/No task. Defaults fit 10 minutes on 2 CPU cores (gift_cards)."""
+
+    method: Literal["lora", "head"] = "lora"
+    """lora: LoRA fine-tuning of the LLM (TALLRec); head: a logistic readout on the frozen LLM's last hidden state."""
+    base_model: str | None = None
+    """HF model directory or .gguf file of the LLM; None = the embedded SmolLM2-135M-Instruct."""
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    """Weights' dtype while training and scoring (bf16 is about 2x faster on these CPUs)."""
+    seed: int = 0
+    """Seed of the example sampling, the evidence draws and the LoRA initialisation."""
+    n_train: int = 256
+    """Training prompts (sub-sampled from the training split; a negative may appear several times with different evidence)."""
+    source_split: Literal["train", "tail_train"] = "train"
+    """Where training targets come from: the whole training split or its tail-item part."""
+    balance: Literal["sample", "weight", "none"] = "sample"
+    """Class balance: sample = half the prompts are negatives (re-drawn with other evidence); weight = inverse-frequency loss weights."""
+    max_evidence: int = 5
+    """K: each prompt gets a collaborative block of 0..K pieces of evidence (uniform), as in the evaluation's 5 rounds."""
+    policies: tuple[str, ...] = POLICIES
+    """Retrieval policies that pick the evidence, one drawn uniformly per prompt: random (uniform over training
+    interactions) and greedy (the observed training interactions nearest to the target pair in warm-start embeddings)."""
+    embeddings: str = "dfm"
+    """Warm start of the greedy policy's embeddings (as the environment's ``embeddings`` option)."""
+    chat_template: bool = True
+    """Prompts use the tokenizer's chat template (``PromptConfig.chat_template``); must match how the scored prompts are built."""
+    max_tokens: int = 512
+    """Prompts longer than this are left out of training (the environment never truncates)."""
+    # ---- LoRA ----
+    lora_r: int = 8
+    """LoRA rank."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (scale = alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    """Linear modules that get adapters."""
+    lora_layers: int = 0
+    """Adapt only the top this-many decoder layers (0 = all). Fewer layers means a shorter backward pass."""
+    lr: float = 5e-4
+    """AdamW peak learning rate of the adapters."""
+    epochs: int = 1
+    """Passes over the training prompts (LoRA)."""
+    grad_accum: int = 8
+    """Prompts per optimiser step (each forward pass is one prompt: no padding waste on CPU)."""
+    checkpoint_steps: int = 8
+    """Also checkpoint every this-many optimiser steps inside an epoch (0 = per epoch only)."""
+    # ---- readout head ----
+    head_c: float = 0.1
+    """Inverse L2 strength (scikit-learn's C) of the logistic readout, on standardised features."""
+    # ---- validation ----
+    n_valid: int = 0
+    """Validation interactions scored to pick and report the method (0 = all)."""
+    threads: int = 2
+    """torch threads."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {self.method!r}"),
+            (self.balance in BALANCING, f"balance must be one of {', '.join(BALANCING)}, got {self.balance!r}"),
+            (bool(self.policies) and set(self.policies) <= set(POLICIES), f"policies must be a non-empty subset of {', '.join(POLICIES)}, got {self.policies}"),
+            (self.source_split in ("train", "tail_train"), f"source_split must be train or tail_train, got {self.source_split!r}"),
+            (self.n_train >= 2, f"n_train must be >= 2, got {self.n_train}"),
+            (self.max_evidence >= 0, f"max_evidence must be >= 0, got {self.max_evidence}"),
+            (self.epochs >= 1 and self.grad_accum >= 1 and self.lora_r >= 1, "epochs, grad_accum and lora_r must be >= 1"),
+            (self.lora_layers >= 0 and self.checkpoint_steps >= 0 and self.n_valid >= 0, "lora_layers, checkpoint_steps and n_valid must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CoralError(f"align config: {message}")
+        object.__setattr__(self, "policies", tuple(self.policies))
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AlignConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a result written by another version)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise CoralError(f"align config: unknown field(s) {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    @property
+    def hash(self) -> str:
+        """A short stable hash of every field."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def replace(self, **changes: Any) -> "AlignConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,117 @@
+"""Train and evaluate several baselines over several seeds into a shared results.csv, resumably."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from coral.baselines.config import BaselineConfig
+from coral.baselines.export import save_embeddings
+from coral.baselines.train import evaluate_baseline, train_baseline
+from coral.data.dataset import CoralDataset
+from coral.results import append_rows, config_hash, make_row, read_rows
+
+RESULTS_FILE = "results.csv"
+
+
+def row_config(dataset: CoralDataset, config: BaselineConfig) -> dict:
+    """What a result row records as its config: the baseline's learned settings and the data's."""
+    return {"baseline": config.learned_dict(), "data": dataset.config.to_dict(), "dataset_fingerprint": dataset.fingerprint}
+
+
+def run_baselines(
+    dataset: CoralDataset,
+    models: Sequence[str],
+    seeds: Sequence[int],
+    out: str | Path,
+    template: BaselineConfig = BaselineConfig(),
+    export_embeddings: bool = False,
+    force: bool = False,
+    show_progress: bool = True,
+) -> list[dict]:
+    """Train every (model, seed), evaluate it on the test split and append its row to ``out/results.csv``.
+
+    A (model, seed) whose row already exists with the same config hash is skipped (resume),
+    unless ``force``.
+
+    :param dataset: the processed dataset.
+    :param models: baseline names.
+    :param seeds: training seeds.
+    :param out: output directory.
+    :param template: settings shared by every run; ``model`` and ``seed`` are replaced.
+    :param export_embeddings: also write ``out/embeddings/<model>-seed<seed>/``.
+    :param force: retrain runs that already have a row.
+    :param show_progress: draw a progress bar per model.
+    :returns: the rows of this dataset and these models and seeds (new and resumed).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out = Path(out)
+    results = out / RESULTS_FILE
+    configs = {(m, s): dataclasses.replace(template, model=m, seed=s) for m in models for s in seeds}
+    done = {(r["model"], r["seed"], r["config_hash"]): r for r in read_rows(results) if r.get("dataset") == dataset.name}
+    rows: list[dict] = []
+    with Progress(TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn(), disable=not show_progress) as progress:
+        for model in models:
+            task = progress.add_task(model, total=len(seeds) * template.epochs, status="")
+            for k, seed in enumerate(seeds):
+                config = configs[(model, seed)]
+                key = (model, str(seed), config_hash(row_config(dataset, config)))
+                if key in done and not force:
+                    rows.append(done[key])
+                    progress.update(task, completed=(k + 1) * template.epochs, status=f"seed {seed}: resumed")
+                    continue
+
+                def on_epoch(epoch: int, auc: float, k: int = k, seed: int = seed) -> None:
+                    progress.update(task, completed=k * template.epochs + epoch, status=f"seed {seed} epoch {epoch} val AUC {auc:.4f}")
+
+                trained = train_baseline(dataset, config, on_epoch=on_epoch)
+                metrics = evaluate_baseline(trained, dataset, "test", seed=seed)
+                row = make_row(
+                    dataset=dataset.name,
+                    model=model,
+                    seed=seed,
+                    metrics=metrics,
+                    config=row_config(dataset, config),
+                    train_seconds=trained.train_seconds,
+                    best_epoch=trained.best_epoch,
+                    epochs_run=len(trained.history),
+                    best_valid_auc=max(trained.history),
+                    dataset_fingerprint=dataset.fingerprint,
+                )
+                append_rows(results, [row])
+                if export_embeddings:
+                    save_embeddings(out / "embeddings" / f"{model}-seed{seed}", trained, dataset)
+                rows.append(row)
+                progress.update(task, completed=(k + 1) * template.epochs, status=f"seed {seed}: test AUC {metrics['auc']:.4f}")
+    return rows
+
+
+def summary_table(rows: Sequence[dict], title: str = ""):
+    """A rich table with one line per model: mean (and sd over seeds) of the test metrics."""
+    from rich.table import Table
+
+    table = Table("model", "seeds", "AUC", "AUC 95% CI (mean)", "F1", "F1@0.5", "log loss", "train s", title=title)
+    by_model: dict[str, list[dict]] = {}
+    for row in rows:
+        by_model.setdefault(str(row["model"]), []).append(row)
+
+    def values(group: list[dict], key: str) -> np.ndarray:
+        return np.array([float(r[key]) for r in group], dtype=np.float64)
+
+    for model, group in by_model.items():
+        auc = values(group, "auc")
+        table.add_row(
+            model,
+            str(len(group)),
+            f"{np.mean(auc):.4f} ± {np.std(auc, ddof=1) if len(auc) > 1 else 0.0:.4f}",
+            f"[{np.mean(values(group, 'auc_ci_low')):.3f}, {np.mean(values(group, 'auc_ci_high')):.3f}]",
+            f"{np.mean(values(group, 'f1')):.4f}",
+            f"{np.mean(values(group, 'f1_at_05')):.4f}",
+            f"{np.mean(values(group, 'logloss')):.4f}",
+            f"{np.mean(values(group, 'train_seconds')):.1f}",
+        )
+    return table

@@ -1,0 +1,276 @@
+"""The default backend: a transformers causal LM in this process, batched, with prefix KV reuse.
+
+Prompts are tokenised segment by segment (the token ids of a prompt are the concatenation of its
+segments' ids), so a prompt that extends another one by a segment shares its token prefix
+exactly. The key/value cache of every prompt's prefix (all segments but the last) is kept in a
+byte-bounded LRU keyed by the hash of the prefix text; a later prompt that starts with a cached
+prefix (the next step of a retrieval episode, in the same or a later batched call) computes only
+its new segments and the tail. Prompts with different cached prefix lengths are batched together:
+their caches are left-padded to a common length and masked, and their new tokens left-padded too,
+with explicit position ids.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Thread pinning must happen before torch is imported (see docs/cpu-llm-notes.md): unpinned
+# OpenMP threads on these shared 2-core machines swung throughput by an order of magnitude.
+os.environ.setdefault("OMP_PROC_BIND", "true")
+os.environ.setdefault("OMP_PLACES", "cores")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import hashlib  # noqa: E402
+from collections import OrderedDict  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from coral.llm.base import Prompt, Scorer, ScoreResult  # noqa: E402
+from coral.llm.labels import DEFAULT_LABELS, resolve_label_tokens, readout_from_logits  # noqa: E402
+
+#: One cached prefix: per layer (keys, values), each (kv_heads, length, head_dim).
+PrefixKV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+class PrefixKVStore:
+    """An LRU of prefix key/value caches, bounded in bytes.
+
+    :param max_bytes: evict least recently used prefixes beyond this total size.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self._entries: OrderedDict[str, tuple[PrefixKV, int]] = OrderedDict()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> PrefixKV | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: str, kv: PrefixKV) -> None:
+        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        if key in self._entries:
+            self.bytes -= self._entries.pop(key)[1]
+        if size > self.max_bytes:
+            return
+        self._entries[key] = (kv, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, (_, old) = self._entries.popitem(last=False)
+            self.bytes -= old
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+
+def prefix_keys(segments: Sequence[str]) -> list[str]:
+    """``keys[j]`` = hash of the first ``j`` segments (``keys[0]`` is the empty prefix)."""
+    h = hashlib.sha256()
+    keys = [h.hexdigest()]
+    for seg in segments:
+        h.update(seg.encode("utf-8"))
+        h.update(b"\x00")  # segment boundary: "ab"+"c" and "a"+"bc" tokenise differently
+        keys.append(h.hexdigest())
+    return keys
+
+
+@dataclass
+class _Job:
+    index: int
+    past: PrefixKV | None
+    past_len: int
+    new_ids: list[int]
+    keep_len: int
+    """How many of ``new_ids`` (from the start) belong to the prefix to store."""
+    store_key: str | None
+
+
+class HFScorer(Scorer):
+    """P(Yes) from a transformers causal LM.
+
+    :param model: a loaded causal LM (e.g. from :func:`coral.llm.model.load_embedded_model`, or a
+        peft-merged adapter model).
+    :param tokenizer: its tokenizer.
+    :param model_id: a stable name of the weights, for the fingerprint.
+    :param labels: (positive, negative) label text; each must be a single token.
+    :param batch_size: prompts per forward pass.
+    :param max_batch_tokens: cap on batch size x padded (cached + new) length per forward pass.
+    :param kv_reuse: reuse prefix key/value caches across prompts and calls.
+    :param kv_cache_bytes: memory budget of the prefix cache.
+    :param head: optional readout head on the last position's final hidden state, mapping
+        (batch, hidden) to (batch,) Yes-vs-No logits; replaces the label-token softmax for p
+        (the Yes/No mass is still read from the LM head).
+    :param fingerprint_extra: identity of anything plugged in (adapter, head), for the fingerprint.
+    """
+
+    backend = "hf"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        labels: tuple[str, str] = DEFAULT_LABELS,
+        batch_size: int = 8,
+        max_batch_tokens: int = 16384,
+        kv_reuse: bool = True,
+        kv_cache_bytes: int = 1 << 30,
+        head: torch.nn.Module | None = None,
+        fingerprint_extra: str = "",
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.labels = resolve_label_tokens(tokenizer, labels)
+        self.batch_size = max(1, int(batch_size))
+        self.max_batch_tokens = int(max_batch_tokens)
+        self.kv_reuse = kv_reuse
+        self.kv_store = PrefixKVStore(kv_cache_bytes)
+        self.head = head
+        self.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.fingerprint = f"hf|{model_id}|{self.dtype}|{self.labels.describe()}|head={'yes' if head is not None else 'no'}|{fingerprint_extra}"
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = int(pad if pad is not None else 0)
+        probe = tokenizer("a").input_ids
+        bos = tokenizer.bos_token_id
+        self._bos = [int(bos)] if bos is not None and probe and probe[0] == bos else []
+        self._segment_ids: OrderedDict[str, list[int]] = OrderedDict()
+        self._counters = {"llm_calls": 0, "prompts": 0, "tokens_computed": 0, "tokens_reused": 0, "padded_tokens": 0}
+
+    # ---- tokenisation -----------------------------------------------------------------------
+    def _ids(self, segment: str) -> list[int]:
+        ids = self._segment_ids.get(segment)
+        if ids is None:
+            ids = list(self.tokenizer(segment, add_special_tokens=False).input_ids)
+            self._segment_ids[segment] = ids
+            if len(self._segment_ids) > 100_000:
+                self._segment_ids.popitem(last=False)
+        return ids
+
+    def token_ids(self, prompt: Prompt) -> list[int]:
+        """The prompt's token ids: its segments tokenised separately and concatenated."""
+        return self._bos + [t for seg in prompt.segments for t in self._ids(seg)]
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def _plan(self, index: int, prompt: Prompt) -> _Job:
+        segs = prompt.segments
+        seg_ids = [self._ids(s) for s in segs]
+        seg_ids[0] = self._bos + seg_ids[0]
+        n = len(segs)
+        if not self.kv_reuse or n < 2:
+            return _Job(index, None, 0, [t for s in seg_ids for t in s], 0, None)
+        keys = prefix_keys(segs[:-1])
+        start, past = 0, None
+        for j in range(n - 1, 0, -1):
+            past = self.kv_store.get(keys[j])
+            if past is not None:
+                start = j
+                break
+        middle = [t for s in seg_ids[start : n - 1] for t in s]
+        past_len = past[0][0].shape[1] if past is not None else 0
+        store_key = keys[n - 1] if start < n - 1 else None
+        return _Job(index, past, past_len, middle + seg_ids[-1], len(middle), store_key)
+
+    def _batches(self, jobs: list[_Job]) -> list[list[_Job]]:
+        jobs = sorted(jobs, key=lambda j: (j.past_len + len(j.new_ids), len(j.new_ids)), reverse=True)
+        batches, current = [], []
+        for job in jobs:
+            if current:
+                width = current[0].past_len + len(current[0].new_ids)  # sorted: the first is the longest
+                new_width = max(len(j.new_ids) for j in current + [job]) + max(j.past_len for j in current + [job])
+                if len(current) >= self.batch_size or (len(current) + 1) * max(width, new_width) > self.max_batch_tokens:
+                    batches.append(current)
+                    current = []
+            current.append(job)
+        if current:
+            batches.append(current)
+        return batches
+
+    @torch.inference_mode()
+    def _forward(self, jobs: list[_Job]) -> tuple[np.ndarray, np.ndarray]:
+        from transformers import DynamicCache
+
+        b = len(jobs)
+        p_max = max(j.past_len for j in jobs)
+        n_max = max(len(j.new_ids) for j in jobs)
+        input_ids = torch.full((b, n_max), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((b, p_max + n_max), dtype=torch.long)
+        positions = torch.zeros((b, n_max), dtype=torch.long)
+        for r, job in enumerate(jobs):
+            n = len(job.new_ids)
+            input_ids[r, n_max - n :] = torch.tensor(job.new_ids, dtype=torch.long)
+            mask[r, p_max - job.past_len : p_max] = 1
+            mask[r, p_max + n_max - n :] = 1
+            positions[r, n_max - n :] = torch.arange(job.past_len, job.past_len + n)
+        cache = None
+        if p_max > 0:
+            layers = []
+            for layer in range(len(next(j.past for j in jobs if j.past is not None))):
+                k_ref, _ = next(j.past for j in jobs if j.past is not None)[layer]
+                shape = (b, k_ref.shape[0], p_max, k_ref.shape[2])
+                keys = torch.zeros(shape, dtype=k_ref.dtype)
+                values = torch.zeros(shape, dtype=k_ref.dtype)
+                for r, job in enumerate(jobs):
+                    if job.past is not None:
+                        keys[r, :, p_max - job.past_len :] = job.past[layer][0]
+                        values[r, :, p_max - job.past_len :] = job.past[layer][1]
+                layers.append((keys, values))
+            cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        decoder = self.model.get_decoder()
+        out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        hidden = out.last_hidden_state[:, -1]
+        logits = self.model.get_output_embeddings()(hidden)
+        p, mass = readout_from_logits(logits, self.labels)
+        if self.head is not None:
+            p = torch.sigmoid(self.head(hidden).float().reshape(-1)).double().cpu().numpy()
+        self._store(jobs, out.past_key_values, p_max, n_max)
+        self._counters["llm_calls"] += 1
+        self._counters["tokens_computed"] += sum(len(j.new_ids) for j in jobs)
+        self._counters["tokens_reused"] += sum(j.past_len for j in jobs)
+        self._counters["padded_tokens"] += b * n_max
+        return p, mass
+
+    def _store(self, jobs: list[_Job], cache: Any, p_max: int, n_max: int) -> None:
+        """Keep each job's prefix (cached part + new middle segments) for later prompts."""
+        for r, job in enumerate(jobs):
+            if job.store_key is None:
+                continue
+            start_new = p_max + n_max - len(job.new_ids)
+            kv = []
+            for layer in cache.layers:
+                parts_k = [layer.keys[r, :, p_max - job.past_len : p_max], layer.keys[r, :, start_new : start_new + job.keep_len]]
+                parts_v = [layer.values[r, :, p_max - job.past_len : p_max], layer.values[r, :, start_new : start_new + job.keep_len]]
+                kv.append((torch.cat(parts_k, dim=1), torch.cat(parts_v, dim=1)))  # cat copies: frees the batch
+            self.kv_store.put(job.store_key, tuple(kv))
+
+    def score_details(self, prompts: Sequence[Prompt]) -> ScoreResult:
+        p = np.zeros(len(prompts))
+        mass = np.zeros(len(prompts))
+        if not prompts:
+            return ScoreResult(p, mass)
+        # Plan and run batch by batch so that a prompt can reuse a prefix stored by an earlier
+        # batch of the same call only when it was planned after it: plan all first (simple and
+        # deterministic), then run.
+        jobs = [self._plan(i, pr) for i, pr in enumerate(prompts)]
+        for batch in self._batches(jobs):
+            bp, bm = self._forward(batch)
+            for r, job in enumerate(batch):
+                p[job.index], mass[job.index] = bp[r], bm[r]
+        self._counters["prompts"] += len(prompts)
+        return ScoreResult(p, mass)
+
+    def stats(self) -> dict[str, float]:
+        return {**self._counters, "kv_cache_entries": len(self.kv_store), "kv_cache_bytes": self.kv_store.bytes}

@@ -1,0 +1,392 @@
+"""``CoRAL/CollabRetrieval-v0``: retrieving collaborative evidence for an LLM as an MDP."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from coral.data.dataset import CoralDataset
+from coral.errors import CoralError
+from coral.evidence import Evidence
+
+from envs.resources import resolve_dataset, resolve_embeddings, resolve_index, resolve_scorer
+from envs.retrieval import EmbeddingTables, EvidenceIndex
+
+if TYPE_CHECKING:
+    from coral.llm.base import Prompt, Scorer
+
+ACTION_MODES = ("query", "candidates")
+QUERY_MATCHES = ("observed", "independent")
+EPISODE_MODES = ("auto", "train", "eval")
+EPISODE_SPLITS = ("train", "valid", "test")
+
+
+class PromptBuilderLike(Protocol):
+    """What the environment needs from a prompt builder (``coral.llm.prompt.PromptBuilder``)."""
+
+    def build(self, user: int, item: int, evidence: Sequence[Evidence]) -> "Prompt": ...
+
+
+@dataclass
+class EnvConfig:
+    """Everything that defines a retrieval environment. Also accepted as a plain dict (RLlib)."""
+
+    dataset: str | CoralDataset = "gift_cards"
+    """Dataset name or path (``coral.data.load_dataset``), or a loaded dataset."""
+    split: str = "train"
+    """Where episodes come from: train (the tail-item training interactions), valid or test."""
+    mode: str = "auto"
+    """train: up to max_train_steps, stopping once |p - y| < stop_error; eval: exactly eval_rounds; auto: train on the train split, else eval."""
+    action_mode: str = "query"
+    """query: continuous [a_u, a_i] mapped to evidence by nearest neighbours; candidates: Discrete over the n_candidates nearest observed interactions."""
+    query_match: str = "observed"
+    """For query actions. observed: the nearest observed training interaction to [a_u, a_i]; independent: the nearest user and nearest item separately (paper Eq. 6)."""
+    n_candidates: int = 20
+    """Number of candidate interactions in the candidates action mode."""
+    embeddings: str | Any = "dfm"
+    """Warm start: dfm, wdl, afm, dcn (CTR-model embeddings), none (random), or an object with user and item arrays."""
+    embedding_dim: int = 128
+    """Embedding size d (the observation has 4d + 2 entries)."""
+    embedding_seed: int = 0
+    """Seed of the warm-start CTR model or of the random embeddings."""
+    scorer: str | Any = "hf"
+    """Scorer spec for ``coral.llm.make_scorer`` (hf = the embedded LLM), scripted[:k=v,...], or a Scorer."""
+    max_train_steps: int = 10
+    """Retrieval steps allowed per training episode."""
+    stop_error: float = 0.1
+    """Training episodes terminate once |p_t - y| falls below this."""
+    eval_rounds: int = 5
+    """Retrieval steps of every evaluation episode (K)."""
+    prompt_builder: Any = None
+    """An object with build(user, item, evidence) -> Prompt; None = coral.llm.prompt.PromptBuilder with defaults."""
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("split", self.split, EPISODE_SPLITS),
+            ("mode", self.mode, EPISODE_MODES),
+            ("action_mode", self.action_mode, ACTION_MODES),
+            ("query_match", self.query_match, QUERY_MATCHES),
+        ):
+            if value not in allowed:
+                raise CoralError(f"env config: {name} must be one of {', '.join(allowed)}, got {value!r}")
+        for name in ("n_candidates", "embedding_dim", "max_train_steps", "eval_rounds"):
+            if int(getattr(self, name)) < 1:
+                raise CoralError(f"env config: {name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def episode_mode(self) -> str:
+        """train or eval, with auto resolved from the split."""
+        if self.mode != "auto":
+            return self.mode
+        return "train" if self.split == "train" else "eval"
+
+    @classmethod
+    def from_any(cls, config: "EnvConfig | Mapping[str, Any] | None" = None, **overrides: Any) -> "EnvConfig":
+        """An EnvConfig from a config, a dict (e.g. RLlib's EnvContext) or nothing, with field overrides.
+
+        :raises CoralError: on a key that is not a field.
+        """
+        if isinstance(config, EnvConfig):
+            # Not dataclasses.asdict: it would deep-copy a dataset object into dicts.
+            base = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        else:
+            base = dict(config or {})
+        base.update(overrides)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(base) - fields)
+        if unknown:
+            raise CoralError(f"env config: unknown option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(fields))}")
+        return cls(**base)
+
+
+def score_prompts(scorer: "Scorer", prompts: Sequence["Prompt | None"]) -> list[float | None]:
+    """Score the prompts that are not None in one scorer call; None stays None (nothing changed).
+
+    :param scorer: the scorer.
+    :param prompts: one entry per environment.
+    """
+    todo = [j for j, p in enumerate(prompts) if p is not None]
+    out: list[float | None] = [None] * len(prompts)
+    if todo:
+        scores = scorer.score([prompts[j] for j in todo])
+        for j, p in zip(todo, scores):
+            out[j] = float(p)
+    return out
+
+
+class CollabRetrievalEnv(gym.Env):
+    """Retrieve collaborative evidence, one interaction per step, to correct an LLM's P(Yes).
+
+    ## Description
+
+    CoRAL (Wu et al., KDD 2024) asks a frozen LLM whether a user would like a long-tail item and
+    lets a policy add collaborative evidence to the prompt: observed training interactions
+    ("the item X is liked/disliked by the users ..."). An episode is one (user, item, label)
+    interaction, drawn with the environment's seeded generator from the chosen split's
+    tail-item interactions. Each step retrieves one interaction, extends the prompt and scores
+    it again; the reward is the decrease of the LLM's absolute error.
+
+    ## Action Space
+
+    ``action_mode="query"`` (the paper): ``Box(-1, 1, (2d,), float32)``, a query [a_u, a_i]
+    rescaled per dimension onto the range of the user and item embeddings
+    (``center + a * half_range``). With ``query_match="observed"`` (default) the retrieved
+    evidence is the observed training interaction whose [user, item] embedding is nearest to
+    the query and not yet retrieved in this episode, so every step adds a real like/dislike.
+    With ``query_match="independent"`` (the paper's Eq. 6) the nearest user and the nearest item
+    are found separately; if that pair is an observed training interaction not yet retrieved,
+    it is added with its label, otherwise the step is "unobserved": the prompt stays as it was
+    (an empty line), p_t = p_{t-1} with no LLM call, reward 0, and only the state's means move.
+
+    ``action_mode="candidates"``: ``Discrete(M)`` over the M observed training interactions
+    nearest to the target pair (nearest first). :meth:`action_masks` hides used candidates
+    (for sb3-contrib's MaskablePPO); a masked action is a no-op step with reward 0.
+
+    ## Observation Space
+
+    ``Box(low, high, (4d + 2,), float32)``: the target user's and item's embeddings, the mean
+    embedding of the users and of the items retrieved so far (zeros before any), p_t, and t / K
+    (K = the episode's step limit). The bounds are the embedding tables' per-dimension ranges
+    (zero is clipped into them before any retrieval) and [0, 1] for p_t and t / K.
+
+    ## Rewards
+
+    r_t = |p_{t-1} - y| - |p_t - y|, so the undiscounted return is |p_0 - y| - |p_T - y|.
+
+    ## Starting State
+
+    ``reset`` draws an interaction (or takes ``options={"index": j}``, row j of the split),
+    builds the prompt without collaborative evidence and scores p_0.
+
+    ## Episode End
+
+    Training mode (``split="train"``): terminated when |p_t - y| < ``stop_error`` (0.1),
+    truncated after ``max_train_steps`` (10). Evaluation mode (valid/test): truncated after
+    exactly ``eval_rounds`` (5) steps; never terminated. Running out of evidence (all candidates
+    used) also truncates.
+
+    ## Arguments
+
+    One :class:`EnvConfig`, a dict of its fields, or its fields as keywords:
+    ``gymnasium.make("CoRAL/CollabRetrieval-v0", dataset="gift_cards")`` uses the embedded LLM
+    (scorer "hf") and the DFM warm start.
+
+    ## Leakage
+
+    Evidence comes from the training split only and passes the leakage guard
+    (:class:`envs.retrieval.LeakageGuard`): the target interaction and every validation/test
+    interaction are refused with an error.
+
+    ## Version History
+
+    * v0: first version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = EnvConfig.from_any(config)
+        cfg = self.config
+        self.dataset = resolve_dataset(cfg.dataset)
+        self.scorer = resolve_scorer(cfg.scorer)
+        embeddings: EmbeddingTables = resolve_embeddings(self.dataset, cfg.embeddings, seed=cfg.embedding_seed, dim=cfg.embedding_dim)
+        self.index: EvidenceIndex = resolve_index(self.dataset, embeddings)
+        self.episodes = self.dataset.split("tail_train" if cfg.split == "train" else cfg.split)
+        if len(self.episodes) == 0:
+            raise CoralError(f"dataset {self.dataset.name!r}: split {cfg.split!r} has no tail interactions to draw episodes from")
+        if cfg.prompt_builder is None:
+            from coral.llm.prompt import PromptBuilder, PromptConfig
+
+            # The scorer's tokenizer (if it has one) supplies the chat template the LLM expects.
+            tokenizer = getattr(self.scorer, "tokenizer", None)
+            self.prompt_builder: PromptBuilderLike = PromptBuilder(self.dataset, PromptConfig(), tokenizer=tokenizer)
+        else:
+            self.prompt_builder = cfg.prompt_builder
+
+        d = self.index.dim
+        self.dim = d
+        training = cfg.episode_mode == "train"
+        self.max_steps = cfg.max_train_steps if training else cfg.eval_rounds
+        self.stop_error: float | None = cfg.stop_error if training else None
+        # Bounds: embeddings and their means lie within the tables' ranges; p and t/K in [0, 1].
+        u_lo, u_hi = self.index.user_emb.min(axis=0), self.index.user_emb.max(axis=0)
+        i_lo, i_hi = self.index.item_emb.min(axis=0), self.index.item_emb.max(axis=0)
+        self.observation_space = gym.spaces.Box(
+            low=np.concatenate([u_lo, i_lo, u_lo, i_lo, [0.0, 0.0]]).astype(np.float32),
+            high=np.concatenate([u_hi, i_hi, u_hi, i_hi, [1.0, 1.0]]).astype(np.float32),
+            dtype=np.float32,
+        )
+        if cfg.action_mode == "query":
+            self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2 * d,), dtype=np.float32)
+        else:
+            self.action_space = gym.spaces.Discrete(cfg.n_candidates)
+        lo = np.concatenate([u_lo, i_lo]).astype(np.float64)
+        hi = np.concatenate([u_hi, i_hi]).astype(np.float64)
+        self._center, self._half_range = (hi + lo) / 2.0, (hi - lo) / 2.0
+
+        #: Prompts this environment has had scored (its share of LLM calls).
+        self.prompts_scored = 0
+        self._used = np.zeros(len(self.index), dtype=bool)
+        self._active = False
+        self._set_target(0)
+
+    # ---- episode state ---------------------------------------------------------------------
+    def _set_target(self, j: int) -> None:
+        self.episode_index = int(j)
+        self.user = int(self.episodes.user[j])
+        self.item = int(self.episodes.item[j])
+        self.label = int(self.episodes.label[j])
+        self.t = 0
+        self.p = self.p0 = float("nan")
+        self.evidence: list[Evidence] = []
+        self.trace: list[dict[str, Any]] = []
+        self._sum_users = np.zeros(self.dim, dtype=np.float64)
+        self._sum_items = np.zeros(self.dim, dtype=np.float64)
+        self._n_retrieved = 0
+        self._used[:] = False
+        target_row = self.index.row_of(self.user, self.item)
+        if target_row >= 0:
+            self._used[target_row] = True  # the target is never retrievable
+        self.candidates = np.zeros(0, dtype=np.int64)
+        if self.config.action_mode == "candidates":
+            self.candidates = self.index.nearest_rows(self.index.pair_vector(self.user, self.item), self._used, self.config.n_candidates)
+
+    def _observation(self) -> np.ndarray:
+        n = max(self._n_retrieved, 1)
+        obs = np.concatenate(
+            [
+                self.index.user_emb[self.user],
+                self.index.item_emb[self.item],
+                self._sum_users / n,
+                self._sum_items / n,
+                [self.p, self.t / self.max_steps],
+            ]
+        ).astype(np.float32)
+        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def _info(self) -> dict[str, Any]:
+        return {"p": self.p, "label": self.label, "abs_error": abs(self.p - self.label), "t": self.t, "episode_index": self.episode_index}
+
+    @property
+    def active(self) -> bool:
+        """True between a reset and the end of its episode."""
+        return self._active
+
+    @property
+    def used_rows(self) -> np.ndarray:
+        """(len(index),) bool: evidence rows that may not be retrieved now (the target, already retrieved)."""
+        return self._used
+
+    def action_masks(self) -> np.ndarray:
+        """(n_candidates,) bool: True for candidates not yet retrieved in this episode (candidates mode)."""
+        if self.config.action_mode != "candidates":
+            raise CoralError("action_masks() exists only in the candidates action mode")
+        mask = np.zeros(self.config.n_candidates, dtype=bool)
+        mask[: len(self.candidates)] = ~self._used[self.candidates]
+        return mask
+
+    def query_vector(self, action: np.ndarray) -> np.ndarray:
+        """The embedding-space query (2d,) of a normalised query action in [-1, 1]^(2d)."""
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
+        return self._center + a * self._half_range
+
+    def action_for_query(self, query: np.ndarray) -> np.ndarray:
+        """The normalised action whose query is ``query`` (clipped to the embedding range)."""
+        a = (np.asarray(query, dtype=np.float64) - self._center) / np.where(self._half_range > 0, self._half_range, 1.0)
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    # ---- two-phase reset and step, so that a vector of environments can batch the scoring ----
+    def begin_reset(self, seed: int | None = None, options: Mapping[str, Any] | None = None) -> "Prompt":
+        """Start an episode; returns the evidence-free prompt whose score is p_0."""
+        super().reset(seed=seed)
+        if options and "index" in options:
+            j = int(options["index"])
+            if not 0 <= j < len(self.episodes):
+                raise CoralError(f"episode index {j} out of range: split {self.config.split!r} has {len(self.episodes)} interactions")
+        else:
+            j = int(self.np_random.integers(len(self.episodes)))
+        self._set_target(j)
+        self._active = True
+        return self.prompt_builder.build(self.user, self.item, ())
+
+    def end_reset(self, p0: float) -> tuple[np.ndarray, dict[str, Any]]:
+        """Finish a reset with the score of :meth:`begin_reset`'s prompt."""
+        self.prompts_scored += 1
+        self.p = self.p0 = float(p0)
+        self.trace.append({"t": 0, "p": self.p})
+        return self._observation(), self._info()
+
+    def begin_step(self, action: Any) -> "Prompt | None":
+        """Retrieve evidence for ``action``; returns the extended prompt, or None if nothing was added."""
+        if not self._active:
+            raise CoralError("step() called before reset() or after the episode ended")
+        self.t += 1
+        row, ret_user, ret_item = -1, -1, -1
+        if self.config.action_mode == "candidates":
+            k = int(np.asarray(action).reshape(-1)[0]) if np.ndim(action) else int(action)
+            if 0 <= k < len(self.candidates) and not self._used[self.candidates[k]]:
+                row = int(self.candidates[k])
+        else:
+            query = self.query_vector(action)
+            if self.config.query_match == "observed":
+                rows = self.index.nearest_rows(query, self._used, 1)
+                row = int(rows[0]) if len(rows) else -1
+            else:
+                ret_user, ret_item = self.index.nearest_user(query[: self.dim]), self.index.nearest_item(query[self.dim :])
+                found = self.index.row_of(ret_user, ret_item)
+                row = found if found >= 0 and not self._used[found] else -1
+        ev: Evidence | None = None
+        if row >= 0:
+            ev = self.index.take(row, self.user, self.item)
+            self._used[row] = True
+            self.evidence.append(ev)
+            ret_user, ret_item = ev.user, ev.item
+        if ret_user >= 0:
+            self._sum_users += self.index.user_emb[ret_user]
+            self._sum_items += self.index.item_emb[ret_item]
+            self._n_retrieved += 1
+        self._last = {"t": self.t, "user": ret_user, "item": ret_item, "label": None if ev is None else ev.label}
+        return None if ev is None else self.prompt_builder.build(self.user, self.item, tuple(self.evidence))
+
+    def end_step(self, p: float | None) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Finish a step with the new prompt's score (None: the prompt did not change)."""
+        prev = self.p
+        if p is not None:
+            self.prompts_scored += 1
+            self.p = float(p)
+        reward = abs(prev - self.label) - abs(self.p - self.label)
+        self.trace.append({**self._last, "p": self.p})
+        terminated = self.stop_error is not None and abs(self.p - self.label) < self.stop_error
+        exhausted = self._exhausted()
+        truncated = not terminated and (self.t >= self.max_steps or exhausted)
+        self._active = not (terminated or truncated)
+        info = self._info() | {"evidence": self._last}
+        return self._observation(), float(reward), bool(terminated), bool(truncated), info
+
+    def _exhausted(self) -> bool:
+        if self.config.action_mode == "candidates":
+            return bool(self._used[self.candidates].all())
+        return bool(self._used.all())
+
+    # ---- the Gymnasium API --------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        prompt = self.begin_reset(seed=seed, options=options)
+        return self.end_reset(score_prompts(self.scorer, [prompt])[0])
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        prompt = self.begin_step(action)
+        return self.end_step(score_prompts(self.scorer, [prompt])[0])
+
+
+def make_env(config: EnvConfig | Mapping[str, Any] | None = None, **fields: Any) -> CollabRetrievalEnv:
+    """Build a :class:`CollabRetrievalEnv`: the one factory for gymnasium.make, SB3 and RLlib.
+
+    :param config: an :class:`EnvConfig`, a dict of its fields (RLlib's ``EnvContext``), or None.
+    :param fields: :class:`EnvConfig` fields overriding ``config`` (what ``gymnasium.make`` passes).
+    """
+    return CollabRetrievalEnv(EnvConfig.from_any(config, **fields))

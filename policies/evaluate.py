@@ -1,0 +1,210 @@
+"""Evaluation of a retrieval policy: K deterministic rounds per interaction, metrics after every round.
+
+:func:`evaluate_policy` needs no trained run (it serves CoRAL-random, greedy and the LLM alone,
+which is round 0 of any evaluation); :func:`evaluate_run` evaluates a ``coral train`` run and
+writes result rows and the evidence of every episode.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from coral.data.dataset import CoralDataset
+from coral.io import atomic_write_text
+from coral.metrics import binary_metrics
+from envs.collab_retrieval import CollabRetrievalEnv, EnvConfig, score_prompts
+
+from policies.base import RetrievalPolicy
+
+
+@dataclass
+class EvaluationResult:
+    """What an evaluation produced, for one split."""
+
+    split: str
+    labels: np.ndarray
+    """(n,) the interactions' labels."""
+    p: np.ndarray
+    """(rounds + 1, n) P(Yes) after each round; round 0 = the prompt without evidence (the LLM alone)."""
+    records: list[dict[str, Any]]
+    """One per interaction: user, item, label, episode_index and the rounds with their evidence and p."""
+    prompts_scored: int
+    """Prompts sent to the scorer (rounds that added no evidence are not scored again)."""
+    seconds: float
+    """Wall-clock time of the evaluation."""
+
+    @property
+    def rounds(self) -> int:
+        return self.p.shape[0] - 1
+
+
+def evaluate_policy(
+    policy: RetrievalPolicy,
+    dataset: CoralDataset,
+    scorer: Any,
+    split: str = "test",
+    rounds: int = 5,
+    config: EnvConfig | None = None,
+    batch_size: int = 16,
+    limit: int | None = None,
+) -> EvaluationResult:
+    """Run ``rounds`` retrieval rounds with ``policy`` for every interaction of ``split``.
+
+    Episodes run ``batch_size`` at a time; each round scores the batch's prompts in one call.
+
+    :param policy: the policy (deterministic policies give deterministic results).
+    :param dataset: the dataset.
+    :param scorer: the scorer (a Scorer or a spec such as "hf").
+    :param split: valid or test (or train: its tail-item interactions).
+    :param rounds: retrieval rounds per interaction (K).
+    :param config: environment settings (embeddings, action mode, prompt builder, ...); dataset,
+        scorer, split and episode length are set here. None: defaults, with random embeddings
+        when the policy ignores embeddings.
+    :param batch_size: episodes evaluated together.
+    :param limit: evaluate only the first ``limit`` interactions of the split.
+    """
+    start = time.perf_counter()
+    if config is None:
+        config = EnvConfig(embeddings="dfm" if policy.needs_embeddings else "none")
+    cfg = EnvConfig.from_any(config, dataset=dataset, scorer=scorer, split=split, mode="eval", eval_rounds=rounds)
+    first = CollabRetrievalEnv(cfg)
+    n = len(first.episodes) if limit is None else min(int(limit), len(first.episodes))
+    shared = EnvConfig.from_any(cfg, scorer=first.scorer, prompt_builder=first.prompt_builder)
+    envs = [first] + [CollabRetrievalEnv(shared) for _ in range(max(1, min(batch_size, n)) - 1)]
+    p = np.zeros((rounds + 1, n))
+    records: list[dict[str, Any]] = []
+    for begin in range(0, n, len(envs)):
+        batch = envs[: min(len(envs), n - begin)]
+        prompts = [env.begin_reset(options={"index": begin + k}) for k, env in enumerate(batch)]
+        obs = np.stack([env.end_reset(s)[0] for env, s in zip(batch, score_prompts(first.scorer, prompts))])
+        for _ in range(rounds):
+            # An episode can end early only by running out of evidence (a tiny pool).
+            live = [k for k, env in enumerate(batch) if env.active]
+            if not live:
+                break
+            actions = policy.act(obs[live], [batch[k] for k in live])
+            step_prompts = [batch[k].begin_step(a) for k, a in zip(live, actions)]
+            for k, s in zip(live, score_prompts(first.scorer, step_prompts)):
+                obs[k] = batch[k].end_step(s)[0]
+        for k, env in enumerate(batch):
+            trace_p = [step["p"] for step in env.trace]
+            p[:, begin + k] = trace_p + trace_p[-1:] * (rounds + 1 - len(trace_p))
+            records.append(
+                {"split": split, "episode_index": env.episode_index, "user": env.user, "item": env.item, "label": env.label, "rounds": env.trace}
+            )
+    labels = np.asarray(first.episodes.label[:n], dtype=np.int64)
+    return EvaluationResult(split, labels, p, records, sum(e.prompts_scored for e in envs), time.perf_counter() - start)
+
+
+def round_metrics(test: EvaluationResult, valid: EvaluationResult | None = None, n_boot: int = 1000) -> list[dict[str, float]]:
+    """``coral.metrics.binary_metrics`` after each round 0..K, with the round number in ``round``.
+
+    :param test: the evaluated split.
+    :param valid: the validation split evaluated the same way: its round-r scores tune round r's
+        F1 threshold; without it the threshold is 0.5.
+    :param n_boot: bootstrap resamples of the AUC interval.
+    """
+    rows = []
+    for r in range(test.rounds + 1):
+        v_y, v_p = (valid.labels, valid.p[r]) if valid is not None else (None, None)
+        rows.append({"round": r, **binary_metrics(test.labels, test.p[r], v_y, v_p, n_boot=n_boot)})
+    return rows
+
+
+def write_records(path: str | Path, results: Sequence[EvaluationResult]) -> None:
+    """Write every episode's evidence and p per round as JSON lines (atomically)."""
+    lines = [json.dumps(rec, sort_keys=True) for res in results for rec in res.records]
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+#: F1 threshold sources: tuned on the validation rounds (costs a validation evaluation) or fixed 0.5.
+THRESHOLDS = ("valid", "0.5")
+
+
+def result_rows(
+    test: EvaluationResult,
+    valid: EvaluationResult | None,
+    *,
+    dataset: str,
+    model: str,
+    seed: int,
+    config: dict[str, Any],
+    train_seconds: float = 0.0,
+    n_boot: int = 1000,
+) -> list[dict[str, Any]]:
+    """Rows in the shared results.csv format, one per round 0..K (column ``round``).
+
+    :param test: the evaluated split.
+    :param valid: validation evaluated the same way (F1 threshold per round), or None (0.5).
+    :param dataset: dataset name.
+    :param model: method name, e.g. coral-ppo-dfm or coral-random.
+    :param seed: the run's seed.
+    :param config: settings that identify the method (stored as JSON in the row).
+    :param train_seconds: training time of the policy.
+    :param n_boot: bootstrap resamples of the AUC interval.
+    """
+    from coral.results import make_row
+
+    rows = []
+    for metrics in round_metrics(test, valid, n_boot=n_boot):
+        r = int(metrics.pop("round"))
+        rows.append(
+            make_row(
+                dataset=dataset,
+                model=model,
+                seed=seed,
+                split=test.split,
+                metrics=metrics,
+                config={**config, "f1_threshold_from": "valid" if valid is not None else "0.5"},
+                train_seconds=train_seconds,
+                round=r,
+                eval_seconds=round(test.seconds + (valid.seconds if valid is not None else 0.0), 3),
+            )
+        )
+    return rows
+
+
+def evaluate_run(run: str | Path, split: str = "test", threshold: str = "valid", results: str | Path | None = None, batch_size: int = 16, limit: int | None = None) -> list[dict[str, Any]]:
+    """Evaluate a ``coral train`` run: rows appended to ``results`` and episodes saved as JSONL.
+
+    Writes ``<run>/eval_<split>.jsonl`` (and ``eval_valid.jsonl`` when the threshold comes from
+    validation) and appends one row per round to ``results`` (default ``<run>/results.csv``).
+
+    :param run: the run directory.
+    :param split: the split evaluated (test or valid).
+    :param threshold: "valid": F1 threshold tuned on validation rounds; "0.5": fixed.
+    :param results: the results.csv to append to.
+    :param batch_size: episodes scored together.
+    :param limit: evaluate only the first ``limit`` interactions of each split (quick checks).
+    """
+    from coral.results import append_rows
+    from policies.sb3 import SB3Policy
+    from policies.train import read_summary, env_config, load_policy
+
+    if threshold not in THRESHOLDS:
+        from coral.errors import CoralError
+
+        raise CoralError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {threshold!r}")
+    run = Path(run)
+    config, model = load_policy(run)
+    cfg = env_config(config, split)
+    policy = SB3Policy(model, name=config.model_name)
+    test = evaluate_policy(policy, cfg.dataset, cfg.scorer, split, config.eval_rounds, config=cfg, batch_size=batch_size, limit=limit)
+    valid = None
+    if threshold == "valid" and split != "valid":
+        valid = evaluate_policy(policy, cfg.dataset, cfg.scorer, "valid", config.eval_rounds, config=cfg, batch_size=batch_size, limit=limit)
+    write_records(run / f"eval_{split}.jsonl", [test])
+    if valid is not None:
+        write_records(run / "eval_valid.jsonl", [valid])
+    identity = {**config.to_dict(), "scorer_fingerprint": getattr(cfg.scorer, "fingerprint", ""), "limit": limit}
+    rows = result_rows(
+        test, valid, dataset=cfg.dataset.name, model=config.model_name, seed=config.seed, config=identity, train_seconds=float(read_summary(run).get("train_seconds", 0.0))
+    )
+    append_rows(results if results is not None else run / "results.csv", rows, replace_keys=("dataset", "model", "seed", "split", "round"))
+    return rows

@@ -1,0 +1,99 @@
+"""Stable-Baselines3 algorithms for retrieval: construction with the project's settings, and a policy wrapper."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from coral.errors import CoralError
+from envs.collab_retrieval import CollabRetrievalEnv
+
+#: Algorithms ``coral train`` knows, and the action mode each needs.
+ALGOS = {"ppo": "query", "ddpg": "query", "maskable_ppo": "candidates"}
+
+
+def algo_class(algo: str) -> type:
+    """The SB3 class of ``algo`` (ppo, ddpg, maskable_ppo)."""
+    if algo == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if algo == "ddpg":
+        from stable_baselines3 import DDPG
+
+        return DDPG
+    if algo == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    raise CoralError(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGOS)}")
+
+
+def build_model(algo: str, vec_env: Any, *, seed: int, learning_rate: float | None, n_steps: int, batch_size: int) -> Any:
+    """A new SB3 model for ``vec_env``.
+
+    PPO and MaskablePPO: SB3 defaults except rollout length ``n_steps`` per environment and
+    ``batch_size``. DDPG: the paper's settings (replay buffer 1000, batch 16, learning_starts 10,
+    Adam lr 1e-3, Ornstein-Uhlenbeck action noise sigma 0.1); ``batch_size``/``n_steps`` do not apply.
+
+    :param algo: ppo, ddpg or maskable_ppo.
+    :param vec_env: the SB3 VecEnv to train on.
+    :param seed: seed of the networks and the sampling.
+    :param learning_rate: None = the algorithm's default (PPO 3e-4, DDPG 1e-3).
+    :param n_steps: PPO rollout steps per environment.
+    :param batch_size: PPO minibatch size.
+    """
+    cls = algo_class(algo)
+    if algo == "ddpg":
+        from stable_baselines3.common.noise import OrnsteinUhlenbeckActionNoise, VectorizedActionNoise
+
+        dim = int(np.prod(vec_env.action_space.shape))
+        noise = OrnsteinUhlenbeckActionNoise(mean=np.zeros(dim), sigma=0.1 * np.ones(dim))
+        if vec_env.num_envs > 1:
+            noise = VectorizedActionNoise(noise, vec_env.num_envs)
+        return cls(
+            "MlpPolicy",
+            vec_env,
+            buffer_size=1000,
+            batch_size=16,
+            learning_starts=10,
+            learning_rate=1e-3 if learning_rate is None else learning_rate,
+            action_noise=noise,
+            seed=seed,
+            verbose=0,
+        )
+    return cls(
+        "MlpPolicy",
+        vec_env,
+        n_steps=n_steps,
+        batch_size=batch_size,
+        learning_rate=3e-4 if learning_rate is None else learning_rate,
+        seed=seed,
+        verbose=0,
+    )
+
+
+class SB3Policy:
+    """A trained SB3 model as a :class:`~policies.base.RetrievalPolicy` (deterministic by default).
+
+    :param model: a PPO, DDPG or MaskablePPO model.
+    :param name: name in result rows.
+    :param deterministic: take the mean/argmax action instead of sampling.
+    """
+
+    needs_embeddings = True
+
+    def __init__(self, model: Any, name: str = "sb3", deterministic: bool = True) -> None:
+        self.model = model
+        self.name = name
+        self.deterministic = deterministic
+        self._masked = type(model).__name__ == "MaskablePPO"
+
+    def act(self, observations: np.ndarray, envs: Sequence[CollabRetrievalEnv]) -> np.ndarray:
+        if self._masked:
+            masks = np.stack([env.action_masks() for env in envs])
+            actions, _ = self.model.predict(observations, deterministic=self.deterministic, action_masks=masks)
+        else:
+            actions, _ = self.model.predict(observations, deterministic=self.deterministic)
+        return np.asarray(actions)
