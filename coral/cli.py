@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "coral.llm.cli",
     "coral.baselines.cli",
     "policies.cli",
+    "coral.align.cli",
 ]
 
 

@@ -43,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--split", default="test", choices=["test", "valid"], help="split (default: %(default)s)")
     e.add_argument("--threshold", default="valid", choices=["valid", "0.5"], help="F1 threshold: tuned on validation rounds, or 0.5 (default: %(default)s)")
     e.add_argument("--results", help="results.csv to append to (default: <run or out>/results.csv)")
-    e.add_argument("--limit", type=int, help="only the first N interactions of each split (quick checks)")
+    e.add_argument("--limit", type=int, help="only N interactions of each split: a seeded subset keeping both classes (quick checks)")
     e.add_argument("--batch-size", type=int, default=16, help="episodes scored together (default: %(default)s)")
+    e.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the AUC interval, 0 = none (default: %(default)s)")
     e.add_argument("--dataset", default="gift_cards", help="with --policy: dataset (default: %(default)s)")
     e.add_argument("--scorer", default="hf", help="with --policy: scorer spec (default: %(default)s)")
     e.add_argument("--warm-start", default="dfm", choices=["dfm", "wdl", "afm", "dcn", "none"], help="with --policy greedy: embeddings (default: %(default)s)")
@@ -89,7 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from policies.evaluate import evaluate_run
 
     if args.run:
-        rows = evaluate_run(args.run, split=args.split, threshold=args.threshold, results=args.results, batch_size=args.batch_size, limit=args.limit)
+        rows = evaluate_run(args.run, split=args.split, threshold=args.threshold, results=args.results, batch_size=args.batch_size, limit=args.limit, n_boot=args.n_boot)
     else:
         rows = _evaluate_fixed_policy(args)
     for row in rows:
@@ -117,7 +118,7 @@ def _evaluate_fixed_policy(args: argparse.Namespace) -> list[dict]:
     name = "coral-random" if args.policy == "random" else f"coral-greedy-{warm}"
     write_records(out / f"{name}_{args.split}.jsonl", [test] + ([valid] if valid is not None else []))
     identity = {"policy": args.policy, "warm_start": warm, "rounds": args.rounds, "scorer": args.scorer, "scorer_fingerprint": getattr(scorer, "fingerprint", ""), "limit": args.limit}
-    rows = result_rows(test, valid, dataset=dataset.name, model=name, seed=args.seed, config=identity)
+    rows = result_rows(test, valid, dataset=dataset.name, model=name, seed=args.seed, config=identity, n_boot=args.n_boot)
     append_rows(args.results or out / "results.csv", rows, replace_keys=("dataset", "model", "seed", "split", "round"))
     return rows
 

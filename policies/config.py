@@ -57,7 +57,7 @@ class TrainConfig:
     val_every: int = 512
     """Log coral/val_auc every this many timesteps (0: never)."""
     val_size: int = 64
-    """Validation interactions used for coral/val_auc (the first ones of the split)."""
+    """Validation interactions used for coral/val_auc (a fixed seeded subset keeping both classes)."""
     progress_bar: bool = True
     """Show a progress bar while training."""
     torch_threads: int = 2

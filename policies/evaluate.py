@@ -44,6 +44,30 @@ class EvaluationResult:
         return self.p.shape[0] - 1
 
 
+def subset_indices(labels: np.ndarray, size: int | None, seed: int = 0) -> np.ndarray:
+    """A seeded subset of ``size`` interactions that keeps both classes (all when ``size`` is None or too big).
+
+    Negatives fill up to half the subset (all of them when there are fewer), positives the rest:
+    on the long-tail splits of Amazon data 2-3% of labels are negative, and the first N rows of a
+    split often hold none, which leaves the AUC undefined. The positive rate of the subset is
+    therefore not the split's.
+
+    :param labels: the split's labels.
+    :param size: the subset size.
+    :param seed: seed of the draw.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if size is None or size >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    neg, pos = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    k_neg = min(len(neg), size // 2)
+    k_pos = min(len(pos), size - k_neg)
+    chosen = np.concatenate([rng.choice(neg, k_neg, replace=False), rng.choice(pos, k_pos, replace=False)])
+    return np.sort(chosen)
+
+
 def evaluate_policy(
     policy: RetrievalPolicy,
     dataset: CoralDataset,
@@ -67,21 +91,23 @@ def evaluate_policy(
         scorer, split and episode length are set here. None: defaults, with random embeddings
         when the policy ignores embeddings.
     :param batch_size: episodes evaluated together.
-    :param limit: evaluate only the first ``limit`` interactions of the split.
+    :param limit: evaluate only ``limit`` interactions of the split, a seeded subset keeping
+        both classes (:func:`subset_indices`).
     """
     start = time.perf_counter()
     if config is None:
         config = EnvConfig(embeddings="dfm" if policy.needs_embeddings else "none")
     cfg = EnvConfig.from_any(config, dataset=dataset, scorer=scorer, split=split, mode="eval", eval_rounds=rounds)
     first = CollabRetrievalEnv(cfg)
-    n = len(first.episodes) if limit is None else min(int(limit), len(first.episodes))
+    episodes = subset_indices(first.episodes.label, limit)
+    n = len(episodes)
     shared = EnvConfig.from_any(cfg, scorer=first.scorer, prompt_builder=first.prompt_builder)
     envs = [first] + [CollabRetrievalEnv(shared) for _ in range(max(1, min(batch_size, n)) - 1)]
     p = np.zeros((rounds + 1, n))
     records: list[dict[str, Any]] = []
     for begin in range(0, n, len(envs)):
         batch = envs[: min(len(envs), n - begin)]
-        prompts = [env.begin_reset(options={"index": begin + k}) for k, env in enumerate(batch)]
+        prompts = [env.begin_reset(options={"index": int(episodes[begin + k])}) for k, env in enumerate(batch)]
         obs = np.stack([env.end_reset(s)[0] for env, s in zip(batch, score_prompts(first.scorer, prompts))])
         for _ in range(rounds):
             # An episode can end early only by running out of evidence (a tiny pool).
@@ -98,7 +124,7 @@ def evaluate_policy(
             records.append(
                 {"split": split, "episode_index": env.episode_index, "user": env.user, "item": env.item, "label": env.label, "rounds": env.trace}
             )
-    labels = np.asarray(first.episodes.label[:n], dtype=np.int64)
+    labels = np.asarray(first.episodes.label[episodes], dtype=np.int64)
     return EvaluationResult(split, labels, p, records, sum(e.prompts_scored for e in envs), time.perf_counter() - start)
 
 
@@ -170,7 +196,9 @@ def result_rows(
     return rows
 
 
-def evaluate_run(run: str | Path, split: str = "test", threshold: str = "valid", results: str | Path | None = None, batch_size: int = 16, limit: int | None = None) -> list[dict[str, Any]]:
+def evaluate_run(
+    run: str | Path, split: str = "test", threshold: str = "valid", results: str | Path | None = None, batch_size: int = 16, limit: int | None = None, n_boot: int = 1000
+) -> list[dict[str, Any]]:
     """Evaluate a ``coral train`` run: rows appended to ``results`` and episodes saved as JSONL.
 
     Writes ``<run>/eval_<split>.jsonl`` (and ``eval_valid.jsonl`` when the threshold comes from
@@ -181,7 +209,8 @@ def evaluate_run(run: str | Path, split: str = "test", threshold: str = "valid",
     :param threshold: "valid": F1 threshold tuned on validation rounds; "0.5": fixed.
     :param results: the results.csv to append to.
     :param batch_size: episodes scored together.
-    :param limit: evaluate only the first ``limit`` interactions of each split (quick checks).
+    :param limit: evaluate only ``limit`` interactions of each split, a seeded subset keeping both classes.
+    :param n_boot: bootstrap resamples of the AUC interval (0: none).
     """
     from coral.results import append_rows
     from policies.sb3 import SB3Policy
@@ -204,7 +233,7 @@ def evaluate_run(run: str | Path, split: str = "test", threshold: str = "valid",
         write_records(run / "eval_valid.jsonl", [valid])
     identity = {**config.to_dict(), "scorer_fingerprint": getattr(cfg.scorer, "fingerprint", ""), "limit": limit}
     rows = result_rows(
-        test, valid, dataset=cfg.dataset.name, model=config.model_name, seed=config.seed, config=identity, train_seconds=float(read_summary(run).get("train_seconds", 0.0))
+        test, valid, dataset=cfg.dataset.name, model=config.model_name, seed=config.seed, config=identity, train_seconds=float(read_summary(run).get("train_seconds", 0.0)), n_boot=n_boot
     )
     append_rows(results if results is not None else run / "results.csv", rows, replace_keys=("dataset", "model", "seed", "split", "round"))
     return rows

@@ -135,7 +135,8 @@ def train(config: TrainConfig, resources: Resources = Resources(), resume: bool 
         model.learn(
             total_timesteps=remaining,
             callback=callbacks,
-            log_interval=1,
+            # PPO: a log line per rollout; DDPG: per 4 episodes (SB3's off-policy default), not per episode.
+            log_interval=4 if config.algo == "ddpg" else 1,
             reset_num_timesteps=not resume,
             progress_bar=config.progress_bar,
         )

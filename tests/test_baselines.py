@@ -124,11 +124,12 @@ def test_side_features_and_head_only():
 
 
 def test_ips_weights_are_inverse_to_popularity_and_clipped():
-    items = np.array([0] * 100 + [1] * 4 + [2])
+    items = np.array([0] * 100 + [1] * 20 + [2])
     w = ips_weights(items, 3, power=1.0, clip=0.05)
     assert w.mean() == pytest.approx(1.0)
-    assert w[0] < w[100] < w[104]
-    assert w[104] / w[0] == pytest.approx(1 / 0.05)  # item 2: propensity 0.01 clipped to 0.05
+    assert w[0] < w[100] < w[120]
+    assert w[100] / w[0] == pytest.approx(100 / 20)
+    assert w[120] / w[0] == pytest.approx(1 / 0.05)  # item 2: propensity 0.01 clipped to 0.05
 
 
 def test_config_rejects_unknown_model():
@@ -146,7 +147,7 @@ def test_embedding_export_round_trips(planted, tmp_path):
     assert loaded.user_ids == planted.user_ids and loaded.item_ids == planted.item_ids
     assert loaded.meta["dataset_fingerprint"] == planted.fingerprint and loaded.meta["config"]["model"] == "dcn"
     with pytest.raises(CoralError, match="id maps"):
-        load_embeddings(tmp_path / "emb", planted_dataset(seed=1))
+        load_embeddings(tmp_path / "emb", dataclasses.replace(planted, item_ids=planted.item_ids[::-1]))
     with pytest.raises(CoralError, match="could leak"):
         load_embeddings(tmp_path / "emb", planted_dataset(split_seed=7))  # same ids, another split
     with pytest.raises(CoralError, match="no embedding export"):
@@ -169,7 +170,7 @@ def test_warm_start_is_cached(planted, tmp_path, monkeypatch):
 
 def test_run_baselines_writes_rows_and_resumes(planted, tmp_path):
     template = dataclasses.replace(FAST, epochs=2)
-    rows = run_baselines(planted, ["dfm", "ips"], [0, 1], tmp_path / "out", template, export_embeddings=True, show_progress=False)
+    rows = run_baselines(planted, ["dfm", "ips"], [0, 1], tmp_path / "out", template, export_embeddings=True, show_progress=False, n_boot=50)
     written = read_rows(tmp_path / "out" / "results.csv")
     assert len(rows) == len(written) == 4
     assert {(r["model"], r["seed"]) for r in written} == {("dfm", "0"), ("dfm", "1"), ("ips", "0"), ("ips", "1")}
@@ -177,5 +178,30 @@ def test_run_baselines_writes_rows_and_resumes(planted, tmp_path):
     assert required <= set(written[0]) and set(COLUMNS) <= set(written[0])
     assert all(float(r["auc"]) > 0.5 for r in written)
     load_embeddings(tmp_path / "out" / "embeddings" / "ips-seed1", planted)
-    again = run_baselines(planted, ["dfm"], [0], tmp_path / "out", template, show_progress=False)
+    again = run_baselines(planted, ["dfm"], [0], tmp_path / "out", template, show_progress=False, n_boot=50)
     assert again[0]["train_seconds"] == written[0]["train_seconds"]  # resumed from the CSV, not retrained
+
+
+def test_cli_writes_results_and_rejects_bad_input(planted, tmp_path, capsys):
+    from coral.cli import main
+
+    lines = ["user,item,rating,timestamp"] + [
+        f"{planted.user_ids[u]},{planted.item_ids[i]},{r},{t}"
+        for split in (planted.train, planted.valid, planted.test)
+        for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp)
+    ]
+    data_dir = tmp_path / "csvdata"
+    data_dir.mkdir()
+    (data_dir / "interactions.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "cli-out"
+    argv = ["baselines", "--dataset", str(data_dir), "--k-core", "2", "--models", "wdl,cause", "--seeds", "3", "--dim", "8", "--epochs", "2", "--threads", "1", "--bootstrap", "20", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    written = read_rows(out / "results.csv")
+    assert [(r["model"], r["seed"]) for r in written] == [("wdl", "3"), ("cause", "3")]
+    assert "cause" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["baselines", "--models", "dfm,xgboost", "--out", str(out)])
+    assert exit_info.value.code == 2
+    capsys.readouterr()
+    assert main(["baselines", "--dataset", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

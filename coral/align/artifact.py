@@ -98,15 +98,6 @@ def save_result(directory: Path, config: AlignConfig, *, peft_model: Any = None,
     return identity(directory)
 
 
-def model_id(base_model: str | None) -> str:
-    """A stable name of the base weights for fingerprints (the embedded model's file name, else the path)."""
-    if base_model is None:
-        from coral.llm.model import EMBEDDED_FILE
-
-        return f"embedded:{EMBEDDED_FILE}"
-    return str(Path(base_model).expanduser().resolve())
-
-
 def load_aligned_model(directory: str | Path, dtype: str | None = None) -> tuple[Any, Any, Any, dict]:
     """(model, tokenizer, head or None, meta): the base LLM with the LoRA adapter merged in, or with its head.
 
@@ -151,12 +142,13 @@ def load_aligned_scorer(directory: str | Path, *, dtype: str | None = None, batc
     :param kv_reuse: reuse prefix key/value caches.
     """
     from coral.llm.hf import HFScorer
+    from coral.llm.model import model_identity
 
     model, tokenizer, head, meta = load_aligned_model(directory, dtype)
     scorer = HFScorer(
         model,
         tokenizer,
-        model_id=model_id(meta["config"]["base_model"]),
+        model_id=model_identity(meta["config"]["base_model"]),
         batch_size=batch_size,
         kv_reuse=kv_reuse,
         head=head,

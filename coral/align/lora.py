@@ -163,7 +163,7 @@ def train_lora(
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
                 w = w_pos if labels[j] else w_neg
                 (loss * (w / weight_sum)).backward()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 bar.update(1)
             optimizer.step()
             state["done"] += len(chunk)

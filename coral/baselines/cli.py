@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--side-features", action="store_true", help="add the items' categorical side features (brand, category)")
     parser.add_argument("--export-embeddings", action="store_true", help="also save each run's user/item embeddings under OUT/embeddings/")
     parser.add_argument("--force", action="store_true", help="retrain runs that already have a row in results.csv")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test AUC's 95%% interval (default 1000)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=handler)
@@ -68,7 +69,7 @@ def handler(args: argparse.Namespace) -> int:
         num_threads=args.threads,
     )
     dataset = dataset_from_args(args)
-    rows = run_baselines(dataset, args.models, args.seeds, args.out, template, args.export_embeddings, args.force, not args.no_progress)
+    rows = run_baselines(dataset, args.models, args.seeds, args.out, template, args.export_embeddings, args.force, not args.no_progress, args.bootstrap)
     console = Console()
     console.print(summary_table(rows, title=f"{dataset.name}: long-tail test split ({rows[0]['n_test']} pairs)"))
     console.print(f"rows written to {args.out}/{RESULTS_FILE}")

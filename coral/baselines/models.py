@@ -10,6 +10,7 @@ it predicts with).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from torch import nn
 
 from coral.baselines.config import ITEM_FIELD, USER_FIELD, BaselineConfig, FeatureFields
 from coral.baselines.layers import AttentionalPooling, CrossNetwork, FieldEmbedding, FMInteraction, LinearTerm, mlp
-from coral.data.dataset import CoralDataset, Interactions
+from coral.data.dataset import Interactions
 
 
 @dataclass

@@ -31,6 +31,7 @@ def run_baselines(
     export_embeddings: bool = False,
     force: bool = False,
     show_progress: bool = True,
+    n_boot: int = 1000,
 ) -> list[dict]:
     """Train every (model, seed), evaluate it on the test split and append its row to ``out/results.csv``.
 
@@ -45,6 +46,7 @@ def run_baselines(
     :param export_embeddings: also write ``out/embeddings/<model>-seed<seed>/``.
     :param force: retrain runs that already have a row.
     :param show_progress: draw a progress bar per model.
+    :param n_boot: bootstrap resamples of the test AUC interval.
     :returns: the rows of this dataset and these models and seeds (new and resumed).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -69,7 +71,7 @@ def run_baselines(
                     progress.update(task, completed=k * template.epochs + epoch, status=f"seed {seed} epoch {epoch} val AUC {auc:.4f}")
 
                 trained = train_baseline(dataset, config, on_epoch=on_epoch)
-                metrics = evaluate_baseline(trained, dataset, "test", seed=seed)
+                metrics = evaluate_baseline(trained, dataset, "test", n_boot=n_boot, seed=seed)
                 row = make_row(
                     dataset=dataset.name,
                     model=model,

@@ -32,7 +32,7 @@ class TrainedBaseline:
     train_seconds: float
     """Wall-clock seconds of training (validation passes included)."""
     history: list[float] = field(default_factory=list)
-    """Validation AUC after each epoch."""
+    """Validation AUC after each epoch (minus the log loss if the validation split has one class)."""
     best_epoch: int = 0
     """Epoch (from 1) whose weights were kept."""
 

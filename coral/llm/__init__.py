@@ -4,6 +4,7 @@
 
 - ``"hf"``: the embedded SmolLM2-135M-Instruct through transformers (the default);
 - ``"hf:PATH"``: any local HF model directory or ``.gguf`` file;
+- ``"aligned:DIR"``: an LLM aligned by ``coral align`` (LoRA merged, or a readout head);
 - ``"vllm:MODEL"``: in-process vLLM (optional extra);
 - ``"openai:URL#MODEL"``: an OpenAI-compatible completions endpoint, e.g.
   ``openai:http://127.0.0.1:8000/v1#HuggingFaceTB/SmolLM2-135M-Instruct``.
@@ -17,13 +18,9 @@ from pathlib import Path
 
 from coral.errors import CoralError
 from coral.llm.base import Prompt, Scorer, ScoreResult
-from coral.llm.model import embedded_model_path, load_embedded_model, load_model
+from coral.llm.model import default_dtype, embedded_model_path, load_embedded_model, load_model
 
-#: The layout used when none is asked for: bf16 matched fp32's validation AUC within 0.005 on
-#: gift_cards and runs about 2x faster (see experiments/notes/llm-scoring.md).
-DEFAULT_DTYPE = "bfloat16"
-
-__all__ = ["Prompt", "Scorer", "ScoreResult", "make_scorer", "default_cache_path", "embedded_model_path", "load_embedded_model", "load_model", "DEFAULT_DTYPE"]
+__all__ = ["Prompt", "Scorer", "ScoreResult", "make_scorer", "default_cache_path", "default_dtype", "embedded_model_path", "load_embedded_model", "load_model"]
 
 
 def default_cache_path() -> Path:
@@ -46,7 +43,8 @@ def make_scorer(
 
     :param spec: "hf", "hf:PATH", "vllm:MODEL" or "openai:URL#MODEL".
     :param cache: True = the default cache file, a path = that file, False/None = no cache.
-    :param dtype: "float32" or "bfloat16" (hf, vllm); None = :data:`DEFAULT_DTYPE` for hf.
+    :param dtype: "float32" or "bfloat16" (hf, vllm); None = :func:`default_dtype` for hf
+        (bf16 on CPUs with native bf16, else fp32).
     :param batch_size: prompts per forward pass (hf).
     :param kv_reuse: reuse prefix key/value caches across prompts (hf).
     :param labels: (positive, negative) label text.
@@ -58,8 +56,14 @@ def make_scorer(
         from coral.llm.model import model_identity
 
         path = arg or None
-        model, tokenizer = load_model(path, dtype or DEFAULT_DTYPE)
+        model, tokenizer = load_model(path, dtype)
         scorer: Scorer = HFScorer(model, tokenizer, model_id=model_identity(path), labels=labels, batch_size=batch_size, kv_reuse=kv_reuse)
+    elif backend == "aligned":
+        if not arg:
+            raise CoralError("the aligned spec needs a directory: aligned:DIR (written by `coral align`)")
+        from coral.align import load_aligned_scorer
+
+        scorer = load_aligned_scorer(arg, dtype=dtype, batch_size=batch_size, kv_reuse=kv_reuse)
     elif backend == "vllm":
         if not arg:
             raise CoralError("the vllm spec needs a model: vllm:MODEL")
@@ -74,7 +78,7 @@ def make_scorer(
 
         scorer = OpenAIScorer(url, model_name, labels=labels)
     else:
-        raise CoralError(f"unknown scorer spec {spec!r}; expected hf, hf:PATH, vllm:MODEL or openai:URL#MODEL")
+        raise CoralError(f"unknown scorer spec {spec!r}; expected hf, hf:PATH, aligned:DIR, vllm:MODEL or openai:URL#MODEL")
     if cache is True:
         cache = default_cache_path()
     if cache:

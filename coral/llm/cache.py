@@ -113,8 +113,9 @@ class CachedScorer(Scorer):
         for key, prompt in zip(keys, prompts):
             if key not in found and key not in missing:
                 missing[key] = prompt
-        self.hits += len(prompts) - sum(1 for k in keys if k not in found)
-        self.misses += sum(1 for k in keys if k not in found)
+        # A miss is a prompt the inner scorer computes; repeats within the call count as hits.
+        self.misses += len(missing)
+        self.hits += len(prompts) - len(missing)
         if missing:
             result = self.inner.score_details(list(missing.values()))
             new = [(k, float(p), float(m)) for k, p, m in zip(missing, result.p_yes, result.yes_no_mass)]

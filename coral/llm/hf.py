@@ -185,16 +185,17 @@ class HFScorer(Scorer):
         return _Job(index, past, past_len, middle + seg_ids[-1], len(middle), store_key)
 
     def _batches(self, jobs: list[_Job]) -> list[list[_Job]]:
+        """Group jobs of similar length; a batch costs its size x (longest past + longest new)."""
         jobs = sorted(jobs, key=lambda j: (j.past_len + len(j.new_ids), len(j.new_ids)), reverse=True)
-        batches, current = [], []
+        batches: list[list[_Job]] = []
+        current: list[_Job] = []
         for job in jobs:
-            if current:
-                width = current[0].past_len + len(current[0].new_ids)  # sorted: the first is the longest
-                new_width = max(len(j.new_ids) for j in current + [job]) + max(j.past_len for j in current + [job])
-                if len(current) >= self.batch_size or (len(current) + 1) * max(width, new_width) > self.max_batch_tokens:
-                    batches.append(current)
-                    current = []
-            current.append(job)
+            candidate = current + [job]
+            width = max(j.past_len for j in candidate) + max(len(j.new_ids) for j in candidate)
+            if current and (len(candidate) > self.batch_size or len(candidate) * width > self.max_batch_tokens):
+                batches.append(current)
+                candidate = [job]
+            current = candidate
         if current:
             batches.append(current)
         return batches
@@ -217,14 +218,14 @@ class HFScorer(Scorer):
             positions[r, n_max - n :] = torch.arange(job.past_len, job.past_len + n)
         cache = None
         if p_max > 0:
+            reference = next(j.past for j in jobs if j.past is not None)
             layers = []
-            for layer in range(len(next(j.past for j in jobs if j.past is not None))):
-                k_ref, _ = next(j.past for j in jobs if j.past is not None)[layer]
+            for layer, (k_ref, _) in enumerate(reference):
                 shape = (b, k_ref.shape[0], p_max, k_ref.shape[2])
                 keys = torch.zeros(shape, dtype=k_ref.dtype)
                 values = torch.zeros(shape, dtype=k_ref.dtype)
                 for r, job in enumerate(jobs):
-                    if job.past is not None:
+                    if job.past is not None:  # left-padded: the cached tokens end at p_max
                         keys[r, :, p_max - job.past_len :] = job.past[layer][0]
                         values[r, :, p_max - job.past_len :] = job.past[layer][1]
                 layers.append((keys, values))
@@ -261,9 +262,8 @@ class HFScorer(Scorer):
         mass = np.zeros(len(prompts))
         if not prompts:
             return ScoreResult(p, mass)
-        # Plan and run batch by batch so that a prompt can reuse a prefix stored by an earlier
-        # batch of the same call only when it was planned after it: plan all first (simple and
-        # deterministic), then run.
+        # All prompts are planned against the prefixes cached before this call (deterministic
+        # whatever the batching); prefixes computed here serve later calls.
         jobs = [self._plan(i, pr) for i, pr in enumerate(prompts)]
         for batch in self._batches(jobs):
             bp, bm = self._forward(batch)

@@ -1,0 +1,157 @@
+"""One alignment run: examples -> LoRA or readout head -> saved result -> validation figures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coral.align.artifact import EXAMPLES_FILE, LOG_FILE, META_FILE, METRICS_FILE, read_meta, save_result
+from coral.align.config import AlignConfig
+from coral.align.examples import EvidenceSampler, build_examples, check_no_heldout, load_examples, save_examples
+from coral.data.dataset import CoralDataset
+from coral.errors import CoralError
+from coral.io import atomic_write_json
+
+CONFIG_FILE = "config.json"
+
+
+def prompt_builder(dataset: CoralDataset, tokenizer: Any, config: AlignConfig):
+    """The environment's prompt builder (``PromptConfig`` defaults; chat template of ``tokenizer``)."""
+    from coral.llm.prompt import PromptBuilder, PromptConfig
+
+    return PromptBuilder(dataset, PromptConfig(chat_template=config.chat_template), tokenizer=tokenizer)
+
+
+def _prepare_directory(out: Path, config: AlignConfig, restart: bool) -> None:
+    """Create ``out``; refuse to mix two configs in one directory unless restarting."""
+    config_path = out / CONFIG_FILE
+    if restart and out.exists():
+        for name in (META_FILE, CONFIG_FILE, LOG_FILE, EXAMPLES_FILE, METRICS_FILE, "adapter", "head.safetensors", "checkpoints"):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    if config_path.is_file():
+        previous = json.loads(config_path.read_text())
+        if previous != config.to_dict():
+            changed = sorted(k for k in set(previous) | set(config.to_dict()) if previous.get(k) != config.to_dict().get(k))
+            raise CoralError(f"{out} holds an alignment with another config (differs in {', '.join(changed)}); use another --out or --restart")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(config_path, config.to_dict())
+
+
+def run_alignment(dataset: CoralDataset, config: AlignConfig, out: str | Path, *, validate: bool = True, restart: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Align the scorer to the Yes/No task on ``dataset``'s training split and save it in ``out``.
+
+    Resumable: run again with the same config to continue after an interruption; a finished
+    directory is only validated again if it has no metrics yet.
+
+    :param dataset: the dataset; targets and evidence come from its training split only.
+    :param config: the alignment config.
+    :param out: the result directory (see :mod:`coral.align.artifact`).
+    :param validate: score the validation split with the aligned scorer (figures in ``metrics.json``).
+    :param restart: discard what ``out`` holds and start over.
+    :param progress: show progress bars.
+    :returns: ``align.json``'s content plus ``validation`` (the figures) when validated.
+    """
+    import torch
+
+    from coral.llm.hf import HFScorer
+    from coral.llm.model import load_model, model_identity
+
+    out = Path(out).expanduser()
+    _prepare_directory(out, config, restart)
+    torch.set_num_threads(config.threads)
+    started = time.monotonic()
+    if not (out / META_FILE).is_file():
+        model, tokenizer = load_model(config.base_model, config.dtype)
+        builder = prompt_builder(dataset, tokenizer, config)
+        if (out / EXAMPLES_FILE).is_file():
+            examples = load_examples(out / EXAMPLES_FILE)
+        else:
+            sampler = EvidenceSampler(dataset, config.embeddings)
+            examples = build_examples(dataset, config, sampler)
+            save_examples(out / EXAMPLES_FILE, examples)
+        check_no_heldout(examples, dataset)
+        # The scorer's own tokenisation, so training sees exactly the token ids scoring will.
+        tokens = HFScorer(model, tokenizer, model_id=model_identity(config.base_model), kv_reuse=False)
+        ids = [tokens.token_ids(builder.build(e.user, e.item, e.evidence)) for e in examples]
+        keep = [j for j, x in enumerate(ids) if len(x) <= config.max_tokens]
+        ids = [ids[j] for j in keep]
+        labels = np.array([examples[j].label for j in keep], dtype=np.int64)
+        summary: dict[str, Any] = {
+            "n_examples": len(examples),
+            "n_used": len(keep),
+            "n_too_long": len(examples) - len(keep),
+            "n_negative": int((labels == 0).sum()),
+            "mean_tokens": float(np.mean([len(x) for x in ids])) if ids else 0.0,
+            "policies": {p: sum(examples[j].policy == p for j in keep) for p in ("none", *config.policies)},
+        }
+        if len(set(labels.tolist())) < 2:
+            raise CoralError(f"alignment examples of {dataset.name!r} hold a single class; cannot train a Yes/No readout")
+        log_file = open(out / LOG_FILE, "a")
+
+        def log(row: dict) -> None:
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+
+        try:
+            if config.method == "lora":
+                from coral.align.lora import attach_lora, train_lora
+
+                peft_model = attach_lora(model, config)
+                summary["training"] = train_lora(peft_model, ids, labels, tokens.labels, config, out, progress, log)
+                head = None
+            else:
+                from coral.align.head import fit_head, hidden_features
+
+                t0 = time.monotonic()
+                features = hidden_features(model, ids, progress)
+                head = fit_head(features, labels, config)
+                with torch.no_grad():
+                    train_p = torch.sigmoid(head(torch.from_numpy(features))).numpy()
+                from sklearn.metrics import roc_auc_score
+
+                summary["training"] = {"seconds": round(time.monotonic() - t0, 2), "train_auc": float(roc_auc_score(labels, train_p))}
+                log(summary["training"])
+                peft_model = None
+        finally:
+            log_file.close()
+        summary["train_seconds"] = round(time.monotonic() - started, 2)
+        save_result(
+            out,
+            config,
+            peft_model=peft_model,
+            head=head,
+            dataset_name=dataset.name,
+            dataset_fingerprint=dataset.fingerprint,
+            prompt_version=builder.version,
+            summary=summary,
+        )
+        del model, peft_model
+    meta = read_meta(out)
+    if meta["dataset_fingerprint"] != dataset.fingerprint:
+        raise CoralError(f"{out} was aligned on dataset {meta['dataset']!r} ({meta['dataset_fingerprint']}), not {dataset.name!r} ({dataset.fingerprint})")
+    if validate and not (out / METRICS_FILE).is_file():
+        meta["validation"] = validate_alignment(out, dataset, config, progress)
+    elif (out / METRICS_FILE).is_file():
+        meta["validation"] = json.loads((out / METRICS_FILE).read_text())
+    return meta
+
+
+def validate_alignment(out: Path, dataset: CoralDataset, config: AlignConfig, progress: bool = True) -> dict[str, Any]:
+    """Evidence diagnostics of the saved aligned scorer on the validation split, into ``metrics.json``."""
+    from coral.align.artifact import load_aligned_scorer
+    from coral.align.diagnostics import evidence_diagnostics, summary
+
+    t0 = time.monotonic()
+    scorer = load_aligned_scorer(out)
+    builder = prompt_builder(dataset, scorer.tokenizer, config)
+    diag = summary(evidence_diagnostics(scorer, dataset, builder, "valid", max(1, config.max_evidence), config.policies, config.embeddings, config.n_valid, config.seed, progress))
+    diag["seconds"] = round(time.monotonic() - t0, 2)
+    diag["fingerprint"] = scorer.fingerprint
+    atomic_write_json(out / METRICS_FILE, diag)
+    return diag

@@ -1,0 +1,257 @@
+"""The retrieval environment: Gymnasium API, both env checkers, episode semantics, leakage guard, batching."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from test_env_fixtures import env_config, label_embeddings, scripted_scorer, tiny_dataset
+
+import coral  # noqa: F401  (importing coral registers the environment)
+from coral.errors import CoralError
+from coral.evidence import Evidence
+from coral.llm.base import Prompt
+from coral.llm.scripted import MetadataPromptBuilder, ScriptedConfig, ScriptedScorer
+from envs import ENV_ID, CollabRetrievalEnv, EnvConfig, LeakageError, make_env
+from envs.retrieval import EvidenceIndex
+from envs.vector import BatchedRetrievalVecEnv, make_batched_vec_env
+
+MODES = [("query", "observed"), ("query", "independent"), ("candidates", "observed")]
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tiny_dataset()
+
+
+class CountingScorer(ScriptedScorer):
+    """A scripted scorer that remembers the size of every call."""
+
+    def __init__(self) -> None:
+        super().__init__(ScriptedConfig(weight=0.6, noise=0.3))
+        self.batch_sizes: list[int] = []
+
+    def score_details(self, prompts):
+        self.batch_sizes.append(len(prompts))
+        return super().score_details(prompts)
+
+
+def rollout(env: CollabRetrievalEnv, seed: int, actions_seed: int = 0):
+    """One episode with seeded random actions: (p_0, rewards, infos, terminated, truncated)."""
+    obs, info = env.reset(seed=seed)
+    env.action_space.seed(actions_seed)
+    rewards, infos = [], []
+    while True:
+        obs, r, terminated, truncated, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        rewards.append(r)
+        infos.append(info)
+        if terminated or truncated:
+            return env.p0, rewards, infos, terminated, truncated
+
+
+def test_gymnasium_make_registered_id(dataset):
+    assert ENV_ID in gym.registry
+    env = gym.make(ENV_ID, config=env_config(dataset))
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (4 * 4 + 2,) and obs.dtype == np.float32
+    assert 0.0 <= info["p"] <= 1.0 and info["t"] == 0
+    # keywords are EnvConfig fields, as gymnasium.make("CoRAL/CollabRetrieval-v0", dataset=...) passes them
+    env2 = gym.make(ENV_ID, dataset=dataset, scorer=scripted_scorer(), embeddings=label_embeddings(dataset), embedding_dim=4, prompt_builder=MetadataPromptBuilder())
+    assert env2.unwrapped.config.dataset is dataset
+
+
+def test_make_env_accepts_dict_and_rejects_unknown_keys(dataset):
+    cfg = env_config(dataset)
+    as_dict = {name: getattr(cfg, name) for name in cfg.__dataclass_fields__}
+    env = make_env(as_dict)  # RLlib passes its EnvContext, a dict
+    assert isinstance(env, CollabRetrievalEnv)
+    with pytest.raises(CoralError, match="unknown option"):
+        make_env(as_dict, n_rounds=3)
+    with pytest.raises(CoralError, match="action_mode"):
+        EnvConfig(action_mode="pointer")
+
+
+@pytest.mark.parametrize("action_mode,query_match", MODES)
+def test_both_env_checkers_pass(dataset, action_mode, query_match):
+    from gymnasium.utils.env_checker import check_env as gym_check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = make_env(env_config(dataset, action_mode=action_mode, query_match=query_match))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any checker warning fails the test...
+        warnings.filterwarnings("ignore", message=".*render.*")  # ...except that there is no renderer
+        gym_check_env(env, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+
+
+@pytest.mark.parametrize("action_mode,query_match", MODES)
+def test_reward_is_decrease_of_abs_error_and_telescopes(dataset, action_mode, query_match):
+    env = make_env(env_config(dataset, action_mode=action_mode, query_match=query_match))
+    for seed in range(5):
+        p0, rewards, infos, _, _ = rollout(env, seed)
+        prev = p0
+        for r, info in zip(rewards, infos):
+            assert r == pytest.approx(abs(prev - info["label"]) - abs(info["p"] - info["label"]))
+            prev = info["p"]
+        assert sum(rewards) == pytest.approx(abs(p0 - env.label) - abs(prev - env.label))
+
+
+def test_training_episodes_stop_early_or_truncate_at_10(dataset):
+    env = make_env(env_config(dataset, split="train", scorer=ScriptedScorer(ScriptedConfig(weight=1.5, noise=0.3))))
+    ends = set()
+    for seed in range(30):
+        _, rewards, infos, terminated, truncated = rollout(env, seed)
+        assert terminated != truncated
+        if terminated:
+            assert infos[-1]["abs_error"] < 0.1 and len(rewards) <= 10
+            assert all(i["abs_error"] >= 0.1 for i in infos[:-1])
+        else:
+            assert len(rewards) == 10 and infos[-1]["abs_error"] >= 0.1
+        ends.add("terminated" if terminated else "truncated")
+    assert ends == {"terminated", "truncated"}  # both endings occur with this scorer
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_evaluation_episodes_have_exactly_5_steps(dataset, split):
+    env = make_env(env_config(dataset, split=split, scorer=ScriptedScorer(ScriptedConfig(weight=3.0))))
+    for seed in range(10):
+        _, rewards, infos, terminated, truncated = rollout(env, seed)
+        assert len(rewards) == 5 and truncated and not terminated
+        assert infos[-1]["t"] == 5
+
+
+def test_candidates_masks_hide_used_and_masked_action_is_noop(dataset):
+    env = make_env(env_config(dataset, action_mode="candidates", split="test"))
+    env.reset(seed=1)
+    assert env.action_masks().all()
+    dists = env.index.distances(env.index.pair_vector(env.user, env.item))[env.candidates]
+    assert np.all(np.diff(dists) >= 0)  # nearest first
+    _, r, _, _, info = env.step(3)
+    mask = env.action_masks()
+    assert not mask[3] and mask.sum() == len(mask) - 1
+    p_before = env.p
+    _, r, _, _, info = env.step(3)  # masked: nothing retrieved, nothing rescored
+    assert r == 0.0 and env.p == p_before and info["evidence"]["label"] is None
+
+
+def test_independent_mode_unobserved_pair_adds_nothing(dataset):
+    env = make_env(env_config(dataset, query_match="independent", split="test"))
+    env.reset(seed=0)
+    scored = env.prompts_scored
+    # The target's own user and item: the target pair, never shown (test pairs are not in the pool).
+    _, r, _, _, info = env.step(env.action_for_query(env.index.pair_vector(env.user, env.item)))
+    assert info["evidence"]["label"] is None and r == 0.0 and env.prompts_scored == scored
+    assert info["evidence"]["user"] == env.user and info["evidence"]["item"] == env.item
+    # An observed training pair is retrieved with its label.
+    row = 0
+    u, i = int(env.index.pool.user[row]), int(env.index.pool.item[row])
+    _, _, _, _, info = env.step(env.action_for_query(env.index.pair_vector(u, i)))
+    assert (info["evidence"]["user"], info["evidence"]["item"]) == (u, i)
+    assert info["evidence"]["label"] == int(env.index.pool.label[row])
+
+
+def test_leakage_guard_refuses_heldout_and_target(dataset):
+    emb = label_embeddings(dataset)
+    # An index whose pool wrongly holds validation rows: every retrieval from it is refused.
+    bad = EvidenceIndex(dataset, emb, pool=dataset.valid)
+    with pytest.raises(LeakageError, match="validation/test"):
+        bad.take(0, target_user=-1, target_item=-1)
+    index = EvidenceIndex(dataset, emb)
+    u, i = int(dataset.train.user[0]), int(dataset.train.item[0])
+    with pytest.raises(LeakageError, match="target"):
+        index.take(index.row_of(u, i), target_user=u, target_item=i)
+    t = dataset.test
+    with pytest.raises(LeakageError):
+        index.guard.check(Evidence(int(t.user[0]), int(t.item[0]), int(t.label[0])), -1, -1)
+    # An environment built on the leaky pool raises at retrieval time instead of prompting.
+    env = make_env(env_config(dataset, split="test"))
+    env.index = bad
+    env._used = np.zeros(len(bad), dtype=bool)
+    env.reset(seed=0)
+    with pytest.raises(LeakageError):
+        env.step(env.action_space.sample())
+
+
+@pytest.mark.parametrize("action_mode,query_match", MODES)
+def test_no_prompt_ever_holds_target_or_heldout_evidence(dataset, action_mode, query_match):
+    seen: list[Prompt] = []
+
+    class Recording(ScriptedScorer):
+        def score_details(self, prompts):
+            seen.extend(prompts)
+            return super().score_details(prompts)
+
+    env = make_env(env_config(dataset, action_mode=action_mode, query_match=query_match, scorer=Recording()))
+    for seed in range(20):
+        rollout(env, seed, actions_seed=seed)
+    heldout = set(dataset.heldout_keys.tolist())
+    assert sum(len(p.evidence) for p in seen) > 50
+    for p in seen:
+        for ev in p.evidence:
+            assert ev.user * dataset.n_items + ev.item not in heldout
+            assert (ev.user, ev.item) != (p.user, p.item)
+
+
+def test_vector_env_scores_all_episodes_in_one_call_and_matches_single_envs(dataset):
+    scorer = CountingScorer()
+    cfg = env_config(dataset, scorer=scorer)
+    vec = make_batched_vec_env(cfg, n_envs=4, seed=3)
+    assert isinstance(vec.venv, BatchedRetrievalVecEnv)
+    obs = vec.reset()
+    assert scorer.batch_sizes == [4]
+    singles = [make_env(cfg) for _ in range(4)]
+    single_obs = np.stack([e.reset(seed=3 + j)[0] for j, e in enumerate(singles)])
+    np.testing.assert_array_equal(obs, single_obs)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        actions = rng.uniform(-1, 1, size=(4, 8)).astype(np.float32)
+        scorer.batch_sizes.clear()
+        obs, rewards, dones, infos = vec.step(actions)
+        assert len(scorer.batch_sizes) == 1 + bool(dones.any())  # one call for the steps (+ one for resets)
+        assert scorer.batch_sizes[0] <= 4
+        for j, env in enumerate(singles):
+            o, r, te, tr, _ = env.step(actions[j])
+            assert r == pytest.approx(rewards[j])
+            assert dones[j] == (te or tr)
+            if dones[j]:
+                assert "episode" in infos[j]  # VecMonitor's episode statistics
+                env.reset()  # autoreset draws from the env's own generator, as the vector does
+                np.testing.assert_array_equal(obs[j], env._observation())
+            else:
+                np.testing.assert_array_equal(obs[j], o)
+
+
+def test_episodes_are_deterministic_under_a_seed(dataset):
+    a, b = make_env(env_config(dataset)), make_env(env_config(dataset))
+    for seed in (0, 5):
+        ra, rb = rollout(a, seed), rollout(b, seed)
+        assert ra[0] == rb[0] and ra[1] == rb[1]
+        assert [i["evidence"] for i in ra[2]] == [i["evidence"] for i in rb[2]]
+
+
+def test_default_prompt_builder_puts_one_segment_per_evidence(dataset):
+    env = make_env(env_config(dataset, prompt_builder=None, split="test"))  # coral.llm.prompt.PromptBuilder
+    prompts: list[Prompt] = []
+    env.scorer = type("Rec", (ScriptedScorer,), {"score_details": lambda self, ps: (prompts.extend(ps), ScriptedScorer.score_details(self, ps))[1]})()
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    assert [len(p.evidence) for p in prompts] == [0, 1, 2, 3]
+    assert len(prompts[3].segments) == len(prompts[0].segments) + 3
+    assert prompts[2].segments[:-1] == prompts[3].segments[:-2]  # earlier segments unchanged: KV reuse
+
+
+def test_scripted_scorer_is_deterministic_and_rises_with_liked_evidence():
+    s = ScriptedScorer.from_spec("scripted:weight=0.5,noise=0.2,seed=3")
+    assert s.config == ScriptedConfig(bias=0.0, weight=0.5, noise=0.2, seed=3)
+    build = MetadataPromptBuilder().build
+    liked = [Evidence(1, 2, 1), Evidence(3, 4, 1)]
+    p = s.score([build(7, 9, ()), build(7, 9, liked[:1]), build(7, 9, liked), build(7, 9, [Evidence(1, 2, 0)])])
+    assert p[0] < p[1] < p[2] and p[3] < p[0]
+    np.testing.assert_array_equal(p, s.score([build(7, 9, ()), build(7, 9, liked[:1]), build(7, 9, liked), build(7, 9, [Evidence(1, 2, 0)])]))
+    assert s.score([build(7, 9, ())])[0] != s.score([build(8, 9, ())])[0]  # a per-target offset
+    with pytest.raises(CoralError):
+        ScriptedScorer.from_spec("scripted:temperature=2")

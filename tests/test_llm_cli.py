@@ -1,0 +1,42 @@
+"""``coral score``: the LLM-only baseline end to end, on a tiny model directory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from llm_fixtures import tiny_llama
+
+from coral.cli import main
+from coral.results import read_rows
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    model, tokenizer = tiny_llama()
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_score_writes_a_results_row_and_predictions(tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    args = ["score", "--dataset", "gift_cards", "--split", "test", "--out", str(out), "--scorer", f"hf:{tiny_model_dir}",
+            "--dtype", "float32", "--limit", "12", "--cache", str(tmp_path / "c.sqlite")]
+    assert main(args) == 0
+    rows = read_rows(out / "results.csv")
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["model"] == "llm-only" and row["dataset"] == "gift_cards" and row["split"] == "test" and row["n_test"] == "12"
+    assert row["prompt_version"].startswith("coral-prompt-v1-incremental") and row["scorer"].startswith("hf|")
+    preds = np.genfromtxt(out / "predictions_test.csv", delimiter=",", names=True)
+    assert len(preds) == 12 and np.all((preds["p_yes"] > 0) & (preds["p_yes"] < 1))
+    # A re-run is served from the score cache and replaces its row instead of adding one.
+    assert main(args) == 0
+    assert len(read_rows(out / "results.csv")) == 1
+
+
+def test_score_reports_a_missing_model_in_one_line(tmp_path, capsys):
+    assert main(["score", "--out", str(tmp_path), "--scorer", f"hf:{tmp_path / 'nope'}", "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model path") and "nope" in err and "\n" not in err

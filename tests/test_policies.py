@@ -1,0 +1,182 @@
+"""Retrieval policies: random/greedy evaluation, PPO learning, DDPG/MaskablePPO, checkpoints and resume, CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_env_fixtures import DIM, env_config, label_embeddings, scripted_scorer, tiny_dataset
+
+from coral.llm.scripted import MetadataPromptBuilder
+from policies.callbacks import latest_checkpoint
+from policies.evaluate import evaluate_policy, result_rows, round_metrics
+from policies.greedy import GreedyPolicy
+from policies.random_policy import RandomPolicy
+from policies.sb3 import SB3Policy
+from policies.train import Resources, TrainConfig, env_config as run_env_config, load_policy, train
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tiny_dataset()
+
+
+@pytest.fixture(scope="module")
+def resources(dataset):
+    return Resources(dataset=dataset, scorer=scripted_scorer(), embeddings=label_embeddings(dataset), prompt_builder=MetadataPromptBuilder())
+
+
+def quick_config(out: Path, **fields) -> TrainConfig:
+    base = dict(
+        dataset="tiny", warm_start="none", scorer="scripted", out=str(out), embedding_dim=DIM, n_envs=4, n_steps=32, batch_size=64,
+        checkpoint_every=0, val_every=0, progress_bar=False, torch_threads=1,
+    )
+    return TrainConfig(**(base | fields))
+
+
+def quiet_train(config: TrainConfig, resources: Resources, resume: bool = False) -> Path:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return train(config, resources, resume=resume)
+
+
+def mean_return(result) -> float:
+    """Mean undiscounted episode return |p_0 - y| - |p_K - y| of an evaluation."""
+    return float(np.mean(np.abs(result.p[0] - result.labels) - np.abs(result.p[-1] - result.labels)))
+
+
+def test_evaluate_policy_random_and_greedy(dataset, resources):
+    cfg = env_config(dataset)
+    res = evaluate_policy(RandomPolicy(seed=1), dataset, resources.scorer, "test", rounds=5, config=cfg, batch_size=7)
+    n = len(dataset.test)
+    assert res.p.shape == (6, n) and res.labels.shape == (n,) and len(res.records) == n
+    rec = res.records[0]
+    assert [r["t"] for r in rec["rounds"]] == [0, 1, 2, 3, 4, 5]
+    assert all(r["label"] in (0, 1) for r in rec["rounds"][1:])
+    # random evidence does not depend on how the evaluation is batched
+    again = evaluate_policy(RandomPolicy(seed=1), dataset, resources.scorer, "test", rounds=5, config=cfg, batch_size=16)
+    np.testing.assert_array_equal(res.p, again.p)
+    other = evaluate_policy(RandomPolicy(seed=2), dataset, resources.scorer, "test", rounds=5, config=cfg)
+    assert not np.array_equal(res.p, other.p)
+    # greedy retrieves the observed interactions nearest to the target pair, nearest first
+    greedy = evaluate_policy(GreedyPolicy(), dataset, resources.scorer, "test", rounds=3, config=cfg, limit=5)
+    from envs import make_env
+
+    env = make_env(env_config(dataset, split="test"))
+    for rec in greedy.records:
+        env.reset(options={"index": rec["episode_index"]})
+        expected = env.index.nearest_rows(env.index.pair_vector(rec["user"], rec["item"]), env.used_rows, 3)
+        got = [env.index.row_of(r["user"], r["item"]) for r in rec["rounds"][1:]]
+        assert got == expected.tolist()
+    rows = round_metrics(res, other, n_boot=0)
+    assert [r["round"] for r in rows] == list(range(6)) and all(0 <= r["auc"] <= 1 for r in rows)
+    csv_rows = result_rows(res, None, dataset="tiny", model="coral-random", seed=1, config={"policy": "random"}, n_boot=0)
+    assert [r["round"] for r in csv_rows] == list(range(6)) and csv_rows[0]["model"] == "coral-random"
+
+
+def test_ppo_learns_to_beat_random(tmp_path, dataset, resources):
+    config = quick_config(tmp_path / "ppo", algo="ppo", timesteps=1024, seed=0)
+    quiet_train(config, resources)
+    _, model = load_policy(config.out)
+    cfg = run_env_config(config, "test", resources)
+    trained = mean_return(evaluate_policy(SB3Policy(model), dataset, resources.scorer, "test", 5, config=cfg))
+    random = mean_return(evaluate_policy(RandomPolicy(0), dataset, resources.scorer, "test", 5, config=cfg))
+    # the same network before training, to show the gain comes from learning
+    from envs.vector import make_batched_vec_env
+    from policies.sb3 import build_model
+
+    untrained = build_model("ppo", make_batched_vec_env(run_env_config(config, "train", resources), 2, 0), seed=0, learning_rate=None, n_steps=32, batch_size=64)
+    before = mean_return(evaluate_policy(SB3Policy(untrained), dataset, resources.scorer, "test", 5, config=cfg))
+    assert trained > random + 0.1, (trained, random)
+    assert trained > before + 0.1, (trained, before)
+
+
+def test_training_is_deterministic_under_a_seed(tmp_path, resources):
+    params = []
+    for name in ("a", "b"):
+        config = quick_config(tmp_path / name, algo="ppo", timesteps=256, seed=3)
+        quiet_train(config, resources)
+        _, model = load_policy(config.out)
+        params.append(np.concatenate([p.detach().numpy().ravel() for p in model.policy.parameters()]))
+    np.testing.assert_array_equal(params[0], params[1])
+
+
+@pytest.mark.parametrize("algo", ["ppo", "ddpg"])
+def test_resume_continues_from_checkpoint_timestep(tmp_path, resources, algo):
+    config = quick_config(tmp_path / algo, algo=algo, timesteps=128, checkpoint_every=64)
+    quiet_train(config, resources)
+    first = latest_checkpoint(tmp_path / algo / "checkpoints")
+    assert first["timesteps"] == 128 and first["config"]["algo"] == algo
+    if algo == "ddpg":
+        assert "replay_buffer" in first
+    with pytest.raises(Exception, match="--resume"):
+        quiet_train(config, resources)  # refuses to start over a run with checkpoints
+    longer = TrainConfig.load(tmp_path / algo / "config.json")
+    longer.timesteps = 256
+    longer.progress_bar = False
+    quiet_train(longer, resources, resume=True)
+    state = latest_checkpoint(tmp_path / algo / "checkpoints")
+    assert state["timesteps"] == 256
+    with open(tmp_path / algo / "logs" / "segment1" / "progress.csv") as f:
+        steps = [int(float(r["time/total_timesteps"])) for r in csv.DictReader(f) if r.get("time/total_timesteps")]
+    assert steps and min(steps) > 128 and max(steps) == 256  # counted on from the checkpoint
+    _, model = load_policy(tmp_path / algo)
+    assert model.num_timesteps == 256
+    if algo == "ddpg":  # the last checkpoint's buffer holds both segments' transitions (per env: 256 / 4)
+        model.load_replay_buffer(tmp_path / algo / "checkpoints" / state["replay_buffer"])
+        assert model.replay_buffer.size() == 256 // config.n_envs
+    summary = json.loads((tmp_path / algo / "train_summary.json").read_text())
+    assert summary["timesteps"] == 256 and summary["segments"] == 2
+
+
+def test_maskable_ppo_trains_on_candidates(tmp_path, dataset, resources):
+    config = quick_config(tmp_path / "mppo", algo="maskable_ppo", timesteps=128, n_candidates=8)
+    quiet_train(config, resources)
+    _, model = load_policy(config.out)
+    cfg = run_env_config(config, "test", resources)
+    assert cfg.action_mode == "candidates"
+    res = evaluate_policy(SB3Policy(model), dataset, resources.scorer, "test", 5, config=cfg, limit=10)
+    for rec in res.records:  # masks keep every round on a new candidate
+        pairs = [(r["user"], r["item"]) for r in rec["rounds"][1:]]
+        assert len(set(pairs)) == 5
+
+
+def test_metrics_and_validation_auc_are_logged(tmp_path, resources):
+    config = quick_config(tmp_path / "log", algo="ppo", timesteps=256, val_every=128, val_size=20)
+    quiet_train(config, resources)
+    with open(tmp_path / "log" / "logs" / "segment0" / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    for key in ("coral/reward", "coral/abs_error", "coral/llm_calls", "coral/val_auc", "rollout/ep_rew_mean", "train/loss"):
+        assert any(r.get(key) not in (None, "") for r in rows), key
+    assert list((tmp_path / "log" / "logs" / "segment0").glob("events.out.tfevents*"))
+
+
+def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
+    from coral.cli import main
+
+    monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "interactions.csv", "w") as f:
+        f.write("user,item,rating,timestamp\n")
+        for split in (dataset.train, dataset.valid, dataset.test):
+            for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp):
+                f.write(f"{dataset.user_ids[u]},{dataset.item_ids[i]},{r},{t}\n")
+    run = tmp_path / "run"
+    args = ["train", "--dataset", str(data), "--algo", "ppo", "--warm-start", "none", "--timesteps", "64", "--seed", "1", "--out", str(run),
+            "--scorer", "scripted:weight=0.6", "--n-envs", "2", "--embedding-dim", "8", "--val-every", "0", "--no-progress"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(args) == 0
+        assert main(["evaluate", "--run", str(run), "--split", "test", "--limit", "12", "--n-boot", "0"]) == 0
+        assert main(["evaluate", "--policy", "random", "--dataset", str(data), "--scorer", "scripted", "--out", str(tmp_path / "base"), "--limit", "12", "--n-boot", "0"]) == 0
+    with open(run / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["round"] for r in rows] == [str(k) for k in range(6)] and rows[0]["model"] == "coral-ppo-none"
+    episodes = [json.loads(line) for line in (run / "eval_test.jsonl").read_text().splitlines()]
+    assert len(episodes) == 12 and len(episodes[0]["rounds"]) == 6
+    assert (tmp_path / "base" / "results.csv").is_file()
+    assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2  # a one-line error, exit 2
