@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "coral.baselines.cli",
     "policies.cli",
     "coral.align.cli",
+    "coral.pipeline.cli",
 ]
 
 

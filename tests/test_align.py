@@ -237,11 +237,11 @@ def test_diagnostics_measure_how_evidence_moves_p(dataset):
     from coral.llm.scripted import ScriptedConfig, ScriptedScorer
 
     builder = PromptBuilder(dataset)
-    follows = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=1.0)), dataset, builder, "valid", k=3, embeddings="none", n_pairs=30, progress=False)
+    follows = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=1.0)), dataset, builder, "valid", k=3, embeddings="none", n_pairs=30, n_boot=0, progress=False)
     assert follows["n_pairs"] == 30 and follows["n_negative"] == int((dataset.valid.label == 0).sum())
     assert follows["share_toward_label"] == 1.0 and follows["mean_abs_dp"] > 0.05
     assert follows["mean_dp_liked"] > 0
-    deaf = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=0.0)), dataset, builder, "valid", k=3, embeddings="none", n_pairs=30, progress=False)
+    deaf = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=0.0)), dataset, builder, "valid", k=3, embeddings="none", n_pairs=30, n_boot=0, progress=False)
     assert deaf["mean_abs_dp"] == 0.0 and deaf["share_toward_label"] == 0.0
     # Same seed, same evidence: the LLM-only scores do not depend on the evidence weight.
     assert deaf["auc_llm_only"] == follows["auc_llm_only"]

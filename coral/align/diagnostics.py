@@ -88,6 +88,7 @@ def evidence_diagnostics(
     embeddings: Any = "dfm",
     n_pairs: int = 0,
     seed: int = 0,
+    n_boot: int = 1000,
     progress: bool = True,
 ) -> dict[str, Any]:
     """LLM-only AUC, AUC with K pieces of evidence, and how much and which way one piece moves p.
@@ -101,6 +102,7 @@ def evidence_diagnostics(
     :param embeddings: warm start of the greedy policy.
     :param n_pairs: score this many pairs, a seeded sample (0 = all; see :func:`sample_pairs`).
     :param seed: seed of the sample and of the random policy.
+    :param n_boot: bootstrap resamples of the AUC intervals of p_0 and p_K (0 = none).
     :param progress: show a progress bar.
     :returns: the figures above plus ``p`` ((n, K+1) scores), ``labels``, ``evidence_labels`` and counts.
     """
@@ -123,12 +125,12 @@ def evidence_diagnostics(
     direction = np.where(ev_labels == 1, 1.0, -1.0)
     toward = (np.sign(dp) == direction) & moved
 
-    def metrics(scores: np.ndarray) -> dict[str, float]:
+    def metrics(scores: np.ndarray, boot: int) -> dict[str, float]:
         ok = ~np.isnan(scores)
-        return binary_metrics(labels[ok], scores[ok], n_boot=1000, seed=seed)
+        return binary_metrics(labels[ok], scores[ok], n_boot=boot, seed=seed)
 
-    at_0, at_k = metrics(p[:, 0]), metrics(p[:, -1])
-    aucs = [metrics(p[:, t])["auc"] for t in range(p.shape[1])]
+    at_0, at_k = metrics(p[:, 0], n_boot), metrics(p[:, -1], n_boot)
+    aucs = [metrics(p[:, t], 0)["auc"] for t in range(p.shape[1])]
     liked = moved & (ev_labels == 1)
     disliked = moved & (ev_labels == 0)
     return {
