@@ -383,10 +383,12 @@ class CollabRetrievalEnv(gym.Env):
         return self.end_step(score_prompts(self.scorer, [prompt])[0])
 
 
-def make_env(config: EnvConfig | Mapping[str, Any] | None = None, **fields: Any) -> CollabRetrievalEnv:
+def make_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, **fields: Any) -> CollabRetrievalEnv:
     """Build a :class:`CollabRetrievalEnv`: the one factory for gymnasium.make, SB3 and RLlib.
 
     :param config: an :class:`EnvConfig`, a dict of its fields (RLlib's ``EnvContext``), or None.
+    :param render_mode: ignored (there is nothing to render); accepted because SB3's
+        ``make_vec_env`` passes ``render_mode="rgb_array"`` through ``gymnasium.make``.
     :param fields: :class:`EnvConfig` fields overriding ``config`` (what ``gymnasium.make`` passes).
     """
     return CollabRetrievalEnv(EnvConfig.from_any(config, **fields))

@@ -129,8 +129,10 @@ class EvidenceIndex:
 
     def distances(self, query: np.ndarray) -> np.ndarray:
         """Squared Euclidean distance from ``query`` (2d,) to every pool interaction."""
-        q = np.asarray(query, dtype=np.float64)
-        return self._sq_norms - 2.0 * (self.vectors @ q) + float(q @ q)
+        # The product in float32, the tables' type: a float64 query would make numpy copy the
+        # whole table to float64 on every call (15 ms per step on gift_cards instead of 0.1 ms).
+        q = np.asarray(query, dtype=np.float32)
+        return self._sq_norms - 2.0 * (self.vectors @ q).astype(np.float64) + float(q.astype(np.float64) @ q)
 
     def nearest_rows(self, query: np.ndarray, excluded: np.ndarray, k: int = 1) -> np.ndarray:
         """The ``k`` pool rows nearest to ``query``, nearest first, skipping ``excluded`` rows.
@@ -152,13 +154,13 @@ class EvidenceIndex:
 
     def nearest_user(self, query: np.ndarray) -> int:
         """The user whose embedding is nearest to ``query`` (d,)."""
-        q = np.asarray(query, dtype=np.float64)
-        return int(np.argmin(self._user_sq - 2.0 * (self.user_emb @ q)))
+        q = np.asarray(query, dtype=np.float32)
+        return int(np.argmin(self._user_sq - 2.0 * (self.user_emb @ q).astype(np.float64)))
 
     def nearest_item(self, query: np.ndarray) -> int:
         """The item whose embedding is nearest to ``query`` (d,)."""
-        q = np.asarray(query, dtype=np.float64)
-        return int(np.argmin(self._item_sq - 2.0 * (self.item_emb @ q)))
+        q = np.asarray(query, dtype=np.float32)
+        return int(np.argmin(self._item_sq - 2.0 * (self.item_emb @ q).astype(np.float64)))
 
     def take(self, row: int, target_user: int, target_item: int) -> Evidence:
         """The evidence at pool ``row`` for this target, checked by the leakage guard.

@@ -87,7 +87,7 @@ class PeriodicCallback(BaseCallback):
 LATEST = "latest.json"
 
 
-def save_checkpoint(model: Any, directory: Path, config: dict[str, Any]) -> Path:
+def save_checkpoint(model: Any, directory: Path, config: dict[str, Any], scorer_fingerprint: str = "") -> Path:
     """Save model (and DDPG's replay buffer) as ``model_<t>.zip`` (+ ``replay_buffer_<t>.pkl``), then ``latest.json``.
 
     Files are written aside and renamed, ``latest.json`` last, so a run killed mid-save resumes
@@ -96,6 +96,7 @@ def save_checkpoint(model: Any, directory: Path, config: dict[str, Any]) -> Path
     :param model: the SB3 model.
     :param directory: the run's checkpoint folder.
     :param config: the run's TrainConfig as a dict (stored with the checkpoint).
+    :param scorer_fingerprint: identity of the scorer that produced the rewards so far.
     """
     directory.mkdir(parents=True, exist_ok=True)
     t = int(model.num_timesteps)
@@ -103,7 +104,7 @@ def save_checkpoint(model: Any, directory: Path, config: dict[str, Any]) -> Path
     tmp = directory / f".tmp-model_{t}.zip"
     model.save(tmp)
     os.replace(tmp, model_path)
-    state: dict[str, Any] = {"timesteps": t, "model": model_path.name, "config": config}
+    state: dict[str, Any] = {"timesteps": t, "model": model_path.name, "config": config, "scorer": scorer_fingerprint}
     if hasattr(model, "save_replay_buffer"):
         buffer_path = directory / f"replay_buffer_{t}.pkl"
         tmp_buffer = directory / f".tmp-replay_buffer_{t}.pkl"

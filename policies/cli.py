@@ -64,7 +64,8 @@ def _train(args: argparse.Namespace) -> int:
         path = Path(args.out or TrainConfig.out) / "config.json"
         if not path.is_file():
             raise CoralError(f"{path.parent}: nothing to resume (no config.json)")
-        config = TrainConfig.load(path)
+        # The run may have been moved or copied since: it lives where --out says now.
+        config = dataclasses.replace(TrainConfig.load(path), out=str(path.parent))
         if args.timesteps is not None:
             config = dataclasses.replace(config, timesteps=args.timesteps)
     else:

@@ -113,6 +113,13 @@ def train(config: TrainConfig, resources: Resources = Resources(), resume: bool 
     model.set_logger(configure(str(out / "logs" / f"segment{segment}"), ["stdout", "csv", "tensorboard"]))
 
     scorer = train_env_cfg.scorer
+    fingerprint = getattr(scorer, "fingerprint", "")
+    if state and state.get("scorer", fingerprint) != fingerprint:
+        # A spec such as "hf" does not pin everything (the default dtype can change): say so,
+        # since the reward function changes mid-run.
+        import warnings
+
+        warnings.warn(f"{out}: resuming with scorer {fingerprint!r}, but the checkpoint was trained with {state['scorer']!r}", stacklevel=2)
     retrieval_envs = vec.venv.retrieval_envs  # type: ignore[attr-defined]
     config_dict = config.to_dict()
 
@@ -127,7 +134,7 @@ def train(config: TrainConfig, resources: Resources = Resources(), resume: bool 
     callbacks = [
         RetrievalMetricsCallback(lambda: sum(e.prompts_scored for e in retrieval_envs), scorer),
         PeriodicCallback(config.val_every, validate),
-        PeriodicCallback(config.checkpoint_every, lambda _: save_checkpoint(model, ckpt_dir, config_dict)),
+        PeriodicCallback(config.checkpoint_every, lambda _: save_checkpoint(model, ckpt_dir, config_dict, fingerprint)),
     ]
     remaining = config.timesteps - int(model.num_timesteps)
     start = time.perf_counter()
@@ -141,7 +148,7 @@ def train(config: TrainConfig, resources: Resources = Resources(), resume: bool 
             progress_bar=config.progress_bar,
         )
     seconds = time.perf_counter() - start
-    save_checkpoint(model, ckpt_dir, config_dict)
+    save_checkpoint(model, ckpt_dir, config_dict, fingerprint)
     tmp = out / ".tmp-model.zip"
     model.save(tmp)
     os.replace(tmp, out / "model.zip")

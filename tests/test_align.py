@@ -7,7 +7,6 @@ stands in for the LLM, so everything here runs in seconds.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from coral.align import AlignConfig  # noqa: E402
-from coral.align.examples import AlignExample, EvidenceSampler, build_examples, check_no_heldout, load_examples  # noqa: E402
+from coral.align.examples import AlignExample, EvidenceSampler, check_no_heldout, load_examples  # noqa: E402
 from coral.data import load_dataset  # noqa: E402
 from coral.errors import CoralError  # noqa: E402
 from coral.evidence import Evidence  # noqa: E402

@@ -255,3 +255,19 @@ def test_scripted_scorer_is_deterministic_and_rises_with_liked_evidence():
     assert s.score([build(7, 9, ())])[0] != s.score([build(8, 9, ())])[0]  # a per-target offset
     with pytest.raises(CoralError):
         ScriptedScorer.from_spec("scripted:temperature=2")
+
+
+def test_sb3_make_vec_env_with_registered_id_matches_batched_vec_env(dataset):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    cfg = env_config(dataset)
+    plain = make_vec_env(ENV_ID, n_envs=2, env_kwargs={"config": cfg}, seed=0)
+    batched = make_vec_env(make_env, n_envs=2, env_kwargs={"config": cfg}, seed=0, vec_env_cls=BatchedRetrievalVecEnv)
+    np.testing.assert_array_equal(plain.reset(), batched.reset())
+    actions = np.random.default_rng(1).uniform(-1, 1, size=(15, 2, 8)).astype(np.float32)
+    for a in actions:
+        o1, r1, d1, _ = plain.step(a)
+        o2, r2, d2, _ = batched.step(a)
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_allclose(r1, r2)
+        np.testing.assert_array_equal(d1, d2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from llm_fixtures import embedded_tokenizer, small_dataset
 
@@ -110,3 +109,14 @@ def test_bad_config_is_a_clear_error():
         PromptConfig(order="random")
     with pytest.raises(CoralError, match="max_history"):
         PromptConfig(max_history=-1)
+
+
+def test_summarisation_can_precede_the_evidence(dataset):
+    builder = PromptBuilder(dataset, PromptConfig(summarise_in_tail=False), embedded_tokenizer())
+    u, i = int(dataset.valid.user[0]), int(dataset.valid.item[0])
+    ev = _evidence(dataset, 3, (u, i))
+    prompts = [builder.build(u, i, ev[:t]) for t in range(4)]
+    assert SUMMARISE in prompts[1].segments[1] and SUMMARISE not in prompts[1].segments[-1]
+    for before, after in zip(prompts, prompts[1:]):
+        assert after.segments[: len(before.segments) - 1] == before.segments[:-1]
+    assert SUMMARISE not in prompts[0].text

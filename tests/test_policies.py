@@ -166,6 +166,8 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
         for split in (dataset.train, dataset.valid, dataset.test):
             for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp):
                 f.write(f"{dataset.user_ids[u]},{dataset.item_ids[i]},{r},{t}\n")
+    with open(data / "items.csv", "w") as f:
+        f.write("item,title\n" + "".join(f"{raw},{text}\n" for raw, text in zip(dataset.item_ids, dataset.item_text)))
     run = tmp_path / "run"
     args = ["train", "--dataset", str(data), "--algo", "ppo", "--warm-start", "none", "--timesteps", "64", "--seed", "1", "--out", str(run),
             "--scorer", "scripted:weight=0.6", "--n-envs", "2", "--embedding-dim", "8", "--val-every", "0", "--no-progress"]

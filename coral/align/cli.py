@@ -101,7 +101,7 @@ def diagnostics_handler(args: argparse.Namespace) -> int:
     dataset = dataset_from_args(args)
     scorer = make_scorer(args.scorer, dtype=args.dtype)
     builder = PromptBuilder(dataset, tokenizer=scorer.tokenizer)
-    figures = summary(evidence_diagnostics(scorer, dataset, builder, args.split, args.k, embeddings=args.embeddings, n_pairs=args.n_pairs, seed=args.seed, progress=not args.no_progress))
+    figures = summary(evidence_diagnostics(scorer, dataset, builder, args.split, k=args.k, embeddings=args.embeddings, n_pairs=args.n_pairs, seed=args.seed, progress=not args.no_progress))
     figures["scorer"], figures["fingerprint"] = args.scorer, scorer.fingerprint
     if args.json:
         atomic_write_json(args.json, figures)

@@ -28,7 +28,7 @@ class AlignConfig:
     and 4-5x slower without them (measured), and fp32 training is the safe default."""
     seed: int = 0
     """Seed of the example sampling, the evidence draws and the LoRA initialisation."""
-    n_train: int = 256
+    n_train: int = 128
     """Training prompts (sub-sampled from the training split; a negative may appear several times with different evidence)."""
     source_split: Literal["train", "tail_train"] = "train"
     """Where training targets come from: the whole training split or its tail-item part."""
@@ -68,7 +68,7 @@ class AlignConfig:
     head_c: float = 0.1
     """Inverse L2 strength (scikit-learn's C) of the logistic readout, on standardised features."""
     # ---- validation ----
-    n_valid: int = 80
+    n_valid: int = 40
     """Validation interactions scored to report the result (0 = all): every negative (up to half) plus random positives."""
     threads: int = 2
     """torch threads."""

@@ -83,6 +83,7 @@ def evidence_diagnostics(
     dataset: CoralDataset,
     builder: Any,
     split: str = "valid",
+    *,
     k: int = 5,
     policies: Sequence[str] = ("random", "greedy"),
     embeddings: Any = "dfm",

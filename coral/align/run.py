@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
@@ -15,9 +16,10 @@ from coral.align.config import AlignConfig
 from coral.align.examples import EvidenceSampler, build_examples, check_no_heldout, load_examples, save_examples
 from coral.data.dataset import CoralDataset
 from coral.errors import CoralError
-from coral.io import atomic_write_json
+from coral.io import atomic_write_bytes, atomic_write_json
 
 CONFIG_FILE = "config.json"
+VALID_SCORES_FILE = "valid_scores.npz"
 
 
 def prompt_builder(dataset: CoralDataset, tokenizer: Any, config: AlignConfig):
@@ -31,7 +33,7 @@ def _prepare_directory(out: Path, config: AlignConfig, restart: bool) -> None:
     """Create ``out``; refuse to mix two configs in one directory unless restarting."""
     config_path = out / CONFIG_FILE
     if restart and out.exists():
-        for name in (META_FILE, CONFIG_FILE, LOG_FILE, EXAMPLES_FILE, METRICS_FILE, "adapter", "head.safetensors", "checkpoints"):
+        for name in (META_FILE, CONFIG_FILE, LOG_FILE, EXAMPLES_FILE, METRICS_FILE, VALID_SCORES_FILE, "adapter", "head.safetensors", "checkpoints"):
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     if config_path.is_file():
@@ -150,8 +152,24 @@ def validate_alignment(out: Path, dataset: CoralDataset, config: AlignConfig, pr
     t0 = time.monotonic()
     scorer = load_aligned_scorer(out)
     builder = prompt_builder(dataset, scorer.tokenizer, config)
-    diag = summary(evidence_diagnostics(scorer, dataset, builder, "valid", max(1, config.max_evidence), config.policies, config.embeddings, config.n_valid, config.seed, progress))
+    full = evidence_diagnostics(
+        scorer,
+        dataset,
+        builder,
+        split="valid",
+        k=max(1, config.max_evidence),
+        policies=config.policies,
+        embeddings=config.embeddings,
+        n_pairs=config.n_valid,
+        seed=config.seed,
+        progress=progress,
+    )
+    diag = summary(full)
     diag["seconds"] = round(time.monotonic() - t0, 2)
+    # The raw scores too, so that other figures (intervals, per-step) can be computed later.
+    buf = io.BytesIO()
+    np.savez_compressed(buf, p=full["p"], labels=full["labels"], evidence_labels=full["evidence_labels"])
+    atomic_write_bytes(out / VALID_SCORES_FILE, buf.getvalue())
     diag["fingerprint"] = scorer.fingerprint
     atomic_write_json(out / METRICS_FILE, diag)
     return diag

@@ -93,10 +93,11 @@ def run_baselines(
 
 
 def summary_table(rows: Sequence[dict], title: str = ""):
-    """A rich table with one line per model: mean (and sd over seeds) of the test metrics."""
+    """A rich table with one line per model: means over seeds of the test metrics (AUC also its sd
+    over seeds; the 95% CI column is the mean of the per-seed bootstrap bounds)."""
     from rich.table import Table
 
-    table = Table("model", "seeds", "AUC", "AUC 95% CI (mean)", "F1", "F1@0.5", "log loss", "train s", title=title)
+    table = Table("model", "seeds", "AUC ± sd", "95% CI", "F1", "F1@.5", "logloss", "train s", title=title)
     by_model: dict[str, list[dict]] = {}
     for row in rows:
         by_model.setdefault(str(row["model"]), []).append(row)
@@ -109,11 +110,11 @@ def summary_table(rows: Sequence[dict], title: str = ""):
         table.add_row(
             model,
             str(len(group)),
-            f"{np.mean(auc):.4f} ± {np.std(auc, ddof=1) if len(auc) > 1 else 0.0:.4f}",
-            f"[{np.mean(values(group, 'auc_ci_low')):.3f}, {np.mean(values(group, 'auc_ci_high')):.3f}]",
-            f"{np.mean(values(group, 'f1')):.4f}",
-            f"{np.mean(values(group, 'f1_at_05')):.4f}",
-            f"{np.mean(values(group, 'logloss')):.4f}",
+            f"{np.mean(auc):.3f}±{np.std(auc, ddof=1) if len(auc) > 1 else 0.0:.3f}",
+            f"{np.mean(values(group, 'auc_ci_low')):.2f}-{np.mean(values(group, 'auc_ci_high')):.2f}",
+            f"{np.mean(values(group, 'f1')):.3f}",
+            f"{np.mean(values(group, 'f1_at_05')):.3f}",
+            f"{np.mean(values(group, 'logloss')):.3f}",
             f"{np.mean(values(group, 'train_seconds')):.1f}",
         )
     return table

@@ -58,10 +58,13 @@ class TrainedBaseline:
         return self.model.item_table().detach().numpy().astype(np.float32, copy=True)
 
 
-def _monitor(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Validation AUC, or minus the log loss when the validation split has a single class."""
+def _monitor(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """(validation AUC, minus log loss): compared as a tuple, the log loss breaks AUC ties (tiny
+    validation sets often reach AUC 1.0 in the first epoch, long before calibration). When the
+    validation split has a single class the AUC is replaced by minus the log loss."""
     metrics = binary_metrics(labels, scores, n_boot=0)
-    return metrics["auc"] if np.isfinite(metrics["auc"]) else -metrics["logloss"]
+    auc = metrics["auc"] if np.isfinite(metrics["auc"]) else -metrics["logloss"]
+    return auc, -metrics["logloss"]
 
 
 def _parameter_groups(model: CTRModel, weight_decay: float) -> list[dict]:
@@ -98,7 +101,7 @@ def train_baseline(dataset: CoralDataset, config: BaselineConfig, on_epoch: Epoc
     trained = TrainedBaseline(model, config, fields, dataset.fingerprint, 0.0)
 
     start = time.perf_counter()
-    best, best_state, stale = -np.inf, copy.deepcopy(model.state_dict()), 0
+    best, best_state, stale = (-np.inf, -np.inf), copy.deepcopy(model.state_dict()), 0
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.randperm(len(data), generator=shuffle)
@@ -108,9 +111,9 @@ def train_baseline(dataset: CoralDataset, config: BaselineConfig, on_epoch: Epoc
             loss.backward()
             optimizer.step()
         score = _monitor(dataset.valid.label, trained.predict(dataset.valid.user, dataset.valid.item))
-        trained.history.append(score)
+        trained.history.append(score[0])
         if on_epoch is not None:
-            on_epoch(epoch, score)
+            on_epoch(epoch, score[0])
         if score > best:
             best, best_state, stale, trained.best_epoch = score, copy.deepcopy(model.state_dict()), 0, epoch
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import time
 from pathlib import Path
 
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", choices=("valid", "test"), default="test", help="split to report (validation is always scored too, for the F1 threshold)")
     parser.add_argument("--out", required=True, help="output directory: results.csv and per-pair predictions")
     parser.add_argument("--scorer", default="hf", help="hf, hf:PATH (HF dir or .gguf), vllm:MODEL or openai:URL#MODEL (default hf: the embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="weights layout for hf/vllm (default: bfloat16 where the CPU has native bf16, else float32)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="weights layout for hf/vllm (default: float32; bf16 did not match its validation AUC)")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass (default 8)")
     parser.add_argument("--order", choices=("incremental", "paper"), default="incremental", help="prompt order (default incremental)")
     parser.add_argument("--max-history", type=int, default=10, help="most recent liked and disliked items of the target user shown (default 10 each)")
@@ -69,7 +69,7 @@ def _score(args: argparse.Namespace) -> int:
         "method": "llm-only",
         "scorer": scorer.fingerprint,
         "prompt_version": builder.version,
-        "prompt": json.loads(json.dumps(config.__dict__)),
+        "prompt": dataclasses.asdict(config),
         "data_config": dataset.config.to_dict(),
         "dataset_fingerprint": dataset.fingerprint,
         "limit": args.limit,

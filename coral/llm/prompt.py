@@ -7,6 +7,8 @@ Two orders:
   order; then a short fixed tail: summarisation instruction, query, answer instruction and the
   chat template's assistant header. Adding a piece of evidence appends one segment before the
   tail, so a scorer can reuse the key/value cache of everything before it.
+  (``summarise_in_tail=False`` moves the summarisation instruction to just before the evidence,
+  making the per-step tail shorter.)
 - ``"paper"``: the paper's order: role-play, collaborative block (retrieved users grouped per
   retrieved item), summarisation instruction, user history, query. Adding evidence changes the
   middle of the prompt, so only the role-play prefix is reusable.
@@ -69,6 +71,10 @@ class PromptConfig:
     """Wrap the prompt in the tokenizer's chat template when it has one (plain text otherwise)."""
     summarise: bool = True
     """Include the summarisation instruction (only when there is evidence to summarise)."""
+    summarise_in_tail: bool = True
+    """Incremental order: put the summarisation instruction in the tail, after the evidence (the
+    paper's relative order); False puts it in the first evidence segment, before the evidence,
+    which shortens the tail recomputed at every step by about 22 tokens."""
     max_item_chars: int = 120
     """Item texts longer than this are cut (with "...")."""
 
@@ -187,8 +193,10 @@ class PromptBuilder:
         if self.config.order == "incremental":
             query = QUERY_SHORT.format(user=user) + " " + ANSWER
             static = history + target
-            middle = [COLLAB_HEADER + self._evidence_line(ev) if k == 0 else self._evidence_line(ev) for k, ev in enumerate(evidence)]
-            tail = summarise + query
+            in_tail = self.config.summarise_in_tail
+            header = COLLAB_HEADER if in_tail else COLLAB_HEADER + summarise
+            middle = [header + self._evidence_line(ev) if k == 0 else self._evidence_line(ev) for k, ev in enumerate(evidence)]
+            tail = (summarise if in_tail else "") + query
             segments = self._frame([static, *middle, tail])
         else:
             query = QUERY.format(item=self.item_text(item), user=user) + " " + ANSWER

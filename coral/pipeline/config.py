@@ -48,6 +48,9 @@ class RunConfig:
     """Evaluate on at most this many test (and validation) interactions; 0 = all."""
     n_envs: int = 4
     """Parallel episodes whose prompts are scored in one batch."""
+    resume_training: bool = False
+    """Continue a killed policy training from its last checkpoint. Off by default: a resumed PPO
+    run is not bit-identical to an uninterrupted one, and the main job's table must be."""
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
@@ -76,6 +79,8 @@ class RunConfig:
             default = getattr(config, key)
             if isinstance(default, list) and not isinstance(value, list):
                 value = [value]
+            if isinstance(default, list) and default and not all(isinstance(v, type(default[0])) for v in value):
+                raise CoralError(f"{source}: {key} must be a list of {type(default[0]).__name__}, got {value!r}")
             if isinstance(default, bool) and not isinstance(value, bool):
                 raise CoralError(f"{source}: {key} must be true or false, got {value!r}")
             if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):

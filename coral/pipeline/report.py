@@ -135,19 +135,20 @@ def plot_rounds(rows: Iterable[dict], path: Path, title: str = "") -> None:
     _save(fig, path)
 
 
-def plot_training_curves(curves: dict[str, Path], path: Path, y_keys: tuple[str, ...] = ("rollout/ep_rew_mean", "coral/reward")) -> None:
-    """Episode return against timesteps for each trained policy, from SB3's progress.csv files."""
+def plot_training_curves(curves: dict[str, list[Path]], path: Path, y_keys: tuple[str, ...] = ("rollout/ep_rew_mean", "coral/reward")) -> None:
+    """Episode return against timesteps for each trained policy, from SB3's progress.csv files
+    (one per training segment: a resumed run continues in a new one)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, csv_path in sorted(curves.items()):
-        if not csv_path.exists():
-            continue
-        with open(csv_path, newline="") as f:
-            records = list(csv.DictReader(f))
+    for label, csv_paths in sorted(curves.items()):
+        records = []
+        for csv_path in csv_paths:
+            with open(csv_path, newline="") as f:
+                records += list(csv.DictReader(f))
         key = next((k for k in y_keys if records and k in records[0]), None)
         if key is None:
             continue

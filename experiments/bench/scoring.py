@@ -87,8 +87,10 @@ def speed(args: argparse.Namespace) -> None:
 
     from coral.llm.model import default_dtype, native_bf16
 
-    print(f"threads={torch.get_num_threads()}  OMP_PROC_BIND={os.environ.get('OMP_PROC_BIND')}  native bf16: {native_bf16()}  default layout: {default_dtype()}")
     layouts = args.layouts.split(",") if args.layouts != "auto" else ["float32", "bfloat16"]
+    if args.episodes_only:
+        layouts = []
+    print(f"threads={torch.get_num_threads()}  OMP_PROC_BIND={os.environ.get('OMP_PROC_BIND')}  native bf16: {native_bf16()}  default layout: {default_dtype()}")
     for dtype in layouts:
         model, tokenizer = _load(dtype)
         scorer = HFScorer(model, tokenizer, model_id="bench", kv_reuse=False, batch_size=64, max_batch_tokens=1 << 20)
@@ -107,9 +109,9 @@ def speed(args: argparse.Namespace) -> None:
 
     # Incremental vs full scoring over a 5-step episode on real prompts.
     dataset = load_dataset(args.dataset)
-    dtype = default_dtype() if args.layouts == "auto" else layouts[0]
+    dtype = default_dtype() if args.layouts == "auto" else args.layouts.split(",")[0]
     model, tokenizer = _load(dtype)
-    builder = PromptBuilder(dataset, PromptConfig(), tokenizer)
+    builder = PromptBuilder(dataset, PromptConfig(summarise_in_tail=not args.summarise_first), tokenizer)
     train = dataset.train
     rng = np.random.default_rng(0)
     episodes = []
@@ -156,6 +158,8 @@ def main() -> None:
     parser.add_argument("--lengths", default="256,1024", help="speed: prompt lengths in tokens")
     parser.add_argument("--batches", default="1,8,32", help="speed: batch sizes")
     parser.add_argument("--episodes", type=int, default=4, help="speed: parallel episodes in the incremental test")
+    parser.add_argument("--episodes-only", action="store_true", help="speed: skip the throughput grid")
+    parser.add_argument("--summarise-first", action="store_true", help="speed: PromptConfig(summarise_in_tail=False) in the episode test")
     parser.add_argument("--orders", default="incremental,paper", help="quality: prompt orders")
     parser.add_argument("--random", action=argparse.BooleanOptionalAction, default=True, help="quality: also score with 5 random evidence pieces")
     parser.add_argument("--limit", type=int, default=0, help="quality: first N validation pairs only")
