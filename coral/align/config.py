@@ -19,8 +19,9 @@ POLICIES = ("random", "greedy")
 class AlignConfig:
     """How the scorer is aligned to the Yes/No task. Defaults fit 10 minutes on 2 CPU cores (gift_cards)."""
 
-    method: Literal["lora", "head"] = "lora"
-    """lora: LoRA fine-tuning of the LLM (TALLRec); head: a logistic readout on the frozen LLM's last hidden state."""
+    method: Literal["lora", "head"] = "head"
+    """head: a logistic readout on the frozen LLM's last hidden state (default: the better validation AUC on
+    gift_cards within the CPU budget, see experiments/notes/align.md); lora: LoRA fine-tuning of the LLM (TALLRec)."""
     base_model: str | None = None
     """HF model directory or .gguf file of the LLM; None = the embedded SmolLM2-135M-Instruct."""
     dtype: Literal["float32", "bfloat16"] = "float32"

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--export-embeddings", action="store_true", help="also save each run's user/item embeddings under OUT/embeddings/")
     parser.add_argument("--force", action="store_true", help="retrain runs that already have a row in results.csv")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test AUC's 95%% interval (default 1000)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on shared 2-core machines a second pinned thread slowed small models ~10x whenever the other core was busy)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=handler)
 

@@ -65,7 +65,7 @@ class BaselineConfig:
     eval_batch_size: int = 8192
     """Rows per forward pass when predicting (does not change results)."""
     num_threads: int | None = None
-    """torch threads while training; None leaves torch's setting."""
+    """torch threads while training (restored afterwards); None leaves torch's setting."""
 
     def __post_init__(self) -> None:
         from coral.baselines.models import MODELS

@@ -84,8 +84,16 @@ def train_baseline(dataset: CoralDataset, config: BaselineConfig, on_epoch: Epoc
     :param on_epoch: optional progress callback, called after each epoch.
     :raises CoralError: when the training rows are empty (e.g. head_only on a dataset without head rows).
     """
+    threads_before = torch.get_num_threads()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    try:
+        return _train(dataset, config, on_epoch)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(dataset: CoralDataset, config: BaselineConfig, on_epoch: EpochCallback | None) -> TrainedBaseline:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     rows = dataset.train.take(dataset.is_head[dataset.train.item]) if config.head_only else dataset.train

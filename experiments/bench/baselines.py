@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed per model; the first (warm-up) is reported apart (default 3)")
     parser.add_argument("--batch-size", type=int, default=1024, help="training batch size (default 1024)")
     parser.add_argument("--dim", type=int, default=128, help="embedding size (default 128)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as `coral baselines`)")
     parser.add_argument("--json", default=None, help="also write the measurements to this JSON file")
     args = parser.parse_args(argv)
 
