@@ -1,19 +1,32 @@
-"""CTR baselines of the paper's Table 1 (DFM, DCN, WDL, AFM, IPS, CausE) and the embedding warm start."""
+"""CTR baselines of the paper's Table 1 (DFM, DCN, WDL, AFM, IPS, CausE) and the embedding warm start.
 
-from coral.baselines.config import BaselineConfig, FeatureFields
-from coral.baselines.export import Embeddings, load_embeddings, save_embeddings, warm_start_embeddings
-from coral.baselines.models import MODELS
-from coral.baselines.train import TrainedBaseline, evaluate_baseline, train_baseline
+Torch and scikit-learn are imported on first use of a name below, so that ``coral --help``
+and the sub-commands that never train a model start fast.
+"""
 
-__all__ = [
-    "MODELS",
-    "BaselineConfig",
-    "FeatureFields",
-    "TrainedBaseline",
-    "train_baseline",
-    "evaluate_baseline",
-    "Embeddings",
-    "save_embeddings",
-    "load_embeddings",
-    "warm_start_embeddings",
-]
+from __future__ import annotations
+
+import importlib
+
+#: Public names and the module that defines each.
+_LAZY = {
+    "BaselineConfig": "coral.baselines.config",
+    "FeatureFields": "coral.baselines.config",
+    "Embeddings": "coral.baselines.export",
+    "load_embeddings": "coral.baselines.export",
+    "save_embeddings": "coral.baselines.export",
+    "warm_start_embeddings": "coral.baselines.export",
+    "MODELS": "coral.baselines.models",
+    "TrainedBaseline": "coral.baselines.train",
+    "evaluate_baseline": "coral.baselines.train",
+    "train_baseline": "coral.baselines.train",
+    "run_baselines": "coral.baselines.runner",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'coral.baselines' has no attribute {name!r}")
