@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from coral.data.dataset import CoralDataset
 from coral.io import atomic_write_text
@@ -77,6 +78,7 @@ def evaluate_policy(
     config: EnvConfig | None = None,
     batch_size: int = 16,
     limit: int | None = None,
+    progress: bool = True,
 ) -> EvaluationResult:
     """Run ``rounds`` retrieval rounds with ``policy`` for every interaction of ``split``.
 
@@ -97,7 +99,7 @@ def evaluate_policy(
     start = time.perf_counter()
     if config is None:
         config = EnvConfig(embeddings="dfm" if policy.needs_embeddings else "none")
-    cfg = EnvConfig.from_any(config, dataset=dataset, scorer=scorer, split=split, mode="eval", eval_rounds=rounds)
+    cfg = EnvConfig.from_any(config, dataset=dataset, scorer=scorer, split=split, mode="eval", eval_rounds=max(1, rounds))  # rounds=0: only the prompts without evidence
     first = CollabRetrievalEnv(cfg)
     episodes = subset_indices(first.episodes.label, limit)
     n = len(episodes)
@@ -105,7 +107,9 @@ def evaluate_policy(
     envs = [first] + [CollabRetrievalEnv(shared) for _ in range(max(1, min(batch_size, n)) - 1)]
     p = np.zeros((rounds + 1, n))
     records: list[dict[str, Any]] = []
+    bar = tqdm(total=n, desc=f"{getattr(policy, 'name', 'policy')} on {split}", unit="episode", disable=not progress, leave=False)
     for begin in range(0, n, len(envs)):
+        bar.update(min(len(envs), n - begin))
         batch = envs[: min(len(envs), n - begin)]
         prompts = [env.begin_reset(options={"index": int(episodes[begin + k])}) for k, env in enumerate(batch)]
         obs = np.stack([env.end_reset(s)[0] for env, s in zip(batch, score_prompts(first.scorer, prompts))])
@@ -124,6 +128,7 @@ def evaluate_policy(
             records.append(
                 {"split": split, "episode_index": env.episode_index, "user": env.user, "item": env.item, "label": env.label, "rounds": env.trace}
             )
+    bar.close()
     labels = np.asarray(first.episodes.label[episodes], dtype=np.int64)
     return EvaluationResult(split, labels, p, records, sum(e.prompts_scored for e in envs), time.perf_counter() - start)
 
@@ -197,7 +202,14 @@ def result_rows(
 
 
 def evaluate_run(
-    run: str | Path, split: str = "test", threshold: str = "valid", results: str | Path | None = None, batch_size: int = 16, limit: int | None = None, n_boot: int = 1000
+    run: str | Path,
+    split: str = "test",
+    threshold: str = "valid",
+    results: str | Path | None = None,
+    batch_size: int = 16,
+    limit: int | None = None,
+    n_boot: int = 1000,
+    valid_limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate a ``coral train`` run: rows appended to ``results`` and episodes saved as JSONL.
 
@@ -211,6 +223,7 @@ def evaluate_run(
     :param batch_size: episodes scored together.
     :param limit: evaluate only ``limit`` interactions of each split, a seeded subset keeping both classes.
     :param n_boot: bootstrap resamples of the AUC interval (0: none).
+    :param valid_limit: the same for the validation split that tunes the F1 threshold (None: ``limit``).
     """
     from coral.results import append_rows
     from policies.sb3 import SB3Policy
@@ -227,11 +240,11 @@ def evaluate_run(
     test = evaluate_policy(policy, cfg.dataset, cfg.scorer, split, config.eval_rounds, config=cfg, batch_size=batch_size, limit=limit)
     valid = None
     if threshold == "valid" and split != "valid":
-        valid = evaluate_policy(policy, cfg.dataset, cfg.scorer, "valid", config.eval_rounds, config=cfg, batch_size=batch_size, limit=limit)
+        valid = evaluate_policy(policy, cfg.dataset, cfg.scorer, "valid", config.eval_rounds, config=cfg, batch_size=batch_size, limit=valid_limit if valid_limit is not None else limit)
     write_records(run / f"eval_{split}.jsonl", [test])
     if valid is not None:
         write_records(run / "eval_valid.jsonl", [valid])
-    identity = {**config.to_dict(), "scorer_fingerprint": getattr(cfg.scorer, "fingerprint", ""), "limit": limit}
+    identity = {**config.to_dict(), "scorer_fingerprint": getattr(cfg.scorer, "fingerprint", ""), "limit": limit, "valid_limit": valid_limit}
     rows = result_rows(
         test, valid, dataset=cfg.dataset.name, model=config.model_name, seed=config.seed, config=identity, train_seconds=float(read_summary(run).get("train_seconds", 0.0)), n_boot=n_boot
     )

@@ -71,10 +71,11 @@ class PromptConfig:
     """Wrap the prompt in the tokenizer's chat template when it has one (plain text otherwise)."""
     summarise: bool = True
     """Include the summarisation instruction (only when there is evidence to summarise)."""
-    summarise_in_tail: bool = True
-    """Incremental order: put the summarisation instruction in the tail, after the evidence (the
-    paper's relative order); False puts it in the first evidence segment, before the evidence,
-    which shortens the tail recomputed at every step by about 22 tokens."""
+    summarise_in_tail: bool = False
+    """Incremental order: False (default) puts the summarisation instruction in the first evidence
+    segment, just before the evidence, which shortens the tail recomputed at every retrieval step
+    by about 22 tokens (a step then costs ~3.8x less than a full prompt instead of ~3.0x); True
+    puts it after the evidence, the paper's relative order."""
     max_item_chars: int = 120
     """Item texts longer than this are cut (with "...")."""
 

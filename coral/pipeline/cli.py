@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         config.align = False
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "default")
     console = Console()
-    outputs = MainJob(config, out, log=lambda msg: console.print(msg, highlight=False)).run()
+    outputs = MainJob(config, out, log=lambda msg: console.print(msg, highlight=False, markup=False)).run()
     console.print(Markdown(outputs.table_text))
     console.print(f"table: {outputs.table}  plots: {', '.join(str(p) for p in outputs.plots)}")
     return 0

@@ -32,21 +32,30 @@ class RunConfig:
     """Scorer spec for the zero-shot LLM (see ``coral.llm.make_scorer``)."""
     align: bool = True
     """Align the scorer (``coral align``) and add rows that use it."""
-    align_budget_seconds: float = 300.0
-    """Wall-clock budget of the alignment stage."""
+    align_method: str = "head"
+    """Alignment method: head (a readout on the frozen LLM's last hidden state) or lora."""
+    align_examples: int = 256
+    """Training prompts of the alignment (class-balanced sample of training interactions)."""
     methods: list[str] = field(default_factory=lambda: ["llm-only", "coral-random", "coral-ppo", "coral-ddpg"])
-    """LLM methods: llm-only, coral-random, coral-greedy, coral-ppo, coral-ddpg, coral-maskable_ppo."""
+    """LLM methods (llm-only, coral-random, coral-greedy, coral-ppo, coral-ddpg, coral-maskable_ppo),
+    run with the aligned scorer when ``align`` is on, else with ``scorer``."""
+    zero_shot_methods: list[str] = field(default_factory=lambda: ["llm-only"])
+    """LLM methods also run with the zero-shot ``scorer`` when ``align`` is on."""
     warm_starts: list[str] = field(default_factory=lambda: ["dfm"])
     """Warm starts of the RL policies (dfm, wdl, afm, dcn, none)."""
     ppo_timesteps: int = 256
     """PPO training timesteps per (warm start, seed)."""
     ddpg_timesteps: int = 256
-    """DDPG training timesteps (the paper uses 2000)."""
+    """DDPG training timesteps (the paper uses 2000; the default keeps `coral run` under 20 minutes)."""
     rounds: int = 5
     """Retrieval rounds at evaluation (the paper's K)."""
     max_eval: int = 0
-    """Evaluate on at most this many test (and validation) interactions; 0 = all."""
-    n_envs: int = 4
+    """Evaluate the LLM methods on at most this many test interactions (a seeded subset keeping
+    both classes); 0 = the whole test split, as the baselines."""
+    valid_limit: int = 48
+    """Validation interactions (a seeded subset keeping both classes) that tune each LLM method's
+    F1 threshold; 0 = the whole validation split. The LLM dominates the run's time."""
+    n_envs: int = 8
     """Parallel episodes whose prompts are scored in one batch."""
     resume_training: bool = False
     """Continue a killed policy training from its last checkpoint. Off by default: a resumed PPO

@@ -124,9 +124,12 @@ def plot_rounds(rows: Iterable[dict], path: Path, title: str = "") -> None:
     for model, by_round in sorted(rounds_by_method(rows).items(), key=lambda kv: _order(kv[0])):
         xs = sorted(by_round)
         ax.plot(xs, [np.nanmean(by_round[x]) for x in xs], marker="o", label=display_name(model))
+    llm_only: dict[str, list[float]] = defaultdict(list)
     for r in final_rows(rows):
         if r["model"].startswith("llm-only"):
-            ax.axhline(_f(r["auc"]), linestyle=":", color="grey", label=display_name(r["model"]) if r["seed"] in ("0", 0) else None)
+            llm_only[r["model"]].append(_f(r["auc"]))
+    for style, (model, aucs) in zip((":", "--", "-."), sorted(llm_only.items())):
+        ax.axhline(float(np.nanmean(aucs)), linestyle=style, color="grey", label=display_name(model))
     ax.set_xlabel("retrieval round")
     ax.set_ylabel("test AUC")
     ax.set_title(title or "AUC after each retrieval round")

@@ -4,15 +4,18 @@ Stages of one dataset, in order:
 
 1. ``baselines``: the CTR baselines x seeds (``coral.baselines.run_baselines``, resumable per
    (model, seed));
-2. ``llm-random@SCORER-seedS``: one evaluation of random retrieval on test and validation; its
-   round 0 (no evidence) is the LLM alone (``llm-only``) and its rounds 0..K are CoRAL-random;
+2. ``coral-random@SCORER-seedS``: one evaluation of random retrieval on test and validation; its
+   round 0 (no evidence) is the LLM alone (``llm-only``) and its rounds 0..K are CoRAL-random
+   (``llm-only@SCORER-seedS`` scores round 0 alone when random retrieval is not asked for);
 3. ``align``: the aligned scorer (``coral align``), when ``align`` is on;
-4. ``coral-ALGO-WARM@SCORER-seedS``: a trained policy (``policies.train``, resumable from its
-   checkpoints) evaluated on test with validation for the F1 threshold;
+4. ``coral-ALGO-WARM@SCORER-seedS``: a trained policy (``policies.train``) evaluated on test,
+   with a validation subset for the F1 threshold;
 5. the report: ``results.csv``, ``results.md`` (the paper's layout), ``auc_by_round.png``,
    ``training_curves.png``.
 
-Steps 2 and 4 run once with the zero-shot scorer and once with the aligned one.
+With ``align`` on, ``methods`` run with the aligned scorer (the zero-shot model ignores the
+evidence, see experiments/notes/align.md) and ``zero_shot_methods`` with the zero-shot one;
+with it off, ``methods`` run with the zero-shot scorer.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ def _limit(config: RunConfig) -> int | None:
     return config.max_eval or None
 
 
+def _valid_limit(config: RunConfig) -> int | None:
+    return config.valid_limit or None
+
+
 class MainJob:
     """Builds and runs the stages of one ``coral run``."""
 
@@ -92,26 +99,34 @@ class MainJob:
         return Stage("baselines", identity, run)
 
     def fixed_policy_stage(self, ds: CoralDataset, spec: str, tag: str, policy_name: str, seed: int) -> Stage:
-        """Random (or greedy) retrieval on test and validation; round 0 is the LLM alone."""
+        """Random (or greedy) retrieval on test and validation, K rounds; round 0 is the LLM alone.
+
+        ``llm-only`` alone runs 0 rounds: only the prompts without evidence are scored.
+        """
+        rounds = 0 if policy_name == "llm-only" else self.config.rounds
 
         def run(directory: Path) -> None:
             from policies.evaluate import evaluate_policy, result_rows, write_records
             from policies.greedy import GreedyPolicy
             from policies.random_policy import RandomPolicy
 
-            policy = RandomPolicy(seed=seed) if policy_name == "coral-random" else GreedyPolicy()
+            policy = GreedyPolicy() if policy_name == "coral-greedy" else RandomPolicy(seed=seed)
             scorer = self.scorer(spec)
-            kwargs = dict(rounds=self.config.rounds, batch_size=self.config.n_envs, limit=_limit(self.config))
-            test = evaluate_policy(policy, ds, scorer, "test", **kwargs)
-            valid = evaluate_policy(policy, ds, scorer, "valid", **kwargs)
+            batch = self.config.n_envs
+            test = evaluate_policy(policy, ds, scorer, "test", rounds, batch_size=batch, limit=_limit(self.config))
+            valid = evaluate_policy(policy, ds, scorer, "valid", rounds, batch_size=batch, limit=_valid_limit(self.config))
             write_records(directory / "eval_test.jsonl", [test])
-            identity = {"policy": policy_name, "scorer": spec, "scorer_fingerprint": scorer.fingerprint, "rounds": self.config.rounds, "limit": _limit(self.config)}
+            identity = {"policy": policy_name, "scorer": spec, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "limit": _limit(self.config), "valid_limit": _valid_limit(self.config)}
             suffix = f"@{tag}" if tag else ""
             rows = result_rows(test, valid, dataset=ds.name, model=policy_name + suffix, seed=seed, config=identity)
             llm_only = [dict(r, model="llm-only" + suffix, round="") for r in rows if int(r["round"]) == 0]
-            append_rows(directory / ROWS_FILE, rows + (llm_only if policy_name == "coral-random" else []), replace_keys=("dataset", "model", "seed", "split", "round"))
+            if policy_name == "llm-only":
+                rows = []
+            elif policy_name != "coral-random":
+                llm_only = []
+            append_rows(directory / ROWS_FILE, rows + llm_only, replace_keys=("dataset", "model", "seed", "split", "round"))
 
-        identity = {"dataset": ds.fingerprint, "policy": policy_name, "scorer": spec, "seed": seed, "rounds": self.config.rounds, "limit": _limit(self.config)}
+        identity = {"dataset": ds.fingerprint, "policy": policy_name, "scorer": spec, "seed": seed, "rounds": rounds, "limit": _limit(self.config), "valid_limit": _valid_limit(self.config)}
         return Stage(f"{policy_name}@{tag or 'zeroshot'}-seed{seed}", identity, run)
 
     def trained_policy_stage(self, ds: CoralDataset, spec: str, tag: str, method: str, warm: str, seed: int) -> Stage:
@@ -142,7 +157,7 @@ class MainJob:
                 if not resume and run_dir.exists():
                     shutil.rmtree(run_dir)  # a killed training restarts, so results equal an uninterrupted run's
                 train(train_config, Resources(dataset=ds, scorer=self.scorer(spec)), resume=resume)
-            rows = evaluate_run(run_dir, "test", results=directory / "eval.csv", batch_size=self.config.n_envs, limit=_limit(self.config))
+            rows = evaluate_run(run_dir, "test", results=directory / "eval.csv", batch_size=self.config.n_envs, limit=_limit(self.config), valid_limit=_valid_limit(self.config))
             suffix = f"@{tag}" if tag else ""
             append_rows(directory / ROWS_FILE, [dict(r, model=r["model"] + suffix) for r in rows], replace_keys=("dataset", "model", "seed", "split", "round"))
 
@@ -156,13 +171,14 @@ class MainJob:
             "n_envs": self.config.n_envs,
             "rounds": self.config.rounds,
             "limit": _limit(self.config),
+            "valid_limit": _valid_limit(self.config),
         }
         return Stage(f"{method}-{warm}@{tag or 'zeroshot'}-seed{seed}", identity, run)
 
     def align_stage(self, ds: CoralDataset) -> Stage:
         from coral.align.config import AlignConfig
 
-        align_config = AlignConfig(budget_seconds=self.config.align_budget_seconds)
+        align_config = AlignConfig(method=self.config.align_method, n_train=self.config.align_examples)
 
         def run(directory: Path) -> None:
             from coral.align.run import run_alignment
@@ -172,18 +188,20 @@ class MainJob:
         return Stage("align", {"dataset": ds.fingerprint, **align_config.to_dict()}, run)
 
     # ---- the whole job ------------------------------------------------------------------------
-    def llm_stages(self, ds: CoralDataset, spec: str, tag: str) -> list[Stage]:
+    def llm_stages(self, ds: CoralDataset, spec: str, tag: str, methods: list[str]) -> list[Stage]:
         """The LLM methods' stages for one scorer; llm-only and coral-random share one stage."""
-        unknown = [m for m in self.config.methods if m not in FIXED and m not in TRAINED]
+        unknown = [m for m in methods if m not in FIXED and m not in TRAINED]
         if unknown:
             raise CoralError(f"unknown method(s) {', '.join(unknown)}; expected {', '.join(FIXED + tuple(TRAINED))}")
         stages = []
         for seed in self.config.seeds:
-            if {"llm-only", "coral-random"} & set(self.config.methods):
+            if "coral-random" in methods:  # its round 0 is the llm-only row
                 stages.append(self.fixed_policy_stage(ds, spec, tag, "coral-random", seed))
-            if "coral-greedy" in self.config.methods:
+            elif "llm-only" in methods:
+                stages.append(self.fixed_policy_stage(ds, spec, tag, "llm-only", seed))
+            if "coral-greedy" in methods:
                 stages.append(self.fixed_policy_stage(ds, spec, tag, "coral-greedy", seed))
-            for method in (m for m in self.config.methods if m in TRAINED):
+            for method in (m for m in methods if m in TRAINED):
                 stages.extend(self.trained_policy_stage(ds, spec, tag, method, warm, seed) for warm in self.config.warm_starts)
         return stages
 
@@ -202,13 +220,14 @@ class MainJob:
             root = self.out / ds.name if len(self.config.datasets) > 1 else self.out
             self.log(f"== {ds.name}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions")
             stages = [self.baselines_stage(ds)] if self.config.baselines else []
-            stages += self.llm_stages(ds, self.config.scorer, "")
+            zero_shot = self.config.zero_shot_methods if self.config.align else self.config.methods
+            stages += self.llm_stages(ds, self.config.scorer, "", zero_shot)
             for stage in stages:
                 rows += self._run(stage, root, curves)
             if self.config.align:
                 directory, _ = run_stage(self.align_stage(ds), root, self.log)
                 aligned = f"aligned:{directory / 'aligned'}"
-                for stage in self.llm_stages(ds, aligned, "aligned"):
+                for stage in self.llm_stages(ds, aligned, "aligned", self.config.methods):
                     rows += self._run(stage, root, curves)
         if not rows:
             raise CoralError("no dataset could be run (all missing?)")

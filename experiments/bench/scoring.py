@@ -111,7 +111,7 @@ def speed(args: argparse.Namespace) -> None:
     dataset = load_dataset(args.dataset)
     dtype = default_dtype() if args.layouts == "auto" else args.layouts.split(",")[0]
     model, tokenizer = _load(dtype)
-    builder = PromptBuilder(dataset, PromptConfig(summarise_in_tail=not args.summarise_first), tokenizer)
+    builder = PromptBuilder(dataset, PromptConfig(summarise_in_tail=args.summarise_in_tail), tokenizer)
     train = dataset.train
     rng = np.random.default_rng(0)
     episodes = []
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,32", help="speed: batch sizes")
     parser.add_argument("--episodes", type=int, default=4, help="speed: parallel episodes in the incremental test")
     parser.add_argument("--episodes-only", action="store_true", help="speed: skip the throughput grid")
-    parser.add_argument("--summarise-first", action="store_true", help="speed: PromptConfig(summarise_in_tail=False) in the episode test")
+    parser.add_argument("--summarise-in-tail", action="store_true", help="speed: PromptConfig(summarise_in_tail=True), the paper's relative order, in the episode test")
     parser.add_argument("--orders", default="incremental,paper", help="quality: prompt orders")
     parser.add_argument("--random", action=argparse.BooleanOptionalAction, default=True, help="quality: also score with 5 random evidence pieces")
     parser.add_argument("--limit", type=int, default=0, help="quality: first N validation pairs only")
