@@ -39,18 +39,13 @@ def resolve_dataset(dataset: str | CoralDataset) -> CoralDataset:
 
 
 def resolve_scorer(scorer: "str | Scorer") -> "Scorer":
-    """A scorer object: ``scripted[:k=v,...]`` builds a ScriptedScorer, other specs go to ``coral.llm.make_scorer``."""
+    """A scorer object for a spec (``coral.llm.make_scorer``), built once per process."""
     if not isinstance(scorer, str):
         return scorer
     if scorer not in _scorers:
-        if scorer.split(":", 1)[0] == "scripted":
-            from coral.llm.scripted import ScriptedScorer
+        from coral.llm import make_scorer
 
-            _scorers[scorer] = ScriptedScorer.from_spec(scorer)
-        else:
-            from coral.llm import make_scorer
-
-            _scorers[scorer] = make_scorer(scorer)
+        _scorers[scorer] = make_scorer(scorer)
     return _scorers[scorer]
 
 

@@ -6,6 +6,7 @@
 - ``"hf:PATH"``: any local HF model directory or ``.gguf`` file;
 - ``"aligned:DIR"``: an LLM aligned by ``coral align`` (LoRA merged, or a readout head);
 - ``"vllm:MODEL"``: in-process vLLM (optional extra);
+- ``"scripted[:weight=..,noise=..,bias=..,seed=..]"``: a fast scripted scorer for RL work and tests;
 - ``"openai:URL#MODEL"``: an OpenAI-compatible completions endpoint, e.g.
   ``openai:http://127.0.0.1:8000/v1#HuggingFaceTB/SmolLM2-135M-Instruct``.
 
@@ -51,6 +52,10 @@ def make_scorer(
     :raises CoralError: for an unknown spec.
     """
     backend, _, arg = spec.partition(":")
+    if backend == "scripted":  # a deterministic function of the prompt's metadata: nothing to cache
+        from coral.llm.scripted import ScriptedScorer
+
+        return ScriptedScorer.from_spec(spec)
     if backend == "hf":
         from coral.llm.hf import HFScorer
         from coral.llm.model import model_identity
@@ -78,7 +83,7 @@ def make_scorer(
 
         scorer = OpenAIScorer(url, model_name, labels=labels)
     else:
-        raise CoralError(f"unknown scorer spec {spec!r}; expected hf, hf:PATH, aligned:DIR, vllm:MODEL or openai:URL#MODEL")
+        raise CoralError(f"unknown scorer spec {spec!r}; expected hf, hf:PATH, aligned:DIR, vllm:MODEL, openai:URL#MODEL or scripted")
     if cache is True:
         cache = default_cache_path()
     if cache:

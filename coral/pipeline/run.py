@@ -25,14 +25,14 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from coral.data.dataset import CoralDataset, DataConfig
 from coral.errors import CoralError, DataError
 from coral.pipeline.config import RunConfig
 from coral.pipeline.report import plot_rounds, plot_training_curves, write_table
 from coral.pipeline.stages import Stage, run_stage
-from coral.results import COLUMNS, append_rows, read_rows
+from coral.results import append_rows, read_rows
 
 ROWS_FILE = "rows.csv"
 #: Algorithm of each trained-policy method name.
@@ -254,4 +254,4 @@ class MainJob:
         return RunOutputs(self.out, results, self.out / "results.md", table, plots)
 
 
-__all__ = ["MainJob", "RunConfig", "RunOutputs", "COLUMNS"]
+__all__ = ["MainJob", "RunConfig", "RunOutputs"]

@@ -7,8 +7,6 @@ directory, so stale outputs are never reused.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,15 +50,3 @@ def run_stage(stage: Stage, root: Path, log: Callable[[str], None] = print) -> t
     stage.run(directory)
     atomic_write_json(done, {"seconds": round(time.perf_counter() - start, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return directory, False
-
-
-def stage_seconds(directory: Path) -> float:
-    """Seconds a finished stage took (0 if unknown)."""
-    try:
-        return float(json.loads((directory / "done.json").read_text())["seconds"])
-    except (OSError, KeyError, ValueError):
-        return 0.0
-
-
-def remove_stage(stage: Stage, root: Path) -> None:
-    shutil.rmtree(stage.directory(root), ignore_errors=True)
