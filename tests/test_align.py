@@ -29,25 +29,11 @@ def dataset():
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> str:
     """A 2-layer llama with random weights and the embedded model's tokenizer, saved as an HF directory."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from llm_fixtures import tiny_llama
 
-    from coral.llm.model import resolve_model_dir
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(None))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
+    model, tokenizer = tiny_llama(seed=0)
     directory = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(directory)
+    model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
 
