@@ -66,6 +66,17 @@ def env_config(config: TrainConfig, split: str = "train", resources: Resources =
     )
 
 
+def log_formats() -> list[str]:
+    """SB3 logger outputs: stdout and CSV always; TensorBoard only where the optional
+    ``tensorboard`` package is installed (SB3 raises on a missing one)."""
+    import importlib.util
+
+    formats = ["stdout", "csv"]
+    if importlib.util.find_spec("tensorboard") is not None:
+        formats.append("tensorboard")
+    return formats
+
+
 def _set_threads(n: int) -> None:
     import torch
 
@@ -110,7 +121,7 @@ def train(config: TrainConfig, resources: Resources = Resources(), resume: bool 
     else:
         model = build_model(config.algo, vec, seed=config.seed, learning_rate=config.learning_rate, n_steps=config.n_steps, batch_size=config.batch_size)
     segment = sum(1 for _ in (out / "logs").glob("segment*")) if (out / "logs").is_dir() else 0
-    model.set_logger(configure(str(out / "logs" / f"segment{segment}"), ["stdout", "csv", "tensorboard"]))
+    model.set_logger(configure(str(out / "logs" / f"segment{segment}"), log_formats()))
 
     scorer = train_env_cfg.scorer
     fingerprint = getattr(scorer, "fingerprint", "")

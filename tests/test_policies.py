@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -152,7 +153,9 @@ def test_metrics_and_validation_auc_are_logged(tmp_path, resources):
         rows = list(csv.DictReader(f))
     for key in ("coral/reward", "coral/abs_error", "coral/llm_calls", "coral/val_auc", "rollout/ep_rew_mean", "train/loss"):
         assert any(r.get(key) not in (None, "") for r in rows), key
-    assert list((tmp_path / "log" / "logs" / "segment0").glob("events.out.tfevents*"))
+    # TensorBoard is an optional extra: its event file is written exactly when it is installed.
+    events = list((tmp_path / "log" / "logs" / "segment0").glob("events.out.tfevents*"))
+    assert bool(events) == (importlib.util.find_spec("tensorboard") is not None)
 
 
 def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
