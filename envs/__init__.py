@@ -1,17 +1,40 @@
-"""Gymnasium environments of coral. Importing this package registers them.
+"""Gymnasium environments of coral (installed as ``coral.envs``). Importing this package registers them.
 
-``gymnasium.make("CoRAL/CollabRetrieval-v0", dataset="gift_cards")`` builds a
-:class:`~envs.collab_retrieval.CollabRetrievalEnv` through :func:`~envs.collab_retrieval.make_env`.
+- ``CoRAL/CollabRetrieval-v0``: the retrieval MDP with the embedded LLM (scorer "hf") and a
+  DFM warm start, as the paper; ``gymnasium.make("coral.envs:CoRAL/CollabRetrieval-v0", dataset="gift_cards")``.
+- ``CoRAL/CollabRetrieval-Scripted-v0``: the same MDP with the scripted scorer and random
+  embeddings: thousands of steps per second, numpy and gymnasium only (no torch).
+
+Both take the keys of :class:`EnvConfig` as keywords and ``render_mode="ansi"``. Their episodes
+are at most ``max_train_steps`` (10) steps long; pass ``max_episode_steps=`` to ``gymnasium.make``
+when you raise it.
 """
 
 import gymnasium
 
-from envs.collab_retrieval import CollabRetrievalEnv, EnvConfig, make_env
-from envs.retrieval import EvidenceIndex, LeakageError, LeakageGuard, random_embeddings
+from coral.envs.batch import EpisodeBatch
+from coral.envs.collab_retrieval import CollabRetrievalEnv, EnvConfig, make_env, make_scripted_env
+from coral.envs.resources import EnvResources
+from coral.retrieval import EvidenceIndex, LeakageError, LeakageGuard, random_embeddings
 
 ENV_ID = "CoRAL/CollabRetrieval-v0"
+SCRIPTED_ENV_ID = "CoRAL/CollabRetrieval-Scripted-v0"
 
-if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="envs.collab_retrieval:make_env")
+for _id, _entry in ((ENV_ID, "coral.envs.collab_retrieval:make_env"), (SCRIPTED_ENV_ID, "coral.envs.collab_retrieval:make_scripted_env")):
+    if _id not in gymnasium.registry:
+        gymnasium.register(id=_id, entry_point=_entry, max_episode_steps=EnvConfig.max_train_steps)
 
-__all__ = ["ENV_ID", "CollabRetrievalEnv", "EnvConfig", "EvidenceIndex", "LeakageError", "LeakageGuard", "make_env", "random_embeddings"]
+__all__ = [
+    "ENV_ID",
+    "SCRIPTED_ENV_ID",
+    "CollabRetrievalEnv",
+    "EnvConfig",
+    "EnvResources",
+    "EpisodeBatch",
+    "EvidenceIndex",
+    "LeakageError",
+    "LeakageGuard",
+    "make_env",
+    "make_scripted_env",
+    "random_embeddings",
+]

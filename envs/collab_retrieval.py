@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol, Sequence
 
 import gymnasium as gym
 import numpy as np
 
-from coral.data.dataset import CoralDataset
+from coral.config import from_dict, require, section
+from coral.data.dataset import DataConfig
 from coral.errors import CoralError
 from coral.evidence import Evidence
+from coral.llm import ScorerConfig
+from coral.retrieval import EmbeddingTables, EvidenceIndex, WarmStartConfig
 
-from envs.resources import resolve_dataset, resolve_embeddings, resolve_index, resolve_scorer
-from envs.retrieval import EmbeddingTables, EvidenceIndex
+from coral.envs.resources import EnvResources, resolve_dataset, resolve_embeddings, resolve_index, resolve_scorer
 
 if TYPE_CHECKING:
     from coral.llm.base import Prompt, Scorer
-
-ACTION_MODES = ("query", "candidates")
-QUERY_MATCHES = ("observed", "independent")
-EPISODE_MODES = ("auto", "train", "eval")
-EPISODE_SPLITS = ("train", "valid", "test")
 
 
 class PromptBuilderLike(Protocol):
@@ -31,51 +27,38 @@ class PromptBuilderLike(Protocol):
     def build(self, user: int, item: int, evidence: Sequence[Evidence]) -> "Prompt": ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class EnvConfig:
-    """Everything that defines a retrieval environment. Also accepted as a plain dict (RLlib)."""
+    """Everything that defines a retrieval environment (plain values; objects go in :class:`~coral.envs.resources.EnvResources`)."""
 
-    dataset: str | CoralDataset = "gift_cards"
-    """Dataset name or path (``coral.data.load_dataset``), or a loaded dataset."""
-    split: str = "train"
-    """Where episodes come from: train (the tail-item training interactions), valid or test."""
-    mode: str = "auto"
-    """train: up to max_train_steps, stopping once |p - y| < stop_error; eval: exactly eval_rounds; auto: train on the train split, else eval."""
-    action_mode: str = "query"
-    """query: continuous [a_u, a_i] mapped to evidence by nearest neighbours; candidates: Discrete over the n_candidates nearest observed interactions."""
-    query_match: str = "observed"
-    """For query actions. observed: the nearest observed training interaction to [a_u, a_i]; independent: the nearest user and nearest item separately (paper Eq. 6)."""
-    n_candidates: int = 20
-    """Number of candidate interactions in the candidates action mode."""
-    embeddings: str | Any = "dfm"
-    """Warm start: dfm, wdl, afm, dcn (CTR-model embeddings), none (random), or an object with user and item arrays."""
-    embedding_dim: int = 128
-    """Embedding size d (the observation has 4d + 2 entries)."""
+    data: DataConfig = section(DataConfig, flat=True)
+    """The dataset, its layout and its preprocessing."""
+    scorer: ScorerConfig = section(ScorerConfig, flat=True)
+    """The LLM that scores the prompts."""
+    warm: WarmStartConfig = section(WarmStartConfig, flat=True)
+    """The embeddings of observations and of the evidence search."""
     embedding_seed: int = 0
     """Seed of the warm-start CTR model or of the random embeddings."""
-    scorer: str | Any = "hf"
-    """Scorer spec for ``coral.llm.make_scorer`` (hf = the embedded LLM), scripted[:k=v,...], or a Scorer."""
+    split: Literal["train", "valid", "test"] = "train"
+    """Where episodes come from: train (the tail-item training interactions), valid or test."""
+    mode: Literal["auto", "train", "eval"] = "auto"
+    """train: up to max_train_steps, stopping once |p - y| < stop_error; eval: exactly `rounds` steps; auto: train on the train split, else eval."""
+    action_mode: Literal["query", "candidates"] = "query"
+    """query: continuous [a_u, a_i] mapped to evidence by nearest neighbours; candidates: Discrete over the n_candidates nearest observed interactions."""
+    query_match: Literal["observed", "independent"] = "observed"
+    """Query actions. observed: the nearest observed training interaction to [a_u, a_i]; independent: the nearest user and nearest item separately (paper Eq. 6)."""
+    n_candidates: int = 20
+    """Number of candidate interactions in the candidates action mode."""
     max_train_steps: int = 10
     """Retrieval steps allowed per training episode."""
     stop_error: float = 0.1
     """Training episodes terminate once |p_t - y| falls below this."""
-    eval_rounds: int = 5
-    """Retrieval steps of every evaluation episode (K)."""
-    prompt_builder: Any = None
-    """An object with build(user, item, evidence) -> Prompt; None = coral.llm.prompt.PromptBuilder with defaults."""
+    rounds: int = 5
+    """K: retrieval steps of every evaluation episode."""
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("split", self.split, EPISODE_SPLITS),
-            ("mode", self.mode, EPISODE_MODES),
-            ("action_mode", self.action_mode, ACTION_MODES),
-            ("query_match", self.query_match, QUERY_MATCHES),
-        ):
-            if value not in allowed:
-                raise CoralError(f"env config: {name} must be one of {', '.join(allowed)}, got {value!r}")
-        for name in ("n_candidates", "embedding_dim", "max_train_steps", "eval_rounds"):
-            if int(getattr(self, name)) < 1:
-                raise CoralError(f"env config: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("n_candidates", "max_train_steps", "rounds"):
+            require(int(getattr(self, name)) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
 
     @property
     def episode_mode(self) -> str:
@@ -86,21 +69,16 @@ class EnvConfig:
 
     @classmethod
     def from_any(cls, config: "EnvConfig | Mapping[str, Any] | None" = None, **overrides: Any) -> "EnvConfig":
-        """An EnvConfig from a config, a dict (e.g. RLlib's EnvContext) or nothing, with field overrides.
+        """An EnvConfig from a config, a dict of its keys (e.g. RLlib's EnvContext) or nothing, with key overrides.
 
-        :raises CoralError: on a key that is not a field.
+        Keys are those of ``coral.config.to_dict(EnvConfig())``: the data, scorer and warm-start
+        keys (``dataset``, ``k_core``, ``scorer``, ``warm_start``, ...) sit beside the others.
+
+        :raises CoralError: on a key that is not a setting, or a bad value.
         """
         if isinstance(config, EnvConfig):
-            # Not dataclasses.asdict: it would deep-copy a dataset object into dicts.
-            base = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-        else:
-            base = dict(config or {})
-        base.update(overrides)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(base) - fields)
-        if unknown:
-            raise CoralError(f"env config: unknown option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(fields))}")
-        return cls(**base)
+            return from_dict(cls, overrides, where="env config", base=config) if overrides else config
+        return from_dict(cls, {**dict(config or {}), **overrides}, where="env config")
 
 
 def score_prompts(scorer: "Scorer", prompts: Sequence["Prompt | None"]) -> list[float | None]:
@@ -166,19 +144,27 @@ class CollabRetrievalEnv(gym.Env):
 
     Training mode (``split="train"``): terminated when |p_t - y| < ``stop_error`` (0.1),
     truncated after ``max_train_steps`` (10). Evaluation mode (valid/test): truncated after
-    exactly ``eval_rounds`` (5) steps; never terminated. Running out of evidence (all candidates
+    exactly ``rounds`` (5) steps; never terminated. Running out of evidence (all candidates
     used) also truncates.
 
     ## Arguments
 
-    One :class:`EnvConfig`, a dict of its fields, or its fields as keywords:
-    ``gymnasium.make("CoRAL/CollabRetrieval-v0", dataset="gift_cards")`` uses the embedded LLM
-    (scorer "hf") and the DFM warm start.
+    One :class:`EnvConfig`, a dict of its keys, or its keys as keywords, and optionally
+    :class:`~coral.envs.resources.EnvResources` (a loaded dataset, a scorer object, embedding
+    tables, a prompt builder) that replace the config's names:
+    ``gymnasium.make("coral.envs:CoRAL/CollabRetrieval-v0", dataset="gift_cards")`` uses the
+    embedded LLM (scorer "hf") and the DFM warm start;
+    ``gymnasium.make("coral.envs:CoRAL/CollabRetrieval-Scripted-v0")`` the scripted scorer and
+    random embeddings (no torch).
+
+    ## Rendering
+
+    ``render_mode="ansi"``: :meth:`render` returns the current prompt's evidence block as text.
 
     ## Leakage
 
     Evidence comes from the training split only and passes the leakage guard
-    (:class:`envs.retrieval.LeakageGuard`): the target interaction and every validation/test
+    (:class:`coral.retrieval.LeakageGuard`): the target interaction and every validation/test
     interaction are refused with an error.
 
     ## Version History
@@ -186,32 +172,37 @@ class CollabRetrievalEnv(gym.Env):
     * v0: first version.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None) -> None:
+    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, resources: EnvResources | None = None, render_mode: str | None = None) -> None:
         super().__init__()
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise CoralError(f"render_mode must be one of {', '.join(self.metadata['render_modes'])} or None, got {render_mode!r}")
+        self.render_mode = render_mode
         self.config = EnvConfig.from_any(config)
-        cfg = self.config
-        self.dataset = resolve_dataset(cfg.dataset)
-        self.scorer = resolve_scorer(cfg.scorer)
-        embeddings: EmbeddingTables = resolve_embeddings(self.dataset, cfg.embeddings, seed=cfg.embedding_seed, dim=cfg.embedding_dim)
-        self.index: EvidenceIndex = resolve_index(self.dataset, embeddings)
+        self.resources = resources or EnvResources()
+        cfg, res = self.config, self.resources
+        self.dataset = res.dataset if res.dataset is not None else resolve_dataset(cfg.data)
+        self.scorer = res.scorer if res.scorer is not None else resolve_scorer(cfg.scorer)
+        #: The user and item embedding tables (observations and evidence search).
+        self.embeddings: EmbeddingTables = res.embeddings if res.embeddings is not None else resolve_embeddings(self.dataset, cfg.warm, seed=cfg.embedding_seed)
+        self.index: EvidenceIndex = resolve_index(self.dataset, self.embeddings)
         self.episodes = self.dataset.split("tail_train" if cfg.split == "train" else cfg.split)
         if len(self.episodes) == 0:
             raise CoralError(f"dataset {self.dataset.name!r}: split {cfg.split!r} has no tail interactions to draw episodes from")
-        if cfg.prompt_builder is None:
+        if res.prompt_builder is None:
             from coral.llm.prompt import PromptBuilder, PromptConfig
 
             # The scorer's tokenizer (if it has one) supplies the chat template the LLM expects.
             tokenizer = getattr(self.scorer, "tokenizer", None)
             self.prompt_builder: PromptBuilderLike = PromptBuilder(self.dataset, PromptConfig(), tokenizer=tokenizer)
         else:
-            self.prompt_builder = cfg.prompt_builder
+            self.prompt_builder = res.prompt_builder
 
         d = self.index.dim
         self.dim = d
         training = cfg.episode_mode == "train"
-        self.max_steps = cfg.max_train_steps if training else cfg.eval_rounds
+        self.max_steps = cfg.max_train_steps if training else cfg.rounds
         self.stop_error: float | None = cfg.stop_error if training else None
         # Bounds: embeddings and their means lie within the tables' ranges; p and t/K in [0, 1].
         u_lo, u_hi = self.index.user_emb.min(axis=0), self.index.user_emb.max(axis=0)
@@ -231,6 +222,8 @@ class CollabRetrievalEnv(gym.Env):
 
         #: Prompts this environment has had scored (its share of LLM calls).
         self.prompts_scored = 0
+        #: The prompt of the current state (None before the first reset).
+        self.prompt: "Prompt | None" = None
         self._used = np.zeros(len(self.index), dtype=bool)
         self._active = False
         self._set_target(0)
@@ -312,7 +305,8 @@ class CollabRetrievalEnv(gym.Env):
             j = int(self.np_random.integers(len(self.episodes)))
         self._set_target(j)
         self._active = True
-        return self.prompt_builder.build(self.user, self.item, ())
+        self.prompt = self.prompt_builder.build(self.user, self.item, ())
+        return self.prompt
 
     def end_reset(self, p0: float) -> tuple[np.ndarray, dict[str, Any]]:
         """Finish a reset with the score of :meth:`begin_reset`'s prompt."""
@@ -351,7 +345,10 @@ class CollabRetrievalEnv(gym.Env):
             self._sum_items += self.index.item_emb[ret_item]
             self._n_retrieved += 1
         self._last = {"t": self.t, "user": ret_user, "item": ret_item, "label": None if ev is None else ev.label}
-        return None if ev is None else self.prompt_builder.build(self.user, self.item, tuple(self.evidence))
+        if ev is None:
+            return None
+        self.prompt = self.prompt_builder.build(self.user, self.item, tuple(self.evidence))
+        return self.prompt
 
     def end_step(self, p: float | None) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Finish a step with the new prompt's score (None: the prompt did not change)."""
@@ -382,13 +379,38 @@ class CollabRetrievalEnv(gym.Env):
         prompt = self.begin_step(action)
         return self.end_step(score_prompts(self.scorer, [prompt])[0])
 
+    def render(self) -> str | None:
+        """With ``render_mode="ansi"``: the current prompt's evidence block (its segments between
+        the fixed part and the tail, one per piece of evidence), or the whole prompt text for
+        prompt orders that do not keep evidence in segments of their own."""
+        if self.render_mode != "ansi":
+            return None
+        if self.prompt is None:
+            return ""
+        segments = self.prompt.segments
+        if len(segments) == len(self.evidence) + 2:
+            return "".join(segments[1:-1])
+        return self.prompt.text
 
-def make_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, **fields: Any) -> CollabRetrievalEnv:
+
+def make_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:
     """Build a :class:`CollabRetrievalEnv`: the one factory for gymnasium.make, SB3 and RLlib.
 
-    :param config: an :class:`EnvConfig`, a dict of its fields (RLlib's ``EnvContext``), or None.
-    :param render_mode: ignored (there is nothing to render); accepted because SB3's
-        ``make_vec_env`` passes ``render_mode="rgb_array"`` through ``gymnasium.make``.
-    :param fields: :class:`EnvConfig` fields overriding ``config`` (what ``gymnasium.make`` passes).
+    :param config: an :class:`EnvConfig`, a dict of its keys (RLlib's ``EnvContext``), or None.
+    :param render_mode: None or "ansi" (SB3's ``make_vec_env`` passes "rgb_array" through
+        ``gymnasium.make``, which is taken as None: there are no pictures to draw).
+    :param resources: objects replacing the config's names (a loaded dataset, a scorer, ...).
+    :param keys: :class:`EnvConfig` keys overriding ``config`` (what ``gymnasium.make`` passes).
     """
-    return CollabRetrievalEnv(EnvConfig.from_any(config, **fields))
+    return CollabRetrievalEnv(EnvConfig.from_any(config, **keys), resources=resources, render_mode=None if render_mode == "rgb_array" else render_mode)
+
+
+def make_scripted_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:
+    """:func:`make_env` whose defaults are the scripted scorer and random embeddings: cheap, and without torch.
+
+    An :class:`EnvConfig` object is taken as it is; in a dict or keywords, ``scorer`` and
+    ``warm_start`` given explicitly (e.g. ``scorer="scripted:weight=2"``) still apply.
+    """
+    if not isinstance(config, EnvConfig):
+        config = {"scorer": "scripted", "warm_start": "none", **dict(config or {})}
+    return make_env(config, render_mode=render_mode, resources=resources, **keys)

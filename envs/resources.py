@@ -2,76 +2,61 @@
 
 Several environments (a vector of them, or gymnasium.make called repeatedly) share one dataset,
 one set of embeddings and one scorer: loading the LLM per environment would cost seconds and
-memory each time, so named resources are cached here by their names.
+memory each time, so named resources are cached here by their configs. :class:`EnvResources`
+carries objects that replace the names (tests, notebooks, a pipeline that loaded them already).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from coral.data.dataset import CoralDataset
-from coral.errors import CoralError
-
-from envs.retrieval import EmbeddingTables, EvidenceIndex, random_embeddings
+from coral.data.dataset import CoralDataset, DataConfig
+from coral.llm import ScorerConfig
+from coral.retrieval import EmbeddingTables, EvidenceIndex, resolve_embeddings
 
 if TYPE_CHECKING:
     from coral.llm.base import Scorer
 
-#: CTR models whose embeddings can warm-start the retrieval policy; "none" = random ("w/o init").
-WARM_START_MODELS = ("dfm", "wdl", "afm", "dcn", "none")
+__all__ = ["EnvResources", "resolve_dataset", "resolve_embeddings", "resolve_index", "resolve_scorer"]
 
-_datasets: dict[str, CoralDataset] = {}
-_scorers: dict[str, "Scorer"] = {}
-_embeddings: dict[tuple[str, str, int, int], EmbeddingTables] = {}
+
+@dataclass(frozen=True)
+class EnvResources:
+    """Objects that replace the names of an :class:`~coral.envs.EnvConfig` (each None: load from the config)."""
+
+    dataset: CoralDataset | None = None
+    """Used instead of loading the config's data section."""
+    scorer: Any = None
+    """A Scorer used instead of building the config's scorer spec."""
+    embeddings: Any = None
+    """An object with user and item arrays used instead of the config's warm start."""
+    prompt_builder: Any = None
+    """An object with build(user, item, evidence) -> Prompt, used instead of coral.llm.prompt.PromptBuilder."""
+
+
+_datasets: dict[DataConfig, CoralDataset] = {}
+_scorers: dict[ScorerConfig, "Scorer"] = {}
 # Keyed by the embeddings object's id; the value keeps the object alive so the id stays unique.
 _indexes: dict[tuple[str, int], tuple[EmbeddingTables, EvidenceIndex]] = {}
 
 
-def resolve_dataset(dataset: str | CoralDataset) -> CoralDataset:
-    """A dataset object, loading a name or path through ``coral.data.load_dataset`` once."""
-    if isinstance(dataset, CoralDataset):
-        return dataset
-    if dataset not in _datasets:
+def resolve_dataset(config: DataConfig) -> CoralDataset:
+    """The dataset of a data section, loaded through ``coral.data.load_dataset`` once per process."""
+    if config not in _datasets:
         from coral.data import load_dataset
 
-        _datasets[dataset] = load_dataset(dataset)
-    return _datasets[dataset]
+        _datasets[config] = load_dataset(config)
+    return _datasets[config]
 
 
-def resolve_scorer(scorer: "str | Scorer") -> "Scorer":
-    """A scorer object for a spec (``coral.llm.make_scorer``), built once per process."""
-    if not isinstance(scorer, str):
-        return scorer
-    if scorer not in _scorers:
+def resolve_scorer(config: ScorerConfig) -> "Scorer":
+    """The scorer of a scorer section (``coral.llm.make_scorer``), built once per process."""
+    if config not in _scorers:
         from coral.llm import make_scorer
 
-        _scorers[scorer] = make_scorer(scorer)
-    return _scorers[scorer]
-
-
-def resolve_embeddings(dataset: CoralDataset, embeddings: str | EmbeddingTables, seed: int = 0, dim: int = 128) -> EmbeddingTables:
-    """Embedding tables for ``dataset``: a warm start from a CTR model, random ("none"), or the object given.
-
-    :param dataset: the dataset the tables index.
-    :param embeddings: one of :data:`WARM_START_MODELS` or an object with ``user`` and ``item`` arrays.
-    :param seed: seed of the CTR training or of the random draw.
-    :param dim: embedding size.
-    :raises CoralError: on an unknown model name.
-    """
-    if not isinstance(embeddings, str):
-        return embeddings
-    name = embeddings.lower()
-    if name not in WARM_START_MODELS:
-        raise CoralError(f"unknown warm start {embeddings!r}; expected one of {', '.join(WARM_START_MODELS)}")
-    key = (dataset.fingerprint, name, int(seed), int(dim))
-    if key not in _embeddings:
-        if name == "none":
-            _embeddings[key] = random_embeddings(dataset, dim=dim, seed=seed)
-        else:
-            from coral.baselines import warm_start_embeddings
-
-            _embeddings[key] = warm_start_embeddings(dataset, model=name, seed=seed, dim=dim)
-    return _embeddings[key]
+        _scorers[config] = make_scorer(config.scorer, dtype=config.dtype)
+    return _scorers[config]
 
 
 def resolve_index(dataset: CoralDataset, embeddings: EmbeddingTables) -> EvidenceIndex:

@@ -1,11 +1,4 @@
-"""Many retrieval episodes at once, with one scorer call per step for all of them.
-
-The LLM dominates the cost of a step, and it scores a batch of prompts in one forward pass, so
-:class:`BatchedRetrievalVecEnv` (an SB3 ``VecEnv``, usable by PPO, DDPG and MaskablePPO) steps N
-environments in three phases: every environment retrieves its evidence and builds its prompt,
-the scorer scores the N prompts in one call, every environment computes its reward. Episodes
-that end are reset the same way (their p_0 prompts scored together).
-"""
+"""An SB3 vector environment over retrieval episodes, stepped together by :class:`~coral.envs.batch.EpisodeBatch`."""
 
 from __future__ import annotations
 
@@ -14,13 +7,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
-from coral.errors import CoralError
-
-from envs.collab_retrieval import CollabRetrievalEnv, EnvConfig, make_env, score_prompts
+from coral.envs.batch import EpisodeBatch
+from coral.envs.collab_retrieval import CollabRetrievalEnv, EnvConfig, make_env
+from coral.envs.resources import EnvResources
 
 
 class BatchedRetrievalVecEnv(DummyVecEnv):
-    """An SB3 VecEnv over :class:`CollabRetrievalEnv` instances sharing one scorer.
+    """An SB3 VecEnv over :class:`CollabRetrievalEnv` instances sharing one scorer: one scorer call per step.
 
     The factories must return bare environments (no wrappers: their steps would be bypassed);
     wrap the vector in ``VecMonitor`` for episode statistics (:func:`make_batched_vec_env` does).
@@ -30,17 +23,13 @@ class BatchedRetrievalVecEnv(DummyVecEnv):
 
     def __init__(self, env_fns: list[Callable[[], CollabRetrievalEnv]]) -> None:
         super().__init__(env_fns)
-        self.retrieval_envs: list[CollabRetrievalEnv] = [env.unwrapped for env in self.envs]  # type: ignore[misc]
-        if not all(isinstance(e, CollabRetrievalEnv) for e in self.retrieval_envs):
-            raise CoralError("BatchedRetrievalVecEnv needs CollabRetrievalEnv instances")
-        self.scorer = self.retrieval_envs[0].scorer
-        if any(e.scorer is not self.scorer for e in self.retrieval_envs):
-            raise CoralError("the environments of a BatchedRetrievalVecEnv must share one scorer object")
+        self.batch = EpisodeBatch([env.unwrapped for env in self.envs])  # type: ignore[misc]
+        self.retrieval_envs: list[CollabRetrievalEnv] = self.batch.envs
+        self.scorer = self.batch.scorer
 
     def _reset_envs(self, indices: list[int], seeds: list[int | None], options: list[Any]) -> None:
-        prompts = [self.retrieval_envs[j].begin_reset(seed=s, options=o or None) for j, s, o in zip(indices, seeds, options)]
-        for j, p in zip(indices, score_prompts(self.scorer, prompts)):
-            obs, self.reset_infos[j] = self.retrieval_envs[j].end_reset(p)  # type: ignore[arg-type]
+        for j, (obs, info) in zip(indices, self.batch.reset(indices, seeds, options)):
+            self.reset_infos[j] = info
             self._save_obs(j, obs)
 
     def reset(self) -> np.ndarray:
@@ -51,11 +40,9 @@ class BatchedRetrievalVecEnv(DummyVecEnv):
         return self._obs_from_buf()
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        envs = self.retrieval_envs
-        prompts = [env.begin_step(self.actions[j]) for j, env in enumerate(envs)]
         done_idx: list[int] = []
-        for j, p in enumerate(score_prompts(self.scorer, prompts)):
-            obs, reward, terminated, truncated, info = envs[j].end_step(p)
+        results = self.batch.step(range(self.num_envs), self.actions)
+        for j, (obs, reward, terminated, truncated, info) in enumerate(results):
             self.buf_rews[j] = reward
             self.buf_dones[j] = terminated or truncated
             info["TimeLimit.truncated"] = truncated and not terminated
@@ -69,17 +56,18 @@ class BatchedRetrievalVecEnv(DummyVecEnv):
         return self._obs_from_buf(), np.copy(self.buf_rews), np.copy(self.buf_dones), [dict(i) for i in self.buf_infos]
 
 
-def make_batched_vec_env(config: EnvConfig | Mapping[str, Any], n_envs: int = 1, seed: int | None = None) -> VecMonitor:
+def make_batched_vec_env(config: EnvConfig | Mapping[str, Any], n_envs: int = 1, seed: int | None = None, resources: EnvResources | None = None) -> VecMonitor:
     """N environments of one config, batched and monitored (episode return/length in ``info["episode"]``).
 
     :param config: the environments' config (its named resources are loaded once and shared).
     :param n_envs: number of parallel episodes.
     :param seed: environment j's episodes are drawn with seed + j.
+    :param resources: objects replacing the config's names.
     """
     cfg = EnvConfig.from_any(config)
-    first = make_env(cfg)
-    shared = EnvConfig.from_any(cfg, dataset=first.dataset, scorer=first.scorer, prompt_builder=first.prompt_builder)
-    fns: list[Callable[[], CollabRetrievalEnv]] = [lambda: first] + [lambda: make_env(shared) for _ in range(n_envs - 1)]
+    first = make_env(cfg, resources=resources)
+    shared = EnvResources(dataset=first.dataset, scorer=first.scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder)
+    fns: list[Callable[[], CollabRetrievalEnv]] = [lambda: first] + [lambda: make_env(cfg, resources=shared) for _ in range(n_envs - 1)]
     vec = BatchedRetrievalVecEnv(fns)
     if seed is not None:
         vec.seed(seed)

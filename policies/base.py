@@ -6,7 +6,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from envs.collab_retrieval import CollabRetrievalEnv
+from coral.envs.collab_retrieval import CollabRetrievalEnv
 
 
 class RetrievalPolicy(Protocol):

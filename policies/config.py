@@ -1,96 +1,86 @@
-"""``TrainConfig``: every setting of ``coral train``, one field per option."""
+"""``TrainConfig``: every setting of a retrieval policy's training run."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal, Optional
 
-from coral.errors import CoralError
+from coral.config import config_hash, load_yaml, require, section, to_dict
+from coral.envs.collab_retrieval import EnvConfig
 
-from envs.resources import WARM_START_MODELS
-from policies.sb3 import ALGOS
+#: Algorithms ``coral train`` knows, and the action mode each needs.
+ALGOS = {"ppo": "query", "ddpg": "query", "maskable_ppo": "candidates"}
+Algo = Literal["ppo", "ddpg", "maskable_ppo"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """A training run of a retrieval policy (CleanRL style: the whole run in one flat config)."""
+    """A training run of a retrieval policy: its environment, algorithm, budget and bookkeeping."""
 
-    dataset: str = "gift_cards"
-    """Dataset name or path (coral.data.load_dataset)."""
-    algo: str = "ppo"
+    env: EnvConfig = section(EnvConfig, flat=True, skip=("split", "mode", "action_mode", "embedding_seed"))
+    """The training environment (episodes from the train split; the action mode follows ``algo``, the warm start's seed is ``seed``)."""
+    algo: Algo = "ppo"
     """ppo (query actions), ddpg (query actions, the paper's settings) or maskable_ppo (candidates actions)."""
-    warm_start: str = "dfm"
-    """Embeddings: dfm, wdl, afm, dcn (CTR-model warm start) or none (random, "w/o init")."""
     timesteps: int = 2000
     """Total environment steps (retrieval steps, summed over the parallel environments)."""
     seed: int = 0
     """Seed of networks, episode draws and warm-start training."""
     out: str = "runs/coral"
     """Run directory: config, checkpoints, logs, final model, evaluation outputs."""
-    scorer: str = "hf"
-    """Scorer spec: hf (the embedded LLM), hf:PATH, vllm:MODEL, openai:URL#MODEL, scripted[:k=v,...]."""
-    query_match: str = "observed"
-    """Query actions: observed (nearest observed interaction) or independent (paper Eq. 6)."""
-    n_candidates: int = 20
-    """Candidates per episode for maskable_ppo."""
     n_envs: int = 8
     """Parallel episodes; their prompts are scored in one batch per step."""
-    embedding_dim: int = 128
-    """Embedding size d."""
     n_steps: int = 32
     """PPO/MaskablePPO rollout length per environment (a rollout = n_steps * n_envs steps)."""
     batch_size: int = 64
     """PPO/MaskablePPO minibatch size (DDPG uses the paper's 16)."""
-    learning_rate: float | None = None
+    learning_rate: Optional[float] = None
     """None = the algorithm's default (PPO 3e-4; DDPG the paper's 1e-3)."""
-    max_train_steps: int = 10
-    """Retrieval steps allowed per training episode."""
-    stop_error: float = 0.1
-    """Training episodes end early once |p_t - y| < stop_error."""
-    eval_rounds: int = 5
-    """Retrieval rounds in validation and evaluation (K)."""
     checkpoint_every: int = 256
     """Save a checkpoint every this many timesteps (0: only at the end)."""
     val_every: int = 512
     """Log coral/val_auc every this many timesteps (0: never)."""
     val_size: int = 64
     """Validation interactions used for coral/val_auc (a fixed seeded subset keeping both classes)."""
-    progress_bar: bool = True
+    progress: bool = True
     """Show a progress bar while training."""
-    torch_threads: int = 2
+    threads: int = 2
     """torch.set_num_threads for the policy networks (and an in-process LLM)."""
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise CoralError(f"unknown algorithm {self.algo!r}; expected one of {', '.join(ALGOS)}")
-        if self.warm_start not in WARM_START_MODELS:
-            raise CoralError(f"unknown warm start {self.warm_start!r}; expected one of {', '.join(WARM_START_MODELS)}")
-        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "eval_rounds", "max_train_steps"):
-            if int(getattr(self, name)) < 1:
-                raise CoralError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "threads"):
+            require(int(getattr(self, name)) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("checkpoint_every", "val_every", "val_size"):
+            require(int(getattr(self, name)) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        require(self.learning_rate is None or self.learning_rate > 0, "learning_rate", f"must be > 0 (or none), got {self.learning_rate}")
+        require(bool(self.out), "out", "must name a directory, got ''")
 
     @property
     def model_name(self) -> str:
         """The name in result rows, e.g. coral-ppo-dfm."""
-        return f"coral-{self.algo.replace('_', '-')}-{self.warm_start}"
+        return f"coral-{self.algo.replace('_', '-')}-{self.env.warm.warm_start}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def env_config(self, split: str = "train") -> EnvConfig:
+        """The environment of this run for episodes drawn from ``split`` (train: training episodes; valid/test: evaluation)."""
+        from dataclasses import replace
+
+        return replace(self.env, split=split, action_mode=ALGOS[self.algo], embedding_seed=self.seed)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @property
+    def hash(self) -> str:
+        """A short stable hash of every setting."""
+        return config_hash(self)
 
     def save(self, path: str | Path) -> None:
+        """Write the config as JSON (the keys of :func:`coral.config.to_dict`)."""
         from coral.io import atomic_write_json
 
         atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        """Read a config written by :meth:`save`; unknown keys are an error."""
-        data = json.loads(Path(path).read_text())
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
-        if unknown:
-            raise CoralError(f"{path}: unknown train config key(s) {', '.join(unknown)}")
-        return cls(**data)
+        """Read a config written by :meth:`save` (JSON is YAML); unknown keys are an error."""
+        return load_yaml(cls, path)

@@ -16,12 +16,12 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from coral.data.dataset import CoralDataset
+from coral.data.sample import stratified_subset
+from coral.envs import CollabRetrievalEnv, EnvConfig, EnvResources, EpisodeBatch
 from coral.io import atomic_write_text
 from coral.metrics import binary_metrics
-from envs.collab_retrieval import CollabRetrievalEnv, EnvConfig, score_prompts
 
-from policies.base import RetrievalPolicy
+from coral.policies.base import RetrievalPolicy
 
 
 @dataclass
@@ -34,103 +34,109 @@ class EvaluationResult:
     p: np.ndarray
     """(rounds + 1, n) P(Yes) after each round; round 0 = the prompt without evidence (the LLM alone)."""
     records: list[dict[str, Any]]
-    """One per interaction: user, item, label, episode_index and the rounds with their evidence and p."""
+    """One per interaction: its user and item (the dataset's own ids, and their indices), label, episode_index, and the rounds with their evidence and p."""
     prompts_scored: int
     """Prompts sent to the scorer (rounds that added no evidence are not scored again)."""
     seconds: float
     """Wall-clock time of the evaluation."""
+    dataset: str = ""
+    """The dataset's name."""
+    scorer_fingerprint: str = ""
+    """The scorer's identity (``Scorer.fingerprint``)."""
 
     @property
     def rounds(self) -> int:
         return self.p.shape[0] - 1
 
 
-def subset_indices(labels: np.ndarray, size: int | None, seed: int = 0) -> np.ndarray:
-    """A seeded subset of ``size`` interactions that keeps both classes (all when ``size`` is None or too big).
+def episode_record(env: CollabRetrievalEnv, split: str) -> dict[str, Any]:
+    """The episode that ``env`` just ran, for the JSONL files: users and items by the dataset's own
+    ids (``user``, ``item``) and by index (``user_index``, ``item_index``), every round's evidence and p."""
+    ds = env.dataset
 
-    Negatives fill up to half the subset (all of them when there are fewer), positives the rest:
-    on the long-tail splits of Amazon data 2-3% of labels are negative, and the first N rows of a
-    split often hold none, which leaves the AUC undefined. The positive rate of the subset is
-    therefore not the split's.
+    def raw(ids: list[str], index: int) -> str | None:
+        return ids[index] if index >= 0 else None
 
-    :param labels: the split's labels.
-    :param size: the subset size.
-    :param seed: seed of the draw.
-    """
-    labels = np.asarray(labels)
-    n = len(labels)
-    if size is None or size >= n:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    neg, pos = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    k_neg = min(len(neg), size // 2)
-    k_pos = min(len(pos), size - k_neg)
-    chosen = np.concatenate([rng.choice(neg, k_neg, replace=False), rng.choice(pos, k_pos, replace=False)])
-    return np.sort(chosen)
+    rounds = []
+    for step in env.trace:
+        entry = dict(step)
+        if "user" in step:
+            entry.update(user=raw(ds.user_ids, step["user"]), item=raw(ds.item_ids, step["item"]), user_index=step["user"], item_index=step["item"])
+        rounds.append(entry)
+    return {
+        "split": split,
+        "episode_index": env.episode_index,
+        "user": ds.user_ids[env.user],
+        "item": ds.item_ids[env.item],
+        "user_index": env.user,
+        "item_index": env.item,
+        "label": env.label,
+        "rounds": rounds,
+    }
 
 
 def evaluate_policy(
     policy: RetrievalPolicy,
-    dataset: CoralDataset,
-    scorer: Any,
-    split: str = "test",
-    rounds: int = 5,
     config: EnvConfig | None = None,
+    resources: EnvResources | None = None,
+    *,
+    split: str = "test",
+    rounds: int | None = None,
     batch_size: int = 16,
     limit: int | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
-    """Run ``rounds`` retrieval rounds with ``policy`` for every interaction of ``split``.
+    """Run K retrieval rounds with ``policy`` for every interaction of ``split``.
 
-    Episodes run ``batch_size`` at a time; each round scores the batch's prompts in one call.
+    Episodes run ``batch_size`` at a time through one :class:`~coral.envs.EpisodeBatch`: each
+    round scores the batch's prompts in one call.
 
     :param policy: the policy (deterministic policies give deterministic results).
-    :param dataset: the dataset.
-    :param scorer: the scorer (a Scorer or a spec such as "hf").
+    :param config: environment settings (data, scorer, warm start, action mode, K = ``rounds``);
+        split and episode mode are set here. None: defaults, with random embeddings when the
+        policy ignores embeddings.
+    :param resources: objects replacing the config's names (a loaded dataset, a scorer, ...).
     :param split: valid or test (or train: its tail-item interactions).
-    :param rounds: retrieval rounds per interaction (K).
-    :param config: environment settings (embeddings, action mode, prompt builder, ...); dataset,
-        scorer, split and episode length are set here. None: defaults, with random embeddings
-        when the policy ignores embeddings.
+    :param rounds: None: the config's ``rounds``; 0: only the prompts without evidence (the LLM alone).
     :param batch_size: episodes evaluated together.
     :param limit: evaluate only ``limit`` interactions of the split, a seeded subset keeping
-        both classes (:func:`subset_indices`).
+        both classes (:func:`coral.data.sample.stratified_subset`, seed 0).
+    :param progress: show a progress bar.
     """
     start = time.perf_counter()
     if config is None:
-        config = EnvConfig(embeddings="dfm" if policy.needs_embeddings else "none")
-    cfg = EnvConfig.from_any(config, dataset=dataset, scorer=scorer, split=split, mode="eval", eval_rounds=max(1, rounds))  # rounds=0: only the prompts without evidence
-    first = CollabRetrievalEnv(cfg)
-    episodes = subset_indices(first.episodes.label, limit)
+        config = EnvConfig.from_any(warm_start="dfm" if policy.needs_embeddings else "none")
+    rounds = config.rounds if rounds is None else int(rounds)
+    cfg = EnvConfig.from_any(config, split=split, mode="eval", rounds=max(1, rounds))
+    first = CollabRetrievalEnv(cfg, resources)
+    episodes = stratified_subset(first.episodes.label, limit, 0)
     n = len(episodes)
-    shared = EnvConfig.from_any(cfg, scorer=first.scorer, prompt_builder=first.prompt_builder)
-    envs = [first] + [CollabRetrievalEnv(shared) for _ in range(max(1, min(batch_size, n)) - 1)]
+    shared = EnvResources(dataset=first.dataset, scorer=first.scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder)
+    batch = EpisodeBatch([first] + [CollabRetrievalEnv(cfg, shared) for _ in range(max(1, min(batch_size, n)) - 1)])
     p = np.zeros((rounds + 1, n))
     records: list[dict[str, Any]] = []
     bar = tqdm(total=n, desc=f"{getattr(policy, 'name', 'policy')} on {split}", unit="episode", disable=not progress, leave=False)
-    for begin in range(0, n, len(envs)):
-        bar.update(min(len(envs), n - begin))
-        batch = envs[: min(len(envs), n - begin)]
-        prompts = [env.begin_reset(options={"index": int(episodes[begin + k])}) for k, env in enumerate(batch)]
-        obs = np.stack([env.end_reset(s)[0] for env, s in zip(batch, score_prompts(first.scorer, prompts))])
+    for begin in range(0, n, len(batch)):
+        size = min(len(batch), n - begin)
+        bar.update(size)
+        envs = list(range(size))
+        obs = np.stack([o for o, _ in batch.reset(envs, options=[{"index": int(episodes[begin + k])} for k in envs])])
         for _ in range(rounds):
             # An episode can end early only by running out of evidence (a tiny pool).
-            live = [k for k, env in enumerate(batch) if env.active]
+            live = [k for k in envs if batch.envs[k].active]
             if not live:
                 break
-            actions = policy.act(obs[live], [batch[k] for k in live])
-            step_prompts = [batch[k].begin_step(a) for k, a in zip(live, actions)]
-            for k, s in zip(live, score_prompts(first.scorer, step_prompts)):
-                obs[k] = batch[k].end_step(s)[0]
-        for k, env in enumerate(batch):
+            actions = policy.act(obs[live], [batch.envs[k] for k in live])
+            for k, (o, *_rest) in zip(live, batch.step(live, actions)):
+                obs[k] = o
+        for k in envs:
+            env = batch.envs[k]
             trace_p = [step["p"] for step in env.trace]
             p[:, begin + k] = trace_p + trace_p[-1:] * (rounds + 1 - len(trace_p))
-            records.append(
-                {"split": split, "episode_index": env.episode_index, "user": env.user, "item": env.item, "label": env.label, "rounds": env.trace}
-            )
+            records.append(episode_record(env, split))
     bar.close()
     labels = np.asarray(first.episodes.label[episodes], dtype=np.int64)
-    return EvaluationResult(split, labels, p, records, sum(e.prompts_scored for e in envs), time.perf_counter() - start)
+    return EvaluationResult(split, labels, p, records, sum(e.prompts_scored for e in batch.envs), time.perf_counter() - start, first.dataset.name, getattr(first.scorer, "fingerprint", ""))
 
 
 def round_metrics(test: EvaluationResult, valid: EvaluationResult | None = None, n_boot: int = 1000) -> list[dict[str, float]]:
@@ -210,6 +216,7 @@ def evaluate_run(
     limit: int | None = None,
     n_boot: int = 1000,
     valid_limit: int | None = None,
+    resources: EnvResources | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate a ``coral train`` run: rows appended to ``results`` and episodes saved as JSONL.
 
@@ -224,10 +231,11 @@ def evaluate_run(
     :param limit: evaluate only ``limit`` interactions of each split, a seeded subset keeping both classes.
     :param n_boot: bootstrap resamples of the AUC interval (0: none).
     :param valid_limit: the same for the validation split that tunes the F1 threshold (None: ``limit``).
+    :param resources: objects replacing the run config's names (a loaded dataset, a scorer, ...).
     """
     from coral.results import append_rows
-    from policies.sb3 import SB3Policy
-    from policies.train import read_summary, env_config, load_policy
+    from coral.policies.run_dir import load_policy, read_summary
+    from coral.policies.sb3 import SB3Policy
 
     if threshold not in THRESHOLDS:
         from coral.errors import CoralError
@@ -235,18 +243,16 @@ def evaluate_run(
         raise CoralError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {threshold!r}")
     run = Path(run)
     config, model = load_policy(run)
-    cfg = env_config(config, split)
+    cfg = config.env_config(split)
     policy = SB3Policy(model, name=config.model_name)
-    test = evaluate_policy(policy, cfg.dataset, cfg.scorer, split, config.eval_rounds, config=cfg, batch_size=batch_size, limit=limit)
+    test = evaluate_policy(policy, cfg, resources, split=split, batch_size=batch_size, limit=limit)
     valid = None
     if threshold == "valid" and split != "valid":
-        valid = evaluate_policy(policy, cfg.dataset, cfg.scorer, "valid", config.eval_rounds, config=cfg, batch_size=batch_size, limit=valid_limit if valid_limit is not None else limit)
+        valid = evaluate_policy(policy, cfg, resources, split="valid", batch_size=batch_size, limit=valid_limit if valid_limit is not None else limit)
     write_records(run / f"eval_{split}.jsonl", [test])
     if valid is not None:
         write_records(run / "eval_valid.jsonl", [valid])
-    identity = {**config.to_dict(), "scorer_fingerprint": getattr(cfg.scorer, "fingerprint", ""), "limit": limit, "valid_limit": valid_limit}
-    rows = result_rows(
-        test, valid, dataset=cfg.dataset.name, model=config.model_name, seed=config.seed, config=identity, train_seconds=float(read_summary(run).get("train_seconds", 0.0)), n_boot=n_boot
-    )
+    identity = {**config.to_dict(), "scorer_fingerprint": test.scorer_fingerprint, "limit": limit, "valid_limit": valid_limit}
+    rows = result_rows(test, valid, dataset=test.dataset, model=config.model_name, seed=config.seed, config=identity, train_seconds=float(read_summary(run).get("train_seconds", 0.0)), n_boot=n_boot)
     append_rows(results if results is not None else run / "results.csv", rows, replace_keys=("dataset", "model", "seed", "split", "round"))
     return rows

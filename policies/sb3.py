@@ -7,10 +7,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from coral.errors import CoralError
-from envs.collab_retrieval import CollabRetrievalEnv
+from coral.envs.collab_retrieval import CollabRetrievalEnv
+from coral.policies.config import ALGOS
 
-#: Algorithms ``coral train`` knows, and the action mode each needs.
-ALGOS = {"ppo": "query", "ddpg": "query", "maskable_ppo": "candidates"}
 
 
 def algo_class(algo: str) -> type:

@@ -15,6 +15,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from coral.align import AlignConfig  # noqa: E402
+from coral.config import from_dict  # noqa: E402
+from coral.retrieval import WarmStartConfig  # noqa: E402
 from coral.align.examples import AlignExample, EvidenceSampler, check_no_heldout, load_examples  # noqa: E402
 from coral.data import load_dataset  # noqa: E402
 from coral.errors import CoralError  # noqa: E402
@@ -44,8 +46,8 @@ def tiny_config(tiny_model: str, **changes) -> AlignConfig:
         dtype="float32",
         n_train=12,
         grad_accum=4,
-        max_evidence=2,
-        embeddings="none",
+        rounds=2,
+        warm_start="none",
         n_valid=12,
         lr=2e-2,
         lora_layers=0,
@@ -54,7 +56,7 @@ def tiny_config(tiny_model: str, **changes) -> AlignConfig:
         checkpoint_steps=1,
     )
     base.update(changes)
-    return AlignConfig(**base)
+    return from_dict(AlignConfig, base)
 
 
 def _keys(users, items, n_items) -> np.ndarray:
@@ -65,7 +67,7 @@ def _keys(users, items, n_items) -> np.ndarray:
 def test_training_examples_never_include_a_validation_or_test_interaction(dataset, tiny_model, tmp_path):
     from coral.align import run_alignment
 
-    config = tiny_config(tiny_model, n_train=64, max_evidence=5, embeddings="none")
+    config = tiny_config(tiny_model, n_train=64, rounds=5, warm_start="none")
     run_alignment(dataset, config, tmp_path / "run", validate=False, progress=False)
     examples = load_examples(tmp_path / "run" / "examples.jsonl")  # what training actually used
     assert len(examples) == 64
@@ -100,7 +102,7 @@ def test_check_no_heldout_refuses_a_leaking_example(dataset):
 
 
 def test_greedy_evidence_is_the_nearest_observed_interactions(dataset):
-    sampler = EvidenceSampler(dataset, "none")
+    sampler = EvidenceSampler(dataset, WarmStartConfig(warm_start="none"))
     user, item = int(dataset.tail_train.user[0]), int(dataset.tail_train.item[0])
     got = sampler.draw(user, item, 4, "greedy", np.random.default_rng(0))
     index = sampler.index
@@ -222,11 +224,11 @@ def test_diagnostics_measure_how_evidence_moves_p(dataset):
     from coral.llm.scripted import ScriptedConfig, ScriptedScorer
 
     builder = PromptBuilder(dataset)
-    follows = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=1.0)), dataset, builder, "valid", k=3, embeddings="none", n_pairs=30, n_boot=0, progress=False)
+    follows = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=1.0)), dataset, builder, "valid", rounds=3, warm=WarmStartConfig(warm_start="none"), n_pairs=30, n_boot=0, progress=False)
     assert follows["n_pairs"] == 30 and follows["n_negative"] == int((dataset.valid.label == 0).sum())
     assert follows["share_toward_label"] == 1.0 and follows["mean_abs_dp"] > 0.05
     assert follows["mean_dp_liked"] > 0
-    deaf = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=0.0)), dataset, builder, "valid", k=3, embeddings="none", n_pairs=30, n_boot=0, progress=False)
+    deaf = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=0.0)), dataset, builder, "valid", rounds=3, warm=WarmStartConfig(warm_start="none"), n_pairs=30, n_boot=0, progress=False)
     assert deaf["mean_abs_dp"] == 0.0 and deaf["share_toward_label"] == 0.0
     # Same seed, same evidence: the LLM-only scores do not depend on the evidence weight.
     assert deaf["auc_llm_only"] == follows["auc_llm_only"]
@@ -237,7 +239,7 @@ def test_cli_align_then_score_with_the_spec(dataset, tiny_model, tmp_path, capsy
     from coral.cli import main
 
     out = tmp_path / "aligned"
-    common = ["--dataset", "gift_cards", "--base-model", tiny_model, "--dtype", "float32", "--embeddings", "none", "--max-evidence", "1", "--threads", "1", "--no-progress", "--out", str(out)]
+    common = ["--dataset", "gift_cards", "--base-model", tiny_model, "--dtype", "float32", "--warm-start", "none", "--rounds", "1", "--threads", "1", "--no-progress", "--out", str(out)]
     assert main(["align", "--method", "head", "--n-train", "8", "--n-valid", "10", *common]) == 0
     printed = capsys.readouterr().out
     assert f"aligned:{out}" in printed
@@ -247,5 +249,5 @@ def test_cli_align_then_score_with_the_spec(dataset, tiny_model, tmp_path, capsy
     # A second run with another config refuses to mix results in one directory.
     assert main(["align", "--method", "head", "--n-train", "10", *common]) == 2
     assert "another config" in capsys.readouterr().err
-    assert main(["align-diagnostics", "--scorer", f"aligned:{out}", "--k", "1", "--n-pairs", "6", "--embeddings", "none", "--no-progress"]) == 0
+    assert main(["align-diagnostics", "--scorer", f"aligned:{out}", "--rounds", "1", "--n-pairs", "6", "--warm-start", "none", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["n_pairs"] == 6

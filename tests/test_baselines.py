@@ -17,7 +17,7 @@ from coral.baselines import (
     train_baseline,
     warm_start_embeddings,
 )
-from coral.baselines.cli import MODEL_NAMES
+from coral.baselines.config import MODEL_NAMES
 from coral.baselines.models import ips_weights
 from coral.baselines.runner import run_baselines
 from coral.data.dataset import DataConfig, RawData, build_dataset
@@ -25,7 +25,7 @@ from coral.errors import CoralError
 from coral.results import COLUMNS, read_rows
 
 #: Small and quick: a few epochs of d=16 models on ~6k rows take well under a second each.
-FAST = BaselineConfig(embedding_dim=16, hidden_units=(32,), epochs=12, patience=3, batch_size=256, num_threads=1)
+FAST = BaselineConfig(embedding_dim=16, hidden_units=(32,), epochs=12, patience=3, batch_size=256, threads=1)
 
 
 def planted_dataset(shuffle_labels: bool = False, seed: int = 0, noise: float = 0.05, with_features: bool = False, split_seed: int = 0):
@@ -54,7 +54,7 @@ def planted_dataset(shuffle_labels: bool = False, seed: int = 0, noise: float = 
         item_text={f"i{i}": f"item number {i}" for i in range(n_items)},
         item_meta=meta,
     )
-    return build_dataset(raw, DataConfig(k_core=2, seed=split_seed), name="planted-shuffled" if shuffle_labels else "planted")
+    return build_dataset(raw, DataConfig(k_core=2, split_seed=split_seed), name="planted-shuffled" if shuffle_labels else "planted")
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_ips_weights_are_inverse_to_popularity_and_clipped():
 
 
 def test_config_rejects_unknown_model():
-    with pytest.raises(CoralError, match="unknown baseline"):
+    with pytest.raises(CoralError, match="model must be one of dfm, dcn, wdl, afm, ips, cause, got 'xgboost'"):
         BaselineConfig(model="xgboost")
 
 
@@ -155,14 +155,14 @@ def test_embedding_export_round_trips(planted, tmp_path):
 
 
 def test_warm_start_is_cached(planted, tmp_path, monkeypatch):
-    first = warm_start_embeddings(planted, model="ips", dim=8)
+    first = warm_start_embeddings(planted, BaselineConfig(model="ips", embedding_dim=8))
     import coral.baselines.export as export
 
     def no_training(*args, **kwargs):
         raise AssertionError("warm start retrained instead of reading its cache")
 
     monkeypatch.setattr(export, "train_baseline", no_training)
-    second = warm_start_embeddings(planted, model="ips", dim=8)
+    second = warm_start_embeddings(planted, BaselineConfig(model="ips", embedding_dim=8, threads=None))  # threads are not part of the key
     np.testing.assert_array_equal(first.item, second.item)
     assert first.user.shape == (planted.n_users, 8)
     assert list((tmp_path / "cache" / "embeddings").iterdir())
@@ -194,14 +194,13 @@ def test_cli_writes_results_and_rejects_bad_input(planted, tmp_path, capsys):
     data_dir.mkdir()
     (data_dir / "interactions.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "cli-out"
-    argv = ["baselines", "--dataset", str(data_dir), "--k-core", "2", "--models", "wdl,cause", "--seeds", "3", "--dim", "8", "--epochs", "2", "--threads", "1", "--bootstrap", "20", "--no-progress", "--out", str(out)]
+    argv = ["baselines", "--dataset", str(data_dir), "--k-core", "2", "--models", "wdl,cause", "--seeds", "3", "--embedding-dim", "8", "--epochs", "2", "--threads", "1", "--n-boot", "20", "--no-progress", "--out", str(out)]
     assert main(argv) == 0
     written = read_rows(out / "results.csv")
     assert [(r["model"], r["seed"]) for r in written] == [("wdl", "3"), ("cause", "3")]
     assert "cause" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exit_info:
-        main(["baselines", "--models", "dfm,xgboost", "--out", str(out)])
-    assert exit_info.value.code == 2
-    capsys.readouterr()
+    assert main(["baselines", "--models", "dfm,xgboost", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --models:") and "xgboost" in err and err.count("\n") == 1
     assert main(["baselines", "--dataset", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: ")

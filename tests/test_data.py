@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from coral.cli import main
-from coral.data import CsvLayout, DataConfig, RawData, build_dataset, load_dataset, load_raw
+from coral.data import DataConfig, RawData, build_dataset, load_dataset, load_raw
 from coral.data.dataset import _dedup_latest
 from coral.errors import CoralError, DataError
 
@@ -48,9 +48,9 @@ def test_real_amazon_invariants(amazon2018: Path, name: str) -> None:
 
 def test_real_split_seeded(amazon2018: Path) -> None:
     path = str(amazon2018 / "Gift_Cards_5.json.gz")
-    a = load_dataset(path, DataConfig(seed=0), use_cache=False)
-    b = load_dataset(path, DataConfig(seed=0), use_cache=False)
-    c = load_dataset(path, DataConfig(seed=1), use_cache=False)
+    a = load_dataset(DataConfig(dataset=path, split_seed=0), use_cache=False)
+    b = load_dataset(DataConfig(dataset=path, split_seed=0), use_cache=False)
+    c = load_dataset(DataConfig(dataset=path, split_seed=1), use_cache=False)
     assert a.test.pairs() == b.test.pairs() and a.valid.pairs() == b.valid.pairs()
     assert a.test.pairs() != c.test.pairs()
     assert a.train.pairs() | a.valid.pairs() | a.test.pairs() == c.train.pairs() | c.valid.pairs() | c.test.pairs()
@@ -234,7 +234,7 @@ def test_generic_csv_and_tsv_with_options(tmp_path: Path, capsys) -> None:
     tsv = tmp_path / "tsv"
     tsv.mkdir()
     (tsv / "interactions.tsv").write_text("uid\tiid\tstars\n" + "".join(f"{u}\t{i}\t{r}\n" for u, i, r, _ in grid()))
-    other = load_dataset(str(tsv), layout=CsvLayout(sep="\t", user="uid", item="iid", rating="stars"), use_cache=False)
+    other = load_dataset(DataConfig(dataset=str(tsv), sep="\t", user_col="uid", item_col="iid", rating_col="stars"), use_cache=False)
     assert other.train.pairs() == ds.train.pairs()
     assert main(["data", "stats", "--dataset", str(tsv), "--sep", "\\t", "--user-col", "uid", "--item-col", "iid", "--rating-col", "stars", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["users"] == 8
@@ -252,7 +252,7 @@ def test_cache_keyed_by_config_and_contents(tmp_path: Path, monkeypatch) -> None
     again = load_dataset(str(src))
     assert again.fingerprint == first.fingerprint and again.test.pairs() == first.test.pairs()
     assert len(list((tmp_path / "cache" / "datasets").iterdir())) == 1
-    other_seed = load_dataset(str(src), DataConfig(seed=3))
+    other_seed = load_dataset(DataConfig(dataset=str(src), split_seed=3))
     assert other_seed.fingerprint != first.fingerprint
     # Change one rating: the cache must not serve the stale version.
     (src / "interactions.csv").write_text("user,item,rating\n" + "".join(f"{u},{i},{5 if (u, i) == ('u0', 'i0') else r}\n" for u, i, r, _ in grid()))

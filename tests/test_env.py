@@ -7,16 +7,15 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from test_env_fixtures import env_config, label_embeddings, scripted_scorer, tiny_dataset
+from test_env_fixtures import env_config, label_embeddings, resources, scripted_scorer, tiny_dataset, tiny_env
 
-import coral  # noqa: F401  (importing coral registers the environment)
+from coral.envs import ENV_ID, SCRIPTED_ENV_ID, CollabRetrievalEnv, EnvConfig, EnvResources, LeakageError, make_env
+from coral.envs.vector import BatchedRetrievalVecEnv, make_batched_vec_env
 from coral.errors import CoralError
 from coral.evidence import Evidence
 from coral.llm.base import Prompt
 from coral.llm.scripted import MetadataPromptBuilder, ScriptedConfig, ScriptedScorer
-from envs import ENV_ID, CollabRetrievalEnv, EnvConfig, LeakageError, make_env
-from envs.retrieval import EvidenceIndex
-from envs.vector import BatchedRetrievalVecEnv, make_batched_vec_env
+from coral.retrieval import EvidenceIndex
 
 MODES = [("query", "observed"), ("query", "independent"), ("candidates", "observed")]
 
@@ -53,25 +52,49 @@ def rollout(env: CollabRetrievalEnv, seed: int, actions_seed: int = 0):
 
 
 def test_gymnasium_make_registered_id(dataset):
-    assert ENV_ID in gym.registry
-    env = gym.make(ENV_ID, config=env_config(dataset))
+    assert ENV_ID in gym.registry and SCRIPTED_ENV_ID in gym.registry
+    env = gym.make(ENV_ID, config=env_config(), resources=resources(dataset))
     obs, info = env.reset(seed=0)
     assert obs.shape == (4 * 4 + 2,) and obs.dtype == np.float32
     assert 0.0 <= info["p"] <= 1.0 and info["t"] == 0
-    # keywords are EnvConfig fields, as gymnasium.make("CoRAL/CollabRetrieval-v0", dataset=...) passes them
-    env2 = gym.make(ENV_ID, dataset=dataset, scorer=scripted_scorer(), embeddings=label_embeddings(dataset), embedding_dim=4, prompt_builder=MetadataPromptBuilder())
-    assert env2.unwrapped.config.dataset is dataset
+    # keywords are EnvConfig keys, as gymnasium.make("CoRAL/CollabRetrieval-v0", dataset=...) passes them
+    env2 = gym.make(ENV_ID, resources=resources(dataset), embedding_dim=4, split="test", rounds=3)
+    assert env2.unwrapped.config.rounds == 3 and env2.unwrapped.config.warm.embedding_dim == 4
+    assert env2.unwrapped.dataset is dataset
 
 
 def test_make_env_accepts_dict_and_rejects_unknown_keys(dataset):
-    cfg = env_config(dataset)
-    as_dict = {name: getattr(cfg, name) for name in cfg.__dataclass_fields__}
-    env = make_env(as_dict)  # RLlib passes its EnvContext, a dict
+    from coral.config import to_dict
+
+    as_dict = to_dict(env_config())
+    env = make_env(as_dict, resources=resources(dataset))  # RLlib passes its EnvContext, a dict
     assert isinstance(env, CollabRetrievalEnv)
-    with pytest.raises(CoralError, match="unknown option"):
+    assert as_dict["dataset"] == "gift_cards" and as_dict["warm_start"] == "dfm"  # the flat sections' keys
+    with pytest.raises(CoralError, match="unknown key 'n_rounds'"):
         make_env(as_dict, n_rounds=3)
-    with pytest.raises(CoralError, match="action_mode"):
-        EnvConfig(action_mode="pointer")
+    with pytest.raises(CoralError, match="action_mode must be one of query, candidates, got 'pointer'"):
+        EnvConfig.from_any(action_mode="pointer")
+    with pytest.raises(CoralError, match="rounds must be >= 1, got 0"):
+        EnvConfig.from_any(rounds=0)
+
+
+def test_scripted_id_passes_the_env_checker_and_renders_the_evidence_block(tmp_path, monkeypatch):
+    from gymnasium.utils.env_checker import check_env
+
+    monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
+    env = gym.make(SCRIPTED_ENV_ID, render_mode="ansi", split="test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+    env.reset(seed=1)
+    assert env.render() == ""  # no evidence yet
+    for t in range(1, 4):
+        env.step(env.action_space.sample())
+        block = env.render()
+        inner = env.unwrapped
+        assert block == "".join(inner.prompt.segments[1:-1]) and block.count(" by user ") == t
+        assert all(f'by user {e.user}.' in block for e in inner.evidence)
+    assert inner.config.scorer.scorer == "scripted" and inner.config.warm.warm_start == "none"
 
 
 @pytest.mark.parametrize("action_mode,query_match", MODES)
@@ -79,17 +102,16 @@ def test_both_env_checkers_pass(dataset, action_mode, query_match):
     from gymnasium.utils.env_checker import check_env as gym_check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = make_env(env_config(dataset, action_mode=action_mode, query_match=query_match))
+    env = gym.make(ENV_ID, config=env_config(action_mode=action_mode, query_match=query_match), resources=resources(dataset)).unwrapped
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # any checker warning fails the test...
-        warnings.filterwarnings("ignore", message=".*render.*")  # ...except that there is no renderer
-        gym_check_env(env, skip_render_check=True)
+        warnings.simplefilter("error")  # any checker warning fails the test
+        gym_check_env(env)
         sb3_check_env(env, warn=True)
 
 
 @pytest.mark.parametrize("action_mode,query_match", MODES)
 def test_reward_is_decrease_of_abs_error_and_telescopes(dataset, action_mode, query_match):
-    env = make_env(env_config(dataset, action_mode=action_mode, query_match=query_match))
+    env = tiny_env(dataset, action_mode=action_mode, query_match=query_match)
     for seed in range(5):
         p0, rewards, infos, _, _ = rollout(env, seed)
         prev = p0
@@ -100,7 +122,7 @@ def test_reward_is_decrease_of_abs_error_and_telescopes(dataset, action_mode, qu
 
 
 def test_training_episodes_stop_early_or_truncate_at_10(dataset):
-    env = make_env(env_config(dataset, split="train", scorer=ScriptedScorer(ScriptedConfig(weight=1.5, noise=0.3))))
+    env = tiny_env(dataset, split="train", scorer=ScriptedScorer(ScriptedConfig(weight=1.5, noise=0.3)))
     ends = set()
     for seed in range(30):
         _, rewards, infos, terminated, truncated = rollout(env, seed)
@@ -116,7 +138,7 @@ def test_training_episodes_stop_early_or_truncate_at_10(dataset):
 
 @pytest.mark.parametrize("split", ["valid", "test"])
 def test_evaluation_episodes_have_exactly_5_steps(dataset, split):
-    env = make_env(env_config(dataset, split=split, scorer=ScriptedScorer(ScriptedConfig(weight=3.0))))
+    env = tiny_env(dataset, split=split, scorer=ScriptedScorer(ScriptedConfig(weight=3.0)))
     for seed in range(10):
         _, rewards, infos, terminated, truncated = rollout(env, seed)
         assert len(rewards) == 5 and truncated and not terminated
@@ -124,7 +146,7 @@ def test_evaluation_episodes_have_exactly_5_steps(dataset, split):
 
 
 def test_candidates_masks_hide_used_and_masked_action_is_noop(dataset):
-    env = make_env(env_config(dataset, action_mode="candidates", split="test"))
+    env = tiny_env(dataset, action_mode="candidates", split="test")
     env.reset(seed=1)
     assert env.action_masks().all()
     dists = env.index.distances(env.index.pair_vector(env.user, env.item))[env.candidates]
@@ -138,7 +160,7 @@ def test_candidates_masks_hide_used_and_masked_action_is_noop(dataset):
 
 
 def test_independent_mode_unobserved_pair_adds_nothing(dataset):
-    env = make_env(env_config(dataset, query_match="independent", split="test"))
+    env = tiny_env(dataset, query_match="independent", split="test")
     env.reset(seed=0)
     scored = env.prompts_scored
     # The target's own user and item: the target pair, never shown (test pairs are not in the pool).
@@ -167,7 +189,7 @@ def test_leakage_guard_refuses_heldout_and_target(dataset):
     with pytest.raises(LeakageError):
         index.guard.check(Evidence(int(t.user[0]), int(t.item[0]), int(t.label[0])), -1, -1)
     # An environment built on the leaky pool raises at retrieval time instead of prompting.
-    env = make_env(env_config(dataset, split="test"))
+    env = tiny_env(dataset, split="test")
     env.index = bad
     env._used = np.zeros(len(bad), dtype=bool)
     env.reset(seed=0)
@@ -184,7 +206,7 @@ def test_no_prompt_ever_holds_target_or_heldout_evidence(dataset, action_mode, q
             seen.extend(prompts)
             return super().score_details(prompts)
 
-    env = make_env(env_config(dataset, action_mode=action_mode, query_match=query_match, scorer=Recording()))
+    env = tiny_env(dataset, action_mode=action_mode, query_match=query_match, scorer=Recording())
     for seed in range(20):
         rollout(env, seed, actions_seed=seed)
     heldout = set(dataset.heldout_keys.tolist())
@@ -197,12 +219,12 @@ def test_no_prompt_ever_holds_target_or_heldout_evidence(dataset, action_mode, q
 
 def test_vector_env_scores_all_episodes_in_one_call_and_matches_single_envs(dataset):
     scorer = CountingScorer()
-    cfg = env_config(dataset, scorer=scorer)
-    vec = make_batched_vec_env(cfg, n_envs=4, seed=3)
+    cfg, res = env_config(), resources(dataset, scorer=scorer)
+    vec = make_batched_vec_env(cfg, n_envs=4, seed=3, resources=res)
     assert isinstance(vec.venv, BatchedRetrievalVecEnv)
     obs = vec.reset()
     assert scorer.batch_sizes == [4]
-    singles = [make_env(cfg) for _ in range(4)]
+    singles = [make_env(cfg, resources=res) for _ in range(4)]
     single_obs = np.stack([e.reset(seed=3 + j)[0] for j, e in enumerate(singles)])
     np.testing.assert_array_equal(obs, single_obs)
     rng = np.random.default_rng(0)
@@ -225,7 +247,7 @@ def test_vector_env_scores_all_episodes_in_one_call_and_matches_single_envs(data
 
 
 def test_episodes_are_deterministic_under_a_seed(dataset):
-    a, b = make_env(env_config(dataset)), make_env(env_config(dataset))
+    a, b = tiny_env(dataset), tiny_env(dataset)
     for seed in (0, 5):
         ra, rb = rollout(a, seed), rollout(b, seed)
         assert ra[0] == rb[0] and ra[1] == rb[1]
@@ -233,7 +255,7 @@ def test_episodes_are_deterministic_under_a_seed(dataset):
 
 
 def test_default_prompt_builder_puts_one_segment_per_evidence(dataset):
-    env = make_env(env_config(dataset, prompt_builder=None, split="test"))  # coral.llm.prompt.PromptBuilder
+    env = tiny_env(dataset, prompt_builder=None, split="test")  # coral.llm.prompt.PromptBuilder
     prompts: list[Prompt] = []
     env.scorer = type("Rec", (ScriptedScorer,), {"score_details": lambda self, ps: (prompts.extend(ps), ScriptedScorer.score_details(self, ps))[1]})()
     env.reset(seed=0)
@@ -260,9 +282,9 @@ def test_scripted_scorer_is_deterministic_and_rises_with_liked_evidence():
 def test_sb3_make_vec_env_with_registered_id_matches_batched_vec_env(dataset):
     from stable_baselines3.common.env_util import make_vec_env
 
-    cfg = env_config(dataset)
-    plain = make_vec_env(ENV_ID, n_envs=2, env_kwargs={"config": cfg}, seed=0)
-    batched = make_vec_env(make_env, n_envs=2, env_kwargs={"config": cfg}, seed=0, vec_env_cls=BatchedRetrievalVecEnv)
+    kwargs = {"config": env_config(), "resources": resources(dataset)}
+    plain = make_vec_env(ENV_ID, n_envs=2, env_kwargs=kwargs, seed=0)
+    batched = make_vec_env(make_env, n_envs=2, env_kwargs=kwargs, seed=0, vec_env_cls=BatchedRetrievalVecEnv)
     np.testing.assert_array_equal(plain.reset(), batched.reset())
     actions = np.random.default_rng(1).uniform(-1, 1, size=(15, 2, 8)).astype(np.float32)
     for a in actions:

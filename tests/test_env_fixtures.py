@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from coral.data.dataset import CoralDataset, DataConfig, RawData, build_dataset
+from coral.envs import CollabRetrievalEnv, EnvConfig, EnvResources, make_env
 from coral.llm.scripted import MetadataPromptBuilder, ScriptedConfig, ScriptedScorer
-from envs import EnvConfig
-from envs.retrieval import RandomEmbeddings
+from coral.retrieval import RandomEmbeddings
 
 N_USERS, N_ITEMS, PER_USER, DIM = 60, 20, 9, 4
 GOOD_ITEMS = 14
@@ -53,15 +53,21 @@ def scripted_scorer() -> ScriptedScorer:
     return ScriptedScorer(ScriptedConfig(bias=0.0, weight=0.6, noise=0.3, seed=0))
 
 
-def env_config(dataset: CoralDataset | None = None, **fields) -> EnvConfig:
+def env_config(**keys) -> EnvConfig:
+    """The tiny environment's settings: embedding size DIM, 8 candidates, and ``keys``."""
+    return EnvConfig.from_any({"embedding_dim": DIM, "n_candidates": 8, **keys})
+
+
+def resources(dataset: CoralDataset | None = None, **objects) -> EnvResources:
+    """The tiny dataset, the scripted scorer, the label embeddings and the metadata prompt builder (or ``objects``)."""
     dataset = dataset if dataset is not None else tiny_dataset()
-    base = dict(
-        dataset=dataset,
-        scorer=scripted_scorer(),
-        embeddings=label_embeddings(dataset),
-        embedding_dim=DIM,
-        prompt_builder=MetadataPromptBuilder(),
-        n_candidates=8,
-    )
-    base.update(fields)
-    return EnvConfig(**base)
+    base = dict(dataset=dataset, scorer=scripted_scorer(), embeddings=label_embeddings(dataset), prompt_builder=MetadataPromptBuilder())
+    return EnvResources(**(base | objects))
+
+
+def tiny_env(dataset: CoralDataset | None = None, scorer=None, prompt_builder: object = "metadata", **keys) -> CollabRetrievalEnv:
+    """An environment on the tiny dataset (``prompt_builder=None``: coral.llm.prompt.PromptBuilder)."""
+    objects = {} if scorer is None else {"scorer": scorer}
+    if prompt_builder != "metadata":
+        objects["prompt_builder"] = prompt_builder
+    return make_env(env_config(**keys), resources=resources(dataset, **objects))

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from coral.cli import main
+from coral.config import from_dict
 from coral.errors import CoralError
 from coral.pipeline.config import RunConfig
 from coral.pipeline.report import display_name, final_rows, markdown_table
@@ -20,10 +21,10 @@ from coral.results import read_rows
 
 #: A small, fast main job: every method, a scripted scorer instead of the LLM, few steps.
 FAST = {
-    "datasets": ["gift_cards"],
+    "dataset": "gift_cards",
     "seeds": [0],
     "baselines": ["dfm", "dcn", "wdl", "afm", "ips", "cause"],
-    "baseline_epochs": 2,
+    "baseline": {"epochs": 2},
     "scorer": "scripted",
     "align": False,
     "methods": ["llm-only", "coral-random", "coral-ppo", "coral-ddpg"],
@@ -31,7 +32,7 @@ FAST = {
     "ppo_timesteps": 64,
     "ddpg_timesteps": 32,
     "max_eval": 40,
-    "n_envs": 4,
+    "train": {"n_envs": 4},
 }
 
 EXPECTED = ["DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "LLM-Language", "CoRAL-random", "CoRAL-PPO (DFM)", "CoRAL-DDPG (DFM)"]
@@ -117,14 +118,65 @@ def test_config_errors(tmp_path: Path, capsys) -> None:
     bad.write_text("datasets: [gift_cards]\nnot_a_key: 1\n")
     assert main(["run", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "not_a_key" in capsys.readouterr().err
-    with pytest.raises(CoralError, match="seeds"):
-        RunConfig.from_dict({"seeds": "zero"})
+    with pytest.raises(CoralError, match="seeds must be a list of int, got 'zero'"):
+        from_dict(RunConfig, {"seeds": "zero"})
+    with pytest.raises(CoralError, match="unknown key 'train.n_env'"):
+        from_dict(RunConfig, {"train": {"n_env": 3}})
+    assert main(["run", "--train.n-envs", "0", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == "error: --train.n-envs must be >= 1, got 0"
+    assert not (tmp_path / "o").exists()
 
 
-def test_paper_grid_config_parses() -> None:
-    config = RunConfig.from_yaml(Path(__file__).resolve().parents[1] / "experiments" / "paper_table1.yaml")
-    assert config.skip_missing and {"Software", "Prime_Pantry", "Gift_Cards", "Appliances"} <= set(config.datasets)
+def test_experiment_configs_parse() -> None:
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    config = RunConfig.from_yaml(experiments / "paper_table1.yaml")
+    assert config.skip_missing and {"Software", "Prime_Pantry", "Gift_Cards", "Appliances"} <= set(config.dataset_names)
     assert config.ddpg_timesteps == 2000 and set(config.warm_starts) == {"dfm", "wdl", "afm", "dcn"}
+    # experiments/default.yaml writes out what `coral run` does with no options.
+    assert RunConfig.from_yaml(experiments / "default.yaml") == RunConfig()
+    for path in experiments.glob("*.yaml"):
+        RunConfig.from_yaml(path)
+
+
+def patch_default(monkeypatch, cls: type, name: str, value) -> None:
+    """Change the default of dataclass field ``name`` of ``cls``, as an edit of its source would."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    defaults = list(cls.__init__.__defaults__)
+    # __defaults__ holds the defaults of the trailing parameters, in order.
+    defaults[len(defaults) - len(names) + names.index(name)] = value
+    monkeypatch.setattr(cls.__init__, "__defaults__", tuple(defaults))
+    assert getattr(cls(), name) == value
+
+
+def test_a_changed_deep_default_reruns_its_stage(tmp_path, monkeypatch) -> None:
+    import io
+
+    from coral.baselines.config import BaselineConfig
+    from coral.pipeline.run import MainJob
+    from coral.policies.config import TrainConfig
+
+    monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
+    tiny = {"scorer": "scripted", "align": False, "baselines": ["ips"], "baseline": {"epochs": 1}, "methods": ["coral-ppo"], "warm_starts": ["none"],
+            "ppo_timesteps": 16, "max_eval": 16, "valid_limit": 16, "train": {"n_envs": 2}}
+
+    def run_job() -> str:
+        log = io.StringIO()
+        MainJob(from_dict(RunConfig, tiny), tmp_path / "out", log=lambda msg: print(msg, file=log)).run()
+        return log.getvalue()
+
+    first = run_job()
+    assert "[run ] baselines" in first and "[run ] coral-ppo-none@zeroshot-seed0" in first
+    assert "[run ]" not in run_job()  # nothing changed: every stage is skipped
+    # PPO's rollout length is nowhere in the run's config, only a default of TrainConfig.
+    patch_default(monkeypatch, TrainConfig, "n_steps", 16)
+    log = run_job()
+    assert "[run ] coral-ppo-none@zeroshot-seed0" in log and "[skip] baselines" in log
+    # The CTR baselines' embedding size: a default of BaselineConfig.
+    patch_default(monkeypatch, BaselineConfig, "embedding_dim", 16)
+    log = run_job()
+    assert "[run ] baselines" in log and "[skip] coral-ppo-none@zeroshot-seed0" in log
 
 
 def test_report_table_layout() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
@@ -11,15 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_env_fixtures import DIM, env_config, label_embeddings, scripted_scorer, tiny_dataset
+from test_env_fixtures import DIM, env_config, resources as tiny_resources, tiny_dataset, tiny_env
 
-from coral.llm.scripted import MetadataPromptBuilder
-from policies.callbacks import latest_checkpoint
-from policies.evaluate import evaluate_policy, result_rows, round_metrics
-from policies.greedy import GreedyPolicy
-from policies.random_policy import RandomPolicy
-from policies.sb3 import SB3Policy
-from policies.train import Resources, TrainConfig, env_config as run_env_config, load_policy, train
+from coral.config import from_dict
+from coral.policies.callbacks import latest_checkpoint
+from coral.policies.config import TrainConfig
+from coral.policies.evaluate import evaluate_policy, result_rows, round_metrics
+from coral.policies.greedy import GreedyPolicy
+from coral.policies.random_policy import RandomPolicy
+from coral.policies.run_dir import load_policy
+from coral.policies.sb3 import SB3Policy
+from coral.policies.train import train
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +32,18 @@ def dataset():
 
 @pytest.fixture(scope="module")
 def resources(dataset):
-    return Resources(dataset=dataset, scorer=scripted_scorer(), embeddings=label_embeddings(dataset), prompt_builder=MetadataPromptBuilder())
+    return tiny_resources(dataset)
 
 
-def quick_config(out: Path, **fields) -> TrainConfig:
+def quick_config(out: Path, **keys) -> TrainConfig:
     base = dict(
         dataset="tiny", warm_start="none", scorer="scripted", out=str(out), embedding_dim=DIM, n_envs=4, n_steps=32, batch_size=64,
-        checkpoint_every=0, val_every=0, progress_bar=False, torch_threads=1,
+        checkpoint_every=0, val_every=0, progress=False, threads=1,
     )
-    return TrainConfig(**(base | fields))
+    return from_dict(TrainConfig, base | keys)
 
 
-def quiet_train(config: TrainConfig, resources: Resources, resume: bool = False) -> Path:
+def quiet_train(config: TrainConfig, resources, resume: bool = False) -> Path:
     with contextlib.redirect_stdout(io.StringIO()):
         return train(config, resources, resume=resume)
 
@@ -51,27 +54,28 @@ def mean_return(result) -> float:
 
 
 def test_evaluate_policy_random_and_greedy(dataset, resources):
-    cfg = env_config(dataset)
-    res = evaluate_policy(RandomPolicy(seed=1), dataset, resources.scorer, "test", rounds=5, config=cfg, batch_size=7)
+    cfg = env_config()
+    res = evaluate_policy(RandomPolicy(seed=1), cfg, resources, split="test", batch_size=7)
     n = len(dataset.test)
     assert res.p.shape == (6, n) and res.labels.shape == (n,) and len(res.records) == n
     rec = res.records[0]
     assert [r["t"] for r in rec["rounds"]] == [0, 1, 2, 3, 4, 5]
     assert all(r["label"] in (0, 1) for r in rec["rounds"][1:])
+    # records name users and items by the dataset's own ids, with the indices beside them
+    assert rec["user"] == dataset.user_ids[rec["user_index"]] and rec["item"] == dataset.item_ids[rec["item_index"]]
+    assert all(r["user"] == dataset.user_ids[r["user_index"]] and r["item"] == dataset.item_ids[r["item_index"]] for r in rec["rounds"][1:])
     # random evidence does not depend on how the evaluation is batched
-    again = evaluate_policy(RandomPolicy(seed=1), dataset, resources.scorer, "test", rounds=5, config=cfg, batch_size=16)
+    again = evaluate_policy(RandomPolicy(seed=1), cfg, resources, split="test", batch_size=16)
     np.testing.assert_array_equal(res.p, again.p)
-    other = evaluate_policy(RandomPolicy(seed=2), dataset, resources.scorer, "test", rounds=5, config=cfg)
+    other = evaluate_policy(RandomPolicy(seed=2), cfg, resources, split="test")
     assert not np.array_equal(res.p, other.p)
     # greedy retrieves the observed interactions nearest to the target pair, nearest first
-    greedy = evaluate_policy(GreedyPolicy(), dataset, resources.scorer, "test", rounds=3, config=cfg, limit=5)
-    from envs import make_env
-
-    env = make_env(env_config(dataset, split="test"))
+    greedy = evaluate_policy(GreedyPolicy(), cfg, resources, split="test", rounds=3, limit=5)
+    env = tiny_env(dataset, split="test")
     for rec in greedy.records:
         env.reset(options={"index": rec["episode_index"]})
-        expected = env.index.nearest_rows(env.index.pair_vector(rec["user"], rec["item"]), env.used_rows, 3)
-        got = [env.index.row_of(r["user"], r["item"]) for r in rec["rounds"][1:]]
+        expected = env.index.nearest_rows(env.index.pair_vector(rec["user_index"], rec["item_index"]), env.used_rows, 3)
+        got = [env.index.row_of(r["user_index"], r["item_index"]) for r in rec["rounds"][1:]]
         assert got == expected.tolist()
     rows = round_metrics(res, other, n_boot=0)
     assert [r["round"] for r in rows] == list(range(6)) and all(0 <= r["auc"] <= 1 for r in rows)
@@ -83,15 +87,15 @@ def test_ppo_learns_to_beat_random(tmp_path, dataset, resources):
     config = quick_config(tmp_path / "ppo", algo="ppo", timesteps=1024, seed=0)
     quiet_train(config, resources)
     _, model = load_policy(config.out)
-    cfg = run_env_config(config, "test", resources)
-    trained = mean_return(evaluate_policy(SB3Policy(model), dataset, resources.scorer, "test", 5, config=cfg))
-    random = mean_return(evaluate_policy(RandomPolicy(0), dataset, resources.scorer, "test", 5, config=cfg))
+    cfg = config.env_config("test")
+    trained = mean_return(evaluate_policy(SB3Policy(model), cfg, resources, split="test"))
+    random = mean_return(evaluate_policy(RandomPolicy(0), cfg, resources, split="test"))
     # the same network before training, to show the gain comes from learning
-    from envs.vector import make_batched_vec_env
-    from policies.sb3 import build_model
+    from coral.envs.vector import make_batched_vec_env
+    from coral.policies.sb3 import build_model
 
-    untrained = build_model("ppo", make_batched_vec_env(run_env_config(config, "train", resources), 2, 0), seed=0, learning_rate=None, n_steps=32, batch_size=64)
-    before = mean_return(evaluate_policy(SB3Policy(untrained), dataset, resources.scorer, "test", 5, config=cfg))
+    untrained = build_model("ppo", make_batched_vec_env(config.env_config("train"), 2, 0, resources=resources), seed=0, learning_rate=None, n_steps=32, batch_size=64)
+    before = mean_return(evaluate_policy(SB3Policy(untrained), cfg, resources, split="test"))
     assert trained > random + 0.1, (trained, random)
     assert trained > before + 0.1, (trained, before)
 
@@ -116,9 +120,8 @@ def test_resume_continues_from_checkpoint_timestep(tmp_path, resources, algo):
         assert "replay_buffer" in first
     with pytest.raises(Exception, match="--resume"):
         quiet_train(config, resources)  # refuses to start over a run with checkpoints
-    longer = TrainConfig.load(tmp_path / algo / "config.json")
-    longer.timesteps = 256
-    longer.progress_bar = False
+    longer = dataclasses.replace(TrainConfig.load(tmp_path / algo / "config.json"), timesteps=256)
+    assert longer == dataclasses.replace(config, timesteps=256)  # the saved config reads back whole
     quiet_train(longer, resources, resume=True)
     state = latest_checkpoint(tmp_path / algo / "checkpoints")
     assert state["timesteps"] == 256
@@ -138,11 +141,11 @@ def test_maskable_ppo_trains_on_candidates(tmp_path, dataset, resources):
     config = quick_config(tmp_path / "mppo", algo="maskable_ppo", timesteps=128, n_candidates=8)
     quiet_train(config, resources)
     _, model = load_policy(config.out)
-    cfg = run_env_config(config, "test", resources)
+    cfg = config.env_config("test")
     assert cfg.action_mode == "candidates"
-    res = evaluate_policy(SB3Policy(model), dataset, resources.scorer, "test", 5, config=cfg, limit=10)
+    res = evaluate_policy(SB3Policy(model), cfg, resources, split="test", limit=10)
     for rec in res.records:  # masks keep every round on a new candidate
-        pairs = [(r["user"], r["item"]) for r in rec["rounds"][1:]]
+        pairs = [(r["user_index"], r["item_index"]) for r in rec["rounds"][1:]]
         assert len(set(pairs)) == 5
 
 
@@ -183,5 +186,6 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
     assert [r["round"] for r in rows] == [str(k) for k in range(6)] and rows[0]["model"] == "coral-ppo-none"
     episodes = [json.loads(line) for line in (run / "eval_test.jsonl").read_text().splitlines()]
     assert len(episodes) == 12 and len(episodes[0]["rounds"]) == 6
+    assert {e["user"] for e in episodes} <= set(dataset.user_ids)  # the file's own ids
     assert (tmp_path / "base" / "results.csv").is_file()
     assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2  # a one-line error, exit 2

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from coral.errors import CoralError
+from coral.config import config_hash, from_dict, require, section, to_dict
+from coral.retrieval import WarmStartConfig
 
-METHODS = ("lora", "head")
-BALANCING = ("sample", "weight", "none")
-POLICIES = ("random", "greedy")
+Method = Literal["lora", "head"]
+Balancing = Literal["sample", "weight", "none"]
+Policy = Literal["random", "greedy"]
+METHODS: tuple[str, ...] = get_args(Method)
+BALANCING: tuple[str, ...] = get_args(Balancing)
+POLICIES: tuple[str, ...] = get_args(Policy)
 
 
 @dataclass(frozen=True)
 class AlignConfig:
     """How the scorer is aligned to the Yes/No task. Defaults fit 10 minutes on 2 CPU cores (gift_cards)."""
 
-    method: Literal["lora", "head"] = "head"
+    method: Method = "head"
     """head: a logistic readout on the frozen LLM's last hidden state (default: the better validation AUC on
     gift_cards within the CPU budget, see experiments/notes/align.md); lora: LoRA fine-tuning of the LLM (TALLRec)."""
     base_model: str | None = None
@@ -33,15 +35,15 @@ class AlignConfig:
     """Training prompts (sub-sampled from the training split; a negative may appear several times with different evidence)."""
     source_split: Literal["train", "tail_train"] = "train"
     """Where training targets come from: the whole training split or its tail-item part."""
-    balance: Literal["sample", "weight", "none"] = "sample"
+    balance: Balancing = "sample"
     """Class balance: sample = half the prompts are negatives (re-drawn with other evidence); weight = inverse-frequency loss weights."""
-    max_evidence: int = 5
-    """K: each prompt gets a collaborative block of 0..K pieces of evidence (uniform), as in the evaluation's 5 rounds."""
-    policies: tuple[str, ...] = POLICIES
+    rounds: int = 5
+    """K: each prompt gets a collaborative block of 0..K pieces of evidence (uniform), as the evaluation's K rounds."""
+    policies: tuple[Policy, ...] = POLICIES
     """Retrieval policies that pick the evidence, one drawn uniformly per prompt: random (uniform over training
     interactions) and greedy (the observed training interactions nearest to the target pair in warm-start embeddings)."""
-    embeddings: str = "dfm"
-    """Warm start of the greedy policy's embeddings (as the environment's ``embeddings`` option)."""
+    warm: WarmStartConfig = section(WarmStartConfig, flat=True)
+    """The greedy policy's embeddings (as the environment's warm start, seed 0)."""
     chat_template: bool = True
     """Prompts use the tokenizer's chat template (``PromptConfig.chat_template``); must match how the scored prompts are built."""
     max_tokens: int = 512
@@ -75,38 +77,28 @@ class AlignConfig:
     """torch threads."""
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {self.method!r}"),
-            (self.balance in BALANCING, f"balance must be one of {', '.join(BALANCING)}, got {self.balance!r}"),
-            (bool(self.policies) and set(self.policies) <= set(POLICIES), f"policies must be a non-empty subset of {', '.join(POLICIES)}, got {self.policies}"),
-            (self.source_split in ("train", "tail_train"), f"source_split must be train or tail_train, got {self.source_split!r}"),
-            (self.n_train >= 2, f"n_train must be >= 2, got {self.n_train}"),
-            (self.max_evidence >= 0, f"max_evidence must be >= 0, got {self.max_evidence}"),
-            (self.epochs >= 1 and self.grad_accum >= 1 and self.lora_r >= 1, "epochs, grad_accum and lora_r must be >= 1"),
-            (self.lora_layers >= 0 and self.checkpoint_steps >= 0 and self.n_valid >= 0, "lora_layers, checkpoint_steps and n_valid must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise CoralError(f"align config: {message}")
+        require(bool(self.policies) and set(self.policies) <= set(POLICIES), "policies", f"must be a non-empty subset of {', '.join(POLICIES)}, got {self.policies}")
+        require(self.n_train >= 2, "n_train", f"must be >= 2, got {self.n_train}")
+        require(self.rounds >= 0, "rounds", f"must be >= 0, got {self.rounds}")
+        for name in ("epochs", "grad_accum", "lora_r", "threads"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("lora_layers", "checkpoint_steps", "n_valid"):
+            require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         object.__setattr__(self, "policies", tuple(self.policies))
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AlignConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error (a result written by another version)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise CoralError(f"align config: unknown field(s) {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return from_dict(cls, data, where="align config")
 
     @property
     def hash(self) -> str:
         """A short stable hash of every field."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        return config_hash(self)
 
     def replace(self, **changes: Any) -> "AlignConfig":
         return dataclasses.replace(self, **changes)

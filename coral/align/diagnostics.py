@@ -5,7 +5,7 @@ alternating over pairs) is scored after every piece: p_0 (no evidence), p_1, ...
 these:
 
 - ``auc_llm_only``: AUC of p_0 (the LLM alone, "LLM-Language"), with a bootstrap interval;
-- ``auc_k``: AUC of p_K (K pieces of evidence), and ``auc_mean_0k`` the mean of AUC(p_t) over t;
+- ``auc_k``: AUC of p_K (K = ``rounds`` pieces of evidence), and ``auc_mean_0k`` the mean of AUC(p_t) over t;
 - ``mean_abs_dp``: the mean |p_t - p_{t-1}| caused by adding one piece of evidence;
 - ``share_toward_label``: the share of pieces that move p toward the evidence's own label
   (up for a liked item, down for a disliked one; no change counts as not toward), and
@@ -23,9 +23,11 @@ import numpy as np
 
 from coral.align.examples import EvidenceSampler
 from coral.data.dataset import CoralDataset
+from coral.data.sample import stratified_subset
 from coral.errors import CoralError
 from coral.llm.base import Scorer
 from coral.metrics import binary_metrics
+from coral.retrieval import WarmStartConfig
 
 
 def score_trajectories(
@@ -62,31 +64,15 @@ def score_trajectories(
     return p
 
 
-def sample_pairs(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted row indices of ``n`` pairs (all when ``n`` is 0 or too large).
-
-    Negatives first (up to half of ``n``), then positives, each drawn at random: on a 98%-positive
-    split a plain sample would often hold no negative and no AUC. AUC does not depend on the
-    class ratio, so this is no bias for it; means over pairs lean toward the negatives.
-    """
-    labels = np.asarray(labels)
-    if not n or n >= len(labels):
-        return np.arange(len(labels))
-    neg, pos = np.flatnonzero(labels == 0), np.flatnonzero(labels != 0)
-    n_neg = min(len(neg), n // 2)
-    n_pos = min(len(pos), n - n_neg)
-    return np.sort(np.concatenate([rng.choice(neg, n_neg, replace=False), rng.choice(pos, n_pos, replace=False)]))
-
-
 def evidence_diagnostics(
     scorer: Scorer,
     dataset: CoralDataset,
     builder: Any,
     split: str = "valid",
     *,
-    k: int = 5,
+    rounds: int = 5,
     policies: Sequence[str] = ("random", "greedy"),
-    embeddings: Any = "dfm",
+    warm: Any = WarmStartConfig(),
     n_pairs: int = 0,
     seed: int = 0,
     n_boot: int = 1000,
@@ -98,23 +84,23 @@ def evidence_diagnostics(
     :param dataset: the dataset; targets are the ``split`` interactions, evidence comes from training.
     :param builder: the prompt builder the scorer expects (same template as in the environment).
     :param split: "valid" or "test" (or "train"/"tail_train").
-    :param k: evidence pieces per trajectory.
+    :param rounds: evidence pieces per trajectory (K).
     :param policies: retrieval policies, alternated over pairs.
-    :param embeddings: warm start of the greedy policy.
-    :param n_pairs: score this many pairs, a seeded sample (0 = all; see :func:`sample_pairs`).
+    :param warm: the greedy policy's embeddings: a warm start, or tables (an object with user and item arrays).
+    :param n_pairs: score this many pairs, a seeded sample keeping both classes (0 = all; :func:`coral.data.sample.stratified_subset`).
     :param seed: seed of the sample and of the random policy.
     :param n_boot: bootstrap resamples of the AUC intervals of p_0 and p_K (0 = none).
     :param progress: show a progress bar.
     :returns: the figures above plus ``p`` ((n, K+1) scores), ``labels``, ``evidence_labels`` and counts.
     """
-    if k < 1:
-        raise CoralError(f"diagnostics need k >= 1 pieces of evidence, got {k}")
+    if rounds < 1:
+        raise CoralError(f"diagnostics need rounds >= 1 pieces of evidence, got {rounds}")
     pool = dataset.split(split)
     rng = np.random.default_rng([seed, 7])
-    rows = sample_pairs(pool.label, n_pairs, rng)
-    sampler = EvidenceSampler(dataset, embeddings)
+    rows = stratified_subset(pool.label, n_pairs, rng)
+    sampler = EvidenceSampler(dataset, warm)
     targets = [(int(pool.user[r]), int(pool.item[r])) for r in rows]
-    evidence = [sampler.draw(u, i, k, policies[j % len(policies)], rng) for j, (u, i) in enumerate(targets)]
+    evidence = [sampler.draw(u, i, rounds, policies[j % len(policies)], rng) for j, (u, i) in enumerate(targets)]
     labels = pool.label[rows].astype(np.int64)
     p = score_trajectories(scorer, builder, targets, evidence, progress=progress)
 
@@ -138,7 +124,7 @@ def evidence_diagnostics(
         "split": split,
         "n_pairs": len(targets),
         "n_negative": int((labels == 0).sum()),
-        "k": int(p.shape[1] - 1),
+        "rounds": int(p.shape[1] - 1),
         "auc_llm_only": at_0["auc"],
         "auc_llm_only_ci": [at_0["auc_ci_low"], at_0["auc_ci_high"]],
         "auc_k": at_k["auc"],

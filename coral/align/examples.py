@@ -1,7 +1,7 @@
 """Training prompts for alignment: training-split targets with 0..K pieces of retrieved evidence.
 
 Targets are training interactions only, and evidence comes from the environment's evidence index
-(:class:`envs.retrieval.EvidenceIndex`), whose pool is the training split and whose leakage guard
+(:class:`coral.retrieval.EvidenceIndex`), whose pool is the training split and whose leakage guard
 refuses the target and every validation/test interaction. :func:`check_no_heldout` checks a built
 example set again, on the examples themselves.
 """
@@ -20,6 +20,7 @@ from coral.data.dataset import CoralDataset, Interactions
 from coral.errors import CoralError
 from coral.evidence import Evidence
 from coral.io import atomic_write_text
+from coral.retrieval import EvidenceIndex, LeakageError, WarmStartConfig, resolve_embeddings
 
 
 @dataclass(frozen=True)
@@ -61,16 +62,14 @@ class EvidenceSampler:
     the evidence index's leakage guard.
 
     :param dataset: the dataset (its training split is the pool).
-    :param embeddings: warm-start name ("dfm", ..., "none") or an object with user/item arrays.
+    :param warm: a warm start (:class:`coral.retrieval.WarmStartConfig`) or embedding tables (an object with user/item arrays).
     :param seed: seed of the warm-start embeddings (as the environment's ``embedding_seed``).
     """
 
-    def __init__(self, dataset: CoralDataset, embeddings: object = "dfm", seed: int = 0) -> None:
-        from envs.resources import resolve_embeddings
-        from envs.retrieval import EvidenceIndex
-
+    def __init__(self, dataset: CoralDataset, warm: object = WarmStartConfig(), seed: int = 0) -> None:
         self.dataset = dataset
-        self.index = EvidenceIndex(dataset, resolve_embeddings(dataset, embeddings, seed=seed))
+        tables = resolve_embeddings(dataset, warm, seed=seed) if isinstance(warm, WarmStartConfig) else warm
+        self.index = EvidenceIndex(dataset, tables)
 
     def draw(self, user: int, item: int, k: int, policy: str, rng: np.random.Generator) -> tuple[Evidence, ...]:
         """``k`` distinct pieces of evidence for target (user, item), in retrieval order.
@@ -131,7 +130,7 @@ def build_examples(dataset: CoralDataset, config: AlignConfig, sampler: Evidence
     examples = []
     for r in rows:
         user, item, label = int(pool.user[r]), int(pool.item[r]), int(pool.label[r])
-        k = int(rng.integers(0, config.max_evidence + 1))
+        k = int(rng.integers(0, config.rounds + 1))
         policy = str(rng.choice(config.policies)) if k else "none"
         evidence = sampler.draw(user, item, k, policy, rng) if k else ()
         examples.append(AlignExample(user, item, label, evidence, policy))
@@ -146,8 +145,6 @@ def check_no_heldout(examples: Iterable[AlignExample], dataset: CoralDataset) ->
 
     :raises CoralError: naming the first offending interaction.
     """
-    from envs.retrieval import LeakageError
-
     n_items = dataset.n_items
     train_keys = np.unique(dataset.train.keys(n_items))
     heldout = dataset.heldout_keys

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from coral.align.config import AlignConfig
-from coral.align.readout import LinearReadout, last_hidden
+from coral.llm.readout import LinearReadout, last_hidden
 
 
 @torch.inference_mode()

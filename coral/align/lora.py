@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from coral.align.config import AlignConfig
-from coral.align.readout import last_hidden, yes_no_logit
+from coral.llm.readout import last_hidden, yes_no_logit
 from coral.errors import CoralError
 from coral.llm.labels import LabelTokens
 

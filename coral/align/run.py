@@ -74,7 +74,7 @@ def run_alignment(dataset: CoralDataset, config: AlignConfig, out: str | Path, *
         if (out / EXAMPLES_FILE).is_file():
             examples = load_examples(out / EXAMPLES_FILE)
         else:
-            sampler = EvidenceSampler(dataset, config.embeddings)
+            sampler = EvidenceSampler(dataset, config.warm)
             examples = build_examples(dataset, config, sampler)
             save_examples(out / EXAMPLES_FILE, examples)
         check_no_heldout(examples, dataset)
@@ -157,9 +157,9 @@ def validate_alignment(out: Path, dataset: CoralDataset, config: AlignConfig, pr
         dataset,
         builder,
         split="valid",
-        k=max(1, config.max_evidence),
+        rounds=max(1, config.rounds),
         policies=config.policies,
-        embeddings=config.embeddings,
+        warm=config.warm,
         n_pairs=config.n_valid,
         seed=config.seed,
         progress=progress,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
+from coral.config import require
 from coral.data.dataset import CoralDataset
 from coral.errors import CoralError
 
@@ -19,14 +20,18 @@ BASELINES_VERSION = "2"
 USER_FIELD, ITEM_FIELD = 0, 1
 
 #: Config fields that do not change what is learned (left out of the hash).
-_NOT_HASHED = ("num_threads", "eval_batch_size")
+_NOT_HASHED = ("threads", "eval_batch_size")
+
+BaselineName = Literal["dfm", "dcn", "wdl", "afm", "ips", "cause"]
+#: The baselines of the paper's Table 1 (lower-case), in its order; ``coral.baselines.models.MODELS`` has their classes.
+MODEL_NAMES: tuple[str, ...] = get_args(BaselineName)
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
     """Everything that decides what a CTR baseline learns. Its hash keys caches and result rows."""
 
-    model: str = "dfm"
+    model: BaselineName = "dfm"
     """Which baseline: dfm, dcn, wdl, afm, ips or cause."""
     embedding_dim: int = 128
     """Size of every field embedding (the paper's d)."""
@@ -64,25 +69,23 @@ class BaselineConfig:
     """CausE: weight of the squared distance between each item's treatment and control embeddings."""
     eval_batch_size: int = 8192
     """Rows per forward pass when predicting (does not change results)."""
-    num_threads: int | None = None
-    """torch threads while training (restored afterwards); None leaves torch's setting."""
+    threads: int | None = 1
+    """torch threads while training (restored afterwards; None leaves torch's setting). One: on shared 2-core
+    machines a second pinned thread slowed small models ~10x whenever the other core was busy (same results)."""
 
     def __post_init__(self) -> None:
-        from coral.baselines.models import MODELS
-
-        if self.model not in MODELS:
-            raise CoralError(f"unknown baseline {self.model!r}; expected one of {', '.join(MODELS)}")
+        require(self.model in MODEL_NAMES, "model", f"must be one of {', '.join(MODEL_NAMES)}, got {self.model!r}")
         object.__setattr__(self, "hidden_units", tuple(int(h) for h in self.hidden_units))
         for name in ("embedding_dim", "epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise CoralError(f"baseline config: {name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.propensity_clip <= 1.0:
-            raise CoralError(f"baseline config: propensity_clip must be in (0, 1], got {self.propensity_clip}")
-        if not 0.0 < self.cause_treatment_fraction < 1.0:
-            raise CoralError(f"baseline config: cause_treatment_fraction must be in (0, 1), got {self.cause_treatment_fraction}")
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        require(0.0 < self.propensity_clip <= 1.0, "propensity_clip", f"must be in (0, 1], got {self.propensity_clip}")
+        require(0.0 < self.cause_treatment_fraction < 1.0, "cause_treatment_fraction", f"must be in (0, 1), got {self.cause_treatment_fraction}")
+        require(self.threads is None or self.threads >= 1, "threads", f"must be >= 1 (or none), got {self.threads}")
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "hidden_units": list(self.hidden_units)}
+        from coral.config import to_dict
+
+        return to_dict(self)
 
     def learned_dict(self) -> dict:
         """The fields that change what is learned, with the code version: what result rows record."""

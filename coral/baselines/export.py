@@ -98,23 +98,15 @@ def load_embeddings(directory: str | Path, dataset: CoralDataset | None = None) 
     return Embeddings(user=user, item=item, user_ids=user_ids, item_ids=item_ids, meta=meta)
 
 
-def warm_start_embeddings(
-    dataset: CoralDataset, model: str = "dfm", seed: int = 0, dim: int = 128, head_only: bool = False, num_threads: int | None = 1
-) -> Embeddings:
-    """The retrieval policy's initial user/item embeddings: trained once, then read from the cache.
+def warm_start_embeddings(dataset: CoralDataset, config: BaselineConfig) -> Embeddings:
+    """A CTR model's user/item embeddings for the retrieval policy's warm start: trained once, then read from the cache.
 
-    Cached under ``cache_dir("embeddings", "<dataset fingerprint>-<config hash>")``.
+    Cached under ``cache_dir("embeddings", "<dataset fingerprint>-<config hash>")`` (the hash
+    leaves out settings that do not change what is learned, such as the number of threads).
 
     :param dataset: the dataset the policy runs on.
-    :param model: baseline whose tables are used (dfm, wdl, afm, dcn, ips, cause).
-    :param seed: training seed.
-    :param dim: embedding size.
-    :param head_only: train on head-item interactions only (the paper's literal reading).
-    :param num_threads: torch threads while training (restored afterwards; not part of the cache
-        key). One thread: on the shared 2-core machines two pinned threads made each step of a
-        gift_cards-sized model ~10x slower whenever the other core was busy.
+    :param config: the CTR model (``coral.retrieval.WarmStartConfig.baseline`` builds it).
     """
-    config = BaselineConfig(model=model, seed=seed, embedding_dim=dim, head_only=head_only, num_threads=num_threads)
     directory = cache_dir("embeddings", f"{dataset.fingerprint}-{config.hash}")
     if (directory / META_FILE).is_file():
         return load_embeddings(directory, dataset)

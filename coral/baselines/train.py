@@ -85,8 +85,8 @@ def train_baseline(dataset: CoralDataset, config: BaselineConfig, on_epoch: Epoc
     :raises CoralError: when the training rows are empty (e.g. head_only on a dataset without head rows).
     """
     threads_before = torch.get_num_threads()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     try:
         return _train(dataset, config, on_epoch)
     finally:

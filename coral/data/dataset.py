@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,33 +28,74 @@ PREPROCESS_VERSION = "1"
 SPLITS = ("train", "valid", "test")
 
 
+DataFormat = Literal["auto", "amazon2018", "amazon2023", "movielens100k", "movielens1m", "recbole", "csv"]
+"""The source formats of :data:`coral.data.loaders.FORMATS`, and "auto" (detect from file names)."""
+
+#: Fields of :class:`DataConfig` that say how the files are read (part of the dataset's identity).
+LAYOUT_FIELDS = ("format", "sep", "user_col", "item_col", "rating_col", "timestamp_col", "title_col")
+#: Fields of :class:`DataConfig` that say how the rows are preprocessed (part of the dataset's identity).
+PREPROCESSING_FIELDS = ("k_core", "positive_threshold", "label_rule", "head_fraction", "split_ratios", "split_seed")
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Every preprocessing knob. Its hash keys the on-disk cache and every result row."""
+    """The data section of every command: which dataset, how its files are read, how its rows are preprocessed.
 
+    The layout and preprocessing fields (not the name) are hashed into the dataset's fingerprint,
+    which keys the on-disk cache and every result row.
+    """
+
+    dataset: str = "gift_cards"
+    """Built-in name (gift_cards), Amazon 2018 category, ml-100k, ml-1m, or a file or directory path."""
+    format: DataFormat = "auto"
+    """Source format; auto: detect it from the file names."""
+    sep: str = ","
+    """CSV layout: field separator (\\t or tab for TSV)."""
+    user_col: str = "user"
+    """CSV layout: the interactions column with the user id."""
+    item_col: str = "item"
+    """CSV layout: the interactions column with the item id (also the key column of items.csv)."""
+    rating_col: str = "rating"
+    """CSV layout: the interactions column with the rating."""
+    timestamp_col: str = "timestamp"
+    """CSV layout: the optional interactions column with a Unix timestamp."""
+    title_col: str = "title"
+    """CSV layout: the items.csv column with the item text."""
     k_core: int = 5
     """Iterative k-core: drop users and items with fewer than k interactions until none remain."""
     positive_threshold: float = 3.0
     """Rating threshold for a positive ("like") label."""
     label_rule: Literal["gt", "ge"] = "gt"
-    """"gt": positive = rating > threshold (default); "ge": the paper's literal rating >= threshold."""
+    """gt: positive = rating > threshold (default); ge: the paper's literal rating >= threshold."""
     head_fraction: float = 0.2
     """Share of items, the most popular ones, that are head items; the rest are the long tail."""
     split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
     """Train/valid/test shares of the tail interactions (all head interactions go to train)."""
-    seed: int = 0
+    split_seed: int = 0
     """Seed of the tail split's permutation."""
 
     def __post_init__(self) -> None:
-        if self.k_core < 1:
-            raise DataError(f"k_core must be >= 1, got {self.k_core}")
-        if self.label_rule not in ("gt", "ge"):
-            raise DataError(f"label_rule must be 'gt' or 'ge', got {self.label_rule!r}")
-        if not 0.0 < self.head_fraction < 1.0:
-            raise DataError(f"head_fraction must be in (0, 1), got {self.head_fraction}")
+        from coral.config import require
+
+        require(bool(self.dataset.strip()), "dataset", "must name a dataset or a path, got ''", DataError)
+        if self.format is None:
+            object.__setattr__(self, "format", "auto")
+        if self.sep in ("\\t", "tab"):
+            object.__setattr__(self, "sep", "\t")
+        require(len(self.sep) == 1 and self.sep not in "\r\n\"", "sep", f"must be a single character (\\t for tab), got {self.sep!r}", DataError)
+        for name in ("user_col", "item_col", "rating_col", "timestamp_col", "title_col"):
+            require(bool(getattr(self, name)), name, "must name a column, got ''", DataError)
+        require(self.k_core >= 1, "k_core", f"must be >= 1, got {self.k_core}", DataError)
+        require(math.isfinite(self.positive_threshold), "positive_threshold", f"must be a finite number, got {self.positive_threshold}", DataError)
+        require(self.label_rule in ("gt", "ge"), "label_rule", f"must be 'gt' or 'ge', got {self.label_rule!r}", DataError)
+        require(0.0 < self.head_fraction < 1.0, "head_fraction", f"must be in (0, 1), got {self.head_fraction}", DataError)
         ratios = tuple(float(r) for r in self.split_ratios)
-        if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-6:
-            raise DataError(f"split_ratios must be three non-negative shares summing to 1, got {self.split_ratios}")
+        require(
+            len(ratios) == 3 and all(math.isfinite(r) and r >= 0 for r in ratios) and abs(sum(ratios) - 1.0) <= 1e-6,
+            "split_ratios",
+            f"must be three non-negative shares summing to 1, got {self.split_ratios}",
+            DataError,
+        )
         object.__setattr__(self, "split_ratios", ratios)
 
     def label(self, rating: np.ndarray) -> np.ndarray:
@@ -63,12 +105,16 @@ class DataConfig:
         return pos.astype(np.int8)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "split_ratios": list(self.split_ratios)}
+        """Every field, as ``DataConfig(**d)`` accepts it back."""
+        from coral.config import to_dict
+
+        return to_dict(self)
 
     @property
     def hash(self) -> str:
-        """A short stable hash of the config and the preprocessing version."""
-        blob = json.dumps({"v": PREPROCESS_VERSION, **self.to_dict()}, sort_keys=True)
+        """A short stable hash of the layout and preprocessing fields and the preprocessing version (not the name)."""
+        config = self.to_dict()
+        blob = json.dumps({"v": PREPROCESS_VERSION, **{k: config[k] for k in LAYOUT_FIELDS + PREPROCESSING_FIELDS}}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -187,6 +233,23 @@ class CoralDataset:
         if name not in SPLITS:
             raise DataError(f"unknown split {name!r}; expected one of train, valid, test, tail_train")
         return getattr(self, name)
+
+    def require_both_classes(self, *splits: str) -> None:
+        """Refuse a split whose labels are all one class: AUC is undefined on it and a model cannot learn from it.
+
+        :param splits: split names (train, valid, test, tail_train).
+        :raises DataError: naming the dataset, the split and its labels.
+        """
+        for name in splits:
+            labels = self.split(name).label
+            positives = int(labels.sum())
+            if len(labels) and 0 < positives < len(labels):
+                continue
+            which = "all positive" if positives else "all negative"
+            raise DataError(
+                f"{self.name}: the {name} split has a single class ({which}: {positives} of {len(labels)} labels are 1); "
+                "AUC is undefined - change --positive-threshold/--label-rule"
+            )
 
     @cached_property
     def tail_train(self) -> Interactions:
@@ -365,7 +428,7 @@ def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "
     is_head[by_popularity[:n_head]] = True
 
     tail_rows = np.flatnonzero(~is_head[item])
-    perm = np.random.default_rng(config.seed).permutation(len(tail_rows))
+    perm = np.random.default_rng(config.split_seed).permutation(len(tail_rows))
     n_tail = len(tail_rows)
     n_train = int(round(config.split_ratios[0] * n_tail))
     n_valid = int(round(config.split_ratios[1] * n_tail))

@@ -23,7 +23,6 @@ Mirrors (``--mirror URL``): a mirror serves every file by its bare file name at 
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import os
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
+from coral.config import require
 from coral.data.registry import AMAZON2018_CATEGORIES, MOVIELENS, amazon_category
 from coral.errors import CoralError, DataError
 from coral.io import cache_dir
@@ -99,9 +99,9 @@ class DownloadConfig:
     """How to download: where to, from where, and how patiently."""
 
     dest: Path | None = None
-    """Destination folder; None: ``coral.io.cache_dir("data")``."""
+    """Destination folder; None: the coral cache's data/ folder, where dataset names are looked up (for another folder, point CORAL_DATA_DIR at it)."""
     mirror: str | None = None
-    """Base URL of a mirror serving files by their bare names; None: the official hosts."""
+    """Base URL of a mirror serving every file by its bare name (e.g. URL/ml-100k.zip); None: the official hosts."""
     retries: int = 3
     """Further attempts after a failed connection or an interrupted transfer (each resumes)."""
     backoff_s: float = 1.0
@@ -114,10 +114,10 @@ class DownloadConfig:
     """Show a progress bar (when stderr is a terminal) and notes such as "resuming" on stderr."""
 
     def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise CoralError(f"retries must be >= 0, got {self.retries}")
-        if self.mirror is not None and urlsplit(self.mirror).scheme not in ("http", "https"):
-            raise CoralError(f"a mirror must be an http:// or https:// URL, got {self.mirror!r}")
+        require(self.retries >= 0, "retries", f"must be >= 0, got {self.retries}")
+        for name in ("backoff_s", "connect_timeout_s", "read_timeout_s"):
+            require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        require(self.mirror is None or urlsplit(self.mirror).scheme in ("http", "https"), "mirror", f"must be an http:// or https:// URL, got {self.mirror!r}")
 
 
 def _lookup(name: str) -> tuple[str, str]:
@@ -438,50 +438,3 @@ def _extract_zip(archive: Path, dest: Path, folder: str) -> Path:
 def _note(config: DownloadConfig, message: str) -> None:
     if config.progress:
         print(message, file=sys.stderr)
-
-
-# ----------------------------------------------------------------------------------------------
-# command line
-
-
-def add_download_parser(data_subparsers) -> argparse.ArgumentParser:
-    """Add ``download`` to the ``coral data`` sub-command group.
-
-    :param data_subparsers: the object returned by ``add_subparsers`` on the ``data`` parser.
-    """
-    parser = data_subparsers.add_parser(
-        "download",
-        help="download a dataset's official files into the cache",
-        description=(
-            "Download a dataset's official files, resuming partial downloads and verifying what "
-            "arrived. Amazon 2018 files go to DEST/amazon2018/, MovieLens to DEST/ml-100k/ and "
-            "DEST/ml-1m/ (extracted)."
-        ),
-        epilog=(
-            "names: the Amazon 2018 categories " + ", ".join(AMAZON2018_CATEGORIES)
-            + " (any case, e.g. gift_cards); " + ", ".join(MOVIELENS)
-            + ". A mirror serves each file by its bare file name at its root, e.g. "
-            "URL/Gift_Cards_5.json.gz, URL/meta_Gift_Cards.json.gz, URL/ml-100k.zip."
-        ),
-    )
-    parser.add_argument("name", metavar="NAME", help="dataset: an Amazon 2018 category or ml-100k / ml-1m")
-    parser.add_argument("--dest", metavar="DIR", type=Path, default=None,
-                        help="destination folder (default: the coral cache's data/ folder, where dataset names are "
-                             "looked up; for another folder, point CORAL_DATA_DIR at it)")
-    parser.add_argument("--mirror", metavar="URL", default=None,
-                        help="fetch from this base URL instead of the official hosts")
-    parser.add_argument("--variant", choices=VARIANTS, default="full",
-                        help="Amazon reviews: full (default, as the paper) or 5core; metadata comes with both")
-    parser.add_argument("--retries", type=int, default=DownloadConfig.retries,
-                        help="further attempts after a failed or interrupted transfer (default: %(default)s)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    parser.set_defaults(func=run_download)
-    return parser
-
-
-def run_download(args: argparse.Namespace) -> int:
-    """Handler of ``coral data download``: print the downloaded paths, one per line."""
-    config = DownloadConfig(dest=args.dest, mirror=args.mirror, retries=args.retries, progress=args.progress)
-    for path in download_dataset(args.name, args.variant, config):
-        print(path)
-    return 0

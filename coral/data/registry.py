@@ -97,42 +97,32 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
     raise CoralError(f"unknown dataset {name_or_path!r}: not a built-in name ({known}) and no such file or directory")
 
 
-def load_dataset(
-    name_or_path: str = "gift_cards",
-    config: DataConfig = DataConfig(),
-    format: str | None = None,
-    layout: CsvLayout = CsvLayout(),
-    use_cache: bool = True,
-) -> CoralDataset:
+def load_dataset(config: DataConfig | str = DataConfig(), use_cache: bool = True) -> CoralDataset:
     """Load and preprocess a dataset, reusing the on-disk cache when source and config are unchanged.
 
-    :param name_or_path: a built-in name (``gift_cards``), an Amazon 2018 category, ``ml-100k``,
-        ``ml-1m``, or a file/directory in any supported format.
-    :param config: preprocessing knobs; part of the cache key.
-    :param format: force a format (see :data:`coral.data.loaders.FORMATS`).
-    :param layout: column names for the generic CSV layout.
-    :param use_cache: read and write the processed-dataset cache.
+    :param config: the data section: which dataset (a built-in name such as ``gift_cards``, an
+        Amazon 2018 category, ``ml-100k``, ``ml-1m``, or a file/directory in any supported format),
+        how its files are read and how it is preprocessed. A string is ``DataConfig(dataset=that)``.
+    :param use_cache: read and write the processed-dataset cache, keyed by the source files'
+        contents and the layout and preprocessing fields.
     """
-    name, path = resolve(name_or_path)
-    raw = load_csv_dir(path) if name in EMBEDDED and path == EMBEDDED[name] else load_raw(path, format, layout)
+    if isinstance(config, str):
+        config = DataConfig(dataset=config)
+    name, path = resolve(config.dataset)
+    layout = CsvLayout(config.sep, config.user_col, config.item_col, config.rating_col, config.timestamp_col, config.title_col)
+    fmt = None if config.format == "auto" else config.format
+    raw = load_csv_dir(path) if name in EMBEDDED and path == EMBEDDED[name] else load_raw(path, fmt, layout)
     if not use_cache:
         return build_dataset(raw, config, name)
     from coral.data.dataset import _source_hash
 
     source_hash = _source_hash(raw)
-    key = f"{name}-{source_hash}-{config.hash}-{layout_hash(layout)}"
-    directory = cache_dir("datasets") / key
+    directory = cache_dir("datasets") / f"{name}-{source_hash}-{config.hash}"
     if (directory / "meta.json").exists():
         try:
             return CoralDataset.load(directory)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is rebuilt below
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged (or older) cache entry is rebuilt below
     dataset = build_dataset(raw, config, name, source_hash=source_hash)
     dataset.save(directory)
     return dataset
-
-
-def layout_hash(layout: CsvLayout) -> str:
-    import hashlib
-
-    return hashlib.sha256(repr(layout).encode()).hexdigest()[:8]

@@ -15,13 +15,25 @@ Torch and transformers are imported only when a scorer is built.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional
 
 from coral.errors import CoralError
 from coral.llm.base import Prompt, Scorer, ScoreResult
 from coral.llm.model import default_dtype, embedded_model_path, load_embedded_model, load_model
 
-__all__ = ["Prompt", "Scorer", "ScoreResult", "make_scorer", "default_cache_path", "default_dtype", "embedded_model_path", "load_embedded_model", "load_model"]
+__all__ = ["Prompt", "Scorer", "ScoreResult", "ScorerConfig", "make_scorer", "default_cache_path", "default_dtype", "embedded_model_path", "load_embedded_model", "load_model"]
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Which LLM scores the prompts: the scorer section of every command that scores."""
+
+    scorer: str = "hf"
+    """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral align`), vllm:MODEL, openai:URL#MODEL, scripted[:k=v,...]."""
+    dtype: Optional[Literal["float32", "bfloat16"]] = None
+    """Weights' dtype for hf/aligned/vllm; None: float32 (bf16 did not match its validation AUC), an aligned scorer's training dtype."""
 
 
 def default_cache_path() -> Path:
@@ -32,7 +44,7 @@ def default_cache_path() -> Path:
 
 
 def make_scorer(
-    spec: str = "hf",
+    spec: str = ScorerConfig.scorer,
     *,
     cache: str | Path | bool | None = True,
     dtype: str | None = None,
@@ -66,7 +78,7 @@ def make_scorer(
     elif backend == "aligned":
         if not arg:
             raise CoralError("the aligned spec needs a directory: aligned:DIR (written by `coral align`)")
-        from coral.align import load_aligned_scorer
+        from coral.llm.aligned import load_aligned_scorer
 
         scorer = load_aligned_scorer(arg, dtype=dtype, batch_size=batch_size, kv_reuse=kv_reuse)
     elif backend == "vllm":

@@ -80,10 +80,10 @@ class PromptConfig:
     """Item texts longer than this are cut (with "...")."""
 
     def __post_init__(self) -> None:
-        if self.order not in ("incremental", "paper"):
-            raise CoralError(f"prompt order must be 'incremental' or 'paper', got {self.order!r}")
-        if self.max_history < 0:
-            raise CoralError(f"max_history must be >= 0, got {self.max_history}")
+        from coral.config import require
+
+        require(self.order in ("incremental", "paper"), "order", f"must be 'incremental' or 'paper', got {self.order!r}")
+        require(self.max_history >= 0, "max_history", f"must be >= 0, got {self.max_history}")
 
 
 class PromptBuilder:

@@ -1,101 +1,82 @@
-"""The main job's configuration: one dataclass, loadable from a YAML file."""
+"""The main job's configuration: one nested dataclass, read from YAML or flags (``coral.config``)."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-import yaml
+from coral.align.config import AlignConfig
+from coral.baselines.config import MODEL_NAMES, BaselineConfig, BaselineName
+from coral.config import load_yaml, require, section, to_dict
+from coral.data.dataset import DataConfig
+from coral.llm import ScorerConfig
+from coral.policies.config import TrainConfig
+from coral.retrieval import WarmStart
 
-from coral.errors import CoralError
+Method = Literal["llm-only", "coral-random", "coral-greedy", "coral-ppo", "coral-ddpg", "coral-maskable_ppo"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything ``coral run`` does. Each field maps to one YAML key of the same name."""
+    """Everything ``coral run`` does: which data, which methods, and each method's settings."""
 
-    datasets: list[str] = field(default_factory=lambda: ["gift_cards"])
-    """Datasets to run on; names or paths. Missing ones are skipped with a warning when ``skip_missing``."""
+    data: DataConfig = section(DataConfig, flat=True)
+    """The dataset, its layout and its preprocessing."""
+    datasets: tuple[str, ...] = ()
+    """Run on each of these datasets (names or paths) in turn, with the data section's other settings, each in OUT/<name>/; empty: only `dataset`."""
     skip_missing: bool = False
     """Skip datasets whose files are absent instead of failing (the paper grid uses this)."""
-    seeds: list[int] = field(default_factory=lambda: [0])
-    """Seeds of every trained method (baselines, policies); the data split keeps ``split_seed``."""
-    split_seed: int = 0
-    """Seed of the tail train/valid/test split."""
-    baselines: list[str] = field(default_factory=lambda: ["dfm", "dcn", "wdl", "afm", "ips", "cause"])
+    seeds: tuple[int, ...] = (0,)
+    """Seeds of every trained method (baselines, policies); the data split keeps `split_seed`."""
+    baselines: tuple[BaselineName, ...] = MODEL_NAMES
     """CTR baselines to train and evaluate."""
-    baseline_epochs: int = 30
-    """Maximum epochs per baseline (early stopping on validation AUC)."""
-    scorer: str = "hf"
-    """Scorer spec for the zero-shot LLM (see ``coral.llm.make_scorer``)."""
+    baseline: BaselineConfig = section(BaselineConfig, skip=("model", "seed"))
+    """The CTR baselines' settings (each baseline and seed of `baselines` and `seeds`)."""
+    scorer: ScorerConfig = section(ScorerConfig, flat=True)
+    """The zero-shot LLM."""
     align: bool = True
-    """Align the scorer (``coral align``) and add rows that use it."""
-    align_method: str = "head"
-    """Alignment method: head (a readout on the frozen LLM's last hidden state) or lora."""
-    align_examples: int = 256
-    """Training prompts of the alignment (class-balanced sample of training interactions)."""
-    methods: list[str] = field(default_factory=lambda: ["llm-only", "coral-random", "coral-ppo", "coral-ddpg"])
-    """LLM methods (llm-only, coral-random, coral-greedy, coral-ppo, coral-ddpg, coral-maskable_ppo),
-    run with the aligned scorer when ``align`` is on, else with ``scorer``."""
-    zero_shot_methods: list[str] = field(default_factory=lambda: ["llm-only"])
-    """LLM methods also run with the zero-shot ``scorer`` when ``align`` is on."""
-    warm_starts: list[str] = field(default_factory=lambda: ["dfm"])
+    """Align the scorer (`coral align`) and add rows that use it."""
+    alignment: AlignConfig = section(lambda: AlignConfig(n_train=256))
+    """The alignment's settings (the main job trains on 256 prompts, `coral align` on 128)."""
+    methods: tuple[Method, ...] = ("llm-only", "coral-random", "coral-ppo", "coral-ddpg")
+    """LLM methods, run with the aligned scorer when `align` is on, else with `scorer`."""
+    zero_shot_methods: tuple[Method, ...] = ("llm-only",)
+    """LLM methods also run with the zero-shot `scorer` when `align` is on."""
+    warm_starts: tuple[WarmStart, ...] = ("dfm",)
     """Warm starts of the RL policies (dfm, wdl, afm, dcn, none)."""
     ppo_timesteps: int = 256
-    """PPO training timesteps per (warm start, seed)."""
+    """PPO (and MaskablePPO) training timesteps per (warm start, seed)."""
     ddpg_timesteps: int = 256
     """DDPG training timesteps (the paper uses 2000; the default keeps `coral run` under 20 minutes)."""
-    rounds: int = 5
-    """Retrieval rounds at evaluation (the paper's K)."""
+    train: TrainConfig = section(
+        lambda: TrainConfig(checkpoint_every=64, val_every=0),
+        skip=("algo", "timesteps", "seed", "out", "env.data", "env.scorer", "env.warm.warm_start"),
+    )
+    """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps and does not validate while training)."""
     max_eval: int = 0
-    """Evaluate the LLM methods on at most this many test interactions (a seeded subset keeping
-    both classes); 0 = the whole test split, as the baselines."""
+    """Evaluate the LLM methods on at most this many test interactions (a seeded subset keeping both classes); 0 = the whole test split, as the baselines."""
     valid_limit: int = 48
-    """Validation interactions (a seeded subset keeping both classes) that tune each LLM method's
-    F1 threshold; 0 = the whole validation split. The LLM dominates the run's time."""
-    n_envs: int = 8
-    """Parallel episodes whose prompts are scored in one batch."""
+    """Validation interactions (a seeded subset keeping both classes) that tune each LLM method's F1 threshold; 0 = the whole validation split. The LLM dominates the run's time."""
     resume_training: bool = False
-    """Continue a killed policy training from its last checkpoint. Off by default: a resumed PPO
-    run is not bit-identical to an uninterrupted one, and the main job's table must be."""
+    """Continue a killed policy training from its last checkpoint. Off by default: a resumed PPO run is not bit-identical to an uninterrupted one, and the main job's table must be."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.seeds), "seeds", "must hold at least one seed")
+        for name in ("ppo_timesteps", "ddpg_timesteps"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("max_eval", "valid_limit"):
+            require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def dataset_names(self) -> tuple[str, ...]:
+        """The datasets run, in order."""
+        return self.datasets or (self.data.dataset,)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
-        """Read a YAML file of top-level keys named like the fields; unknown keys are an error."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise CoralError(f"{path}: config file not found") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark is not None else ""
-            raise CoralError(f"{path}{where}: not valid YAML") from None
-        if not isinstance(data, dict):
-            raise CoralError(f"{path}: expected a mapping of config keys at the top level")
-        return cls.from_dict(data, source=str(path))
+        """Read a YAML file of :func:`coral.config.to_dict`'s keys; unknown keys are an error."""
+        return load_yaml(cls, path)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "RunConfig":
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise CoralError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(names)}")
-        config = cls()
-        for key, value in data.items():
-            default = getattr(config, key)
-            if isinstance(default, list) and not isinstance(value, list):
-                value = [value]
-            if isinstance(default, list) and default and not all(isinstance(v, type(default[0])) for v in value):
-                raise CoralError(f"{source}: {key} must be a list of {type(default[0]).__name__}, got {value!r}")
-            if isinstance(default, bool) and not isinstance(value, bool):
-                raise CoralError(f"{source}: {key} must be true or false, got {value!r}")
-            if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
-                raise CoralError(f"{source}: {key} must be a number, got {value!r}")
-            setattr(config, key, value)
-        return config
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict:
+        return to_dict(self)

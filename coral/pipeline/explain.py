@@ -38,10 +38,11 @@ def resolve_index(ids: list[str], value: str, what: str) -> int:
 
 
 def find_episode(path: Path, user: int, item: int) -> dict[str, Any] | None:
+    """The episode of (user index, item index) in an evaluation JSONL file, or None."""
     with open(path) as f:
         for line in f:
             rec = json.loads(line)
-            if rec["user"] == user and rec["item"] == item:
+            if rec["user_index"] == user and rec["item_index"] == item:
                 return rec
     return None
 
@@ -60,7 +61,7 @@ def explain(run: Path, dataset: CoralDataset, user: str, item: str, show_prompt:
             continue
         found = True
         label = "liked" if rec["label"] else "disliked"
-        out.append(f"## {method_name(path, run)}: user {u} ({dataset.user_ids[u]}) and item {i} \"{dataset.item_text[i]}\", truly {label}")
+        out.append(f"## {method_name(path, run)}: user {dataset.user_ids[u]} (index {u}) and item {dataset.item_ids[i]} (index {i}) \"{dataset.item_text[i]}\", truly {label}")
         evidence: list[Evidence] = []
         for step in rec["rounds"]:
             if step["t"] == 0:
@@ -69,10 +70,10 @@ def explain(run: Path, dataset: CoralDataset, user: str, item: str, show_prompt:
             if step.get("label") is None:
                 out.append(f"  round {step['t']}: nothing retrieved                            p = {step['p']:.4f}")
                 continue
-            ev = Evidence(int(step["user"]), int(step["item"]), int(step["label"]))
+            ev = Evidence(int(step["user_index"]), int(step["item_index"]), int(step["label"]))
             evidence.append(ev)
             verb = "liked" if ev.label else "disliked"
-            out.append(f"  round {step['t']}: user {ev.user} {verb} \"{dataset.item_text[ev.item]}\"  p = {step['p']:.4f}")
+            out.append(f"  round {step['t']}: user {dataset.user_ids[ev.user]} {verb} item {dataset.item_ids[ev.item]} \"{dataset.item_text[ev.item]}\"  p = {step['p']:.4f}")
         if show_prompt:
             prompt = PromptBuilder(dataset, PromptConfig(chat_template=False)).build(u, i, evidence)
             out.append("  final prompt:")

@@ -20,24 +20,30 @@ with it off, ``methods`` run with the zero-shot scorer.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from coral.config import to_dict
 from coral.data.dataset import CoralDataset, DataConfig
+from coral.envs import EnvConfig
 from coral.errors import CoralError, DataError
+from coral.llm import ScorerConfig
 from coral.pipeline.config import RunConfig
 from coral.pipeline.report import plot_rounds, plot_training_curves, write_table
 from coral.pipeline.stages import Stage, run_stage
-from coral.results import append_rows, read_rows
+from coral.results import append_rows, library_versions, read_rows
 
 ROWS_FILE = "rows.csv"
 #: Algorithm of each trained-policy method name.
 TRAINED = {"coral-ppo": "ppo", "coral-ddpg": "ddpg", "coral-maskable_ppo": "maskable_ppo"}
 FIXED = ("llm-only", "coral-random", "coral-greedy")
+#: Bootstrap resamples of every AUC interval of the main job.
+N_BOOT = 1000
 
 
 @dataclass
@@ -51,16 +57,24 @@ class RunOutputs:
     plots: list[Path]
 
 
-def _timesteps(config: RunConfig, algo: str) -> int:
-    return config.ddpg_timesteps if algo == "ddpg" else config.ppo_timesteps
+def stage_identity(kind: str, dataset: CoralDataset, **parts: Any) -> dict[str, Any]:
+    """What a stage's outputs depend on: its kind, the full resolved config of everything it runs
+    (dataclasses as :func:`coral.config.to_dict`, defaults included), the dataset's fingerprint
+    and the library versions. Its hash names the stage's directory, so that no change of any of
+    these can reuse a stale result."""
+    return {
+        "stage": kind,
+        "dataset_fingerprint": dataset.fingerprint,
+        "versions": library_versions(),
+        **{k: to_dict(v) if dataclasses.is_dataclass(v) else v for k, v in parts.items()},
+    }
 
 
-def _limit(config: RunConfig) -> int | None:
-    return config.max_eval or None
+def _prompt_config():
+    """The prompt settings of the environment (``coral.llm.prompt.PromptConfig`` defaults)."""
+    from coral.llm.prompt import PromptConfig
 
-
-def _valid_limit(config: RunConfig) -> int | None:
-    return config.valid_limit or None
+    return PromptConfig()
 
 
 class MainJob:
@@ -70,32 +84,49 @@ class MainJob:
         self.config = config
         self.out = out
         self.log = log
+        #: The data section each loaded dataset came from, by fingerprint.
+        self._data: dict[str, DataConfig] = {}
 
     # ---- shared resources ---------------------------------------------------------------------
-    @staticmethod
-    def scorer(spec: str):
-        """One scorer per spec for the whole process (the model loads once)."""
-        from envs.resources import resolve_scorer
+    def scorer_config(self, spec: str) -> ScorerConfig:
+        """The scorer section of a stage: the run's, with the stage's spec (zero-shot or aligned)."""
+        return dataclasses.replace(self.config.scorer, scorer=spec)
 
-        return resolve_scorer(spec)
+    def scorer(self, spec: str):
+        """One scorer per spec for the whole process (the model loads once)."""
+        from coral.envs.resources import resolve_scorer
+
+        return resolve_scorer(self.scorer_config(spec))
 
     def dataset(self, name: str) -> CoralDataset:
+        """The dataset ``name`` (a name or path) with the run's data settings."""
         from coral.data import load_dataset
 
-        return load_dataset(name, DataConfig(seed=self.config.split_seed))
+        data = dataclasses.replace(self.config.data, dataset=name)
+        ds = load_dataset(data)
+        self._data[ds.fingerprint] = data
+        return ds
+
+    def env_config(self, ds: CoralDataset, spec: str, warm_start: str) -> EnvConfig:
+        """The environment of the LLM stages on ``ds``: the run's training environment with this
+        dataset, scorer and warm start."""
+        env = self.config.train.env
+        return dataclasses.replace(env, data=self._data[ds.fingerprint], scorer=self.scorer_config(spec), warm=dataclasses.replace(env.warm, warm_start=warm_start))
+
+    def _limits(self) -> dict[str, Any]:
+        return {"limit": self.config.max_eval or None, "valid_limit": self.config.valid_limit or None, "batch_size": self.config.train.n_envs, "n_boot": N_BOOT}
 
     # ---- stages -------------------------------------------------------------------------------
     def baselines_stage(self, ds: CoralDataset) -> Stage:
-        from coral.baselines.config import BaselineConfig
         from coral.baselines.runner import run_baselines
 
-        template = BaselineConfig(epochs=self.config.baseline_epochs)
+        template = self.config.baseline
 
         def run(directory: Path) -> None:
-            rows = run_baselines(ds, self.config.baselines, self.config.seeds, directory, template=template)
+            rows = run_baselines(ds, self.config.baselines, self.config.seeds, directory, template=template, n_boot=N_BOOT)
             append_rows(directory / ROWS_FILE, rows)
 
-        identity = {"dataset": ds.fingerprint, "models": self.config.baselines, "seeds": self.config.seeds, "epochs": self.config.baseline_epochs}
+        identity = stage_identity("baselines", ds, baseline=template, models=list(self.config.baselines), seeds=list(self.config.seeds), n_boot=N_BOOT)
         return Stage("baselines", identity, run)
 
     def fixed_policy_stage(self, ds: CoralDataset, spec: str, tag: str, policy_name: str, seed: int) -> Stage:
@@ -103,22 +134,29 @@ class MainJob:
 
         ``llm-only`` alone runs 0 rounds: only the prompts without evidence are scored.
         """
-        rounds = 0 if policy_name == "llm-only" else self.config.rounds
+        from coral.envs import EnvResources
+
+        rounds = 0 if policy_name == "llm-only" else self.config.train.env.rounds
+        # Random retrieval ignores the embeddings ("none": random tables); greedy uses the default warm start.
+        warm = "dfm" if policy_name == "coral-greedy" else "none"
+        env = self.env_config(ds, spec, warm)
+        limits = self._limits()
 
         def run(directory: Path) -> None:
-            from policies.evaluate import evaluate_policy, result_rows, write_records
-            from policies.greedy import GreedyPolicy
-            from policies.random_policy import RandomPolicy
+            from coral.policies.evaluate import evaluate_policy, result_rows, write_records
+            from coral.policies.greedy import GreedyPolicy
+            from coral.policies.random_policy import RandomPolicy
 
             policy = GreedyPolicy() if policy_name == "coral-greedy" else RandomPolicy(seed=seed)
             scorer = self.scorer(spec)
-            batch = self.config.n_envs
-            test = evaluate_policy(policy, ds, scorer, "test", rounds, batch_size=batch, limit=_limit(self.config))
-            valid = evaluate_policy(policy, ds, scorer, "valid", rounds, batch_size=batch, limit=_valid_limit(self.config))
+            resources = EnvResources(dataset=ds, scorer=scorer)
+            batch = limits["batch_size"]
+            test = evaluate_policy(policy, env, resources, split="test", rounds=rounds, batch_size=batch, limit=limits["limit"])
+            valid = evaluate_policy(policy, env, resources, split="valid", rounds=rounds, batch_size=batch, limit=limits["valid_limit"])
             write_records(directory / "eval_test.jsonl", [test])
-            identity = {"policy": policy_name, "scorer": spec, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "limit": _limit(self.config), "valid_limit": _valid_limit(self.config)}
+            identity = {"policy": policy_name, "scorer": spec, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "limit": limits["limit"], "valid_limit": limits["valid_limit"]}
             suffix = f"@{tag}" if tag else ""
-            rows = result_rows(test, valid, dataset=ds.name, model=policy_name + suffix, seed=seed, config=identity)
+            rows = result_rows(test, valid, dataset=ds.name, model=policy_name + suffix, seed=seed, config=identity, n_boot=N_BOOT)
             llm_only = [dict(r, model="llm-only" + suffix, round="") for r in rows if int(r["round"]) == 0]
             if policy_name == "llm-only":
                 rows = []
@@ -126,66 +164,59 @@ class MainJob:
                 llm_only = []
             append_rows(directory / ROWS_FILE, rows + llm_only, replace_keys=("dataset", "model", "seed", "split", "round"))
 
-        identity = {"dataset": ds.fingerprint, "policy": policy_name, "scorer": spec, "seed": seed, "rounds": rounds, "limit": _limit(self.config), "valid_limit": _valid_limit(self.config)}
+        identity = stage_identity(
+            "fixed-policy", ds, policy=policy_name, seed=seed, rounds=rounds, env=env, prompt=_prompt_config(),
+            warm_start_model=env.warm.baseline(env.embedding_seed), **limits,
+        )
         return Stage(f"{policy_name}@{tag or 'zeroshot'}-seed{seed}", identity, run)
 
     def trained_policy_stage(self, ds: CoralDataset, spec: str, tag: str, method: str, warm: str, seed: int) -> Stage:
+        from coral.envs import EnvResources
+
         algo = TRAINED[method]
+        timesteps = self.config.ddpg_timesteps if algo == "ddpg" else self.config.ppo_timesteps
+        template = dataclasses.replace(self.config.train, env=self.env_config(ds, spec, warm), algo=algo, timesteps=timesteps, seed=seed)
+        limits = self._limits()
 
         def run(directory: Path) -> None:
-            from policies.config import TrainConfig
-            from policies.evaluate import evaluate_run
-            from policies.train import Resources, train
+            from coral.policies.evaluate import evaluate_run
+            from coral.policies.train import train
 
             run_dir = directory / "run"
-            train_config = TrainConfig(
-                dataset=ds.name,
-                algo=algo,
-                warm_start=warm,
-                timesteps=_timesteps(self.config, algo),
-                seed=seed,
-                out=str(run_dir),
-                scorer=spec,
-                n_envs=self.config.n_envs,
-                eval_rounds=self.config.rounds,
-                val_every=0,
-                checkpoint_every=64,
-                progress_bar=True,
-            )
+            train_config = dataclasses.replace(template, out=str(run_dir))
+            resources = EnvResources(dataset=ds, scorer=self.scorer(spec))
             if not (run_dir / "model.zip").exists():
                 resume = self.config.resume_training and (run_dir / "checkpoints" / "latest.json").exists()
                 if not resume and run_dir.exists():
                     shutil.rmtree(run_dir)  # a killed training restarts, so results equal an uninterrupted run's
-                train(train_config, Resources(dataset=ds, scorer=self.scorer(spec)), resume=resume)
-            rows = evaluate_run(run_dir, "test", results=directory / "eval.csv", batch_size=self.config.n_envs, limit=_limit(self.config), valid_limit=_valid_limit(self.config))
+                train(train_config, resources, resume=resume)
+            rows = evaluate_run(run_dir, "test", results=directory / "eval.csv", batch_size=limits["batch_size"], limit=limits["limit"], valid_limit=limits["valid_limit"], n_boot=N_BOOT, resources=resources)
             suffix = f"@{tag}" if tag else ""
             append_rows(directory / ROWS_FILE, [dict(r, model=r["model"] + suffix) for r in rows], replace_keys=("dataset", "model", "seed", "split", "round"))
 
-        identity = {
-            "dataset": ds.fingerprint,
-            "algo": algo,
-            "warm": warm,
-            "scorer": spec,
-            "seed": seed,
-            "timesteps": _timesteps(self.config, algo),
-            "n_envs": self.config.n_envs,
-            "rounds": self.config.rounds,
-            "limit": _limit(self.config),
-            "valid_limit": _valid_limit(self.config),
-        }
+        # The run directory lives inside the stage directory, whose name the identity gives: not part of it.
+        train_identity = {k: v for k, v in to_dict(template).items() if k != "out"}
+        identity = stage_identity(
+            "trained-policy", ds, train=train_identity, prompt=_prompt_config(),
+            warm_start_model=template.env.warm.baseline(seed), **limits,
+        )
         return Stage(f"{method}-{warm}@{tag or 'zeroshot'}-seed{seed}", identity, run)
 
     def align_stage(self, ds: CoralDataset) -> Stage:
-        from coral.align.config import AlignConfig
+        from coral.llm.prompt import PromptConfig
 
-        align_config = AlignConfig(method=self.config.align_method, n_train=self.config.align_examples)
+        align_config = self.config.alignment
 
         def run(directory: Path) -> None:
             from coral.align.run import run_alignment
 
             run_alignment(ds, align_config, directory / "aligned", validate=False)
 
-        return Stage("align", {"dataset": ds.fingerprint, **align_config.to_dict()}, run)
+        identity = stage_identity(
+            "align", ds, alignment=align_config, prompt=PromptConfig(chat_template=align_config.chat_template),
+            warm_start_model=align_config.warm.baseline(0),
+        )
+        return Stage("align", identity, run)
 
     # ---- the whole job ------------------------------------------------------------------------
     def llm_stages(self, ds: CoralDataset, spec: str, tag: str, methods: list[str]) -> list[Stage]:
@@ -209,7 +240,8 @@ class MainJob:
         rows: list[dict] = []
         curves: dict[str, list[Path]] = {}
         started = time.perf_counter()
-        for name in self.config.datasets:
+        names = self.config.dataset_names
+        for name in names:
             try:
                 ds = self.dataset(name)
             except DataError as err:
@@ -217,11 +249,12 @@ class MainJob:
                     raise
                 warnings.warn(f"skipping dataset {name}: {err}", stacklevel=1)
                 continue
-            root = self.out / ds.name if len(self.config.datasets) > 1 else self.out
+            ds.require_both_classes("train", "valid", "test")
+            root = self.out / ds.name if len(names) > 1 else self.out
             self.log(f"== {ds.name}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions")
             stages = [self.baselines_stage(ds)] if self.config.baselines else []
             zero_shot = self.config.zero_shot_methods if self.config.align else self.config.methods
-            stages += self.llm_stages(ds, self.config.scorer, "", zero_shot)
+            stages += self.llm_stages(ds, self.config.scorer.scorer, "", zero_shot)
             for stage in stages:
                 rows += self._run(stage, root, curves)
             if self.config.align:

@@ -1,4 +1,6 @@
-"""The ``coral`` console command. Each sub-command lives in its own module with a ``register`` function."""
+"""The ``coral`` console command. Each group of sub-commands lives in a module of this package with a
+``register(subparsers)`` function; every sub-command's flags are generated from its config dataclass
+(:mod:`coral.config`)."""
 
 from __future__ import annotations
 
@@ -13,22 +15,23 @@ os.environ.setdefault("OMP_PROC_BIND", "true")
 os.environ.setdefault("OMP_PLACES", "cores")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-#: Modules that add sub-commands; each defines ``register(subparsers) -> None`` and sets
-#: ``func`` on its parsers. Heavy imports (torch, transformers) belong inside the handlers.
+#: Modules that add sub-commands. Heavy imports (torch, transformers) belong inside the handlers.
 COMMAND_MODULES = [
-    "coral.data.cli",
-    "coral.llm.cli",
-    "coral.baselines.cli",
-    "policies.cli",
-    "coral.align.cli",
-    "coral.pipeline.cli",
+    "coral.cli.data",
+    "coral.cli.score",
+    "coral.cli.baselines",
+    "coral.cli.train",
+    "coral.cli.align",
+    "coral.cli.run",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``coral`` parser with every sub-command."""
     from coral import __version__
+    from coral.config import ArgumentParser
 
-    parser = argparse.ArgumentParser(prog="coral", description="Collaborative retrieval-augmented LLMs for long-tail recommendation.")
+    parser = ArgumentParser(prog="coral", description="Collaborative retrieval-augmented LLMs for long-tail recommendation.")
     parser.add_argument("--version", action="version", version=f"coral {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
@@ -38,18 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a sub-command; a :class:`~coral.errors.CoralError` becomes one line and exit 2."""
-    from coral.errors import CoralError
-
     import warnings
+
+    from coral.errors import CoralError
 
     # Warnings about the user's data are one line each, like errors.
     warnings.formatwarning = lambda message, category, *_args, **_kw: f"warning: {message}\n"
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
     try:
         result = args.func(args)
     except CoralError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,0 +1,135 @@
+"""``coral train`` and ``coral evaluate``: the retrieval policy's sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from coral.config import add_arguments, from_args, leaves, require, section
+from coral.envs.collab_retrieval import EnvConfig
+from coral.errors import CoralError
+from coral.policies.config import TrainConfig
+
+from coral.cli.common import add_command
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    """``coral train``: a training run, or the continuation of one."""
+
+    train: TrainConfig = section(TrainConfig, flat=True)
+    """The run."""
+    resume: bool = False
+    """Continue the run in --out from its last checkpoint, with its saved config (only --timesteps, to raise the total, and --progress may be given)."""
+
+
+@dataclass(frozen=True)
+class EvaluateCommand:
+    """``coral evaluate``: K deterministic rounds per interaction, AUC/F1 after each round."""
+
+    run: Optional[str] = None
+    """A coral train run directory to evaluate (or give --policy)."""
+    policy: Optional[Literal["random", "greedy"]] = None
+    """Evaluate a policy that needs no training instead of a run."""
+    split: Literal["test", "valid"] = "test"
+    """The split evaluated."""
+    threshold: Literal["valid", "0.5"] = "valid"
+    """F1 threshold: tuned on the validation rounds, or 0.5."""
+    results: Optional[str] = None
+    """results.csv to append to; None: RUN/results.csv, or OUT/results.csv with --policy."""
+    limit: Optional[int] = None
+    """Only N interactions of each split: a seeded subset keeping both classes (quick checks)."""
+    batch_size: int = 16
+    """Episodes scored together."""
+    n_boot: int = 1000
+    """Bootstrap resamples of the AUC interval; 0 = none."""
+    env: EnvConfig = section(EnvConfig, flat=True, skip=("split", "mode", "embedding_seed"))
+    """With --policy: the environment (a run brings its own)."""
+    seed: int = 0
+    """With --policy: seed of the random draws and of the warm start."""
+    out: str = "runs/baselines"
+    """With --policy: where the JSONL and results go."""
+
+    def __post_init__(self) -> None:
+        require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 (or none), got {self.limit}")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.n_boot >= 0, "n_boot", f"must be >= 0, got {self.n_boot}")
+
+
+def _resumed_config(args: argparse.Namespace) -> TrainConfig:
+    """The saved config of the run in --out, with --timesteps and --progress applied."""
+    allowed = {"out", "timesteps", "progress", "resume"}
+    extra = [leaf.flag for leaf in leaves(TrainCommand) if hasattr(args, leaf.name) and leaf.key[-1] not in allowed]
+    if extra or getattr(args, "config_file", None):
+        raise CoralError(f"--resume continues a run with its saved config; {', '.join(extra) or '--config'} cannot be given with it")
+    out = Path(getattr(args, "out", TrainConfig.out))
+    path = out / "config.json"
+    if not path.is_file():
+        raise CoralError(f"{out}: nothing to resume (no config.json)")
+    # The run may have been moved or copied since: it lives where --out says now.
+    saved = dataclasses.replace(TrainConfig.load(path), out=str(out))
+    return from_args(TrainCommand, args, base=TrainCommand(train=saved, resume=True)).train
+
+
+def train(args: argparse.Namespace) -> int:
+    from coral.policies.train import train as run_training
+
+    if getattr(args, "resume", False):
+        config, resume = _resumed_config(args), True
+    else:
+        config, resume = from_args(TrainCommand, args).train, False
+    out = run_training(config, resume=resume)
+    print(f"run saved in {out}")
+    return 0
+
+
+def evaluate(config: EvaluateCommand) -> int:
+    from coral.policies.evaluate import evaluate_run
+
+    if (config.run is None) == (config.policy is None):
+        raise CoralError("give exactly one of --run (a trained run) and --policy (random or greedy)")
+    if config.run:
+        rows = evaluate_run(config.run, split=config.split, threshold=config.threshold, results=config.results, batch_size=config.batch_size, limit=config.limit, n_boot=config.n_boot)
+    else:
+        rows = _evaluate_fixed_policy(config)
+    for row in rows:
+        print(f"{row['model']} {row['split']} round {row['round']}: AUC {row['auc']:.4f}  F1 {row['f1']:.4f}  F1@0.5 {row['f1_at_05']:.4f}")
+    return 0
+
+
+def _evaluate_fixed_policy(config: EvaluateCommand) -> list[dict]:
+    from coral.config import to_dict
+    from coral.envs.resources import EnvResources, resolve_dataset, resolve_scorer
+    from coral.policies.evaluate import evaluate_policy, result_rows, write_records
+    from coral.policies.greedy import GreedyPolicy
+    from coral.policies.random_policy import RandomPolicy
+    from coral.results import append_rows
+
+    policy = RandomPolicy(config.seed) if config.policy == "random" else GreedyPolicy()
+    warm = config.env.warm.warm_start if policy.needs_embeddings else "none"
+    env = dataclasses.replace(config.env, warm=dataclasses.replace(config.env.warm, warm_start=warm), embedding_seed=config.seed)
+    dataset = resolve_dataset(env.data)
+    dataset.require_both_classes(config.split, *(("valid",) if config.threshold == "valid" else ()))
+    resources = EnvResources(dataset=dataset, scorer=resolve_scorer(env.scorer))
+    test = evaluate_policy(policy, env, resources, split=config.split, batch_size=config.batch_size, limit=config.limit)
+    valid = None
+    if config.threshold == "valid" and config.split != "valid":
+        valid = evaluate_policy(policy, env, resources, split="valid", batch_size=config.batch_size, limit=config.limit)
+    out = Path(config.out)
+    name = "coral-random" if config.policy == "random" else f"coral-greedy-{warm}"
+    write_records(out / f"{name}_{config.split}.jsonl", [test] + ([valid] if valid is not None else []))
+    identity = {"policy": config.policy, "env": to_dict(env), "scorer_fingerprint": test.scorer_fingerprint, "limit": config.limit}
+    rows = result_rows(test, valid, dataset=dataset.name, model=name, seed=config.seed, config=identity, n_boot=config.n_boot)
+    append_rows(config.results or out / "results.csv", rows, replace_keys=("dataset", "model", "seed", "split", "round"))
+    return rows
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    # Not add_command: --resume reads the run's saved config before the flags are applied.
+    parser = subparsers.add_parser("train", help="train a retrieval policy (PPO, DDPG or MaskablePPO)", description="Train a CoRAL retrieval policy with Stable-Baselines3.")
+    add_arguments(parser, TrainCommand)
+    parser.set_defaults(func=train, config_class=TrainCommand)
+    add_command(subparsers, "evaluate", EvaluateCommand, evaluate, help="evaluate a trained run, or the random/greedy policy")

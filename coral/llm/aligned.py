@@ -1,0 +1,132 @@
+"""Scoring with an LLM aligned by ``coral align``: the alignment directory's layout, its identity, its scorer.
+
+Layout of an alignment directory::
+
+    align.json        config, method, dataset and prompt version it was trained for
+    adapter/          peft LoRA adapter (method "lora")
+    head.safetensors  readout weights (method "head")
+    train_log.jsonl   one line per optimiser step / epoch
+    examples.jsonl    the training examples (targets and evidence)
+    metrics.json      validation figures
+    checkpoints/      per-epoch and latest training state (resume)
+
+The identity hashes ``align.json``'s config and the weight files, so any change to the adapter
+changes the scorer's fingerprint and so every cache key built from it. ``coral.align`` writes
+these directories; this module only reads them, so that ``make_scorer("aligned:DIR")`` needs
+nothing above the LLM layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from coral.errors import CoralError
+
+META_FILE = "align.json"
+ADAPTER_DIR = "adapter"
+HEAD_FILE = "head.safetensors"
+LOG_FILE = "train_log.jsonl"
+EXAMPLES_FILE = "examples.jsonl"
+METRICS_FILE = "metrics.json"
+#: Bump when the layout or meaning of the files changes.
+FORMAT_VERSION = 1
+
+
+def weight_files(directory: Path, method: str) -> list[Path]:
+    """The files that hold an aligned scorer's weights (what its identity hashes)."""
+    if method == "lora":
+        return sorted(p for p in (directory / ADAPTER_DIR).iterdir() if p.is_file())
+    return [directory / HEAD_FILE]
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """``align.json`` of an alignment directory.
+
+    :raises CoralError: when the directory holds no finished alignment.
+    """
+    path = Path(directory).expanduser() / META_FILE
+    if not path.is_file():
+        raise CoralError(f"{Path(directory)} is not a finished alignment directory (no {META_FILE}); run `coral align --out {directory}`")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT_VERSION:
+        raise CoralError(f"{path}: alignment format {meta.get('format')} is not supported (expected {FORMAT_VERSION})")
+    return meta
+
+
+def identity(directory: str | Path) -> str:
+    """A short hash of an aligned scorer: its config, method, prompt version and weight files' bytes."""
+    directory = Path(directory).expanduser()
+    meta = read_meta(directory)
+    h = hashlib.sha256()
+    h.update(json.dumps({k: meta[k] for k in ("config", "method", "prompt_version", "format")}, sort_keys=True).encode())
+    files = weight_files(directory, meta["method"])
+    if not files or not all(f.is_file() for f in files):
+        raise CoralError(f"{directory}: the {meta['method']} weights are missing")
+    for f in files:
+        h.update(f.name.encode() + b"\x00")
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def load_aligned_model(directory: str | Path, dtype: str | None = None) -> tuple[Any, Any, Any, dict]:
+    """(model, tokenizer, head or None, meta): the base LLM with the LoRA adapter merged in, or with its head.
+
+    :param directory: an alignment directory.
+    :param dtype: "float32" / "bfloat16"; default the dtype it was trained in.
+    """
+    from coral.llm.model import load_model
+
+    directory = Path(directory).expanduser()
+    meta = read_meta(directory)
+    config = meta["config"]
+    model, tokenizer = load_model(config["base_model"], dtype or config["dtype"])
+    head = None
+    if meta["method"] == "lora":
+        from peft import PeftModel
+
+        # Merged for inference: the scorer then runs the plain model at full speed.
+        model = PeftModel.from_pretrained(model, directory / ADAPTER_DIR).merge_and_unload()
+    else:
+        from safetensors.torch import load_file
+
+        from coral.llm.readout import LinearReadout
+
+        state = load_file(str(directory / HEAD_FILE))
+        head = LinearReadout(int(state["linear.weight"].shape[1]))
+        head.load_state_dict(state)
+        head.eval()
+    model.eval()
+    return model, tokenizer, head, meta
+
+
+def load_aligned_scorer(directory: str | Path, *, dtype: str | None = None, batch_size: int = 8, kv_reuse: bool = True):
+    """An :class:`~coral.llm.hf.HFScorer` of an aligned LLM; ``make_scorer("aligned:DIR")`` calls this.
+
+    Its fingerprint holds the alignment's :func:`identity`, so caches never mix aligned and raw scores.
+    The returned scorer also carries ``prompt_version`` (the template it was trained on) and
+    ``alignment`` (the directory's ``align.json``).
+
+    :param directory: an alignment directory written by ``coral align``.
+    :param dtype: "float32" / "bfloat16"; default the dtype it was trained in.
+    :param batch_size: prompts per forward pass.
+    :param kv_reuse: reuse prefix key/value caches.
+    """
+    from coral.llm.hf import HFScorer
+    from coral.llm.model import model_identity
+
+    model, tokenizer, head, meta = load_aligned_model(directory, dtype)
+    scorer = HFScorer(
+        model,
+        tokenizer,
+        model_id=model_identity(meta["config"]["base_model"]),
+        batch_size=batch_size,
+        kv_reuse=kv_reuse,
+        head=head,
+        fingerprint_extra=f"aligned={meta['method']}:{identity(directory)}",
+    )
+    scorer.prompt_version = meta["prompt_version"]
+    scorer.alignment = meta
+    return scorer
