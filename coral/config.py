@@ -35,7 +35,6 @@ import ast
 import dataclasses
 import functools
 import inspect
-import math
 import sys
 import textwrap
 import types
@@ -344,11 +343,6 @@ def _rebuild(obj: Any, attrs: tuple[str, ...], values: dict[tuple[str, ...], Any
         raise type(err)(f"{_where(where)}{names(leaf)} {err.config_message}") from None  # type: ignore[attr-defined]
 
 
-def replace(obj: T, **changes: Any) -> T:
-    """``dataclasses.replace`` whose validation errors name the field like :func:`from_dict`'s."""
-    return from_dict(type(obj), {}, where="", base=dataclasses.replace(obj, **changes))
-
-
 # ---- YAML ------------------------------------------------------------------------------------
 def load_yaml(cls: type[T], path: str | Path, base: T | None = None) -> T:
     """Read a config of class ``cls`` from a YAML (or JSON) file of its keys.
@@ -449,8 +443,6 @@ def _list_parser(tp: Any) -> Callable[[str], Any]:
 def _format_default(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return ",".join(str(v) for v in value) or "(empty)"
-    if isinstance(value, float) and math.isfinite(value) and value == int(value) and abs(value) < 1e15:
-        return repr(value)
     return str(value)
 
 
@@ -526,8 +518,3 @@ def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> 
         if leaf.metadata.get("required") and leaf.default in (None, ""):
             raise CoralError(f"the following arguments are required: {leaf.flag}")
     return config
-
-
-def explicit(args: argparse.Namespace, cls: type) -> list[Leaf]:
-    """The settings of ``cls`` given as flags on this command line."""
-    return [leaf for leaf in leaves(cls) if hasattr(args, leaf.name)]

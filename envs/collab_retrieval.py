@@ -11,7 +11,7 @@ import numpy as np
 from coral.config import from_dict, require, section
 from coral.data.dataset import DataConfig
 from coral.errors import CoralError
-from coral.evidence import Evidence
+from coral.evidence import ROUNDS, Evidence
 from coral.llm import ScorerConfig
 from coral.retrieval import EmbeddingTables, EvidenceIndex, WarmStartConfig
 
@@ -53,7 +53,7 @@ class EnvConfig:
     """Retrieval steps allowed per training episode."""
     stop_error: float = 0.1
     """Training episodes terminate once |p_t - y| falls below this."""
-    rounds: int = 5
+    rounds: int = ROUNDS
     """K: retrieval steps of every evaluation episode."""
 
     def __post_init__(self) -> None:

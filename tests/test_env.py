@@ -7,9 +7,9 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from test_env_fixtures import env_config, label_embeddings, resources, scripted_scorer, tiny_dataset, tiny_env
+from test_env_fixtures import env_config, label_embeddings, resources, tiny_dataset, tiny_env
 
-from coral.envs import ENV_ID, SCRIPTED_ENV_ID, CollabRetrievalEnv, EnvConfig, EnvResources, LeakageError, make_env
+from coral.envs import ENV_ID, SCRIPTED_ENV_ID, CollabRetrievalEnv, EnvConfig, LeakageError, make_env
 from coral.envs.vector import BatchedRetrievalVecEnv, make_batched_vec_env
 from coral.errors import CoralError
 from coral.evidence import Evidence

@@ -33,6 +33,7 @@ FAST = {
     "ddpg_timesteps": 32,
     "max_eval": 40,
     "train": {"n_envs": 4},
+    "n_boot": 50,
 }
 
 EXPECTED = ["DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "LLM-Language", "CoRAL-random", "CoRAL-PPO (DFM)", "CoRAL-DDPG (DFM)"]
@@ -159,7 +160,7 @@ def test_a_changed_deep_default_reruns_its_stage(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
     tiny = {"scorer": "scripted", "align": False, "baselines": ["ips"], "baseline": {"epochs": 1}, "methods": ["coral-ppo"], "warm_starts": ["none"],
-            "ppo_timesteps": 16, "max_eval": 16, "valid_limit": 16, "train": {"n_envs": 2}}
+            "ppo_timesteps": 16, "max_eval": 8, "valid_limit": 8, "train": {"n_envs": 2, "batch_size": 32}, "n_boot": 0}
 
     def run_job() -> str:
         log = io.StringIO()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from coral.config import config_hash, from_dict, require, section, to_dict
+from coral.evidence import ROUNDS
 from coral.retrieval import WarmStartConfig
 
 Method = Literal["lora", "head"]
@@ -37,7 +38,7 @@ class AlignConfig:
     """Where training targets come from: the whole training split or its tail-item part."""
     balance: Balancing = "sample"
     """Class balance: sample = half the prompts are negatives (re-drawn with other evidence); weight = inverse-frequency loss weights."""
-    rounds: int = 5
+    rounds: int = ROUNDS
     """K: each prompt gets a collaborative block of 0..K pieces of evidence (uniform), as the evaluation's K rounds."""
     policies: tuple[Policy, ...] = POLICIES
     """Retrieval policies that pick the evidence, one drawn uniformly per prompt: random (uniform over training

@@ -25,6 +25,7 @@ from coral.align.examples import EvidenceSampler
 from coral.data.dataset import CoralDataset
 from coral.data.sample import stratified_subset
 from coral.errors import CoralError
+from coral.evidence import ROUNDS
 from coral.llm.base import Scorer
 from coral.metrics import binary_metrics
 from coral.retrieval import WarmStartConfig
@@ -70,7 +71,7 @@ def evidence_diagnostics(
     builder: Any,
     split: str = "valid",
     *,
-    rounds: int = 5,
+    rounds: int = ROUNDS,
     policies: Sequence[str] = ("random", "greedy"),
     warm: Any = WarmStartConfig(),
     n_pairs: int = 0,
@@ -103,14 +104,24 @@ def evidence_diagnostics(
     evidence = [sampler.draw(u, i, rounds, policies[j % len(policies)], rng) for j, (u, i) in enumerate(targets)]
     labels = pool.label[rows].astype(np.int64)
     p = score_trajectories(scorer, builder, targets, evidence, progress=progress)
-
     ev_labels = np.full((len(targets), p.shape[1] - 1), np.nan)
     for j, ev in enumerate(evidence):
         ev_labels[j, : len(ev)] = [e.label for e in ev]
-    dp = np.diff(p, axis=1)
-    moved = ~np.isnan(dp)
-    direction = np.where(ev_labels == 1, 1.0, -1.0)
-    toward = (np.sign(dp) == direction) & moved
+    return {
+        "split": split,
+        "n_pairs": len(targets),
+        "n_negative": int((labels == 0).sum()),
+        "rounds": int(p.shape[1] - 1),
+        **_auc_figures(p, labels, n_boot, seed),
+        **_movement_figures(p, ev_labels),
+        "p": p,
+        "labels": labels,
+        "evidence_labels": ev_labels,
+    }
+
+
+def _auc_figures(p: np.ndarray, labels: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+    """AUC of p_0 (the LLM alone) and of p_K with bootstrap intervals, and the AUC after each step."""
 
     def metrics(scores: np.ndarray, boot: int) -> dict[str, float]:
         ok = ~np.isnan(scores)
@@ -118,13 +129,7 @@ def evidence_diagnostics(
 
     at_0, at_k = metrics(p[:, 0], n_boot), metrics(p[:, -1], n_boot)
     aucs = [metrics(p[:, t], 0)["auc"] for t in range(p.shape[1])]
-    liked = moved & (ev_labels == 1)
-    disliked = moved & (ev_labels == 0)
     return {
-        "split": split,
-        "n_pairs": len(targets),
-        "n_negative": int((labels == 0).sum()),
-        "rounds": int(p.shape[1] - 1),
         "auc_llm_only": at_0["auc"],
         "auc_llm_only_ci": [at_0["auc_ci_low"], at_0["auc_ci_high"]],
         "auc_k": at_k["auc"],
@@ -132,6 +137,18 @@ def evidence_diagnostics(
         "auc_by_t": aucs,
         "auc_mean_0k": float(np.mean(aucs)),
         "mean_p0": float(np.nanmean(p[:, 0])),
+    }
+
+
+def _movement_figures(p: np.ndarray, ev_labels: np.ndarray) -> dict[str, Any]:
+    """How far each piece of evidence moves p, and how often toward the evidence's own label."""
+    dp = np.diff(p, axis=1)
+    moved = ~np.isnan(dp)
+    direction = np.where(ev_labels == 1, 1.0, -1.0)
+    toward = (np.sign(dp) == direction) & moved
+    liked = moved & (ev_labels == 1)
+    disliked = moved & (ev_labels == 0)
+    return {
         "mean_abs_dp": float(np.abs(dp[moved]).mean()) if moved.any() else float("nan"),
         "share_toward_label": float(toward.sum() / moved.sum()) if moved.any() else float("nan"),
         # Random evidence on a 98%-positive dataset is nearly all "liked": a scorer that raises p
@@ -141,9 +158,6 @@ def evidence_diagnostics(
         "mean_dp_disliked": float(dp[disliked].mean()) if disliked.any() else float("nan"),
         "n_pieces": int(moved.sum()),
         "n_disliked_pieces": int(disliked.sum()),
-        "p": p,
-        "labels": labels,
-        "evidence_labels": ev_labels,
     }
 
 

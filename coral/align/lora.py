@@ -96,6 +96,49 @@ def _load_state(directory: Path, model: Any, optimizer: torch.optim.Optimizer, c
     return state
 
 
+def lr_schedule(config: AlignConfig, total_steps: int) -> Callable[[int], float]:
+    """The learning rate of each optimiser step: linear warm-up over the first 10% of steps, then linear decay to 10%."""
+
+    def lr_at(step: int) -> float:
+        warm = max(1, total_steps // 10)
+        if step < warm:
+            return config.lr * (step + 1) / warm
+        return config.lr * max(0.1, 1.0 - (step - warm) / max(1, total_steps - warm))
+
+    return lr_at
+
+
+def _accumulate(peft_model: Any, token_ids: Sequence[Sequence[int]], labels: np.ndarray, chunk: np.ndarray, weights: tuple[float, float], label_tokens: LabelTokens, bar: Any) -> list[float]:
+    """Forward and backward passes of one optimiser step's prompts, one prompt at a time (gradients
+    accumulate, each loss weighted by its class weight over the chunk's sum); returns their losses."""
+    w_neg, w_pos = weights
+    losses = []
+    weight_sum = float(sum(w_pos if labels[j] else w_neg for j in chunk))
+    for j in chunk:
+        ids = torch.tensor([list(token_ids[j])], dtype=torch.long)
+        z = yes_no_logit(peft_model, last_hidden(peft_model, ids), label_tokens)
+        y = torch.tensor([float(labels[j])])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+        w = w_pos if labels[j] else w_neg
+        (loss * (w / weight_sum)).backward()
+        losses.append(loss.item())
+        bar.update(1)
+    return losses
+
+
+def _end_epoch(state: dict, running: list[float], peft_model: Any, optimizer: Any, config: AlignConfig, out_dir: Path, log: Callable[[dict], None]) -> None:
+    """Log the epoch's mean loss, checkpoint as ``last`` and keep a copy as ``epoch-<k>``."""
+    epoch = state["epoch"]
+    last_dir = out_dir / CHECKPOINT_DIR / "last"
+    state["epoch_losses"] = [*state["epoch_losses"], float(np.mean(running)) if running else float("nan")]
+    log({"epoch": epoch, "epoch_loss": state["epoch_losses"][-1], "seconds": round(state["seconds"], 2)})
+    state.update(epoch=epoch + 1, done=0, running=[])
+    _save_state(last_dir, peft_model, optimizer, {**state, "config_hash": config.hash})
+    epoch_dir = out_dir / CHECKPOINT_DIR / f"epoch-{epoch + 1}"
+    shutil.rmtree(epoch_dir, ignore_errors=True)
+    shutil.copytree(last_dir, epoch_dir, ignore=shutil.ignore_patterns("optimizer.pt"))
+
+
 def train_lora(
     peft_model: Any,
     token_ids: Sequence[Sequence[int]],
@@ -126,22 +169,13 @@ def train_lora(
     n = len(token_ids)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    steps_per_epoch = -(-n // config.grad_accum)
-    total_steps = steps_per_epoch * config.epochs
-    w_neg, w_pos = loss_weights(labels, config.balance)
+    lr_at = lr_schedule(config, -(-n // config.grad_accum) * config.epochs)
+    weights = loss_weights(labels, config.balance)
     last_dir = out_dir / CHECKPOINT_DIR / "last"
     state = _load_state(last_dir, peft_model, optimizer, config.hash) or {"epoch": 0, "done": 0, "step": 0, "seconds": 0.0, "epoch_losses": []}
     if state["epoch"] >= config.epochs:  # finished earlier: the adapters are restored, nothing to do
         peft_model.eval()
         return {k: state[k] for k in ("step", "seconds", "epoch_losses")}
-
-    def lr_at(step: int) -> float:
-        # Linear warm-up over the first 10% of steps, then linear decay to 10%.
-        warm = max(1, total_steps // 10)
-        if step < warm:
-            return config.lr * (step + 1) / warm
-        return config.lr * max(0.1, 1.0 - (step - warm) / max(1, total_steps - warm))
-
     peft_model.train()
     bar = tqdm(total=n * config.epochs, initial=state["epoch"] * n + state["done"], desc="align (lora)", unit="prompt", disable=not progress)
     started = time.monotonic() - state["seconds"]
@@ -154,35 +188,18 @@ def train_lora(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state["step"])
             optimizer.zero_grad(set_to_none=True)
-            losses = []
-            weight_sum = float(sum(w_pos if labels[j] else w_neg for j in chunk))
-            for j in chunk:
-                ids = torch.tensor([list(token_ids[j])], dtype=torch.long)
-                z = yes_no_logit(peft_model, last_hidden(peft_model, ids), label_tokens)
-                y = torch.tensor([float(labels[j])])
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
-                w = w_pos if labels[j] else w_neg
-                (loss * (w / weight_sum)).backward()
-                losses.append(loss.item())
-                bar.update(1)
+            losses = _accumulate(peft_model, token_ids, labels, chunk, weights, label_tokens, bar)
             optimizer.step()
             state["done"] += len(chunk)
             state["step"] += 1
             running.extend(losses)
             state["running"] = running
             state["seconds"] = time.monotonic() - started
-            row = {"epoch": epoch, "step": state["step"], "loss": float(np.mean(losses)), "lr": lr_at(state["step"] - 1), "seconds": round(state["seconds"], 2)}
-            log(row)
+            log({"epoch": epoch, "step": state["step"], "loss": float(np.mean(losses)), "lr": lr_at(state["step"] - 1), "seconds": round(state["seconds"], 2)})
             bar.set_postfix(loss=f"{np.mean(running[-64:]):.3f}")
             if config.checkpoint_steps and state["step"] % config.checkpoint_steps == 0 and state["done"] < n:
                 _save_state(last_dir, peft_model, optimizer, {**state, "config_hash": config.hash})
-        state["epoch_losses"] = [*state["epoch_losses"], float(np.mean(running)) if running else float("nan")]
-        log({"epoch": epoch, "epoch_loss": state["epoch_losses"][-1], "seconds": round(state["seconds"], 2)})
-        state.update(epoch=epoch + 1, done=0, running=[])
-        _save_state(last_dir, peft_model, optimizer, {**state, "config_hash": config.hash})
-        epoch_dir = out_dir / CHECKPOINT_DIR / f"epoch-{epoch + 1}"
-        shutil.rmtree(epoch_dir, ignore_errors=True)
-        shutil.copytree(last_dir, epoch_dir, ignore=shutil.ignore_patterns("optimizer.pt"))
+        _end_epoch(state, running, peft_model, optimizer, config, out_dir, log)
     bar.close()
     peft_model.eval()
     return {k: state[k] for k in ("step", "seconds", "epoch_losses")}

@@ -45,6 +45,90 @@ def _prepare_directory(out: Path, config: AlignConfig, restart: bool) -> None:
     atomic_write_json(config_path, config.to_dict())
 
 
+def _examples(out: Path, dataset: CoralDataset, config: AlignConfig) -> list:
+    """The training examples: read back from ``out`` (a resumed run), else sampled and saved; checked for leakage."""
+    if (out / EXAMPLES_FILE).is_file():
+        examples = load_examples(out / EXAMPLES_FILE)
+    else:
+        examples = build_examples(dataset, config, EvidenceSampler(dataset, config.warm))
+        save_examples(out / EXAMPLES_FILE, examples)
+    check_no_heldout(examples, dataset)
+    return examples
+
+
+def _tokenise(tokens: Any, builder: Any, examples: list, dataset: CoralDataset, config: AlignConfig) -> tuple[list, np.ndarray, dict[str, Any]]:
+    """(token ids, labels, summary) of the examples that fit in ``max_tokens``, in the scorer's own
+    tokenisation, so that training sees exactly the token ids scoring will."""
+    ids = [tokens.token_ids(builder.build(e.user, e.item, e.evidence)) for e in examples]
+    keep = [j for j, x in enumerate(ids) if len(x) <= config.max_tokens]
+    ids = [ids[j] for j in keep]
+    labels = np.array([examples[j].label for j in keep], dtype=np.int64)
+    summary: dict[str, Any] = {
+        "n_examples": len(examples),
+        "n_used": len(keep),
+        "n_too_long": len(examples) - len(keep),
+        "n_negative": int((labels == 0).sum()),
+        "mean_tokens": float(np.mean([len(x) for x in ids])) if ids else 0.0,
+        "policies": {p: sum(examples[j].policy == p for j in keep) for p in ("none", *config.policies)},
+    }
+    if len(set(labels.tolist())) < 2:
+        raise CoralError(f"alignment examples of {dataset.name!r} hold a single class; cannot train a Yes/No readout")
+    return ids, labels, summary
+
+
+def _fit(model: Any, ids: list, labels: np.ndarray, tokens: Any, config: AlignConfig, out: Path, progress: bool) -> tuple[Any, Any, dict[str, Any]]:
+    """Train the LoRA adapters or the readout head, logging to ``train_log.jsonl``; returns (peft model, head, training summary)."""
+    import torch
+
+    with open(out / LOG_FILE, "a") as log_file:
+
+        def log(row: dict) -> None:
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+
+        if config.method == "lora":
+            from coral.align.lora import attach_lora, train_lora
+
+            peft_model = attach_lora(model, config)
+            return peft_model, None, train_lora(peft_model, ids, labels, tokens.labels, config, out, progress, log)
+        from sklearn.metrics import roc_auc_score
+
+        from coral.align.head import fit_head, hidden_features
+
+        t0 = time.monotonic()
+        features = hidden_features(model, ids, progress)
+        head = fit_head(features, labels, config)
+        with torch.no_grad():
+            train_p = torch.sigmoid(head(torch.from_numpy(features))).numpy()
+        training = {"seconds": round(time.monotonic() - t0, 2), "train_auc": float(roc_auc_score(labels, train_p))}
+        log(training)
+        return None, head, training
+
+
+def _train_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, progress: bool, started: float) -> None:
+    """Examples -> token ids -> adapters or head -> ``align.json`` and the weights in ``out``."""
+    from coral.llm.hf import HFScorer
+    from coral.llm.model import load_model, model_identity
+
+    model, tokenizer = load_model(config.base_model, config.dtype)
+    builder = prompt_builder(dataset, tokenizer, config)
+    examples = _examples(out, dataset, config)
+    tokens = HFScorer(model, tokenizer, model_id=model_identity(config.base_model), kv_reuse=False)
+    ids, labels, summary = _tokenise(tokens, builder, examples, dataset, config)
+    peft_model, head, summary["training"] = _fit(model, ids, labels, tokens, config, out, progress)
+    summary["train_seconds"] = round(time.monotonic() - started, 2)
+    save_result(
+        out,
+        config,
+        peft_model=peft_model,
+        head=head,
+        dataset_name=dataset.name,
+        dataset_fingerprint=dataset.fingerprint,
+        prompt_version=builder.version,
+        summary=summary,
+    )
+
+
 def run_alignment(dataset: CoralDataset, config: AlignConfig, out: str | Path, *, validate: bool = True, restart: bool = False, progress: bool = True) -> dict[str, Any]:
     """Align the scorer to the Yes/No task on ``dataset``'s training split and save it in ``out``.
 
@@ -53,7 +137,7 @@ def run_alignment(dataset: CoralDataset, config: AlignConfig, out: str | Path, *
 
     :param dataset: the dataset; targets and evidence come from its training split only.
     :param config: the alignment config.
-    :param out: the result directory (see :mod:`coral.align.artifact`).
+    :param out: the result directory (see :mod:`coral.llm.aligned`).
     :param validate: score the validation split with the aligned scorer (figures in ``metrics.json``).
     :param restart: discard what ``out`` holds and start over.
     :param progress: show progress bars.
@@ -61,79 +145,12 @@ def run_alignment(dataset: CoralDataset, config: AlignConfig, out: str | Path, *
     """
     import torch
 
-    from coral.llm.hf import HFScorer
-    from coral.llm.model import load_model, model_identity
-
     out = Path(out).expanduser()
     _prepare_directory(out, config, restart)
     torch.set_num_threads(config.threads)
     started = time.monotonic()
     if not (out / META_FILE).is_file():
-        model, tokenizer = load_model(config.base_model, config.dtype)
-        builder = prompt_builder(dataset, tokenizer, config)
-        if (out / EXAMPLES_FILE).is_file():
-            examples = load_examples(out / EXAMPLES_FILE)
-        else:
-            sampler = EvidenceSampler(dataset, config.warm)
-            examples = build_examples(dataset, config, sampler)
-            save_examples(out / EXAMPLES_FILE, examples)
-        check_no_heldout(examples, dataset)
-        # The scorer's own tokenisation, so training sees exactly the token ids scoring will.
-        tokens = HFScorer(model, tokenizer, model_id=model_identity(config.base_model), kv_reuse=False)
-        ids = [tokens.token_ids(builder.build(e.user, e.item, e.evidence)) for e in examples]
-        keep = [j for j, x in enumerate(ids) if len(x) <= config.max_tokens]
-        ids = [ids[j] for j in keep]
-        labels = np.array([examples[j].label for j in keep], dtype=np.int64)
-        summary: dict[str, Any] = {
-            "n_examples": len(examples),
-            "n_used": len(keep),
-            "n_too_long": len(examples) - len(keep),
-            "n_negative": int((labels == 0).sum()),
-            "mean_tokens": float(np.mean([len(x) for x in ids])) if ids else 0.0,
-            "policies": {p: sum(examples[j].policy == p for j in keep) for p in ("none", *config.policies)},
-        }
-        if len(set(labels.tolist())) < 2:
-            raise CoralError(f"alignment examples of {dataset.name!r} hold a single class; cannot train a Yes/No readout")
-        log_file = open(out / LOG_FILE, "a")
-
-        def log(row: dict) -> None:
-            log_file.write(json.dumps(row) + "\n")
-            log_file.flush()
-
-        try:
-            if config.method == "lora":
-                from coral.align.lora import attach_lora, train_lora
-
-                peft_model = attach_lora(model, config)
-                summary["training"] = train_lora(peft_model, ids, labels, tokens.labels, config, out, progress, log)
-                head = None
-            else:
-                from coral.align.head import fit_head, hidden_features
-
-                t0 = time.monotonic()
-                features = hidden_features(model, ids, progress)
-                head = fit_head(features, labels, config)
-                with torch.no_grad():
-                    train_p = torch.sigmoid(head(torch.from_numpy(features))).numpy()
-                from sklearn.metrics import roc_auc_score
-
-                summary["training"] = {"seconds": round(time.monotonic() - t0, 2), "train_auc": float(roc_auc_score(labels, train_p))}
-                log(summary["training"])
-                peft_model = None
-        finally:
-            log_file.close()
-        summary["train_seconds"] = round(time.monotonic() - started, 2)
-        save_result(
-            out,
-            config,
-            peft_model=peft_model,
-            head=head,
-            dataset_name=dataset.name,
-            dataset_fingerprint=dataset.fingerprint,
-            prompt_version=builder.version,
-            summary=summary,
-        )
-        del model, peft_model
+        _train_and_save(out, dataset, config, progress, started)
     meta = read_meta(out)
     if meta["dataset_fingerprint"] != dataset.fingerprint:
         raise CoralError(f"{out} was aligned on dataset {meta['dataset']!r} ({meta['dataset_fingerprint']}), not {dataset.name!r} ({dataset.fingerprint})")

@@ -10,6 +10,7 @@ from typing import Literal, Optional
 from coral.align.config import AlignConfig
 from coral.config import require, section
 from coral.data.dataset import DataConfig
+from coral.evidence import ROUNDS
 from coral.llm import ScorerConfig
 from coral.retrieval import WarmStartConfig
 
@@ -44,7 +45,7 @@ class DiagnosticsCommand:
     """The scorer examined."""
     split: Literal["valid", "test"] = "valid"
     """Target pairs."""
-    rounds: int = 5
+    rounds: int = ROUNDS
     """K: evidence pieces per trajectory."""
     n_pairs: int = 80
     """Pairs: every negative up to half, then random positives; 0 = all."""

@@ -388,18 +388,9 @@ def _source_hash(raw: RawData) -> str:
     return h.hexdigest()[:16]
 
 
-def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "", source_hash: str | None = None) -> CoralDataset:
-    """Preprocess raw interactions into a :class:`CoralDataset`.
-
-    :param raw: the loader's table.
-    :param config: preprocessing knobs.
-    :param name: the dataset's name in messages and result rows.
-    :param source_hash: identity of the source (computed from ``raw`` when omitted).
-    :raises DataError: when nothing survives k-core filtering or a split comes out empty.
-    """
-    name = name or raw.source
-    if len(raw) == 0:
-        raise DataError(f"{raw.source}: no interactions found")
+def _core_interactions(raw: RawData, config: DataConfig) -> tuple[Interactions, list[str], list[str]]:
+    """Deduplicated (latest row per pair), k-core filtered, densely re-indexed and labelled rows:
+    (rows, index -> raw user id, index -> raw item id)."""
     keep = _dedup_latest(raw)
     users_s, items_s = raw.users[keep], raw.items[keep]
     ratings, ts = raw.ratings[keep], raw.timestamps[keep]
@@ -414,20 +405,27 @@ def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "
     # Re-index the survivors densely, in sorted raw-id order (deterministic).
     u_kept, user = np.unique(u_codes[core], return_inverse=True)
     i_kept, item = np.unique(i_codes[core], return_inverse=True)
-    user_ids = [str(x) for x in u_names[u_kept]]
-    item_ids = [str(x) for x in i_names[i_kept]]
     rating, timestamp = ratings[core].astype(np.float32), ts[core]
-    label = config.label(rating)
-    all_rows = Interactions(user.astype(np.int64), item.astype(np.int64), rating, label, timestamp.astype(np.int64))
+    rows = Interactions(user.astype(np.int64), item.astype(np.int64), rating, config.label(rating), timestamp.astype(np.int64))
+    return rows, [str(x) for x in u_names[u_kept]], [str(x) for x in i_names[i_kept]]
 
-    n_items = len(item_ids)
+
+def _head_items(item: np.ndarray, n_items: int, head_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(popularity, is_head): interactions per item, and the most popular ``head_fraction`` of items (ties: lower index first)."""
     popularity = np.bincount(item, minlength=n_items).astype(np.int64)
-    n_head = max(1, int(round(config.head_fraction * n_items)))
-    by_popularity = np.lexsort((np.arange(n_items), -popularity))  # ties: lower index first
+    n_head = max(1, int(round(head_fraction * n_items)))
+    by_popularity = np.lexsort((np.arange(n_items), -popularity))
     is_head = np.zeros(n_items, dtype=bool)
     is_head[by_popularity[:n_head]] = True
+    return popularity, is_head
 
-    tail_rows = np.flatnonzero(~is_head[item])
+
+def _split_rows(rows: Interactions, is_head: np.ndarray, config: DataConfig, source: str) -> dict[str, np.ndarray]:
+    """Row indices of train, valid and test: tail rows split by a seeded permutation, every head row in train.
+
+    :raises DataError: when a split comes out empty.
+    """
+    tail_rows = np.flatnonzero(~is_head[rows.item])
     perm = np.random.default_rng(config.split_seed).permutation(len(tail_rows))
     n_tail = len(tail_rows)
     n_train = int(round(config.split_ratios[0] * n_tail))
@@ -435,15 +433,16 @@ def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "
     tail_train = tail_rows[perm[:n_train]]
     valid_rows = np.sort(tail_rows[perm[n_train : n_train + n_valid]])
     test_rows = np.sort(tail_rows[perm[n_train + n_valid :]])
-    train_rows = np.sort(np.concatenate([np.flatnonzero(is_head[item]), tail_train]))
+    train_rows = np.sort(np.concatenate([np.flatnonzero(is_head[rows.item]), tail_train]))
     splits = {"train": train_rows, "valid": valid_rows, "test": test_rows}
-    for s, rows in splits.items():
-        if len(rows) == 0:
-            raise DataError(
-                f"{raw.source}: the {s} split is empty after preprocessing "
-                f"({len(all_rows)} interactions, {n_tail} on tail items)"
-            )
+    for s, chosen in splits.items():
+        if len(chosen) == 0:
+            raise DataError(f"{source}: the {s} split is empty after preprocessing ({len(rows)} interactions, {n_tail} on tail items)")
+    return splits
 
+
+def _item_texts(raw: RawData, item_ids: list[str]) -> list[str]:
+    """Each item's prompt text (its fallback when it has none, with one warning for all of them)."""
     texts, missing = [], 0
     for raw_id in item_ids:
         text = (raw.item_text.get(raw_id) or "").strip()
@@ -454,24 +453,44 @@ def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "
     if missing:
         import warnings
 
-        warnings.warn(f"{raw.source}: {missing} of {n_items} items have no text; using the fallback 'item <id>'", stacklevel=2)
+        warnings.warn(f"{raw.source}: {missing} of {len(item_ids)} items have no text; using the fallback 'item <id>'", stacklevel=3)
+    return texts
 
+
+def _item_features(raw: RawData, item_ids: list[str]) -> dict[str, np.ndarray]:
+    """Categorical side features: name -> (n_items,) int64 codes (0 = unknown, others in sorted value order)."""
     features: dict[str, np.ndarray] = {}
-    feature_names = sorted({k for m in raw.item_meta.values() for k in m})
-    for feat in feature_names:
+    for feat in sorted({k for m in raw.item_meta.values() for k in m}):
         values = [raw.item_meta.get(raw_id, {}).get(feat) or "" for raw_id in item_ids]
         vocab = {v: j + 1 for j, v in enumerate(sorted({v for v in values if v}))}
         features[feat] = np.array([vocab.get(v, 0) for v in values], dtype=np.int64)
+    return features
 
+
+def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "", source_hash: str | None = None) -> CoralDataset:
+    """Preprocess raw interactions into a :class:`CoralDataset`.
+
+    :param raw: the loader's table.
+    :param config: preprocessing knobs.
+    :param name: the dataset's name in messages and result rows.
+    :param source_hash: identity of the source (computed from ``raw`` when omitted).
+    :raises DataError: when nothing survives k-core filtering or a split comes out empty.
+    """
+    name = name or raw.source
+    if len(raw) == 0:
+        raise DataError(f"{raw.source}: no interactions found")
+    all_rows, user_ids, item_ids = _core_interactions(raw, config)
+    popularity, is_head = _head_items(all_rows.item, len(item_ids), config.head_fraction)
+    splits = _split_rows(all_rows, is_head, config, raw.source)
     return CoralDataset(
         name=name,
         config=config,
         user_ids=user_ids,
         item_ids=item_ids,
-        item_text=texts,
+        item_text=_item_texts(raw, item_ids),
         is_head=is_head,
         item_popularity=popularity,
-        item_features=features,
+        item_features=_item_features(raw, item_ids),
         source_hash=source_hash if source_hash is not None else _source_hash(raw),
         **{s: all_rows.take(rows) for s, rows in splits.items()},
     )

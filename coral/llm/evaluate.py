@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from coral.evidence import Evidence
+from coral.evidence import ROUNDS, Evidence
 from coral.llm.base import Scorer, ScoreResult
 from coral.llm.prompt import PromptBuilder
 
@@ -50,7 +50,7 @@ def score_pairs(
     return ScoreResult(p, mass)
 
 
-def random_evidence(dataset, rounds: int = 5, seed: int = 0) -> EvidenceFn:
+def random_evidence(dataset, rounds: int = ROUNDS, seed: int = 0) -> EvidenceFn:
     """CoRAL-random's retrieval: ``rounds`` uniformly drawn training interactions, never the target.
 
     The draw depends only on (seed, user, item), so it is the same whatever the scoring order.

@@ -58,6 +58,8 @@ class RunConfig:
     """Evaluate the LLM methods on at most this many test interactions (a seeded subset keeping both classes); 0 = the whole test split, as the baselines."""
     valid_limit: int = 48
     """Validation interactions (a seeded subset keeping both classes) that tune each LLM method's F1 threshold; 0 = the whole validation split. The LLM dominates the run's time."""
+    n_boot: int = 1000
+    """Bootstrap resamples of every AUC's 95% interval (0: no intervals)."""
     resume_training: bool = False
     """Continue a killed policy training from its last checkpoint. Off by default: a resumed PPO run is not bit-identical to an uninterrupted one, and the main job's table must be."""
 
@@ -65,7 +67,7 @@ class RunConfig:
         require(bool(self.seeds), "seeds", "must hold at least one seed")
         for name in ("ppo_timesteps", "ddpg_timesteps"):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("max_eval", "valid_limit"):
+        for name in ("max_eval", "valid_limit", "n_boot"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
 
     @property

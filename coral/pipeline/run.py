@@ -42,8 +42,6 @@ ROWS_FILE = "rows.csv"
 #: Algorithm of each trained-policy method name.
 TRAINED = {"coral-ppo": "ppo", "coral-ddpg": "ddpg", "coral-maskable_ppo": "maskable_ppo"}
 FIXED = ("llm-only", "coral-random", "coral-greedy")
-#: Bootstrap resamples of every AUC interval of the main job.
-N_BOOT = 1000
 
 
 @dataclass
@@ -114,7 +112,7 @@ class MainJob:
         return dataclasses.replace(env, data=self._data[ds.fingerprint], scorer=self.scorer_config(spec), warm=dataclasses.replace(env.warm, warm_start=warm_start))
 
     def _limits(self) -> dict[str, Any]:
-        return {"limit": self.config.max_eval or None, "valid_limit": self.config.valid_limit or None, "batch_size": self.config.train.n_envs, "n_boot": N_BOOT}
+        return {"limit": self.config.max_eval or None, "valid_limit": self.config.valid_limit or None, "batch_size": self.config.train.n_envs, "n_boot": self.config.n_boot}
 
     # ---- stages -------------------------------------------------------------------------------
     def baselines_stage(self, ds: CoralDataset) -> Stage:
@@ -123,10 +121,10 @@ class MainJob:
         template = self.config.baseline
 
         def run(directory: Path) -> None:
-            rows = run_baselines(ds, self.config.baselines, self.config.seeds, directory, template=template, n_boot=N_BOOT)
+            rows = run_baselines(ds, self.config.baselines, self.config.seeds, directory, template=template, n_boot=self.config.n_boot)
             append_rows(directory / ROWS_FILE, rows)
 
-        identity = stage_identity("baselines", ds, baseline=template, models=list(self.config.baselines), seeds=list(self.config.seeds), n_boot=N_BOOT)
+        identity = stage_identity("baselines", ds, baseline=template, models=list(self.config.baselines), seeds=list(self.config.seeds), n_boot=self.config.n_boot)
         return Stage("baselines", identity, run)
 
     def fixed_policy_stage(self, ds: CoralDataset, spec: str, tag: str, policy_name: str, seed: int) -> Stage:
@@ -156,7 +154,7 @@ class MainJob:
             write_records(directory / "eval_test.jsonl", [test])
             identity = {"policy": policy_name, "scorer": spec, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "limit": limits["limit"], "valid_limit": limits["valid_limit"]}
             suffix = f"@{tag}" if tag else ""
-            rows = result_rows(test, valid, dataset=ds.name, model=policy_name + suffix, seed=seed, config=identity, n_boot=N_BOOT)
+            rows = result_rows(test, valid, dataset=ds.name, model=policy_name + suffix, seed=seed, config=identity, n_boot=limits["n_boot"])
             llm_only = [dict(r, model="llm-only" + suffix, round="") for r in rows if int(r["round"]) == 0]
             if policy_name == "llm-only":
                 rows = []
@@ -190,7 +188,7 @@ class MainJob:
                 if not resume and run_dir.exists():
                     shutil.rmtree(run_dir)  # a killed training restarts, so results equal an uninterrupted run's
                 train(train_config, resources, resume=resume)
-            rows = evaluate_run(run_dir, "test", results=directory / "eval.csv", batch_size=limits["batch_size"], limit=limits["limit"], valid_limit=limits["valid_limit"], n_boot=N_BOOT, resources=resources)
+            rows = evaluate_run(run_dir, "test", results=directory / "eval.csv", batch_size=limits["batch_size"], limit=limits["limit"], valid_limit=limits["valid_limit"], n_boot=limits["n_boot"], resources=resources)
             suffix = f"@{tag}" if tag else ""
             append_rows(directory / ROWS_FILE, [dict(r, model=r["model"] + suffix) for r in rows], replace_keys=("dataset", "model", "seed", "split", "round"))
 

@@ -26,7 +26,7 @@ class WarmStartConfig:
 
     warm_start: WarmStart = "dfm"
     """Embeddings: dfm, wdl, afm, dcn (a CTR model's, trained once and cached) or none (random, "w/o init")."""
-    embedding_dim: int = 128
+    embedding_dim: int = BaselineConfig.embedding_dim
     """Embedding size d of the warm start (the CTR model's, or the random tables'); observations have 4d + 2 entries."""
 
     def __post_init__(self) -> None:

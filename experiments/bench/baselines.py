@@ -57,11 +57,11 @@ def bench_one(path: str, data_format: str | None, model: str, epochs: int, batch
     import torch
 
     from coral.baselines import BaselineConfig, train_baseline
-    from coral.data import load_dataset
+    from coral.data import DataConfig, load_dataset
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    dataset = load_dataset(path, format=data_format)
+    dataset = load_dataset(DataConfig(dataset=str(path), format=data_format or "auto"))
     load_seconds = time.perf_counter() - start
     load_peak = _rss_mib()
     import gc
@@ -70,7 +70,7 @@ def bench_one(path: str, data_format: str | None, model: str, epochs: int, batch
     rss_before_training = _status_mib("VmRSS")
     peak_was_reset = _reset_peak()
     stamps = [time.perf_counter()]
-    config = BaselineConfig(model=model, epochs=epochs, patience=epochs + 1, batch_size=batch_size, embedding_dim=dim, num_threads=threads)
+    config = BaselineConfig(model=model, epochs=epochs, patience=epochs + 1, batch_size=batch_size, embedding_dim=dim, threads=threads)
     trained = train_baseline(dataset, config, on_epoch=lambda epoch, auc: stamps.append(time.perf_counter()))
     epoch_seconds = [b - a for a, b in zip(stamps, stamps[1:])]
     training_peak = _status_mib("VmHWM") if peak_was_reset else None

@@ -1,7 +1,7 @@
 """Environment steps per second with the embedded LLM (1 env and N batched envs), and the LLM's share.
 
 Usage:
-    PYTHONPATH=. python experiments/bench/env_steps.py --dataset gift_cards --steps 40 --n-envs 1 8
+    python experiments/bench/env_steps.py --dataset gift_cards --steps 40 --n-envs 1 8
 
 Random query actions on training episodes; the scorer is the embedded LLM without the
 persistent score cache (``make_scorer("hf", cache=False)``), so every prompt is computed, with
@@ -46,13 +46,14 @@ class TimedScorer(Scorer):
 
 def bench(dataset: str, scorer: TimedScorer, n_envs: int, steps: int, seed: int) -> dict[str, float]:
     """Run ``steps`` vector steps of ``n_envs`` batched environments; env steps/s and LLM share."""
-    from envs import EnvConfig, make_env
-    from envs.vector import make_batched_vec_env
+    from coral.envs import EnvConfig, EnvResources, make_env
+    from coral.envs.vector import make_batched_vec_env
 
-    cfg = EnvConfig(dataset=dataset, scorer=scorer, embeddings="dfm")
+    cfg = EnvConfig.from_any(dataset=dataset, warm_start="dfm")
+    resources = EnvResources(scorer=scorer)
     rng = np.random.default_rng(seed)
     if n_envs == 1:
-        env = make_env(cfg)
+        env = make_env(cfg, resources=resources)
         env.reset(seed=seed)
         scorer.seconds, scorer.prompts = 0.0, 0
         start = time.perf_counter()
@@ -61,7 +62,7 @@ def bench(dataset: str, scorer: TimedScorer, n_envs: int, steps: int, seed: int)
             if terminated or truncated:
                 env.reset()
     else:
-        vec = make_batched_vec_env(cfg, n_envs=n_envs, seed=seed)
+        vec = make_batched_vec_env(cfg, n_envs=n_envs, seed=seed, resources=resources)
         vec.reset()
         scorer.seconds, scorer.prompts = 0.0, 0
         start = time.perf_counter()
@@ -90,9 +91,9 @@ def main() -> None:
 
         inner = make_scorer("hf", cache=False)
     else:
-        from envs.resources import resolve_scorer
+        from coral.llm import make_scorer
 
-        inner = resolve_scorer(args.scorer)
+        inner = make_scorer(args.scorer)
     scorer = TimedScorer(inner)
     print(f"scorer {inner.fingerprint}, dataset {args.dataset}, {args.steps} vector steps per setting, torch threads {args.threads}")
     for n in args.n_envs:
