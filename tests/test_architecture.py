@@ -196,9 +196,9 @@ def run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_coral_data_imports_without_gymnasium_or_torch(tmp_path) -> None:
+def test_coral_data_and_the_light_packages_import_without_gymnasium_or_torch(tmp_path) -> None:
     code = BLOCKER.format(blocked=["gymnasium", "torch", "stable_baselines3", "transformers"]) + textwrap.dedent("""
-        import coral, coral.data, coral.config, coral.results, coral.llm, coral.retrieval
+        import coral, coral.data, coral.config, coral.results, coral.llm, coral.retrieval, coral.baselines, coral.align
         from coral.data import load_dataset
         ds = load_dataset("gift_cards")
         print(ds.n_users)

@@ -187,5 +187,13 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
     episodes = [json.loads(line) for line in (run / "eval_test.jsonl").read_text().splitlines()]
     assert len(episodes) == 12 and len(episodes[0]["rounds"]) == 6
     assert {e["user"] for e in episodes} <= set(dataset.user_ids)  # the file's own ids
+    # coral explain finds an episode by the dataset's own ids and names the evidence by them too.
+    first = episodes[0]
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert main(["explain", "--run", str(run), "--dataset", str(data), "--user", first["user"], "--item", first["item"]]) == 0
+    account = text.getvalue()
+    assert f"user {first['user']} (index {first['user_index']})" in account
+    assert all(f"user {r['user']} " in account for r in first["rounds"][1:] if r.get("label") is not None)
     assert (tmp_path / "base" / "results.csv").is_file()
     assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2  # a one-line error, exit 2

@@ -9,17 +9,13 @@ from __future__ import annotations
 import importlib
 
 from coral.align.config import AlignConfig
+from coral.align.run import run_alignment
+from coral.llm.aligned import identity, load_aligned_scorer
 
-#: Public names and the module that defines each; loaded on first use so that importing
-#: coral.align does not import torch.
-_LAZY = {
-    "load_aligned_scorer": "coral.align.artifact",
-    "identity": "coral.align.artifact",
-    "run_alignment": "coral.align.run",
-    "evidence_diagnostics": "coral.align.diagnostics",
-}
+#: Names loaded on first use (scikit-learn and scipy come with the metrics).
+_LAZY = {"evidence_diagnostics": "coral.align.diagnostics"}
 
-__all__ = ["AlignConfig", *_LAZY]
+__all__ = ["AlignConfig", "identity", "load_aligned_scorer", "run_alignment", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import importlib
 
-#: Public names and the module that defines each.
+from coral.baselines.config import MODEL_NAMES, BaselineConfig, FeatureFields
+
+#: Public names that need torch, and the module that defines each.
 _LAZY = {
-    "BaselineConfig": "coral.baselines.config",
-    "FeatureFields": "coral.baselines.config",
     "Embeddings": "coral.baselines.export",
     "load_embeddings": "coral.baselines.export",
     "save_embeddings": "coral.baselines.export",
@@ -23,7 +23,7 @@ _LAZY = {
     "run_baselines": "coral.baselines.runner",
 }
 
-__all__ = list(_LAZY)
+__all__ = ["MODEL_NAMES", "BaselineConfig", "FeatureFields", *_LAZY]
 
 
 def __getattr__(name: str):
