@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -293,8 +294,18 @@ class CoralDataset:
         }
 
     # ---- on-disk cache -------------------------------------------------------------------
+    def fallback_text_warnings(self) -> list[str]:
+        """The warnings that loading this dataset prints: items that have only the fallback text."""
+        missing = sum(text == fallback_item_text(raw_id) for text, raw_id in zip(self.item_text, self.item_ids))
+        if not missing:
+            return []
+        return [f"{self.name}: {missing} of {self.n_items} items have no text; using the fallback 'item <id>'"]
+
     def save(self, directory: str | Path) -> None:
-        """Write the dataset as ``arrays.npz`` + ``meta.json`` (atomic per file; meta last)."""
+        """Write the dataset as ``arrays.npz`` + ``meta.json`` (atomic per file; meta last).
+
+        The warnings of the first load go into ``meta.json``; :meth:`load` prints them again.
+        """
         directory = Path(directory)
         arrays = {"is_head": self.is_head, "item_popularity": self.item_popularity}
         for s in SPLITS:
@@ -317,11 +328,13 @@ class CoralDataset:
                 "item_text": self.item_text,
                 "source_hash": self.source_hash,
                 "preprocess_version": PREPROCESS_VERSION,
+                "warnings": self.fallback_text_warnings(),
             },
         )
 
     @classmethod
     def load(cls, directory: str | Path) -> "CoralDataset":
+        """Read a dataset written by :meth:`save`, printing the warnings its first load printed."""
         directory = Path(directory)
         meta = json.loads((directory / "meta.json").read_text())
         with np.load(directory / "arrays.npz") as z:
@@ -331,7 +344,7 @@ class CoralDataset:
         }
         cfg = meta["config"]
         cfg["split_ratios"] = tuple(cfg["split_ratios"])
-        return cls(
+        dataset = cls(
             name=meta["name"],
             config=DataConfig(**cfg),
             user_ids=meta["user_ids"],
@@ -343,6 +356,10 @@ class CoralDataset:
             source_hash=meta["source_hash"],
             **splits,
         )
+        # Entries written before warnings were stored: derive them from the texts.
+        for message in meta.get("warnings", dataset.fallback_text_warnings()):
+            warnings.warn(message, stacklevel=2)
+        return dataset
 
 
 def fallback_item_text(raw_item_id: str) -> str:

@@ -2,12 +2,15 @@
 
 Every reader reports bad input as a :class:`~coral.errors.DataError` naming the file and,
 where it applies, the line: a corrupt gzip stream, a line that is not JSON, a missing field,
-a rating that is not a number.
+a rating that is not a number. Messages stay on one line: values from the file are shown
+quoted and shortened. A UTF-8 byte-order mark at the start of any file is ignored.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import dataclasses
 import gzip
 import html
 import io
@@ -42,11 +45,43 @@ def clean_text(text: object) -> str:
     return text
 
 
+def show(value: object, limit: int = 60) -> str:
+    """A value from a file as it may appear in a one-line message: quoted, escaped, shortened."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text[:limit] + "...") if len(text) > limit else repr(text)
+
+
 def open_text(path: Path, encoding: str = "utf-8") -> io.TextIOBase:
-    """Open a plain or gzip-compressed text file."""
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, errors="replace")
-    return open(path, encoding=encoding, errors="replace", newline="")
+    """Open a plain or gzip-compressed text file, skipping a UTF-8 byte-order mark.
+
+    Lines keep their own endings (``newline=""``), as the csv module wants.
+    """
+    binary: io.BufferedIOBase = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+    try:
+        # Spreadsheet programs write a byte-order mark; it is not part of the first field.
+        if binary.peek(len(codecs.BOM_UTF8))[: len(codecs.BOM_UTF8)] == codecs.BOM_UTF8:
+            binary.read(len(codecs.BOM_UTF8))
+    except BaseException:
+        binary.close()
+        raise
+    return io.TextIOWrapper(binary, encoding=encoding, errors="replace", newline="")
+
+
+def _read_error(path: Path, err: BaseException) -> DataError:
+    """The one-line DataError for an exception raised while opening or reading ``path``."""
+    if isinstance(err, FileNotFoundError):
+        return DataError(f"{path}: file not found")
+    if isinstance(err, IsADirectoryError):
+        return DataError(f"{path}: is a directory, expected a file")
+    if isinstance(err, PermissionError):
+        return DataError(f"{path}: permission denied")
+    if isinstance(err, (gzip.BadGzipFile, EOFError, zlib.error)) or path.name.endswith(".gz"):
+        return DataError(f"{path}: corrupt or truncated gzip file ({err})")
+    return DataError(f"{path}: cannot read ({err})")
+
+
+#: What opening or reading a (gzip) text file raises on a damaged or unreadable file.
+READ_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error, OSError)
 
 
 def _lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
@@ -56,17 +91,15 @@ def _lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     yield lineno, line
-    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise DataError(f"{path}: file not found") from None
-        raise DataError(f"{path}: corrupt or truncated gzip file ({err})") from None
+    except READ_ERRORS as err:
+        raise _read_error(path, err) from None
 
 
 def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
     for lineno, line in _lines(path):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly nested arrays
             raise DataError(f"{path}:{lineno}: not a valid JSON record (truncated or corrupt line)") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
@@ -86,11 +119,43 @@ def _field(record: dict, name: str, path: Path, lineno: int) -> object:
 def _number(value: object, name: str, path: Path, lineno: int | str) -> float:
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise DataError(f"{path}:{lineno}: {name} {value!r} is not a number") from None
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path}:{lineno}: {name} {show(value)} is not a number") from None
     if not np.isfinite(number):
-        raise DataError(f"{path}:{lineno}: {name} {value!r} is not a finite number")
+        raise DataError(f"{path}:{lineno}: {name} {show(value)} is not a finite number")
     return number
+
+
+#: Timestamps must fit the int64 column they are stored in.
+_INT64 = 2**63
+
+
+def _timestamp(value: object, path: Path, lineno: int | str) -> int:
+    number = _number(value, "timestamp", path, lineno)
+    if not -_INT64 < number < _INT64:
+        raise DataError(f"{path}:{lineno}: timestamp {show(value)} is out of range")
+    return int(number)
+
+
+def _number_column(values: list[str], lines: list[int], name: str, path: Path) -> np.ndarray:
+    """A float64 column parsed from strings at once; the first bad value is reported with its line."""
+    try:
+        column = np.asarray(values, dtype=np.float64)
+    except (ValueError, OverflowError):  # find the culprit (or accept what only numpy refused)
+        column = np.array([_number(v, name, path, n) for v, n in zip(values, lines)], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(column))
+    if len(bad):
+        raise DataError(f"{path}:{lines[bad[0]]}: {name} {show(values[bad[0]])} is not a finite number")
+    return column
+
+
+def _timestamp_column(values: list[str], lines: list[int], path: Path) -> np.ndarray:
+    """An int64 column of Unix timestamps parsed from strings; an empty string means none (0)."""
+    column = _number_column([v or "0" for v in values], lines, "timestamp", path)
+    bad = np.flatnonzero(np.abs(column) >= float(_INT64))
+    if len(bad):
+        raise DataError(f"{path}:{lines[bad[0]]}: timestamp {show(values[bad[0]])} is out of range")
+    return column.astype(np.int64)
 
 
 def _reviews(path: Path, user_key: str, item_key: str, rating_key: str, time_key: str, time_scale: float) -> tuple[list, list, list, list]:
@@ -100,7 +165,7 @@ def _reviews(path: Path, user_key: str, item_key: str, rating_key: str, time_key
         items.append(str(_field(rec, item_key, path, lineno)))
         ratings.append(_number(_field(rec, rating_key, path, lineno), "rating", path, lineno))
         t = rec.get(time_key)
-        times.append(int(_number(t, "timestamp", path, lineno) / time_scale) if t is not None else 0)
+        times.append(int(_timestamp(t, path, lineno) / time_scale) if t is not None else 0)
     return users, items, ratings, times
 
 
@@ -156,15 +221,24 @@ def _columns(path: Path, lineno: int, row: list[str], n: int) -> None:
         raise DataError(f"{path}:{lineno}: expected at least {n} fields, got {len(row)}")
 
 
-def _delimited_interactions(path: Path, sep: str, encoding: str = "utf-8") -> tuple[list, list, list, list]:
-    users, items, ratings, times = [], [], [], []
+def _cell(path: Path, lineno: int, row: list[str], index: int, column: str) -> str:
+    value = row[index].strip() if index < len(row) else ""
+    if not value:
+        raise DataError(f"{path}:{lineno}: missing value in column {show(column)}")
+    return value
+
+
+def _delimited_interactions(path: Path, sep: str, encoding: str = "utf-8") -> tuple[list, list, np.ndarray, np.ndarray]:
+    """user, item, rating[, timestamp] rows without a header (MovieLens 100K, 1M, 10M)."""
+    users, items, ratings, stamps, lines = [], [], [], [], []
     for lineno, row in _split_rows(path, sep, encoding):
         _columns(path, lineno, row, 3)
-        users.append(row[0].strip())
-        items.append(row[1].strip())
-        ratings.append(_number(row[2], "rating", path, lineno))
-        times.append(int(_number(row[3], "timestamp", path, lineno)) if len(row) > 3 else 0)
-    return users, items, ratings, times
+        users.append(_cell(path, lineno, row, 0, "user"))
+        items.append(_cell(path, lineno, row, 1, "item"))
+        ratings.append(row[2].strip())
+        stamps.append(row[3].strip() if len(row) > 3 else "")
+        lines.append(lineno)
+    return users, items, _number_column(ratings, lines, "rating", path), _timestamp_column(stamps, lines, path)
 
 
 def _delimited_titles(path: Path, sep: str, title_column: int, encoding: str) -> dict[str, str]:
@@ -217,7 +291,7 @@ def load_recbole(inter: Path) -> RawData:
         users.append(row[cu])
         items.append(row[ci])
         ratings.append(_number(row[cr], "rating", inter, lineno))
-        times.append(int(_number(row[ct], "timestamp", inter, lineno)) if ct is not None else 0)
+        times.append(_timestamp(row[ct], inter, lineno) if ct is not None else 0)
     titles: dict[str, str] = {}
     item_file = inter.with_suffix(".item")
     files = [inter]
@@ -235,12 +309,27 @@ def load_recbole(inter: Path) -> RawData:
     return RawData(users, items, ratings, times, titles, source=str(inter), files=tuple(files))
 
 
+#: Spellings of the tab separator accepted on the command line and in configs.
+TAB_NAMES = {"\\t": "\t", "tab": "\t"}
+
+#: CsvLayout fields that name interactions columns; no two may name the same column.
+_INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp")
+
+
 @dataclass(frozen=True)
 class CsvLayout:
-    """Column names and separator of the generic CSV/TSV layout."""
+    """Column names and separator of the generic CSV/TSV layout.
+
+    With every column name at its default, a file whose header has GroupLens's ``userId`` and
+    ``movieId`` in place of ``user`` and ``item`` is read with those names (the ``ratings.csv``
+    and ``movies.csv`` of MovieLens ml-latest, ml-latest-small, ml-25m and ml-20m).
+
+    :raises DataError: for a separator that is not one character, an empty column name, or
+        two interactions columns with the same name.
+    """
 
     sep: str = ","
-    """Field separator (use "\\t" for TSV)."""
+    """Field separator: one character; "\\t" or "tab" mean TSV."""
     user: str = "user"
     """Interactions column with the user id."""
     item: str = "item"
@@ -252,68 +341,144 @@ class CsvLayout:
     title: str = "title"
     """items.csv column with the item text; any other items.csv columns become categorical side features."""
 
+    def __post_init__(self) -> None:
+        sep = TAB_NAMES.get(self.sep, self.sep) if isinstance(self.sep, str) else self.sep
+        if not isinstance(sep, str) or len(sep) != 1:
+            raise DataError(f"sep must be one character, got {self.sep!r}")
+        if sep in '"\r\n':
+            raise DataError(f"sep must not be a quote or a line break, got {sep!r}")
+        object.__setattr__(self, "sep", sep)
+        for name in (*_INTERACTION_COLUMNS, "title"):
+            column = getattr(self, name)
+            if not isinstance(column, str) or not column.strip():
+                raise DataError(f"{name} column must be a non-empty name, got {column!r}")
+            object.__setattr__(self, name, column.strip())  # header names are read stripped too
+        for j, first in enumerate(_INTERACTION_COLUMNS):
+            for second in _INTERACTION_COLUMNS[j + 1 :]:
+                if getattr(self, first) == getattr(self, second):
+                    raise DataError(f"{first} and {second} columns must differ, both are {getattr(self, first)!r}")
+        if self.title == self.item:
+            raise DataError(f"title and item columns must differ, both are {self.item!r}")
 
-def _csv_rows(path: Path, sep: str) -> Iterator[tuple[int, dict[str, str]]]:
+
+#: The column names of GroupLens's CSV releases (ratings.csv: userId,movieId,rating,timestamp;
+#: movies.csv: movieId,title,genres).
+GROUPLENS = CsvLayout(user="userId", item="movieId")
+
+#: GroupLens's genres value of a movie without genres: no side feature.
+GROUPLENS_NO_GENRES = "(no genres listed)"
+
+
+def _csv_table(path: Path, sep: str) -> Iterator[tuple[int, list[str]]]:
+    """Numbered rows of a (gzip) CSV/TSV file, header first; blank lines are skipped."""
+    reader = None
     try:
         with open_text(path) as f:
-            reader = csv.DictReader(f, delimiter=sep)
-            if reader.fieldnames is None:
-                raise DataError(f"{path}: empty file (no header)")
-            yield 1, {name: name for name in reader.fieldnames}  # the header, for column checks
+            reader = csv.reader(f, delimiter=sep)
             for row in reader:
-                yield reader.line_num, row
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: corrupt or truncated gzip file ({err})") from None
+                if len(row) > 1 or (row and row[0].strip()):
+                    yield reader.line_num, row
+    except READ_ERRORS as err:
+        raise _read_error(path, err) from None
     except csv.Error as err:
-        raise DataError(f"{path}: malformed CSV ({err})") from None
+        where = f"{path}:{reader.line_num}" if reader is not None else str(path)
+        raise DataError(f"{where}: malformed CSV ({err})") from None
 
 
-def _find(directory: Path, stem: str) -> Path | None:
-    for suffix in (".csv", ".tsv", ".csv.gz", ".tsv.gz"):
-        if (directory / f"{stem}{suffix}").exists():
-            return directory / f"{stem}{suffix}"
+def _header(path: Path, rows: Iterator[tuple[int, list[str]]]) -> list[str]:
+    _, header = next(rows, (0, None))
+    if header is None:
+        raise DataError(f"{path}: empty file (no header)")
+    return [name.strip() for name in header]
+
+
+def _column(path: Path, header: list[str], column: str) -> int:
+    if column not in header:
+        raise DataError(f"{path}:1: missing required column {show(column)} (has {show(', '.join(header), 120)})")
+    return header.index(column)
+
+
+def _sep_for(path: Path, layout: CsvLayout) -> str:
+    """The layout's separator, except that a ``.tsv`` file with the default ``,`` is read as TSV."""
+    return "\t" if layout.sep == "," and ".tsv" in path.name.lower() else layout.sep
+
+
+def _layout_for(header: list[str], layout: CsvLayout) -> CsvLayout:
+    """The layout to read a file with this header: GroupLens's names when the defaults are absent."""
+    names = set(header)
+    untouched = dataclasses.replace(layout, sep=CsvLayout.sep) == CsvLayout()
+    if untouched and not {layout.user, layout.item} <= names and {GROUPLENS.user, GROUPLENS.item} <= names:
+        return dataclasses.replace(GROUPLENS, sep=layout.sep)
+    return layout
+
+
+def _find(directory: Path, *stems: str) -> Path | None:
+    """The first ``<stem>.csv``/``.tsv`` (optionally gzip) in ``directory``, trying stems in order."""
+    for stem in stems:
+        for suffix in (".csv", ".tsv", ".csv.gz", ".tsv.gz"):
+            if (directory / f"{stem}{suffix}").is_file():
+                return directory / f"{stem}{suffix}"
     return None
 
 
-def load_csv_dir(directory: Path, layout: CsvLayout = CsvLayout()) -> RawData:
-    """A directory holding ``interactions.csv`` (user,item,rating[,timestamp]) and optionally ``items.csv`` (item,title,...)."""
-    inter = _find(directory, "interactions")
-    if inter is None:
-        raise DataError(f"{directory}: no interactions.csv (or .tsv, .csv.gz) found")
-    sep = "\t" if layout.sep == "," and ".tsv" in inter.name else layout.sep
-    rows = _csv_rows(inter, sep)
-    _, header = next(rows)
-    for col in (layout.user, layout.item, layout.rating):
-        if col not in header:
-            raise DataError(f"{inter}:1: missing required column '{col}' (has {', '.join(header)})")
-    has_time = layout.timestamp in header
-    users, items, ratings, times = [], [], [], []
-    for lineno, row in rows:
-        for col in (layout.user, layout.item, layout.rating):
-            if row.get(col) in (None, ""):
-                raise DataError(f"{inter}:{lineno}: missing value in column '{col}'")
-        users.append(row[layout.user])
-        items.append(row[layout.item])
-        ratings.append(_number(row[layout.rating], "rating", inter, lineno))
-        times.append(int(_number(row[layout.timestamp], "timestamp", inter, lineno)) if has_time and row.get(layout.timestamp) else 0)
+def _csv_items(path: Path, layout: CsvLayout) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Item texts and categorical side features from an items file keyed by ``layout.item``."""
+    rows = _csv_table(path, _sep_for(path, layout))
+    header = _header(path, rows)
+    key = _column(path, header, layout.item)
+    title = header.index(layout.title) if layout.title in header else None
+    extra = [(j, name) for j, name in enumerate(header) if name and name not in (layout.item, layout.title)]
     texts: dict[str, str] = {}
     side: dict[str, dict[str, str]] = {}
-    files = [inter]
-    item_file = _find(directory, "items")
-    if item_file is not None:
-        files.append(item_file)
-        isep = "\t" if layout.sep == "," and ".tsv" in item_file.name else layout.sep
-        irows = _csv_rows(item_file, isep)
-        _, iheader = next(irows)
-        if layout.item not in iheader:
-            raise DataError(f"{item_file}:1: missing required column '{layout.item}'")
-        extra = [c for c in iheader if c not in (layout.item, layout.title)]
-        for _, row in irows:
-            key = row[layout.item]
-            texts[key] = clean_text(row.get(layout.title) or "")
-            feats = {c: (row.get(c) or "").strip() for c in extra}
-            side[key] = {k: v for k, v in feats.items() if v}
-    return RawData(users, items, ratings, times, texts, side, source=str(directory), files=tuple(files))
+    for lineno, row in rows:
+        item = _cell(path, lineno, row, key, layout.item)
+        texts[item] = clean_text(row[title]) if title is not None and title < len(row) else ""
+        values = {name: row[j].strip() for j, name in extra if j < len(row)}
+        side[item] = {name: v for name, v in values.items() if v and v != GROUPLENS_NO_GENRES}
+    return texts, side
+
+
+def load_csv(interactions: Path, layout: CsvLayout = CsvLayout(), items: Path | None = None, source: str | None = None) -> RawData:
+    """A CSV/TSV interactions file (user, item, rating[, timestamp] columns, any file name).
+
+    :param interactions: the interactions file (``.csv``, ``.tsv``, optionally ``.gz``).
+    :param layout: column names and separator; see :class:`CsvLayout` for GroupLens headers.
+    :param items: the items file (item, title, side features); by default ``items.csv`` beside
+        ``interactions``, else ``movies.csv`` (GroupLens), else none.
+    :param source: where the data came from, for messages (default: the interactions file).
+    """
+    rows = _csv_table(interactions, _sep_for(interactions, layout))
+    header = _header(interactions, rows)
+    layout = _layout_for(header, layout)
+    cu, ci, cr = (_column(interactions, header, c) for c in (layout.user, layout.item, layout.rating))
+    ct = header.index(layout.timestamp) if layout.timestamp in header else None
+    users, item_ids, ratings, stamps, lines = [], [], [], [], []
+    width = max(cu, ci, cr) + 1
+    for lineno, row in rows:
+        if len(row) < width or not (row[cu].strip() and row[ci].strip() and row[cr].strip()):
+            for index, column in ((cu, layout.user), (ci, layout.item), (cr, layout.rating)):
+                _cell(interactions, lineno, row, index, column)
+        users.append(row[cu].strip())
+        item_ids.append(row[ci].strip())
+        ratings.append(row[cr].strip())
+        stamps.append(row[ct].strip() if ct is not None and ct < len(row) else "")
+        lines.append(lineno)
+    # Numbers are parsed column-wise: GroupLens's larger releases have 20-33 million rows.
+    rating_column = _number_column(ratings, lines, "rating", interactions)
+    times = _timestamp_column(stamps, lines, interactions)
+    items = items if items is not None else _find(interactions.parent, "items", "movies")
+    texts, side = _csv_items(items, layout) if items is not None else ({}, {})
+    files = (interactions,) + ((items,) if items is not None else ())
+    return RawData(users, item_ids, rating_column, times, texts, side, source=source or str(interactions), files=files)
+
+
+def load_csv_dir(directory: Path, layout: CsvLayout = CsvLayout()) -> RawData:
+    """A directory holding ``interactions.csv`` (user,item,rating[,timestamp]) and optionally
+    ``items.csv`` (item,title,...), or GroupLens's ``ratings.csv`` and ``movies.csv``."""
+    inter = _find(directory, "interactions", "ratings")
+    if inter is None:
+        raise DataError(f"{directory}: no interactions.csv or ratings.csv (or .tsv, .csv.gz) found")
+    return load_csv(inter, layout, source=str(directory))
 
 
 # ---- format detection ------------------------------------------------------------------------
@@ -330,6 +495,9 @@ def _meta_for(reviews: Path, category: str, ext: str) -> Path | None:
     return None
 
 
+_CSV_FILE = re.compile(r"\.(csv|tsv)(\.gz)?$", re.IGNORECASE)
+
+
 def detect_format(path: Path) -> str:
     """Guess a source's format from its file names.
 
@@ -342,10 +510,12 @@ def detect_format(path: Path) -> str:
             return "movielens100k"
         if (path / "ratings.dat").exists():
             return "movielens1m"
+        if _find(path, "ratings"):
+            return "csv"  # GroupLens ml-latest(-small), ml-25m, ml-20m
         if list(path.glob("*.inter")):
             return "recbole"
         raise DataError(
-            f"{path}: no recognisable dataset files (interactions.csv, u.data, ratings.dat, *.inter); "
+            f"{path}: no recognisable dataset files (interactions.csv, ratings.csv, u.data, ratings.dat, *.inter); "
             "for Amazon files pass the review file itself"
         )
     name = path.name
@@ -355,7 +525,7 @@ def detect_format(path: Path) -> str:
         return "movielens100k"
     if name in ("ratings.dat",):
         return "movielens1m"
-    if re.match(r"^interactions\.(csv|tsv)(\.gz)?$", name):
+    if _CSV_FILE.search(name):
         return "csv"
     m = _AMAZON.match(name)
     if m:
@@ -366,7 +536,8 @@ def detect_format(path: Path) -> str:
 def load_raw(path: Path, format: str | None = None, layout: CsvLayout = CsvLayout()) -> RawData:
     """Read a dataset file or directory in any supported format.
 
-    :param path: a review file, a MovieLens/RecBole/CSV directory, or a file inside one.
+    :param path: a review file, a MovieLens/RecBole/CSV directory, a file inside one, or a
+        CSV/TSV interactions file of any name (read with ``layout``).
     :param format: one of :data:`FORMATS`; detected from the names when omitted.
     :param layout: column names for the generic CSV layout.
     """
@@ -379,12 +550,19 @@ def load_raw(path: Path, format: str | None = None, layout: CsvLayout = CsvLayou
         "amazon2023": lambda: _amazon(path, load_amazon2023, "jsonl"),
         "movielens100k": lambda: load_movielens_100k(path if path.is_dir() else path.parent),
         "movielens1m": lambda: load_movielens_1m(path if path.is_dir() else path.parent),
-        "recbole": lambda: load_recbole(path if path.is_file() else sorted(path.glob("*.inter"))[0]),
-        "csv": lambda: load_csv_dir(path if path.is_dir() else path.parent, layout),
+        "recbole": lambda: load_recbole(path if path.is_file() else _recbole_file(path)),
+        "csv": lambda: load_csv_dir(path, layout) if path.is_dir() else load_csv(path, layout),
     }
     if fmt not in readers:
         raise DataError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     return readers[fmt]()
+
+
+def _recbole_file(directory: Path) -> Path:
+    found = sorted(directory.glob("*.inter"))
+    if not found:
+        raise DataError(f"{directory}: no RecBole *.inter file found")
+    return found[0]
 
 
 def _amazon(path: Path, reader: Callable[[Path, Path | None], RawData], ext: str) -> RawData:

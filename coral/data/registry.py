@@ -3,11 +3,14 @@
 Name resolution, in order:
 
 - ``gift_cards``: the embedded Amazon 2018 Gift Cards 5-core shipped inside the package;
+- ``movielens_small``: the embedded MovieLens latest-small (GroupLens), its 5-core rows, titles
+  with year and genres, shipped with its licence (``embedded/movielens_small/README.txt``);
 - an Amazon 2018 category by its official name or lowercase alias (``Appliances``,
   ``software``, ``prime_pantry``, ``Gift_Cards``, ...): ``<Category>.json.gz`` (full file,
   preferred, as the paper uses) or ``<Category>_5.json.gz`` plus ``meta_<Category>.json.gz``
   in a data directory;
-- ``ml-100k`` / ``ml-1m``: a MovieLens directory of that name in a data directory;
+- ``ml-100k`` / ``ml-1m``, and GroupLens's CSV releases ``ml-latest-small``, ``ml-latest``,
+  ``ml-25m``, ``ml-20m``: a MovieLens directory of that name in a data directory;
 - anything else is taken as a path.
 
 Data directories: ``$CORAL_DATA_DIR`` (several joined by ``os.pathsep``), then the download
@@ -28,7 +31,7 @@ from coral.io import cache_dir
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
 
 #: Built-in names that ship with the package.
-EMBEDDED = {"gift_cards": EMBEDDED_DIR / "gift_cards"}
+EMBEDDED = {"gift_cards": EMBEDDED_DIR / "gift_cards", "movielens_small": EMBEDDED_DIR / "movielens_small"}
 
 #: The 29 categories of the Amazon Review Data 2018 release, official spelling.
 AMAZON2018_CATEGORIES = (
@@ -41,7 +44,14 @@ AMAZON2018_CATEGORIES = (
     "Toys_and_Games", "Video_Games",
 )  # fmt: skip
 
+#: MovieLens releases that ``coral data download`` fetches (and that are found by name).
 MOVIELENS = ("ml-100k", "ml-1m")
+
+#: GroupLens's CSV releases (ratings.csv + movies.csv), found by name in a data directory.
+MOVIELENS_CSV = ("ml-latest-small", "ml-latest", "ml-25m", "ml-20m")
+
+#: File stems too generic to name a dataset: a path to such a file is named after its folder.
+_GENERIC_STEMS = ("interactions", "ratings", "u")
 
 
 def data_dirs() -> list[Path]:
@@ -85,15 +95,19 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
                 f"run `coral data download {category}` or set CORAL_DATA_DIR"
             )
         return name_or_path, found
-    if name_or_path in MOVIELENS:
+    if name_or_path in MOVIELENS or name_or_path in MOVIELENS_CSV:
         for root in data_dirs():
             if (root / name_or_path).is_dir():
                 return name_or_path, root / name_or_path
-        raise DataError(f"dataset {name_or_path!r}: not found in {', '.join(map(str, data_dirs()))}; run `coral data download {name_or_path}`")
+        how = f"run `coral data download {name_or_path}`" if name_or_path in MOVIELENS else "get it from https://grouplens.org/datasets/movielens/ and unzip it there"
+        raise DataError(f"dataset {name_or_path!r}: not found in {', '.join(map(str, data_dirs()))}; {how}")
     path = Path(name_or_path).expanduser()
     if path.exists():
-        return path.name.split(".")[0] or str(path), path
-    known = ", ".join(list(EMBEDDED) + ["<Amazon 2018 category>"] + list(MOVIELENS))
+        stem = path.name.split(".")[0]
+        if path.is_file() and stem in _GENERIC_STEMS and path.resolve().parent.name:
+            stem = path.resolve().parent.name
+        return stem or str(path), path
+    known = ", ".join(list(EMBEDDED) + ["<Amazon 2018 category>"] + list(MOVIELENS) + list(MOVIELENS_CSV))
     raise CoralError(f"unknown dataset {name_or_path!r}: not a built-in name ({known}) and no such file or directory")
 
 
