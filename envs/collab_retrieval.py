@@ -381,15 +381,17 @@ class CollabRetrievalEnv(gym.Env):
 
     def render(self) -> str | None:
         """With ``render_mode="ansi"``: the current prompt's evidence block (its segments between
-        the fixed part and the tail, one per piece of evidence), or the whole prompt text for
+        the fixed part and the tail, one per piece of evidence; "" before the first piece), or the whole prompt text for
         prompt orders that do not keep evidence in segments of their own."""
         if self.render_mode != "ansi":
             return None
         if self.prompt is None:
             return ""
-        segments = self.prompt.segments
-        if len(segments) == len(self.evidence) + 2:
-            return "".join(segments[1:-1])
+        segments, n = self.prompt.segments, len(self.evidence)
+        if n == 0:
+            return ""
+        if len(segments) >= n + 2:  # ...[one segment per piece][tail]
+            return "".join(segments[-(n + 1):-1])
         return self.prompt.text
 
 

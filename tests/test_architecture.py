@@ -229,7 +229,7 @@ def test_scripted_env_needs_neither_torch_nor_transformers_nor_sb3(tmp_path) -> 
     lines = proc.stdout.strip().splitlines()
     assert lines[-2] == "heavy: []", proc.stdout
     assert lines[-1] == "limit: 10"
-    assert "is liked by user" in lines[0] or "is disliked by user" in lines[0], lines[0]
+    assert " liked " in lines[0] or " disliked " in lines[0], lines[0]  # one evidence line per piece
 
 
 def test_both_ids_declare_max_episode_steps_and_ansi_rendering() -> None:

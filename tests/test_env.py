@@ -92,8 +92,8 @@ def test_scripted_id_passes_the_env_checker_and_renders_the_evidence_block(tmp_p
         env.step(env.action_space.sample())
         block = env.render()
         inner = env.unwrapped
-        assert block == "".join(inner.prompt.segments[1:-1]) and block.count(" by user ") == t
-        assert all(f'by user {e.user}.' in block for e in inner.evidence)
+        assert block == "".join(inner.prompt.segments[-(t + 1):-1]) and block.count("\n") == t
+        assert all(f"user {e.user} " in line or line.startswith("this user ") for e, line in zip(inner.evidence, block.splitlines()))
     assert inner.config.scorer.scorer == "scripted" and inner.config.warm.warm_start == "none"
 
 

@@ -29,7 +29,7 @@ def test_score_writes_a_results_row_and_predictions(tmp_path, tiny_model_dir):
     assert len(rows) == 1
     row = rows[0]
     assert row["model"] == "llm-only" and row["dataset"] == "gift_cards" and row["split"] == "test" and row["n_test"] == "12"
-    assert row["prompt_version"].startswith("coral-prompt-v1-incremental") and row["scorer"].startswith("hf|")
+    assert row["prompt_version"].startswith("coral-prompt-v3-shared") and row["scorer"].startswith("hf|")
     with open(out / "predictions_test.csv", newline="") as f:
         preds = list(csv.DictReader(f))
     assert len(preds) == 12 and all(0 < float(p["p_yes"]) < 1 for p in preds)

@@ -7,7 +7,7 @@ from llm_fixtures import embedded_tokenizer, small_dataset
 
 from coral.errors import CoralError
 from coral.evidence import Evidence
-from coral.llm.prompt import COLLAB_HEADER, ROLE_PLAY, SUMMARISE, PromptBuilder, PromptConfig
+from coral.llm.prompt import COLLAB_HEADER, EVIDENCE_HEADER, ROLE_PLAY, SHORT_SYSTEM, SUMMARISE, PromptBuilder, PromptConfig
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,46 @@ def _evidence(dataset, n: int, skip: tuple[int, int]) -> list[Evidence]:
     raise AssertionError("not enough training rows")
 
 
-def test_chat_prompt_parts_and_order(dataset):
+INCREMENTAL = PromptConfig(order="incremental", max_history=10)
+
+
+def test_shared_order_is_the_default_and_short(dataset):
     tok = embedded_tokenizer()
     builder = PromptBuilder(dataset, PromptConfig(), tok)
+    u, i = int(dataset.valid.user[0]), int(dataset.valid.item[0])
+    others = [x for x in range(dataset.n_users) if x != u]
+    items = [x for x in range(dataset.n_items) if x != i]
+    ev = [Evidence(others[0], i, 1), Evidence(u, items[0], 0), Evidence(others[1], items[1], 1)]
+    prompt = builder.build(u, i, ev)
+    # [instructions][target block][one line per piece][tail]
+    assert len(prompt.segments) == 2 + len(ev) + 1
+    instructions, block, *lines, tail = prompt.segments
+    assert instructions == "<|im_start|>system\n" + SHORT_SYSTEM + "<|im_end|>\n<|im_start|>user\n"
+    assert block.startswith(f"User {u} liked: ") and f"Would user {u} like" in block
+    assert block.endswith(EVIDENCE_HEADER)  # the question comes before the evidence
+    # Evidence relative to the target: this item / this user / both named.
+    assert lines[0] == f"user {others[0]} liked this item\n"
+    assert lines[1] == f'this user disliked "{builder.item_text(items[0])}"\n'
+    assert lines[2] == f'user {others[1]} liked "{builder.item_text(items[1])}"\n'
+    assert tail == "<|im_end|>\n<|im_start|>assistant\n"
+    # The instructions and the target block do not depend on the evidence: shared by every prompt.
+    assert builder.build(u, i).segments[:2] == prompt.segments[:2]
+    assert builder.build(others[2], i).segments[0] == instructions
+
+
+def test_titles_are_cut_at_a_word_boundary(dataset):
+    builder = PromptBuilder(dataset, PromptConfig(max_title_chars=10), None)
+    for item in range(dataset.n_items):
+        text = builder.item_text(item)
+        full = " ".join(str(dataset.item_text[item]).split())
+        assert len(text) <= 10 and full.startswith(text)
+        if len(full) > 10 and " " in full[:11]:
+            assert full[len(text)] in " ,;:-"
+
+
+def test_chat_prompt_parts_and_order(dataset):
+    tok = embedded_tokenizer()
+    builder = PromptBuilder(dataset, INCREMENTAL, tok)
     u, i = int(dataset.valid.user[0]), int(dataset.valid.item[0])
     ev = _evidence(dataset, 3, (u, i))
     prompt = builder.build(u, i, ev)
@@ -47,7 +84,7 @@ def test_chat_prompt_parts_and_order(dataset):
 
 
 def test_no_evidence_means_no_collaborative_block(dataset):
-    builder = PromptBuilder(dataset, PromptConfig(), embedded_tokenizer())
+    builder = PromptBuilder(dataset, INCREMENTAL, embedded_tokenizer())
     prompt = builder.build(int(dataset.valid.user[0]), int(dataset.valid.item[0]))
     assert COLLAB_HEADER not in prompt.text and SUMMARISE not in prompt.text
     assert len(prompt.segments) == 2
@@ -80,7 +117,7 @@ def test_history_is_capped_recent_and_excludes_the_target(dataset):
     u = int(dataset.train.user[0])
     items, labels = dataset.history(u)
     target = int(items[-1])  # a training pair as target, as in RL training episodes
-    builder = PromptBuilder(dataset, PromptConfig(max_history=2), None)
+    builder = PromptBuilder(dataset, PromptConfig(order="incremental", max_history=2), None)
     static = builder.build(u, target).segments[0]
     liked_line = next(line for line in static.splitlines() if line.startswith(f"User {u} liked"))
     expected = [int(x) for x in items[:-1][labels[:-1] == 1][-2:][::-1]]
@@ -96,12 +133,15 @@ def test_target_interaction_as_evidence_is_refused(dataset):
 
 
 def test_plain_prompt_without_tokenizer(dataset):
-    builder = PromptBuilder(dataset, PromptConfig(), None)
+    builder = PromptBuilder(dataset, INCREMENTAL, None)
     prompt = builder.build(0, 1)
     assert prompt.text.startswith(ROLE_PLAY) and prompt.text.endswith("Answer:")
     assert "-plain-" in builder.version
-    assert "-chat-" in PromptBuilder(dataset, PromptConfig(), embedded_tokenizer()).version
-    assert PromptBuilder(dataset, PromptConfig(chat_template=False), embedded_tokenizer()).build(0, 1).text == prompt.text
+    assert "-chat-" in PromptBuilder(dataset, INCREMENTAL, embedded_tokenizer()).version
+    plain = PromptConfig(order="incremental", max_history=10, chat_template=False)
+    assert PromptBuilder(dataset, plain, embedded_tokenizer()).build(0, 1).text == prompt.text
+    shared = PromptBuilder(dataset, PromptConfig(), None).build(0, 1)
+    assert shared.text.startswith(SHORT_SYSTEM) and shared.text.endswith("Answer:")
 
 
 def test_bad_config_is_a_clear_error():
@@ -112,7 +152,7 @@ def test_bad_config_is_a_clear_error():
 
 
 def test_summarisation_can_precede_the_evidence(dataset):
-    builder = PromptBuilder(dataset, PromptConfig(summarise_in_tail=False), embedded_tokenizer())
+    builder = PromptBuilder(dataset, PromptConfig(order="incremental", summarise_in_tail=False), embedded_tokenizer())
     u, i = int(dataset.valid.user[0]), int(dataset.valid.item[0])
     ev = _evidence(dataset, 3, (u, i))
     prompts = [builder.build(u, i, ev[:t]) for t in range(4)]

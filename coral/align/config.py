@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from coral.config import config_hash, from_dict, require, section, to_dict
+from coral.data.folds import FoldConfig
 from coral.evidence import ROUNDS
 from coral.retrieval import WarmStartConfig
 
-Method = Literal["lora", "head"]
+Method = Literal["lora", "head", "topk"]
 Balancing = Literal["sample", "weight", "none"]
 Policy = Literal["random", "greedy"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -23,8 +24,9 @@ class AlignConfig:
     """How the scorer is aligned to the Yes/No task. Defaults fit 10 minutes on 2 CPU cores (gift_cards)."""
 
     method: Method = "head"
-    """head: a logistic readout on the frozen LLM's last hidden state (default: the better validation AUC on
-    gift_cards within the CPU budget, see experiments/notes/align.md); lora: LoRA fine-tuning of the LLM (TALLRec)."""
+    """head ("probe"): a logistic readout on the frozen LLM's last hidden state; lora: LoRA fine-tuning of the LLM
+    (TALLRec); topk ("top<k>-finetune"): the top layers of a shortened LLM fine-tuned on prompts with evidence, the
+    scorer that reads evidence (experiments/notes/align.md)."""
     base_model: str | None = None
     """HF model directory or .gguf file of the LLM; None = the embedded SmolLM2-135M-Instruct."""
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -68,6 +70,24 @@ class AlignConfig:
     """Prompts per optimiser step (each forward pass is one prompt: no padding waste on CPU)."""
     checkpoint_steps: int = 8
     """Also checkpoint every this-many optimiser steps inside an epoch (0 = per epoch only)."""
+    # ---- top-k fine-tuning (method topk) ----
+    topk_trunk: int = 14
+    """Frozen decoder layers below the trained ones (computed once per training target); every layer above
+    topk_trunk + topk_layers is dropped, so the scorer is a shortened LLM."""
+    topk_layers: int = 2
+    """Decoder layers fine-tuned (with the final norm) on top of the frozen trunk."""
+    topk_targets: int = 600
+    """Alignment-fold targets; each is one token tree of 1 + 5 nearest + 3 random prompts."""
+    topk_stop_pairs: int = 200
+    """Validation pairs of the early-stopping slice (each scored with 0..5 nearest pieces)."""
+    topk_lr: float = 2e-4
+    """AdamW peak learning rate of the fine-tuned layers (10% warm-up, linear decay to 10%)."""
+    topk_epochs: int = 2
+    """Passes over the training targets."""
+    topk_batch: int = 8
+    """Targets (trees) per optimiser step."""
+    folds: FoldConfig = section(FoldConfig, flat=True)
+    """Disjoint folds of tail-train: the warm start of the evidence retrieval is fitted on head + its fold, targets come from the align fold."""
     # ---- readout head ----
     head_c: float = 0.1
     """Inverse L2 strength (scikit-learn's C) of the logistic readout, on standardised features."""
@@ -81,9 +101,10 @@ class AlignConfig:
         require(bool(self.policies) and set(self.policies) <= set(POLICIES), "policies", f"must be a non-empty subset of {', '.join(POLICIES)}, got {self.policies}")
         require(self.n_train >= 2, "n_train", f"must be >= 2, got {self.n_train}")
         require(self.rounds >= 0, "rounds", f"must be >= 0, got {self.rounds}")
-        for name in ("epochs", "grad_accum", "lora_r", "threads"):
+        for name in ("epochs", "grad_accum", "lora_r", "threads", "topk_layers", "topk_targets", "topk_epochs", "topk_batch"):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("lora_layers", "checkpoint_steps", "n_valid"):
+        require(self.topk_lr > 0, "topk_lr", f"must be > 0, got {self.topk_lr}")
+        for name in ("lora_layers", "checkpoint_steps", "n_valid", "topk_trunk", "topk_stop_pairs"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         object.__setattr__(self, "policies", tuple(self.policies))
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))

@@ -13,7 +13,7 @@ import numpy as np
 
 from coral.align.artifact import EXAMPLES_FILE, LOG_FILE, META_FILE, METRICS_FILE, read_meta, save_result
 from coral.align.config import AlignConfig
-from coral.align.examples import EvidenceSampler, build_examples, check_no_heldout, load_examples, save_examples
+from coral.align.examples import AlignExample, EvidenceSampler, build_examples, check_no_heldout, load_examples, save_examples
 from coral.data.dataset import CoralDataset
 from coral.errors import CoralError
 from coral.io import atomic_write_bytes, atomic_write_json
@@ -129,6 +129,68 @@ def _train_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, progr
     )
 
 
+def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, progress: bool, started: float) -> None:
+    """Method topk: folds -> evidence index -> token trees -> frozen trunk -> top layers -> ``align.json`` and weights."""
+    from coral.align.topk import STOP_NEAREST, TRAIN_NEAREST, TRAIN_RANDOM, TopKHead, TreeBuilder, compute_trunk, evidence_index, pick_targets, predict, stop_score, train_topk, tree_sources
+    from coral.align.tree import supports_trees
+    from coral.data.folds import fold_interactions, warm_start_dataset
+    from coral.llm.aligned import scorer_name
+    from coral.llm.labels import resolve_label_tokens
+    from coral.llm.model import load_model
+    from coral.retrieval import resolve_embeddings
+
+    model, tokenizer = load_model(config.base_model, "float32")
+    n_layers = len(model.model.layers)
+    if not supports_trees(model):
+        raise CoralError(f"align method topk needs a Llama-type decoder; {config.base_model or 'the embedded model'} is not one")
+    if config.topk_trunk + config.topk_layers > n_layers:
+        raise CoralError(f"topk_trunk + topk_layers = {config.topk_trunk + config.topk_layers} exceeds the model's {n_layers} decoder layers")
+    builder = prompt_builder(dataset, tokenizer, config)
+    # Evidence distances from a warm start that never saw an alignment target's label.
+    tables = resolve_embeddings(warm_start_dataset(dataset, config.folds), config.warm, seed=config.seed)
+    index = evidence_index(dataset, tables)
+    rows = fold_interactions(dataset, "align", config.folds)
+    train_sources = tree_sources(rows, pick_targets(rows, config.topk_targets, config.seed), index, TRAIN_NEAREST, TRAIN_RANDOM, config.seed)
+    stop_sources = tree_sources(dataset.valid, pick_targets(dataset.valid, config.topk_stop_pairs, config.seed + 1), index, STOP_NEAREST, 0, config.seed)
+    check_no_heldout([AlignExample(s.user, s.item, s.label, tuple(e for b in s.branches.values() for e in b), "topk") for s in train_sources], dataset)
+    trees = TreeBuilder(builder, tokenizer)
+    train = compute_trunk(model, [trees.tree(s) for s in train_sources], [s.label for s in train_sources], config.topk_trunk, progress)
+    stop = compute_trunk(model, [trees.tree(s) for s in stop_sources], [s.label for s in stop_sources], config.topk_trunk, progress)
+    if len(set(train.labels.tolist())) < 2 or len(set(stop.labels.tolist())) < 2:
+        raise CoralError(f"alignment targets or the early-stopping slice of {dataset.name!r} hold a single class")
+    labels = resolve_label_tokens(tokenizer)
+    head = TopKHead(model, config.topk_trunk, config.topk_layers, labels.yes_ids, labels.no_ids)
+    before = stop_score(stop.labels, predict(head, stop))
+    with open(out / LOG_FILE, "a") as log_file:
+
+        def log(row: dict) -> None:
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+
+        trained = train_topk(
+            head, train, lambda h: stop_score(stop.labels, predict(h, stop)),
+            lr=config.topk_lr, epochs=config.topk_epochs, trees_per_step=config.topk_batch, seed=config.seed, log=log,
+        )
+    summary = {
+        "scorer_name": scorer_name({"method": config.method, "config": config.to_dict()}),
+        "n_targets": len(train.trees),
+        "n_negative": int((train.labels == 0).sum()),
+        "train_tokens": train.tokens,
+        "scored_prompts": int(sum(len(t.outputs) for t in train.trees)),
+        "stop_pairs": len(stop.trees),
+        "trunk_cpu_seconds": round(train.seconds + stop.seconds, 1),
+        "train_cpu_seconds": round(trained.cpu_seconds, 1),
+        "steps": trained.steps,
+        "best_step": trained.best_step,
+        "stop_score_before": round(before, 5),
+        "stop_score_best": round(trained.best_score, 5),
+        "trainable_parameters": int(sum(p.numel() for p in head.parameters() if p.requires_grad)),
+        "model_layers": config.topk_trunk + config.topk_layers,
+        "train_seconds": round(time.monotonic() - started, 2),
+    }
+    save_result(out, config, topk_state=head.state_for_model(), dataset_name=dataset.name, dataset_fingerprint=dataset.fingerprint, prompt_version=builder.version, summary=summary)
+
+
 def run_alignment(dataset: CoralDataset, config: AlignConfig, out: str | Path, *, validate: bool = True, restart: bool = False, progress: bool = True) -> dict[str, Any]:
     """Align the scorer to the Yes/No task on ``dataset``'s training split and save it in ``out``.
 
@@ -150,7 +212,7 @@ def run_alignment(dataset: CoralDataset, config: AlignConfig, out: str | Path, *
     torch.set_num_threads(config.threads)
     started = time.monotonic()
     if not (out / META_FILE).is_file():
-        _train_and_save(out, dataset, config, progress, started)
+        (_train_topk_and_save if config.method == "topk" else _train_and_save)(out, dataset, config, progress, started)
     meta = read_meta(out)
     if meta["dataset_fingerprint"] != dataset.fingerprint:
         raise CoralError(f"{out} was aligned on dataset {meta['dataset']!r} ({meta['dataset_fingerprint']}), not {dataset.name!r} ({dataset.fingerprint})")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from coral.align.config import AlignConfig
 from coral.config import require, section
 from coral.data.dataset import DataConfig
+from coral.data.folds import FoldConfig
+from coral.errors import CoralError
 from coral.evidence import ROUNDS
 from coral.llm import ScorerConfig
 from coral.retrieval import WarmStartConfig
@@ -53,6 +55,10 @@ class DiagnosticsCommand:
     """The greedy policy's embeddings."""
     seed: int = 0
     """Seed of the sample and of the random policy."""
+    controls: bool = False
+    """Instead: the evidence controls (no evidence / K nearest / K random / K nearest of another target) with paired AUC differences vs no evidence."""
+    folds: FoldConfig = section(FoldConfig, flat=True)
+    """Controls: the nearest pieces are searched with the warm start fitted on head + its fold (as align method topk)."""
     json: Optional[str] = None
     """Also write the figures to this JSON file."""
     progress: bool = True
@@ -85,12 +91,37 @@ def diagnostics(config: DiagnosticsCommand) -> int:
     dataset = load_data(config.data, config.split)
     scorer = make_scorer(config.scorer.scorer, dtype=config.scorer.dtype)
     builder = PromptBuilder(dataset, tokenizer=scorer.tokenizer)
+    trained_for = getattr(scorer, "prompt_version", None)
+    if trained_for is not None and trained_for != builder.version:
+        raise CoralError(f"{config.scorer.scorer} was trained on prompt template {trained_for}, not today's {builder.version}: align it again")
+    if config.controls:
+        return _controls(config, dataset, scorer, builder)
     figures = summary(evidence_diagnostics(scorer, dataset, builder, config.split, rounds=config.rounds, warm=config.warm, n_pairs=config.n_pairs, seed=config.seed, progress=config.progress))
     figures["scorer"], figures["fingerprint"] = config.scorer.scorer, scorer.fingerprint
     figures = json_safe(figures)
     if config.json:
         atomic_write_json(config.json, figures)
     print(json.dumps(figures, indent=2, default=str))
+    return 0
+
+
+def _controls(config: DiagnosticsCommand, dataset: Any, scorer: Any, builder: Any) -> int:
+    from coral.align.controls import controls_table, evidence_controls
+    from coral.align.topk import evidence_index
+    from coral.data.folds import warm_start_dataset
+    from coral.data.sample import stratified_subset
+    from coral.io import atomic_write_json
+    from coral.retrieval import resolve_embeddings
+
+    index = evidence_index(dataset, resolve_embeddings(warm_start_dataset(dataset, config.folds), config.warm, seed=config.seed))
+    rows = stratified_subset(getattr(dataset, config.split).label, config.n_pairs, config.seed)
+    figures = evidence_controls(scorer, dataset, builder, config.split, rows, index, k=config.rounds, seed=config.seed, progress=config.progress)
+    report = {k: v for k, v in figures.items() if k not in ("p", "labels")}
+    report.update({"scorer": config.scorer.scorer, "fingerprint": scorer.fingerprint, "split": config.split, "seed": config.seed})
+    if config.json:
+        atomic_write_json(config.json, json_safe(report))
+    print(json.dumps(json_safe(report), indent=2, default=str))
+    print(controls_table(figures))
     return 0
 
 

@@ -5,6 +5,7 @@ Layout of an alignment directory::
     align.json        config, method, dataset and prompt version it was trained for
     adapter/          peft LoRA adapter (method "lora")
     head.safetensors  readout weights (method "head")
+    topk.safetensors  the fine-tuned top layers and final norm (method "topk"); the model ends there
     train_log.jsonl   one line per optimiser step / epoch
     examples.jsonl    the training examples (targets and evidence)
     metrics.json      validation figures
@@ -28,6 +29,7 @@ from coral.errors import CoralError
 META_FILE = "align.json"
 ADAPTER_DIR = "adapter"
 HEAD_FILE = "head.safetensors"
+TOPK_FILE = "topk.safetensors"
 LOG_FILE = "train_log.jsonl"
 EXAMPLES_FILE = "examples.jsonl"
 METRICS_FILE = "metrics.json"
@@ -39,7 +41,7 @@ def weight_files(directory: Path, method: str) -> list[Path]:
     """The files that hold an aligned scorer's weights (what its identity hashes)."""
     if method == "lora":
         return sorted(p for p in (directory / ADAPTER_DIR).iterdir() if p.is_file())
-    return [directory / HEAD_FILE]
+    return [directory / (TOPK_FILE if method == "topk" else HEAD_FILE)]
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
@@ -89,6 +91,8 @@ def load_aligned_model(directory: str | Path, dtype: str | None = None) -> tuple
 
         # Merged for inference: the scorer then runs the plain model at full speed.
         model = PeftModel.from_pretrained(model, directory / ADAPTER_DIR).merge_and_unload()
+    elif meta["method"] == "topk":
+        model = _with_topk_layers(model, directory / TOPK_FILE, int(config["topk_trunk"]) + int(config["topk_layers"]))
     else:
         from safetensors.torch import load_file
 
@@ -100,6 +104,32 @@ def load_aligned_model(directory: str | Path, dtype: str | None = None) -> tuple
         head.eval()
     model.eval()
     return model, tokenizer, head, meta
+
+
+def _with_topk_layers(model: Any, path: Path, n_layers: int) -> Any:
+    """``model`` with the fine-tuned layers and norm of ``path`` put in, cut to its first ``n_layers`` layers."""
+    import torch
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    result = model.load_state_dict({k: v.to(next(model.parameters()).dtype) for k, v in state.items()}, strict=False)
+    if result.unexpected_keys:
+        raise CoralError(f"{path}: weights the model does not have: {', '.join(result.unexpected_keys[:3])}")
+    model.model.layers = torch.nn.ModuleList(list(model.model.layers)[:n_layers])
+    model.config.num_hidden_layers = n_layers
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = list(model.config.layer_types)[:n_layers]
+    return model
+
+
+def scorer_name(meta: dict[str, Any]) -> str:
+    """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune"), from its ``align.json``."""
+    config = meta["config"]
+    if meta["method"] == "topk":
+        return f"top{config['topk_layers']}-finetune"
+    if meta["method"] == "lora":
+        return f"LoRA-top{config['lora_layers'] or 'all'}"
+    return "probe"
 
 
 def load_aligned_scorer(directory: str | Path, *, dtype: str | None = None, batch_size: int = 8, kv_reuse: bool = True):

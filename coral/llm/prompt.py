@@ -1,21 +1,30 @@
 """The CoRAL prompt (paper section 4.1) as ordered segments that allow key/value-cache reuse.
 
-Two orders:
+Three orders:
 
-- ``"incremental"`` (default): role-play, the target user's liked/disliked training items and the
-  target item first (fixed during an episode); then one segment per evidence piece, in retrieval
-  order; then a short fixed tail: summarisation instruction, query, answer instruction and the
-  chat template's assistant header. Adding a piece of evidence appends one segment before the
-  tail, so a scorer can reuse the key/value cache of everything before it.
-  (``summarise_in_tail=False`` moves the summarisation instruction to just before the evidence,
-  making the per-step tail shorter.)
+- ``"shared"`` (default): short wording, built for caches shared across prompts. Segments:
+  [instructions: system message + user-turn opening, the same for every prompt]
+  [target block: the target user's most recent liked and disliked titles, the target item and
+  the question, the same for every episode and method of a target]
+  (ending with the evidence header, also when there is no evidence: the target block is then
+  the same text for every number of pieces) [one segment per evidence line]
+  [tail: end of the user turn + the assistant header, about 6 tokens].
+  A scorer computes the instructions once per process, a target block once per target and an
+  evidence line once per episode, so a retrieval step costs one line plus the tail
+  (:class:`coral.llm.shared.SharedPrefixScorer`). The question comes before the evidence.
+  Evidence is written relative to the target (``relational_evidence``): a piece on the target
+  item reads ``user 412 liked this item``, one by the target user ``this user disliked "Casino"``,
+  any other names user and item.
+- ``"incremental"``: the longer role-play wording; role-play, history and target item first,
+  then one segment per evidence piece, then a tail with the query and the answer instruction.
+  (``summarise_in_tail`` places the summarisation instruction.)
 - ``"paper"``: the paper's order: role-play, collaborative block (retrieved users grouped per
   retrieved item), summarisation instruction, user history, query. Adding evidence changes the
   middle of the prompt, so only the role-play prefix is reusable.
 
-Evidence in the incremental order is one line per piece ("The item "X" is liked by user 12.")
-rather than grouped per item: grouping would rewrite an earlier line whenever a new piece hits an
-already-retrieved item and so break prefix reuse; per-piece lines carry the same facts.
+Evidence in the shared and incremental orders is one line per piece rather than grouped per
+item: grouping would rewrite an earlier line whenever a new piece hits an already-retrieved item
+and so break prefix reuse; per-piece lines carry the same facts.
 """
 
 from __future__ import annotations
@@ -31,7 +40,12 @@ from coral.evidence import Evidence
 from coral.llm.base import Prompt
 
 #: Bump when the wording or structure below changes; the full version also hashes the texts.
-TEMPLATE_REVISION = "1"
+TEMPLATE_REVISION = "3"
+
+#: The "shared" order's wording (short: every token of the target block is paid once per target).
+SHORT_SYSTEM = "You are a recommender system. Answer Yes or No."
+SHORT_QUERY = 'Would user {user} like "{item}"?'
+EVIDENCE_HEADER = "Other ratings:\n"
 
 ROLE_PLAY = (
     "You are a recommender system. You predict whether a user will like an item, "
@@ -62,28 +76,31 @@ class ItemTextDataset(Protocol):
 class PromptConfig:
     """How prompts are written. Everything here is part of :attr:`PromptBuilder.version`."""
 
-    order: Literal["incremental", "paper"] = "incremental"
-    """"incremental": fixed part, one segment per evidence piece, short tail (KV reuse);
+    order: Literal["shared", "incremental", "paper"] = "shared"
+    """"shared": short wording, instructions / target block / one segment per evidence line / tiny tail (caches shared across prompts);
+    "incremental": role-play wording, fixed part, one segment per evidence piece, query in the tail;
     "paper": the paper's order with evidence grouped per retrieved item."""
-    max_history: int = 10
+    max_history: int = 4
     """At most this many most recent liked items, and as many disliked items, of the target user."""
+    max_title_chars: int = 24
+    """Item titles longer than this are cut at a word boundary (no ellipsis)."""
+    relational_evidence: bool = True
+    """Shared order: write a piece on the target item as "user 412 liked this item" and one by the target user as 'this user disliked "X"'; False names user and item in every line."""
     chat_template: bool = True
     """Wrap the prompt in the tokenizer's chat template when it has one (plain text otherwise)."""
     summarise: bool = True
-    """Include the summarisation instruction (only when there is evidence to summarise)."""
+    """Incremental and paper orders: include the summarisation instruction (only when there is evidence to summarise)."""
     summarise_in_tail: bool = False
     """Incremental order: False (default) puts the summarisation instruction in the first evidence
-    segment, just before the evidence, which shortens the tail recomputed at every retrieval step
-    by about 22 tokens (a step then costs ~3.8x less than a full prompt instead of ~3.0x); True
-    puts it after the evidence, the paper's relative order."""
-    max_item_chars: int = 120
-    """Item texts longer than this are cut (with "...")."""
+    segment, just before the evidence, which shortens the tail recomputed at every retrieval step;
+    True puts it after the evidence, the paper's relative order."""
 
     def __post_init__(self) -> None:
         from coral.config import require
 
-        require(self.order in ("incremental", "paper"), "order", f"must be 'incremental' or 'paper', got {self.order!r}")
+        require(self.order in ("shared", "incremental", "paper"), "order", f"must be 'shared', 'incremental' or 'paper', got {self.order!r}")
         require(self.max_history >= 0, "max_history", f"must be >= 0, got {self.max_history}")
+        require(self.max_title_chars >= 4, "max_title_chars", f"must be >= 4, got {self.max_title_chars}")
 
 
 class PromptBuilder:
@@ -99,21 +116,23 @@ class PromptBuilder:
     def __init__(self, dataset: ItemTextDataset, config: PromptConfig = PromptConfig(), tokenizer: Any = None) -> None:
         self.dataset = dataset
         self.config = config
-        self._header, self._footer = self._chat_frame(tokenizer) if config.chat_template else (None, None)
-        parts = [TEMPLATE_REVISION, ROLE_PLAY, SUMMARISE, QUERY, QUERY_SHORT, ANSWER, COLLAB_HEADER, PLAIN_ANSWER_CUE, repr(config), str(self._header), str(self._footer)]
-        digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:10]
+        system = SHORT_SYSTEM if config.order == "shared" else ROLE_PLAY
+        self._system = system
+        self._header, self._footer = self._chat_frame(tokenizer, system) if config.chat_template else (None, None)
+        texts = [TEMPLATE_REVISION, ROLE_PLAY, SUMMARISE, QUERY, QUERY_SHORT, ANSWER, COLLAB_HEADER, PLAIN_ANSWER_CUE, SHORT_SYSTEM, SHORT_QUERY, EVIDENCE_HEADER]
+        digest = hashlib.sha256("\x00".join([*texts, repr(config), str(self._header), str(self._footer)]).encode()).hexdigest()[:10]
         style = "chat" if self._header is not None else "plain"
         #: Identity of the template: goes into every cache key and result row.
         self.version = f"coral-prompt-v{TEMPLATE_REVISION}-{config.order}-h{config.max_history}-{style}-{digest}"
 
     @staticmethod
-    def _chat_frame(tokenizer: Any) -> tuple[str | None, str | None]:
+    def _chat_frame(tokenizer: Any, system: str) -> tuple[str | None, str | None]:
         """The chat template's text before and after the user message (None without a template)."""
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             return None, None
         marker = "\x1eUSER-MESSAGE\x1e"
         text = tokenizer.apply_chat_template(
-            [{"role": "system", "content": ROLE_PLAY}, {"role": "user", "content": marker}],
+            [{"role": "system", "content": system}, {"role": "user", "content": marker}],
             tokenize=False,
             add_generation_prompt=True,
         )
@@ -124,17 +143,27 @@ class PromptBuilder:
 
     # ---- text pieces ------------------------------------------------------------------------
     def item_text(self, item: int) -> str:
-        text = " ".join(str(self.dataset.item_text[item]).split())
-        limit = self.config.max_item_chars
-        return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+        """The item's title, whitespace collapsed, cut at a word boundary to ``max_title_chars``."""
+        text = " ".join(str(self.dataset.item_text[int(item)]).split())
+        limit = self.config.max_title_chars
+        if len(text) <= limit:
+            return text
+        head = text[: limit + 1]
+        cut = head.rsplit(" ", 1)[0] if " " in head else text[:limit]
+        return cut.rstrip(" ,;:-")
 
-    def _history_lines(self, user: int, item: int) -> str:
+    def _recent(self, user: int, item: int) -> tuple[list[str], list[str]]:
+        """Titles of the user's most recent liked and disliked training items (most recent first), never ``item``."""
         items, labels = self.dataset.history(user)
         keep = np.asarray(items) != item  # a training target must never show its own label
         items, labels = np.asarray(items)[keep], np.asarray(labels)[keep]
         n = self.config.max_history
         liked = [self.item_text(int(i)) for i in items[labels == 1][-n:][::-1]] if n else []
         disliked = [self.item_text(int(i)) for i in items[labels == 0][-n:][::-1]] if n else []
+        return liked, disliked
+
+    def _history_lines(self, user: int, item: int) -> str:
+        liked, disliked = self._recent(user, item)
 
         def listing(texts: list[str]) -> str:
             return "; ".join(f'"{t}"' for t in texts) if texts else "none"
@@ -147,6 +176,23 @@ class PromptBuilder:
     def _evidence_line(self, ev: Evidence) -> str:
         verb = "liked" if int(ev.label) == 1 else "disliked"
         return f'The item "{self.item_text(int(ev.item))}" is {verb} by user {int(ev.user)}.\n'
+
+    def _short_target_block(self, user: int, item: int) -> str:
+        liked, disliked = self._recent(user, item)
+        return (
+            f"User {user} liked: {'; '.join(liked) or 'none'}.\n"
+            f"User {user} disliked: {'; '.join(disliked) or 'none'}.\n"
+            + SHORT_QUERY.format(user=user, item=self.item_text(item)) + "\n"
+            + EVIDENCE_HEADER
+        )
+
+    def _short_evidence_line(self, ev: Evidence, user: int, item: int) -> str:
+        verb = "liked" if ev.label == 1 else "disliked"
+        if self.config.relational_evidence and ev.item == item:
+            return f"user {ev.user} {verb} this item\n"
+        if self.config.relational_evidence and ev.user == user:
+            return f'this user {verb} "{self.item_text(ev.item)}"\n'
+        return f'user {ev.user} {verb} "{self.item_text(ev.item)}"\n'
 
     def _grouped_evidence(self, evidence: Sequence[Evidence]) -> str:
         groups: dict[int, tuple[list[int], list[int]]] = {}
@@ -170,9 +216,15 @@ class PromptBuilder:
             parts[0] = self._header + parts[0]
             parts[-1] = parts[-1] + self._footer
         else:
-            parts[0] = ROLE_PLAY + "\n\n" + parts[0]
+            parts[0] = self._system + "\n\n" + parts[0]
             parts[-1] = parts[-1] + PLAIN_ANSWER_CUE
         return parts
+
+    def _shared_segments(self, user: int, item: int, evidence: tuple[Evidence, ...]) -> list[str]:
+        """[instructions][target block][evidence line]...[tail] (the "shared" order)."""
+        header, footer = (self._header, self._footer) if self._header is not None else (self._system + "\n\n", PLAIN_ANSWER_CUE)
+        lines = [self._short_evidence_line(ev, user, item) for ev in evidence]
+        return [header, self._short_target_block(user, item), *lines, footer]
 
     # ---- the prompt -------------------------------------------------------------------------
     def build(self, user: int, item: int, evidence: Sequence[Evidence] = ()) -> Prompt:
@@ -188,6 +240,8 @@ class PromptBuilder:
         for ev in evidence:
             if ev.user == user and ev.item == item:
                 raise ValueError(f"evidence {ev} is the target interaction (user {user}, item {item}): leakage")
+        if self.config.order == "shared":
+            return Prompt(tuple(self._shared_segments(user, item, evidence)), user=user, item=item, evidence=evidence, version=self.version)
         history = self._history_lines(user, item)
         target = f'The target item is "{self.item_text(item)}".\n'
         summarise = SUMMARISE + "\n" if (evidence and self.config.summarise) else ""

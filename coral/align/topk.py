@@ -1,0 +1,308 @@
+"""Top-k decoder-layer fine-tuning on a cached frozen trunk: a scorer that reads the evidence.
+
+The recipe (issue 13; research figures in experiments/notes/align.md):
+
+- **Targets** come from the ``align`` fold of tail-train (:mod:`coral.data.folds`), never from the
+  warm start's fold, the RL episodes' fold, validation or test.
+- **Evidence** for a target: its 5 nearest observed training interactions in the warm-start
+  tables (the warm start fitted on head + its own fold, both tables scaled to unit RMS row norm so
+  that "raters of this item" and "this user's similar items" compete evenly) and 3 random ones,
+  all through the evidence index's leakage guard. Each target becomes one token tree
+  (:mod:`coral.align.tree`): the prompt without evidence, and every prompt with 1..5 nearest and
+  1..3 random pieces, all labelled with the target's label.
+- **Model**: the first ``topk_trunk`` decoder layers stay frozen, their output is computed once per
+  tree and cached; the next ``topk_layers`` layers and the final norm are trained; every layer
+  above is dropped, so the scorer is a shorter LLM (cheaper to train and to score). The readout is
+  the model's own Yes/No logits, exactly as :class:`coral.llm.hf.HFScorer` reads them.
+- **Early stopping** on a small validation slice (the mean AUC over 0..5 nearest pieces), never on
+  test pairs.
+
+The saved file holds only the trained layers and the norm; :func:`coral.llm.aligned.load_aligned_model`
+puts them into the base model and cuts it, and the usual HFScorer scores with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from coral.align.tree import PromptTree, build_tree, run_layers
+from coral.data.dataset import CoralDataset, Interactions
+from coral.evidence import Evidence
+
+#: Pieces of each kind in a training tree (nearest neighbours, random).
+TRAIN_NEAREST, TRAIN_RANDOM = 5, 3
+#: Nearest-neighbour pieces in an early-stopping tree.
+STOP_NEAREST = 5
+
+
+def unit_rms(table: np.ndarray) -> np.ndarray:
+    """``table`` scaled to unit root-mean-square row norm (user and item distances then weigh alike)."""
+    table = np.asarray(table, dtype=np.float64)
+    return (table / max(np.sqrt((table**2).sum(1).mean()), 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TreeSource:
+    """What a target's tree is built from: the target, its label and its evidence branches."""
+
+    user: int
+    item: int
+    label: int
+    branches: dict[str, tuple[Evidence, ...]]
+
+
+class TreeBuilder:
+    """Turns targets with evidence into token trees in the scorer's own tokenisation.
+
+    :param builder: the prompt builder (the "shared" order: [instructions][target block][line]...[tail]).
+    :param tokenizer: the LLM's tokenizer.
+    """
+
+    def __init__(self, builder: Any, tokenizer: Any) -> None:
+        self.builder = builder
+        self.tokenizer = tokenizer
+        probe = tokenizer("a").input_ids
+        bos = tokenizer.bos_token_id
+        # As HFScorer: BOS first only if the tokenizer adds one itself.
+        self.bos = [int(bos)] if bos is not None and probe and probe[0] == bos else []
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def tree(self, source: TreeSource) -> PromptTree:
+        """The tree of one target: segments tokenised separately, as the scorer does."""
+        evidence = [e for branch in source.branches.values() for e in branch]
+        whole = self.builder.build(source.user, source.item, evidence)  # checks leakage of every piece
+        n = len(evidence)
+        prefix_segments, lines, tail = whole.segments[: len(whole.segments) - n - 1], whole.segments[-n - 1 : -1], whole.segments[-1]
+        prefix = self.bos + [t for s in prefix_segments for t in self._ids(s)]
+        line_ids = [self._ids(line) for line in lines]
+        branches, k = {}, 0
+        for name, branch in source.branches.items():
+            branches[name] = line_ids[k : k + len(branch)]
+            k += len(branch)
+        return build_tree(prefix, branches, self._ids(tail))
+
+
+@dataclass
+class TrunkCache:
+    """Trees and the frozen trunk's output on each (float16, one (T, d) block per tree)."""
+
+    trees: list[PromptTree]
+    hidden: list[np.ndarray]
+    """Per tree, (T, d) outputs of the frozen layers."""
+    labels: np.ndarray
+    seconds: float
+    """CPU seconds spent in the trunk."""
+
+    @property
+    def tokens(self) -> int:
+        return int(sum(len(t.ids) for t in self.trees))
+
+
+@torch.inference_mode()
+def compute_trunk(model: Any, trees: Sequence[PromptTree], labels: Sequence[int], depth: int, progress: bool = False, store: Any = np.float16) -> TrunkCache:
+    """Run the embedding and decoder layers [0, depth) over every tree; keep their output.
+
+    :param model: the frozen causal LM.
+    :param depth: number of frozen layers.
+    :param store: dtype the outputs are kept in (float16 halves the memory; the research measured
+        no difference in the trained scorer, and the saved scorer recomputes the trunk in fp32).
+    """
+    from tqdm.auto import tqdm
+
+    layers = list(model.model.layers)[:depth]
+    hidden = []
+    start = time.process_time()
+    for tree in tqdm(trees, desc="trunk", unit="tree", disable=not progress, mininterval=10):
+        h = model.model.embed_tokens(torch.tensor([tree.ids]))
+        hidden.append(run_layers(model, layers, h, tree)[0].float().numpy().astype(store))
+    return TrunkCache(list(trees), hidden, np.asarray(labels, dtype=np.int64), time.process_time() - start)
+
+
+class TopKHead(torch.nn.Module):
+    """Trainable copies of decoder layers [depth, depth + k), the final norm, the Yes/No output rows.
+
+    :param model: the loaded LLM (not modified: the trained layers are copies).
+    :param depth: frozen layers below (the trunk cache's depth).
+    :param k: trained layers.
+    :param yes_ids: token ids of the positive label's variants.
+    :param no_ids: token ids of the negative label's variants.
+    """
+
+    def __init__(self, model: Any, depth: int, k: int, yes_ids: Sequence[int], no_ids: Sequence[int]) -> None:
+        super().__init__()
+        # The rotary embedding and the config only: kept outside the module tree, so that the base
+        # model's weights are neither parameters of the head nor handed to the optimiser.
+        object.__setattr__(self, "model", model)
+        self.depth, self.k = depth, k
+        self.layers = torch.nn.ModuleList(copy.deepcopy(list(model.model.layers)[depth : depth + k])).float()
+        self.norm = copy.deepcopy(model.model.norm).float()
+        weight = model.get_output_embeddings().weight.detach().float()
+        self.register_buffer("w_yes", weight[list(yes_ids)].clone())
+        self.register_buffer("w_no", weight[list(no_ids)].clone())
+        for p in self.layers.parameters():
+            p.requires_grad_(True)
+        for p in self.norm.parameters():
+            p.requires_grad_(True)
+
+    def forward(self, hidden: np.ndarray, tree: PromptTree, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Yes-vs-No logits (one per scored prompt of ``tree``) from its cached trunk output."""
+        h = torch.from_numpy(hidden.astype(np.float32))[None]
+        h = run_layers(self.model, list(self.layers), h, tree, mask)
+        z = self.norm(h[0, torch.tensor([o[0] for o in tree.outputs])])
+        return torch.logsumexp(z @ self.w_yes.T, -1) - torch.logsumexp(z @ self.w_no.T, -1)
+
+    def state_for_model(self) -> dict[str, torch.Tensor]:
+        """The trained weights keyed as in the full model (``model.layers.<j>...``, ``model.norm...``)."""
+        out = {}
+        for name, value in self.layers.state_dict().items():
+            j, rest = name.split(".", 1)
+            out[f"model.layers.{self.depth + int(j)}.{rest}"] = value.detach().contiguous().clone()
+        out.update({f"model.norm.{n}": v.detach().contiguous().clone() for n, v in self.norm.state_dict().items()})
+        return out
+
+
+@torch.no_grad()
+def predict(head: TopKHead, cache: TrunkCache) -> dict[tuple[str, int], np.ndarray]:
+    """P(Yes) of every scored prompt: (branch, pieces) -> (n_trees,) array (NaN where a tree lacks it)."""
+    head.eval()
+    out: dict[tuple[str, int], np.ndarray] = {}
+    for r, (tree, hidden) in enumerate(zip(cache.trees, cache.hidden)):
+        p = torch.sigmoid(head(hidden, tree)).numpy()
+        for (_, name, k), value in zip(tree.outputs, p):
+            out.setdefault((name, k), np.full(len(cache.trees), np.nan))[r] = value
+    return out
+
+
+@dataclass
+class TrainLog:
+    """What training did."""
+
+    steps: int = 0
+    cpu_seconds: float = 0.0
+    best_step: int = 0
+    best_score: float = -np.inf
+    checks: list[dict] | None = None
+
+
+def train_topk(
+    head: TopKHead,
+    cache: TrunkCache,
+    score_stop: Callable[[TopKHead], float],
+    *,
+    lr: float,
+    epochs: int,
+    trees_per_step: int,
+    seed: int,
+    checks_per_epoch: int = 2,
+    log: Callable[[dict], None] = lambda row: None,
+) -> TrainLog:
+    """Fine-tune ``head`` on the cached trees (every prompt of a tree carries the tree's label) with
+    AdamW (10% linear warm-up, linear decay to 10%), keeping the weights of the best ``score_stop``.
+
+    :param score_stop: higher is better (the early-stopping slice's score); checked ``checks_per_epoch`` times an epoch.
+    """
+    params = [p for p in head.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    steps_per_epoch = -(-len(cache.trees) // trees_per_step)
+    total = steps_per_epoch * epochs
+    warm = max(1, total // 10)
+    check_every = max(1, steps_per_epoch // max(1, checks_per_epoch))
+    state = TrainLog(checks=[])
+    best = {n: p.detach().clone() for n, p in head.named_parameters() if p.requires_grad}
+    masks = [tree.attention_mask() for tree in cache.trees]
+    t0 = time.process_time()
+
+    def check(epoch: int, loss: float) -> None:
+        score = score_stop(head)
+        row = {"step": state.steps, "epoch": epoch, "train_loss": round(loss, 5), "stop_score": round(score, 5), "cpu_s": round(time.process_time() - t0, 1)}
+        state.checks.append(row)
+        log(row)
+        if score > state.best_score:
+            state.best_score, state.best_step = score, state.steps
+            for n, p in head.named_parameters():
+                if p.requires_grad:
+                    best[n] = p.detach().clone()
+
+    for epoch in range(epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(cache.trees))
+        losses: list[float] = []
+        for b in range(0, len(order), trees_per_step):
+            head.train()
+            s = state.steps
+            for group in opt.param_groups:
+                group["lr"] = lr * ((s + 1) / warm if s < warm else max(0.1, 1 - (s - warm) / max(1, total - warm)))
+            opt.zero_grad(set_to_none=True)
+            chunk = order[b : b + trees_per_step]
+            for j in chunk:
+                z = head(cache.hidden[j], cache.trees[j], masks[j])
+                loss = F.binary_cross_entropy_with_logits(z, torch.full_like(z, float(cache.labels[j])))
+                (loss / len(chunk)).backward()
+                losses.append(loss.item())
+            opt.step()
+            state.steps += 1
+            last_of_epoch = b + trees_per_step >= len(order)
+            if last_of_epoch or state.steps % check_every == 0:
+                check(epoch, float(np.mean(losses[-check_every * trees_per_step :])))
+    with torch.no_grad():
+        for n, p in head.named_parameters():
+            if p.requires_grad:
+                p.copy_(best[n])
+    state.cpu_seconds = time.process_time() - t0
+    return state
+
+
+def stop_score(y: np.ndarray, predictions: dict[tuple[str, int], np.ndarray]) -> float:
+    """Mean validation AUC over 0..5 nearest-neighbour pieces: rewards a scorer that is good with
+    and without evidence, so early stopping cannot prefer one that ignores it."""
+    from sklearn.metrics import roc_auc_score
+
+    keys = [("none", 0)] + [("nearest", k) for k in range(1, STOP_NEAREST + 1)]
+    return float(np.mean([roc_auc_score(y, predictions[key]) for key in keys if key in predictions]))
+
+
+def nearest_and_random(index: Any, user: int, item: int, n_nearest: int, n_random: int, rng: np.random.Generator) -> dict[str, tuple[Evidence, ...]]:
+    """Evidence branches of a target: ``n_nearest`` nearest observed interactions to the pair
+    [e_u, e_i] (the greedy policy) and ``n_random`` uniform ones, through the leakage guard.
+
+    :param index: a :class:`coral.retrieval.EvidenceIndex`.
+    """
+    target = index.row_of(user, item)
+    excluded = np.zeros(len(index), dtype=bool)
+    if target >= 0:
+        excluded[target] = True
+    branches = {"nearest": tuple(index.take(int(r), user, item) for r in index.nearest_rows(index.pair_vector(user, item), excluded, n_nearest))}
+    if n_random:
+        rows = rng.choice(len(index), size=n_random + 1, replace=False)
+        branches["random"] = tuple(index.take(int(r), user, item) for r in rows[rows != target][:n_random])
+    return branches
+
+
+def pick_targets(rows: Interactions, n: int, seed: int) -> np.ndarray:
+    """``n`` row indices of ``rows`` (all when fewer), drawn with a seeded permutation."""
+    return np.sort(np.random.default_rng([seed, 5]).permutation(len(rows))[:n]) if n < len(rows) else np.arange(len(rows))
+
+
+def tree_sources(rows: Interactions, picked: np.ndarray, index: Any, n_nearest: int, n_random: int, seed: int) -> list[TreeSource]:
+    """One :class:`TreeSource` per picked row of ``rows``."""
+    rng = np.random.default_rng([seed, 6])
+    out = []
+    for r in picked:
+        u, i, y = int(rows.user[r]), int(rows.item[r]), int(rows.label[r])
+        out.append(TreeSource(u, i, y, nearest_and_random(index, u, i, n_nearest, n_random, rng)))
+    return out
+
+
+def evidence_index(dataset: CoralDataset, tables: Any) -> Any:
+    """The evidence index over ``dataset``'s training split with unit-RMS copies of ``tables``."""
+    from coral.retrieval import EvidenceIndex, RandomEmbeddings
+
+    return EvidenceIndex(dataset, RandomEmbeddings(user=unit_rms(tables.user), item=unit_rms(tables.item)))
