@@ -25,3 +25,15 @@ def amazon2018() -> Path:
     if not AMAZON2018.is_dir():
         pytest.skip("../shared/data/amazon2018 is not present")
     return AMAZON2018
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A directory holding a randomly initialised 2-layer llama and the embedded tokenizer."""
+    from llm_fixtures import tiny_llama
+
+    model, tokenizer = tiny_llama()
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -23,15 +23,6 @@ def dataset():
     return small_dataset()
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    model, tokenizer = tiny_llama()
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def _source(dataset, row: int) -> TreeSource:
     u, i, y = int(dataset.valid.user[row]), int(dataset.valid.item[row]), int(dataset.valid.label[row])
     train = dataset.train
@@ -62,7 +53,7 @@ def test_tree_forward_equals_scoring_each_prompt(dataset):
     assert sorted(tree_p) == sorted([("none", 0)] + [("nearest", k) for k in (1, 2, 3)] + [("random", k) for k in (1, 2)])
 
 
-def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset, tiny_dir, tmp_path):
+def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset, tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
     from coral.align.run import run_alignment
@@ -70,7 +61,7 @@ def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset
     from coral.llm.model import load_model
 
     config = AlignConfig(
-        method="topk", base_model=str(tiny_dir), warm=WarmStartConfig(warm_start="none", embedding_dim=8), topk_trunk=1, topk_layers=1,
+        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="none", embedding_dim=8), topk_trunk=1, topk_layers=1,
         topk_targets=12, topk_stop_pairs=8, topk_epochs=1, topk_batch=4, topk_lr=1e-2, threads=1,
     )
     out = tmp_path / "aligned"
@@ -78,7 +69,7 @@ def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset
     assert meta["method"] == "topk" and scorer_name(read_meta(out)) == "top1-finetune"
     summary = meta["summary"]
     assert summary["steps"] == 3 and summary["n_targets"] == 12 and summary["model_layers"] == 2
-    base, _ = load_model(str(tiny_dir), "float32")
+    base, _ = load_model(str(tiny_model_dir), "float32")
     layer_and_norm = sum(p.numel() for p in base.model.layers[1].parameters()) + sum(p.numel() for p in base.model.norm.parameters())
     assert summary["trainable_parameters"] == layer_and_norm
     saved = load_file(str(out / TOPK_FILE))

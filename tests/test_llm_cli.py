@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import csv
 
-import pytest
-from llm_fixtures import tiny_llama
-
 from coral.cli import main
 from coral.results import read_rows
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    model, tokenizer = tiny_llama()
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def test_score_writes_a_results_row_and_predictions(tmp_path, tiny_model_dir):
