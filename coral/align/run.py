@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import time
@@ -16,7 +15,7 @@ from coral.align.config import AlignConfig
 from coral.align.examples import AlignExample, EvidenceSampler, build_examples, check_no_heldout, load_examples, save_examples
 from coral.data.dataset import CoralDataset
 from coral.errors import CoralError
-from coral.io import atomic_write_bytes, atomic_write_json
+from coral.io import atomic_write_json, atomic_write_npz
 
 CONFIG_FILE = "config.json"
 VALID_SCORES_FILE = "valid_scores.npz"
@@ -246,9 +245,7 @@ def validate_alignment(out: Path, dataset: CoralDataset, config: AlignConfig, pr
     diag = summary(full)
     diag["seconds"] = round(time.monotonic() - t0, 2)
     # The raw scores too, so that other figures (intervals, per-step) can be computed later.
-    buf = io.BytesIO()
-    np.savez_compressed(buf, p=full["p"], labels=full["labels"], evidence_labels=full["evidence_labels"])
-    atomic_write_bytes(out / VALID_SCORES_FILE, buf.getvalue())
+    atomic_write_npz(out / VALID_SCORES_FILE, p=full["p"], labels=full["labels"], evidence_labels=full["evidence_labels"])
     diag["fingerprint"] = scorer.fingerprint
     atomic_write_json(out / METRICS_FILE, diag)
     return diag

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 from coral.align.config import AlignConfig
@@ -110,7 +111,7 @@ def _controls(config: DiagnosticsCommand, dataset: Any, scorer: Any, builder: An
     from coral.align.topk import evidence_index
     from coral.data.folds import warm_start_dataset
     from coral.data.sample import stratified_subset
-    from coral.io import atomic_write_json
+    from coral.io import atomic_write_json, atomic_write_npz
     from coral.retrieval import resolve_embeddings
 
     index = evidence_index(dataset, resolve_embeddings(warm_start_dataset(dataset, config.folds), config.warm, seed=config.seed))
@@ -120,6 +121,8 @@ def _controls(config: DiagnosticsCommand, dataset: Any, scorer: Any, builder: An
     report.update({"scorer": config.scorer.scorer, "fingerprint": scorer.fingerprint, "split": config.split, "seed": config.seed})
     if config.json:
         atomic_write_json(config.json, json_safe(report))
+        # The per-pair scores beside it, so that scorers run on the same pairs can be compared pair by pair.
+        atomic_write_npz(Path(config.json).with_suffix(".npz"), rows=rows, labels=figures["labels"], **{f"p_{k}": v for k, v in figures["p"].items()})
     print(json.dumps(json_safe(report), indent=2, default=str))
     print(controls_table(figures))
     return 0

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from coral.errors import DataError
-from coral.io import atomic_write_bytes, atomic_write_json
+from coral.io import atomic_write_json, atomic_write_npz
 
 #: Bumped whenever preprocessing changes meaning, so that old caches are never reused.
 PREPROCESS_VERSION = "1"
@@ -313,11 +313,7 @@ class CoralDataset:
                 arrays[f"{s}.{f.name}"] = getattr(self.split(s), f.name)
         for k, v in self.item_features.items():
             arrays[f"feature.{k}"] = v
-        import io
-
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(directory / "arrays.npz", buf.getvalue())
+        atomic_write_npz(directory / "arrays.npz", **arrays)
         atomic_write_json(
             directory / "meta.json",
             {
