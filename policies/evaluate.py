@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,6 +48,23 @@ class EvaluationResult:
     @property
     def rounds(self) -> int:
         return self.p.shape[0] - 1
+
+    def evidence_diversity(self) -> dict[str, float]:
+        """How much the retrieved evidence depends on the target (issue 13).
+
+        ``evidence_diversity``: distinct evidence sequences / evaluated targets (1.0: every target
+        got its own; 1/n: one sequence for all); ``top_first_piece_share``: share of targets whose
+        first piece is the most common first piece.
+        """
+        sequences, firsts = [], []
+        for record in self.records:
+            pieces = tuple((step["user_index"], step["item_index"]) for step in record["rounds"] if step.get("user_index", -1) >= 0)
+            sequences.append(pieces)
+            if pieces:
+                firsts.append(pieces[0])
+        n = max(len(self.records), 1)
+        top = max(Counter(firsts).values()) / n if firsts else 0.0
+        return {"evidence_diversity": len(set(sequences)) / n, "top_first_piece_share": top}
 
 
 def episode_record(env: CollabRetrievalEnv, split: str) -> dict[str, Any]:
@@ -189,6 +207,7 @@ def result_rows(
     from coral.results import make_row
 
     rows = []
+    diversity = test.evidence_diversity()
     for metrics in round_metrics(test, valid, n_boot=n_boot):
         r = int(metrics.pop("round"))
         rows.append(
@@ -202,6 +221,7 @@ def result_rows(
                 train_seconds=train_seconds,
                 round=r,
                 eval_seconds=round(test.seconds + (valid.seconds if valid is not None else 0.0), 3),
+                **diversity,
             )
         )
     return rows

@@ -197,3 +197,17 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
     assert all(f"user {r['user']} " in account for r in first["rounds"][1:] if r.get("label") is not None)
     assert (tmp_path / "base" / "results.csv").is_file()
     assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2  # a one-line error, exit 2
+
+
+def test_evidence_diversity_counts_distinct_sequences_and_the_common_first_piece() -> None:
+    from coral.policies.evaluate import EvaluationResult
+
+    def record(*pieces):
+        rounds = [{"t": 0, "p": 0.5}] + [{"t": k + 1, "user_index": u, "item_index": i, "p": 0.5} for k, (u, i) in enumerate(pieces)]
+        return {"rounds": rounds}
+
+    records = [record((1, 2), (3, 4)), record((1, 2), (3, 4)), record((1, 2), (5, 6)), record((7, 8), (-1, -1))]
+    result = EvaluationResult("test", np.array([1, 0, 1, 0]), np.zeros((3, 4)), records, 0, 0.0)
+    figures = result.evidence_diversity()
+    assert figures["evidence_diversity"] == 3 / 4  # the failed retrieval (-1) is no piece
+    assert figures["top_first_piece_share"] == 3 / 4

@@ -97,6 +97,8 @@ def evaluate(config: EvaluateCommand) -> int:
         rows = _evaluate_fixed_policy(config)
     for row in rows:
         print(f"{row['model']} {row['split']} round {row['round']}: AUC {row['auc']:.4f}  F1 {row['f1']:.4f}  F1@0.5 {row['f1_at_05']:.4f}")
+    if rows:
+        print(f"evidence diversity {rows[0]['evidence_diversity']:.3f} (distinct evidence sequences / targets), most common first piece {rows[0]['top_first_piece_share']:.3f} of targets")
     return 0
 
 
