@@ -44,6 +44,8 @@ class EvaluationResult:
     """The dataset's name."""
     scorer_fingerprint: str = ""
     """The scorer's identity (``Scorer.fingerprint``)."""
+    rows: np.ndarray | None = None
+    """(n,) row indices of the evaluated interactions in the split, in the order of ``labels`` and ``p``."""
 
     @property
     def rounds(self) -> int:
@@ -102,6 +104,7 @@ def evaluate_policy(
     rounds: int | None = None,
     batch_size: int = 16,
     limit: int | None = None,
+    episodes: np.ndarray | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
     """Run K retrieval rounds with ``policy`` for every interaction of ``split``.
@@ -119,6 +122,8 @@ def evaluate_policy(
     :param batch_size: episodes evaluated together.
     :param limit: evaluate only ``limit`` interactions of the split, a seeded subset keeping
         both classes (:func:`coral.data.sample.stratified_subset`, seed 0).
+    :param episodes: evaluate exactly these interactions of the split (row indices, in this
+        order) instead: the shared evaluation pairs of ``coral run``; overrides ``limit``.
     :param progress: show a progress bar.
     """
     start = time.perf_counter()
@@ -127,7 +132,9 @@ def evaluate_policy(
     rounds = config.rounds if rounds is None else int(rounds)
     cfg = EnvConfig.from_any(config, split=split, mode="eval", rounds=max(1, rounds))
     first = CollabRetrievalEnv(cfg, resources)
-    episodes = stratified_subset(first.episodes.label, limit, 0)
+    if episodes is None:
+        episodes = stratified_subset(first.episodes.label, limit, 0)
+    episodes = np.asarray(episodes, dtype=np.int64)
     n = len(episodes)
     shared = EnvResources(dataset=first.dataset, scorer=first.scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder)
     batch = EpisodeBatch([first] + [CollabRetrievalEnv(cfg, shared) for _ in range(max(1, min(batch_size, n)) - 1)])
@@ -154,7 +161,7 @@ def evaluate_policy(
             records.append(episode_record(env, split))
     bar.close()
     labels = np.asarray(first.episodes.label[episodes], dtype=np.int64)
-    return EvaluationResult(split, labels, p, records, sum(e.prompts_scored for e in batch.envs), time.perf_counter() - start, first.dataset.name, getattr(first.scorer, "fingerprint", ""))
+    return EvaluationResult(split, labels, p, records, sum(e.prompts_scored for e in batch.envs), time.perf_counter() - start, first.dataset.name, getattr(first.scorer, "fingerprint", ""), episodes)
 
 
 def round_metrics(test: EvaluationResult, valid: EvaluationResult | None = None, n_boot: int = 1000) -> list[dict[str, float]]:

@@ -31,12 +31,13 @@ FAST = {
     "warm_starts": ["dfm"],
     "ppo_timesteps": 64,
     "ddpg_timesteps": 32,
-    "max_eval": 40,
+    "eval_pairs": 60,
+    "valid_pairs": 40,
     "train": {"n_envs": 4},
     "n_boot": 50,
 }
 
-EXPECTED = ["DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "LLM-Language", "CoRAL-random", "CoRAL-PPO (DFM)", "CoRAL-DDPG (DFM)"]
+EXPECTED = ["DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "User+item mean", "LLM-Language [zero-shot]", "CoRAL-random [zero-shot]", "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-DDPG (DFM) [zero-shot]"]
 
 
 def write_config(path: Path, **overrides) -> Path:
@@ -75,8 +76,17 @@ def test_table_has_every_method(uninterrupted) -> None:
     for column in ("dataset", "model", "seed", "auc", "auc_ci_low", "auc_ci_high", "f1", "f1_at_05", "logloss", "n_test", "positive_rate", "train_seconds", "config_hash", "versions"):
         assert column in rows[0]
     # Per-round rows 0..5 for the retrieval methods (the paper's Fig. 3).
-    rounds = {int(r["round"]) for r in rows if r["model"] == "coral-ppo-dfm"}
+    rounds = {int(r["round"]) for r in rows if r["model"] == "coral-ppo-dfm@zero-shot"}
     assert rounds == set(range(6))
+    # Paired differences vs LLM-only (same scorer), CoRAL-random and the best CTR baseline, per row.
+    final = {r["model"]: r for r in rows if r["split"] == "test" and r["round"] in ("", "5")}
+    for model in ("coral-ppo-dfm@zero-shot", "coral-ddpg-dfm@zero-shot", "coral-random@zero-shot", "dfm", "mean"):
+        assert final[model]["ref_llm_only"] == "llm-only@zero-shot"
+        low, d, high = (float(final[model][k]) for k in ("d_llm_only_low", "d_llm_only", "d_llm_only_high"))
+        assert low <= d <= high and 0 <= float(final[model]["d_llm_only_p"]) <= 1
+    assert {r["split"] for r in rows if r["model"] == "dfm"} == {"test", "test_full"}
+    assert "## The paper's claims" in table and table.count("- **") >= 4
+    assert (out / "pairs-seed0.csv").read_text().count("\ntest,") == 60
     assert (out / "auc_by_round.png").stat().st_size > 1000
     assert (out / "training_curves.png").stat().st_size > 1000
 
@@ -160,7 +170,7 @@ def test_a_changed_deep_default_reruns_its_stage(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
     tiny = {"scorer": "scripted", "align": False, "baselines": ["ips"], "baseline": {"epochs": 1}, "methods": ["coral-ppo"], "warm_starts": ["none"],
-            "ppo_timesteps": 16, "max_eval": 8, "valid_limit": 8, "train": {"n_envs": 2, "batch_size": 32}, "n_boot": 0}
+            "ppo_timesteps": 16, "eval_pairs": 8, "valid_pairs": 8, "train": {"n_envs": 2, "batch_size": 32}, "n_boot": 0}
 
     def run_job() -> str:
         log = io.StringIO()
@@ -168,16 +178,16 @@ def test_a_changed_deep_default_reruns_its_stage(tmp_path, monkeypatch) -> None:
         return log.getvalue()
 
     first = run_job()
-    assert "[run ] baselines" in first and "[run ] coral-ppo-none@zeroshot-seed0" in first
+    assert "[run ] baselines-seed0" in first and "[run ] coral-ppo-none@zero-shot-seed0" in first
     assert "[run ]" not in run_job()  # nothing changed: every stage is skipped
     # PPO's rollout length is nowhere in the run's config, only a default of TrainConfig.
     patch_default(monkeypatch, TrainConfig, "n_steps", 16)
     log = run_job()
-    assert "[run ] coral-ppo-none@zeroshot-seed0" in log and "[skip] baselines" in log
+    assert "[run ] coral-ppo-none@zero-shot-seed0" in log and "[skip] baselines-seed0" in log
     # The CTR baselines' embedding size: a default of BaselineConfig.
     patch_default(monkeypatch, BaselineConfig, "embedding_dim", 16)
     log = run_job()
-    assert "[run ] baselines" in log and "[skip] coral-ppo-none@zeroshot-seed0" in log
+    assert "[run ] baselines-seed0" in log and "[skip] coral-ppo-none@zero-shot-seed0" in log
 
 
 def test_report_table_layout() -> None:
@@ -189,6 +199,7 @@ def test_report_table_layout() -> None:
     ]
     assert len(final_rows(rows)) == 3
     table = markdown_table(rows)
-    assert "| DFM | 70.00 ± 10.00 | 60.00 ± 10.00 | [60.0, 80.0] | 2 |" in table
-    assert "| CoRAL-PPO (DFM) [aligned] | 90.00 | 80.00 | [80.0, 100.0] | 1 |" in table
+    # Mean ± sample std (ddof=1) over seeds.
+    assert "| DFM | 70.00 ± 14.14 | 60.00 ± 14.14 | 2 |" in table
+    assert "| CoRAL-PPO (DFM) [aligned] | 90.00 | 80.00 | 1 |" in table
     assert display_name("llm-only") == "LLM-Language"

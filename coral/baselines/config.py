@@ -14,7 +14,7 @@ from coral.data.dataset import CoralDataset
 from coral.errors import CoralError
 
 #: Bumped whenever training changes meaning, so that cached warm-start embeddings are retrained.
-BASELINES_VERSION = "2"
+BASELINES_VERSION = "3"
 
 #: Positions of the id fields in every feature matrix; item side features follow.
 USER_FIELD, ITEM_FIELD = 0, 1
@@ -44,7 +44,7 @@ class BaselineConfig:
     weight_decay: float = 1e-6
     """Adam L2 penalty on the dense layers (embedding tables are left alone; early stopping regularises them)."""
     patience: int = 3
-    """Stop after this many epochs without a better validation AUC (ties: lower log loss); the best epoch is kept."""
+    """Stop after this many epochs without a lower validation log loss; the epoch with the lowest is kept."""
     seed: int = 0
     """Seeds initialisation, shuffling and dropout."""
     head_only: bool = False

@@ -1,17 +1,21 @@
-"""Train and evaluate several baselines over several seeds into a shared results.csv, resumably."""
+"""Train and evaluate several baselines over several seeds into a shared results.csv, resumably;
+fit one model (a CTR baseline or the mean-rating reference) and score the validation and test splits."""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from coral.baselines.config import BaselineConfig
 from coral.baselines.export import save_embeddings
-from coral.baselines.train import evaluate_baseline, train_baseline
+from coral.baselines.reference import REFERENCE_NAME, MeanRatingReference, ReferenceConfig
+from coral.baselines.train import EpochCallback, TrainedBaseline, evaluate_baseline, train_baseline
 from coral.data.dataset import CoralDataset
+from coral.errors import CoralError
 from coral.results import append_rows, config_hash, make_row, read_rows
 
 RESULTS_FILE = "results.csv"
@@ -20,6 +24,58 @@ RESULTS_FILE = "results.csv"
 def row_config(dataset: CoralDataset, config: BaselineConfig) -> dict:
     """What a result row records as its config: the baseline's learned settings and the data's."""
     return {"baseline": config.learned_dict(), "data": dataset.config.to_dict(), "dataset_fingerprint": dataset.fingerprint}
+
+
+def reference_row_config(dataset: CoralDataset, config: ReferenceConfig) -> dict:
+    """The config a row of the mean-rating reference records."""
+    return {"reference": dataclasses.asdict(config), "data": dataset.config.to_dict(), "dataset_fingerprint": dataset.fingerprint}
+
+
+@dataclass
+class FittedScores:
+    """One fitted model's P(like) on the whole validation and test splits, and how it was fitted."""
+
+    model: str
+    """Baseline name (dfm, ..., cause) or ``mean`` (the reference)."""
+    seed: int | None
+    """Training seed; None for the reference, which has none."""
+    valid: np.ndarray
+    """(n_valid,) P(like) of every validation interaction, in split order."""
+    test: np.ndarray
+    """(n_test,) P(like) of every test interaction, in split order."""
+    train_seconds: float
+    """Wall-clock seconds of fitting."""
+    config: dict[str, Any]
+    """What a result row records as the model's config."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Training figures for result rows (best epoch, epochs run, validation log loss and AUC)."""
+    trained: TrainedBaseline | None = None
+    """The trained CTR model (None for the reference)."""
+
+
+def fit_and_score(
+    dataset: CoralDataset, model: str, seed: int, template: BaselineConfig = BaselineConfig(), reference: ReferenceConfig = ReferenceConfig(), on_epoch: EpochCallback | None = None
+) -> FittedScores:
+    """Fit ``model`` on the training split and score every validation and test interaction.
+
+    :param dataset: the processed dataset.
+    :param model: a CTR baseline name or ``mean`` (:data:`~coral.baselines.reference.REFERENCE_NAME`).
+    :param seed: the CTR baseline's seed (ignored by the reference).
+    :param template: the CTR baselines' settings; ``model`` and ``seed`` are replaced.
+    :param reference: the reference's settings.
+    :param on_epoch: progress callback of CTR training.
+    """
+    valid, test = dataset.valid, dataset.test
+    if model == REFERENCE_NAME:
+        fitted = MeanRatingReference.fit(dataset, reference)
+        return FittedScores(model, None, fitted.predict(valid.user, valid.item), fitted.predict(test.user, test.item), fitted.train_seconds, reference_row_config(dataset, reference))
+    try:
+        config = dataclasses.replace(template, model=model, seed=seed)
+    except CoralError as err:
+        raise CoralError(f"unknown model {model!r}: {err}") from None
+    trained = train_baseline(dataset, config, on_epoch=on_epoch)
+    details = {"best_epoch": trained.best_epoch, "epochs_run": len(trained.history), "best_valid_logloss": min(trained.history), "valid_auc": trained.valid_auc}
+    return FittedScores(model, seed, trained.predict(valid.user, valid.item), trained.predict(test.user, test.item), trained.train_seconds, row_config(dataset, config), details, trained)
 
 
 def run_baselines(
@@ -67,8 +123,8 @@ def run_baselines(
                     progress.update(task, completed=(k + 1) * template.epochs, status=f"seed {seed}: resumed")
                     continue
 
-                def on_epoch(epoch: int, auc: float, k: int = k, seed: int = seed) -> None:
-                    progress.update(task, completed=k * template.epochs + epoch, status=f"seed {seed} epoch {epoch} val AUC {auc:.4f}")
+                def on_epoch(epoch: int, loss: float, k: int = k, seed: int = seed) -> None:
+                    progress.update(task, completed=k * template.epochs + epoch, status=f"seed {seed} epoch {epoch} val log loss {loss:.4f}")
 
                 trained = train_baseline(dataset, config, on_epoch=on_epoch)
                 metrics = evaluate_baseline(trained, dataset, "test", n_boot=n_boot, seed=seed)
@@ -81,7 +137,8 @@ def run_baselines(
                     train_seconds=trained.train_seconds,
                     best_epoch=trained.best_epoch,
                     epochs_run=len(trained.history),
-                    best_valid_auc=max(trained.history),
+                    best_valid_logloss=min(trained.history),
+                    valid_auc=trained.valid_auc,
                     dataset_fingerprint=dataset.fingerprint,
                 )
                 append_rows(results, [row])

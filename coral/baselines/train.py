@@ -1,4 +1,4 @@
-"""Training with early stopping on validation AUC, prediction, and evaluation through binary_metrics."""
+"""Training with early stopping on validation log loss, prediction, and evaluation through binary_metrics."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from coral.data.dataset import CoralDataset
 from coral.errors import CoralError
 from coral.metrics import binary_metrics
 
-#: Called after every epoch with (epoch number from 1, validation AUC).
+#: Called after every epoch with (epoch number from 1, validation log loss).
 EpochCallback = Callable[[int, float], None]
 
 
@@ -32,9 +32,11 @@ class TrainedBaseline:
     train_seconds: float
     """Wall-clock seconds of training (validation passes included)."""
     history: list[float] = field(default_factory=list)
-    """Validation AUC after each epoch (minus the log loss if the validation split has one class)."""
+    """Validation log loss after each epoch."""
     best_epoch: int = 0
-    """Epoch (from 1) whose weights were kept."""
+    """Epoch (from 1) whose weights were kept: the lowest validation log loss."""
+    valid_auc: float = float("nan")
+    """Validation AUC of the kept weights (nan when the validation split has one class)."""
 
     @torch.no_grad()
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -58,13 +60,11 @@ class TrainedBaseline:
         return self.model.item_table().detach().numpy().astype(np.float32, copy=True)
 
 
-def _monitor(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """(validation AUC, minus log loss): compared as a tuple, the log loss breaks AUC ties (tiny
-    validation sets often reach AUC 1.0 in the first epoch, long before calibration). When the
-    validation split has a single class the AUC is replaced by minus the log loss."""
-    metrics = binary_metrics(labels, scores, n_boot=0)
-    auc = metrics["auc"] if np.isfinite(metrics["auc"]) else -metrics["logloss"]
-    return auc, -metrics["logloss"]
+def _validation_logloss(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The early-stopping criterion: validation log loss. Not the AUC: on long-tail splits with
+    few negatives the validation AUC jumps by whole points from one epoch to the next (and is
+    often 1.0 after the first epoch), while the log loss uses every pair's probability."""
+    return float(binary_metrics(labels, scores, n_boot=0)["logloss"])
 
 
 def _parameter_groups(model: CTRModel, weight_decay: float) -> list[dict]:
@@ -77,7 +77,7 @@ def _parameter_groups(model: CTRModel, weight_decay: float) -> list[dict]:
 
 
 def train_baseline(dataset: CoralDataset, config: BaselineConfig, on_epoch: EpochCallback | None = None) -> TrainedBaseline:
-    """Train one baseline on the training split, keeping the epoch with the best validation AUC.
+    """Train one baseline on the training split, keeping the epoch with the lowest validation log loss.
 
     :param dataset: the processed dataset.
     :param config: model and training settings.
@@ -109,7 +109,7 @@ def _train(dataset: CoralDataset, config: BaselineConfig, on_epoch: EpochCallbac
     trained = TrainedBaseline(model, config, fields, dataset.fingerprint, 0.0)
 
     start = time.perf_counter()
-    best, best_state, stale = (-np.inf, -np.inf), copy.deepcopy(model.state_dict()), 0
+    best, best_state, stale = np.inf, copy.deepcopy(model.state_dict()), 0
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.randperm(len(data), generator=shuffle)
@@ -118,12 +118,12 @@ def _train(dataset: CoralDataset, config: BaselineConfig, on_epoch: EpochCallbac
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        score = _monitor(dataset.valid.label, trained.predict(dataset.valid.user, dataset.valid.item))
-        trained.history.append(score[0])
+        valid_loss = _validation_logloss(dataset.valid.label, trained.predict(dataset.valid.user, dataset.valid.item))
+        trained.history.append(valid_loss)
         if on_epoch is not None:
-            on_epoch(epoch, score[0])
-        if score > best:
-            best, best_state, stale, trained.best_epoch = score, copy.deepcopy(model.state_dict()), 0, epoch
+            on_epoch(epoch, valid_loss)
+        if valid_loss < best:
+            best, best_state, stale, trained.best_epoch = valid_loss, copy.deepcopy(model.state_dict()), 0, epoch
         else:
             stale += 1
             if stale >= config.patience:
@@ -131,6 +131,7 @@ def _train(dataset: CoralDataset, config: BaselineConfig, on_epoch: EpochCallbac
     model.load_state_dict(best_state)
     model.eval()
     trained.train_seconds = time.perf_counter() - start
+    trained.valid_auc = binary_metrics(dataset.valid.label, trained.predict(dataset.valid.user, dataset.valid.item), n_boot=0)["auc"]
     return trained
 
 

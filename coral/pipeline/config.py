@@ -21,14 +21,16 @@ Method = Literal["llm-only", "coral-random", "coral-greedy", "coral-ppo", "coral
 class RunConfig:
     """Everything ``coral run`` does: which data, which methods, and each method's settings."""
 
-    data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    data: DataConfig = section(lambda: DataConfig(dataset="movielens_small"), flat=True)
+    """The dataset (the main job's default: the embedded movielens_small), its layout and its preprocessing."""
     datasets: tuple[str, ...] = ()
     """Run on each of these datasets (names or paths) in turn, with the data section's other settings, each in OUT/<name>/; empty: only `dataset`."""
     skip_missing: bool = False
     """Skip datasets whose files are absent instead of failing (the paper grid uses this)."""
     seeds: tuple[int, ...] = (0,)
-    """Seeds of every trained method (baselines, policies); the data split keeps `split_seed`."""
+    """Run seeds: each seeds the CTR baselines, the alignment and the policies (and the split, with `vary_split`)."""
+    vary_split: bool = True
+    """Run seed s also splits the data with split_seed + s and draws its own evaluation pairs, so that seeds vary the split, the alignment and the policies together; off: one split and one set of pairs for every seed."""
     baselines: tuple[BaselineName, ...] = MODEL_NAMES
     """CTR baselines to train and evaluate."""
     baseline: BaselineConfig = section(BaselineConfig, skip=("model", "seed"))
@@ -54,10 +56,10 @@ class RunConfig:
         skip=("algo", "timesteps", "seed", "out", "env.data", "env.scorer", "env.warm.warm_start"),
     )
     """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps and does not validate while training)."""
-    max_eval: int = 0
-    """Evaluate the LLM methods on at most this many test interactions (a seeded subset keeping both classes); 0 = the whole test split, as the baselines."""
-    valid_limit: int = 48
-    """Validation interactions (a seeded subset keeping both classes) that tune each LLM method's F1 threshold; 0 = the whole validation split. The LLM dominates the run's time."""
+    eval_pairs: int = 400
+    """Shared test pairs: every method is evaluated and compared on this seeded stratified subset of the test split (0: the whole split). The LLM dominates the run's time; experiments/notes/benchmark.md derives the size."""
+    valid_pairs: int = 100
+    """Shared validation pairs (a seeded stratified subset; 0: the whole split) that tune every method's F1 threshold."""
     n_boot: int = 1000
     """Bootstrap resamples of every AUC's 95% interval (0: no intervals)."""
     resume_training: bool = False
@@ -67,7 +69,7 @@ class RunConfig:
         require(bool(self.seeds), "seeds", "must hold at least one seed")
         for name in ("ppo_timesteps", "ddpg_timesteps"):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("max_eval", "valid_limit", "n_boot"):
+        for name in ("eval_pairs", "valid_pairs", "n_boot"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
 
     @property

@@ -6,11 +6,14 @@ import csv
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from coral.io import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from coral.pipeline.compare import RunScores
 
 #: Display names and table order (the paper's Table 1 order, then this project's variants).
 DISPLAY = {
@@ -20,6 +23,7 @@ DISPLAY = {
     "wdl": "WDL",
     "ips": "IPS",
     "cause": "CausE",
+    "mean": "User+item mean",
     "llm-only": "LLM-Language",
     "coral-random": "CoRAL-random",
     "coral-greedy": "CoRAL-greedy",
@@ -63,11 +67,11 @@ def final_rows(rows: Iterable[dict]) -> list[dict]:
 
 
 def _mean_std(values: list[float]) -> str:
+    """x100, mean ± sample std (ddof=1, :func:`coral.stats.mean_std`) over seeds."""
+    from coral.stats import mean_std
+
     values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "n/a"
-    mean = 100 * float(np.mean(values))
-    return f"{mean:.2f} ± {100 * float(np.std(values)):.2f}" if len(values) > 1 else f"{mean:.2f}"
+    return mean_std(values).format(2, 100.0) if values else "n/a"
 
 
 def _f(value) -> float:
@@ -78,63 +82,173 @@ def _f(value) -> float:
 
 
 def markdown_table(rows: Iterable[dict]) -> str:
-    """One row per method, per dataset: AUC and F1 (x100, mean ± std over seeds), AUC 95% interval, seeds."""
+    """The overview of a multi-dataset run: per method and dataset, the AUC and F1 (x100, mean ±
+    sample std over seeds) on the shared test pairs and the number of seeds. Intervals and paired
+    differences are in each dataset's own results.md."""
     grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in final_rows(rows):
-        grouped[(r["model"], r["dataset"])].append(r)
+        if r.get("split", "test") == "test":
+            grouped[(r["model"], r["dataset"])].append(r)
     datasets = sorted({d for _, d in grouped})
     models = sorted({m for m, _ in grouped}, key=_order)
     header = ["Method"]
     for d in datasets:
-        header += [f"{d} AUC", f"{d} F1", f"{d} AUC 95% CI", "seeds"]
+        header += [f"{d} AUC", f"{d} F1", "seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in models:
         cells = [display_name(m)]
         for d in datasets:
             group = grouped.get((m, d), [])
-            if not group:
-                cells += ["", "", "", ""]
-                continue
-            lo = np.nanmean([_f(r["auc_ci_low"]) for r in group]) if group else float("nan")
-            hi = np.nanmean([_f(r["auc_ci_high"]) for r in group]) if group else float("nan")
-            ci = f"[{100 * lo:.1f}, {100 * hi:.1f}]" if not (math.isnan(lo) or math.isnan(hi)) else "n/a"
-            cells += [_mean_std([_f(r["auc"]) for r in group]), _mean_std([_f(r["f1"]) for r in group]), ci, str(len(group))]
+            cells += [_mean_std([_f(r["auc"]) for r in group]), _mean_std([_f(r["f1"]) for r in group]), str(len(group))] if group else ["", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def rounds_by_method(rows: Iterable[dict]) -> dict[str, dict[int, list[float]]]:
-    """model -> round -> AUCs over seeds, from per-round rows."""
-    out: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        if r.get("round", "") not in ("", None):
-            out[r["model"]][int(r["round"])].append(_f(r["auc"]))
-    return out
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.2f}"
 
 
-def plot_rounds(rows: Iterable[dict], path: Path, title: str = "") -> None:
-    """AUC after each retrieval round 0..K per method (the paper's Fig. 3), mean over seeds."""
+def _delta(c) -> str:
+    """``+1.23 [+0.10, +2.40] p=0.03`` in AUC points (x100); empty when not compared."""
+    if c is None:
+        return ""
+    text = f"{100 * c.estimate:+.2f} [{100 * c.low:+.2f}, {100 * c.high:+.2f}]"
+    return text + (f" p={c.p_value:.2g}" if not math.isnan(c.p_value) else "")
+
+
+def score_rows(run: "RunScores", dataset: str) -> list[dict]:
+    """results.csv rows of one dataset: per method, seed and round, the metrics on the shared pairs
+    (split ``test``), the paired differences of the last round vs each reference (columns
+    ``d_<ref>``, ``d_<ref>_low``, ``d_<ref>_high``, ``d_<ref>_p``, ``ref_<ref>``; one seed each),
+    and the CTR baselines' and the reference's metrics on the whole test split (split ``test_full``)."""
+    from coral.pipeline.compare import REFERENCES
+    from coral.results import make_row
+
+    rows = []
+    for model in sorted(run.methods, key=_order):
+        for seed, m in run.methods[model].items():
+            info = dict(m.info)
+            config = info.pop("config", {})
+            train_seconds = float(info.pop("train_seconds", 0.0))
+            for r in range(m.test.rounds + 1):
+                metrics = run.round_metrics(model, seed, r)
+                extra = dict(info, round=r if m.test.rounds > 0 else "", pairs=len(m.test.rows), pairs_fingerprint=run.pairs[seed].fingerprint)
+                if r == m.test.rounds:
+                    for kind in REFERENCES:
+                        ref = run.reference(model, kind)
+                        c = run.compare_seed(model, ref, seed) if ref else None
+                        extra.update({f"ref_{kind}": ref or "", f"d_{kind}": c.estimate if c else "", f"d_{kind}_low": c.low if c else "", f"d_{kind}_high": c.high if c else "", f"d_{kind}_p": c.p_value if c else ""})
+                rows.append(make_row(dataset=dataset, model=model, seed=seed, split="test", metrics=metrics, config=config, train_seconds=train_seconds, **extra))
+            full = run.full.get(model, {}).get(seed)
+            if full is not None:
+                metrics = binary_metrics_full(full, run.n_boot, seed)
+                rows.append(make_row(dataset=dataset, model=model, seed=seed, split="test_full", metrics=metrics, config=config, train_seconds=train_seconds, round="", pairs=len(full.test.rows), **info))
+    return rows
+
+
+def binary_metrics_full(m, n_boot: int, seed: int) -> dict:
+    """Metrics on the whole test split, the threshold from the whole validation split."""
+    from coral.metrics import binary_metrics
+
+    return binary_metrics(m.test.labels, m.test.p[-1], m.valid.labels, m.valid.p[-1], n_boot=n_boot, seed=seed)
+
+
+def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
+    """results.md of one dataset: the main table, the paired Δ table and the claims block."""
+    from coral.pipeline.compare import REFERENCES, REFERENCE_TITLES, seeds_summary
+
+    models = sorted(run.methods, key=_order)
+    seeds = sorted(run.pairs)
+    pairs = run.pairs[seeds[0]]
+    any_run = next(iter(run.methods[models[0]].values())) if models else None
+    n_test = len(any_run.test.rows) if any_run else 0
+    n_neg = int((any_run.test.labels == 0).sum()) if any_run else 0
+    n_valid = len(any_run.valid.labels) if any_run else 0
+    lines = [f"# {dataset}", ""]
+    if preamble:
+        lines += [preamble, ""]
+    lines += [
+        f"Every row on the same {n_test} test pairs ({n_neg} negative; a seeded stratified subset of the test split"
+        + (", one per seed" if not run.shared_pairs else "")
+        + f"); F1 and MCC at the threshold that maximises F1 on the same {n_valid} validation pairs for every method; "
+        f"seeds {', '.join(map(str, seeds))} (mean ± sample std over seeds, ddof=1; a method whose scores do not change with the seed counts once). "
+        "AUC interval: 95% pair bootstrap pooled over seeds. Scorer in brackets: zero-shot = the LLM as shipped; probe = a logistic head on its last hidden state; "
+        "topK-finetune / LoRA-topN = the top layers trained on prompts with evidence.",
+        "",
+        "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | evidence diversity |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    all_yes = []
+    for model in models:
+        runs = run.methods[model]
+        metrics = [run.round_metrics(model, s) for s in runs]
+        all_yes += [m["f1_all_yes"] for m in metrics]
+        pooled = run.pooled(model)
+        full = run.full.get(model, {})
+        full_auc = seeds_summary([binary_metrics_full(f, 0, s)["auc"] for s, f in full.items()]) if full else ""
+        diversity = [float(m.info["evidence_diversity"]) for m in runs.values() if m.info.get("evidence_diversity") not in (None, "")]
+        lines.append(
+            "| " + " | ".join([
+                display_name(model),
+                seeds_summary([pooled_v for pooled_v in pooled.per_seed]),
+                f"[{_pct(pooled.low)}, {_pct(pooled.high)}]",
+                seeds_summary([m["f1"] for m in metrics]),
+                seeds_summary([m["mcc"] for m in metrics], 3, 1.0),
+                seeds_summary([m["balanced_accuracy"] for m in metrics]),
+                full_auc,
+                str(len(runs)),
+                f"{np.mean(diversity):.3f}" if diversity else "",
+            ]) + " |"
+        )
+    if all_yes:
+        lines += ["", f"Reference: answering \"yes\" to every pair gives F1 {100 * float(np.mean(all_yes)):.2f} (MCC 0, balanced accuracy 50)."]
+    best = run.best_ctr()
+    lines += [
+        "",
+        f"## Δ AUC vs LLM-only, CoRAL-random and the best CTR baseline ({display_name(best) if best else 'none run'}, by validation AUC)",
+        "",
+        "Paired on the same pairs (AUC points x100): difference [95% paired bootstrap interval] and DeLong's p (one seed; over several seeds the pooled interval decides). "
+        "LLM-only and CoRAL-random are those of the row's own scorer (CTR rows: of the "
+        + (run.primary_tag() or "zero-shot") + " scorer).",
+        "",
+        "| Method | " + " | ".join(f"Δ vs {REFERENCE_TITLES[k]}" for k in REFERENCES) + " |",
+        "|---|" + "---|" * len(REFERENCES),
+    ]
+    for model in models:
+        comparisons = run.comparisons(model)
+        lines.append("| " + display_name(model) + " | " + " | ".join(_delta(comparisons[k]) for k in REFERENCES) + " |")
+    lines += ["", "## The paper's claims", "", *run.claims(), ""]
+    return "\n".join(lines)
+
+
+def plot_round_bands(run: "RunScores", path: Path, title: str = "") -> None:
+    """AUC after each retrieval round 0..K per method (the paper's Fig. 3) on the shared test pairs,
+    the mean over seeds with its 95% pooled pair-bootstrap band; LLM-only rows as lines with bands."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(rows)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for model, by_round in sorted(rounds_by_method(rows).items(), key=lambda kv: _order(kv[0])):
-        xs = sorted(by_round)
-        ax.plot(xs, [np.nanmean(by_round[x]) for x in xs], marker="o", label=display_name(model))
-    llm_only: dict[str, list[float]] = defaultdict(list)
-    for r in final_rows(rows):
-        if r["model"].startswith("llm-only"):
-            llm_only[r["model"]].append(_f(r["auc"]))
-    for style, (model, aucs) in zip((":", "--", "-."), sorted(llm_only.items())):
-        ax.axhline(float(np.nanmean(aucs)), linestyle=style, color="grey", label=display_name(model))
+    from coral.pipeline.compare import base_name
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    round_methods = sorted((m for m in run.methods if run.rounds(m) > 0), key=_order)
+    k_max = max((run.rounds(m) for m in round_methods), default=1)
+    for model in round_methods:
+        xs = list(range(run.rounds(model) + 1))
+        est = [run.pooled(model, r) for r in xs]
+        line = ax.plot(xs, [e.estimate for e in est], marker="o", label=display_name(model))[0]
+        ax.fill_between(xs, [e.low for e in est], [e.high for e in est], color=line.get_color(), alpha=0.15)
+    for style, model in zip((":", "--", "-."), sorted(m for m in run.methods if base_name(m) == "llm-only")):
+        e = run.pooled(model)
+        line = ax.axhline(e.estimate, linestyle=style, color="grey", label=display_name(model))
+        ax.axhspan(e.low, e.high, color="grey", alpha=0.08)
+    ax.set_xlim(-0.2, k_max + 0.2)
     ax.set_xlabel("retrieval round")
-    ax.set_ylabel("test AUC")
-    ax.set_title(title or "AUC after each retrieval round")
+    ax.set_ylabel("test AUC (shared pairs)")
+    ax.set_title(title or "AUC after each retrieval round (95% bands)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     _save(fig, path)
 
 
@@ -179,7 +293,6 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_table(rows: Iterable[dict], path: Path) -> str:
-    table = markdown_table(rows)
-    atomic_write_text(path, table)
-    return table
+def write_text(text: str, path: Path) -> str:
+    atomic_write_text(path, text)
+    return text

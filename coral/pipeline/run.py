@@ -1,17 +1,21 @@
 """``coral run``: every method on every dataset, as config-keyed stages that a re-run skips.
 
-Stages of one dataset, in order:
+For each dataset and run seed (with ``vary_split`` every seed has its own split), the shared
+evaluation pairs are drawn first (``pairs-seedS.csv``: a seeded stratified subset of test and of
+validation, :mod:`coral.pipeline.pairs`); then the stages, in order:
 
-1. ``baselines``: the CTR baselines x seeds (``coral.baselines.run_baselines``, resumable per
-   (model, seed));
-2. ``coral-random@SCORER-seedS``: one evaluation of random retrieval on test and validation; its
-   round 0 (no evidence) is the LLM alone (``llm-only``) and its rounds 0..K are CoRAL-random
+1. ``baselines-seedS``: the CTR baselines and the user+item-mean reference, scored on the whole
+   validation and test splits (resumable per model);
+2. ``coral-random@SCORER-seedS``: random retrieval on the shared test and validation pairs; its
+   round 0 (no evidence) is the LLM alone (``llm-only``), its rounds 0..K CoRAL-random
    (``llm-only@SCORER-seedS`` scores round 0 alone when random retrieval is not asked for);
-3. ``align``: the aligned scorer (``coral align``), when ``align`` is on;
-4. ``coral-ALGO-WARM@SCORER-seedS``: a trained policy (``policies.train``) evaluated on test,
-   with a validation subset for the F1 threshold;
-5. the report: ``results.csv``, ``results.md`` (the paper's layout), ``auc_by_round.png``,
-   ``training_curves.png``.
+3. ``align-seedS``: the aligned scorer (``coral align``, seeded by the run seed), when ``align`` is on;
+4. ``coral-ALGO-WARM@SCORER-seedS``: a trained policy (``policies.train``) evaluated on the shared pairs;
+5. the report (:mod:`coral.pipeline.compare`): ``results.csv``, ``results.md`` (main table, paired
+   Δ AUC table, the paper's claims), ``auc_by_round.png`` (with 95% bands), ``training_curves.png``.
+
+Every stage writes its methods' P(like) per pair (``scores.npz``); the report computes every
+number the same way for every method from those scores.
 
 With ``align`` on, ``methods`` run with the aligned scorer (the zero-shot model ignores the
 evidence, see experiments/notes/align.md) and ``zero_shot_methods`` with the zero-shot one;
@@ -26,7 +30,9 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from coral.config import to_dict
 from coral.data.dataset import CoralDataset, DataConfig
@@ -34,11 +40,13 @@ from coral.envs import EnvConfig
 from coral.errors import CoralError, DataError
 from coral.llm import ScorerConfig
 from coral.pipeline.config import RunConfig
-from coral.pipeline.report import plot_rounds, plot_training_curves, write_table
+from coral.pipeline.compare import RunScores
+from coral.pipeline.pairs import SharedPairs
+from coral.pipeline.report import dataset_report, markdown_table, plot_round_bands, plot_training_curves, score_rows, write_text
+from coral.pipeline.scores import SCORES_FILE, MethodScores, SplitScores, load_scores, save_scores
 from coral.pipeline.stages import Stage, run_stage
-from coral.results import append_rows, library_versions, read_rows
+from coral.results import append_rows, library_versions
 
-ROWS_FILE = "rows.csv"
 #: Algorithm of each trained-policy method name.
 TRAINED = {"coral-ppo": "ppo", "coral-ddpg": "ddpg", "coral-maskable_ppo": "maskable_ppo"}
 FIXED = ("llm-only", "coral-random", "coral-greedy")
@@ -96,14 +104,23 @@ class MainJob:
 
         return resolve_scorer(self.scorer_config(spec))
 
-    def dataset(self, name: str) -> CoralDataset:
-        """The dataset ``name`` (a name or path) with the run's data settings."""
+    def dataset(self, name: str, seed: int = 0) -> CoralDataset:
+        """The dataset ``name`` (a name or path) with the run's data settings; with ``vary_split``
+        run seed ``seed`` splits it with ``split_seed + seed``."""
         from coral.data import load_dataset
 
         data = dataclasses.replace(self.config.data, dataset=name)
+        if self.config.vary_split:
+            data = dataclasses.replace(data, split_seed=data.split_seed + seed)
         ds = load_dataset(data)
         self._data[ds.fingerprint] = data
         return ds
+
+    def pairs(self, ds: CoralDataset, root: Path, seed: int) -> SharedPairs:
+        """The shared evaluation pairs of ``ds`` (seeded by its split seed), also written as CSV."""
+        pairs = SharedPairs.draw(ds, self.config.eval_pairs, self.config.valid_pairs, self._data[ds.fingerprint].split_seed)
+        pairs.write(root / f"pairs-seed{seed}.csv", ds)
+        return pairs
 
     def env_config(self, ds: CoralDataset, spec: str, warm_start: str) -> EnvConfig:
         """The environment of the LLM stages on ``ds``: the run's training environment with this
@@ -111,24 +128,37 @@ class MainJob:
         env = self.config.train.env
         return dataclasses.replace(env, data=self._data[ds.fingerprint], scorer=self.scorer_config(spec), warm=dataclasses.replace(env.warm, warm_start=warm_start))
 
-    def _limits(self) -> dict[str, Any]:
-        return {"limit": self.config.max_eval or None, "valid_limit": self.config.valid_limit or None, "batch_size": self.config.train.n_envs, "n_boot": self.config.n_boot}
+    def _eval_identity(self, pairs: SharedPairs) -> dict[str, Any]:
+        return {"pairs": pairs.fingerprint, "batch_size": self.config.train.n_envs}
 
     # ---- stages -------------------------------------------------------------------------------
-    def baselines_stage(self, ds: CoralDataset) -> Stage:
-        from coral.baselines.runner import run_baselines
+    def baselines_stage(self, ds: CoralDataset, seed: int) -> Stage:
+        """The CTR baselines and the mean-rating reference on the whole validation and test splits,
+        one scores file per model (a killed stage resumes at the next model)."""
+        from coral.baselines.reference import REFERENCE_NAME
 
         template = self.config.baseline
+        models = [*self.config.baselines, REFERENCE_NAME]
 
         def run(directory: Path) -> None:
-            rows = run_baselines(ds, self.config.baselines, self.config.seeds, directory, template=template, n_boot=self.config.n_boot)
-            append_rows(directory / ROWS_FILE, rows)
+            from coral.baselines.runner import fit_and_score
 
-        identity = stage_identity("baselines", ds, baseline=template, models=list(self.config.baselines), seeds=list(self.config.seeds), n_boot=self.config.n_boot)
-        return Stage("baselines", identity, run)
+            for model in models:
+                path = directory / f"{model}.npz"
+                if path.exists():
+                    continue
+                fitted = fit_and_score(ds, model, seed, template)
+                splits = {name: SplitScores(np.arange(len(ds.split(name))), ds.split(name).label, getattr(fitted, name)) for name in ("test", "valid")}
+                info = {"config": fitted.config, "train_seconds": round(fitted.train_seconds, 3), **fitted.details}
+                save_scores(path, [MethodScores(model, seed, splits["test"], splits["valid"], info)])
+                self.log(f"       {model}: validation AUC {info.get('valid_auc', float('nan')):.4f}, {fitted.train_seconds:.0f} s" if "valid_auc" in info else f"       {model}: {fitted.train_seconds:.1f} s")
+            save_scores(directory / SCORES_FILE, [m for model in models for m in load_scores(directory / f"{model}.npz")])
 
-    def fixed_policy_stage(self, ds: CoralDataset, spec: str, tag: str, policy_name: str, seed: int) -> Stage:
-        """Random (or greedy) retrieval on test and validation, K rounds; round 0 is the LLM alone.
+        identity = stage_identity("baselines", ds, baseline=template, models=models, seed=seed)
+        return Stage(f"baselines-seed{seed}", identity, run)
+
+    def fixed_policy_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, policy_name: str, seed: int) -> Stage:
+        """Random (or greedy) retrieval on the shared pairs, K rounds; round 0 is the LLM alone.
 
         ``llm-only`` alone runs 0 rounds: only the prompts without evidence are scored.
         """
@@ -138,46 +168,43 @@ class MainJob:
         # Random retrieval ignores the embeddings ("none": random tables); greedy uses the default warm start.
         warm = "dfm" if policy_name == "coral-greedy" else "none"
         env = self.env_config(ds, spec, warm)
-        limits = self._limits()
+        batch = self.config.train.n_envs
 
         def run(directory: Path) -> None:
-            from coral.policies.evaluate import evaluate_policy, result_rows, write_records
+            from coral.policies.evaluate import evaluate_policy, write_records
             from coral.policies.greedy import GreedyPolicy
             from coral.policies.random_policy import RandomPolicy
 
             policy = GreedyPolicy() if policy_name == "coral-greedy" else RandomPolicy(seed=seed)
             scorer = self.scorer(spec)
             resources = EnvResources(dataset=ds, scorer=scorer)
-            batch = limits["batch_size"]
-            test = evaluate_policy(policy, env, resources, split="test", rounds=rounds, batch_size=batch, limit=limits["limit"])
-            valid = evaluate_policy(policy, env, resources, split="valid", rounds=rounds, batch_size=batch, limit=limits["valid_limit"])
+            test = evaluate_policy(policy, env, resources, split="test", rounds=rounds, batch_size=batch, episodes=pairs.test)
+            valid = evaluate_policy(policy, env, resources, split="valid", rounds=rounds, batch_size=batch, episodes=pairs.valid)
             write_records(directory / "eval_test.jsonl", [test])
-            identity = {"policy": policy_name, "scorer": spec, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "limit": limits["limit"], "valid_limit": limits["valid_limit"]}
-            suffix = f"@{tag}" if tag else ""
-            rows = result_rows(test, valid, dataset=ds.name, model=policy_name + suffix, seed=seed, config=identity, n_boot=limits["n_boot"])
-            llm_only = [dict(r, model="llm-only" + suffix, round="") for r in rows if int(r["round"]) == 0]
-            if policy_name == "llm-only":
-                rows = []
-            elif policy_name != "coral-random":
-                llm_only = []
-            append_rows(directory / ROWS_FILE, rows + llm_only, replace_keys=("dataset", "model", "seed", "split", "round"))
+            config = {"policy": policy_name, "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds}
+            methods = [] if policy_name == "llm-only" else [_scores(f"{policy_name}@{tag}", seed, test, valid, dict(config), test.evidence_diversity())]
+            if policy_name in ("llm-only", "coral-random"):
+                methods.append(_scores(f"llm-only@{tag}", seed, test, valid, dict(config, policy="llm-only", rounds=0), {}, last_round=0))
+            save_scores(directory / SCORES_FILE, methods)
 
         identity = stage_identity(
             "fixed-policy", ds, policy=policy_name, seed=seed, rounds=rounds, env=env, prompt=_prompt_config(),
-            warm_start_model=env.warm.baseline(env.embedding_seed), **limits,
+            warm_start_model=env.warm.baseline(env.embedding_seed), **self._eval_identity(pairs),
         )
-        return Stage(f"{policy_name}@{tag or 'zeroshot'}-seed{seed}", identity, run)
+        return Stage(f"{policy_name}@{tag}-seed{seed}", identity, run)
 
-    def trained_policy_stage(self, ds: CoralDataset, spec: str, tag: str, method: str, warm: str, seed: int) -> Stage:
+    def trained_policy_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, method: str, warm: str, seed: int) -> Stage:
         from coral.envs import EnvResources
 
         algo = TRAINED[method]
         timesteps = self.config.ddpg_timesteps if algo == "ddpg" else self.config.ppo_timesteps
         template = dataclasses.replace(self.config.train, env=self.env_config(ds, spec, warm), algo=algo, timesteps=timesteps, seed=seed)
-        limits = self._limits()
+        batch = self.config.train.n_envs
 
         def run(directory: Path) -> None:
-            from coral.policies.evaluate import evaluate_run
+            from coral.policies.evaluate import evaluate_policy, write_records
+            from coral.policies.run_dir import load_policy, read_summary
+            from coral.policies.sb3 import SB3Policy
             from coral.policies.train import train
 
             run_dir = directory / "run"
@@ -188,22 +215,26 @@ class MainJob:
                 if not resume and run_dir.exists():
                     shutil.rmtree(run_dir)  # a killed training restarts, so results equal an uninterrupted run's
                 train(train_config, resources, resume=resume)
-            rows = evaluate_run(run_dir, "test", results=directory / "eval.csv", batch_size=limits["batch_size"], limit=limits["limit"], valid_limit=limits["valid_limit"], n_boot=limits["n_boot"], resources=resources)
-            suffix = f"@{tag}" if tag else ""
-            append_rows(directory / ROWS_FILE, [dict(r, model=r["model"] + suffix) for r in rows], replace_keys=("dataset", "model", "seed", "split", "round"))
+            config, model = load_policy(run_dir)
+            policy = SB3Policy(model, name=config.model_name)
+            test = evaluate_policy(policy, config.env_config("test"), resources, split="test", batch_size=batch, episodes=pairs.test)
+            valid = evaluate_policy(policy, config.env_config("valid"), resources, split="valid", batch_size=batch, episodes=pairs.valid)
+            write_records(run_dir / "eval_test.jsonl", [test])
+            info = {"config": {**config.to_dict(), "scorer": tag, "scorer_fingerprint": test.scorer_fingerprint}, "train_seconds": float(read_summary(run_dir).get("train_seconds", 0.0))}
+            save_scores(directory / SCORES_FILE, [_scores(f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"), {**info, **test.evidence_diversity()})])
 
         # The run directory lives inside the stage directory, whose name the identity gives: not part of it.
         train_identity = {k: v for k, v in to_dict(template).items() if k != "out"}
         identity = stage_identity(
             "trained-policy", ds, train=train_identity, prompt=_prompt_config(),
-            warm_start_model=template.env.warm.baseline(seed), **limits,
+            warm_start_model=template.env.warm.baseline(seed), **self._eval_identity(pairs),
         )
-        return Stage(f"{method}-{warm}@{tag or 'zeroshot'}-seed{seed}", identity, run)
+        return Stage(f"{method}-{warm}@{tag}-seed{seed}", identity, run)
 
-    def align_stage(self, ds: CoralDataset) -> Stage:
+    def align_stage(self, ds: CoralDataset, seed: int) -> Stage:
         from coral.llm.prompt import PromptConfig
 
-        align_config = self.config.alignment
+        align_config = dataclasses.replace(self.config.alignment, seed=self.config.alignment.seed + seed)
 
         def run(directory: Path) -> None:
             from coral.align.run import run_alignment
@@ -214,75 +245,102 @@ class MainJob:
             "align", ds, alignment=align_config, prompt=PromptConfig(chat_template=align_config.chat_template),
             warm_start_model=align_config.warm.baseline(0),
         )
-        return Stage("align", identity, run)
+        return Stage(f"align-seed{seed}", identity, run)
 
     # ---- the whole job ------------------------------------------------------------------------
-    def llm_stages(self, ds: CoralDataset, spec: str, tag: str, methods: list[str]) -> list[Stage]:
-        """The LLM methods' stages for one scorer; llm-only and coral-random share one stage."""
+    def llm_stages(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, methods: Sequence[str], seed: int) -> list[Stage]:
+        """The LLM methods' stages for one scorer and seed; llm-only and coral-random share one stage."""
         unknown = [m for m in methods if m not in FIXED and m not in TRAINED]
         if unknown:
             raise CoralError(f"unknown method(s) {', '.join(unknown)}; expected {', '.join(FIXED + tuple(TRAINED))}")
         stages = []
-        for seed in self.config.seeds:
-            if "coral-random" in methods:  # its round 0 is the llm-only row
-                stages.append(self.fixed_policy_stage(ds, spec, tag, "coral-random", seed))
-            elif "llm-only" in methods:
-                stages.append(self.fixed_policy_stage(ds, spec, tag, "llm-only", seed))
-            if "coral-greedy" in methods:
-                stages.append(self.fixed_policy_stage(ds, spec, tag, "coral-greedy", seed))
-            for method in (m for m in methods if m in TRAINED):
-                stages.extend(self.trained_policy_stage(ds, spec, tag, method, warm, seed) for warm in self.config.warm_starts)
+        if "coral-random" in methods:  # its round 0 is the llm-only row
+            stages.append(self.fixed_policy_stage(ds, pairs, spec, tag, "coral-random", seed))
+        elif "llm-only" in methods:
+            stages.append(self.fixed_policy_stage(ds, pairs, spec, tag, "llm-only", seed))
+        if "coral-greedy" in methods:
+            stages.append(self.fixed_policy_stage(ds, pairs, spec, tag, "coral-greedy", seed))
+        for method in (m for m in methods if m in TRAINED):
+            stages.extend(self.trained_policy_stage(ds, pairs, spec, tag, method, warm, seed) for warm in self.config.warm_starts)
         return stages
 
     def run(self) -> RunOutputs:
-        rows: list[dict] = []
-        curves: dict[str, list[Path]] = {}
         started = time.perf_counter()
         names = self.config.dataset_names
+        reports: list[tuple[str, Path, str, list[dict]]] = []
         for name in names:
+            root = self.out / name if len(names) > 1 else self.out
             try:
-                ds = self.dataset(name)
+                result = self.run_dataset(name, root)
             except DataError as err:
                 if not self.config.skip_missing:
                     raise
                 warnings.warn(f"skipping dataset {name}: {err}", stacklevel=1)
                 continue
-            ds.require_both_classes("train", "valid", "test")
-            root = self.out / ds.name if len(names) > 1 else self.out
-            self.log(f"== {ds.name}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions")
-            stages = [self.baselines_stage(ds)] if self.config.baselines else []
-            zero_shot = self.config.zero_shot_methods if self.config.align else self.config.methods
-            stages += self.llm_stages(ds, self.config.scorer.scorer, "", zero_shot)
-            for stage in stages:
-                rows += self._run(stage, root, curves)
-            if self.config.align:
-                directory, _ = run_stage(self.align_stage(ds), root, self.log)
-                aligned = f"aligned:{directory / 'aligned'}"
-                for stage in self.llm_stages(ds, aligned, "aligned", self.config.methods):
-                    rows += self._run(stage, root, curves)
-        if not rows:
+            reports.append((name, root, *result))
+        if not reports:
             raise CoralError("no dataset could be run (all missing?)")
-        return self.report(rows, curves, time.perf_counter() - started)
+        rows = [r for *_, dataset_rows in reports for r in dataset_rows]
+        results = self.out / "results.csv"
+        if len(reports) == 1:
+            text = reports[0][2]
+        else:  # the overview; each dataset's own results.md has the intervals, differences and claims
+            write_text(reports[0][2], reports[0][1] / "results.md")
+            text = markdown_table(rows)
+            for _, root, dataset_text, _ in reports:
+                write_text(dataset_text, root / "results.md")
+        write_text(text, self.out / "results.md")
+        # The run's results.csv is rebuilt from the stages' scores, so it always matches them.
+        if results.exists():
+            results.unlink()
+        append_rows(results, rows, replace_keys=("dataset", "model", "seed", "split", "round"))
+        self.log(f"finished in {(time.perf_counter() - started) / 60:.1f} min; results in {results}")
+        plots = [root / name for _, root, *_ in reports for name in ("auc_by_round.png", "training_curves.png")]
+        return RunOutputs(self.out, results, self.out / "results.md", text, plots)
 
-    def _run(self, stage: Stage, root: Path, curves: dict[str, list[Path]]) -> list[dict]:
+    def run_dataset(self, name: str, root: Path) -> tuple[str, list[dict]]:
+        """Every seed's stages on dataset ``name``, then its report (results.md text, result rows)."""
+        scores: list[MethodScores] = []
+        pairs_by_seed: dict[int, SharedPairs] = {}
+        curves: dict[str, list[Path]] = {}
+        dataset_name = name
+        for seed in self.config.seeds:
+            ds = self.dataset(name, seed if self.config.vary_split else 0)
+            dataset_name = ds.name
+            ds.require_both_classes("train", "valid", "test")
+            pairs = pairs_by_seed[seed] = self.pairs(ds, root, seed)
+            self.log(f"== {ds.name} seed {seed}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions, {len(pairs.test)} shared test pairs, {len(pairs.valid)} validation pairs")
+            stages = [self.baselines_stage(ds, seed)] if self.config.baselines else []
+            zero_shot = self.config.zero_shot_methods if self.config.align else self.config.methods
+            stages += self.llm_stages(ds, pairs, self.config.scorer.scorer, "zero-shot", zero_shot, seed)
+            for stage in stages:
+                scores += self._run(stage, root, curves)
+            if self.config.align:
+                from coral.llm.aligned import read_meta, scorer_name
+
+                directory, _ = run_stage(self.align_stage(ds, seed), root, self.log)
+                aligned = directory / "aligned"
+                for stage in self.llm_stages(ds, pairs, f"aligned:{aligned}", scorer_name(read_meta(aligned)), self.config.methods, seed):
+                    scores += self._run(stage, root, curves)
+        run = RunScores(scores, pairs_by_seed, n_boot=self.config.n_boot)
+        plot_round_bands(run, root / "auc_by_round.png", title=f"{dataset_name}: AUC after each retrieval round (95% bands)")
+        plot_training_curves(curves, root / "training_curves.png")
+        preamble = f"`coral run` on {dataset_name}; config and library versions in every row of results.csv."
+        return dataset_report(run, dataset_name, preamble), score_rows(run, dataset_name)
+
+    def _run(self, stage: Stage, root: Path, curves: dict[str, list[Path]]) -> list[MethodScores]:
         directory, _ = run_stage(stage, root, self.log)
         logs = sorted((directory / "run" / "logs").glob("segment*/progress.csv"), key=lambda p: int(p.parent.name[7:]))
         if logs:
             curves[stage.name] = logs
-        return read_rows(directory / ROWS_FILE)
+        return load_scores(directory / SCORES_FILE)
 
-    def report(self, rows: list[dict], curves: dict[str, list[Path]], seconds: float) -> RunOutputs:
-        results = self.out / "results.csv"
-        # The run's results.csv is rebuilt from the stages' rows, so it always matches them.
-        if results.exists():
-            results.unlink()
-        append_rows(results, rows, replace_keys=("dataset", "model", "seed", "split", "round"))
-        table = write_table(rows, self.out / "results.md")
-        plots = [self.out / "auc_by_round.png", self.out / "training_curves.png"]
-        plot_rounds(rows, plots[0])
-        plot_training_curves(curves, plots[1])
-        self.log(f"finished in {seconds / 60:.1f} min; results in {results}")
-        return RunOutputs(self.out, results, self.out / "results.md", table, plots)
+
+def _scores(model: str, seed: int, test, valid, config: dict, info: dict, last_round: int | None = None) -> MethodScores:
+    """MethodScores of an evaluation (:class:`coral.policies.evaluate.EvaluationResult`) on test and valid."""
+    stop = None if last_round is None else last_round + 1
+    splits = [SplitScores(res.rows, res.labels, res.p[:stop]) for res in (test, valid)]
+    return MethodScores(model, seed, *splits, info={"config": config, "eval_seconds": round(test.seconds + valid.seconds, 3), **info})
 
 
 __all__ = ["MainJob", "RunConfig", "RunOutputs"]
