@@ -150,28 +150,32 @@ def run_baselines(
 
 
 def summary_table(rows: Sequence[dict], title: str = ""):
-    """A rich table with one line per model: means over seeds of the test metrics (AUC also its sd
-    over seeds; the 95% CI column is the mean of the per-seed bootstrap bounds)."""
+    """A rich table with one line per model: test metrics as mean ± sample std over seeds (ddof=1)
+    and a real 95% interval of the AUC: the seed's bootstrap interval for one seed, the
+    t-interval over seeds for several (:func:`coral.stats.t_interval`)."""
     from rich.table import Table
 
-    table = Table("model", "seeds", "AUC ± sd", "95% CI", "F1", "F1@.5", "logloss", "train s", title=title)
+    from coral.stats import mean_std, t_interval
+
+    table = Table("model", "seeds", "AUC", "AUC 95% CI", "F1", "MCC", "logloss", "train s", title=title)
     by_model: dict[str, list[dict]] = {}
     for row in rows:
         by_model.setdefault(str(row["model"]), []).append(row)
 
     def values(group: list[dict], key: str) -> np.ndarray:
-        return np.array([float(r[key]) for r in group], dtype=np.float64)
+        return np.array([float(r.get(key, "nan") or "nan") for r in group], dtype=np.float64)
 
     for model, group in by_model.items():
         auc = values(group, "auc")
+        low, high = (values(group, "auc_ci_low")[0], values(group, "auc_ci_high")[0]) if len(group) == 1 else t_interval(auc)
         table.add_row(
             model,
             str(len(group)),
-            f"{np.mean(auc):.3f}±{np.std(auc, ddof=1) if len(auc) > 1 else 0.0:.3f}",
-            f"{np.mean(values(group, 'auc_ci_low')):.2f}-{np.mean(values(group, 'auc_ci_high')):.2f}",
-            f"{np.mean(values(group, 'f1')):.3f}",
-            f"{np.mean(values(group, 'f1_at_05')):.3f}",
-            f"{np.mean(values(group, 'logloss')):.3f}",
+            mean_std(auc).format(3),
+            f"[{low:.3f}, {high:.3f}]",
+            mean_std(values(group, "f1")).format(3),
+            mean_std(values(group, "mcc")).format(3),
+            mean_std(values(group, "logloss")).format(3),
             f"{np.mean(values(group, 'train_seconds')):.1f}",
         )
     return table
