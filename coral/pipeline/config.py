@@ -56,9 +56,9 @@ class RunConfig:
         skip=("algo", "timesteps", "seed", "out", "env.data", "env.scorer", "env.warm.warm_start"),
     )
     """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps and does not validate while training)."""
-    eval_pairs: int = 400
+    eval_pairs: int = 250
     """Shared test pairs: every method is evaluated and compared on this seeded stratified subset of the test split (0: the whole split). The LLM dominates the run's time; experiments/notes/benchmark.md derives the size."""
-    valid_pairs: int = 100
+    valid_pairs: int = 70
     """Shared validation pairs (a seeded stratified subset; 0: the whole split) that tune every method's F1 threshold."""
     n_boot: int = 1000
     """Bootstrap resamples of every AUC's 95% interval (0: no intervals)."""
