@@ -47,7 +47,7 @@ class DataConfig:
     """
 
     dataset: str = "gift_cards"
-    """Built-in name (gift_cards), Amazon 2018 category, ml-100k, ml-1m, or a file or directory path."""
+    """Built-in name (gift_cards, movielens_small), Amazon 2018 category, ml-100k, ml-1m, or a file or directory path."""
     format: DataFormat = "auto"
     """Source format; auto: detect it from the file names."""
     sep: str = ","
