@@ -629,7 +629,7 @@ def claim_lines(claims: Sequence[tuple[str, Interval]], margin: float = 0.01, no
         verdict = claim_verdict(result.low, result.high, margin)
         p = getattr(result, "p_value", None)
         line = f"- **{verdict}**: {text}: Δ AUC {_signed(result.estimate)} [{_signed(result.low)}, {_signed(result.high)}]"
-        if p is not None:
+        if p is not None and not math.isnan(p):  # pooled over seeds there is no single DeLong p
             line += f", DeLong p = {p:.2g}"
         if notes and notes.get(text):
             line += f"; {notes[text]}"
