@@ -156,9 +156,17 @@ def _finish(config: TrainConfig, model: Any, vec: Any, out: Path, resume: bool, 
         "prompts_scored": previous.get("prompts_scored", 0) + sum(e.prompts_scored for e in retrieval_envs),
         "scorer": getattr(scorer, "fingerprint", ""),
         "segments": segment + 1,
+        **_update_count(model),
         **{f"scorer_{k}": v for k, v in cache_rates(scorer.stats()).items()},
     }
     atomic_write_json(out / SUMMARY_FILE, summary)
+
+
+def _update_count(model: Any) -> dict[str, int]:
+    """PPO's policy updates (rollouts collected and optimised: ``n_epochs`` passes each), or DDPG's gradient steps."""
+    if hasattr(model, "n_steps"):  # PPO, MaskablePPO: one update per rollout of n_steps x n_envs
+        return {"policy_updates": int(model.num_timesteps // (model.n_steps * model.n_envs))}
+    return {"gradient_steps": int(getattr(model, "_n_updates", 0))}
 
 
 def train(config: TrainConfig, resources: EnvResources | None = None, resume: bool = False) -> Path:

@@ -88,6 +88,7 @@ def test_ppo_learns_to_beat_random_and_acts_on_the_target(tmp_path, dataset, res
     quiet_train(config, resources)
     _, policy = load_run_policy(config.out)
     assert policy.obs_normalizer is not None  # VecNormalize statistics travel with the policy
+    assert json.loads((Path(config.out) / "train_summary.json").read_text())["policy_updates"] == 1024 // (4 * 32)
     cfg = config.env_config("test")
     result = evaluate_policy(policy, cfg, resources, split="test")
     trained = mean_return(result)

@@ -222,7 +222,9 @@ class MainJob:
             test = evaluate_policy(policy, config.env_config("test"), resources, split="test", batch_size=batch, episodes=pairs.test)
             valid = evaluate_policy(policy, config.env_config("valid"), resources, split="valid", batch_size=batch, episodes=pairs.valid)
             write_records(run_dir / "eval_test.jsonl", [test])
-            info = {"config": {**config.to_dict(), "scorer": tag, "scorer_fingerprint": test.scorer_fingerprint}, "train_seconds": float(read_summary(run_dir).get("train_seconds", 0.0))}
+            summary = read_summary(run_dir)
+            updates = {k: int(summary[k]) for k in ("policy_updates", "gradient_steps") if k in summary}
+            info = {"config": {**config.to_dict(), "scorer": tag, "scorer_fingerprint": test.scorer_fingerprint}, "train_seconds": float(summary.get("train_seconds", 0.0)), **updates}
             save_scores(directory / SCORES_FILE, [_scores(f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"), {**info, **test.evidence_diversity()})])
 
         # The run directory lives inside the stage directory, whose name the identity gives: not part of it.
