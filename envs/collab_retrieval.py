@@ -1,20 +1,18 @@
-"""``CoRAL/CollabRetrieval-v0``: retrieving collaborative evidence for an LLM as an MDP."""
+"""``CoRAL/CollabRetrieval-v1``: retrieving collaborative evidence for an LLM as an MDP."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import gymnasium as gym
 import numpy as np
 
-from coral.config import from_dict, require, section
-from coral.data.dataset import DataConfig
+from coral.data.folds import fold_interactions
 from coral.errors import CoralError
-from coral.evidence import ROUNDS, Evidence
-from coral.llm import ScorerConfig
-from coral.retrieval import EmbeddingTables, EvidenceIndex, WarmStartConfig
+from coral.evidence import Evidence
+from coral.retrieval import EmbeddingTables, EvidenceIndex
 
+from coral.envs.config import EnvConfig
 from coral.envs.resources import EnvResources, resolve_dataset, resolve_embeddings, resolve_index, resolve_scorer
 
 if TYPE_CHECKING:
@@ -25,60 +23,6 @@ class PromptBuilderLike(Protocol):
     """What the environment needs from a prompt builder (``coral.llm.prompt.PromptBuilder``)."""
 
     def build(self, user: int, item: int, evidence: Sequence[Evidence]) -> "Prompt": ...
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """Everything that defines a retrieval environment (plain values; objects go in :class:`~coral.envs.resources.EnvResources`)."""
-
-    data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
-    scorer: ScorerConfig = section(ScorerConfig, flat=True)
-    """The LLM that scores the prompts."""
-    warm: WarmStartConfig = section(WarmStartConfig, flat=True)
-    """The embeddings of observations and of the evidence search."""
-    embedding_seed: int = 0
-    """Seed of the warm-start CTR model or of the random embeddings."""
-    split: Literal["train", "valid", "test"] = "train"
-    """Where episodes come from: train (the tail-item training interactions), valid or test."""
-    mode: Literal["auto", "train", "eval"] = "auto"
-    """train: up to max_train_steps, stopping once |p - y| < stop_error; eval: exactly `rounds` steps; auto: train on the train split, else eval."""
-    action_mode: Literal["query", "candidates"] = "query"
-    """query: continuous [a_u, a_i] mapped to evidence by nearest neighbours; candidates: Discrete over the n_candidates nearest observed interactions."""
-    query_match: Literal["observed", "independent"] = "observed"
-    """Query actions. observed: the nearest observed training interaction to [a_u, a_i]; independent: the nearest user and nearest item separately (paper Eq. 6)."""
-    n_candidates: int = 20
-    """Number of candidate interactions in the candidates action mode."""
-    max_train_steps: int = 10
-    """Retrieval steps allowed per training episode."""
-    stop_error: float = 0.1
-    """Training episodes terminate once |p_t - y| falls below this."""
-    rounds: int = ROUNDS
-    """K: retrieval steps of every evaluation episode."""
-
-    def __post_init__(self) -> None:
-        for name in ("n_candidates", "max_train_steps", "rounds"):
-            require(int(getattr(self, name)) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-
-    @property
-    def episode_mode(self) -> str:
-        """train or eval, with auto resolved from the split."""
-        if self.mode != "auto":
-            return self.mode
-        return "train" if self.split == "train" else "eval"
-
-    @classmethod
-    def from_any(cls, config: "EnvConfig | Mapping[str, Any] | None" = None, **overrides: Any) -> "EnvConfig":
-        """An EnvConfig from a config, a dict of its keys (e.g. RLlib's EnvContext) or nothing, with key overrides.
-
-        Keys are those of ``coral.config.to_dict(EnvConfig())``: the data, scorer and warm-start
-        keys (``dataset``, ``k_core``, ``scorer``, ``warm_start``, ...) sit beside the others.
-
-        :raises CoralError: on a key that is not a setting, or a bad value.
-        """
-        if isinstance(config, EnvConfig):
-            return from_dict(cls, overrides, where="env config", base=config) if overrides else config
-        return from_dict(cls, {**dict(config or {}), **overrides}, where="env config")
 
 
 def score_prompts(scorer: "Scorer", prompts: Sequence["Prompt | None"]) -> list[float | None]:
@@ -105,20 +49,27 @@ class CollabRetrievalEnv(gym.Env):
     lets a policy add collaborative evidence to the prompt: observed training interactions
     ("the item X is liked/disliked by the users ..."). An episode is one (user, item, label)
     interaction, drawn with the environment's seeded generator from the chosen split's
-    tail-item interactions. Each step retrieves one interaction, extends the prompt and scores
-    it again; the reward is the decrease of the LLM's absolute error.
+    tail-item interactions (for training: the ``episodes`` fold, see "Leakage"). Each step
+    retrieves one interaction, extends the prompt and scores it again; the reward is the
+    decrease of the LLM's absolute error.
 
     ## Action Space
 
-    ``action_mode="query"`` (the paper): ``Box(-1, 1, (2d,), float32)``, a query [a_u, a_i]
-    rescaled per dimension onto the range of the user and item embeddings
-    (``center + a * half_range``). With ``query_match="observed"`` (default) the retrieved
-    evidence is the observed training interaction whose [user, item] embedding is nearest to
-    the query and not yet retrieved in this episode, so every step adds a real like/dislike.
-    With ``query_match="independent"`` (the paper's Eq. 6) the nearest user and the nearest item
-    are found separately; if that pair is an observed training interaction not yet retrieved,
-    it is added with its label, otherwise the step is "unobserved": the prompt stays as it was
-    (an empty line), p_t = p_{t-1} with no LLM call, reward 0, and only the state's means move.
+    ``action_mode="query"`` (the paper): ``Box(-1, 1, (2d,), float32)``, a query in the
+    [user, item] embedding space. With ``query_origin="target"`` (default) the query is
+    ``[e_u, e_i] + a * query_scale * (max - min)`` per dimension, around the target's own pair:
+    the zero action retrieves the nearest neighbours of the target (greedy retrieval) and a
+    policy learns deviations from it; with the default ``query_scale`` 1 every observed
+    interaction is reachable from every target. With ``query_origin="center"`` (the paper's
+    literal reading) the query is ``center + a * half_range`` of the embedding box, the same for
+    every target unless the policy reads its target from the observation.
+    With ``query_match="observed"`` (default) the retrieved evidence is the observed training
+    interaction whose [user, item] embedding is nearest to the query and not yet retrieved in
+    this episode, so every step adds a real like/dislike. With ``query_match="independent"``
+    (the paper's Eq. 6) the nearest user and the nearest item are found separately; if that pair
+    is an observed training interaction not yet retrieved, it is added with its label, otherwise
+    the step is "unobserved": the prompt stays as it was (an empty line), p_t = p_{t-1} with no
+    LLM call, reward 0, and only the state's means move.
 
     ``action_mode="candidates"``: ``Discrete(M)`` over the M observed training interactions
     nearest to the target pair (nearest first). :meth:`action_masks` hides used candidates
@@ -126,10 +77,15 @@ class CollabRetrievalEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(low, high, (4d + 2,), float32)``: the target user's and item's embeddings, the mean
-    embedding of the users and of the items retrieved so far (zeros before any), p_t, and t / K
-    (K = the episode's step limit). The bounds are the embedding tables' per-dimension ranges
-    (zero is clipped into them before any retrieval) and [0, 1] for p_t and t / K.
+    ``Box(low, high, (4d + 7,), float32)``, in this order: the target user's and item's
+    embeddings (2d), the mean embedding of the users and of the items retrieved so far (2d,
+    zeros before any), p_t, p_0, then t, the liked pieces, the disliked pieces, the pieces on
+    the target item and the pieces by the target user, each divided by K = ``max_train_steps``
+    (one fixed K in training and evaluation episodes, so a step reads the same in both).
+    The bounds are the embedding tables' per-dimension ranges (zero is clipped into them before
+    any retrieval), [0, 1] for p_t and p_0, and [0, max(rounds, K) / K] for the counts.
+    The embeddings are on the tables' scale: a learned policy should standardise observations
+    (``coral train`` wraps its environments in SB3's ``VecNormalize``).
 
     ## Rewards
 
@@ -137,8 +93,8 @@ class CollabRetrievalEnv(gym.Env):
 
     ## Starting State
 
-    ``reset`` draws an interaction (or takes ``options={"index": j}``, row j of the split),
-    builds the prompt without collaborative evidence and scores p_0.
+    ``reset`` draws an interaction (or takes ``options={"index": j}``, row j of the episode
+    pool), builds the prompt without collaborative evidence and scores p_0.
 
     ## Episode End
 
@@ -152,9 +108,9 @@ class CollabRetrievalEnv(gym.Env):
     One :class:`EnvConfig`, a dict of its keys, or its keys as keywords, and optionally
     :class:`~coral.envs.resources.EnvResources` (a loaded dataset, a scorer object, embedding
     tables, a prompt builder) that replace the config's names:
-    ``gymnasium.make("coral.envs:CoRAL/CollabRetrieval-v0", dataset="gift_cards")`` uses the
+    ``gymnasium.make("coral.envs:CoRAL/CollabRetrieval-v1", dataset="gift_cards")`` uses the
     embedded LLM (scorer "hf") and the DFM warm start;
-    ``gymnasium.make("coral.envs:CoRAL/CollabRetrieval-Scripted-v0")`` the scripted scorer and
+    ``gymnasium.make("coral.envs:CoRAL/CollabRetrieval-Scripted-v1")`` the scripted scorer and
     random embeddings (no torch).
 
     ## Rendering
@@ -163,16 +119,29 @@ class CollabRetrievalEnv(gym.Env):
 
     ## Leakage
 
-    Evidence comes from the training split only and passes the leakage guard
+    Evidence comes from the whole training split and passes the leakage guard
     (:class:`coral.retrieval.LeakageGuard`): the target interaction and every validation/test
-    interaction are refused with an error.
+    interaction are refused with an error. Labels reach a training episode through nothing
+    else: tail-train is divided into three disjoint seeded folds (:mod:`coral.data.folds`,
+    ``fold_shares``, 1/3 each by default): the CF warm start (the observation's embeddings and
+    the evidence search) is fitted on the head interactions plus the ``warm_start`` fold, the
+    scorer's alignment takes its targets from the ``align`` fold, and training episodes are
+    drawn from the ``episodes`` fold only. No training target's label was seen by the warm start
+    or by the aligned scorer, as for validation and test targets.
 
     ## Version History
 
-    * v0: first version.
+    * v1: training episodes from the ``episodes`` fold of tail-train (no label leakage through
+      the warm start or the aligned scorer); query actions around the target by default
+      (``query_origin``); observation 4d + 7 with p_0, evidence counts and t divided by one
+      fixed K; warm-start tables rescaled to unit RMS row norm by default.
+    * v0: first version (dropped: observations 4d + 2 with t divided by the episode's own step
+      limit, queries around the centre of the embedding box, episodes from all of tail-train).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    #: Entries of the observation after the 4d embedding entries.
+    N_SCALARS = 7
 
     def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, resources: EnvResources | None = None, render_mode: str | None = None) -> None:
         super().__init__()
@@ -187,7 +156,10 @@ class CollabRetrievalEnv(gym.Env):
         #: The user and item embedding tables (observations and evidence search).
         self.embeddings: EmbeddingTables = res.embeddings if res.embeddings is not None else resolve_embeddings(self.dataset, cfg.warm, seed=cfg.embedding_seed)
         self.index: EvidenceIndex = resolve_index(self.dataset, self.embeddings)
-        self.episodes = self.dataset.split("tail_train" if cfg.split == "train" else cfg.split)
+        if cfg.split == "train":
+            self.episodes = fold_interactions(self.dataset, "episodes", cfg.warm.folds)
+        else:
+            self.episodes = self.dataset.split(cfg.split)
         if len(self.episodes) == 0:
             raise CoralError(f"dataset {self.dataset.name!r}: split {cfg.split!r} has no tail interactions to draw episodes from")
         if res.prompt_builder is None:
@@ -204,12 +176,16 @@ class CollabRetrievalEnv(gym.Env):
         training = cfg.episode_mode == "train"
         self.max_steps = cfg.max_train_steps if training else cfg.rounds
         self.stop_error: float | None = cfg.stop_error if training else None
-        # Bounds: embeddings and their means lie within the tables' ranges; p and t/K in [0, 1].
+        #: The one K that t and the evidence counts are divided by, in training and evaluation alike.
+        self.k_norm = float(cfg.max_train_steps)
+        # Bounds: embeddings and their means lie within the tables' ranges; p in [0, 1]; counts / K
+        # up to the longest episode / K.
         u_lo, u_hi = self.index.user_emb.min(axis=0), self.index.user_emb.max(axis=0)
         i_lo, i_hi = self.index.item_emb.min(axis=0), self.index.item_emb.max(axis=0)
+        top = max(cfg.rounds, cfg.max_train_steps) / self.k_norm
         self.observation_space = gym.spaces.Box(
-            low=np.concatenate([u_lo, i_lo, u_lo, i_lo, [0.0, 0.0]]).astype(np.float32),
-            high=np.concatenate([u_hi, i_hi, u_hi, i_hi, [1.0, 1.0]]).astype(np.float32),
+            low=np.concatenate([u_lo, i_lo, u_lo, i_lo, np.zeros(self.N_SCALARS)]).astype(np.float32),
+            high=np.concatenate([u_hi, i_hi, u_hi, i_hi, [1.0, 1.0], np.full(self.N_SCALARS - 2, top)]).astype(np.float32),
             dtype=np.float32,
         )
         if cfg.action_mode == "query":
@@ -219,6 +195,8 @@ class CollabRetrievalEnv(gym.Env):
         lo = np.concatenate([u_lo, i_lo]).astype(np.float64)
         hi = np.concatenate([u_hi, i_hi]).astype(np.float64)
         self._center, self._half_range = (hi + lo) / 2.0, (hi - lo) / 2.0
+        # Per-dimension reach of a = +-1 around the origin of a query.
+        self._reach = self._half_range if cfg.query_origin == "center" else cfg.query_scale * (hi - lo)
 
         #: Prompts this environment has had scored (its share of LLM calls).
         self.prompts_scored = 0
@@ -247,7 +225,24 @@ class CollabRetrievalEnv(gym.Env):
             self._used[target_row] = True  # the target is never retrievable
         self.candidates = np.zeros(0, dtype=np.int64)
         if self.config.action_mode == "candidates":
-            self.candidates = self.index.nearest_rows(self.index.pair_vector(self.user, self.item), self._used, self.config.n_candidates)
+            self.candidates = self.index.nearest_rows(self.target_vector, self._used, self.config.n_candidates)
+
+    @property
+    def target_vector(self) -> np.ndarray:
+        """The target pair's [user, item] embedding (2d,): the origin of ``query_origin="target"`` queries."""
+        return self.index.pair_vector(self.user, self.item)
+
+    def _evidence_counts(self) -> list[float]:
+        """t, liked, disliked, on the target item, by the target user: each divided by K."""
+        ev = self.evidence
+        counts = [
+            self.t,
+            sum(e.label == 1 for e in ev),
+            sum(e.label != 1 for e in ev),
+            sum(e.item == self.item for e in ev),
+            sum(e.user == self.user for e in ev),
+        ]
+        return [c / self.k_norm for c in counts]
 
     def _observation(self) -> np.ndarray:
         n = max(self._n_retrieved, 1)
@@ -257,7 +252,8 @@ class CollabRetrievalEnv(gym.Env):
                 self.index.item_emb[self.item],
                 self._sum_users / n,
                 self._sum_items / n,
-                [self.p, self.t / self.max_steps],
+                [self.p, self.p0],
+                self._evidence_counts(),
             ]
         ).astype(np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
@@ -283,14 +279,18 @@ class CollabRetrievalEnv(gym.Env):
         mask[: len(self.candidates)] = ~self._used[self.candidates]
         return mask
 
+    def _query_origin(self) -> np.ndarray:
+        return self._center if self.config.query_origin == "center" else self.target_vector.astype(np.float64)
+
     def query_vector(self, action: np.ndarray) -> np.ndarray:
         """The embedding-space query (2d,) of a normalised query action in [-1, 1]^(2d)."""
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
-        return self._center + a * self._half_range
+        return self._query_origin() + a * self._reach
 
     def action_for_query(self, query: np.ndarray) -> np.ndarray:
-        """The normalised action whose query is ``query`` (clipped to the embedding range)."""
-        a = (np.asarray(query, dtype=np.float64) - self._center) / np.where(self._half_range > 0, self._half_range, 1.0)
+        """The normalised action whose query is ``query`` (clipped to [-1, 1]: exact for any point
+        of the embedding box with the default reach)."""
+        a = (np.asarray(query, dtype=np.float64) - self._query_origin()) / np.where(self._reach > 0, self._reach, 1.0)
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 
     # ---- two-phase reset and step, so that a vector of environments can batch the scoring ----
@@ -416,3 +416,6 @@ def make_scripted_env(config: EnvConfig | Mapping[str, Any] | None = None, rende
     if not isinstance(config, EnvConfig):
         config = {"scorer": "scripted", "warm_start": "none", **dict(config or {})}
     return make_env(config, render_mode=render_mode, resources=resources, **keys)
+
+
+__all__ = ["CollabRetrievalEnv", "EnvConfig", "PromptBuilderLike", "make_env", "make_scripted_env", "score_prompts"]

@@ -88,7 +88,8 @@ LATEST = "latest.json"
 
 
 def save_checkpoint(model: Any, directory: Path, config: dict[str, Any], scorer_fingerprint: str = "") -> Path:
-    """Save model (and DDPG's replay buffer) as ``model_<t>.zip`` (+ ``replay_buffer_<t>.pkl``), then ``latest.json``.
+    """Save model (and DDPG's replay buffer, and the VecNormalize statistics) as ``model_<t>.zip``
+    (+ ``replay_buffer_<t>.pkl``, ``vecnormalize_<t>.pkl``), then ``latest.json``.
 
     Files are written aside and renamed, ``latest.json`` last, so a run killed mid-save resumes
     from the previous complete checkpoint.
@@ -111,6 +112,13 @@ def save_checkpoint(model: Any, directory: Path, config: dict[str, Any], scorer_
         model.save_replay_buffer(tmp_buffer)
         os.replace(tmp_buffer, buffer_path)
         state["replay_buffer"] = buffer_path.name
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:  # the observation statistics belong to the policy
+        stats_path = directory / f"vecnormalize_{t}.pkl"
+        tmp_stats = directory / f".tmp-vecnormalize_{t}.pkl"
+        normalizer.save(tmp_stats)
+        os.replace(tmp_stats, stats_path)
+        state["vecnormalize"] = stats_path.name
     atomic_write_json(directory / LATEST, state)
     return model_path
 

@@ -30,10 +30,12 @@ class TrainConfig:
     """Run directory: config, checkpoints, logs, final model, evaluation outputs."""
     n_envs: int = 8
     """Parallel episodes; their prompts are scored in one batch per step."""
-    n_steps: int = 32
-    """PPO/MaskablePPO rollout length per environment (a rollout = n_steps * n_envs steps)."""
+    n_steps: int = 8
+    """PPO/MaskablePPO rollout length per environment (a rollout = n_steps * n_envs steps = one update; the default 2,000 steps give 31 updates)."""
     batch_size: int = 64
     """PPO/MaskablePPO minibatch size (DDPG uses the paper's 16)."""
+    normalize_obs: bool = True
+    """Standardise observations with SB3's VecNormalize (running mean and variance, saved with the policy and applied at evaluation): the target's embeddings vary by far less than p and the counts."""
     learning_rate: Optional[float] = None
     """None = the algorithm's default (PPO 3e-4; DDPG the paper's 1e-3)."""
     checkpoint_every: int = 256

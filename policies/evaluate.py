@@ -261,17 +261,15 @@ def evaluate_run(
     :param resources: objects replacing the run config's names (a loaded dataset, a scorer, ...).
     """
     from coral.results import append_rows
-    from coral.policies.run_dir import load_policy, read_summary
-    from coral.policies.sb3 import SB3Policy
+    from coral.policies.run_dir import load_run_policy, read_summary
 
     if threshold not in THRESHOLDS:
         from coral.errors import CoralError
 
         raise CoralError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {threshold!r}")
     run = Path(run)
-    config, model = load_policy(run)
+    config, policy = load_run_policy(run)
     cfg = config.env_config(split)
-    policy = SB3Policy(model, name=config.model_name)
     test = evaluate_policy(policy, cfg, resources, split=split, batch_size=batch_size, limit=limit)
     valid = None
     if threshold == "valid" and split != "valid":

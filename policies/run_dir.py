@@ -3,7 +3,7 @@
 Layout: ``config.json`` (the :class:`~coral.policies.config.TrainConfig`), ``checkpoints/``
 (``model_<t>.zip``, DDPG's ``replay_buffer_<t>.pkl``, ``latest.json``), ``logs/segment<k>/``
 (SB3's CSV and TensorBoard output; one segment per start or resume), ``model.zip`` (the final
-policy), ``train_summary.json``, and after ``coral evaluate`` ``eval_<split>.jsonl`` and
+policy) and ``vecnormalize.pkl`` (its observation statistics, when ``normalize_obs``), ``train_summary.json``, and after ``coral evaluate`` ``eval_<split>.jsonl`` and
 ``results.csv``.
 """
 
@@ -21,12 +21,25 @@ from coral.policies.config import TrainConfig
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.zip"
 SUMMARY_FILE = "train_summary.json"
+VECNORM_FILE = "vecnormalize.pkl"
 
 
 def read_summary(out: Path) -> dict[str, Any]:
     """``train_summary.json`` of a run ({} before training finished)."""
     path = Path(out) / SUMMARY_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _policy_files(run: Path) -> tuple[Path, Path | None]:
+    """(model file, its VecNormalize statistics or None): the final model, else the last checkpoint."""
+    if (run / MODEL_FILE).is_file():
+        stats = run / VECNORM_FILE
+        return run / MODEL_FILE, stats if stats.is_file() else None
+    state = latest_checkpoint(run / "checkpoints")
+    if state is None:
+        raise CoralError(f"{run}: no {MODEL_FILE} and no checkpoint")
+    stats = state.get("vecnormalize")
+    return run / "checkpoints" / state["model"], run / "checkpoints" / stats if stats else None
 
 
 def load_policy(run: str | Path) -> tuple[TrainConfig, Any]:
@@ -40,10 +53,28 @@ def load_policy(run: str | Path) -> tuple[TrainConfig, Any]:
     if not (run / CONFIG_FILE).is_file():
         raise CoralError(f"{run}: not a coral train run (no {CONFIG_FILE})")
     config = TrainConfig.load(run / CONFIG_FILE)
-    path = run / MODEL_FILE
-    if not path.is_file():
-        state = latest_checkpoint(run / "checkpoints")
-        if state is None:
-            raise CoralError(f"{run}: no {MODEL_FILE} and no checkpoint")
-        path = run / "checkpoints" / state["model"]
-    return config, algo_class(config.algo).load(path, device="cpu")
+    return config, algo_class(config.algo).load(_policy_files(run)[0], device="cpu")
+
+
+def load_obs_normalizer(path: Path | None) -> Any | None:
+    """Saved VecNormalize statistics (without their environment, not updated any more), or None."""
+    if path is None:
+        return None
+    import pickle
+
+    with open(path, "rb") as f:
+        normalizer = pickle.load(f)
+    normalizer.training = False
+    return normalizer
+
+
+def load_run_policy(run: str | Path) -> tuple[TrainConfig, Any]:
+    """The config of a run and its policy, ready to act: an :class:`~coral.policies.sb3.SB3Policy`
+    that standardises observations as in training.
+
+    :raises CoralError: when the directory holds no run.
+    """
+    from coral.policies.sb3 import SB3Policy
+
+    config, model = load_policy(run)
+    return config, SB3Policy(model, name=config.model_name, obs_normalizer=load_obs_normalizer(_policy_files(Path(run))[1]))

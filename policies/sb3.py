@@ -79,17 +79,22 @@ class SB3Policy:
     :param model: a PPO, DDPG or MaskablePPO model.
     :param name: name in result rows.
     :param deterministic: take the mean/argmax action instead of sampling.
+    :param obs_normalizer: the VecNormalize the policy was trained behind (its ``normalize_obs``
+        is applied to every observation; None: observations as the environment gives them).
     """
 
     needs_embeddings = True
 
-    def __init__(self, model: Any, name: str = "sb3", deterministic: bool = True) -> None:
+    def __init__(self, model: Any, name: str = "sb3", deterministic: bool = True, obs_normalizer: Any | None = None) -> None:
         self.model = model
         self.name = name
         self.deterministic = deterministic
+        self.obs_normalizer = obs_normalizer
         self._masked = type(model).__name__ == "MaskablePPO"
 
     def act(self, observations: np.ndarray, envs: Sequence[CollabRetrievalEnv]) -> np.ndarray:
+        if self.obs_normalizer is not None:
+            observations = self.obs_normalizer.normalize_obs(observations)
         if self._masked:
             masks = np.stack([env.action_masks() for env in envs])
             actions, _ = self.model.predict(observations, deterministic=self.deterministic, action_masks=masks)

@@ -20,7 +20,7 @@ from coral.envs.resources import resolve_dataset
 from coral.policies.callbacks import PeriodicCallback, RetrievalMetricsCallback, cache_rates, latest_checkpoint, save_checkpoint
 from coral.policies.config import TrainConfig
 from coral.policies.evaluate import evaluate_policy
-from coral.policies.run_dir import CONFIG_FILE, MODEL_FILE, SUMMARY_FILE, read_summary
+from coral.policies.run_dir import CONFIG_FILE, MODEL_FILE, SUMMARY_FILE, VECNORM_FILE, read_summary
 from coral.policies.sb3 import SB3Policy, algo_class, build_model
 
 
@@ -73,6 +73,20 @@ def _model(config: TrainConfig, vec: Any, state: dict[str, Any] | None, out: Pat
     return model
 
 
+def _normalized(config: TrainConfig, vec: Any, state: dict[str, Any] | None, out: Path) -> Any:
+    """``vec`` behind SB3's VecNormalize (observations only; rewards are the drop in |p - y| as they
+    are), with the checkpoint's statistics when resuming; ``vec`` itself without ``normalize_obs``."""
+    if not config.normalize_obs:
+        return vec
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    if state and state.get("vecnormalize"):
+        normalized = VecNormalize.load(str(out / "checkpoints" / state["vecnormalize"]), vec)
+        normalized.training = True
+        return normalized
+    return VecNormalize(vec, norm_obs=True, norm_reward=False)
+
+
 def _warn_on_scorer_change(out: Path, state: dict[str, Any] | None, fingerprint: str) -> None:
     if state and state.get("scorer", fingerprint) != fingerprint:
         # A spec such as "hf" does not pin everything (the default dtype can change): say so,
@@ -95,7 +109,7 @@ def _callbacks(config: TrainConfig, model: Any, vec: Any, out: Path) -> list[Any
     def validate(_: int) -> None:
         if config.val_size <= 0:
             return
-        res = evaluate_policy(SB3Policy(model), valid_cfg, shared, split="valid", batch_size=config.n_envs, limit=config.val_size)
+        res = evaluate_policy(SB3Policy(model, obs_normalizer=model.get_vec_normalize_env()), valid_cfg, shared, split="valid", batch_size=config.n_envs, limit=config.val_size)
         model.logger.record("coral/val_auc", binary_metrics(res.labels, res.p[-1], n_boot=0)["auc"])
         model.logger.record("coral/val_auc_round0", binary_metrics(res.labels, res.p[0], n_boot=0)["auc"])
 
@@ -130,6 +144,11 @@ def _finish(config: TrainConfig, model: Any, vec: Any, out: Path, resume: bool, 
     tmp = out / f".tmp-{MODEL_FILE}"
     model.save(tmp)
     os.replace(tmp, out / MODEL_FILE)
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        tmp_stats = out / f".tmp-{VECNORM_FILE}"
+        normalizer.save(tmp_stats)
+        os.replace(tmp_stats, out / VECNORM_FILE)
     previous = read_summary(out)
     summary = {
         "timesteps": int(model.num_timesteps),
@@ -137,9 +156,17 @@ def _finish(config: TrainConfig, model: Any, vec: Any, out: Path, resume: bool, 
         "prompts_scored": previous.get("prompts_scored", 0) + sum(e.prompts_scored for e in retrieval_envs),
         "scorer": getattr(scorer, "fingerprint", ""),
         "segments": segment + 1,
+        **_update_count(model),
         **{f"scorer_{k}": v for k, v in cache_rates(scorer.stats()).items()},
     }
     atomic_write_json(out / SUMMARY_FILE, summary)
+
+
+def _update_count(model: Any) -> dict[str, int]:
+    """PPO's policy updates (rollouts collected and optimised: ``n_epochs`` passes each), or DDPG's gradient steps."""
+    if hasattr(model, "n_steps"):  # PPO, MaskablePPO: one update per rollout of n_steps x n_envs
+        return {"policy_updates": int(model.num_timesteps // (model.n_steps * model.n_envs))}
+    return {"gradient_steps": int(getattr(model, "_n_updates", 0))}
 
 
 def train(config: TrainConfig, resources: EnvResources | None = None, resume: bool = False) -> Path:
@@ -167,6 +194,7 @@ def train(config: TrainConfig, resources: EnvResources | None = None, resume: bo
     done_before = int(state["timesteps"]) if state else 0
     # A resumed run draws fresh episodes rather than replaying the first ones.
     vec = make_batched_vec_env(config.env_config("train"), n_envs=config.n_envs, seed=config.seed + 7919 * done_before, resources=resources)
+    vec = _normalized(config, vec, state, out)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / CONFIG_FILE)
     model = _model(config, vec, state, out)

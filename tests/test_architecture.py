@@ -214,7 +214,7 @@ def test_scripted_env_needs_neither_torch_nor_transformers_nor_sb3(tmp_path) -> 
         import gymnasium as gym
         import coral.envs
 
-        env = gym.make("CoRAL/CollabRetrieval-Scripted-v0", render_mode="ansi", split="test")  # 5 steps, never terminated
+        env = gym.make("CoRAL/CollabRetrieval-Scripted-v1", render_mode="ansi", split="test")  # 5 steps, never terminated
         obs, info = env.reset(seed=0)
         for _ in range(3):
             obs, reward, terminated, truncated, info = env.step(env.action_space.sample())

@@ -55,9 +55,9 @@ def test_gymnasium_make_registered_id(dataset):
     assert ENV_ID in gym.registry and SCRIPTED_ENV_ID in gym.registry
     env = gym.make(ENV_ID, config=env_config(), resources=resources(dataset))
     obs, info = env.reset(seed=0)
-    assert obs.shape == (4 * 4 + 2,) and obs.dtype == np.float32
+    assert obs.shape == (4 * 4 + CollabRetrievalEnv.N_SCALARS,) and obs.dtype == np.float32
     assert 0.0 <= info["p"] <= 1.0 and info["t"] == 0
-    # keywords are EnvConfig keys, as gymnasium.make("CoRAL/CollabRetrieval-v0", dataset=...) passes them
+    # keywords are EnvConfig keys, as gymnasium.make("CoRAL/CollabRetrieval-v1", dataset=...) passes them
     env2 = gym.make(ENV_ID, resources=resources(dataset), embedding_dim=4, split="test", rounds=3)
     assert env2.unwrapped.config.rounds == 3 and env2.unwrapped.config.warm.embedding_dim == 4
     assert env2.unwrapped.dataset is dataset
@@ -293,3 +293,20 @@ def test_sb3_make_vec_env_with_registered_id_matches_batched_vec_env(dataset):
         np.testing.assert_array_equal(o1, o2)
         np.testing.assert_allclose(r1, r2)
         np.testing.assert_array_equal(d1, d2)
+
+
+def test_training_episodes_come_from_the_fold_that_warm_start_and_alignment_never_saw(dataset):
+    from coral.data.folds import fold_interactions, warm_start_dataset
+
+    def pairs(rows) -> set[tuple[int, int]]:
+        return {(int(u), int(i)) for u, i in zip(rows.user, rows.item)}
+
+    episodes, align = pairs(fold_interactions(dataset, "episodes")), pairs(fold_interactions(dataset, "align"))
+    env = tiny_env(dataset, split="train")
+    targets = set()
+    for seed in range(40):
+        env.reset(seed=seed)
+        targets.add((env.user, env.item))
+    assert len(targets) > 3 and targets <= episodes  # training targets: the episodes fold only
+    fitted = pairs(warm_start_dataset(dataset).train)  # what the CF warm start is fitted on
+    assert not fitted & episodes and not fitted & align and not align & episodes

@@ -35,6 +35,7 @@ FAST = {
     "valid_pairs": 40,
     "train": {"n_envs": 4},
     "n_boot": 50,
+    "controls": True,
 }
 
 EXPECTED = ["DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "User+item mean", "LLM-Language [zero-shot]", "CoRAL-random [zero-shot]", "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-DDPG (DFM) [zero-shot]"]
@@ -86,6 +87,10 @@ def test_table_has_every_method(uninterrupted) -> None:
         assert low <= d <= high and 0 <= float(final[model]["d_llm_only_p"]) <= 1
     assert {r["split"] for r in rows if r["model"] == "dfm"} == {"test", "test_full"}
     assert "## The paper's claims" in table and table.count("- **") >= 4
+    # The evidence controls on the same shared pairs, each with its paired difference vs none.
+    assert "## Does the scorer read the evidence?" in table and "60 pairs" in table
+    for control in ("5 nearest", "5 random", "5 shuffled"):
+        assert f"| {control} |" in table
     assert (out / "pairs-seed0.csv").read_text().count("\ntest,") == 60
     assert (out / "auc_by_round.png").stat().st_size > 1000
     assert (out / "training_curves.png").stat().st_size > 1000
@@ -180,8 +185,8 @@ def test_a_changed_deep_default_reruns_its_stage(tmp_path, monkeypatch) -> None:
     first = run_job()
     assert "[run ] baselines-seed0" in first and "[run ] coral-ppo-none@zero-shot-seed0" in first
     assert "[run ]" not in run_job()  # nothing changed: every stage is skipped
-    # PPO's rollout length is nowhere in the run's config, only a default of TrainConfig.
-    patch_default(monkeypatch, TrainConfig, "n_steps", 16)
+    # Observation normalisation is nowhere in the run's config, only a default of TrainConfig.
+    patch_default(monkeypatch, TrainConfig, "normalize_obs", False)
     log = run_job()
     assert "[run ] coral-ppo-none@zero-shot-seed0" in log and "[skip] baselines-seed0" in log
     # The CTR baselines' embedding size: a default of BaselineConfig.

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from coral.config import config_hash, from_dict, require, section, to_dict
-from coral.data.folds import FoldConfig
 from coral.evidence import ROUNDS
 from coral.retrieval import WarmStartConfig
 
@@ -46,7 +45,7 @@ class AlignConfig:
     """Retrieval policies that pick the evidence, one drawn uniformly per prompt: random (uniform over training
     interactions) and greedy (the observed training interactions nearest to the target pair in warm-start embeddings)."""
     warm: WarmStartConfig = section(WarmStartConfig, flat=True)
-    """The greedy policy's embeddings (as the environment's warm start, seed 0)."""
+    """The greedy policy's and method topk's evidence embeddings (as the environment's warm start, seed 0), and the tail-train folds: the warm start is fitted on head + its fold, alignment targets come from the align fold."""
     chat_template: bool = True
     """Prompts use the tokenizer's chat template (``PromptConfig.chat_template``); must match how the scored prompts are built."""
     max_tokens: int = 512
@@ -86,8 +85,6 @@ class AlignConfig:
     """Passes over the training targets."""
     topk_batch: int = 8
     """Targets (trees) per optimiser step."""
-    folds: FoldConfig = section(FoldConfig, flat=True)
-    """Disjoint folds of tail-train: the warm start of the evidence retrieval is fitted on head + its fold, targets come from the align fold."""
     # ---- readout head ----
     head_c: float = 0.1
     """Inverse L2 strength (scikit-learn's C) of the logistic readout, on standardised features."""

@@ -132,7 +132,7 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
     """Method topk: folds -> evidence index -> token trees -> frozen trunk -> top layers -> ``align.json`` and weights."""
     from coral.align.topk import STOP_NEAREST, TRAIN_NEAREST, TRAIN_RANDOM, TopKHead, TreeBuilder, compute_trunk, evidence_index, pick_targets, predict, stop_score, train_topk, tree_sources
     from coral.align.tree import supports_trees
-    from coral.data.folds import fold_interactions, warm_start_dataset
+    from coral.data.folds import fold_interactions
     from coral.llm.aligned import scorer_name
     from coral.llm.labels import resolve_label_tokens
     from coral.llm.model import load_model
@@ -146,9 +146,9 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
         raise CoralError(f"topk_trunk + topk_layers = {config.topk_trunk + config.topk_layers} exceeds the model's {n_layers} decoder layers")
     builder = prompt_builder(dataset, tokenizer, config)
     # Evidence distances from a warm start that never saw an alignment target's label.
-    tables = resolve_embeddings(warm_start_dataset(dataset, config.folds), config.warm, seed=config.seed)
+    tables = resolve_embeddings(dataset, config.warm, seed=config.seed)  # fitted on head + the warm_start fold
     index = evidence_index(dataset, tables)
-    rows = fold_interactions(dataset, "align", config.folds)
+    rows = fold_interactions(dataset, "align", config.warm.folds)
     train_sources = tree_sources(rows, pick_targets(rows, config.topk_targets, config.seed), index, TRAIN_NEAREST, TRAIN_RANDOM, config.seed)
     stop_sources = tree_sources(dataset.valid, pick_targets(dataset.valid, config.topk_stop_pairs, config.seed + 1), index, STOP_NEAREST, 0, config.seed)
     check_no_heldout([AlignExample(s.user, s.item, s.label, tuple(e for b in s.branches.values() for e in b), "topk") for s in train_sources], dataset)

@@ -11,7 +11,6 @@ from typing import Any, Literal, Optional
 from coral.align.config import AlignConfig
 from coral.config import require, section
 from coral.data.dataset import DataConfig
-from coral.data.folds import FoldConfig
 from coral.errors import CoralError
 from coral.evidence import ROUNDS
 from coral.llm import ScorerConfig
@@ -53,13 +52,11 @@ class DiagnosticsCommand:
     n_pairs: int = 80
     """Pairs: every negative up to half, then random positives; 0 = all."""
     warm: WarmStartConfig = section(WarmStartConfig, flat=True)
-    """The greedy policy's embeddings."""
+    """The greedy policy's and the controls' embeddings (a CTR warm start is fitted on head + its fold of tail-train, as for align method topk)."""
     seed: int = 0
     """Seed of the sample and of the random policy."""
     controls: bool = False
     """Instead: the evidence controls (no evidence / K nearest / K random / K nearest of another target) with paired AUC differences vs no evidence."""
-    folds: FoldConfig = section(FoldConfig, flat=True)
-    """Controls: the nearest pieces are searched with the warm start fitted on head + its fold (as align method topk)."""
     json: Optional[str] = None
     """Also write the figures to this JSON file."""
     progress: bool = True
@@ -109,12 +106,11 @@ def diagnostics(config: DiagnosticsCommand) -> int:
 def _controls(config: DiagnosticsCommand, dataset: Any, scorer: Any, builder: Any) -> int:
     from coral.align.controls import controls_table, evidence_controls
     from coral.align.topk import evidence_index
-    from coral.data.folds import warm_start_dataset
     from coral.data.sample import stratified_subset
     from coral.io import atomic_write_json, atomic_write_npz
     from coral.retrieval import resolve_embeddings
 
-    index = evidence_index(dataset, resolve_embeddings(warm_start_dataset(dataset, config.folds), config.warm, seed=config.seed))
+    index = evidence_index(dataset, resolve_embeddings(dataset, config.warm, seed=config.seed))
     rows = stratified_subset(getattr(dataset, config.split).label, config.n_pairs, config.seed)
     figures = evidence_controls(scorer, dataset, builder, config.split, rows, index, k=config.rounds, seed=config.seed, progress=config.progress)
     report = {k: v for k, v in figures.items() if k not in ("p", "labels")}

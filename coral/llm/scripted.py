@@ -6,7 +6,10 @@ disliked evidence, plus a fixed per-target offset:
     P(Yes) = sigmoid(bias + weight * (#liked - #disliked) + noise * z(user, item))
 
 where ``z(user, item)`` is a standard-normal number derived from a hash of (seed, user, item),
-so the same prompt always gets the same score. It scores thousands of prompts per second and
+so the same prompt always gets the same score. With ``evidence="target"`` only the pieces near
+the target count: other users' ratings of the target item and the target user's own ratings
+(the neighbourhood that nearest-neighbour retrieval reaches); any other piece leaves P(Yes)
+unchanged, so a retrieval policy earns reward only by retrieving near its own target. It scores thousands of prompts per second and
 needs no model, which makes it the scorer of tests, quick experiments with the environment and
 policies, and benchmarks of everything except the LLM.
 """
@@ -14,13 +17,17 @@ policies, and benchmarks of everything except the LLM.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence, get_args
 
 import numpy as np
 
 from coral.errors import CoralError
 from coral.evidence import Evidence
 from coral.llm.base import Prompt, Scorer, ScoreResult
+
+EvidenceMode = Literal["any", "target"]
+#: Which pieces of evidence move the scripted P(Yes).
+EVIDENCE_MODES: tuple[str, ...] = get_args(EvidenceMode)
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,12 @@ class ScriptedConfig:
     """Scale of the deterministic per-(user, item) logit offset."""
     seed: int = 0
     """Seed of the per-(user, item) offsets."""
+    evidence: EvidenceMode = "any"
+    """Which pieces move P(Yes): any (every piece, by its label) or target (only ratings of the target item or by the target user)."""
+
+    def counts(self, piece: Evidence, user: int, item: int) -> bool:
+        """Whether ``piece`` moves P(Yes) for the target (user, item)."""
+        return self.evidence == "any" or piece.item == item or piece.user == user
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -72,25 +85,30 @@ class ScriptedScorer(Scorer):
 
     def __init__(self, config: ScriptedConfig = ScriptedConfig()) -> None:
         self.config = config
-        self.fingerprint = f"scripted:bias={config.bias}:weight={config.weight}:noise={config.noise}:seed={config.seed}"
+        self.fingerprint = f"scripted:bias={config.bias}:weight={config.weight}:noise={config.noise}:seed={config.seed}" + (f":evidence={config.evidence}" if config.evidence != "any" else "")
         self._calls = 0
         self._prompts = 0
 
     @classmethod
     def from_spec(cls, spec: str) -> "ScriptedScorer":
-        """Build from a spec such as ``scripted`` or ``scripted:weight=2,noise=0.3,bias=-1``.
+        """Build from a spec such as ``scripted`` or ``scripted:weight=2,noise=0.3,bias=-1,evidence=target``.
 
-        :raises CoralError: on an unknown key or a value that is not a number.
+        :raises CoralError: on an unknown key, a number that is not one, or an unknown evidence mode.
         """
         name, _, args = spec.partition(":")
         if name != "scripted":
             raise CoralError(f"not a scripted scorer spec: {spec!r}")
-        values: dict[str, float | int] = {}
+        values: dict[str, float | int | str] = {}
         fields = ScriptedConfig.__dataclass_fields__
         for part in filter(None, (p.strip() for p in args.split(","))):
             key, sep, value = part.partition("=")
             if not sep or key not in fields:
                 raise CoralError(f"scorer spec {spec!r}: expected key=value with keys {', '.join(fields)}, got {part!r}")
+            if key == "evidence":
+                if value not in EVIDENCE_MODES:
+                    raise CoralError(f"scorer spec {spec!r}: evidence must be one of {', '.join(EVIDENCE_MODES)}, got {value!r}")
+                values[key] = value
+                continue
             try:
                 values[key] = int(value) if key == "seed" else float(value)
             except ValueError:
@@ -100,7 +118,7 @@ class ScriptedScorer(Scorer):
     def logits(self, prompts: Sequence[Prompt]) -> np.ndarray:
         """The logit of P(Yes) for each prompt."""
         c = self.config
-        balance = np.array([sum(1 if e.label else -1 for e in p.evidence) for p in prompts], dtype=np.float64)
+        balance = np.array([sum((1 if e.label else -1) for e in p.evidence if c.counts(e, p.user, p.item)) for p in prompts], dtype=np.float64)
         users = np.array([p.user for p in prompts], dtype=np.int64)
         items = np.array([p.item for p in prompts], dtype=np.int64)
         return c.bias + c.weight * balance + c.noise * target_offsets(users, items, c.seed)

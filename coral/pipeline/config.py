@@ -47,15 +47,17 @@ class RunConfig:
     """LLM methods also run with the zero-shot `scorer` when `align` is on."""
     warm_starts: tuple[WarmStart, ...] = ("dfm",)
     """Warm starts of the RL policies (dfm, wdl, afm, dcn, none)."""
-    ppo_timesteps: int = 256
-    """PPO (and MaskablePPO) training timesteps per (warm start, seed)."""
+    ppo_timesteps: int = 640
+    """PPO (and MaskablePPO) training timesteps per (warm start, seed): with train's 8 envs x 4 steps per rollout, 20 PPO updates."""
     ddpg_timesteps: int = 256
     """DDPG training timesteps (the paper uses 2000; the default keeps `coral run` under 20 minutes)."""
     train: TrainConfig = section(
-        lambda: TrainConfig(checkpoint_every=64, val_every=0),
+        lambda: TrainConfig(n_steps=4, batch_size=32, checkpoint_every=64, val_every=0),
         skip=("algo", "timesteps", "seed", "out", "env.data", "env.scorer", "env.warm.warm_start"),
     )
-    """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps and does not validate while training)."""
+    """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps, does not validate while training, and updates PPO every 8 x 4 = 32 steps)."""
+    controls: bool = False
+    """Also run the evidence controls of the methods' scorer (the aligned one when `align` is on) on the shared test pairs (no evidence / K nearest / K random / K nearest of another target, paired Δ vs none) and add their table to results.md (about 8 prompts per pair: off in the 20-minute default)."""
     eval_pairs: int = 250
     """Shared test pairs: every method is evaluated and compared on this seeded stratified subset of the test split (0: the whole split). The LLM dominates the run's time; experiments/notes/benchmark.md derives the size."""
     valid_pairs: int = 70

@@ -153,6 +153,36 @@ def binary_metrics_full(m, n_boot: int, seed: int) -> dict:
     return binary_metrics(m.test.labels, m.test.p[-1], m.valid.labels, m.valid.p[-1], n_boot=n_boot, seed=seed)
 
 
+def controls_section(controls: list[dict]) -> str:
+    """results.md's "Does the scorer read the evidence?" section: one controls table per seed (empty without controls).
+
+    :param controls: the controls stages' ``controls.json`` contents.
+    """
+    if not controls:
+        return ""
+    lines = [
+        "",
+        "## Does the scorer read the evidence?",
+        "",
+        "The aligned scorer on the shared test pairs with no evidence, the K nearest observed training interactions "
+        "(the greedy retrieval), K random ones, and the K nearest pieces of another target (shuffled); "
+        "paired differences vs no evidence (same pairs, same bootstrap resamples) and DeLong's p.",
+    ]
+    for c in controls:
+        lines += ["", f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):", ""]
+        lines += ["| evidence | AUC | Δ AUC vs none [95% CI] | p (DeLong) |", "|---|---|---|---|"]
+        for name, row in c["controls"].items():
+            if name == "none":
+                lines.append(f"| none | {_pct(row['auc'])} | | |")
+            else:
+                lines.append(
+                    f"| {int(row['pieces'])} {name} | {_pct(row['auc'])} | {100 * row['delta_vs_none']:+.2f} "
+                    f"[{100 * row['low']:+.2f}, {100 * row['high']:+.2f}] | {row['p_value']:.2g} |"
+                )
+        lines += ["", "AUC after 0..K nearest pieces: " + ", ".join(_pct(a) for a in c["nearest_by_pieces"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
     """results.md of one dataset: the main table, the paired Δ table and the claims block."""
     from coral.pipeline.compare import REFERENCES, REFERENCE_TITLES, seeds_summary
@@ -175,8 +205,8 @@ def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
         "AUC interval: 95% pair bootstrap pooled over seeds. Scorer in brackets: zero-shot = the LLM as shipped; probe = a logistic head on its last hidden state; "
         "topK-finetune / LoRA-topN = the top layers trained on prompts with evidence.",
         "",
-        "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | evidence diversity |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | evidence diversity | top first piece |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     all_yes = []
     for model in models:
@@ -187,6 +217,7 @@ def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
         full = run.full.get(model, {})
         full_auc = seeds_summary([binary_metrics_full(f, 0, s)["auc"] for s, f in full.items()]) if full else ""
         diversity = [float(m.info["evidence_diversity"]) for m in runs.values() if m.info.get("evidence_diversity") not in (None, "")]
+        first_share = [float(m.info["top_first_piece_share"]) for m in runs.values() if m.info.get("top_first_piece_share") not in (None, "")]
         lines.append(
             "| " + " | ".join([
                 display_name(model),
@@ -198,10 +229,12 @@ def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
                 full_auc,
                 str(len(runs)),
                 f"{np.mean(diversity):.3f}" if diversity else "",
+                f"{np.mean(first_share):.3f}" if first_share else "",
             ]) + " |"
         )
     if all_yes:
         lines += ["", f"Reference: answering \"yes\" to every pair gives F1 {100 * float(np.mean(all_yes)):.2f} (MCC 0, balanced accuracy 50)."]
+    lines += ["", "Evidence diversity: distinct evidence sequences / evaluated targets (1: every target its own evidence); top first piece: the share of targets whose first piece is the most common first piece."]
     best = run.best_ctr()
     lines += [
         "",

@@ -11,7 +11,9 @@ validation, :mod:`coral.pipeline.pairs`); then the stages, in order:
    (``llm-only@SCORER-seedS`` scores round 0 alone when random retrieval is not asked for);
 3. ``align-seedS``: the aligned scorer (``coral align``, seeded by the run seed), when ``align`` is on;
 4. ``coral-ALGO-WARM@SCORER-seedS``: a trained policy (``policies.train``) evaluated on the shared pairs;
-5. the report (:mod:`coral.pipeline.compare`): ``results.csv``, ``results.md`` (main table, paired
+5. ``controls@SCORER-seedS`` (with ``controls``): the aligned scorer on the shared test pairs with
+   no evidence, K nearest, K random and K shuffled pieces (:mod:`coral.align.controls`);
+6. the report (:mod:`coral.pipeline.compare`): ``results.csv``, ``results.md`` (main table, paired
    Δ AUC table, the paper's claims), ``auc_by_round.png`` (with 95% bands), ``training_curves.png``.
 
 Every stage writes its methods' P(like) per pair (``scores.npz``); the report computes every
@@ -25,6 +27,7 @@ with it off, ``methods`` run with the zero-shot scorer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 import warnings
@@ -42,7 +45,7 @@ from coral.llm import ScorerConfig
 from coral.pipeline.config import RunConfig
 from coral.pipeline.compare import RunScores
 from coral.pipeline.pairs import SharedPairs
-from coral.pipeline.report import dataset_report, markdown_table, plot_round_bands, plot_training_curves, score_rows, write_text
+from coral.pipeline.report import controls_section, dataset_report, markdown_table, plot_round_bands, plot_training_curves, score_rows, write_text
 from coral.pipeline.scores import SCORES_FILE, MethodScores, SplitScores, load_scores, save_scores
 from coral.pipeline.stages import Stage, run_stage
 from coral.results import append_rows, library_versions
@@ -50,6 +53,7 @@ from coral.results import append_rows, library_versions
 #: Algorithm of each trained-policy method name.
 TRAINED = {"coral-ppo": "ppo", "coral-ddpg": "ddpg", "coral-maskable_ppo": "maskable_ppo"}
 FIXED = ("llm-only", "coral-random", "coral-greedy")
+CONTROLS_FILE = "controls.json"
 
 
 @dataclass
@@ -203,8 +207,7 @@ class MainJob:
 
         def run(directory: Path) -> None:
             from coral.policies.evaluate import evaluate_policy, write_records
-            from coral.policies.run_dir import load_policy, read_summary
-            from coral.policies.sb3 import SB3Policy
+            from coral.policies.run_dir import load_run_policy, read_summary
             from coral.policies.train import train
 
             run_dir = directory / "run"
@@ -215,12 +218,13 @@ class MainJob:
                 if not resume and run_dir.exists():
                     shutil.rmtree(run_dir)  # a killed training restarts, so results equal an uninterrupted run's
                 train(train_config, resources, resume=resume)
-            config, model = load_policy(run_dir)
-            policy = SB3Policy(model, name=config.model_name)
+            config, policy = load_run_policy(run_dir)
             test = evaluate_policy(policy, config.env_config("test"), resources, split="test", batch_size=batch, episodes=pairs.test)
             valid = evaluate_policy(policy, config.env_config("valid"), resources, split="valid", batch_size=batch, episodes=pairs.valid)
             write_records(run_dir / "eval_test.jsonl", [test])
-            info = {"config": {**config.to_dict(), "scorer": tag, "scorer_fingerprint": test.scorer_fingerprint}, "train_seconds": float(read_summary(run_dir).get("train_seconds", 0.0))}
+            summary = read_summary(run_dir)
+            updates = {k: int(summary[k]) for k in ("policy_updates", "gradient_steps") if k in summary}
+            info = {"config": {**config.to_dict(), "scorer": tag, "scorer_fingerprint": test.scorer_fingerprint}, "train_seconds": float(summary.get("train_seconds", 0.0)), **updates}
             save_scores(directory / SCORES_FILE, [_scores(f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"), {**info, **test.evidence_diversity()})])
 
         # The run directory lives inside the stage directory, whose name the identity gives: not part of it.
@@ -246,6 +250,36 @@ class MainJob:
             warm_start_model=align_config.warm.baseline(0),
         )
         return Stage(f"align-seed{seed}", identity, run)
+
+    def controls_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int) -> Stage:
+        """Does the scorer read evidence? The controls of :mod:`coral.align.controls` on the shared
+        test pairs: ``controls.json`` (AUC and paired Δ vs no evidence) and ``controls.npz`` (P per pair)."""
+        warm = dataclasses.replace(self.config.train.env.warm, warm_start="dfm")
+        rounds = self.config.train.env.rounds
+        n_boot = self.config.n_boot or 1000  # the table's intervals are its point
+
+        def run(directory: Path) -> None:
+            from coral.align.controls import evidence_controls
+            from coral.align.topk import evidence_index
+            from coral.io import atomic_write_json, atomic_write_npz
+            from coral.llm.prompt import PromptBuilder
+            from coral.retrieval import resolve_embeddings
+
+            scorer = self.scorer(spec)
+            index = evidence_index(ds, resolve_embeddings(ds, warm, seed=seed))  # fitted on head + its fold
+            builder = PromptBuilder(ds, tokenizer=getattr(scorer, "tokenizer", None))  # as the environment builds it
+            figures = evidence_controls(scorer, ds, builder, "test", pairs.test, index, k=rounds, seed=seed, n_boot=n_boot, progress=False)
+            report = {
+                "scorer": tag, "seed": seed, "n": figures["n"], "n_negative": figures["n_negative"],
+                "controls": {name: {k: float(v) for k, v in row.items()} for name, row in figures["controls"].items()},
+                "nearest_by_pieces": [float(a) for a in figures["nearest_by_pieces"]],
+                "mean_pieces": figures["mean_pieces"],
+            }
+            atomic_write_npz(directory / "controls.npz", rows=pairs.test, labels=figures["labels"], **{f"p_{k}": v for k, v in figures["p"].items()})
+            atomic_write_json(directory / CONTROLS_FILE, report)
+
+        identity = stage_identity("controls", ds, seed=seed, rounds=rounds, n_boot=n_boot, prompt=_prompt_config(), warm_start_model=warm.baseline(seed), warm=warm, scorer=spec, pairs=pairs.fingerprint)
+        return Stage(f"controls@{tag}-seed{seed}", identity, run)
 
     # ---- the whole job ------------------------------------------------------------------------
     def llm_stages(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, methods: Sequence[str], seed: int) -> list[Stage]:
@@ -303,6 +337,7 @@ class MainJob:
         scores: list[MethodScores] = []
         pairs_by_seed: dict[int, SharedPairs] = {}
         curves: dict[str, list[Path]] = {}
+        controls: list[dict[str, Any]] = []
         dataset_name = name
         for seed in self.config.seeds:
             ds = self.dataset(name, seed if self.config.vary_split else 0)
@@ -315,18 +350,27 @@ class MainJob:
             stages += self.llm_stages(ds, pairs, self.config.scorer.scorer, "zero-shot", zero_shot, seed)
             for stage in stages:
                 scores += self._run(stage, root, curves)
+            if not self.config.align and self.config.controls:  # the methods' scorer is the zero-shot one
+                controls.append(self._controls(ds, pairs, self.config.scorer.scorer, "zero-shot", seed, root))
             if self.config.align:
                 from coral.llm.aligned import read_meta, scorer_name
 
                 directory, _ = run_stage(self.align_stage(ds, seed), root, self.log)
                 aligned = directory / "aligned"
-                for stage in self.llm_stages(ds, pairs, f"aligned:{aligned}", scorer_name(read_meta(aligned)), self.config.methods, seed):
+                tag = scorer_name(read_meta(aligned))
+                for stage in self.llm_stages(ds, pairs, f"aligned:{aligned}", tag, self.config.methods, seed):
                     scores += self._run(stage, root, curves)
+                if self.config.controls:
+                    controls.append(self._controls(ds, pairs, f"aligned:{aligned}", tag, seed, root))
         run = RunScores(scores, pairs_by_seed, n_boot=self.config.n_boot)
         plot_round_bands(run, root / "auc_by_round.png", title=f"{dataset_name}: AUC after each retrieval round (95% bands)")
         plot_training_curves(curves, root / "training_curves.png")
         preamble = f"`coral run` on {dataset_name}; config and library versions in every row of results.csv."
-        return dataset_report(run, dataset_name, preamble), score_rows(run, dataset_name)
+        return dataset_report(run, dataset_name, preamble) + controls_section(controls), score_rows(run, dataset_name)
+
+    def _controls(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path) -> dict[str, Any]:
+        directory, _ = run_stage(self.controls_stage(ds, pairs, spec, tag, seed), root, self.log)
+        return json.loads((directory / CONTROLS_FILE).read_text())
 
     def _run(self, stage: Stage, root: Path, curves: dict[str, list[Path]]) -> list[MethodScores]:
         directory, _ = run_stage(stage, root, self.log)
