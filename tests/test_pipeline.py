@@ -89,8 +89,8 @@ def test_table_has_every_method(uninterrupted) -> None:
     assert "## The paper's claims" in table and table.count("- **") >= 4
     # The evidence controls on the same shared pairs, each with its paired difference vs none.
     assert "## Does the scorer read the evidence?" in table and "60 pairs" in table
-    for control in ("5 nearest", "5 random", "5 shuffled"):
-        assert f"| {control} |" in table
+    rows = [table.index(f"| {control} |") for control in ("none", "5 nearest", "5 random", "5 shuffled")]
+    assert rows == sorted(rows)
     assert (out / "pairs-seed0.csv").read_text().count("\ntest,") == 60
     assert (out / "auc_by_round.png").stat().st_size > 1000
     assert (out / "training_curves.png").stat().st_size > 1000

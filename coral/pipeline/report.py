@@ -171,7 +171,8 @@ def controls_section(controls: list[dict]) -> str:
     for c in controls:
         lines += ["", f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):", ""]
         lines += ["| evidence | AUC | Δ AUC vs none [95% CI] | p (DeLong) |", "|---|---|---|---|"]
-        for name, row in c["controls"].items():
+        for name in sorted(c["controls"], key=lambda n: ("none", "nearest", "random", "shuffled").index(n)):
+            row = c["controls"][name]
             if name == "none":
                 lines.append(f"| none | {_pct(row['auc'])} | | |")
             else:
