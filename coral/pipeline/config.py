@@ -39,8 +39,8 @@ class RunConfig:
     """The zero-shot LLM."""
     align: bool = True
     """Align the scorer (`coral align`) and add rows that use it."""
-    alignment: AlignConfig = section(lambda: AlignConfig(n_train=256))
-    """The alignment's settings (the main job trains on 256 prompts, `coral align` on 128)."""
+    alignment: AlignConfig = section(lambda: AlignConfig(method="topk", n_train=256))
+    """The alignment's settings: method topk (the top two layers fine-tuned on prompts with evidence, the scorer that reads it); method head is the probe (256 prompts here)."""
     methods: tuple[Method, ...] = ("llm-only", "coral-random", "coral-ppo")
     """LLM methods, run with the aligned scorer when `align` is on, else with `scorer` (add coral-ddpg for the paper's faithful variant: about 5 more minutes)."""
     zero_shot_methods: tuple[Method, ...] = ("llm-only",)
