@@ -87,6 +87,18 @@ class PeriodicCallback(BaseCallback):
 LATEST = "latest.json"
 
 
+def save_aside(save: Callable[[Path], Any], path: Path) -> Path:
+    """``save(tmp)`` into a hidden file beside ``path``, then rename it to ``path`` (a killed save leaves no half file).
+
+    :param save: writes its argument's path (``model.save``, ``model.save_replay_buffer``, ``VecNormalize.save``).
+    :param path: the final file.
+    """
+    tmp = path.with_name(f".tmp-{path.name}")
+    save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def save_checkpoint(model: Any, directory: Path, config: dict[str, Any], scorer_fingerprint: str = "") -> Path:
     """Save model (and DDPG's replay buffer, and the VecNormalize statistics) as ``model_<t>.zip``
     (+ ``replay_buffer_<t>.pkl``, ``vecnormalize_<t>.pkl``), then ``latest.json``.
@@ -101,24 +113,13 @@ def save_checkpoint(model: Any, directory: Path, config: dict[str, Any], scorer_
     """
     directory.mkdir(parents=True, exist_ok=True)
     t = int(model.num_timesteps)
-    model_path = directory / f"model_{t}.zip"
-    tmp = directory / f".tmp-model_{t}.zip"
-    model.save(tmp)
-    os.replace(tmp, model_path)
+    model_path = save_aside(model.save, directory / f"model_{t}.zip")
     state: dict[str, Any] = {"timesteps": t, "model": model_path.name, "config": config, "scorer": scorer_fingerprint}
     if hasattr(model, "save_replay_buffer"):
-        buffer_path = directory / f"replay_buffer_{t}.pkl"
-        tmp_buffer = directory / f".tmp-replay_buffer_{t}.pkl"
-        model.save_replay_buffer(tmp_buffer)
-        os.replace(tmp_buffer, buffer_path)
-        state["replay_buffer"] = buffer_path.name
+        state["replay_buffer"] = save_aside(model.save_replay_buffer, directory / f"replay_buffer_{t}.pkl").name
     normalizer = model.get_vec_normalize_env()
     if normalizer is not None:  # the observation statistics belong to the policy
-        stats_path = directory / f"vecnormalize_{t}.pkl"
-        tmp_stats = directory / f".tmp-vecnormalize_{t}.pkl"
-        normalizer.save(tmp_stats)
-        os.replace(tmp_stats, stats_path)
-        state["vecnormalize"] = stats_path.name
+        state["vecnormalize"] = save_aside(normalizer.save, directory / f"vecnormalize_{t}.pkl").name
     atomic_write_json(directory / LATEST, state)
     return model_path
 

@@ -1,10 +1,10 @@
 """A ``coral train`` run directory: its config, its model and its training summary.
 
 Layout: ``config.json`` (the :class:`~coral.policies.config.TrainConfig`), ``checkpoints/``
-(``model_<t>.zip``, DDPG's ``replay_buffer_<t>.pkl``, ``latest.json``), ``logs/segment<k>/``
+(``model_<t>.zip``, DDPG's ``replay_buffer_<t>.pkl``, ``vecnormalize_<t>.pkl``, ``latest.json``), ``logs/segment<k>/``
 (SB3's CSV and TensorBoard output; one segment per start or resume), ``model.zip`` (the final
-policy) and ``vecnormalize.pkl`` (its observation statistics, when ``normalize_obs``), ``train_summary.json``, and after ``coral evaluate`` ``eval_<split>.jsonl`` and
-``results.csv``.
+policy) and ``vecnormalize.pkl`` (its observation statistics, when ``normalize_obs``),
+``train_summary.json``, and after ``coral evaluate`` ``eval_<split>.jsonl`` and ``results.csv``.
 """
 
 from __future__ import annotations
@@ -47,13 +47,20 @@ def load_policy(run: str | Path) -> tuple[TrainConfig, Any]:
 
     :raises CoralError: when the directory holds no run.
     """
+    config, model, _ = _load(Path(run))
+    return config, model
+
+
+def _load(run: Path) -> tuple[TrainConfig, Any, Path | None]:
+    """Config, SB3 model and the path of its VecNormalize statistics (or None), all from one
+    resolution of the run's files (the final model, else the last checkpoint)."""
     from coral.policies.sb3 import algo_class
 
-    run = Path(run)
     if not (run / CONFIG_FILE).is_file():
         raise CoralError(f"{run}: not a coral train run (no {CONFIG_FILE})")
     config = TrainConfig.load(run / CONFIG_FILE)
-    return config, algo_class(config.algo).load(_policy_files(run)[0], device="cpu")
+    model_file, stats_file = _policy_files(run)
+    return config, algo_class(config.algo).load(model_file, device="cpu"), stats_file
 
 
 def load_obs_normalizer(path: Path | None) -> Any | None:
@@ -76,5 +83,5 @@ def load_run_policy(run: str | Path) -> tuple[TrainConfig, Any]:
     """
     from coral.policies.sb3 import SB3Policy
 
-    config, model = load_policy(run)
-    return config, SB3Policy(model, name=config.model_name, obs_normalizer=load_obs_normalizer(_policy_files(Path(run))[1]))
+    config, model, stats_file = _load(Path(run))
+    return config, SB3Policy(model, name=config.model_name, obs_normalizer=load_obs_normalizer(stats_file))

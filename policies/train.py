@@ -6,7 +6,6 @@ The run directory's layout is described in :mod:`coral.policies.run_dir`.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from coral.metrics import binary_metrics
 from coral.envs import EnvResources
 from coral.envs.resources import resolve_dataset
 
-from coral.policies.callbacks import PeriodicCallback, RetrievalMetricsCallback, cache_rates, latest_checkpoint, save_checkpoint
+from coral.policies.callbacks import PeriodicCallback, RetrievalMetricsCallback, cache_rates, latest_checkpoint, save_aside, save_checkpoint
 from coral.policies.config import TrainConfig
 from coral.policies.evaluate import evaluate_policy
 from coral.policies.run_dir import CONFIG_FILE, MODEL_FILE, SUMMARY_FILE, VECNORM_FILE, read_summary
@@ -141,14 +140,10 @@ def _finish(config: TrainConfig, model: Any, vec: Any, out: Path, resume: bool, 
     retrieval_envs = vec.venv.retrieval_envs
     scorer = retrieval_envs[0].scorer
     save_checkpoint(model, out / "checkpoints", config.to_dict(), getattr(scorer, "fingerprint", ""))
-    tmp = out / f".tmp-{MODEL_FILE}"
-    model.save(tmp)
-    os.replace(tmp, out / MODEL_FILE)
+    save_aside(model.save, out / MODEL_FILE)
     normalizer = model.get_vec_normalize_env()
     if normalizer is not None:
-        tmp_stats = out / f".tmp-{VECNORM_FILE}"
-        normalizer.save(tmp_stats)
-        os.replace(tmp_stats, out / VECNORM_FILE)
+        save_aside(normalizer.save, out / VECNORM_FILE)
     previous = read_summary(out)
     summary = {
         "timesteps": int(model.num_timesteps),

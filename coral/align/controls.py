@@ -116,13 +116,24 @@ def evidence_controls(scorer: Any, dataset: CoralDataset, builder: Any, split: s
     }
 
 
-def controls_table(figures: dict[str, Any]) -> str:
-    """The controls as a Markdown table (AUC, paired Δ vs no evidence with its 95% interval and p)."""
+def controls_table(figures: dict[str, Any], percent: bool = False) -> str:
+    """The controls as a Markdown table (AUC, paired Δ vs no evidence with its 95% interval and p), in :data:`CONTROLS` order.
+
+    :param figures: :func:`evidence_controls`' result, or its ``controls`` part read back from JSON.
+    :param percent: AUC points x100 with two decimals (results.md) instead of AUC with three.
+    """
+
+    def num(x: float, sign: str = "") -> str:
+        return f"{100 * x:{sign}.2f}" if percent else f"{x:{sign}.3f}"
+
     lines = ["| evidence | AUC | Δ AUC vs none [95% CI] | p (DeLong) |", "|---|---|---|---|"]
-    for name, row in figures["controls"].items():
-        label = "none" if name == "none" else f"{row['pieces']} {name}"
+    for name in (n for n in CONTROLS if n in figures["controls"]):
+        row = figures["controls"][name]
         if name == "none":
-            lines.append(f"| {label} | {row['auc']:.3f} | | |")
+            lines.append(f"| none | {num(row['auc'])} | | |")
         else:
-            lines.append(f"| {label} | {row['auc']:.3f} | {row['delta_vs_none']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}] | {row['p_value']:.2g} |")
+            lines.append(
+                f"| {int(row['pieces'])} {name} | {num(row['auc'])} | {num(row['delta_vs_none'], '+')} "
+                f"[{num(row['low'], '+')}, {num(row['high'], '+')}] | {row['p_value']:.2g} |"
+            )
     return "\n".join(lines)

@@ -160,6 +160,8 @@ def controls_section(controls: list[dict]) -> str:
     """
     if not controls:
         return ""
+    from coral.align.controls import controls_table
+
     lines = [
         "",
         "## Does the scorer read the evidence?",
@@ -169,17 +171,7 @@ def controls_section(controls: list[dict]) -> str:
         "paired differences vs no evidence (same pairs, same bootstrap resamples) and DeLong's p.",
     ]
     for c in controls:
-        lines += ["", f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):", ""]
-        lines += ["| evidence | AUC | Δ AUC vs none [95% CI] | p (DeLong) |", "|---|---|---|---|"]
-        for name in sorted(c["controls"], key=lambda n: ("none", "nearest", "random", "shuffled").index(n)):
-            row = c["controls"][name]
-            if name == "none":
-                lines.append(f"| none | {_pct(row['auc'])} | | |")
-            else:
-                lines.append(
-                    f"| {int(row['pieces'])} {name} | {_pct(row['auc'])} | {100 * row['delta_vs_none']:+.2f} "
-                    f"[{100 * row['low']:+.2f}, {100 * row['high']:+.2f}] | {row['p_value']:.2g} |"
-                )
+        lines += ["", f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):", "", controls_table(c, percent=True)]
         lines += ["", "AUC after 0..K nearest pieces: " + ", ".join(_pct(a) for a in c["nearest_by_pieces"]) + "."]
     return "\n".join(lines) + "\n"
 
