@@ -87,7 +87,7 @@ def diagnostics(config: DiagnosticsCommand) -> int:
 
     torch.set_num_threads(2)
     dataset = load_data(config.data, config.split)
-    scorer = make_scorer(config.scorer.scorer, dtype=config.scorer.dtype)
+    scorer = make_scorer(config.scorer.scorer, layout=config.scorer.layout)
     builder = PromptBuilder(dataset, tokenizer=scorer.tokenizer)
     trained_for = getattr(scorer, "prompt_version", None)
     if trained_for is not None and trained_for != builder.version:

@@ -65,7 +65,7 @@ def score(config: ScoreCommand) -> int:
 
         torch.set_num_threads(config.threads)
     cache = (config.cache_file or True) if config.cache else False
-    scorer = make_scorer(config.scorer.scorer, cache=cache, dtype=config.scorer.dtype, batch_size=config.batch_size)
+    scorer = make_scorer(config.scorer.scorer, cache=cache, layout=config.scorer.layout, batch_size=config.batch_size)
     builder = PromptBuilder(dataset, config.prompt, scorer.tokenizer)
     out = Path(config.out)
 

@@ -21,9 +21,10 @@ from typing import Literal, Optional
 
 from coral.errors import CoralError
 from coral.llm.base import Prompt, Scorer, ScoreResult
-from coral.llm.model import default_dtype, embedded_model_path, load_embedded_model, load_model
+from coral.llm.layout import LAYOUTS, default_layout
+from coral.llm.model import embedded_model_path, load_embedded_model, load_model
 
-__all__ = ["Prompt", "Scorer", "ScoreResult", "ScorerConfig", "make_scorer", "default_cache_path", "default_dtype", "embedded_model_path", "load_embedded_model", "load_model"]
+__all__ = ["Prompt", "Scorer", "ScoreResult", "ScorerConfig", "make_scorer", "default_cache_path", "LAYOUTS", "default_layout", "embedded_model_path", "load_embedded_model", "load_model"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class ScorerConfig:
 
     scorer: str = "hf"
     """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral align`), vllm:MODEL, openai:URL#MODEL, scripted[:k=v,...]."""
-    dtype: Optional[Literal["float32", "bfloat16"]] = None
-    """Weights' dtype for hf/aligned/vllm; None: float32 (bf16 did not match its validation AUC), an aligned scorer's training dtype."""
+    layout: Optional[Literal["auto", "float32", "int8", "bfloat16"]] = None
+    """How hf/aligned weights compute (vllm: its dtype); None/auto: the fastest layout this CPU runs natively whose recorded parity check passed (coral.llm.layout)."""
 
 
 def default_cache_path() -> Path:
@@ -47,7 +48,7 @@ def make_scorer(
     spec: str = ScorerConfig.scorer,
     *,
     cache: str | Path | bool | None = True,
-    dtype: str | None = None,
+    layout: str | None = None,
     batch_size: int = 8,
     kv_reuse: bool = True,
     labels: tuple[str, str] = ("Yes", "No"),
@@ -56,8 +57,8 @@ def make_scorer(
 
     :param spec: "hf", "hf:PATH", "vllm:MODEL" or "openai:URL#MODEL".
     :param cache: True = the default cache file, a path = that file, False/None = no cache.
-    :param dtype: "float32" or "bfloat16" (hf, vllm); None = :func:`default_dtype` for hf
-        (fp32: bf16 did not match fp32's validation AUC within 0.005).
+    :param layout: "float32", "int8" or "bfloat16" (hf, aligned; vllm: its dtype, int8 not offered);
+        None / "auto" = :func:`~coral.llm.layout.default_layout` for hf and aligned.
     :param batch_size: prompts per forward pass (hf).
     :param kv_reuse: reuse prefix key/value caches across prompts (hf).
     :param labels: (positive, negative) label text.
@@ -73,20 +74,22 @@ def make_scorer(
         from coral.llm.model import model_identity
 
         path = arg or None
-        model, tokenizer = load_model(path, dtype)
+        model, tokenizer = load_model(path, layout)
         scorer: Scorer = HFScorer(model, tokenizer, model_id=model_identity(path), labels=labels, batch_size=batch_size, kv_reuse=kv_reuse)
     elif backend == "aligned":
         if not arg:
             raise CoralError("the aligned spec needs a directory: aligned:DIR (written by `coral align`)")
         from coral.llm.aligned import load_aligned_scorer
 
-        scorer = load_aligned_scorer(arg, dtype=dtype, batch_size=batch_size, kv_reuse=kv_reuse)
+        scorer = load_aligned_scorer(arg, layout=layout, batch_size=batch_size, kv_reuse=kv_reuse)
     elif backend == "vllm":
         if not arg:
             raise CoralError("the vllm spec needs a model: vllm:MODEL")
         from coral.llm.vllm_backend import VLLMScorer
 
-        scorer = VLLMScorer(arg, dtype=dtype, labels=labels)
+        if layout == "int8":
+            raise CoralError("the vllm backend takes layout float32 or bfloat16 (its dtype), not int8")
+        scorer = VLLMScorer(arg, dtype=None if layout in (None, "auto") else layout, labels=labels)
     elif backend == "openai":
         url, _, model_name = arg.partition("#")
         if not url or not model_name:

@@ -30,6 +30,7 @@ import torch  # noqa: E402
 
 from coral.llm.base import Prompt, Scorer, ScoreResult  # noqa: E402
 from coral.llm.labels import DEFAULT_LABELS, resolve_label_tokens, readout_from_logits  # noqa: E402
+from coral.llm.layout import layout_tag  # noqa: E402
 
 #: One cached prefix: per layer (keys, values), each (kv_heads, length, head_dim).
 PrefixKV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -93,9 +94,8 @@ class _Job:
     past: PrefixKV | None
     past_len: int
     new_ids: list[int]
-    keep_len: int
-    """How many of ``new_ids`` (from the start) belong to the prefix to store."""
-    store_key: str | None
+    stores: list[tuple[str, int]]
+    """Prefixes to store: (key, how many of ``new_ids`` from the start belong to it)."""
 
 
 class HFScorer(Scorer):
@@ -140,8 +140,10 @@ class HFScorer(Scorer):
         self.kv_reuse = kv_reuse
         self.kv_store = PrefixKVStore(kv_cache_bytes)
         self.head = head
-        self.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        self.fingerprint = f"hf|{model_id}|{self.dtype}|{self.labels.describe()}|head={'yes' if head is not None else 'no'}|{fingerprint_extra}"
+        #: How the weights compute (float32, bfloat16, int8-a7/a8...): part of the fingerprint, so of
+        #: every score-cache key and result row.
+        self.layout = layout_tag(model)
+        self.fingerprint = f"hf|{model_id}|{self.layout}|{self.labels.describe()}|head={'yes' if head is not None else 'no'}|{fingerprint_extra}"
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad if pad is not None else 0)
         probe = tokenizer("a").input_ids
@@ -171,7 +173,7 @@ class HFScorer(Scorer):
         seg_ids[0] = self._bos + seg_ids[0]
         n = len(segs)
         if not self.kv_reuse or n < 2:
-            return _Job(index, None, 0, [t for s in seg_ids for t in s], 0, None)
+            return _Job(index, None, 0, [t for s in seg_ids for t in s], [])
         keys = prefix_keys(segs[:-1])
         start, past = 0, None
         for j in range(n - 1, 0, -1):
@@ -181,8 +183,12 @@ class HFScorer(Scorer):
                 break
         middle = [t for s in seg_ids[start : n - 1] for t in s]
         past_len = past[0][0].shape[1] if past is not None else 0
-        store_key = keys[n - 1] if start < n - 1 else None
-        return _Job(index, past, past_len, middle + seg_ids[-1], len(middle), store_key)
+        stores = [(keys[n - 1], len(middle))] if start < n - 1 else []
+        if start == 0 and n > 2:
+            # The first segment (the instructions, the same in every prompt) is stored on its own
+            # too, so that a target never seen before computes only its own block.
+            stores.append((keys[1], len(seg_ids[0])))
+        return _Job(index, past, past_len, middle + seg_ids[-1], stores)
 
     def _batches(self, jobs: list[_Job]) -> list[list[_Job]]:
         """Group jobs of similar length; a batch costs its size x (longest past + longest new)."""
@@ -236,7 +242,7 @@ class HFScorer(Scorer):
         logits = self.model.get_output_embeddings()(hidden)
         p, mass = readout_from_logits(logits, self.labels)
         if self.head is not None:
-            p = torch.sigmoid(self.head(hidden).float().reshape(-1)).double().cpu().numpy()
+            p = torch.sigmoid(self.head(hidden.float()).reshape(-1)).double().cpu().numpy()
         self._store(jobs, out.past_key_values, p_max, n_max)
         self._counters["llm_calls"] += 1
         self._counters["tokens_computed"] += sum(len(j.new_ids) for j in jobs)
@@ -247,15 +253,14 @@ class HFScorer(Scorer):
     def _store(self, jobs: list[_Job], cache: Any, p_max: int, n_max: int) -> None:
         """Keep each job's prefix (cached part + new middle segments) for later prompts."""
         for r, job in enumerate(jobs):
-            if job.store_key is None:
-                continue
             start_new = p_max + n_max - len(job.new_ids)
-            kv = []
-            for layer in cache.layers:
-                parts_k = [layer.keys[r, :, p_max - job.past_len : p_max], layer.keys[r, :, start_new : start_new + job.keep_len]]
-                parts_v = [layer.values[r, :, p_max - job.past_len : p_max], layer.values[r, :, start_new : start_new + job.keep_len]]
-                kv.append((torch.cat(parts_k, dim=1), torch.cat(parts_v, dim=1)))  # cat copies: frees the batch
-            self.kv_store.put(job.store_key, tuple(kv))
+            for key, keep in job.stores:
+                kv = []
+                for layer in cache.layers:
+                    parts_k = [layer.keys[r, :, p_max - job.past_len : p_max], layer.keys[r, :, start_new : start_new + keep]]
+                    parts_v = [layer.values[r, :, p_max - job.past_len : p_max], layer.values[r, :, start_new : start_new + keep]]
+                    kv.append((torch.cat(parts_k, dim=1), torch.cat(parts_v, dim=1)))  # cat copies: frees the batch
+                self.kv_store.put(key, tuple(kv))
 
     def score_details(self, prompts: Sequence[Prompt]) -> ScoreResult:
         p = np.zeros(len(prompts))

@@ -23,12 +23,6 @@ EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Bump when the conversion below changes what it writes.
 CONVERSION_VERSION = "1"
 
-DTYPES = ("float32", "bfloat16")
-#: Whether bf16's validation AUC matched fp32's within 0.005 (LLM-only, gift_cards, incremental
-#: order): it did not (fp32 0.5015, bf16 0.5395; experiments/notes/llm-scoring.md), so fp32 is the
-#: default layout everywhere; bf16 stays available with an explicit dtype.
-BF16_MATCHES_FP32 = False
-
 
 def embedded_model_path() -> Path:
     """The GGUF file of the embedded model (SmolLM2-135M-Instruct, Q4_1).
@@ -49,35 +43,6 @@ def embedded_model_path() -> Path:
             if path.is_file():
                 return path
     raise CoralError(f"{EMBEDDED_DISTRIBUTION} is installed but {EMBEDDED_FILE} is not in it; reinstall the wheel")
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AMX-BF16 or AVX512-BF16, from /proc/cpuinfo).
-
-    Without it torch emulates bf16 matrix products: measured 4x slower than fp32 here, while
-    with AMX bf16 runs about 2x faster than fp32 (docs/cpu-llm-notes.md).
-    """
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def default_dtype() -> str:
-    """The fastest layout whose validation AUC matched fp32's: bf16 where it is native and matched,
-    else fp32 (today: fp32, see :data:`BF16_MATCHES_FP32`)."""
-    return "bfloat16" if BF16_MATCHES_FP32 and native_bf16() else "float32"
-
-
-def torch_dtype(name: str):
-    """The torch dtype called ``name`` ("float32" or "bfloat16")."""
-    import torch
-
-    if name not in DTYPES:
-        raise CoralError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
-    return getattr(torch, name)
 
 
 def _converted_dir(gguf: Path) -> Path:
@@ -146,27 +111,33 @@ def resolve_model_dir(path: str | Path | None = None) -> Path:
     return target
 
 
-def load_model(path: str | Path | None = None, dtype: str | None = None):
-    """Load (model, tokenizer) from an HF directory or a GGUF file, in eval mode.
+def load_model(path: str | Path | None = None, layout: str | None = None):
+    """Load (model, tokenizer) from an HF directory or a GGUF file, in eval mode, in ``layout``.
 
     :param path: HF model directory or ``.gguf`` file; None = the embedded model.
-    :param dtype: "float32", "bfloat16" or None (:func:`default_dtype`).
+    :param layout: "float32", "int8", "bfloat16", or None / "auto"
+        (:func:`coral.llm.layout.default_layout`: the fastest layout this CPU runs natively whose
+        recorded parity check passed).
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from coral.llm.layout import apply_layout, resolve_layout
+
+    layout = resolve_layout(layout)
     directory = resolve_model_dir(path)
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype(dtype or default_dtype()))
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
     model.eval()
-    return model, tokenizer
+    return apply_layout(model, layout, tokenizer=tokenizer, model_key=model_identity(path)), tokenizer
 
 
-def load_embedded_model(dtype: str | None = None):
+def load_embedded_model(layout: str | None = None):
     """(model, tokenizer) of the embedded SmolLM2-135M-Instruct, via the safetensors cache.
 
-    :param dtype: "float32", "bfloat16" or None (:func:`default_dtype`).
+    :param layout: "float32", "int8", "bfloat16", or None / "auto" (the default layout).
     """
-    return load_model(None, dtype)
+    return load_model(None, layout)
 
 
 def model_identity(path: str | Path | None = None) -> str:

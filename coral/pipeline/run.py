@@ -99,8 +99,17 @@ class MainJob:
 
     # ---- shared resources ---------------------------------------------------------------------
     def scorer_config(self, spec: str) -> ScorerConfig:
-        """The scorer section of a stage: the run's, with the stage's spec (zero-shot or aligned)."""
-        return dataclasses.replace(self.config.scorer, scorer=spec)
+        """The scorer section of a stage: the run's, with the stage's spec (zero-shot or aligned).
+
+        An "auto" layout is resolved here (for the in-process backends), so that the layout this
+        machine picks is part of every stage identity.
+        """
+        layout = self.config.scorer.layout
+        if spec.partition(":")[0] in ("hf", "aligned"):
+            from coral.llm.layout import resolve_layout
+
+            layout = resolve_layout(layout)
+        return dataclasses.replace(self.config.scorer, scorer=spec, layout=layout)
 
     def scorer(self, spec: str):
         """One scorer per spec for the whole process (the model loads once)."""
@@ -278,7 +287,7 @@ class MainJob:
             atomic_write_npz(directory / "controls.npz", rows=pairs.test, labels=figures["labels"], **{f"p_{k}": v for k, v in figures["p"].items()})
             atomic_write_json(directory / CONTROLS_FILE, report)
 
-        identity = stage_identity("controls", ds, seed=seed, rounds=rounds, n_boot=n_boot, prompt=_prompt_config(), warm_start_model=warm.baseline(seed), warm=warm, scorer=spec, pairs=pairs.fingerprint)
+        identity = stage_identity("controls", ds, seed=seed, rounds=rounds, n_boot=n_boot, prompt=_prompt_config(), warm_start_model=warm.baseline(seed), warm=warm, scorer=self.scorer_config(spec), pairs=pairs.fingerprint)
         return Stage(f"controls@{tag}-seed{seed}", identity, run)
 
     # ---- the whole job ------------------------------------------------------------------------

@@ -1,0 +1,39 @@
+"""bf16 linear layers inside an fp32 model: the matrix products in bf16, everything else in fp32.
+
+Converting the whole model to bf16 (``model.to(torch.bfloat16)``) also rounds the residual
+stream, the norms and the attention softmax; on the default run's scorer that moved P(Yes) by
+0.038 on average (experiments/notes/speed.md). Here only the decoder's linear layers, where
+almost all the time goes, take bf16 inputs and weights (fp32 accumulation in oneDNN/AMX) and hand
+fp32 back.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class Bf16Linear(torch.nn.Module):
+    """y = W x with W stored in bf16 and x rounded to bf16; y and the bias in fp32.
+
+    :param linear: the fp32 ``nn.Linear`` to replace.
+    """
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        self.bias = None if linear.bias is None else linear.bias.detach().float()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.linear(x.to(torch.bfloat16), self.weight).float()
+        return y if self.bias is None else y + self.bias
+
+
+def convert_linears(model) -> int:
+    """Replace the decoder's ``nn.Linear`` layers by :class:`Bf16Linear` in place; returns how many."""
+    decoder = model.get_decoder()
+    todo = [(name, m) for name, m in decoder.named_modules() if isinstance(m, torch.nn.Linear)]
+    for name, linear in todo:
+        parent, _, attr = name.rpartition(".")
+        setattr(decoder.get_submodule(parent) if parent else decoder, attr, Bf16Linear(linear))
+    return len(todo)

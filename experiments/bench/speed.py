@@ -1,0 +1,305 @@
+"""Scoring speed side by side in one run, and the parity gate that makes a layout eligible.
+
+``python experiments/bench/speed.py [--aligned DIR]`` prints, from one process on this machine:
+
+1. the raw GEMM ceiling per dtype (fp32 sgemm, bf16, the int8 layer's kernel) and the prompt
+   tokens/s it implies for the scorer's decoder;
+2. prompt tokens/s of full prompts (no reuse) per layout and batch size, with the ratio to fp32
+   and the share of that layout's ceiling;
+3. the cost of one retrieval step over E parallel episodes: full re-scoring, incremental (the
+   prefix of the same episode reused) and shared-prefix (a later episode of the same target: the
+   instruction and target block come from the store), with the ratios;
+4. environment steps/s with the scorer, old path (fp32, today's scorer) vs new path (the default
+   layout of this CPU, and each other layout for comparison), 1 and N batched environments.
+
+``--aligned DIR`` measures the default run's scorer (an alignment directory written by
+``coral run``/``coral align``: ``RUN/stages/align-seed0-*/aligned``); without it the embedded
+zero-shot model. The model's weights are what differ between the layouts; the prompts, pairs
+and episodes are the same for all of them.
+
+``python experiments/bench/speed.py parity --aligned DIR [--write]`` is the eligibility check of
+:mod:`coral.llm.layout`: the default run's validation pairs (``coral run``'s defaults, seed 0),
+scored by the scorer in fp32 and in each layout, without evidence and with 5 random pieces; it
+prints the AUCs, mean/max |dp| and speed-up, and with ``--write`` records them in
+``coral/llm/parity.json`` (a record replaces the one of the same layout and numerics).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_PROC_BIND", "true")
+os.environ.setdefault("OMP_PLACES", "cores")
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+# ---- what is measured --------------------------------------------------------------------------
+def load_scorer(aligned: str | None, layout: str):
+    """An uncached HFScorer of the measured model in ``layout`` (aligned directory or the embedded model)."""
+    from coral.llm import make_scorer
+    from coral.llm.aligned import load_aligned_scorer
+
+    if aligned:
+        return load_aligned_scorer(aligned, layout=layout)
+    return make_scorer("hf", cache=False, layout=layout)
+
+
+def default_pairs():
+    """(dataset, rows): the default ``coral run``'s dataset for seed 0 and its shared validation pairs (row indices)."""
+    from coral.data import load_dataset
+    from coral.pipeline.config import RunConfig
+    from coral.pipeline.pairs import SharedPairs
+
+    config = RunConfig()
+    dataset = load_dataset(config.data)  # seed 0: split_seed + 0
+    pairs = SharedPairs.draw(dataset, config.eval_pairs, config.valid_pairs, config.data.split_seed)
+    return dataset, pairs.valid
+
+
+def episodes(dataset, rows: np.ndarray, rounds: int, seed: int) -> list[tuple[int, int, list]]:
+    """(user, item, evidence) of validation ``rows`` with ``rounds`` random training pieces each (seeded)."""
+    from coral.llm.evaluate import random_evidence
+
+    draw = random_evidence(dataset, rounds, seed=seed)
+    split = dataset.valid
+    return [(int(split.user[r]), int(split.item[r]), draw(int(split.user[r]), int(split.item[r]))) for r in rows]
+
+
+def decoder_gflop_per_token(model) -> float:
+    """2 x the multiply-adds of the decoder's linear layers per token (what a prompt token costs)."""
+    from coral.llm.int8 import Int8Linear
+
+    n = 0
+    for module in model.get_decoder().modules():
+        if isinstance(module, (torch.nn.Linear, Int8Linear)):
+            n += module.in_features * module.out_features
+    return 2 * n / 1e9
+
+
+def gemm_gflops(kind: str, m: int = 256, k: int = 576, n: int = 1536, seconds: float = 1.5) -> float:
+    """GFLOP/s of an (m x k) @ (k x n) product in ``kind`` (float32, bfloat16, int8 = the int8 layer's kernel)."""
+    from coral.llm.int8 import Int8Linear, activation_bits
+    from coral.llm.layout import cpu_flags
+
+    x = torch.randn(m, k)
+    if kind == "int8":
+        layer = Int8Linear(torch.nn.Linear(k, n, bias=False), bits=activation_bits(cpu_flags()))
+        run = lambda: layer(x)  # noqa: E731
+    else:
+        dtype = getattr(torch, kind)
+        a, w = x.to(dtype), torch.randn(k, n).to(dtype)
+        run = lambda: a @ w  # noqa: E731
+    run()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run()
+        count += 1
+    return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def prompt_tokens_per_s(scorer, prompts, batch: int) -> float:
+    """Full prompts (no prefix reuse) scored ``batch`` at a time: prompt tokens/s."""
+    scorer.kv_reuse = False
+    scorer.batch_size = batch
+    scorer.score(prompts[:1])  # warm-up
+    tokens = sum(len(scorer.token_ids(p)) for p in prompts)
+    seconds = timed(lambda: [scorer.score(prompts[i : i + batch]) for i in range(0, len(prompts), batch)])
+    scorer.batch_size = 8
+    return tokens / seconds
+
+
+def step_costs(scorer, builder, eps_a, eps_b, rounds: int) -> dict[str, float]:
+    """Seconds per retrieval step (all episodes of a step in one call), by how the prefix is obtained.
+
+    full: every prompt computed whole; incremental: a fresh store, each step extends the episode's
+    previous prompt; shared-prefix: episodes ``eps_b`` (same targets, other evidence) after ``eps_a``,
+    so their resets find the instruction + target block in the store. Also the reset (step 0)
+    cost cold and warm.
+    """
+
+    def run(eps, reuse: bool, clear: bool) -> tuple[float, float]:
+        scorer.kv_reuse = reuse
+        if clear:
+            scorer.kv_store.clear()
+        reset = timed(lambda: scorer.score([builder.build(u, i, ()) for u, i, _ in eps]))
+        steps = [timed(lambda r=r: scorer.score([builder.build(u, i, ev[:r]) for u, i, ev in eps])) for r in range(1, rounds + 1)]
+        return reset, float(np.mean(steps))
+
+    full_reset, full = run(eps_a, reuse=False, clear=True)
+    cold_reset, incremental = run(eps_a, reuse=True, clear=True)
+    warm_reset, shared = run(eps_b, reuse=True, clear=False)
+    return {"full": full, "incremental": incremental, "shared": shared, "full_reset": full_reset, "cold_reset": cold_reset, "warm_reset": warm_reset}
+
+
+def env_steps_per_s(scorer, n_envs: int, steps: int, seed: int = 0) -> float:
+    """Environment steps/s of ``n_envs`` batched default training environments (random actions) on ``scorer``."""
+    from coral.envs import EnvConfig, EnvResources
+    from coral.envs.vector import make_batched_vec_env
+
+    scorer.kv_reuse = True
+    scorer.kv_store.clear()
+    cfg = EnvConfig.from_any(dataset="movielens_small", warm_start="dfm")
+    vec = make_batched_vec_env(cfg, n_envs=n_envs, seed=seed, resources=EnvResources(scorer=scorer))
+    rng = np.random.default_rng(seed)
+    vec.reset()
+    vec.step(rng.uniform(-1, 1, (n_envs, *vec.action_space.shape)).astype(np.float32))  # warm-up
+    seconds = timed(lambda: [vec.step(rng.uniform(-1, 1, (n_envs, *vec.action_space.shape)).astype(np.float32)) for _ in range(steps)])
+    vec.close()
+    return steps * n_envs / seconds
+
+
+# ---- the two commands --------------------------------------------------------------------------
+def speed(args: argparse.Namespace) -> None:
+    from coral.llm.layout import LAYOUTS, cpu_flags, default_layout, feature_class, supported
+    from coral.llm.prompt import PromptBuilder
+
+    flags = cpu_flags()
+    default = default_layout()
+    layouts = ["float32"] + [name for name in (args.layouts.split(",") if args.layouts else LAYOUTS) if name != "float32"]
+    print(f"CPU class {feature_class(flags)}; native: {', '.join(n for n in LAYOUTS if supported(n))}; default layout here: {default}; torch threads {torch.get_num_threads()}")
+    dataset, rows = default_pairs()
+    scorers = {name: load_scorer(args.aligned, name) for name in layouts}
+    ref = scorers["float32"]
+    print(f"scorer: {ref.fingerprint}")
+    builder = PromptBuilder(dataset, tokenizer=ref.tokenizer)
+    gflop = decoder_gflop_per_token(ref.model)
+    print(f"decoder linear layers: {gflop:.3f} GFLOP per prompt token\n")
+
+    print("[1] raw GEMM (256 x 576 @ 576 x 1536), and the tokens/s it allows")
+    ceiling = {}
+    for name in LAYOUTS:
+        g = gemm_gflops(name)
+        ceiling[name] = g / gflop
+        note = "" if supported(name) else "  (emulated on this CPU)"
+        print(f"  {name:9s} {g:7.1f} GFLOP/s  -> ceiling {ceiling[name]:6.0f} tok/s  x{ceiling[name] / ceiling['float32']:.2f} fp32{note}", flush=True)
+
+    prompts = [builder.build(u, i, ev) for u, i, ev in episodes(dataset, rows[: args.prompts], 5, seed=0)]
+    mean_len = np.mean([len(ref.token_ids(p)) for p in prompts])
+    print(f"\n[2] full prompts: {len(prompts)} validation prompts with 5 random pieces, {mean_len:.0f} tokens on average, no reuse")
+    fp32_rate = {}
+    for name in layouts:
+        for batch in args.batches:
+            rate = prompt_tokens_per_s(scorers[name], prompts, batch)
+            fp32_rate.setdefault(batch, rate)
+            print(f"  {name:9s} batch {batch:2d}  {rate:7.0f} tok/s  x{rate / fp32_rate[batch]:.2f} fp32  {100 * rate / ceiling[name]:5.1f}% of its GEMM ceiling", flush=True)
+
+    eps_a = episodes(dataset, rows[: args.episodes], 5, seed=0)
+    eps_b = episodes(dataset, rows[: args.episodes], 5, seed=1)
+    print(f"\n[3] one retrieval step of {args.episodes} parallel episodes (5 steps each, mean per step)")
+    for name in layouts:
+        c = step_costs(scorers[name], builder, eps_a, eps_b, 5)
+        print(
+            f"  {name:9s} full {c['full']:6.2f} s   incremental {c['incremental']:6.2f} s (x{c['full'] / c['incremental']:.1f})   "
+            f"shared-prefix {c['shared']:6.2f} s (x{c['full'] / c['shared']:.1f})   reset: full {c['full_reset']:.2f} s, "
+            f"cold store {c['cold_reset']:.2f} s, target block stored {c['warm_reset']:.2f} s (x{c['full_reset'] / c['warm_reset']:.1f})",
+            flush=True,
+        )
+
+    print(f"\n[4] environment steps/s, default training environment, random actions, {args.env_steps} vector steps; old path = fp32")
+    for n in args.n_envs:
+        old = env_steps_per_s(ref, n, args.env_steps)
+        line = f"  n_envs={n:2d}  old (float32) {old:6.2f}"
+        for name in layouts[1:]:
+            new = env_steps_per_s(scorers[name], n, args.env_steps)
+            tag = "new path: the default here" if name == default else "not eligible or not native here"
+            line += f"   {name} {new:6.2f} (x{new / old:.2f}, {tag})"
+        if default == "float32":
+            line += "   new path = old path: no faster layout is eligible on this CPU"
+        print(line, flush=True)
+
+
+def parity(args: argparse.Namespace) -> None:
+    from coral.llm.layout import AUC_TOLERANCE, PARITY_FILE, ParityRecord, cpu_flags, feature_class, numerics, supported
+    from coral.llm.prompt import PromptBuilder
+    from sklearn.metrics import roc_auc_score
+
+    flags = cpu_flags()
+    dataset, rows = default_pairs()
+    y = dataset.valid.label[rows]
+    ref = load_scorer(args.aligned, "float32")
+    builder = PromptBuilder(dataset, tokenizer=ref.tokenizer)
+    sets = {"no evidence": [builder.build(u, i, ()) for u, i, _ in episodes(dataset, rows, 5, 0)],
+            "5 random pieces": [builder.build(u, i, ev) for u, i, ev in episodes(dataset, rows, 5, 0)]}
+    from coral.llm.aligned import identity, scorer_name
+
+    scorer = f"{scorer_name(ref.alignment)}:{identity(args.aligned)}" if args.aligned else "zero-shot"
+
+    def score(s) -> tuple[dict[str, np.ndarray], float]:
+        s.kv_reuse = False
+        start = time.perf_counter()
+        out = {k: s.score(v) for k, v in sets.items()}
+        tokens = sum(len(s.token_ids(p)) for v in sets.values() for p in v)
+        return out, tokens / (time.perf_counter() - start)
+
+    base, base_rate = score(ref)
+    print(f"{scorer} on {dataset.name} validation pairs: {len(rows)} ({int((y == 0).sum())} negatives), {sum(len(v) for v in sets.values())} prompts; fp32 {base_rate:.0f} tok/s")
+    for k, p in base.items():
+        print(f"  float32    {k:16s} AUC {roc_auc_score(y, p):.4f}")
+    records = []
+    for layout in args.layouts.split(","):
+        s = load_scorer(args.aligned, layout)
+        got, rate = score(s)
+        deltas = {k: roc_auc_score(y, got[k]) - roc_auc_score(y, base[k]) for k in sets}
+        worst = max(deltas, key=lambda k: abs(deltas[k]))
+        dp = np.concatenate([np.abs(got[k] - base[k]) for k in sets])
+        rec = ParityRecord(
+            layout=layout, numerics=numerics(layout, flags), cpu_class=feature_class(flags), scorer=scorer, dataset=dataset.name,
+            pairs=int(len(rows)), prompt_version=builder.version, auc_fp32=float(roc_auc_score(y, base[worst])), auc=float(roc_auc_score(y, got[worst])),
+            mean_abs_dp=float(dp.mean()), max_abs_dp=float(dp.max()), speedup=float(rate / base_rate), date=datetime.date.today().isoformat(),
+            command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+        )
+        for k in sets:
+            print(f"  {layout:9s}  {k:16s} AUC {roc_auc_score(y, got[k]):.4f}  dAUC {deltas[k]:+.4f}")
+        verdict = "PASSES" if rec.passed else "FAILS"
+        native = "" if supported(layout) else " (emulated here: the speed-up is not this layout's real one)"
+        print(f"  {layout:9s}  numerics {rec.numerics}: worst dAUC {rec.auc_delta:+.4f} -> {verdict} the {AUC_TOLERANCE} rule; mean |dp| {rec.mean_abs_dp:.4f}, max {rec.max_abs_dp:.4f}; x{rec.speedup:.2f} fp32 tokens/s{native}", flush=True)
+        records.append(rec)
+    if args.write:
+        data = json.loads(PARITY_FILE.read_text()) if PARITY_FILE.is_file() else {"records": []}
+        keep = [r for r in data["records"] if (r["layout"], r["numerics"]) not in {(x.layout, x.numerics) for x in records}]
+        data["records"] = keep + [r.to_json() for r in records]
+        tmp = PARITY_FILE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(PARITY_FILE)
+        print(f"recorded in {PARITY_FILE}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", default="speed", choices=["speed", "parity"])
+    parser.add_argument("--aligned", help="alignment directory of the scorer to measure (default: the embedded zero-shot model)")
+    parser.add_argument("--layouts", default="", help="comma-separated layouts besides float32 (default: all; parity: int8,bfloat16)")
+    parser.add_argument("--prompts", type=int, default=16, help="[2] full prompts")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="[2] batch sizes")
+    parser.add_argument("--episodes", type=int, default=8, help="[3] parallel episodes")
+    parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8], help="[4] batched environments")
+    parser.add_argument("--env-steps", type=int, default=10, help="[4] vector steps per setting")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="parity: record the results in coral/llm/parity.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.command == "parity":
+        args.layouts = args.layouts or "int8,bfloat16"
+        parity(args)
+    else:
+        speed(args)
+
+
+if __name__ == "__main__":
+    main()
