@@ -12,6 +12,10 @@ from coral.envs.collab_retrieval import EnvConfig
 #: Algorithms ``coral train`` knows, and the action mode each needs.
 ALGOS = {"ppo": "query", "ddpg": "query", "maskable_ppo": "candidates"}
 Algo = Literal["ppo", "ddpg", "maskable_ppo"]
+#: Training libraries: Stable-Baselines3 (the default, every algorithm) and Ray RLlib (optional extra).
+Engine = Literal["sb3", "rllib"]
+#: The algorithms of ``ALGOS`` that RLlib 2.60 has (it has no DDPG; MaskablePPO is sb3-contrib's).
+RLLIB_ALGOS = ("ppo",)
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,10 @@ class TrainConfig:
     """The training environment (episodes from the train split; the action mode follows ``algo``, the warm start's seed is ``seed``)."""
     algo: Algo = "ppo"
     """ppo (query actions), ddpg (query actions, the paper's settings) or maskable_ppo (candidates actions)."""
+    engine: Engine = "sb3"
+    """sb3: Stable-Baselines3 in this process; rllib: RLlib PPO with env runner processes (pip install -e .[rllib])."""
+    num_env_runners: int = 0
+    """With --engine rllib: env runner processes sampling episodes (0: sample in the training process); n_envs are spread over them."""
     timesteps: int = 2000
     """Total environment steps (retrieval steps, summed over the parallel environments)."""
     seed: int = 0
@@ -52,15 +60,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("timesteps", "n_envs", "n_steps", "batch_size", "threads"):
             require(int(getattr(self, name)) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "val_every", "val_size"):
+        for name in ("checkpoint_every", "val_every", "val_size", "num_env_runners"):
             require(int(getattr(self, name)) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         require(self.learning_rate is None or self.learning_rate > 0, "learning_rate", f"must be > 0 (or none), got {self.learning_rate}")
         require(bool(self.out), "out", "must name a directory, got ''")
+        why = {"ddpg": "RLlib 2.60 has no DDPG", "maskable_ppo": "MaskablePPO is sb3-contrib's, RLlib has none"}
+        require(self.engine != "rllib" or self.algo in RLLIB_ALGOS, "algo", f"{self.algo} is not available with engine rllib ({why.get(self.algo, 'not in RLlib')}); use engine sb3, or algo {' or '.join(RLLIB_ALGOS)}")
 
     @property
     def model_name(self) -> str:
-        """The name in result rows, e.g. coral-ppo-dfm."""
-        return f"coral-{self.algo.replace('_', '-')}-{self.env.warm.warm_start}"
+        """The name in result rows, e.g. coral-ppo-dfm (coral-rllib-ppo-dfm: the rows of both engines can share one results file)."""
+        engine = "rllib-" if self.engine == "rllib" else ""
+        return f"coral-{engine}{self.algo.replace('_', '-')}-{self.env.warm.warm_start}"
 
     def env_config(self, split: str = "train") -> EnvConfig:
         """The environment of this run for episodes drawn from ``split`` (train: training episodes; valid/test: evaluation)."""

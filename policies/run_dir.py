@@ -5,6 +5,11 @@ Layout: ``config.json`` (the :class:`~coral.policies.config.TrainConfig`), ``che
 (SB3's CSV and TensorBoard output; one segment per start or resume), ``model.zip`` (the final
 policy) and ``vecnormalize.pkl`` (its observation statistics, when ``normalize_obs``),
 ``train_summary.json``, and after ``coral evaluate`` ``eval_<split>.jsonl`` and ``results.csv``.
+
+A run of ``--engine rllib`` has the same files except the policy: ``checkpoints/algo_<t>/``
+(RLlib Algorithm checkpoints) instead of ``model_<t>.zip``, and ``rllib_model/`` (the RLModule
+and its observation filter, :mod:`coral.policies.rllib.policy`) instead of ``model.zip`` and
+``vecnormalize.pkl``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,49 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.zip"
 SUMMARY_FILE = "train_summary.json"
 VECNORM_FILE = "vecnormalize.pkl"
+RLLIB_MODEL_DIR = "rllib_model"
+
+
+def log_formats() -> list[str]:
+    """SB3 logger outputs: stdout and CSV always; TensorBoard only where the optional
+    ``tensorboard`` package is installed (SB3 raises on a missing one)."""
+    import importlib.util
+
+    formats = ["stdout", "csv"]
+    if importlib.util.find_spec("tensorboard") is not None:
+        formats.append("tensorboard")
+    return formats
+
+
+def new_log_segment(out: Path) -> tuple[int, Path]:
+    """(k, ``logs/segment<k>``): the log folder of this start or resume (the first one not used yet)."""
+    logs = Path(out) / "logs"
+    k = sum(1 for _ in logs.glob("segment*")) if logs.is_dir() else 0
+    return k, logs / f"segment{k}"
+
+
+def checkpoint_state(out: Path, resume: bool) -> dict[str, Any] | None:
+    """The run's last checkpoint, checked against ``resume``.
+
+    :raises CoralError: when resuming without a checkpoint, or starting over a run that has one.
+    """
+    ckpt_dir = out / "checkpoints"
+    state = latest_checkpoint(ckpt_dir)
+    if resume and state is None:
+        raise CoralError(f"{out}: no checkpoint to resume from (expected {ckpt_dir / 'latest.json'})")
+    if not resume and state is not None:
+        raise CoralError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose another --out")
+    return state
+
+
+def warn_on_scorer_change(out: Path, state: dict[str, Any] | None, fingerprint: str) -> None:
+    """Warn when a resumed run's scorer differs from the one its checkpoint was trained with."""
+    if state and state.get("scorer", fingerprint) != fingerprint:
+        # A spec such as "hf" does not pin everything (the default dtype can change): say so,
+        # since the reward function changes mid-run.
+        import warnings
+
+        warnings.warn(f"{out}: resuming with scorer {fingerprint!r}, but the checkpoint was trained with {state['scorer']!r}", stacklevel=3)
 
 
 def read_summary(out: Path) -> dict[str, Any]:
@@ -56,11 +104,32 @@ def _load(run: Path) -> tuple[TrainConfig, Any, Path | None]:
     resolution of the run's files (the final model, else the last checkpoint)."""
     from coral.policies.sb3 import algo_class
 
-    if not (run / CONFIG_FILE).is_file():
-        raise CoralError(f"{run}: not a coral train run (no {CONFIG_FILE})")
-    config = TrainConfig.load(run / CONFIG_FILE)
+    config = _config(run)
+    if config.engine != "sb3":
+        raise CoralError(f"{run}: a run of engine {config.engine} holds no SB3 model (load it with load_run_policy)")
     model_file, stats_file = _policy_files(run)
     return config, algo_class(config.algo).load(model_file, device="cpu"), stats_file
+
+
+def _config(run: Path) -> TrainConfig:
+    if not (run / CONFIG_FILE).is_file():
+        raise CoralError(f"{run}: not a coral train run (no {CONFIG_FILE})")
+    return TrainConfig.load(run / CONFIG_FILE)
+
+
+def _rllib_policy(run: Path, config: TrainConfig) -> Any:
+    """The RLlib policy of a run: its final ``rllib_model/``, else its last Algorithm checkpoint."""
+    from coral.policies.rllib import require_rllib
+
+    require_rllib()
+    from coral.policies.rllib.policy import load_rllib_policy
+
+    if (run / RLLIB_MODEL_DIR).is_dir():
+        return load_rllib_policy(run / RLLIB_MODEL_DIR, name=config.model_name)
+    state = latest_checkpoint(run / "checkpoints")
+    if state is None:
+        raise CoralError(f"{run}: no {RLLIB_MODEL_DIR} and no checkpoint")
+    return load_rllib_policy(run / "checkpoints" / state["model"], name=config.model_name)
 
 
 def load_obs_normalizer(path: Path | None) -> Any | None:
@@ -83,5 +152,9 @@ def load_run_policy(run: str | Path) -> tuple[TrainConfig, Any]:
     """
     from coral.policies.sb3 import SB3Policy
 
-    config, model, stats_file = _load(Path(run))
+    run = Path(run)
+    config = _config(run)
+    if config.engine == "rllib":
+        return config, _rllib_policy(run, config)
+    config, model, stats_file = _load(run)
     return config, SB3Policy(model, name=config.model_name, obs_normalizer=load_obs_normalizer(stats_file))

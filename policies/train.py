@@ -1,5 +1,7 @@
 """``coral train``: fit a retrieval policy with Stable-Baselines3, with logging, checkpoints and resume.
 
+(``engine="rllib"`` runs are handed to :mod:`coral.policies.rllib.train`.)
+
 The run directory's layout is described in :mod:`coral.policies.run_dir`.
 """
 
@@ -10,48 +12,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coral.errors import CoralError
 from coral.io import atomic_write_json
 from coral.metrics import binary_metrics
 from coral.envs import EnvResources
 from coral.envs.resources import resolve_dataset
 
-from coral.policies.callbacks import PeriodicCallback, RetrievalMetricsCallback, cache_rates, latest_checkpoint, save_aside, save_checkpoint
+from coral.policies.callbacks import PeriodicCallback, RetrievalMetricsCallback, cache_rates, save_aside, save_checkpoint
 from coral.policies.config import TrainConfig
 from coral.policies.evaluate import evaluate_policy
-from coral.policies.run_dir import CONFIG_FILE, MODEL_FILE, SUMMARY_FILE, VECNORM_FILE, read_summary
+from coral.policies.run_dir import CONFIG_FILE, MODEL_FILE, SUMMARY_FILE, VECNORM_FILE, checkpoint_state, log_formats, new_log_segment, read_summary, warn_on_scorer_change
 from coral.policies.sb3 import SB3Policy, algo_class, build_model
-
-
-def log_formats() -> list[str]:
-    """SB3 logger outputs: stdout and CSV always; TensorBoard only where the optional
-    ``tensorboard`` package is installed (SB3 raises on a missing one)."""
-    import importlib.util
-
-    formats = ["stdout", "csv"]
-    if importlib.util.find_spec("tensorboard") is not None:
-        formats.append("tensorboard")
-    return formats
 
 
 def _set_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(n)))
-
-
-def _checkpoint_state(out: Path, resume: bool) -> dict[str, Any] | None:
-    """The run's last checkpoint, checked against ``resume``.
-
-    :raises CoralError: when resuming without a checkpoint, or starting over a run that has one.
-    """
-    ckpt_dir = out / "checkpoints"
-    state = latest_checkpoint(ckpt_dir)
-    if resume and state is None:
-        raise CoralError(f"{out}: no checkpoint to resume from (expected {ckpt_dir / 'latest.json'})")
-    if not resume and state is not None:
-        raise CoralError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose another --out")
-    return state
 
 
 def _resources(config: TrainConfig, resources: EnvResources) -> EnvResources:
@@ -84,15 +60,6 @@ def _normalized(config: TrainConfig, vec: Any, state: dict[str, Any] | None, out
         normalized.training = True
         return normalized
     return VecNormalize(vec, norm_obs=True, norm_reward=False)
-
-
-def _warn_on_scorer_change(out: Path, state: dict[str, Any] | None, fingerprint: str) -> None:
-    if state and state.get("scorer", fingerprint) != fingerprint:
-        # A spec such as "hf" does not pin everything (the default dtype can change): say so,
-        # since the reward function changes mid-run.
-        import warnings
-
-        warnings.warn(f"{out}: resuming with scorer {fingerprint!r}, but the checkpoint was trained with {state['scorer']!r}", stacklevel=3)
 
 
 def _callbacks(config: TrainConfig, model: Any, vec: Any, out: Path) -> list[Any]:
@@ -176,13 +143,17 @@ def train(config: TrainConfig, resources: EnvResources | None = None, resume: bo
         and timestep count.
     :raises CoralError: when resuming without a checkpoint, or starting over a run that has one.
     """
+    if config.engine == "rllib":
+        from coral.policies.rllib.train import train_rllib
+
+        return train_rllib(config, resources, resume=resume)
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.utils import set_random_seed
 
     from coral.envs.vector import make_batched_vec_env
 
     out = Path(config.out)
-    state = _checkpoint_state(out, resume)
+    state = checkpoint_state(out, resume)
     resources = _resources(config, resources or EnvResources())
     _set_threads(config.threads)
     set_random_seed(config.seed)
@@ -193,9 +164,9 @@ def train(config: TrainConfig, resources: EnvResources | None = None, resume: bo
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / CONFIG_FILE)
     model = _model(config, vec, state, out)
-    segment = sum(1 for _ in (out / "logs").glob("segment*")) if (out / "logs").is_dir() else 0
-    model.set_logger(configure(str(out / "logs" / f"segment{segment}"), log_formats()))
-    _warn_on_scorer_change(out, state, getattr(vec.venv.scorer, "fingerprint", ""))
+    segment, log_dir = new_log_segment(out)
+    model.set_logger(configure(str(log_dir), log_formats()))
+    warn_on_scorer_change(out, state, getattr(vec.venv.scorer, "fingerprint", ""))
     seconds = _learn(config, model, _callbacks(config, model, vec, out), resume)
     _finish(config, model, vec, out, resume, seconds, segment)
     vec.close()

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("coral.data",),
     ("coral.baselines",),
     ("coral.llm",),
+    ("coral.serve",),
     ("coral.retrieval",),
     ("coral.align",),
     ("coral.envs",),
@@ -199,6 +200,7 @@ def run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
 def test_coral_data_and_the_light_packages_import_without_gymnasium_or_torch(tmp_path) -> None:
     code = BLOCKER.format(blocked=["gymnasium", "torch", "stable_baselines3", "transformers"]) + textwrap.dedent("""
         import coral, coral.data, coral.config, coral.results, coral.llm, coral.retrieval, coral.baselines, coral.align
+        import coral.serve, coral.serve.protocol, coral.serve.http, coral.serve.client
         from coral.data import load_dataset
         ds = load_dataset("gift_cards")
         print(ds.n_users)

@@ -155,7 +155,7 @@ def commands() -> list[tuple[list[str], type]]:
 
 def test_every_command_is_generated_from_a_config_class() -> None:
     names = {" ".join(p) for p, _ in commands()}
-    assert names == {"data stats", "data download", "score", "baselines", "train", "evaluate", "align", "align-diagnostics", "run", "explain"}
+    assert names == {"data stats", "data download", "score", "baselines", "train", "evaluate", "align", "align-diagnostics", "run", "explain", "serve-scorer"}
 
 
 def _flatten(d: dict, prefix: str = "") -> set[str]:

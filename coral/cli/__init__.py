@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "coral.cli.train",
     "coral.cli.align",
     "coral.cli.run",
+    "coral.cli.serve",
 ]
 
 

@@ -23,7 +23,7 @@ class TrainCommand:
     train: TrainConfig = section(TrainConfig, flat=True)
     """The run."""
     resume: bool = False
-    """Continue the run in --out from its last checkpoint, with its saved config (only --timesteps, to raise the total, and --progress may be given)."""
+    """Continue the run in --out from its last checkpoint, with its saved config (only --timesteps, to raise the total, --progress and, for an rllib run, --num-env-runners may be given)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ class EvaluateCommand:
 
 def _resumed_config(args: argparse.Namespace) -> TrainConfig:
     """The saved config of the run in --out, with --timesteps and --progress applied."""
-    allowed = {"out", "timesteps", "progress", "resume"}
+    # How many processes sample is not part of what is learned: an rllib run may resume on another count.
+    allowed = {"out", "timesteps", "progress", "resume", "num_env_runners"}
     extra = [leaf.flag for leaf in leaves(TrainCommand) if hasattr(args, leaf.name) and leaf.key[-1] not in allowed]
     if extra or getattr(args, "config_file", None):
         raise CoralError(f"--resume continues a run with its saved config; {', '.join(extra) or '--config'} cannot be given with it")
@@ -131,7 +132,7 @@ def _evaluate_fixed_policy(config: EvaluateCommand) -> list[dict]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     # Not add_command: --resume reads the run's saved config before the flags are applied.
-    parser = subparsers.add_parser("train", help="train a retrieval policy (PPO, DDPG or MaskablePPO)", description="Train a CoRAL retrieval policy with Stable-Baselines3.")
+    parser = subparsers.add_parser("train", help="train a retrieval policy (PPO, DDPG or MaskablePPO)", description="Train a CoRAL retrieval policy with Stable-Baselines3 (or, with --engine rllib, RLlib PPO).")
     add_arguments(parser, TrainCommand)
     parser.set_defaults(func=train, config_class=TrainCommand)
     add_command(subparsers, "evaluate", EvaluateCommand, evaluate, help="evaluate a trained run, or the random/greedy policy")

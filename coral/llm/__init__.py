@@ -7,8 +7,10 @@
 - ``"aligned:DIR"``: an LLM aligned by ``coral align`` (LoRA merged, or a readout head);
 - ``"vllm:MODEL"``: in-process vLLM (optional extra);
 - ``"scripted[:weight=..,noise=..,bias=..,seed=..]"``: a fast scripted scorer for RL work and tests;
-- ``"openai:URL#MODEL"``: an OpenAI-compatible completions endpoint, e.g.
-  ``openai:http://127.0.0.1:8000/v1#HuggingFaceTB/SmolLM2-135M-Instruct``.
+- ``"openai:URL#MODEL"``: an OpenAI-compatible completions endpoint, e.g. ``coral serve-scorer``'s
+  ``openai:http://127.0.0.1:8000/v1#HuggingFaceTB/SmolLM2-135M-Instruct`` (which hands the client
+  its tokenizer and fingerprint); ``openai:URL#MODEL;tokenizer=DIR`` gives the tokenizer whose
+  chat template the prompts need (an HF dir, a .gguf, or ``embedded``), e.g. for ``vllm serve``.
 
 Torch and transformers are imported only when a scorer is built.
 """
@@ -32,7 +34,7 @@ class ScorerConfig:
     """Which LLM scores the prompts: the scorer section of every command that scores."""
 
     scorer: str = "hf"
-    """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral align`), vllm:MODEL, openai:URL#MODEL, scripted[:k=v,...]."""
+    """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral align`), vllm:MODEL, openai:URL#MODEL[;tokenizer=DIR] (e.g. a `coral serve-scorer`), scripted[:k=v,...]."""
     layout: Optional[Literal["auto", "float32", "int8", "bfloat16"]] = None
     """How hf/aligned weights compute (vllm: its dtype); None/auto: the fastest layout this CPU runs natively whose recorded parity check passed (coral.llm.layout)."""
 
@@ -55,7 +57,7 @@ def make_scorer(
 ) -> Scorer:
     """Build a scorer from ``spec`` (see the module docstring), wrapped in the persistent cache.
 
-    :param spec: "hf", "hf:PATH", "vllm:MODEL" or "openai:URL#MODEL".
+    :param spec: "hf", "hf:PATH", "aligned:DIR", "vllm:MODEL", "openai:URL#MODEL[;tokenizer=DIR]" or "scripted[:...]".
     :param cache: True = the default cache file, a path = that file, False/None = no cache.
     :param layout: "float32", "int8" or "bfloat16" (hf, aligned; vllm: its dtype, int8 not offered);
         None / "auto" = :func:`~coral.llm.layout.default_layout` for hf and aligned.
@@ -91,12 +93,10 @@ def make_scorer(
             raise CoralError("the vllm backend takes layout float32 or bfloat16 (its dtype), not int8")
         scorer = VLLMScorer(arg, dtype=None if layout in (None, "auto") else layout, labels=labels)
     elif backend == "openai":
-        url, _, model_name = arg.partition("#")
-        if not url or not model_name:
-            raise CoralError(f"the openai spec needs a URL and a model: openai:URL#MODEL, got {spec!r}")
-        from coral.llm.openai_backend import OpenAIScorer
+        from coral.llm.openai_backend import OpenAIScorer, parse_openai_spec
 
-        scorer = OpenAIScorer(url, model_name, labels=labels)
+        url, model_name, tokenizer = parse_openai_spec(arg)
+        scorer = OpenAIScorer(url, model_name, labels=labels, tokenizer=tokenizer)
     else:
         raise CoralError(f"unknown scorer spec {spec!r}; expected hf, hf:PATH, aligned:DIR, vllm:MODEL, openai:URL#MODEL or scripted")
     if cache is True:

@@ -23,7 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import hashlib  # noqa: E402
 from collections import OrderedDict  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from typing import Any, Callable, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -151,6 +151,9 @@ class HFScorer(Scorer):
         self._bos = [int(bos)] if bos is not None and probe and probe[0] == bos else []
         self._segment_ids: OrderedDict[str, list[int]] = OrderedDict()
         self._counters = {"llm_calls": 0, "prompts": 0, "tokens_computed": 0, "tokens_reused": 0, "padded_tokens": 0}
+        #: Called with (prompt index in the score_details call, next-token logits row, prompt length)
+        #: for every prompt scored: how a server reads more than P(Yes) from the same forward pass.
+        self.on_logits: Callable[[int, torch.Tensor, int], None] | None = None
 
     # ---- tokenisation -----------------------------------------------------------------------
     def _ids(self, segment: str) -> list[int]:
@@ -240,6 +243,9 @@ class HFScorer(Scorer):
         out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
         hidden = out.last_hidden_state[:, -1]
         logits = self.model.get_output_embeddings()(hidden)
+        if self.on_logits is not None:
+            for r, job in enumerate(jobs):
+                self.on_logits(job.index, logits[r], job.past_len + len(job.new_ids))
         p, mass = readout_from_logits(logits, self.labels)
         if self.head is not None:
             p = torch.sigmoid(self.head(hidden.float()).reshape(-1)).double().cpu().numpy()

@@ -1,0 +1,103 @@
+"""``coral serve-scorer``: serve the LLM scorer once, to many environment workers."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from coral.config import require, section
+from coral.llm import ScorerConfig
+
+from coral.cli.common import add_command
+
+#: The name clients use for the embedded model (its Hugging Face id, as ``vllm serve`` names it).
+EMBEDDED_MODEL_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@dataclass(frozen=True)
+class ServeScorerCommand:
+    """``coral serve-scorer``: an OpenAI-compatible completions endpoint (logprobs) over the in-process HF scorer."""
+
+    scorer: ScorerConfig = section(ScorerConfig, flat=True)
+    """The LLM to serve: hf, hf:PATH or aligned:DIR, and its layout."""
+    host: str = "127.0.0.1"
+    """Address to listen on (loopback: only this machine's workers reach it)."""
+    port: int = 8000
+    """Port to listen on; 0: any free port (see --ready-file)."""
+    model_name: Optional[str] = None
+    """The name clients put in openai:URL#MODEL; None: HuggingFaceTB/SmolLM2-135M-Instruct for the embedded model, else the model's directory or file name."""
+    batch_size: int = 8
+    """Prompts per forward pass."""
+    max_batch: int = 32
+    """Prompts from concurrent requests scored in one call at most."""
+    max_wait_ms: float = 5.0
+    """After a request arrives, wait this long for others to batch with it."""
+    threads: int = 0
+    """torch threads; 0: torch's choice (on a CPU shared with the workers, 1 is safer: pinned threads that wait on each other collapse)."""
+    request_timeout: float = 600.0
+    """Seconds a request may wait for its result before the server answers 503."""
+    ready_file: Optional[str] = None
+    """Write {url, model, pid} to this JSON file once the server accepts requests."""
+
+    def __post_init__(self) -> None:
+        require(0 <= self.port <= 65535, "port", f"must be in 0..65535, got {self.port}")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.max_batch >= 1, "max_batch", f"must be >= 1, got {self.max_batch}")
+        require(self.max_wait_ms >= 0, "max_wait_ms", f"must be >= 0, got {self.max_wait_ms}")
+        require(self.threads >= 0, "threads", f"must be >= 0, got {self.threads}")
+        require(self.request_timeout > 0, "request_timeout", f"must be > 0, got {self.request_timeout}")
+        require(self.model_name is None or bool(self.model_name.strip()), "model_name", "must not be empty")
+
+
+def served_model_name(config: ServeScorerCommand) -> str:
+    """The name the server answers to (see ``--model-name``)."""
+    if config.model_name:
+        return config.model_name
+    backend, _, path = config.scorer.scorer.partition(":")
+    if backend == "hf" and not path:
+        return EMBEDDED_MODEL_NAME
+    name = Path(path).expanduser().name.removesuffix(".gguf")
+    return f"aligned-{name}" if backend == "aligned" else name
+
+
+def serve_scorer(config: ServeScorerCommand) -> int:
+    from coral.errors import CoralError
+    from coral.llm import make_scorer
+    from coral.llm.hf import HFScorer
+    from coral.serve.engine import BatchingEngine, NextTokenReader, describe_scorer
+    from coral.serve.http import ScorerHTTPServer, serve
+
+    if config.scorer.scorer.partition(":")[0] not in ("hf", "aligned"):  # (a flat section's field: checked here, named as its flag)
+        raise CoralError(f"--scorer must be hf, hf:PATH or aligned:DIR to be served, got {config.scorer.scorer!r}")
+    # Listen first: a port in use fails in a second, not after the model has loaded.
+    try:
+        server = ScorerHTTPServer((config.host, config.port), served_model_name(config), request_timeout=config.request_timeout)
+    except OSError as err:
+        raise CoralError(f"cannot listen on {config.host}:{config.port}: {err.strerror or err}") from None
+    try:
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
+        scorer = make_scorer(config.scorer.scorer, cache=False, layout=config.scorer.layout, batch_size=config.batch_size)
+        assert isinstance(scorer, HFScorer), type(scorer)  # the spec check in ServeScorerCommand
+        engine = BatchingEngine(NextTokenReader(scorer), max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000.0).start()
+        info, tokenizer_files = describe_scorer(scorer)
+    except BaseException:
+        server.server_close()
+        raise
+    server.attach(engine, info, tokenizer_files, scorer.stats)
+    serve(server, config.ready_file)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    add_command(
+        subparsers,
+        "serve-scorer",
+        ServeScorerCommand,
+        serve_scorer,
+        help="serve the LLM scorer once (OpenAI-compatible completions with logprobs) to many env workers: --scorer openai:URL#MODEL",
+    )
