@@ -96,3 +96,16 @@ class FailingScorer(Scorer):
 
 def text_prompts(n: int, tag: str = "") -> list[Prompt]:
     return [Prompt((f"prompt {tag}{k}: ", "answer?")) for k in range(n)]
+
+
+def evidence_episodes(dataset, n: int, steps: int, seed: int) -> list[tuple[int, int, list]]:
+    """``n`` (user, item, evidence) episodes: validation pairs, each with ``steps`` random training pieces."""
+    from coral.evidence import Evidence
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        u, i = int(dataset.valid.user[k]), int(dataset.valid.item[k])
+        rows = rng.choice(len(dataset.train), steps, replace=False)
+        out.append((u, i, [Evidence(int(dataset.train.user[r]), int(dataset.train.item[r]), int(dataset.train.label[r])) for r in rows]))
+    return out

@@ -10,10 +10,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from llm_fixtures import small_dataset, tiny_llama
+from llm_fixtures import evidence_episodes, small_dataset, tiny_llama
 
 from coral.errors import CoralError
-from coral.evidence import Evidence
 from coral.llm.cache import prompt_key
 from coral.llm.hf import HFScorer
 from coral.llm.layout import (
@@ -52,16 +51,6 @@ def _record(layout: str, flags, d_auc: float, speedup: float = 1.5) -> ParityRec
     )
 
 
-def _episodes(dataset, n: int, seed: int, steps: int = 4):
-    rng = np.random.default_rng(seed)
-    out = []
-    for k in range(n):
-        u, i = int(dataset.valid.user[k]), int(dataset.valid.item[k])
-        rows = rng.choice(len(dataset.train), steps, replace=False)
-        out.append((u, i, [Evidence(int(dataset.train.user[r]), int(dataset.train.item[r]), int(dataset.train.label[r])) for r in rows]))
-    return out
-
-
 def test_default_layout_needs_a_native_kernel_and_a_passing_record_for_its_numerics():
     assert default_layout(AVX2, []) == "float32"  # no record: fp32
     assert default_layout(AVX2, [_record("int8", AVX2, d_auc=0.004)]) == "int8"
@@ -97,7 +86,7 @@ def test_shipped_parity_records_are_well_formed():
 def test_layout_scores_close_to_fp32_and_is_in_the_fingerprint(dataset, tiny, layout, tolerance, tmp_path):
     model, tok = tiny
     builder = PromptBuilder(dataset, tokenizer=tok)
-    prompts = [builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(_episodes(dataset, 8, seed=0))]
+    prompts = [builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=4, seed=0))]
     ref = HFScorer(model, tok, model_id="tiny", kv_reuse=False)
     converted = apply_layout(copy.deepcopy(model), layout)
     other = HFScorer(converted, tok, model_id="tiny", kv_reuse=False)
@@ -115,7 +104,7 @@ def test_int8_scores_do_not_depend_on_the_batch(dataset, tiny):
     # torch's dynamic quantisation shares one activation scale per batch; coral's int8 layer must not.
     model, tok = tiny
     builder = PromptBuilder(dataset, tokenizer=tok)
-    prompts = [builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(_episodes(dataset, 8, seed=0))]
+    prompts = [builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=4, seed=0))]
     int8 = apply_layout(copy.deepcopy(model), "int8")
     alone = np.concatenate([HFScorer(int8, tok, model_id="tiny", kv_reuse=False, batch_size=1).score([p]) for p in prompts])
     batched = HFScorer(int8, tok, model_id="tiny", kv_reuse=False, batch_size=8).score(prompts)
@@ -129,7 +118,7 @@ def test_shared_prefix_scoring_equals_full_scoring_across_episodes_and_targets(d
     builder = PromptBuilder(dataset, tokenizer=tok)
     full = HFScorer(model, tok, model_id="tiny", kv_reuse=False, batch_size=4)
     shared = HFScorer(model, tok, model_id="tiny", kv_reuse=True, batch_size=4)
-    first, again = _episodes(dataset, 6, seed=0), _episodes(dataset, 6, seed=1)
+    first, again = evidence_episodes(dataset, 6, steps=4, seed=0), evidence_episodes(dataset, 6, steps=4, seed=1)
     for episodes in (first, again, again[::-1][:3] + first[:3]):
         for step in range(5):
             prompts = [builder.build(u, i, ev[:step]) for u, i, ev in episodes]
@@ -162,7 +151,7 @@ def test_eligible_layouts_match_their_record_on_the_embedded_model(dataset):
         pytest.skip("no shipped parity record passes for this CPU's numerics: every CPU like this one scores in fp32")
     model, tok = load_embedded_model("float32")
     builder = PromptBuilder(dataset, tokenizer=tok)
-    prompts = [builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(_episodes(dataset, 8, seed=0))]
+    prompts = [builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=4, seed=0))]
     p_ref = HFScorer(model, tok, model_id="embedded", kv_reuse=False).score(prompts)
     for record in eligible:
         assert record_for(record.layout, cpu_flags(), eligible) is not None

@@ -7,10 +7,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from llm_fixtures import embedded_tokenizer, small_dataset, tiny_llama
+from llm_fixtures import embedded_tokenizer, evidence_episodes, small_dataset, tiny_llama
 
 from coral.errors import CoralError
-from coral.evidence import Evidence
 from coral.llm.hf import HFScorer, PrefixKVStore
 from coral.llm.labels import resolve_label_tokens
 from coral.llm.prompt import PromptBuilder, PromptConfig
@@ -28,17 +27,6 @@ def tiny():
     return tiny_llama()
 
 
-def _episodes(dataset, n: int, steps: int = 5):
-    """``n`` (user, item, evidence) episodes on validation pairs with training evidence."""
-    rng = np.random.default_rng(1)
-    out = []
-    for k in range(n):
-        u, i = int(dataset.valid.user[k]), int(dataset.valid.item[k])
-        rows = rng.choice(len(dataset.train), steps, replace=False)
-        out.append((u, i, [Evidence(int(dataset.train.user[r]), int(dataset.train.item[r]), int(dataset.train.label[r])) for r in rows]))
-    return out
-
-
 def test_label_tokens_resolve_on_the_embedded_tokenizer():
     tok = embedded_tokenizer()
     labels = resolve_label_tokens(tok)
@@ -53,7 +41,7 @@ def test_batch_of_one_equals_batch_of_eight(dataset, tiny):
     model, tok = tiny
     builder = PromptBuilder(dataset, PromptConfig(), tok)
     # Different lengths (0-4 evidence pieces) so the batch is padded.
-    prompts = [builder.build(u, i, ev[: k % 5]) for k, (u, i, ev) in enumerate(_episodes(dataset, 8))]
+    prompts = [builder.build(u, i, ev[: k % 5]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=5, seed=1))]
     assert len({len(p.text) for p in prompts}) > 4
     one = np.concatenate([HFScorer(model, tok, model_id="tiny", kv_reuse=False, batch_size=1).score([p]) for p in prompts])
     eight = HFScorer(model, tok, model_id="tiny", kv_reuse=False, batch_size=8).score_details(prompts)
@@ -65,7 +53,7 @@ def test_batch_of_one_equals_batch_of_eight(dataset, tiny):
 def test_incremental_scoring_equals_full_scoring_across_batched_calls(dataset, tiny):
     model, tok = tiny
     builder = PromptBuilder(dataset, PromptConfig(), tok)
-    episodes = _episodes(dataset, 6)
+    episodes = evidence_episodes(dataset, 6, steps=5, seed=1)
     full = HFScorer(model, tok, model_id="tiny", kv_reuse=False, batch_size=4)
     inc = HFScorer(model, tok, model_id="tiny", kv_reuse=True, batch_size=4)
     for step in range(6):  # one call per step, one prompt per parallel episode, like the env
@@ -116,7 +104,7 @@ def test_embedded_model_scores_real_prompts(dataset):
     assert load_seconds < 10  # the safetensors copy, not the GGUF parse (~35 s)
     scorer = HFScorer(model, tok, model_id="embedded")
     builder = PromptBuilder(dataset, PromptConfig(), tok)
-    (u, i, ev), = _episodes(dataset, 1, steps=2)
+    (u, i, ev), = evidence_episodes(dataset, 1, steps=2, seed=1)
     prompts = [builder.build(u, i), builder.build(u, i, ev)]
     together = scorer.score_details(prompts)
     alone = np.concatenate([HFScorer(model, tok, model_id="embedded", kv_reuse=False).score([p]) for p in prompts])

@@ -133,18 +133,23 @@ def step_costs(scorer, builder, eps_a, eps_b, rounds: int) -> dict[str, float]:
     cost cold and warm.
     """
 
-    def run(eps, reuse: bool, clear: bool) -> tuple[float, float]:
+    def run(eps, reuse: bool, clear: bool) -> tuple[float, float, float]:
         scorer.kv_reuse = reuse
         if clear:
             scorer.kv_store.clear()
         reset = timed(lambda: scorer.score([builder.build(u, i, ()) for u, i, _ in eps]))
+        before = scorer.stats()["tokens_computed"]
         steps = [timed(lambda r=r: scorer.score([builder.build(u, i, ev[:r]) for u, i, ev in eps])) for r in range(1, rounds + 1)]
-        return reset, float(np.mean(steps))
+        return reset, float(np.mean(steps)), (scorer.stats()["tokens_computed"] - before) / rounds
 
-    full_reset, full = run(eps_a, reuse=False, clear=True)
-    cold_reset, incremental = run(eps_a, reuse=True, clear=True)
-    warm_reset, shared = run(eps_b, reuse=True, clear=False)
-    return {"full": full, "incremental": incremental, "shared": shared, "full_reset": full_reset, "cold_reset": cold_reset, "warm_reset": warm_reset}
+    full_reset, full, full_tokens = run(eps_a, reuse=False, clear=True)
+    cold_reset, incremental, step_tokens = run(eps_a, reuse=True, clear=True)
+    warm_reset, shared, _ = run(eps_b, reuse=True, clear=False)
+    return {
+        "full": full, "incremental": incremental, "shared": shared, "full_reset": full_reset, "cold_reset": cold_reset, "warm_reset": warm_reset,
+        # If time were proportional to tokens computed, incremental could be at most this much cheaper than full.
+        "token_bound": full_tokens / max(step_tokens, 1.0),
+    }
 
 
 def env_steps_per_s(scorer, n_envs: int, steps: int, seed: int = 0) -> float:
@@ -207,7 +212,8 @@ def speed(args: argparse.Namespace) -> None:
         print(
             f"  {name:9s} full {c['full']:6.2f} s   incremental {c['incremental']:6.2f} s (x{c['full'] / c['incremental']:.1f})   "
             f"shared-prefix {c['shared']:6.2f} s (x{c['full'] / c['shared']:.1f})   reset: full {c['full_reset']:.2f} s, "
-            f"cold store {c['cold_reset']:.2f} s, target block stored {c['warm_reset']:.2f} s (x{c['full_reset'] / c['warm_reset']:.1f})",
+            f"cold store {c['cold_reset']:.2f} s, target block stored {c['warm_reset']:.2f} s (x{c['full_reset'] / c['warm_reset']:.1f}); "
+            f"bound from tokens computed per step: x{c['token_bound']:.1f}",
             flush=True,
         )
 
