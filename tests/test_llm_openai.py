@@ -128,3 +128,52 @@ def test_vllm_backend_without_vllm_is_a_clear_error():
         make_scorer("vllm:some/model", cache=False)
     with pytest.raises(CoralError, match="vllm:MODEL"):
         make_scorer("vllm", cache=False)
+
+
+class _VLLMStub(_Server):
+    """A vllm-serve-like endpoint: with ``allowed_token_ids`` it returns the log-probabilities of
+    exactly those tokens renormalised (``processed``) or the unrestricted top 2 (``raw``)."""
+
+    def __init__(self, tokenizer, processed: bool) -> None:
+        super().__init__()
+        self.tokenizer, self.processed = tokenizer, processed
+        handler = self.httpd.RequestHandlerClass
+        stub = self
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            stub.requests.append(body)
+            p = pseudo_p(body["prompt"])
+            # The labels far down the distribution: a raw top-2 would not contain them.
+            weights = {"Yes": 0.01 * p, " Yes": 0.002 * p, "No": 0.01 * (1 - p), " No": 0.002 * (1 - p), "The": 0.5, "A": 0.4}
+            if stub.processed:
+                allowed = [stub.tokenizer.decode([t]) for t in body["allowed_token_ids"]]
+                total = sum(weights[s] for s in allowed)
+                top = {s: math.log(weights[s] / total) for s in allowed}
+            else:
+                top = {s: math.log(weights[s]) for s in ("The", "A")}
+            self._send(200, {"object": "text_completion", "choices": [{"index": 0, "text": "The", "logprobs": {"top_logprobs": [top]}}]})
+
+        handler.do_POST = do_POST
+
+
+@pytest.mark.parametrize("processed", [True, False])
+def test_labels_only_restricts_the_next_token_to_the_labels(processed):
+    from llm_fixtures import embedded_tokenizer
+
+    from coral.llm.labels import resolve_label_tokens
+
+    tokenizer = embedded_tokenizer()
+    labels = resolve_label_tokens(tokenizer)
+    prompts = text_prompts(3, "labels-only")
+    with _VLLMStub(tokenizer, processed) as server:
+        scorer = OpenAIScorer(server.url, "m", tokenizer=tokenizer, labels_only=True)
+        assert "allowed=" in scorer.fingerprint
+        if not processed:  # raw log-probabilities ignore the restriction: a clear error, not a wrong p
+            with pytest.raises(CoralError, match="processed_logprobs"):
+                scorer.score(prompts)
+            return
+        p = scorer.score(prompts)
+        body = server.requests[0]
+        assert body["allowed_token_ids"] == [*labels.yes_ids, *labels.no_ids] and body["logprobs"] == 4
+        assert np.allclose(p, [pseudo_p(q.text) for q in prompts], atol=1e-12)

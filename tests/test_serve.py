@@ -201,8 +201,9 @@ def test_openai_spec_takes_a_tokenizer(tiny_model_dir) -> None:
     from coral.errors import CoralError
     from coral.llm.openai_backend import parse_openai_spec
 
-    assert parse_openai_spec("http://h:1/v1#org/model;tokenizer=embedded") == ("http://h:1/v1", "org/model", "embedded")
-    assert parse_openai_spec("http://h:1/v1#m") == ("http://h:1/v1", "m", None)
+    assert parse_openai_spec("http://h:1/v1#org/model;tokenizer=embedded") == ("http://h:1/v1", "org/model", "embedded", False)
+    assert parse_openai_spec("http://h:1/v1#m") == ("http://h:1/v1", "m", None, False)
+    assert parse_openai_spec("http://h:1/v1#m;tokenizer=embedded;labels_only") == ("http://h:1/v1", "m", "embedded", True)
     with pytest.raises(CoralError, match="unknown option 'tok=x'"):
         parse_openai_spec("http://h:1/v1#m;tok=x")
 

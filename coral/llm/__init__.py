@@ -10,7 +10,9 @@
 - ``"openai:URL#MODEL"``: an OpenAI-compatible completions endpoint, e.g. ``coral serve-scorer``'s
   ``openai:http://127.0.0.1:8000/v1#HuggingFaceTB/SmolLM2-135M-Instruct`` (which hands the client
   its tokenizer and fingerprint); ``openai:URL#MODEL;tokenizer=DIR`` gives the tokenizer whose
-  chat template the prompts need (an HF dir, a .gguf, or ``embedded``), e.g. for ``vllm serve``.
+  chat template the prompts need (an HF dir, a .gguf, or ``embedded``), e.g. for ``vllm serve``;
+  ``;labels_only`` restricts vLLM's next token to the label ids (``allowed_token_ids``), so p is
+  exact even when a label is outside the top 20 (start it with ``--logprobs-mode processed_logprobs``).
 
 Torch and transformers are imported only when a scorer is built.
 """
@@ -34,7 +36,7 @@ class ScorerConfig:
     """Which LLM scores the prompts: the scorer section of every command that scores."""
 
     scorer: str = "hf"
-    """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral align`), vllm:MODEL, openai:URL#MODEL[;tokenizer=DIR] (e.g. a `coral serve-scorer`), scripted[:k=v,...]."""
+    """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral align`), vllm:MODEL, openai:URL#MODEL[;tokenizer=DIR][;labels_only] (e.g. a `coral serve-scorer`; ;labels_only for vllm serve), scripted[:k=v,...]."""
     layout: Optional[Literal["auto", "float32", "int8", "bfloat16"]] = None
     """How hf/aligned weights compute (vllm: its dtype); None/auto: the fastest layout this CPU runs natively whose recorded parity check passed (coral.llm.layout)."""
 
@@ -95,8 +97,8 @@ def make_scorer(
     elif backend == "openai":
         from coral.llm.openai_backend import OpenAIScorer, parse_openai_spec
 
-        url, model_name, tokenizer = parse_openai_spec(arg)
-        scorer = OpenAIScorer(url, model_name, labels=labels, tokenizer=tokenizer)
+        url, model_name, tokenizer, labels_only = parse_openai_spec(arg)
+        scorer = OpenAIScorer(url, model_name, labels=labels, tokenizer=tokenizer, labels_only=labels_only)
     else:
         raise CoralError(f"unknown scorer spec {spec!r}; expected hf, hf:PATH, aligned:DIR, vllm:MODEL, openai:URL#MODEL or scripted")
     if cache is True:

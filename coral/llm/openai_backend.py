@@ -85,6 +85,7 @@ class OpenAIScorer(Scorer):
         max_concurrency: int = 8,
         api_key: str | None = None,
         tokenizer: Any = None,
+        labels_only: bool = False,
     ) -> None:
         import requests
 
@@ -121,6 +122,21 @@ class OpenAIScorer(Scorer):
         elif tokenizer is None and self.served is not None:
             tokenizer = self._served_tokenizer()
         self.tokenizer = tokenizer
+        #: vLLM's ``allowed_token_ids`` with the label ids, or None. A label outside the server's
+        #: top-k would otherwise be missing and p silently wrong; restricted, the server returns
+        #: exactly the label tokens (with ``vllm serve --logprobs-mode processed_logprobs``).
+        self.allowed_token_ids: list[int] | None = None
+        if labels_only:
+            if self.served is not None:
+                raise CoralError(f"{self.base_url}: ;labels_only is for vllm serve; a coral server reads P(Yes) itself")
+            if tokenizer is None:
+                raise CoralError("the openai spec's ;labels_only needs the model's tokenizer (;tokenizer=DIR) to find the label ids")
+            from coral.llm.labels import resolve_label_tokens
+
+            tokens = resolve_label_tokens(tokenizer, labels)
+            self.allowed_token_ids = [*tokens.yes_ids, *tokens.no_ids]
+            self._label_strings = (*tokens.yes_strings, *tokens.no_strings)
+            self.fingerprint += f"|allowed={tokens.describe()}"
 
     # ---- talking to the server -----------------------------------------------------------
     def _count(self, name: str) -> None:
@@ -192,6 +208,8 @@ class OpenAIScorer(Scorer):
         body: dict[str, Any] = {"model": self.model, "prompt": prompt.text, "max_tokens": 1, "temperature": 0.0, "logprobs": self.top_logprobs}
         if self.served is not None:
             body[SEGMENTS_FIELD] = list(prompt.segments)
+        if self.allowed_token_ids is not None:
+            body.update(allowed_token_ids=self.allowed_token_ids, logprobs=len(self.allowed_token_ids))
         response = self._call("POST", self.url, body)
         self._count("llm_calls")
         if response.status_code != 200:
@@ -204,6 +222,13 @@ class OpenAIScorer(Scorer):
             top = choice["logprobs"]["top_logprobs"][0]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise CoralError(f"{self.url}: the response has no next-token top_logprobs (does the server support logprobs?)") from None
+        if self.allowed_token_ids is not None:
+            missing = [s for s in self._label_strings if s not in top]
+            if missing:
+                raise CoralError(
+                    f"{self.url}: label tokens {missing} missing from the restricted next-token log-probabilities; "
+                    "start vllm serve with --logprobs-mode processed_logprobs (raw log-probabilities ignore allowed_token_ids)"
+                )
         return readout_from_top_logprobs(top, self.yes_keys, self.no_keys)
 
     # ---- the Scorer interface --------------------------------------------------------------
@@ -280,20 +305,25 @@ def load_tokenizer(path: str | os.PathLike | None) -> Any:
     return AutoTokenizer.from_pretrained(resolve_model_dir(path))
 
 
-def parse_openai_spec(arg: str) -> tuple[str, str, str | None]:
-    """(url, model, tokenizer) of the part after ``openai:`` in ``openai:URL#MODEL[;tokenizer=DIR]``.
+def parse_openai_spec(arg: str) -> tuple[str, str, str | None, bool]:
+    """(url, model, tokenizer, labels_only) of the part after ``openai:`` in
+    ``openai:URL#MODEL[;tokenizer=DIR][;labels_only]``.
 
-    :param arg: ``URL#MODEL`` with an optional ``;tokenizer=DIR`` (an HF dir, a .gguf, or "embedded").
+    :param arg: ``URL#MODEL`` with optional ``;tokenizer=DIR`` (an HF dir, a .gguf, or "embedded")
+        and ``;labels_only`` (vLLM: restrict the next token to the labels, see :class:`OpenAIScorer`).
     :raises CoralError: when the URL or the model is missing, or an option is unknown.
     """
     url, _, rest = arg.partition("#")
     model, *options = rest.split(";")
-    tokenizer = None
+    tokenizer, labels_only = None, False
     for option in options:
         name, _, value = option.partition("=")
-        if name != "tokenizer" or not value:
-            raise CoralError(f"unknown option {option!r} in the openai spec; expected ;tokenizer=DIR (an HF dir, a .gguf, or embedded)")
-        tokenizer = value
+        if name == "tokenizer" and value:
+            tokenizer = value
+        elif option == "labels_only":
+            labels_only = True
+        else:
+            raise CoralError(f"unknown option {option!r} in the openai spec; expected ;tokenizer=DIR (an HF dir, a .gguf, or embedded) or ;labels_only")
     if not url or not model:
         raise CoralError(f"the openai spec needs a URL and a model: openai:URL#MODEL, got 'openai:{arg}'")
-    return url, model, tokenizer
+    return url, model, tokenizer, labels_only
