@@ -7,6 +7,8 @@ retrieve liked or disliked evidence from the target item's embedding.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from coral.data.dataset import CoralDataset, DataConfig, RawData, build_dataset
@@ -71,3 +73,16 @@ def tiny_env(dataset: CoralDataset | None = None, scorer=None, prompt_builder: o
     if prompt_builder != "metadata":
         objects["prompt_builder"] = prompt_builder
     return make_env(env_config(**keys), resources=resources(dataset, **objects))
+
+
+def write_dataset_csv(dataset: CoralDataset, directory: Path) -> Path:
+    """``dataset`` as interactions.csv + items.csv in ``directory``: a dataset a subprocess or a CLI loads by its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "interactions.csv", "w") as f:
+        f.write("user,item,rating,timestamp\n")
+        for split in (dataset.train, dataset.valid, dataset.test):
+            for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp):
+                f.write(f"{dataset.user_ids[u]},{dataset.item_ids[i]},{r},{t}\n")
+    with open(directory / "items.csv", "w") as f:
+        f.write("item,title\n" + "".join(f"{raw},{text}\n" for raw, text in zip(dataset.item_ids, dataset.item_text)))
+    return directory

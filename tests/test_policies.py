@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_env_fixtures import DIM, env_config, resources as tiny_resources, tiny_dataset, tiny_env
+from test_env_fixtures import DIM, env_config, resources as tiny_resources, tiny_dataset, tiny_env, write_dataset_csv
 
 from coral.config import from_dict
 from coral.policies.callbacks import latest_checkpoint
@@ -177,15 +177,7 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
     from coral.cli import main
 
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
-    data = tmp_path / "data"
-    data.mkdir()
-    with open(data / "interactions.csv", "w") as f:
-        f.write("user,item,rating,timestamp\n")
-        for split in (dataset.train, dataset.valid, dataset.test):
-            for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp):
-                f.write(f"{dataset.user_ids[u]},{dataset.item_ids[i]},{r},{t}\n")
-    with open(data / "items.csv", "w") as f:
-        f.write("item,title\n" + "".join(f"{raw},{text}\n" for raw, text in zip(dataset.item_ids, dataset.item_text)))
+    data = write_dataset_csv(dataset, tmp_path / "data")
     run = tmp_path / "run"
     args = ["train", "--dataset", str(data), "--algo", "ppo", "--warm-start", "none", "--timesteps", "64", "--seed", "1", "--out", str(run),
             "--scorer", "scripted:weight=0.6", "--n-envs", "2", "--embedding-dim", "8", "--val-every", "0", "--no-progress"]

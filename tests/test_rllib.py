@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_env_fixtures import tiny_dataset
+from test_env_fixtures import tiny_dataset, write_dataset_csv
 
 from coral.cli import main
 from coral.policies.config import TrainConfig
@@ -28,17 +28,8 @@ needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray RLlib is not installed (
 
 
 def write_dataset(directory: Path) -> Path:
-    """The tiny synthetic dataset as interactions.csv + items.csv, a dataset every runner process loads by its path."""
-    dataset = tiny_dataset()
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "interactions.csv", "w") as f:
-        f.write("user,item,rating,timestamp\n")
-        for split in (dataset.train, dataset.valid, dataset.test):
-            for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp):
-                f.write(f"{dataset.user_ids[u]},{dataset.item_ids[i]},{r},{t}\n")
-    with open(directory / "items.csv", "w") as f:
-        f.write("item,title\n" + "".join(f"{raw},{text}\n" for raw, text in zip(dataset.item_ids, dataset.item_text)))
-    return directory
+    """The tiny synthetic dataset as CSV files, a dataset every runner process loads by its path."""
+    return write_dataset_csv(tiny_dataset(), directory)
 
 
 def tiny_train_args(data: Path, run: Path, *extra: str) -> list[str]:
