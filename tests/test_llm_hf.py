@@ -71,6 +71,20 @@ def test_incremental_scoring_equals_full_scoring_across_batched_calls(dataset, t
     assert stats["tokens_computed"] < full.stats()["tokens_computed"] / 2 and stats["tokens_reused"] > 0
 
 
+def test_prefilled_cache_scores_exactly_as_transformers_dynamic_cache(dataset, tiny):
+    """The preallocated prefix cache changes where keys/values are written, not their values."""
+    model, tok = tiny
+    builder = PromptBuilder(dataset, PromptConfig(), tok)
+    episodes = evidence_episodes(dataset, 6, steps=3, seed=2)
+    fast = HFScorer(model, tok, model_id="tiny", kv_reuse=True, batch_size=4)
+    reference = HFScorer(model, tok, model_id="tiny", kv_reuse=True, batch_size=4)
+    reference.prefilled_cache = False
+    for step in range(4):  # pasts of different lengths in one batch from step 1 on
+        prompts = [builder.build(u, i, ev[:step]) for u, i, ev in episodes[: 3 + step]]
+        np.testing.assert_array_equal(fast.score(prompts), reference.score(prompts))
+    assert fast.stats()["tokens_reused"] > 0 and fast.stats() == reference.stats()
+
+
 def test_prefix_store_is_bounded_lru():
     kv = ((torch.zeros(1, 10, 4), torch.zeros(1, 10, 4)),)  # 320 bytes
     store = PrefixKVStore(max_bytes=700)

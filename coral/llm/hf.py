@@ -23,6 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import hashlib  # noqa: E402
 from collections import OrderedDict  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from functools import lru_cache  # noqa: E402
 from typing import Any, Callable, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -98,6 +99,76 @@ class _Job:
     """Prefixes to store: (key, how many of ``new_ids`` from the start belong to it)."""
 
 
+def _prefilled_cache(jobs: list[_Job], p_max: int, n_max: int) -> Any:
+    """A key/value cache holding the jobs' stored prefixes, left-padded to ``p_max``, with room
+    for ``n_max`` new tokens: the forward pass writes its keys and values in place.
+
+    Built as a transformers DynamicCache, the prefixes would be copied twice more in every layer
+    of every call: once when the cache is built from tensors, once when the new tokens are
+    concatenated. The keys and values, hence P(Yes), are the same (tested bitwise).
+    """
+    from transformers.cache_utils import Cache
+
+    layer_class = _prefilled_layer_class()
+    reference = next(j.past for j in jobs if j.past is not None)
+    layers = []
+    for layer, (k_ref, _) in enumerate(reference):
+        shape = (len(jobs), k_ref.shape[0], p_max + n_max, k_ref.shape[2])
+        keys, values = torch.empty(shape, dtype=k_ref.dtype), torch.empty(shape, dtype=k_ref.dtype)
+        for r, job in enumerate(jobs):
+            pad = p_max - job.past_len  # masked, but zeroed: garbage could be NaN, and NaN x 0 is NaN
+            keys[r, :, :pad] = 0
+            values[r, :, :pad] = 0
+            if job.past is not None:
+                keys[r, :, pad:p_max] = job.past[layer][0]
+                values[r, :, pad:p_max] = job.past[layer][1]
+        layers.append(layer_class(keys, values, p_max))
+    return Cache(layers=layers)
+
+
+def _dynamic_cache(jobs: list[_Job], p_max: int, config: Any) -> Any:
+    """The jobs' stored prefixes, left-padded to ``p_max``, as transformers' own DynamicCache (the reference path)."""
+    from transformers import DynamicCache
+
+    reference = next(j.past for j in jobs if j.past is not None)
+    layers = []
+    for layer, (k_ref, _) in enumerate(reference):
+        shape = (len(jobs), k_ref.shape[0], p_max, k_ref.shape[2])
+        keys, values = torch.zeros(shape, dtype=k_ref.dtype), torch.zeros(shape, dtype=k_ref.dtype)
+        for r, job in enumerate(jobs):
+            if job.past is not None:
+                keys[r, :, p_max - job.past_len :] = job.past[layer][0]
+                values[r, :, p_max - job.past_len :] = job.past[layer][1]
+        layers.append((keys, values))
+    return DynamicCache(ddp_cache_data=layers, config=config)
+
+
+@lru_cache(maxsize=1)
+def _prefilled_layer_class() -> type:
+    """The cache layer class of :func:`_prefilled_cache` (built on first use: transformers loads lazily)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class PrefilledLayer(DynamicLayer):
+        """One layer's preallocated keys/values: ``filled`` positions hold the past; ``update`` writes after them."""
+
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor, filled: int) -> None:
+            super().__init__()
+            self.keys, self.values, self.filled = keys, values, filled
+            self.device, self.is_initialized = keys.device, True
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            end = self.filled + key_states.shape[-2]
+            self.keys[..., self.filled : end, :] = key_states
+            self.values[..., self.filled : end, :] = value_states
+            self.filled = end
+            return self.keys[..., :end, :], self.values[..., :end, :]
+
+        def get_seq_length(self) -> int:
+            return self.filled
+
+    return PrefilledLayer
+
+
 class HFScorer(Scorer):
     """P(Yes) from a transformers causal LM.
 
@@ -117,6 +188,9 @@ class HFScorer(Scorer):
     """
 
     backend = "hf"
+    #: Assemble stored prefixes in a preallocated cache that the forward pass fills in place (True),
+    #: or as transformers' DynamicCache (False: the reference path, slower, the same P(Yes)).
+    prefilled_cache: bool = True
 
     def __init__(
         self,
@@ -211,8 +285,6 @@ class HFScorer(Scorer):
 
     @torch.inference_mode()
     def _forward(self, jobs: list[_Job]) -> tuple[np.ndarray, np.ndarray]:
-        from transformers import DynamicCache
-
         b = len(jobs)
         p_max = max(j.past_len for j in jobs)
         n_max = max(len(j.new_ids) for j in jobs)
@@ -227,18 +299,7 @@ class HFScorer(Scorer):
             positions[r, n_max - n :] = torch.arange(job.past_len, job.past_len + n)
         cache = None
         if p_max > 0:
-            reference = next(j.past for j in jobs if j.past is not None)
-            layers = []
-            for layer, (k_ref, _) in enumerate(reference):
-                shape = (b, k_ref.shape[0], p_max, k_ref.shape[2])
-                keys = torch.zeros(shape, dtype=k_ref.dtype)
-                values = torch.zeros(shape, dtype=k_ref.dtype)
-                for r, job in enumerate(jobs):
-                    if job.past is not None:  # left-padded: the cached tokens end at p_max
-                        keys[r, :, p_max - job.past_len :] = job.past[layer][0]
-                        values[r, :, p_max - job.past_len :] = job.past[layer][1]
-                layers.append((keys, values))
-            cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+            cache = _prefilled_cache(jobs, p_max, n_max) if self.prefilled_cache else _dynamic_cache(jobs, p_max, self.model.config)
         decoder = self.model.get_decoder()
         out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
         hidden = out.last_hidden_state[:, -1]

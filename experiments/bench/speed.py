@@ -8,9 +8,11 @@
    and the share of that layout's ceiling;
 3. the cost of one retrieval step over E parallel episodes: full re-scoring, incremental (the
    prefix of the same episode reused) and shared-prefix (a later episode of the same target: the
-   instruction and target block come from the store), with the ratios;
-4. environment steps/s with the scorer, old path (fp32, today's scorer) vs new path (the default
-   layout of this CPU, and each other layout for comparison), 1 and N batched environments.
+   instruction and target block come from the store), with the ratios; fp32 also with
+   transformers' DynamicCache (the old assembly of stored prefixes) beside the prefilled cache;
+4. environment steps/s with the scorer, old path (fp32 with DynamicCache, the scorer before issue
+   14) vs new path (the default layout of this CPU with the prefilled cache; each other layout
+   for comparison), 1 and N batched environments.
 
 ``--aligned DIR`` measures the default run's scorer (an alignment directory written by
 ``coral run``/``coral align``: ``RUN/stages/align-seed0-*/aligned``); without it the embedded
@@ -54,15 +56,19 @@ def load_scorer(aligned: str | None, layout: str):
     return make_scorer("hf", cache=False, layout=layout)
 
 
-def default_pairs():
-    """(dataset, rows): the default ``coral run``'s dataset for seed 0 and its shared validation pairs (row indices)."""
+def default_pairs(valid_pairs: int | None = None):
+    """(dataset, rows): the default ``coral run``'s dataset for seed 0 and its shared validation pairs (row indices).
+
+    :param valid_pairs: how many validation pairs to draw (stratified, as ``coral run`` draws them;
+        default: ``coral run``'s number).
+    """
     from coral.data import load_dataset
     from coral.pipeline.config import RunConfig
     from coral.pipeline.pairs import SharedPairs
 
     config = RunConfig()
     dataset = load_dataset(config.data)  # seed 0: split_seed + 0
-    pairs = SharedPairs.draw(dataset, config.eval_pairs, config.valid_pairs, config.data.split_seed)
+    pairs = SharedPairs.draw(dataset, config.eval_pairs, config.valid_pairs if valid_pairs is None else valid_pairs, config.data.split_seed)
     return dataset, pairs.valid
 
 
@@ -208,25 +214,29 @@ def speed(args: argparse.Namespace) -> None:
     eps_b = episodes(dataset, rows[: args.episodes], 5, seed=1)
     print(f"\n[3] one retrieval step of {args.episodes} parallel episodes (5 steps each, mean per step)")
     for name in layouts:
-        c = step_costs(scorers[name], builder, eps_a, eps_b, 5)
-        print(
-            f"  {name:9s} full {c['full']:6.2f} s   incremental {c['incremental']:6.2f} s (x{c['full'] / c['incremental']:.1f})   "
-            f"shared-prefix {c['shared']:6.2f} s (x{c['full'] / c['shared']:.1f})   reset: full {c['full_reset']:.2f} s, "
-            f"cold store {c['cold_reset']:.2f} s, target block stored {c['warm_reset']:.2f} s (x{c['full_reset'] / c['warm_reset']:.1f}); "
-            f"bound from tokens computed per step: x{c['token_bound']:.1f}",
-            flush=True,
-        )
+        for prefilled in ([False, True] if name == "float32" else [True]):
+            scorers[name].prefilled_cache = prefilled
+            c = step_costs(scorers[name], builder, eps_a, eps_b, 5)
+            label = f"{name} {'prefilled' if prefilled else 'dynamic'}"
+            print(
+                f"  {label:18s} full {c['full']:6.2f} s   incremental {c['incremental']:6.2f} s (x{c['full'] / c['incremental']:.1f})   "
+                f"shared-prefix {c['shared']:6.2f} s (x{c['full'] / c['shared']:.1f})   reset: full {c['full_reset']:.2f} s, "
+                f"cold store {c['cold_reset']:.2f} s, target block stored {c['warm_reset']:.2f} s (x{c['full_reset'] / c['warm_reset']:.1f}); "
+                f"bound from tokens computed per step: x{c['token_bound']:.1f}",
+                flush=True,
+            )
 
-    print(f"\n[4] environment steps/s, default training environment, random actions, {args.env_steps} vector steps; old path = fp32")
+    print(f"\n[4] environment steps/s, default training environment, random actions, {args.env_steps} vector steps")
+    print("    old path = today's fp32 scorer with transformers' DynamicCache; new path = the default layout here with the prefilled cache")
     for n in args.n_envs:
+        ref.prefilled_cache = False
         old = env_steps_per_s(ref, n, args.env_steps)
-        line = f"  n_envs={n:2d}  old (float32) {old:6.2f}"
-        for name in layouts[1:]:
+        line = f"  n_envs={n:2d}  old (float32, dynamic) {old:6.2f}"
+        for name in layouts:
+            scorers[name].prefilled_cache = True
             new = env_steps_per_s(scorers[name], n, args.env_steps)
-            tag = "new path: the default here" if name == default else "not eligible or not native here"
-            line += f"   {name} {new:6.2f} (x{new / old:.2f}, {tag})"
-        if default == "float32":
-            line += "   new path = old path: no faster layout is eligible on this CPU"
+            tag = "new path: the default here" if name == default else "not the default here"
+            line += f"   {name} prefilled {new:6.2f} (x{new / old:.2f}, {tag})"
         print(line, flush=True)
 
 
@@ -236,7 +246,7 @@ def parity(args: argparse.Namespace) -> None:
     from sklearn.metrics import roc_auc_score
 
     flags = cpu_flags()
-    dataset, rows = default_pairs()
+    dataset, rows = default_pairs(args.valid_pairs)
     y = dataset.valid.label[rows]
     ref = load_scorer(args.aligned, "float32")
     builder = PromptBuilder(dataset, tokenizer=ref.tokenizer)
@@ -297,6 +307,7 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8], help="[4] batched environments")
     parser.add_argument("--env-steps", type=int, default=10, help="[4] vector steps per setting")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--valid-pairs", type=int, default=None, help="parity: validation pairs to score (default: coral run's 70; 0: the whole split; more resolve the 0.005 rule better)")
     parser.add_argument("--write", action="store_true", help="parity: record the results in coral/llm/parity.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
