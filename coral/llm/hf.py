@@ -99,21 +99,14 @@ class _Job:
     """Prefixes to store: (key, how many of ``new_ids`` from the start belong to it)."""
 
 
-def _prefilled_cache(jobs: list[_Job], p_max: int, n_max: int) -> Any:
-    """A key/value cache holding the jobs' stored prefixes, left-padded to ``p_max``, with room
-    for ``n_max`` new tokens: the forward pass writes its keys and values in place.
-
-    Built as a transformers DynamicCache, the prefixes would be copied twice more in every layer
-    of every call: once when the cache is built from tensors, once when the new tokens are
-    concatenated. The keys and values, hence P(Yes), are the same (tested bitwise).
-    """
-    from transformers.cache_utils import Cache
-
-    layer_class = _prefilled_layer_class()
+def _stacked_prefixes(jobs: list[_Job], p_max: int, room: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, (keys, values) of shape (batch, kv heads, ``p_max + room``, head dim): each job's
+    stored prefix left-padded with zeros to end at ``p_max``; the last ``room`` positions are left
+    for the forward pass to fill."""
     reference = next(j.past for j in jobs if j.past is not None)
-    layers = []
+    stacked = []
     for layer, (k_ref, _) in enumerate(reference):
-        shape = (len(jobs), k_ref.shape[0], p_max + n_max, k_ref.shape[2])
+        shape = (len(jobs), k_ref.shape[0], p_max + room, k_ref.shape[2])
         keys, values = torch.empty(shape, dtype=k_ref.dtype), torch.empty(shape, dtype=k_ref.dtype)
         for r, job in enumerate(jobs):
             pad = p_max - job.past_len  # masked, but zeroed: garbage could be NaN, and NaN x 0 is NaN
@@ -122,25 +115,29 @@ def _prefilled_cache(jobs: list[_Job], p_max: int, n_max: int) -> Any:
             if job.past is not None:
                 keys[r, :, pad:p_max] = job.past[layer][0]
                 values[r, :, pad:p_max] = job.past[layer][1]
-        layers.append(layer_class(keys, values, p_max))
-    return Cache(layers=layers)
+        stacked.append((keys, values))
+    return stacked
+
+
+def _prefilled_cache(jobs: list[_Job], p_max: int, n_max: int) -> Any:
+    """The jobs' stored prefixes in a preallocated cache with room for ``n_max`` new tokens,
+    which the forward pass writes in place.
+
+    Built as a transformers DynamicCache (:func:`_dynamic_cache`), the prefixes are copied twice
+    more in every layer of every call: once when the cache is built from tensors, once when the
+    new tokens are concatenated. The keys and values, hence P(Yes), are the same (tested bitwise).
+    """
+    from transformers.cache_utils import Cache
+
+    layer_class = _prefilled_layer_class()
+    return Cache(layers=[layer_class(keys, values, p_max) for keys, values in _stacked_prefixes(jobs, p_max, n_max)])
 
 
 def _dynamic_cache(jobs: list[_Job], p_max: int, config: Any) -> Any:
-    """The jobs' stored prefixes, left-padded to ``p_max``, as transformers' own DynamicCache (the reference path)."""
+    """The jobs' stored prefixes as transformers' own DynamicCache (the reference path)."""
     from transformers import DynamicCache
 
-    reference = next(j.past for j in jobs if j.past is not None)
-    layers = []
-    for layer, (k_ref, _) in enumerate(reference):
-        shape = (len(jobs), k_ref.shape[0], p_max, k_ref.shape[2])
-        keys, values = torch.zeros(shape, dtype=k_ref.dtype), torch.zeros(shape, dtype=k_ref.dtype)
-        for r, job in enumerate(jobs):
-            if job.past is not None:
-                keys[r, :, p_max - job.past_len :] = job.past[layer][0]
-                values[r, :, p_max - job.past_len :] = job.past[layer][1]
-        layers.append((keys, values))
-    return DynamicCache(ddp_cache_data=layers, config=config)
+    return DynamicCache(ddp_cache_data=_stacked_prefixes(jobs, p_max, 0), config=config)
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,8 @@
    transformers' DynamicCache (the old assembly of stored prefixes) beside the prefilled cache;
 4. environment steps/s with the scorer, old path (fp32 with DynamicCache, the scorer before issue
    14) vs new path (the default layout of this CPU with the prefilled cache; each other layout
-   for comparison), 1 and N batched environments.
+   for comparison), 1 and N batched environments;
+5. per layout, how much a prompt's P(Yes) moves with its batch and with prefix reuse.
 
 ``--aligned DIR`` measures the default run's scorer (an alignment directory written by
 ``coral run``/``coral align``: ``RUN/stages/align-seed0-*/aligned``); without it the embedded
@@ -175,6 +176,25 @@ def env_steps_per_s(scorer, n_envs: int, steps: int, seed: int = 0) -> float:
     return steps * n_envs / seconds
 
 
+def invariance(scorer, builder, eps) -> tuple[float, float]:
+    """(max |dp| of a batch of 8 vs each prompt alone, max |dp| of incremental vs whole scoring) on ``eps``' prompts."""
+    prompts = [builder.build(u, i, ev[: k % 6]) for k, (u, i, ev) in enumerate(eps)]
+    scorer.kv_reuse = False
+    scorer.batch_size = 1
+    alone = scorer.score(prompts)
+    scorer.batch_size = 8
+    batched = scorer.score(prompts)
+    scorer.kv_reuse = True
+    scorer.kv_store.clear()
+    for r in range(6):
+        incremental = scorer.score([builder.build(u, i, ev[:r]) for u, i, ev in eps])
+    scorer.kv_reuse = False
+    scorer.batch_size = 1
+    whole = scorer.score([builder.build(u, i, ev[:5]) for u, i, ev in eps])
+    scorer.batch_size = 8
+    return float(np.abs(batched - alone).max()), float(np.abs(incremental - whole).max())
+
+
 # ---- the two commands --------------------------------------------------------------------------
 def speed(args: argparse.Namespace) -> None:
     from coral.llm.layout import LAYOUTS, cpu_flags, default_layout, feature_class, supported
@@ -238,6 +258,12 @@ def speed(args: argparse.Namespace) -> None:
             tag = "new path: the default here" if name == default else "not the default here"
             line += f"   {name} prefilled {new:6.2f} (x{new / old:.2f}, {tag})"
         print(line, flush=True)
+
+    print(f"\n[5] does a prompt's P(Yes) depend on its batch or on prefix reuse? ({args.prompts} validation prompts, 0-5 random pieces)")
+    eps = episodes(dataset, rows[: args.prompts], 5, seed=0)
+    for name in layouts:
+        batch_dp, reuse_dp = invariance(scorers[name], builder, eps)
+        print(f"  {name:9s} batch of 8 vs alone: max |dp| {batch_dp:.1e}   incremental vs whole: max |dp| {reuse_dp:.1e}", flush=True)
 
 
 def parity(args: argparse.Namespace) -> None:
