@@ -28,6 +28,10 @@ class EpisodeBatch:
     :param envs: the environments (bare ones: wrappers' own steps would be bypassed).
     """
 
+    #: Compute all environments' query distances in one product (True), or let each environment's
+    #: step compute its own (False: the path before, which experiments/bench/speed.py measures).
+    batched_distances: bool = True
+
     def __init__(self, envs: Sequence[CollabRetrievalEnv]) -> None:
         self.envs = list(envs)
         if not self.envs or not all(isinstance(e, CollabRetrievalEnv) for e in self.envs):
@@ -35,6 +39,10 @@ class EpisodeBatch:
         self.scorer = self.envs[0].scorer
         if any(e.scorer is not self.scorer for e in self.envs):
             raise CoralError("the environments of an episode batch must share one scorer object")
+        # A step's N prompts in one forward pass (a scorer's own token cap still splits long ones):
+        # per prompt, 16-32 in a pass cost 25-30% less than 8 (experiments/notes/speed.md).
+        if isinstance(getattr(self.scorer, "batch_size", None), int):
+            self.scorer.batch_size = max(self.scorer.batch_size, len(self.envs))
 
     def __len__(self) -> int:
         return len(self.envs)
@@ -59,8 +67,24 @@ class EpisodeBatch:
         :param actions: one action per environment, aligned with ``indices``.
         :returns: the step results, in the order of ``indices``.
         """
-        prompts = [self.envs[j].begin_step(a) for j, a in zip(indices, actions)]
+        distances = self._query_distances(indices, actions)
+        prompts = [self.envs[j].begin_step(a, distances=d) for j, a, d in zip(indices, actions, distances)]
         return [self.envs[j].end_step(p) for j, p in zip(indices, score_prompts(self.scorer, prompts))]
+
+    def _query_distances(self, indices: Sequence[int], actions: Sequence[Any]) -> list[np.ndarray | None]:
+        """Each environment's query-to-index distances, from one matrix product for all of them.
+
+        One environment's distances read the whole index (tens of MB) for one query; with many
+        environments that pass over memory was ~10% of a step. None for an environment that does
+        not match queries to observed interactions (its step computes what it needs).
+        """
+        envs = [self.envs[j] for j in indices]
+        use = [env.active and env.matches_observed_queries and env.index is envs[0].index for env in envs]
+        if not self.batched_distances or sum(use) < 2:
+            return [None] * len(envs)
+        queries = np.stack([env.query_vector(a) for env, a, u in zip(envs, actions, use) if u])
+        rows = iter(envs[0].index.distances(queries))
+        return [next(rows) if u else None for u in use]
 
     def active(self) -> list[int]:
         """Indices of the environments whose episode has not ended."""

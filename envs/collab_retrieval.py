@@ -279,6 +279,12 @@ class CollabRetrievalEnv(gym.Env):
         mask[: len(self.candidates)] = ~self._used[self.candidates]
         return mask
 
+    @property
+    def matches_observed_queries(self) -> bool:
+        """True when a step's action is a query matched to the nearest observed interaction (the
+        distances from the query to the whole index decide the step)."""
+        return self.config.action_mode == "query" and self.config.query_match == "observed"
+
     def _query_origin(self) -> np.ndarray:
         return self._center if self.config.query_origin == "center" else self.target_vector.astype(np.float64)
 
@@ -315,8 +321,13 @@ class CollabRetrievalEnv(gym.Env):
         self.trace.append({"t": 0, "p": self.p})
         return self._observation(), self._info()
 
-    def begin_step(self, action: Any) -> "Prompt | None":
-        """Retrieve evidence for ``action``; returns the extended prompt, or None if nothing was added."""
+    def begin_step(self, action: Any, distances: np.ndarray | None = None) -> "Prompt | None":
+        """Retrieve evidence for ``action``; returns the extended prompt, or None if nothing was added.
+
+        :param action: the step's action.
+        :param distances: ``index.distances(query_vector(action))`` when the caller computed it (an
+            :class:`~coral.envs.batch.EpisodeBatch` does, for all its environments in one product).
+        """
         if not self._active:
             raise CoralError("step() called before reset() or after the episode ended")
         self.t += 1
@@ -327,8 +338,8 @@ class CollabRetrievalEnv(gym.Env):
                 row = int(self.candidates[k])
         else:
             query = self.query_vector(action)
-            if self.config.query_match == "observed":
-                rows = self.index.nearest_rows(query, self._used, 1)
+            if self.matches_observed_queries:
+                rows = self.index.nearest_rows(query, self._used, 1, distances=distances)
                 row = int(rows[0]) if len(rows) else -1
             else:
                 ret_user, ret_item = self.index.nearest_user(query[: self.dim]), self.index.nearest_item(query[self.dim :])

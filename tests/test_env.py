@@ -175,6 +175,25 @@ def test_independent_mode_unobserved_pair_adds_nothing(dataset):
     assert info["evidence"]["label"] == int(env.index.pool.label[row])
 
 
+def test_a_batch_of_queries_finds_the_rows_each_query_finds_alone(dataset):
+    index = EvidenceIndex(dataset, label_embeddings(dataset))
+    queries = np.random.default_rng(0).normal(size=(12, 2 * index.dim)).astype(np.float32)
+    together = index.distances(queries)
+    alone = np.stack([index.distances(q) for q in queries])
+    np.testing.assert_allclose(together, alone, rtol=1e-12, atol=1e-12)
+    excluded = np.zeros(len(index), dtype=bool)
+    excluded[::3] = True
+    for q, d in zip(queries, together):
+        np.testing.assert_array_equal(index.nearest_rows(q, excluded, 5, distances=d), index.nearest_rows(q, excluded, 5))
+
+
+def test_an_episode_batch_scores_all_its_prompts_in_one_forward_pass(dataset):
+    scorer = CountingScorer()
+    scorer.batch_size = 8  # like HFScorer's
+    make_batched_vec_env(env_config(), n_envs=12, seed=0, resources=resources(dataset, scorer=scorer))
+    assert scorer.batch_size == 12
+
+
 def test_leakage_guard_refuses_heldout_and_target(dataset):
     emb = label_embeddings(dataset)
     # An index whose pool wrongly holds validation rows: every retrieval from it is refused.

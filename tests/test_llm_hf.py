@@ -10,7 +10,7 @@ import torch
 from llm_fixtures import embedded_tokenizer, evidence_episodes, small_dataset, tiny_llama
 
 from coral.errors import CoralError
-from coral.llm.hf import HFScorer, PrefixKVStore
+from coral.llm.hf import HFScorer, PrefixKVStore, prefix_keys, prefix_length
 from coral.llm.labels import resolve_label_tokens
 from coral.llm.prompt import PromptBuilder, PromptConfig
 
@@ -85,8 +85,39 @@ def test_prefilled_cache_scores_exactly_as_transformers_dynamic_cache(dataset, t
     assert fast.stats()["tokens_reused"] > 0 and fast.stats() == reference.stats()
 
 
+def test_grouped_attention_scores_exactly_as_transformers_sdpa(dataset):
+    """coral's attention on grouped key/value heads (no repeat_kv copies) changes no bit of P(Yes)."""
+    from coral.llm.attention import NAME
+
+    episodes = evidence_episodes(dataset, 5, steps=3, seed=4)
+    scores = {}
+    for grouped in (False, True):
+        model, tok = tiny_llama()  # 4 query heads, 2 key/value heads; a fresh model: the switch is in place
+        builder = PromptBuilder(dataset, PromptConfig(), tok)
+        scorer = type("S", (HFScorer,), {"grouped_attention": grouped})(model, tok, model_id="tiny", batch_size=3)
+        assert (model.config._attn_implementation == NAME) == grouped
+        scores[grouped] = [scorer.score([builder.build(u, i, ev[:step]) for u, i, ev in episodes]) for step in range(4)]
+    np.testing.assert_array_equal(np.array(scores[True]), np.array(scores[False]))
+
+
+def test_a_stored_step_shares_the_chunks_of_the_prefix_it_extends(dataset, tiny):
+    """Storing the next step's prefix copies only its new tokens; the earlier ones stay shared."""
+    model, tok = tiny
+    builder = PromptBuilder(dataset, PromptConfig(), tok)
+    (u, i, ev), = evidence_episodes(dataset, 1, steps=3, seed=5)
+    scorer = HFScorer(model, tok, model_id="tiny")
+    prefixes = []
+    for step in range(4):
+        prompt = builder.build(u, i, ev[:step])
+        scorer.score([prompt])
+        prefixes.append(scorer.kv_store.get(prefix_keys(prompt.segments[:-1])[-1]))
+    for earlier, later in zip(prefixes[1:], prefixes[2:]):
+        assert len(later) == len(earlier) + 1 and all(a is b for a, b in zip(earlier, later))
+    assert prefix_length(prefixes[-1]) == len(scorer.token_ids(builder.build(u, i, ev[:3]))) - len(scorer._ids(builder.build(u, i, ev[:3]).segments[-1]))
+
+
 def test_prefix_store_is_bounded_lru():
-    kv = ((torch.zeros(1, 10, 4), torch.zeros(1, 10, 4)),)  # 320 bytes
+    kv = (torch.zeros(1, 2, 1, 6, 4), torch.zeros(1, 2, 1, 4, 4))  # 320 bytes: chunks of (layers, keys|values, kv heads, length, head dim)
     store = PrefixKVStore(max_bytes=700)
     store.put("a", kv)
     store.put("b", kv)

@@ -29,12 +29,24 @@ from typing import Any, Callable, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from coral.llm.attention import use_gqa_attention  # noqa: E402
 from coral.llm.base import Prompt, Scorer, ScoreResult  # noqa: E402
 from coral.llm.labels import DEFAULT_LABELS, resolve_label_tokens, readout_from_logits  # noqa: E402
 from coral.llm.layout import layout_tag  # noqa: E402
 
-#: One cached prefix: per layer (keys, values), each (kv_heads, length, head_dim).
-PrefixKV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+#: One cached prefix: its keys and values as consecutive chunks along the sequence, each holding
+#: every layer in one tensor of shape (layers, 2, kv_heads, length, head_dim) (index 0 keys, 1
+#: values). A prefix that extends a stored one (the next step of an episode) shares that one's
+#: chunks and adds one for its new tokens, so storing it copies only the new tokens; one tensor for
+#: all layers makes putting a prefix into a batch a copy per chunk, not per layer. Per layer and
+#: prompt, those copies had been thousands of small operations per call that cost more than the
+#: model's matrix products (experiments/notes/speed.md).
+PrefixKV = tuple[torch.Tensor, ...]
+
+
+def prefix_length(kv: PrefixKV) -> int:
+    """The number of positions a stored prefix holds."""
+    return sum(chunk.shape[3] for chunk in kv)
 
 
 class PrefixKVStore:
@@ -62,7 +74,7 @@ class PrefixKVStore:
         return entry[0]
 
     def put(self, key: str, kv: PrefixKV) -> None:
-        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        size = sum(chunk.numel() * chunk.element_size() for chunk in kv)  # shared chunks count in each prefix: a bound
         if key in self._entries:
             self.bytes -= self._entries.pop(key)[1]
         if size > self.max_bytes:
@@ -99,29 +111,36 @@ class _Job:
     """Prefixes to store: (key, how many of ``new_ids`` from the start belong to it)."""
 
 
-def _stacked_prefixes(jobs: list[_Job], p_max: int, room: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer, (keys, values) of shape (batch, kv heads, ``p_max + room``, head dim): each job's
-    stored prefix left-padded with zeros to end at ``p_max``; the last ``room`` positions are left
-    for the forward pass to fill."""
-    reference = next(j.past for j in jobs if j.past is not None)
-    stacked = []
-    for layer, (k_ref, _) in enumerate(reference):
-        shape = (len(jobs), k_ref.shape[0], p_max + room, k_ref.shape[2])
-        keys, values = torch.empty(shape, dtype=k_ref.dtype), torch.empty(shape, dtype=k_ref.dtype)
-        for r, job in enumerate(jobs):
-            pad = p_max - job.past_len  # masked, but zeroed: garbage could be NaN, and NaN x 0 is NaN
-            keys[r, :, :pad] = 0
-            values[r, :, :pad] = 0
-            if job.past is not None:
-                keys[r, :, pad:p_max] = job.past[layer][0]
-                values[r, :, pad:p_max] = job.past[layer][1]
-        stacked.append((keys, values))
-    return stacked
+def _stacked_prefixes(jobs: list[_Job], p_max: int, room: int, buffer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The jobs' stored prefixes, (layers, 2, batch, kv heads, ``p_max + room``, head dim): each
+    left-padded with zeros to end at ``p_max``; the last ``room`` positions are left for the forward
+    pass to fill.
+
+    :param buffer: a flat tensor to write into when it is large enough and of the prefixes' dtype.
+        A new tensor of this size (tens to hundreds of MB) is mapped fresh from the OS, and faulting
+        its pages in took 3x as long as the copy itself.
+    :returns: the stacked prefixes (a view of the buffer) and the buffer, to pass next time.
+    """
+    reference = next(j.past for j in jobs if j.past is not None)[0]
+    n_layers, _, heads, _, dim = reference.shape
+    shape = (n_layers, 2, len(jobs), heads, p_max + room, dim)
+    size = n_layers * 2 * len(jobs) * heads * (p_max + room) * dim
+    if buffer is None or buffer.dtype != reference.dtype or buffer.numel() < size:
+        buffer = torch.empty(size + size // 2, dtype=reference.dtype)  # room to grow: later steps of an episode are longer
+    stacked = buffer[:size].view(shape)
+    for r, job in enumerate(jobs):
+        pad = p_max - job.past_len
+        if pad:
+            stacked[:, :, r, :, :pad] = 0  # masked, but zeroed: garbage could be NaN, and NaN x 0 is NaN
+        for chunk in job.past or ():
+            stacked[:, :, r, :, pad : pad + chunk.shape[3]] = chunk
+            pad += chunk.shape[3]
+    return stacked, buffer
 
 
-def _prefilled_cache(jobs: list[_Job], p_max: int, n_max: int) -> Any:
-    """The jobs' stored prefixes in a preallocated cache with room for ``n_max`` new tokens,
-    which the forward pass writes in place.
+def _prefilled_cache(stacked: torch.Tensor, p_max: int) -> Any:
+    """A transformers cache over ``stacked`` (:func:`_stacked_prefixes` with room for the new tokens),
+    which the forward pass writes in place after the ``p_max`` stored positions.
 
     Built as a transformers DynamicCache (:func:`_dynamic_cache`), the prefixes are copied twice
     more in every layer of every call: once when the cache is built from tensors, once when the
@@ -130,14 +149,19 @@ def _prefilled_cache(jobs: list[_Job], p_max: int, n_max: int) -> Any:
     from transformers.cache_utils import Cache
 
     layer_class = _prefilled_layer_class()
-    return Cache(layers=[layer_class(keys, values, p_max) for keys, values in _stacked_prefixes(jobs, p_max, n_max)])
+    return Cache(layers=[layer_class(layer[0], layer[1], p_max) for layer in stacked])
 
 
-def _dynamic_cache(jobs: list[_Job], p_max: int, config: Any) -> Any:
-    """The jobs' stored prefixes as transformers' own DynamicCache (the reference path)."""
+def _dynamic_cache(stacked: torch.Tensor, config: Any) -> Any:
+    """``stacked`` (:func:`_stacked_prefixes` without room) as transformers' own DynamicCache (the reference path)."""
     from transformers import DynamicCache
 
-    return DynamicCache(ddp_cache_data=_stacked_prefixes(jobs, p_max, 0), config=config)
+    return DynamicCache(ddp_cache_data=[(layer[0], layer[1]) for layer in stacked], config=config)
+
+
+def _stacked_cache(cache: Any) -> torch.Tensor:
+    """A transformers cache's keys and values as one (layers, 2, batch, kv heads, length, head dim) tensor."""
+    return torch.stack([torch.stack((layer.keys, layer.values)) for layer in cache.layers])
 
 
 @lru_cache(maxsize=1)
@@ -166,6 +190,18 @@ def _prefilled_layer_class() -> type:
     return PrefilledLayer
 
 
+def _one_numpy_blas_thread() -> None:
+    """Limit numpy's BLAS to one thread in a process that scores with torch.
+
+    torch's threads own the cores while a scorer runs; numpy's BLAS threads (the retrieval
+    index's products) kept spinning after each product on the same two cores, and the scorer's
+    next copies ran 3-7x slower (experiments/notes/speed.md).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")  # stays in effect (not used as a context manager)
+
+
 class HFScorer(Scorer):
     """P(Yes) from a transformers causal LM.
 
@@ -188,6 +224,9 @@ class HFScorer(Scorer):
     #: Assemble stored prefixes in a preallocated cache that the forward pass fills in place (True),
     #: or as transformers' DynamicCache (False: the reference path, slower, the same P(Yes)).
     prefilled_cache: bool = True
+    #: Attend on grouped key/value heads without copying them (:mod:`coral.llm.attention`; the same
+    #: P(Yes) as transformers' ``sdpa``). Read when a scorer is built: it switches the model's attention.
+    grouped_attention: bool = True
 
     def __init__(
         self,
@@ -204,6 +243,9 @@ class HFScorer(Scorer):
         fingerprint_extra: str = "",
     ) -> None:
         self.model = model.eval()
+        _one_numpy_blas_thread()
+        if self.grouped_attention:
+            use_gqa_attention(model)
         self.tokenizer = tokenizer
         self.labels = resolve_label_tokens(tokenizer, labels)
         self.batch_size = max(1, int(batch_size))
@@ -221,6 +263,7 @@ class HFScorer(Scorer):
         bos = tokenizer.bos_token_id
         self._bos = [int(bos)] if bos is not None and probe and probe[0] == bos else []
         self._segment_ids: OrderedDict[str, list[int]] = OrderedDict()
+        self._kv_buffer = torch.empty(0)
         self._counters = {"llm_calls": 0, "prompts": 0, "tokens_computed": 0, "tokens_reused": 0, "padded_tokens": 0}
         #: Called with (prompt index in the score_details call, next-token logits row, prompt length)
         #: for every prompt scored: how a server reads more than P(Yes) from the same forward pass.
@@ -256,7 +299,7 @@ class HFScorer(Scorer):
                 start = j
                 break
         middle = [t for s in seg_ids[start : n - 1] for t in s]
-        past_len = past[0][0].shape[1] if past is not None else 0
+        past_len = prefix_length(past) if past is not None else 0
         stores = [(keys[n - 1], len(middle))] if start < n - 1 else []
         if start == 0 and n > 2:
             # The first segment (the instructions, the same in every prompt) is stored on its own
@@ -294,9 +337,11 @@ class HFScorer(Scorer):
             mask[r, p_max - job.past_len : p_max] = 1
             mask[r, p_max + n_max - n :] = 1
             positions[r, n_max - n :] = torch.arange(job.past_len, job.past_len + n)
-        cache = None
+        cache, stacked = None, None
         if p_max > 0:
-            cache = _prefilled_cache(jobs, p_max, n_max) if self.prefilled_cache else _dynamic_cache(jobs, p_max, self.model.config)
+            room = n_max if self.prefilled_cache else 0
+            stacked, self._kv_buffer = _stacked_prefixes(jobs, p_max, room, self._kv_buffer)
+            cache = _prefilled_cache(stacked, p_max) if self.prefilled_cache else _dynamic_cache(stacked, self.model.config)
         decoder = self.model.get_decoder()
         out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
         hidden = out.last_hidden_state[:, -1]
@@ -307,24 +352,25 @@ class HFScorer(Scorer):
         p, mass = readout_from_logits(logits, self.labels)
         if self.head is not None:
             p = torch.sigmoid(self.head(hidden.float()).reshape(-1)).double().cpu().numpy()
-        self._store(jobs, out.past_key_values, p_max, n_max)
+        if any(job.stores for job in jobs):
+            # The prefilled cache was written in place: ``stacked`` holds the whole batch already.
+            self._store(jobs, stacked if cache is not None and self.prefilled_cache else _stacked_cache(out.past_key_values), p_max, n_max)
         self._counters["llm_calls"] += 1
         self._counters["tokens_computed"] += sum(len(j.new_ids) for j in jobs)
         self._counters["tokens_reused"] += sum(j.past_len for j in jobs)
         self._counters["padded_tokens"] += b * n_max
         return p, mass
 
-    def _store(self, jobs: list[_Job], cache: Any, p_max: int, n_max: int) -> None:
-        """Keep each job's prefix (cached part + new middle segments) for later prompts."""
+    def _store(self, jobs: list[_Job], kv: torch.Tensor, p_max: int, n_max: int) -> None:
+        """Keep each job's prefix (cached part + new middle segments) for later prompts.
+
+        :param kv: the batch's keys and values, (layers, 2, batch, kv heads, ``p_max + n_max``, head dim).
+        """
         for r, job in enumerate(jobs):
             start_new = p_max + n_max - len(job.new_ids)
             for key, keep in job.stores:
-                kv = []
-                for layer in cache.layers:
-                    parts_k = [layer.keys[r, :, p_max - job.past_len : p_max], layer.keys[r, :, start_new : start_new + keep]]
-                    parts_v = [layer.values[r, :, p_max - job.past_len : p_max], layer.values[r, :, start_new : start_new + keep]]
-                    kv.append((torch.cat(parts_k, dim=1), torch.cat(parts_v, dim=1)))  # cat copies: frees the batch
-                self.kv_store.put(key, tuple(kv))
+                new = kv[:, :, r, :, start_new : start_new + keep].clone()  # a copy: the batch's memory is reused
+                self.kv_store.put(key, (job.past or ()) + (new,))
 
     def score_details(self, prompts: Sequence[Prompt]) -> ScoreResult:
         p = np.zeros(len(prompts))

@@ -40,9 +40,9 @@ import json  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+import threadpoolctl  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -114,6 +114,30 @@ def gemm_gflops(kind: str, m: int = 256, k: int = 576, n: int = 1536, seconds: f
     return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
 
 
+#: numpy's BLAS threads when this script started (before a scorer limited them to one).
+BLAS_THREADS = max([i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"] or [1])
+
+
+def set_path(scorer, old: bool) -> None:
+    """Put ``scorer`` and the environments on the old path or the new one.
+
+    old: transformers' DynamicCache and ``sdpa`` attention (which copies grouped key/value heads),
+    numpy's BLAS on all its threads, each environment's query distances computed alone; new: the
+    prefilled cache, :mod:`coral.llm.attention`, one BLAS thread, the distances of a vector step
+    in one product.
+    """
+    from coral.envs.batch import EpisodeBatch
+    from coral.llm.attention import use_gqa_attention
+
+    scorer.prefilled_cache = not old
+    EpisodeBatch.batched_distances = not old
+    threadpoolctl.threadpool_limits(limits=BLAS_THREADS if old else 1, user_api="blas")
+    if old:
+        scorer.model.set_attn_implementation("sdpa")
+    else:
+        use_gqa_attention(scorer.model)
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -159,8 +183,9 @@ def step_costs(scorer, builder, eps_a, eps_b, rounds: int) -> dict[str, float]:
     }
 
 
-def env_steps_per_s(scorer, n_envs: int, steps: int, seed: int = 0) -> float:
-    """Environment steps/s of ``n_envs`` batched default training environments (random actions) on ``scorer``."""
+def env_steps_per_s(scorer, n_envs: int, steps: int, batch: int, seed: int = 0) -> float:
+    """Environment steps/s of ``n_envs`` batched default training environments (random actions) on
+    ``scorer``, scoring ``batch`` prompts per forward pass."""
     from coral.envs import EnvConfig, EnvResources
     from coral.envs.vector import make_batched_vec_env
 
@@ -168,11 +193,13 @@ def env_steps_per_s(scorer, n_envs: int, steps: int, seed: int = 0) -> float:
     scorer.kv_store.clear()
     cfg = EnvConfig.from_any(dataset="movielens_small", warm_start="dfm")
     vec = make_batched_vec_env(cfg, n_envs=n_envs, seed=seed, resources=EnvResources(scorer=scorer))
+    scorer.batch_size = batch  # after the vector, which raises it to n_envs
     rng = np.random.default_rng(seed)
     vec.reset()
     vec.step(rng.uniform(-1, 1, (n_envs, *vec.action_space.shape)).astype(np.float32))  # warm-up
     seconds = timed(lambda: [vec.step(rng.uniform(-1, 1, (n_envs, *vec.action_space.shape)).astype(np.float32)) for _ in range(steps)])
     vec.close()
+    scorer.batch_size = 8
     return steps * n_envs / seconds
 
 
@@ -212,32 +239,48 @@ def speed(args: argparse.Namespace) -> None:
     gflop = decoder_gflop_per_token(ref.model)
     print(f"decoder linear layers: {gflop:.3f} GFLOP per prompt token\n")
 
-    print("[1] raw GEMM (256 x 576 @ 576 x 1536), and the tokens/s it allows")
     ceiling = {}
-    for name in LAYOUTS:
+    for name in LAYOUTS if 1 in args.sections else ():
+        if not ceiling:
+            print("[1] raw GEMM (256 x 576 @ 576 x 1536), and the tokens/s it allows")
         g = gemm_gflops(name)
         ceiling[name] = g / gflop
         note = "" if supported(name) else "  (emulated on this CPU)"
         print(f"  {name:9s} {g:7.1f} GFLOP/s  -> ceiling {ceiling[name]:6.0f} tok/s  x{ceiling[name] / ceiling['float32']:.2f} fp32{note}", flush=True)
 
     prompts = [builder.build(u, i, ev) for u, i, ev in episodes(dataset, rows[: args.prompts], 5, seed=0)]
+    if 2 in args.sections:
+        section_2(args, scorers, prompts, ceiling)
+    if 3 in args.sections:
+        section_3(args, scorers, builder, dataset, rows)
+    if 4 in args.sections:
+        section_4(args, scorers, default)
+    if 5 in args.sections:
+        section_5(args, scorers, builder, dataset, rows)
+
+
+def section_2(args: argparse.Namespace, scorers: dict, prompts: list, ceiling: dict[str, float]) -> None:
+    ref = scorers["float32"]
     mean_len = np.mean([len(ref.token_ids(p)) for p in prompts])
     print(f"\n[2] full prompts: {len(prompts)} validation prompts with 5 random pieces, {mean_len:.0f} tokens on average, no reuse")
     fp32_rate = {}
-    for name in layouts:
+    for name in scorers:
         for batch in args.batches:
             rate = prompt_tokens_per_s(scorers[name], prompts, batch)
             fp32_rate.setdefault(batch, rate)
-            print(f"  {name:9s} batch {batch:2d}  {rate:7.0f} tok/s  x{rate / fp32_rate[batch]:.2f} fp32  {100 * rate / ceiling[name]:5.1f}% of its GEMM ceiling", flush=True)
+            share = f"  {100 * rate / ceiling[name]:5.1f}% of its GEMM ceiling" if name in ceiling else ""
+            print(f"  {name:9s} batch {batch:2d}  {rate:7.0f} tok/s  x{rate / fp32_rate[batch]:.2f} fp32{share}", flush=True)
 
+
+def section_3(args: argparse.Namespace, scorers: dict, builder, dataset, rows) -> None:
     eps_a = episodes(dataset, rows[: args.episodes], 5, seed=0)
     eps_b = episodes(dataset, rows[: args.episodes], 5, seed=1)
     print(f"\n[3] one retrieval step of {args.episodes} parallel episodes (5 steps each, mean per step)")
-    for name in layouts:
-        for prefilled in ([False, True] if name == "float32" else [True]):
-            scorers[name].prefilled_cache = prefilled
+    for name in scorers:
+        for old in ([True, False] if name == "float32" else [False]):
+            set_path(scorers[name], old)
             c = step_costs(scorers[name], builder, eps_a, eps_b, 5)
-            label = f"{name} {'prefilled' if prefilled else 'dynamic'}"
+            label = f"{name} {'old' if old else 'new'}"
             print(
                 f"  {label:18s} full {c['full']:6.2f} s   incremental {c['incremental']:6.2f} s (x{c['full'] / c['incremental']:.1f})   "
                 f"shared-prefix {c['shared']:6.2f} s (x{c['full'] / c['shared']:.1f})   reset: full {c['full_reset']:.2f} s, "
@@ -246,22 +289,41 @@ def speed(args: argparse.Namespace) -> None:
                 flush=True,
             )
 
-    print(f"\n[4] environment steps/s, default training environment, random actions, {args.env_steps} vector steps")
-    print("    old path = today's fp32 scorer with transformers' DynamicCache; new path = the default layout here with the prefilled cache")
-    for n in args.n_envs:
-        ref.prefilled_cache = False
-        old = env_steps_per_s(ref, n, args.env_steps)
-        line = f"  n_envs={n:2d}  old (float32, dynamic) {old:6.2f}"
-        for name in layouts:
-            scorers[name].prefilled_cache = True
-            new = env_steps_per_s(scorers[name], n, args.env_steps)
-            tag = "new path: the default here" if name == default else "not the default here"
-            line += f"   {name} prefilled {new:6.2f} (x{new / old:.2f}, {tag})"
-        print(line, flush=True)
 
+def section_4(args: argparse.Namespace, scorers: dict, default: str) -> None:
+    ref = scorers["float32"]
+    print(f"\n[4] environment steps/s, default training environment, random actions, {args.env_steps} x 8 / N vector steps of N environments")
+    print(f"    old path = the fp32 scorer before issue 14: DynamicCache, transformers' sdpa (grouped heads copied), 8 prompts per forward pass, {BLAS_THREADS} BLAS threads, distances per environment;")
+    print("    new path = prefilled cache, grouped attention, N prompts per forward pass (the vector's step in one call), 1 BLAS thread, a step's distances in one product; in each layout")
+    rates: dict[tuple[str, int], float] = {}
+    for n in args.n_envs:
+        steps = max(4, args.env_steps * 8 // n)
+        set_path(ref, old=True)
+        rates["old", n] = old = env_steps_per_s(ref, n, steps, batch=8)
+        line = f"  N={n:2d}  old {old:6.2f}"
+        for name in scorers:
+            set_path(scorers[name], old=False)
+            rates[name, n] = new = env_steps_per_s(scorers[name], n, steps, batch=max(8, n))
+            line += f"   {name}{' (default)' if name == default else ''} {new:6.2f} (x{new / old:.2f})"
+        print(line, flush=True)
+    if 8 in args.n_envs and default in scorers:
+        best = max(args.n_envs, key=lambda n: rates[default, n])
+        print(f"  new path ({default}, N={best}, the fastest N) vs old path at N=8 (coral run's training before issue 14): x{rates[default, best] / rates['old', 8]:.2f}; at equal N: "
+              + ", ".join(f"x{rates[default, n] / rates['old', n]:.2f} (N={n})" for n in args.n_envs))
+
+
+
+def section_5(args: argparse.Namespace, scorers: dict, builder, dataset, rows) -> None:
     print(f"\n[5] does a prompt's P(Yes) depend on its batch or on prefix reuse? ({args.prompts} validation prompts, 0-5 random pieces)")
     eps = episodes(dataset, rows[: args.prompts], 5, seed=0)
-    for name in layouts:
+    paths = {}
+    for old in (True, False):
+        set_path(scorers["float32"], old)
+        scorers["float32"].kv_reuse = True
+        scorers["float32"].kv_store.clear()
+        paths[old] = np.concatenate([scorers["float32"].score([builder.build(u, i, ev[:r]) for u, i, ev in eps]) for r in range(6)])
+    print(f"  float32   new path vs old path, incremental steps 0-5: max |dp| {np.abs(paths[True] - paths[False]).max():.1e}")
+    for name in scorers:
         batch_dp, reuse_dp = invariance(scorers[name], builder, eps)
         print(f"  {name:9s} batch of 8 vs alone: max |dp| {batch_dp:.1e}   incremental vs whole: max |dp| {reuse_dp:.1e}", flush=True)
 
@@ -330,9 +392,10 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16, help="[2] full prompts")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="[2] batch sizes")
     parser.add_argument("--episodes", type=int, default=8, help="[3] parallel episodes")
-    parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8], help="[4] batched environments")
-    parser.add_argument("--env-steps", type=int, default=10, help="[4] vector steps per setting")
+    parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8, 16, 32], help="[4] batched environments N")
+    parser.add_argument("--env-steps", type=int, default=40, help="[4] vector steps per setting at N=8 (x 8/N at other N: the same environment steps)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="which of the sections [1]-[5] to run")
     parser.add_argument("--valid-pairs", type=int, default=None, help="parity: validation pairs to score (default: coral run's 70; 0: the whole split; more resolve the 0.005 rule better)")
     parser.add_argument("--write", action="store_true", help="parity: record the results in coral/llm/parity.json")
     args = parser.parse_args()
