@@ -83,7 +83,7 @@ class EpisodeBatch:
         if not self.batched_distances or sum(use) < 2:
             return [None] * len(envs)
         queries = np.stack([env.query_vector(a) for env, a, u in zip(envs, actions, use) if u])
-        rows = iter(envs[0].index.distances(queries))
+        rows = iter(envs[0].index.distances_batch(queries))
         return [next(rows) if u else None for u in use]
 
     def active(self) -> list[int]:

@@ -178,9 +178,10 @@ def test_independent_mode_unobserved_pair_adds_nothing(dataset):
 def test_a_batch_of_queries_finds_the_rows_each_query_finds_alone(dataset):
     index = EvidenceIndex(dataset, label_embeddings(dataset))
     queries = np.random.default_rng(0).normal(size=(12, 2 * index.dim)).astype(np.float32)
-    together = index.distances(queries)
+    together = index.distances_batch(queries)
     alone = np.stack([index.distances(q) for q in queries])
     np.testing.assert_allclose(together, alone, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(index.distances(queries), alone, rtol=1e-12, atol=1e-12)
     excluded = np.zeros(len(index), dtype=bool)
     excluded[::3] = True
     for q, d in zip(queries, together):
