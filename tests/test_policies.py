@@ -21,7 +21,6 @@ from coral.policies.evaluate import evaluate_policy, result_rows, round_metrics
 from coral.policies.greedy import GreedyPolicy
 from coral.policies.random_policy import RandomPolicy
 from coral.policies.run_dir import load_policy, load_run_policy
-from coral.policies.sb3 import SB3Policy
 from coral.policies.train import train
 
 

@@ -283,7 +283,6 @@ def apply_layout(model: Any, layout: str, tokenizer: Any = None, model_key: str 
     check_layout(layout)
     if layout == "float32":
         return model
-    import torch
 
     if layout == "bfloat16":
         from coral.llm.bf16 import convert_linears

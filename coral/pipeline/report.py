@@ -182,7 +182,6 @@ def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
 
     models = sorted(run.methods, key=_order)
     seeds = sorted(run.pairs)
-    pairs = run.pairs[seeds[0]]
     any_run = next(iter(run.methods[models[0]].values())) if models else None
     n_test = len(any_run.test.rows) if any_run else 0
     n_neg = int((any_run.test.labels == 0).sum()) if any_run else 0

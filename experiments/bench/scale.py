@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
     by = {(r["mode"], r["workers"]): r for r in rows}
-    print(f"\n| env workers | in-process steps/s | served steps/s | in-process CPU s/step | served CPU s/step | served prompts/batch |")
+    print("\n| env workers | in-process steps/s | served steps/s | in-process CPU s/step | served CPU s/step | served prompts/batch |")
     print("|---|---|---|---|---|---|")
     for n in args.workers:
         cells = []
