@@ -312,7 +312,6 @@ def section_4(args: argparse.Namespace, scorers: dict, default: str) -> None:
               + ", ".join(f"x{rates[default, n] / rates['old', n]:.2f} (N={n})" for n in args.n_envs))
 
 
-
 def section_5(args: argparse.Namespace, scorers: dict, builder, dataset, rows) -> None:
     print(f"\n[5] does a prompt's P(Yes) depend on its batch or on prefix reuse? ({args.prompts} validation prompts, 0-5 random pieces)")
     eps = episodes(dataset, rows[: args.prompts], 5, seed=0)
