@@ -41,8 +41,8 @@ class RunConfig:
     """Align the scorer (`coral align`) and add rows that use it."""
     alignment: AlignConfig = section(lambda: AlignConfig(method="topk", n_train=256))
     """The alignment's settings: method topk (the top two layers fine-tuned on prompts with evidence, the scorer that reads it); method head is the probe (256 prompts here)."""
-    methods: tuple[Method, ...] = ("llm-only", "coral-random", "coral-ppo")
-    """LLM methods, run with the aligned scorer when `align` is on, else with `scorer` (add coral-ddpg for the paper's faithful variant: about 5 more minutes)."""
+    methods: tuple[Method, ...] = ("llm-only", "coral-random", "coral-greedy", "coral-ppo")
+    """LLM methods, run with the aligned scorer when `align` is on, else with `scorer` (coral-greedy: the K nearest observed interactions, the zero action, the strongest simple alternative a learned policy must beat; add coral-ddpg for the paper's faithful variant: about 5 more minutes)."""
     zero_shot_methods: tuple[Method, ...] = ()
     """LLM methods also run with the zero-shot `scorer` when `align` is on (e.g. llm-only for the LLM as shipped: 2.5 more minutes, left out of the 20-minute default; experiments/movielens_small_top2.yaml has it)."""
     warm_starts: tuple[WarmStart, ...] = ("dfm",)

@@ -135,11 +135,13 @@ class MainJob:
         pairs.write(root / f"pairs-seed{seed}.csv", ds)
         return pairs
 
-    def env_config(self, ds: CoralDataset, spec: str, warm_start: str) -> EnvConfig:
+    def env_config(self, ds: CoralDataset, spec: str, warm_start: str, seed: int) -> EnvConfig:
         """The environment of the LLM stages on ``ds``: the run's training environment with this
-        dataset, scorer and warm start."""
+        dataset, scorer and warm start, its embeddings seeded by the run seed (so that every
+        retrieval method of one seed, trained or not, searches the same warm-start tables)."""
         env = self.config.train.env
-        return dataclasses.replace(env, data=self._data[ds.fingerprint], scorer=self.scorer_config(spec), warm=dataclasses.replace(env.warm, warm_start=warm_start))
+        warm = dataclasses.replace(env.warm, warm_start=warm_start)
+        return dataclasses.replace(env, data=self._data[ds.fingerprint], scorer=self.scorer_config(spec), warm=warm, embedding_seed=seed)
 
     def _eval_identity(self, pairs: SharedPairs) -> dict[str, Any]:
         return {"pairs": pairs.fingerprint, "batch_size": self.config.train.n_envs}
@@ -178,9 +180,9 @@ class MainJob:
         from coral.envs import EnvResources
 
         rounds = 0 if policy_name == "llm-only" else self.config.train.env.rounds
-        # Random retrieval ignores the embeddings ("none": random tables); greedy uses the default warm start.
-        warm = "dfm" if policy_name == "coral-greedy" else "none"
-        env = self.env_config(ds, spec, warm)
+        # Random retrieval ignores the embeddings ("none": random tables); greedy searches the warm start that the trained policies use.
+        warm = self.config.warm_starts[0] if policy_name == "coral-greedy" else "none"
+        env = self.env_config(ds, spec, warm, seed)
         batch = self.config.train.n_envs
 
         def run(directory: Path) -> None:
@@ -194,7 +196,7 @@ class MainJob:
             test = evaluate_policy(policy, env, resources, split="test", rounds=rounds, batch_size=batch, episodes=pairs.test)
             valid = evaluate_policy(policy, env, resources, split="valid", rounds=rounds, batch_size=batch, episodes=pairs.valid)
             write_records(directory / "eval_test.jsonl", [test])
-            config = {"policy": policy_name, "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds}
+            config = {"policy": policy_name, "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "warm_start_fingerprint": test.warm_start_fingerprint}
             methods = [] if policy_name == "llm-only" else [_scores(f"{policy_name}@{tag}", seed, test, valid, dict(config), test.evidence_diversity())]
             if policy_name in ("llm-only", "coral-random"):
                 methods.append(_scores(f"llm-only@{tag}", seed, test, valid, dict(config, policy="llm-only", rounds=0), {}, last_round=0))
@@ -211,7 +213,7 @@ class MainJob:
 
         algo = TRAINED[method]
         timesteps = self.config.ddpg_timesteps if algo == "ddpg" else self.config.ppo_timesteps
-        template = dataclasses.replace(self.config.train, env=self.env_config(ds, spec, warm), algo=algo, timesteps=timesteps, seed=seed)
+        template = dataclasses.replace(self.config.train, env=self.env_config(ds, spec, warm, seed), algo=algo, timesteps=timesteps, seed=seed)
         batch = self.config.train.n_envs
 
         def run(directory: Path) -> None:
@@ -233,7 +235,8 @@ class MainJob:
             write_records(run_dir / "eval_test.jsonl", [test])
             summary = read_summary(run_dir)
             updates = {k: int(summary[k]) for k in ("policy_updates", "gradient_steps") if k in summary}
-            info = {"config": {**config.to_dict(), "scorer": tag, "scorer_fingerprint": test.scorer_fingerprint}, "train_seconds": float(summary.get("train_seconds", 0.0)), **updates}
+            fingerprints = {"scorer_fingerprint": test.scorer_fingerprint, "warm_start_fingerprint": test.warm_start_fingerprint}
+            info = {"config": {**config.to_dict(), "scorer": tag, **fingerprints}, "train_seconds": float(summary.get("train_seconds", 0.0)), **updates}
             save_scores(directory / SCORES_FILE, [_scores(f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"), {**info, **test.evidence_diversity()})])
 
         # The run directory lives inside the stage directory, whose name the identity gives: not part of it.
@@ -256,14 +259,14 @@ class MainJob:
 
         identity = stage_identity(
             "align", ds, alignment=align_config, prompt=PromptConfig(chat_template=align_config.chat_template),
-            warm_start_model=align_config.warm.baseline(0),
+            warm_start_model=align_config.warm.baseline(align_config.seed),
         )
         return Stage(f"align-seed{seed}", identity, run)
 
     def controls_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int) -> Stage:
         """Does the scorer read evidence? The controls of :mod:`coral.align.controls` on the shared
         test pairs: ``controls.json`` (AUC and paired Δ vs no evidence) and ``controls.npz`` (P per pair)."""
-        warm = dataclasses.replace(self.config.train.env.warm, warm_start="dfm")
+        warm = dataclasses.replace(self.config.train.env.warm, warm_start=self.config.warm_starts[0])
         rounds = self.config.train.env.rounds
         n_boot = self.config.n_boot or 1000  # the table's intervals are its point
 
