@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from coral.data.sample import stratified_subset
+from coral.pipeline.claims import paper_claims
 from coral.pipeline.compare import RunScores
 from coral.pipeline.pairs import SharedPairs
 from coral.pipeline.scores import MethodScores, SplitScores, load_scores, save_scores
@@ -88,11 +89,15 @@ def test_paired_differences_use_the_same_pairs_and_the_right_references() -> Non
     # CTR rows are compared with the LLM rows of the primary (aligned) scorer, on the shared pairs.
     assert run.comparisons("dcn")["llm_only"].reference == "llm-only@probe"
     assert set(run.full) == {"dfm", "dcn"}  # scored on the whole split as well
-    claims = run.claims()
-    assert "coral-ppo-dfm@probe" in claims[0] and len(claims) == 5
-    assert claims[1].startswith("- **supported**: (1)")
-    # (2) PPO vs random: the same large gain; (3) rounds: round 1 vs round 0.
-    assert claims[3].startswith("- **supported**: (3)")
+    # The claims this run can test: (1) vs the LLM alone and (4) vs the best CTR model; greedy,
+    # like-share and round-1 rows were not run, so (2), (3) and (5) say so instead of borrowing
+    # a weaker reference.
+    results, missing = paper_claims(run)
+    assert [r.claim.number for r in results] == [1, 4]
+    assert results[0].claim.a == "coral-ppo-dfm@probe" and results[0].claim.b == "llm-only@probe"
+    assert results[0].better == "supported"
+    assert results[1].claim.b == "dfm"
+    assert [m[:3] for m in missing] == ["(2)", "(3)", "(5)"]
 
 
 def test_a_deterministic_method_counts_once_and_seeds_use_ddof_1() -> None:
