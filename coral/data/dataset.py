@@ -66,7 +66,7 @@ class DataConfig:
     encoding: str = "utf-8"
     """Text encoding of the files (e.g. latin-1, cp1252 for older exports); bytes that are not valid in it are an error naming the file and line."""
     rating_scale: tuple[float, ...] = ()
-    """MIN,MAX: a rating outside is an error; empty: the format's own scale (MovieLens and Amazon 1-5, GroupLens ratings.csv 0.5-5; any finite rating in other CSV and RecBole files)."""
+    """MIN,MAX (a negative MIN as --rating-scale=-1,10): a rating outside is an error; empty: the format's own scale (MovieLens and Amazon 1-5, GroupLens ratings.csv 0.5-5; any finite rating in other CSV and RecBole files)."""
     k_core: int = 5
     """Iterative k-core: drop users and items with fewer than k interactions until none remain."""
     positive_threshold: float = 3.0
