@@ -10,7 +10,6 @@ level; SIGTERM under load answers the requests in flight with 503 and exits 0 wi
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import threading
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from coral.serve.client import ServedScorer, start_server
+from coral.serve.client import ServedScorer, start_server, stop_under_load
 
 #: 11 tokens of the embedded tokenizer; the issue's report sent 5,000 of them (about 55k tokens).
 SENTENCE = "I liked the movie Heat (1995). "
@@ -162,33 +161,17 @@ def test_a_client_that_leaves_stops_its_work_and_frees_its_memory(server) -> Non
 def test_sigterm_under_load_answers_in_flight_requests_and_exits_0(tiny_model_dir, tmp_path) -> None:
     log = tmp_path / "server.log"
     served = start_server(["--scorer", f"hf:{tiny_model_dir}", *SERVER_ARGS], log=log)
-    statuses: list[object] = []
-    lock = threading.Lock()
 
-    def client(k: int) -> None:
-        for _ in range(50):
-            try:
-                response = post(served, body(served, [SENTENCE * 170 + f"{k}-{j}" for j in range(4)]), timeout=60)
-                outcome: object = (response.status_code, response.json().get("error", {}).get("message", ""))
-            except requests.RequestException as err:  # refused: the server is gone
-                outcome = type(err).__name__
-            with lock:
-                statuses.append(outcome)
-            if outcome != (200, ""):
-                return
+    def send(k: int) -> tuple[bool, object]:
+        try:
+            response = post(served, body(served, [SENTENCE * 170 + f"{k}-{j}" for j in range(4)]), timeout=60)
+        except requests.RequestException as err:  # refused: the server is gone
+            return False, type(err).__name__
+        return response.status_code == 200, (response.status_code, response.json().get("error", {}).get("message", ""))
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
-    for t in threads:
-        t.start()
-    time.sleep(2.0)
-    start = time.perf_counter()
-    code = served.stop(signal.SIGTERM, timeout=30)
-    seconds = time.perf_counter() - start
-    for t in threads:
-        t.join(30)
+    code, seconds, outcomes = stop_under_load(served, send)
     output = log.read_text()
-    print(f"exit {code} {seconds:.1f} s after SIGTERM; outcomes {sorted({str(s) for s in statuses})}; {output.strip().splitlines()[-1]}")
+    print(f"exit {code} {seconds:.1f} s after SIGTERM; outcomes {sorted({str(s) for s in outcomes})}; {output.strip().splitlines()[-1]}")
     assert code == 0 and seconds < 10
-    assert not any(t.is_alive() for t in threads)
-    assert (503, "the server is stopping") in statuses  # in-flight requests got an answer, not a dropped connection
+    assert (503, "the server is stopping") in outcomes  # in-flight requests got an answer, not a dropped connection
     assert "Traceback" not in output and "terminate called" not in output

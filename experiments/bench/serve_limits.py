@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import socket
 import threading
 import time
@@ -138,36 +137,20 @@ def batch_dependence(served: Any, prompts: list[Any]) -> None:
 def sigterm_under_load(args: argparse.Namespace) -> None:
     import requests
 
-    from coral.serve.client import start_server
+    from coral.serve.client import start_server, stop_under_load
 
     served = start_server(["--scorer", "hf", "--threads", str(args.threads)], log=args.log)
-    outcomes, lock, stop = Counter(), threading.Lock(), threading.Event()
 
-    def client(k: int) -> None:
-        while not stop.is_set():
-            try:
-                response = post(served.url, {"model": served.model, "prompt": [SENTENCE * 40 + f"{k}-{j}" for j in range(4)], "max_tokens": 1, "logprobs": 1}, timeout=60)
-                outcome: Any = response.status_code
-            except requests.RequestException as err:
-                outcome = type(err).__name__
-            with lock:
-                outcomes[outcome] += 1
-            if outcome != 200:
-                return
+    def send(k: int) -> tuple[bool, Any]:
+        try:
+            status = post(served.url, {"model": served.model, "prompt": [SENTENCE * 40 + f"{k}-{j}" for j in range(4)], "max_tokens": 1, "logprobs": 1}, timeout=60).status_code
+        except requests.RequestException as err:
+            return False, type(err).__name__
+        return status == 200, status
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
-    for t in threads:
-        t.start()
-    time.sleep(5.0)
-    start = time.perf_counter()
-    code = served.stop(signal.SIGTERM, timeout=60)
-    seconds = time.perf_counter() - start
-    stop.set()
-    for t in threads:
-        t.join()
-    last = Path(args.log).read_text().strip().splitlines()[-1]
-    print(f"5. SIGTERM with 16 clients sending: exit {code} after {seconds:.1f} s (required: 0 within 10 s); client outcomes {dict(outcomes)}")
-    print(f"   {last}")
+    code, seconds, outcomes = stop_under_load(served, send, load_seconds=5.0)
+    print(f"5. SIGTERM with 16 clients sending: exit {code} after {seconds:.1f} s (required: 0 within 10 s); client outcomes {dict(Counter(outcomes))}")
+    print(f"   {Path(args.log).read_text().strip().splitlines()[-1]}")
 
 
 def main() -> None:
