@@ -21,6 +21,7 @@ from coral.data.sample import stratified_subset
 from coral.envs import CollabRetrievalEnv, EnvConfig, EnvResources, EpisodeBatch
 from coral.io import atomic_write_text
 from coral.metrics import binary_metrics
+from coral.retrieval import tables_fingerprint
 
 from coral.policies.base import RetrievalPolicy
 
@@ -46,6 +47,8 @@ class EvaluationResult:
     """The scorer's identity (``Scorer.fingerprint``)."""
     rows: np.ndarray | None = None
     """(n,) row indices of the evaluated interactions in the split, in the order of ``labels`` and ``p``."""
+    warm_start_fingerprint: str = ""
+    """The searched embedding tables' identity (:func:`coral.retrieval.tables_fingerprint`)."""
 
     @property
     def rounds(self) -> int:
@@ -161,7 +164,10 @@ def evaluate_policy(
             records.append(episode_record(env, split))
     bar.close()
     labels = np.asarray(first.episodes.label[episodes], dtype=np.int64)
-    return EvaluationResult(split, labels, p, records, sum(e.prompts_scored for e in batch.envs), time.perf_counter() - start, first.dataset.name, getattr(first.scorer, "fingerprint", ""), episodes)
+    return EvaluationResult(
+        split, labels, p, records, sum(e.prompts_scored for e in batch.envs), time.perf_counter() - start,
+        first.dataset.name, getattr(first.scorer, "fingerprint", ""), episodes, tables_fingerprint(first.embeddings),
+    )
 
 
 def round_metrics(test: EvaluationResult, valid: EvaluationResult | None = None, n_boot: int = 1000) -> list[dict[str, float]]:

@@ -136,7 +136,7 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
     """Method topk: folds -> evidence index -> token trees -> frozen trunk -> top layers -> ``align.json`` and weights."""
     from coral.align.topk import STOP_NEAREST, TRAIN_NEAREST, TRAIN_RANDOM, TopKHead, TreeBuilder, compute_trunk, evidence_index, pick_targets, predict, stop_score, train_topk, tree_sources
     from coral.align.tree import supports_trees
-    from coral.data.folds import fold_interactions
+    from coral.data.folds import fold_interactions, validation_roles
     from coral.llm.aligned import scorer_name
     from coral.llm.labels import resolve_label_tokens
     from coral.llm.model import load_model
@@ -154,7 +154,10 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
     index = evidence_index(dataset, tables)
     rows = fold_interactions(dataset, "align", config.warm.folds)
     train_sources = tree_sources(rows, pick_targets(rows, config.topk_targets, config.seed), index, TRAIN_NEAREST, TRAIN_RANDOM, config.seed)
-    stop_sources = tree_sources(dataset.valid, pick_targets(dataset.valid, config.topk_stop_pairs, config.seed + 1), index, STOP_NEAREST, 0, config.seed)
+    # Early stopping reads only the validation split's "stop" role: never the threshold pairs or the tuning rows.
+    stop_pool = validation_roles(dataset).stop
+    stop_picked = stop_pool[pick_targets(dataset.valid.take(stop_pool), config.topk_stop_pairs, config.seed + 1)]
+    stop_sources = tree_sources(dataset.valid, stop_picked, index, STOP_NEAREST, 0, config.seed)
     check_no_heldout([AlignExample(s.user, s.item, s.label, tuple(e for b in s.branches.values() for e in b), "topk") for s in train_sources], dataset)
     trees = TreeBuilder(builder, tokenizer)
     train = compute_trunk(model, [trees.tree(s) for s in train_sources], [s.label for s in train_sources], config.topk_trunk, progress)

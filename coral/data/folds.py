@@ -11,6 +11,11 @@ three disjoint, seeded folds:
 - ``align``: the targets of the scorer's alignment;
 - ``episodes``: the targets of RL training episodes.
 
+The validation split is cut the same way into three disjoint roles (:func:`validation_roles`):
+``threshold`` (the pool of ``coral run``'s shared validation pairs, every method's F1 threshold),
+``stop`` (the alignment's early-stopping slice) and ``tuning`` (design choices and ablations), so
+that a design chosen on validation rows has not also picked the thresholds or stopped a training.
+
 Evidence is not affected: it still comes from the whole training split, through the leakage
 guard (never the target, never a validation/test interaction). The folds are stratified by
 label (each fold keeps the tail-train positive rate) and seeded by the data section's
@@ -33,6 +38,11 @@ from coral.data.dataset import CoralDataset, Interactions
 FOLDS = ("warm_start", "align", "episodes")
 # Mixed into the split seed, so that the fold permutation is not the split's own permutation.
 _FOLD_STREAM = 0xF01D
+#: The disjoint parts of the validation split, each with one use (:func:`validation_roles`).
+VALIDATION_ROLES = ("threshold", "stop", "tuning")
+#: Their shares of the validation split.
+VALIDATION_SHARES = (0.25, 0.25, 0.5)
+_ROLE_STREAM = 0x7A11
 
 
 @dataclass(frozen=True)
@@ -122,4 +132,49 @@ def warm_start_dataset(dataset: CoralDataset, config: FoldConfig = FoldConfig())
     )
 
 
-__all__ = ["FOLDS", "FoldConfig", "TailTrainFolds", "fold_interactions", "tail_train_folds", "warm_start_dataset"]
+@dataclass(frozen=True)
+class ValidationRoles:
+    """Row indices into ``dataset.valid`` of each use of the validation split (sorted, disjoint, together all of it).
+
+    Three things read validation labels, and none may see another's rows: the F1 thresholds of
+    the reported tables, the alignment's early stopping, and design choices (prompt format,
+    alignment recipe, policy settings, ablations). Choosing a design on the rows that also pick
+    the thresholds or stop the training would let the choice fit them; test pairs make only the
+    final tables (experiments/notes/benchmark.md, "Tuning never sees test pairs").
+    """
+
+    threshold: np.ndarray
+    """The pool of ``coral run``'s shared validation pairs: every method's F1 threshold."""
+    stop: np.ndarray
+    """The pool of the alignment's early-stopping slice."""
+    tuning: np.ndarray
+    """Rows for design choices: ablations and policy settings are compared here, never on test pairs."""
+
+    def rows(self, role: str) -> np.ndarray:
+        """The row indices of ``role`` (one of :data:`VALIDATION_ROLES`)."""
+        if role not in VALIDATION_ROLES:
+            raise ValueError(f"unknown validation role {role!r}; expected one of {', '.join(VALIDATION_ROLES)}")
+        return getattr(self, role)
+
+
+def validation_roles(dataset: CoralDataset) -> ValidationRoles:
+    """The validation split of ``dataset`` cut into its three uses (:data:`VALIDATION_SHARES`),
+    stratified by label and seeded by the data section's ``split_seed``.
+
+    :param dataset: the processed dataset.
+    """
+    labels = np.asarray(dataset.valid.label)
+    rng = np.random.default_rng([int(dataset.config.split_seed), _ROLE_STREAM])
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for label in (0, 1):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        for k, part in enumerate(_cut(rows, VALIDATION_SHARES)):
+            parts[k].append(part)
+    threshold, stop, tuning = (np.sort(np.concatenate(p)).astype(np.int64) for p in parts)
+    return ValidationRoles(threshold=threshold, stop=stop, tuning=tuning)
+
+
+__all__ = [
+    "FOLDS", "VALIDATION_ROLES", "FoldConfig", "TailTrainFolds", "ValidationRoles",
+    "fold_interactions", "tail_train_folds", "validation_roles", "warm_start_dataset",
+]

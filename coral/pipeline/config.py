@@ -41,8 +41,8 @@ class RunConfig:
     """Align the scorer (`coral align`) and add rows that use it."""
     alignment: AlignConfig = section(lambda: AlignConfig(method="topk", n_train=256))
     """The alignment's settings: method topk (the top two layers fine-tuned on prompts with evidence, the scorer that reads it); method head is the probe (256 prompts here)."""
-    methods: tuple[Method, ...] = ("llm-only", "coral-random", "coral-ppo")
-    """LLM methods, run with the aligned scorer when `align` is on, else with `scorer` (add coral-ddpg for the paper's faithful variant: about 5 more minutes)."""
+    methods: tuple[Method, ...] = ("llm-only", "coral-random", "coral-greedy", "coral-ppo")
+    """LLM methods, run with the aligned scorer when `align` is on, else with `scorer` (coral-greedy: the K nearest observed interactions, the zero action, the strongest simple alternative a learned policy must beat; add coral-ddpg for the paper's faithful variant: about 5 more minutes)."""
     zero_shot_methods: tuple[Method, ...] = ()
     """LLM methods also run with the zero-shot `scorer` when `align` is on (e.g. llm-only for the LLM as shipped: 2.5 more minutes, left out of the 20-minute default; experiments/movielens_small_top2.yaml has it)."""
     warm_starts: tuple[WarmStart, ...] = ("dfm",)
@@ -56,6 +56,8 @@ class RunConfig:
         skip=("algo", "timesteps", "seed", "out", "env.data", "env.scorer", "env.warm.warm_start"),
     )
     """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps, does not validate while training, and updates PPO every 8 x 4 = 32 steps)."""
+    count_references: bool = True
+    """Add the no-LLM kNN like-share rows (the share of liked pieces among the K nearest observed interactions in the first warm start: greedy's evidence, counted; plain and distance-weighted): what an LLM reading that evidence must at least match. Costs seconds."""
     controls: bool = False
     """Also run the evidence controls of the methods' scorer (the aligned one when `align` is on) on the shared test pairs (no evidence / K nearest / K random / K nearest of another target, paired Δ vs none) and add their table to results.md (about 8 prompts per pair: off in the 20-minute default)."""
     eval_pairs: int = 250

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from coral.data.dataset import CoralDataset
+from coral.data.folds import validation_roles
 from coral.data.sample import stratified_subset
 from coral.io import atomic_write_text
 
@@ -33,7 +34,8 @@ class SharedPairs:
     test: np.ndarray
     """Sorted row indices of the shared test pairs."""
     valid: np.ndarray
-    """Sorted row indices of the shared validation pairs (the F1 threshold of every method)."""
+    """Sorted row indices of the shared validation pairs (the F1 threshold of every method), drawn
+    from the validation split's ``threshold`` role only (:func:`coral.data.folds.validation_roles`)."""
     seed: int
     """Seed of the draw."""
 
@@ -43,12 +45,13 @@ class SharedPairs:
 
         :param dataset: the processed dataset (its split decides the rows).
         :param test_size: test pairs (0: the whole test split).
-        :param valid_size: validation pairs (0: the whole validation split).
+        :param valid_size: validation pairs (0: the whole ``threshold`` role of the validation split).
         :param seed: seed of both draws.
         """
+        pool = validation_roles(dataset).threshold
         return cls(
             stratified_subset(dataset.test.label, test_size, seed, proportional=True),
-            stratified_subset(dataset.valid.label, valid_size, seed + 1, proportional=True),
+            pool[stratified_subset(dataset.valid.label[pool], valid_size, seed + 1, proportional=True)],
             seed,
         )
 

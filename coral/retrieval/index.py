@@ -10,6 +10,7 @@ wrong pool (or a bug in the masking) raises instead of leaking.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +42,17 @@ class RandomEmbeddings:
     """(n_users, d) float32."""
     item: np.ndarray
     """(n_items, d) float32."""
+
+
+def tables_fingerprint(tables: EmbeddingTables) -> str:
+    """A short hash of the user and item tables' values: two retrieval methods that report the same
+    fingerprint searched the very same warm start."""
+    digest = hashlib.sha256()
+    for table in (tables.user, tables.item):
+        array = np.ascontiguousarray(table, dtype=np.float32)
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:12]
 
 
 def random_embeddings(dataset: CoralDataset, dim: int = 128, seed: int = 0) -> RandomEmbeddings:
