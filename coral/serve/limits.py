@@ -10,6 +10,7 @@ maximum is passed, so a 4 MB prompt costs about as much as a prompt at the limit
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import threading
 from typing import Any, Sequence
@@ -97,18 +98,26 @@ class PromptTokenLimit:
         return lengths
 
 
-def release_memory() -> None:
-    """Hand freed heap memory back to the OS (glibc's ``malloc_trim``; a no-op elsewhere).
-
-    A forward pass over long prompts allocates activations of tens to hundreds of MB; glibc keeps
-    freed blocks below its (adaptive) mmap threshold in the heap, so without a trim the server's
-    resident memory stays at its largest batch's level.
-    """
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    """The C library, loaded once (finding it may run ``ldconfig``); None where there is none."""
     import ctypes
     import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):
-        pass
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    A forward pass over long prompts allocates activations of tens to hundreds of MB, and a
+    rejected 4 MB body is parsed and tokenized in a handler thread's heap; glibc keeps freed blocks
+    below its (adaptive) mmap threshold, so without a trim the server's resident memory stays at
+    its largest request's level.
+    """
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
