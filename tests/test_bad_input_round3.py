@@ -243,6 +243,27 @@ def test_a_read_only_out_or_cache_is_one_line(tmp_path) -> None:
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+def test_a_file_system_error_mid_command_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """A disk that fills or turns read-only after the up-front checks: one line naming the file, exit 2."""
+    import errno
+
+    import coral.data
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "datasets" / "x.npz"))
+
+    monkeypatch.setattr(coral.data, "load_dataset", full)
+    line = fails(["data", "stats"], capsys)
+    assert line == f"error: {tmp_path / 'cache' / 'datasets' / 'x.npz'}: No space left on device (the coral cache: set CORAL_CACHE_DIR to a writable directory; now {tmp_path / 'cache'})"
+
+    def missing(*_args, **_kwargs):  # not a file-system condition the user can fix: a bug, with its traceback
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "internal")
+
+    monkeypatch.setattr(coral.data, "load_dataset", missing)
+    with pytest.raises(FileNotFoundError):
+        main(["data", "stats"])
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
