@@ -175,3 +175,12 @@ def test_sigterm_under_load_answers_in_flight_requests_and_exits_0(tiny_model_di
     assert code == 0 and seconds < 10
     assert (503, "the server is stopping") in outcomes  # in-flight requests got an answer, not a dropped connection
     assert "Traceback" not in output and "terminate called" not in output
+
+
+def test_limit_settings_are_checked(tiny_model_dir, capsys) -> None:
+    from coral.cli import main
+
+    assert main(["serve-scorer", "--chunk-tokens", "100"]) == 2
+    assert capsys.readouterr().err == "error: --chunk-tokens must be >= --max-prompt-tokens (2048), got 100\n"
+    assert main(["serve-scorer", "--scorer", f"hf:{tiny_model_dir}", "--port", "0", "--max-prompt-tokens", "5000", "--chunk-tokens", "8192"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "error: --max-prompt-tokens 5000 exceeds the model's context of 4096 tokens"
