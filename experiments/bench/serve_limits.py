@@ -168,7 +168,10 @@ def main() -> None:
         print(f"embedded model, layout {resolve_layout(None)}, {args.threads} torch threads; server up in {served.startup_seconds:.1f} s")
         from coral.llm import make_scorer
 
-        prompts = coral_prompts(make_scorer(served.spec, cache=False).tokenizer, args.prompts)
+        tokenizer = make_scorer(served.spec, cache=False).tokenizer
+        prompts = coral_prompts(tokenizer, args.prompts)
+        lengths = sorted(len(tokenizer(p.text, add_special_tokens=False).input_ids) for p in prompts)
+        print(f"coral prompts: {lengths[0]}-{lengths[-1]} tokens (median {lengths[len(lengths) // 2]}); a forward chunk holds at most 8 prompts and 4,096 padded tokens")
         long_prompts(served)
         concurrent_clients(served, prompts)
         client_leaves(served)
