@@ -76,7 +76,7 @@ def run_data_config(run: Path) -> DataConfig | None:
     if stage is None or not (stage / "config.json").is_file():
         return None
     identity = json.loads((stage / "config.json").read_text())
-    env = identity.get("env") or identity.get("train", {}).get("env") or {}
+    env = identity.get("env") or identity.get("train") or {}  # the data keys sit flat in both
     keys = {leaf.name for leaf in leaves(DataConfig)}
     return from_dict(DataConfig, {k: v for k, v in env.items() if k in keys}, where=str(stage / "config.json"))
 
