@@ -25,7 +25,10 @@ Types come from the annotations: ``int``, ``float``, ``bool`` (flags ``--x`` / `
 
 Validation in a dataclass's ``__post_init__`` goes through :func:`require`, whose error names
 the field; :func:`from_args` rewrites that name as the flag (``--k-core must be >= 1, got 0``),
-:func:`from_dict` as the key.
+:func:`from_dict` as the key. One rule is checked here for every config, by the field's name:
+a seed (a field named ``seed`` or ``*_seed``, or each value of ``seeds``) must be in
+0..2**32-1, the range numpy, torch and Stable-Baselines3 all accept, and ``seeds`` must not
+repeat a value (two runs of one seed are one run counted twice).
 """
 
 from __future__ import annotations
@@ -277,6 +280,26 @@ def coerce(value: Any, tp: Any) -> Any:
     raise TypeError(f"config fields of type {tp!r} are not supported")
 
 
+#: The largest seed: numpy's legacy ``np.random.seed`` (which Stable-Baselines3 calls) takes 0..2**32-1.
+MAX_SEED = 2**32 - 1
+
+
+def seed_problem(name: str, value: Any) -> str | None:
+    """What is wrong with the value of a seed setting (see the module docstring), or None.
+
+    :param name: the setting's name (``seed``, ``split_seed``, ``seeds``, ...; other names are not seeds).
+    :param value: its value after type checking.
+    """
+    if name in ("seed", "seeds") or name.endswith("_seed"):
+        seeds = list(value) if isinstance(value, (tuple, list)) else [value]
+        bad = [s for s in seeds if isinstance(s, int) and not 0 <= s <= MAX_SEED]
+        if bad:
+            return f"must be in 0..{MAX_SEED} (the range numpy accepts), got {bad[0]}"
+        if name == "seeds" and len(set(seeds)) < len(seeds):
+            return f"must not repeat a seed, got {','.join(map(str, seeds))}"
+    return None
+
+
 def _where(where: str) -> str:
     return f"{where}: " if where else ""
 
@@ -312,6 +335,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base
                     values[leaf.attrs] = coerce(v, leaf.type)
                 except _Invalid:
                     raise CoralError(f"{_where(where)}{names(leaf)} must be {describe(leaf.type)}, got {v!r}") from None
+                problem = seed_problem(leaf.key[-1], values[leaf.attrs])
+                if problem:
+                    raise CoralError(f"{_where(where)}{names(leaf)} {problem}")
             else:
                 known = sorted(".".join(x) for x in by_key if x[:-1] == prefix) + sorted(".".join(s) for s in sections if s[:-1] == prefix)
                 raise CoralError(f"{_where(where)}unknown key {'.'.join(key)!r}; known: {', '.join(known)}")

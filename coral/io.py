@@ -9,14 +9,24 @@ from pathlib import Path
 from typing import Any
 
 
+def cache_root() -> Path:
+    """The coral cache's root: ``$CORAL_CACHE_DIR``, or ``~/.cache/coral``."""
+    return Path(os.environ.get("CORAL_CACHE_DIR") or Path.home() / ".cache" / "coral")
+
+
 def cache_dir(*parts: str) -> Path:
     """The coral cache directory (``$CORAL_CACHE_DIR`` or ``~/.cache/coral``), created on demand.
 
     :param parts: sub-directories below the cache root.
+    :raises CoralError: when it cannot be created (a read-only file system, no permission, a file in the way).
     """
-    root = Path(os.environ.get("CORAL_CACHE_DIR") or Path.home() / ".cache" / "coral")
-    path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    path = cache_root().joinpath(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from coral.errors import CoralError
+
+        raise CoralError(f"cannot create the coral cache directory {path}: {err.strerror or err}; set CORAL_CACHE_DIR to a writable directory") from None
     return path
 
 

@@ -1,7 +1,7 @@
 """A ``coral train`` run directory: its config, its model and its training summary.
 
 Layout: ``config.json`` (the :class:`~coral.policies.config.TrainConfig`), ``checkpoints/``
-(``model_<t>.zip``, DDPG's ``replay_buffer_<t>.pkl``, ``vecnormalize_<t>.pkl``, ``latest.json``), ``logs/segment<k>/``
+(``model_<t>.zip``, DDPG's ``replay_buffer_<t>.pkl``, ``vecnormalize_<t>.pkl``, ``totals_<t>.json``, ``latest.json``), ``logs/segment<k>/``
 (SB3's CSV and TensorBoard output; one segment per start or resume), ``model.zip`` (the final
 policy) and ``vecnormalize.pkl`` (its observation statistics, when ``normalize_obs``),
 ``train_summary.json``, and after ``coral evaluate`` ``eval_<split>.jsonl`` and ``results.csv``.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from coral.errors import CoralError
+from coral.io import atomic_write_json
 
 from coral.policies.callbacks import latest_checkpoint
 from coral.policies.config import TrainConfig
@@ -70,6 +71,36 @@ def warn_on_scorer_change(out: Path, state: dict[str, Any] | None, fingerprint: 
         import warnings
 
         warnings.warn(f"{out}: resuming with scorer {fingerprint!r}, but the checkpoint was trained with {state['scorer']!r}", stacklevel=3)
+
+
+def totals_path(out: Path, timesteps: int) -> Path:
+    """Where the training totals at checkpoint ``timesteps`` are kept."""
+    return Path(out) / "checkpoints" / f"totals_{int(timesteps)}.json"
+
+
+def write_totals(out: Path, timesteps: int, train_seconds: float, prompts_scored: int) -> None:
+    """Keep the totals of every segment so far at a checkpoint, written before the checkpoint's
+    ``latest.json`` so that the checkpoint a resume starts from always has them.
+
+    :param out: the run directory.
+    :param timesteps: the checkpoint's timestep count.
+    :param train_seconds: training seconds of all segments up to it.
+    :param prompts_scored: prompts scored by all segments up to it.
+    """
+    atomic_write_json(totals_path(out, timesteps), {"timesteps": int(timesteps), "train_seconds": float(train_seconds), "prompts_scored": int(prompts_scored)})
+
+
+def read_totals(out: Path, state: dict[str, Any] | None) -> dict[str, Any]:
+    """The training totals (``train_seconds``, ``prompts_scored``) at the checkpoint ``state`` that a
+    resume starts from: {} for a fresh run. A run checkpointed before totals were kept falls back
+    to its ``train_summary.json`` when that describes the same timestep."""
+    if not state:
+        return {}
+    path = totals_path(out, state["timesteps"])
+    if path.is_file():
+        return json.loads(path.read_text())
+    summary = read_summary(out)
+    return summary if summary.get("timesteps") == state["timesteps"] else {}
 
 
 def read_summary(out: Path) -> dict[str, Any]:

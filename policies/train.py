@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coral.errors import CoralError
 from coral.io import atomic_write_json
 from coral.metrics import binary_metrics
 from coral.envs import EnvResources
@@ -20,7 +21,7 @@ from coral.envs.resources import resolve_dataset
 from coral.policies.callbacks import PeriodicCallback, RetrievalMetricsCallback, cache_rates, save_aside, save_checkpoint
 from coral.policies.config import TrainConfig
 from coral.policies.evaluate import evaluate_policy
-from coral.policies.run_dir import CONFIG_FILE, MODEL_FILE, SUMMARY_FILE, VECNORM_FILE, checkpoint_state, log_formats, new_log_segment, read_summary, warn_on_scorer_change
+from coral.policies.run_dir import CONFIG_FILE, MODEL_FILE, SUMMARY_FILE, VECNORM_FILE, checkpoint_state, log_formats, new_log_segment, read_totals, warn_on_scorer_change, write_totals
 from coral.policies.sb3 import SB3Policy, algo_class, build_model
 
 
@@ -62,8 +63,8 @@ def _normalized(config: TrainConfig, vec: Any, state: dict[str, Any] | None, out
     return VecNormalize(vec, norm_obs=True, norm_reward=False)
 
 
-def _callbacks(config: TrainConfig, model: Any, vec: Any, out: Path) -> list[Any]:
-    """coral/ metrics, the periodic validation AUC and the periodic checkpoints."""
+def _callbacks(config: TrainConfig, model: Any, vec: Any, out: Path, totals: "_Totals") -> list[Any]:
+    """coral/ metrics, the periodic validation AUC and the periodic checkpoints (with the totals so far)."""
     retrieval_envs = vec.venv.retrieval_envs
     first = retrieval_envs[0]
     scorer = first.scorer
@@ -79,17 +80,42 @@ def _callbacks(config: TrainConfig, model: Any, vec: Any, out: Path) -> list[Any
         model.logger.record("coral/val_auc", binary_metrics(res.labels, res.p[-1], n_boot=0)["auc"])
         model.logger.record("coral/val_auc_round0", binary_metrics(res.labels, res.p[0], n_boot=0)["auc"])
 
+    def checkpoint(_: int) -> None:
+        totals.write(out, int(model.num_timesteps))
+        save_checkpoint(model, out / "checkpoints", config_dict, fingerprint)
+
     return [
         RetrievalMetricsCallback(lambda: sum(e.prompts_scored for e in retrieval_envs), scorer),
         PeriodicCallback(config.val_every, validate),
-        PeriodicCallback(config.checkpoint_every, lambda _: save_checkpoint(model, out / "checkpoints", config_dict, fingerprint)),
+        PeriodicCallback(config.checkpoint_every, checkpoint),
     ]
 
 
-def _learn(config: TrainConfig, model: Any, callbacks: list[Any], resume: bool) -> float:
-    """Train up to ``config.timesteps`` in all; returns the seconds spent."""
+class _Totals:
+    """Training seconds and prompts scored over every segment of a run: those of the segments before
+    this one (from the checkpoint resumed) plus this segment's so far.
+
+    :param previous: the totals at the checkpoint resumed ({} for a fresh run).
+    :param retrieval_envs: this segment's environments (they count the prompts they scored).
+    """
+
+    def __init__(self, previous: dict[str, Any], retrieval_envs: list[Any]) -> None:
+        self.seconds = float(previous.get("train_seconds", 0.0))
+        self.prompts = int(previous.get("prompts_scored", 0))
+        self.retrieval_envs = retrieval_envs
+        self.started = time.perf_counter()
+
+    def now(self) -> tuple[float, int]:
+        """(train seconds, prompts scored) of all segments up to now."""
+        return self.seconds + time.perf_counter() - self.started, self.prompts + sum(e.prompts_scored for e in self.retrieval_envs)
+
+    def write(self, out: Path, timesteps: int) -> None:
+        write_totals(out, timesteps, *self.now())
+
+
+def _learn(config: TrainConfig, model: Any, callbacks: list[Any], resume: bool) -> None:
+    """Train up to ``config.timesteps`` in all."""
     remaining = config.timesteps - int(model.num_timesteps)
-    start = time.perf_counter()
     if remaining > 0:
         model.learn(
             total_timesteps=remaining,
@@ -99,23 +125,23 @@ def _learn(config: TrainConfig, model: Any, callbacks: list[Any], resume: bool) 
             reset_num_timesteps=not resume,
             progress_bar=config.progress,
         )
-    return time.perf_counter() - start
 
 
-def _finish(config: TrainConfig, model: Any, vec: Any, out: Path, resume: bool, seconds: float, segment: int) -> None:
-    """The final checkpoint, ``model.zip`` and ``train_summary.json``."""
+def _finish(config: TrainConfig, model: Any, vec: Any, out: Path, totals: _Totals, segment: int) -> None:
+    """The final checkpoint, ``model.zip`` and ``train_summary.json`` (totals over every segment)."""
     retrieval_envs = vec.venv.retrieval_envs
     scorer = retrieval_envs[0].scorer
+    seconds, prompts = totals.now()
+    totals.write(out, int(model.num_timesteps))
     save_checkpoint(model, out / "checkpoints", config.to_dict(), getattr(scorer, "fingerprint", ""))
     save_aside(model.save, out / MODEL_FILE)
     normalizer = model.get_vec_normalize_env()
     if normalizer is not None:
         save_aside(normalizer.save, out / VECNORM_FILE)
-    previous = read_summary(out)
     summary = {
         "timesteps": int(model.num_timesteps),
-        "train_seconds": previous.get("train_seconds", 0.0) + seconds if resume else seconds,
-        "prompts_scored": previous.get("prompts_scored", 0) + sum(e.prompts_scored for e in retrieval_envs),
+        "train_seconds": seconds,
+        "prompts_scored": prompts,
         "scorer": getattr(scorer, "fingerprint", ""),
         "segments": segment + 1,
         **_update_count(model),
@@ -129,6 +155,21 @@ def _update_count(model: Any) -> dict[str, int]:
     if hasattr(model, "n_steps"):  # PPO, MaskablePPO: one update per rollout of n_steps x n_envs
         return {"policy_updates": int(model.num_timesteps // (model.n_steps * model.n_envs))}
     return {"gradient_steps": int(getattr(model, "_n_updates", 0))}
+
+
+def _require_more_timesteps(out: Path, config: TrainConfig, state: dict[str, Any] | None) -> None:
+    """On resume, refuse a total that leaves nothing to train (before anything in the run is rewritten).
+
+    A run killed after its last checkpoint but before ``model.zip`` resumes with the same total
+    (it only has to finish).
+
+    :raises CoralError: when ``--timesteps`` is below the checkpoint's count, or equal to that of a finished run.
+    """
+    if not state:
+        return
+    done = int(state["timesteps"])
+    if config.timesteps < done or (config.timesteps == done and (out / MODEL_FILE).is_file()):
+        raise CoralError(f"{out}: the run has trained {done} timesteps; --timesteps is the total, so give more than {done} to train further (got {config.timesteps})")
 
 
 def train(config: TrainConfig, resources: EnvResources | None = None, resume: bool = False) -> Path:
@@ -154,6 +195,7 @@ def train(config: TrainConfig, resources: EnvResources | None = None, resume: bo
 
     out = Path(config.out)
     state = checkpoint_state(out, resume)
+    _require_more_timesteps(out, config, state)
     resources = _resources(config, resources or EnvResources())
     _set_threads(config.threads)
     set_random_seed(config.seed)
@@ -167,8 +209,9 @@ def train(config: TrainConfig, resources: EnvResources | None = None, resume: bo
     segment, log_dir = new_log_segment(out)
     model.set_logger(configure(str(log_dir), log_formats()))
     warn_on_scorer_change(out, state, getattr(vec.venv.scorer, "fingerprint", ""))
-    seconds = _learn(config, model, _callbacks(config, model, vec, out), resume)
-    _finish(config, model, vec, out, resume, seconds, segment)
+    totals = _Totals(read_totals(out, state), vec.venv.retrieval_envs)
+    _learn(config, model, _callbacks(config, model, vec, out, totals), resume)
+    _finish(config, model, vec, out, totals, segment)
     vec.close()
     return out
 

@@ -56,7 +56,7 @@ def test_a_single_class_split_is_refused_before_training_or_scoring(tmp_path, ca
     message = "error: gift_cards: the train split has a single class (all negative: 0 of 2521 labels are 1); AUC is undefined - change --positive-threshold/--label-rule"
     assert fails(["baselines", "--positive-threshold", "5", "--out", str(tmp_path / "b")], capsys) == message
     assert fails(["train", "--positive-threshold", "5", "--scorer", "scripted", "--out", str(tmp_path / "t")], capsys) == message
-    assert fails(["run", "--dataset", "gift_cards", "--positive-threshold", "5", "--scorer", "scripted", "--out", str(tmp_path / "r")], capsys) == message
+    assert fails(["run", "--dataset", "gift_cards", "--positive-threshold", "5", "--scorer", "scripted", "--no-align", "--out", str(tmp_path / "r")], capsys) == message
     line = fails(["score", "--positive-threshold", "5", "--scorer", "scripted", "--out", str(tmp_path / "s")], capsys)
     assert line.startswith("error: gift_cards: the valid split has a single class (all negative: 0 of 210")
     line = fails(["evaluate", "--policy", "random", "--positive-threshold", "5", "--scorer", "scripted", "--out", str(tmp_path / "e")], capsys)

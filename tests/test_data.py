@@ -59,7 +59,7 @@ def test_real_split_seeded(amazon2018: Path) -> None:
 def test_real_dedup_appliances(amazon2018: Path) -> None:
     raw = load_raw(amazon2018 / "Appliances_5.json.gz")
     assert len(raw) == 2277
-    keep = _dedup_latest(raw)
+    keep, _ = _dedup_latest(raw)
     assert len(keep) == 183
     assert len(set(zip(raw.users[keep], raw.items[keep]))) == 183
     ds = build_dataset(raw, DataConfig(k_core=1))
@@ -129,10 +129,11 @@ def synthetic_raw(n_users: int = 40, n_items: int = 30, seed: int = 0) -> RawDat
 
 def test_dedup_keeps_latest() -> None:
     raw = RawData(["a", "a", "a", "b", "b"], ["x", "x", "y", "x", "x"], [1, 5, 2, 4, 3], [10, 20, 5, 1, 1], source="t")
-    keep = _dedup_latest(raw)
+    keep, conflicts = _dedup_latest(raw)
     kept = {(raw.users[k], raw.items[k]): raw.ratings[k] for k in keep}
     # Latest timestamp wins; on a tie, the later row in the file.
     assert kept == {("a", "x"): 5.0, ("a", "y"): 2.0, ("b", "x"): 3.0}
+    assert conflicts == 2  # (a, x) and (b, x) had different ratings
 
 
 def test_iterative_k_core_and_labels() -> None:

@@ -1,7 +1,9 @@
 """Fuzz the readers: 200 corrupted variants of small real files, each through the CLI in-process.
 
 Every variant must end in exit 0 (with a JSON answer) or exit 2 with exactly one stderr line
-starting with ``error:``; never an uncaught exception. The sources are slices of the embedded
+starting with ``error:``; never an uncaught exception. Two corruptions must always be refused,
+naming the file and line, never read as something else: bytes that are not UTF-8 (never replaced
+by U+FFFD) and ratings outside the format's scale. The sources are slices of the embedded
 data (Amazon 2018 Gift Cards as review JSON plus metadata; MovieLens latest-small as GroupLens's
 ratings.csv and movies.csv), so the test needs nothing outside the package. On failure it
 prints the seed, the variant number, the mutations and where the variant's files are kept.
@@ -191,9 +193,67 @@ def line_endings(data: bytes, rng: np.random.Generator) -> bytes:
     return data.replace(b"\n", [b"\r\n", b"\r", b"\n\n"][int(rng.integers(0, 3))])
 
 
+#: Byte sequences that are not UTF-8: Latin-1 and cp1252 letters, a lone continuation byte, a
+#: truncated two-byte sequence, an overlong encoding, a UTF-16 surrogate encoded in UTF-8.
+NOT_UTF8 = [b"\xe9", b"\xe8", b"\x80", b"\xc3", b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"Mis\xe9rables"]
+
+
+def not_utf8(data: bytes, rng: np.random.Generator) -> tuple[bytes, int]:
+    """Bytes outside UTF-8 inserted into a random line (a non-empty one if there is); returns the data and that line (1-based)."""
+    lines = _lines(data)
+    candidates = [j for j, line in enumerate(lines) if line.strip()] or [0]
+    j = candidates[int(rng.integers(0, len(candidates)))]
+    pos = int(rng.integers(0, len(lines[j]) + 1))
+    lines[j] = lines[j][:pos] + NOT_UTF8[int(rng.integers(0, len(NOT_UTF8)))] + lines[j][pos:]
+    return b"\n".join(lines), j + 1
+
+
+#: Ratings outside every built-in scale (Amazon and MovieLens 1-5, GroupLens 0.5-5).
+OFF_SCALE = ["99", "-1", "0", "5.5", "0.25", "1000000"]
+
+
+def _rated(line: bytes) -> bool:
+    """Whether a line is an interaction with a rating: a JSON review with ``overall``, or a CSV row with a number third."""
+    try:
+        return isinstance(json.loads(line), dict) and "overall" in json.loads(line)
+    except ValueError:
+        fields = line.split(b",")
+        return len(fields) >= 3 and _DIGITS.fullmatch(fields[2].strip()) is not None
+
+
+def rating_off_scale(data: bytes, rng: np.random.Generator) -> tuple[bytes, int]:
+    """One data line's rating (JSON ``overall``, or a CSV's third column) set outside the scale;
+    returns the data and that line (0 when no line has a rating: the data is unchanged)."""
+    lines = _lines(data)
+    rated = [j for j, line in enumerate(lines) if _rated(line)]
+    if not rated:
+        return data, 0
+    j = rated[int(rng.integers(0, len(rated)))]
+    value = OFF_SCALE[int(rng.integers(0, len(OFF_SCALE)))]
+    if lines[j].lstrip().startswith(b"{"):
+        record = json.loads(lines[j])
+        record["overall"] = float(value)
+        lines[j] = json.dumps(record).encode()
+    else:
+        fields = lines[j].split(b",")
+        fields[2] = value.encode()
+        lines[j] = b",".join(fields)
+    return b"\n".join(lines), j + 1
+
+
+def mutation(name: str, corrupt: Callable[[bytes, np.random.Generator], tuple[bytes, int]]) -> Callable[[bytes, np.random.Generator], bytes]:
+    """A fuzz mutation from a corruption that also reports its line."""
+
+    def mutate(data: bytes, rng: np.random.Generator) -> bytes:
+        return corrupt(data, rng)[0]
+
+    mutate.__name__ = name
+    return mutate
+
+
 MUTATIONS: list[Callable[[bytes, np.random.Generator], bytes]] = [
     flip_bytes, cut_at_byte, delete_lines, cut_line, change_field, change_field, extreme_number, extreme_number,
-    add_bom, empty, insert_junk, line_endings,
+    add_bom, empty, insert_junk, line_endings, mutation("not_utf8", not_utf8), mutation("rating_off_scale", rating_off_scale),
 ]
 
 
@@ -286,3 +346,21 @@ def test_fuzz_corrupted_files(sources: dict[str, dict[str, bytes]], tmp_path: Pa
     # Both outcomes occur: a fuzz whose variants all fail (or all pass) tests little.
     assert outcomes[0] >= 10 and outcomes[2] >= 50, outcomes
     assert elapsed < 60, f"{N_VARIANTS} variants took {elapsed:.0f} s"
+
+
+@pytest.mark.parametrize("corrupt,message", [(not_utf8, "not valid utf-8 text (byte 0x"), (rating_off_scale, "is outside the")])
+def test_encoding_and_range_corruptions_are_refused_with_file_and_line(corrupt, message, sources: dict[str, dict[str, bytes]], tmp_path: Path, monkeypatch) -> None:
+    """Bytes outside UTF-8 and ratings outside the scale, in the interactions file of every source:
+    always exit 2, one line naming the file and the corrupted line (before: U+FFFD and a silent label)."""
+    monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(SEED + 1)
+    for kind, files in sources.items():
+        target = [n for n in files if n][0]
+        for n in range(5):
+            plain = gzip.decompress(files[target]) if target.endswith(".gz") else files[target]
+            data, line = corrupt(plain, rng)
+            variant = {**files, target: gzip.compress(data, mtime=0) if target.endswith(".gz") else data}
+            path = write_source(tmp_path / f"{corrupt.__name__}-{kind}-{n}", variant)
+            code, out, err = run_stats(path)
+            assert code == 2 and check(code, out, err) is None, (kind, n, err)
+            assert f"{target}:{line}: " in err and message in err, (kind, n, line, err)

@@ -42,7 +42,8 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def amazon_lines(key_user: str = "reviewerID", key_item: str = "asin", key_rating: str = "overall", key_time: str = "unixReviewTime") -> str:
-    return "".join(json.dumps({key_user: f"u{u}", key_item: f"i{i}", key_rating: r, key_time: t}) + "\n" for u, i, r, t in ratings_grid())
+    # Amazon ratings are whole stars 1-5 (half stars are outside the format's scale).
+    return "".join(json.dumps({key_user: f"u{u}", key_item: f"i{i}", key_rating: float(int(r + 0.5)), key_time: t}) + "\n" for u, i, r, t in ratings_grid())
 
 
 def grouplens_dir(directory: Path, bom: bool = False, suffix: str = ".csv") -> Path:

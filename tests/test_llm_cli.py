@@ -42,5 +42,5 @@ def test_score_reports_a_missing_model_in_one_line(tmp_path, capsys):
 
 def test_score_refuses_a_negative_limit(tmp_path, capsys):
     assert main(["score", "--out", str(tmp_path / "out"), "--scorer", "scripted", "--limit", "-5"]) == 2
-    assert capsys.readouterr().err == "error: --limit must be >= 0 (0 = all pairs), got -5\n"
+    assert capsys.readouterr().err == "error: --limit must be 0 (all pairs) or >= 2 (a sample that keeps both classes), got -5\n"
     assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -25,6 +26,20 @@ COMMAND_MODULES = [
     "coral.cli.run",
     "coral.cli.serve",
 ]
+
+
+#: errno values of file-system errors that the user can fix (a read-only or full disk, permissions,
+#: a file where a directory is expected): one line and exit 2, like bad input.
+USER_FILE_ERRORS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR})
+
+
+def cache_hint(filename: object) -> str:
+    """For a path inside the coral cache: how to point the cache elsewhere."""
+    from coral.io import cache_root
+
+    if filename and str(filename).startswith(str(cache_root())):
+        return f" (the coral cache: set CORAL_CACHE_DIR to a writable directory; now {cache_root()})"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except CoralError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in USER_FILE_ERRORS:
+            raise
+        # Outputs and the cache are checked up front where they can be; a file system that turns
+        # read-only or full mid-run still ends in one line, not a traceback.
+        print(f"error: {err.filename or 'writing'}: {err.strerror or err}{cache_hint(err.filename)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ from coral.evidence import ROUNDS
 from coral.llm import ScorerConfig
 from coral.retrieval import WarmStartConfig
 
-from coral.cli.common import add_command, json_safe, load_data
+from coral.cli.common import add_command, json_safe, load_data, require_output_dir, require_output_file
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class DiagnosticsCommand:
 def align(config: AlignCommand) -> int:
     from coral.align.run import run_alignment
 
+    require_output_dir(config.out)
     dataset = load_data(config.data, "train", *(("valid",) if config.validate else ()))
     meta = run_alignment(dataset, config.alignment, config.out, validate=config.validate, restart=config.restart, progress=config.progress)
     print(json.dumps(json_safe({"out": config.out, "method": meta["method"], "summary": meta["summary"], "validation": meta.get("validation")}), indent=2, default=str))
@@ -85,6 +86,8 @@ def diagnostics(config: DiagnosticsCommand) -> int:
     from coral.llm import make_scorer
     from coral.llm.prompt import PromptBuilder
 
+    if config.json:
+        require_output_file(config.json, "--json")
     torch.set_num_threads(2)
     dataset = load_data(config.data, config.split)
     scorer = make_scorer(config.scorer.scorer, layout=config.scorer.layout)

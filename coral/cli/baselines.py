@@ -10,7 +10,7 @@ from coral.baselines.config import MODEL_NAMES, BaselineConfig, BaselineName
 from coral.config import require, section
 from coral.data.dataset import DataConfig
 
-from coral.cli.common import add_command, load_data
+from coral.cli.common import add_command, load_data, require_output_dir
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def baselines(config: BaselinesCommand) -> int:
 
     from coral.baselines.runner import RESULTS_FILE, run_baselines, summary_table
 
+    require_output_dir(config.out)
     dataset = load_data(config.data, "train", "valid", "test")
     rows = run_baselines(dataset, config.models, config.seeds, config.out, config.baseline, config.export_embeddings, config.force, config.progress, config.n_boot)
     console = Console()

@@ -13,7 +13,7 @@ from coral.data.dataset import DataConfig
 from coral.llm import ScorerConfig
 from coral.llm.prompt import PromptConfig
 
-from coral.cli.common import add_command, load_data
+from coral.cli.common import add_command, load_data, require_output_dir
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,14 @@ class ScoreCommand:
     cache_file: Optional[str] = None
     """Score cache file; None: scores.sqlite in the coral cache directory."""
     limit: int = 0
-    """Score only N pairs of each split, a seeded sample keeping both classes (quick checks); 0 = all."""
+    """Score only N >= 2 pairs of each split, a seeded sample keeping both classes (quick checks); 0 = all."""
     seed: int = 0
     """Seed of the --limit sample."""
     threads: int = 0
     """torch threads; 0: torch's choice."""
 
     def __post_init__(self) -> None:
-        require(self.limit >= 0, "limit", f"must be >= 0 (0 = all pairs), got {self.limit}")
+        require(self.limit == 0 or self.limit >= 2, "limit", f"must be 0 (all pairs) or >= 2 (a sample that keeps both classes), got {self.limit}")
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.threads >= 0, "threads", f"must be >= 0, got {self.threads}")
 
@@ -59,6 +59,7 @@ def score(config: ScoreCommand) -> int:
     from coral.metrics import binary_metrics
     from coral.results import append_rows, make_row
 
+    out = require_output_dir(config.out)
     dataset = load_data(config.data, "valid", config.split)
     if config.threads:
         import torch
@@ -67,7 +68,6 @@ def score(config: ScoreCommand) -> int:
     cache = (config.cache_file or True) if config.cache else False
     scorer = make_scorer(config.scorer.scorer, cache=cache, layout=config.scorer.layout, batch_size=config.batch_size)
     builder = PromptBuilder(dataset, config.prompt, scorer.tokenizer)
-    out = Path(config.out)
 
     def run(split: str):
         rows = dataset.split(split)

@@ -13,7 +13,7 @@ from coral.envs.collab_retrieval import EnvConfig
 from coral.errors import CoralError
 from coral.policies.config import TrainConfig
 
-from coral.cli.common import add_command
+from coral.cli.common import add_command, require_output_dir, require_output_file
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class EvaluateCommand:
     results: Optional[str] = None
     """results.csv to append to; None: RUN/results.csv, or OUT/results.csv with --policy."""
     limit: Optional[int] = None
-    """Only N interactions of each split: a seeded subset keeping both classes (quick checks)."""
+    """Only N >= 2 interactions of each split: a seeded subset keeping both classes (quick checks)."""
     batch_size: int = 16
     """Episodes scored together."""
     n_boot: int = 1000
@@ -54,7 +54,7 @@ class EvaluateCommand:
     """With --policy: where the JSONL and results go."""
 
     def __post_init__(self) -> None:
-        require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 (or none), got {self.limit}")
+        require(self.limit is None or self.limit >= 2, "limit", f"must be >= 2 (a subset that keeps both classes) or none, got {self.limit}")
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.n_boot >= 0, "n_boot", f"must be >= 0, got {self.n_boot}")
 
@@ -82,6 +82,7 @@ def train(args: argparse.Namespace) -> int:
         config, resume = _resumed_config(args), True
     else:
         config, resume = from_args(TrainCommand, args).train, False
+    require_output_dir(config.out)
     out = run_training(config, resume=resume)
     print(f"run saved in {out}")
     return 0
@@ -92,6 +93,10 @@ def evaluate(config: EvaluateCommand) -> int:
 
     if (config.run is None) == (config.policy is None):
         raise CoralError("give exactly one of --run (a trained run) and --policy (random or greedy)")
+    if config.results:
+        require_output_file(config.results, "--results")
+    if config.policy:
+        require_output_dir(config.out)
     if config.run:
         rows = evaluate_run(config.run, split=config.split, threshold=config.threshold, results=config.results, batch_size=config.batch_size, limit=config.limit, n_boot=config.n_boot)
     else:

@@ -8,6 +8,7 @@ with a seeded permutation, every head interaction in train.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import hashlib
 import json
@@ -62,6 +63,10 @@ class DataConfig:
     """CSV layout: the optional interactions column with a Unix timestamp."""
     title_col: str = "title"
     """CSV layout: the items.csv column with the item text."""
+    encoding: str = "utf-8"
+    """Text encoding of the files (e.g. latin-1, cp1252 for older exports); bytes that are not valid in it are an error naming the file and line."""
+    rating_scale: tuple[float, ...] = ()
+    """MIN,MAX (a negative MIN as --rating-scale=-1,10): a rating outside is an error; empty: the format's own scale (MovieLens and Amazon 1-5, GroupLens ratings.csv 0.5-5; any finite rating in other CSV and RecBole files)."""
     k_core: int = 5
     """Iterative k-core: drop users and items with fewer than k interactions until none remain."""
     positive_threshold: float = 3.0
@@ -86,6 +91,18 @@ class DataConfig:
         require(len(self.sep) == 1 and self.sep not in "\r\n\"", "sep", f"must be a single character (\\t for tab), got {self.sep!r}", DataError)
         for name in ("user_col", "item_col", "rating_col", "timestamp_col", "title_col"):
             require(bool(getattr(self, name)), name, "must name a column, got ''", DataError)
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            require(False, "encoding", f"must name a text encoding Python knows (e.g. utf-8, latin-1, cp1252), got {self.encoding!r}", DataError)
+        scale = tuple(float(r) for r in self.rating_scale)
+        require(
+            not scale or (len(scale) == 2 and all(math.isfinite(r) for r in scale) and scale[0] < scale[1]),
+            "rating_scale",
+            f"must be two finite numbers MIN,MAX with MIN < MAX (or empty), got {','.join(f'{r:g}' for r in scale)}",
+            DataError,
+        )
+        object.__setattr__(self, "rating_scale", scale)
         require(self.k_core >= 1, "k_core", f"must be >= 1, got {self.k_core}", DataError)
         require(math.isfinite(self.positive_threshold), "positive_threshold", f"must be a finite number, got {self.positive_threshold}", DataError)
         require(self.label_rule in ("gt", "ge"), "label_rule", f"must be 'gt' or 'ge', got {self.label_rule!r}", DataError)
@@ -113,9 +130,14 @@ class DataConfig:
 
     @property
     def hash(self) -> str:
-        """A short stable hash of the layout and preprocessing fields and the preprocessing version (not the name)."""
+        """A short stable hash of the layout and preprocessing fields and the preprocessing version (not the name).
+
+        ``encoding`` counts only when it is not UTF-8, so that datasets read before the field
+        existed keep their fingerprint; ``rating_scale`` only checks the data, it does not change it.
+        """
         config = self.to_dict()
-        blob = json.dumps({"v": PREPROCESS_VERSION, **{k: config[k] for k in LAYOUT_FIELDS + PREPROCESSING_FIELDS}}, sort_keys=True)
+        fields = LAYOUT_FIELDS + PREPROCESSING_FIELDS + (("encoding",) if codecs.lookup(self.encoding).name != "utf-8" else ())
+        blob = json.dumps({"v": PREPROCESS_VERSION, **{k: config[k] for k in fields}}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -213,6 +235,9 @@ class CoralDataset:
     """Optional categorical side features: name -> (n_items,) int64 codes, 0 = unknown."""
     source_hash: str = ""
     """Hash of the source files' contents (or of the in-memory table)."""
+    notices: list[str] = field(default_factory=list)
+    """What preprocessing chose without being told (e.g. which of conflicting duplicate rows it kept):
+    warned on the first load, kept in the cache and warned again on every later load."""
 
     @property
     def n_users(self) -> int:
@@ -324,7 +349,7 @@ class CoralDataset:
                 "item_text": self.item_text,
                 "source_hash": self.source_hash,
                 "preprocess_version": PREPROCESS_VERSION,
-                "warnings": self.fallback_text_warnings(),
+                "warnings": self.notices + self.fallback_text_warnings(),
             },
         )
 
@@ -353,7 +378,9 @@ class CoralDataset:
             **splits,
         )
         # Entries written before warnings were stored: derive them from the texts.
-        for message in meta.get("warnings", dataset.fallback_text_warnings()):
+        messages = meta.get("warnings", dataset.fallback_text_warnings())
+        dataset.notices = [m for m in messages if m not in dataset.fallback_text_warnings()]
+        for message in messages:
             warnings.warn(message, stacklevel=2)
         return dataset
 
@@ -363,15 +390,21 @@ def fallback_item_text(raw_item_id: str) -> str:
     return f"item {raw_item_id}"
 
 
-def _dedup_latest(raw: RawData) -> np.ndarray:
-    """Row indices that keep, for each (user, item), the latest row (the last one in file order on ties)."""
+def _dedup_latest(raw: RawData) -> tuple[np.ndarray, int]:
+    """Row indices that keep, for each (user, item), the latest row (the last one in file order on ties).
+
+    :returns: the kept rows, and how many (user, item) pairs had rows with different ratings.
+    """
     n = len(raw)
     # Sort by (user, item, timestamp, row); the last row of each (user, item) run is the keeper.
     order = np.lexsort((np.arange(n), raw.timestamps, raw.items, raw.users))
-    u, i = raw.users[order], raw.items[order]
+    u, i, r = raw.users[order], raw.items[order], raw.ratings[order]
+    same_pair = (u[:-1] == u[1:]) & (i[:-1] == i[1:])
     last = np.ones(n, dtype=bool)
-    last[:-1] = (u[:-1] != u[1:]) | (i[:-1] != i[1:])
-    return np.sort(order[last])
+    last[:-1] = ~same_pair
+    pair = np.concatenate([[0], np.cumsum(~same_pair)])  # a number per (user, item) run
+    conflicts = len(np.unique(pair[1:][same_pair & (r[:-1] != r[1:])]))
+    return np.sort(order[last]), conflicts
 
 
 def _k_core(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
@@ -401,10 +434,19 @@ def _source_hash(raw: RawData) -> str:
     return h.hexdigest()[:16]
 
 
-def _core_interactions(raw: RawData, config: DataConfig) -> tuple[Interactions, list[str], list[str]]:
+def _core_interactions(raw: RawData, config: DataConfig, notices: list[str]) -> tuple[Interactions, list[str], list[str]]:
     """Deduplicated (latest row per pair), k-core filtered, densely re-indexed and labelled rows:
-    (rows, index -> raw user id, index -> raw item id)."""
-    keep = _dedup_latest(raw)
+    (rows, index -> raw user id, index -> raw item id).
+
+    :param notices: receives (and warns) one line when (user, item) pairs had conflicting ratings.
+    """
+    keep, conflicts = _dedup_latest(raw)
+    if conflicts:
+        notices.append(
+            f"{raw.source}: {conflicts} (user, item) pairs have several rows with different ratings; "
+            "kept the latest row of each (largest timestamp, then the last in the file)"
+        )
+        warnings.warn(notices[-1], stacklevel=4)
     users_s, items_s = raw.users[keep], raw.items[keep]
     ratings, ts = raw.ratings[keep], raw.timestamps[keep]
     u_names, u_codes = np.unique(users_s, return_inverse=True)
@@ -492,7 +534,8 @@ def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "
     name = name or raw.source
     if len(raw) == 0:
         raise DataError(f"{raw.source}: no interactions found")
-    all_rows, user_ids, item_ids = _core_interactions(raw, config)
+    notices: list[str] = []
+    all_rows, user_ids, item_ids = _core_interactions(raw, config, notices)
     popularity, is_head = _head_items(all_rows.item, len(item_ids), config.head_fraction)
     splits = _split_rows(all_rows, is_head, config, raw.source)
     return CoralDataset(
@@ -505,5 +548,6 @@ def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "
         item_popularity=popularity,
         item_features=_item_features(raw, item_ids),
         source_hash=source_hash if source_hash is not None else _source_hash(raw),
+        notices=notices,
         **{s: all_rows.take(rows) for s, rows in splits.items()},
     )

@@ -1,9 +1,11 @@
 """Readers for the real formats. Each returns one :class:`~coral.data.dataset.RawData` table.
 
 Every reader reports bad input as a :class:`~coral.errors.DataError` naming the file and,
-where it applies, the line: a corrupt gzip stream, a line that is not JSON, a missing field,
-a rating that is not a number. Messages stay on one line: values from the file are shown
-quoted and shortened. A UTF-8 byte-order mark at the start of any file is ignored.
+where it applies, the line: a corrupt gzip stream, bytes that are not valid in the file's
+encoding (UTF-8 unless ``encoding`` says otherwise; never replaced silently), a line that is not
+JSON, a missing field, a rating that is not a number or is outside the format's scale. Messages
+stay on one line: values from the file are shown quoted and shortened. A UTF-8 byte-order mark at
+the start of any file is ignored.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import html
 import io
 import json
 import re
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -64,7 +67,29 @@ def open_text(path: Path, encoding: str = "utf-8") -> io.TextIOBase:
     except BaseException:
         binary.close()
         raise
-    return io.TextIOWrapper(binary, encoding=encoding, errors="replace", newline="")
+    return io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
+
+
+def _undecodable(path: Path, encoding: str) -> DataError:
+    """The DataError for a file that is not valid ``encoding`` text: the first bad line and byte.
+
+    The text reader decodes ahead of the line it returns, so the culprit is found again here,
+    line by line in the raw bytes.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    how = "pass --encoding with the file's encoding, e.g. --encoding latin-1"
+    try:
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
+            for lineno, raw in enumerate(f, 1):
+                if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
+                try:
+                    decoder.decode(raw)
+                except UnicodeDecodeError as err:
+                    return DataError(f"{path}:{lineno}: not valid {encoding} text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); {how}")
+    except READ_ERRORS as err:
+        return _read_error(path, err)
+    return DataError(f"{path}: not valid {encoding} text; {how}")
 
 
 def _read_error(path: Path, err: BaseException) -> DataError:
@@ -85,18 +110,20 @@ READ_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error, OSError)
 
 
 def _lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    """Numbered non-empty lines of a (gzip) text file; a corrupt gzip stream is a DataError."""
+    """Numbered non-empty lines of a (gzip) text file; a corrupt gzip stream or undecodable bytes are a DataError."""
     try:
         with open_text(path, encoding) as f:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     yield lineno, line
+    except UnicodeDecodeError:
+        raise _undecodable(path, encoding) from None
     except READ_ERRORS as err:
         raise _read_error(path, err) from None
 
 
-def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
-    for lineno, line in _lines(path):
+def _json_records(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, dict]]:
+    for lineno, line in _lines(path, encoding):
         try:
             record = json.loads(line)
         except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly nested arrays
@@ -158,15 +185,56 @@ def _timestamp_column(values: list[str], lines: list[int], path: Path) -> np.nda
     return column.astype(np.int64)
 
 
-def _reviews(path: Path, user_key: str, item_key: str, rating_key: str, time_key: str, time_scale: float) -> tuple[list, list, list, list]:
-    users, items, ratings, times = [], [], [], []
-    for lineno, rec in _json_records(path):
+#: The rating scales of the formats whose scale is known: (lowest, highest).
+AMAZON_SCALE = (1.0, 5.0)
+MOVIELENS_SCALE = (1.0, 5.0)
+GROUPLENS_SCALE = (0.5, 5.0)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How every reader decodes and checks a source (the data section's ``encoding`` and ``rating_scale``)."""
+
+    encoding: str = "utf-8"
+    """Text encoding of the files; undecodable bytes are an error naming the file and line."""
+    rating_scale: tuple[float, ...] = ()
+    """(MIN, MAX) that every rating must lie in; empty: the format's own scale where it has one."""
+
+    def check_ratings(self, ratings: np.ndarray, lines: Sequence[int], path: Path, own: tuple[float, float] | None, source: str) -> None:
+        """Refuse ratings outside the scale: ``rating_scale`` if given, else the format's ``own`` (None: any finite rating).
+
+        :param ratings: the ratings read.
+        :param lines: the line of each rating in ``path``.
+        :param path: the file they come from.
+        :param own: the format's scale, or None.
+        :param source: the format's name, for the message.
+        :raises DataError: naming the file, the line of the first rating outside, and how many are.
+        """
+        scale = self.rating_scale or own
+        if not scale:
+            return
+        low, high = scale
+        outside = np.flatnonzero((ratings < low) | (ratings > high))
+        if not len(outside):
+            return
+        first = outside[0]
+        which = f"--rating-scale {low:g},{high:g}" if self.rating_scale else f"the {source} scale {low:g}..{high:g}"
+        how = "" if self.rating_scale else "; pass --rating-scale MIN,MAX if this file uses another scale"
+        raise DataError(f"{path}:{lines[first]}: rating {ratings[first]:g} is outside {which} ({len(outside)} of {len(ratings)} ratings are){how}")
+
+
+def _reviews(path: Path, user_key: str, item_key: str, rating_key: str, time_key: str, time_scale: float, options: ReadOptions) -> tuple[list, list, np.ndarray, list]:
+    users, items, ratings, times, lines = [], [], [], [], []
+    for lineno, rec in _json_records(path, options.encoding):
         users.append(str(_field(rec, user_key, path, lineno)))
         items.append(str(_field(rec, item_key, path, lineno)))
         ratings.append(_number(_field(rec, rating_key, path, lineno), "rating", path, lineno))
         t = rec.get(time_key)
         times.append(int(_timestamp(t, path, lineno) / time_scale) if t is not None else 0)
-    return users, items, ratings, times
+        lines.append(lineno)
+    rating_column = np.asarray(ratings, dtype=np.float64)
+    options.check_ratings(rating_column, lines, path, AMAZON_SCALE, "Amazon")
+    return users, items, rating_column, times
 
 
 def _last_category(value: object) -> str:
@@ -175,12 +243,12 @@ def _last_category(value: object) -> str:
     return clean_text(value) if isinstance(value, str) else ""
 
 
-def _meta(path: Path | None, item_key: str, brand_key: str, category_key: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+def _meta(path: Path | None, item_key: str, brand_key: str, category_key: str, encoding: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     texts: dict[str, str] = {}
     side: dict[str, dict[str, str]] = {}
     if path is None:
         return texts, side
-    for lineno, rec in _json_records(path):
+    for lineno, rec in _json_records(path, encoding):
         item = str(_field(rec, item_key, path, lineno))
         text = clean_text(rec.get("title")) or clean_text(rec.get("description"))
         if text:
@@ -190,23 +258,23 @@ def _meta(path: Path | None, item_key: str, brand_key: str, category_key: str) -
     return texts, side
 
 
-def load_amazon2018(reviews: Path, meta: Path | None = None) -> RawData:
+def load_amazon2018(reviews: Path, meta: Path | None = None, options: ReadOptions = ReadOptions()) -> RawData:
     """Amazon Review Data 2018: ``<Category>[_5].json[.gz]`` plus optional ``meta_<Category>.json[.gz]``.
 
-    Reviews need ``reviewerID``, ``asin``, ``overall``; ``unixReviewTime`` is optional.
+    Reviews need ``reviewerID``, ``asin``, ``overall`` (1-5); ``unixReviewTime`` is optional.
     Item text is the metadata title, falling back to the description.
     """
-    users, items, ratings, times = _reviews(reviews, "reviewerID", "asin", "overall", "unixReviewTime", 1.0)
-    texts, side = _meta(meta, "asin", "brand", "category")
+    users, items, ratings, times = _reviews(reviews, "reviewerID", "asin", "overall", "unixReviewTime", 1.0, options)
+    texts, side = _meta(meta, "asin", "brand", "category", options.encoding)
     files = (reviews,) + ((meta,) if meta else ())
     return RawData(users, items, ratings, times, texts, side, source=str(reviews), files=files)
 
 
-def load_amazon2023(reviews: Path, meta: Path | None = None) -> RawData:
-    """Amazon Reviews 2023: ``<Category>.jsonl[.gz]`` (user_id, parent_asin, rating, timestamp in ms)
+def load_amazon2023(reviews: Path, meta: Path | None = None, options: ReadOptions = ReadOptions()) -> RawData:
+    """Amazon Reviews 2023: ``<Category>.jsonl[.gz]`` (user_id, parent_asin, rating 1-5, timestamp in ms)
     plus optional ``meta_<Category>.jsonl[.gz]`` (parent_asin, title, description, store, categories)."""
-    users, items, ratings, times = _reviews(reviews, "user_id", "parent_asin", "rating", "timestamp", 1000.0)
-    texts, side = _meta(meta, "parent_asin", "store", "categories")
+    users, items, ratings, times = _reviews(reviews, "user_id", "parent_asin", "rating", "timestamp", 1000.0, options)
+    texts, side = _meta(meta, "parent_asin", "store", "categories", options.encoding)
     files = (reviews,) + ((meta,) if meta else ())
     return RawData(users, items, ratings, times, texts, side, source=str(reviews), files=files)
 
@@ -228,17 +296,19 @@ def _cell(path: Path, lineno: int, row: list[str], index: int, column: str) -> s
     return value
 
 
-def _delimited_interactions(path: Path, sep: str, encoding: str = "utf-8") -> tuple[list, list, np.ndarray, np.ndarray]:
-    """user, item, rating[, timestamp] rows without a header (MovieLens 100K, 1M, 10M)."""
+def _delimited_interactions(path: Path, sep: str, options: ReadOptions) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """user, item, rating (1-5)[, timestamp] rows without a header (MovieLens 100K, 1M, 10M)."""
     users, items, ratings, stamps, lines = [], [], [], [], []
-    for lineno, row in _split_rows(path, sep, encoding):
+    for lineno, row in _split_rows(path, sep, options.encoding):
         _columns(path, lineno, row, 3)
         users.append(_cell(path, lineno, row, 0, "user"))
         items.append(_cell(path, lineno, row, 1, "item"))
         ratings.append(row[2].strip())
         stamps.append(row[3].strip() if len(row) > 3 else "")
         lines.append(lineno)
-    return users, items, _number_column(ratings, lines, "rating", path), _timestamp_column(stamps, lines, path)
+    rating_column = _number_column(ratings, lines, "rating", path)
+    options.check_ratings(rating_column, lines, path, MOVIELENS_SCALE, "MovieLens")
+    return users, items, rating_column, _timestamp_column(stamps, lines, path)
 
 
 def _delimited_titles(path: Path, sep: str, title_column: int, encoding: str) -> dict[str, str]:
@@ -251,18 +321,18 @@ def _delimited_titles(path: Path, sep: str, title_column: int, encoding: str) ->
     return titles
 
 
-def load_movielens_100k(directory: Path) -> RawData:
-    """MovieLens 100K: ``u.data`` (tab-separated user, item, rating, timestamp) and ``u.item`` (``|``-separated, title 2nd)."""
+def load_movielens_100k(directory: Path, options: ReadOptions = ReadOptions()) -> RawData:
+    """MovieLens 100K: ``u.data`` (tab-separated user, item, rating, timestamp) and ``u.item`` (``|``-separated, title 2nd; Latin-1)."""
     data = directory / "u.data"
-    users, items, ratings, times = _delimited_interactions(data, "\t")
+    users, items, ratings, times = _delimited_interactions(data, "\t", options)
     titles = _delimited_titles(directory / "u.item", "|", 1, "latin-1")
     return RawData(users, items, ratings, times, titles, source=str(directory), files=tuple(p for p in (data, directory / "u.item") if p.exists()))
 
 
-def load_movielens_1m(directory: Path) -> RawData:
-    """MovieLens 1M: ``ratings.dat`` and ``movies.dat``, both ``::``-separated."""
+def load_movielens_1m(directory: Path, options: ReadOptions = ReadOptions()) -> RawData:
+    """MovieLens 1M: ``ratings.dat`` and ``movies.dat`` (Latin-1), both ``::``-separated."""
     data = directory / "ratings.dat"
-    users, items, ratings, times = _delimited_interactions(data, "::")
+    users, items, ratings, times = _delimited_interactions(data, "::", options)
     titles = _delimited_titles(directory / "movies.dat", "::", 1, "latin-1")
     return RawData(users, items, ratings, times, titles, source=str(directory), files=tuple(p for p in (data, directory / "movies.dat") if p.exists()))
 
@@ -271,10 +341,10 @@ def _recbole_header(path: Path, lineno: int, header: list[str]) -> list[str]:
     return [h.split(":", 1)[0].strip() for h in header]
 
 
-def load_recbole(inter: Path) -> RawData:
+def load_recbole(inter: Path, options: ReadOptions = ReadOptions()) -> RawData:
     """RecBole atomic files: ``<name>.inter`` (``user_id:token``, ``item_id:token``, ``rating:float``,
     ``timestamp:float``) and optionally ``<name>.item`` with a title-like column."""
-    rows = _split_rows(inter, "\t")
+    rows = _split_rows(inter, "\t", options.encoding)
     try:
         _, header = next(rows)
     except StopIteration:
@@ -285,19 +355,21 @@ def load_recbole(inter: Path) -> RawData:
             raise DataError(f"{inter}:1: header lacks the required column '{required}' (has {', '.join(names)})")
     cu, ci, cr = names.index("user_id"), names.index("item_id"), names.index("rating")
     ct = names.index("timestamp") if "timestamp" in names else None
-    users, items, ratings, times = [], [], [], []
+    users, items, ratings, times, lines = [], [], [], [], []
     for lineno, row in rows:
         _columns(inter, lineno, row, len(names))
         users.append(row[cu])
         items.append(row[ci])
         ratings.append(_number(row[cr], "rating", inter, lineno))
         times.append(_timestamp(row[ct], inter, lineno) if ct is not None else 0)
+        lines.append(lineno)
+    options.check_ratings(np.asarray(ratings, dtype=np.float64), lines, inter, None, "RecBole")
     titles: dict[str, str] = {}
     item_file = inter.with_suffix(".item")
     files = [inter]
     if item_file.exists():
         files.append(item_file)
-        item_rows = _split_rows(item_file, "\t")
+        item_rows = _split_rows(item_file, "\t", options.encoding)
         _, header = next(item_rows, (0, []))
         inames = _recbole_header(item_file, 1, header)
         text_cols = [j for j, n in enumerate(inames) if "title" in n or n.endswith("name")]
@@ -369,15 +441,17 @@ GROUPLENS = CsvLayout(user="userId", item="movieId")
 GROUPLENS_NO_GENRES = "(no genres listed)"
 
 
-def _csv_table(path: Path, sep: str) -> Iterator[tuple[int, list[str]]]:
+def _csv_table(path: Path, sep: str, encoding: str = "utf-8") -> Iterator[tuple[int, list[str]]]:
     """Numbered rows of a (gzip) CSV/TSV file, header first; blank lines are skipped."""
     reader = None
     try:
-        with open_text(path) as f:
+        with open_text(path, encoding) as f:
             reader = csv.reader(f, delimiter=sep)
             for row in reader:
                 if len(row) > 1 or (row and row[0].strip()):
                     yield reader.line_num, row
+    except UnicodeDecodeError:
+        raise _undecodable(path, encoding) from None
     except READ_ERRORS as err:
         raise _read_error(path, err) from None
     except csv.Error as err:
@@ -403,27 +477,35 @@ def _sep_for(path: Path, layout: CsvLayout) -> str:
     return "\t" if layout.sep == "," and ".tsv" in path.name.lower() else layout.sep
 
 
-def _layout_for(header: list[str], layout: CsvLayout) -> CsvLayout:
-    """The layout to read a file with this header: GroupLens's names when the defaults are absent."""
+def _layout_for(header: list[str], layout: CsvLayout) -> tuple[CsvLayout, bool]:
+    """The layout to read a file with this header: GroupLens's names when the defaults are absent.
+
+    :returns: the layout, and whether it is GroupLens's (whose ratings are 0.5-5).
+    """
     names = set(header)
     untouched = dataclasses.replace(layout, sep=CsvLayout.sep) == CsvLayout()
     if untouched and not {layout.user, layout.item} <= names and {GROUPLENS.user, GROUPLENS.item} <= names:
-        return dataclasses.replace(GROUPLENS, sep=layout.sep)
-    return layout
+        return dataclasses.replace(GROUPLENS, sep=layout.sep), True
+    return layout, False
+
+
+_CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+
+
+def _find_all(directory: Path, *stems: str) -> list[Path]:
+    """Every ``<stem>.csv``/``.tsv`` (optionally gzip) in ``directory``, stems in order."""
+    return [directory / f"{stem}{suffix}" for stem in stems for suffix in _CSV_SUFFIXES if (directory / f"{stem}{suffix}").is_file()]
 
 
 def _find(directory: Path, *stems: str) -> Path | None:
     """The first ``<stem>.csv``/``.tsv`` (optionally gzip) in ``directory``, trying stems in order."""
-    for stem in stems:
-        for suffix in (".csv", ".tsv", ".csv.gz", ".tsv.gz"):
-            if (directory / f"{stem}{suffix}").is_file():
-                return directory / f"{stem}{suffix}"
-    return None
+    found = _find_all(directory, *stems)
+    return found[0] if found else None
 
 
-def _csv_items(path: Path, layout: CsvLayout) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+def _csv_items(path: Path, layout: CsvLayout, encoding: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """Item texts and categorical side features from an items file keyed by ``layout.item``."""
-    rows = _csv_table(path, _sep_for(path, layout))
+    rows = _csv_table(path, _sep_for(path, layout), encoding)
     header = _header(path, rows)
     key = _column(path, header, layout.item)
     title = header.index(layout.title) if layout.title in header else None
@@ -438,7 +520,7 @@ def _csv_items(path: Path, layout: CsvLayout) -> tuple[dict[str, str], dict[str,
     return texts, side
 
 
-def load_csv(interactions: Path, layout: CsvLayout = CsvLayout(), items: Path | None = None, source: str | None = None) -> RawData:
+def load_csv(interactions: Path, layout: CsvLayout = CsvLayout(), items: Path | None = None, source: str | None = None, options: ReadOptions = ReadOptions()) -> RawData:
     """A CSV/TSV interactions file (user, item, rating[, timestamp] columns, any file name).
 
     :param interactions: the interactions file (``.csv``, ``.tsv``, optionally ``.gz``).
@@ -446,10 +528,11 @@ def load_csv(interactions: Path, layout: CsvLayout = CsvLayout(), items: Path | 
     :param items: the items file (item, title, side features); by default ``items.csv`` beside
         ``interactions``, else ``movies.csv`` (GroupLens), else none.
     :param source: where the data came from, for messages (default: the interactions file).
+    :param options: the encoding and the rating scale (GroupLens's 0.5-5 for its header, else any finite rating).
     """
-    rows = _csv_table(interactions, _sep_for(interactions, layout))
+    rows = _csv_table(interactions, _sep_for(interactions, layout), options.encoding)
     header = _header(interactions, rows)
-    layout = _layout_for(header, layout)
+    layout, grouplens = _layout_for(header, layout)
     cu, ci, cr = (_column(interactions, header, c) for c in (layout.user, layout.item, layout.rating))
     ct = header.index(layout.timestamp) if layout.timestamp in header else None
     users, item_ids, ratings, stamps, lines = [], [], [], [], []
@@ -465,20 +548,21 @@ def load_csv(interactions: Path, layout: CsvLayout = CsvLayout(), items: Path | 
         lines.append(lineno)
     # Numbers are parsed column-wise: GroupLens's larger releases have 20-33 million rows.
     rating_column = _number_column(ratings, lines, "rating", interactions)
+    options.check_ratings(rating_column, lines, interactions, GROUPLENS_SCALE if grouplens else None, "GroupLens ratings.csv")
     times = _timestamp_column(stamps, lines, interactions)
     items = items if items is not None else _find(interactions.parent, "items", "movies")
-    texts, side = _csv_items(items, layout) if items is not None else ({}, {})
+    texts, side = _csv_items(items, layout, options.encoding) if items is not None else ({}, {})
     files = (interactions,) + ((items,) if items is not None else ())
     return RawData(users, item_ids, rating_column, times, texts, side, source=source or str(interactions), files=files)
 
 
-def load_csv_dir(directory: Path, layout: CsvLayout = CsvLayout()) -> RawData:
+def load_csv_dir(directory: Path, layout: CsvLayout = CsvLayout(), options: ReadOptions = ReadOptions()) -> RawData:
     """A directory holding ``interactions.csv`` (user,item,rating[,timestamp]) and optionally
     ``items.csv`` (item,title,...), or GroupLens's ``ratings.csv`` and ``movies.csv``."""
     inter = _find(directory, "interactions", "ratings")
     if inter is None:
         raise DataError(f"{directory}: no interactions.csv or ratings.csv (or .tsv, .csv.gz) found")
-    return load_csv(inter, layout, source=str(directory))
+    return load_csv(inter, layout, source=str(directory), options=options)
 
 
 # ---- format detection ------------------------------------------------------------------------
@@ -498,22 +582,34 @@ def _meta_for(reviews: Path, category: str, ext: str) -> Path | None:
 _CSV_FILE = re.compile(r"\.(csv|tsv)(\.gz)?$", re.IGNORECASE)
 
 
+def directory_sources(directory: Path) -> list[tuple[Path, str]]:
+    """The interactions files in a dataset directory that a reader would take, with their formats,
+    in the order that format detection tries them."""
+    found = [(p, "csv") for p in _find_all(directory, "interactions")]
+    found += [(directory / name, fmt) for name, fmt in (("u.data", "movielens100k"), ("ratings.dat", "movielens1m")) if (directory / name).is_file()]
+    found += [(p, "csv") for p in _find_all(directory, "ratings")]  # GroupLens ml-latest(-small), ml-25m, ml-20m
+    found += [(p, "recbole") for p in sorted(directory.glob("*.inter"))]
+    return found
+
+
+def _warn_if_ambiguous(directory: Path, fmt: str) -> None:
+    """One warning when a directory holds the interactions files of several datasets: which one is read."""
+    found = directory_sources(directory)
+    chosen = next((p for p, f in found if f == fmt), None)
+    others = [p.name for p, _ in found if p != chosen]
+    if chosen is not None and others:
+        warnings.warn(f"{directory} holds {chosen.name} and {', '.join(others)}; reading {chosen.name} ({fmt}); pass --format or the file itself to read another", stacklevel=3)
+
+
 def detect_format(path: Path) -> str:
     """Guess a source's format from its file names.
 
     :raises DataError: when nothing recognisable is there.
     """
     if path.is_dir():
-        if _find(path, "interactions"):
-            return "csv"
-        if (path / "u.data").exists():
-            return "movielens100k"
-        if (path / "ratings.dat").exists():
-            return "movielens1m"
-        if _find(path, "ratings"):
-            return "csv"  # GroupLens ml-latest(-small), ml-25m, ml-20m
-        if list(path.glob("*.inter")):
-            return "recbole"
+        found = directory_sources(path)
+        if found:
+            return found[0][1]
         raise DataError(
             f"{path}: no recognisable dataset files (interactions.csv, ratings.csv, u.data, ratings.dat, *.inter); "
             "for Amazon files pass the review file itself"
@@ -533,28 +629,34 @@ def detect_format(path: Path) -> str:
     raise DataError(f"{path}: cannot tell the dataset format from the file name; pass --format ({', '.join(FORMATS)})")
 
 
-def load_raw(path: Path, format: str | None = None, layout: CsvLayout = CsvLayout()) -> RawData:
+def load_raw(path: Path, format: str | None = None, layout: CsvLayout = CsvLayout(), options: ReadOptions = ReadOptions()) -> RawData:
     """Read a dataset file or directory in any supported format.
+
+    A directory holding the interactions files of several datasets (``u.data`` and ``ratings.csv``,
+    say) is read as detection or ``format`` chooses, with one warning naming what was read.
 
     :param path: a review file, a MovieLens/RecBole/CSV directory, a file inside one, or a
         CSV/TSV interactions file of any name (read with ``layout``).
     :param format: one of :data:`FORMATS`; detected from the names when omitted.
     :param layout: column names for the generic CSV layout.
+    :param options: the files' encoding and the ratings' scale.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
     fmt = format or detect_format(path)
     readers: dict[str, Callable[[], RawData]] = {
-        "amazon2018": lambda: _amazon(path, load_amazon2018, "json"),
-        "amazon2023": lambda: _amazon(path, load_amazon2023, "jsonl"),
-        "movielens100k": lambda: load_movielens_100k(path if path.is_dir() else path.parent),
-        "movielens1m": lambda: load_movielens_1m(path if path.is_dir() else path.parent),
-        "recbole": lambda: load_recbole(path if path.is_file() else _recbole_file(path)),
-        "csv": lambda: load_csv_dir(path, layout) if path.is_dir() else load_csv(path, layout),
+        "amazon2018": lambda: _amazon(path, load_amazon2018, "json", options),
+        "amazon2023": lambda: _amazon(path, load_amazon2023, "jsonl", options),
+        "movielens100k": lambda: load_movielens_100k(path if path.is_dir() else path.parent, options),
+        "movielens1m": lambda: load_movielens_1m(path if path.is_dir() else path.parent, options),
+        "recbole": lambda: load_recbole(path if path.is_file() else _recbole_file(path), options),
+        "csv": lambda: load_csv_dir(path, layout, options) if path.is_dir() else load_csv(path, layout, options=options),
     }
     if fmt not in readers:
         raise DataError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if path.is_dir():
+        _warn_if_ambiguous(path, fmt)
     return readers[fmt]()
 
 
@@ -565,9 +667,9 @@ def _recbole_file(directory: Path) -> Path:
     return found[0]
 
 
-def _amazon(path: Path, reader: Callable[[Path, Path | None], RawData], ext: str) -> RawData:
+def _amazon(path: Path, reader: Callable[[Path, Path | None, ReadOptions], RawData], ext: str, options: ReadOptions) -> RawData:
     if path.is_dir():
         raise DataError(f"{path}: pass the Amazon review file itself, e.g. {path}/Appliances.json.gz")
     m = _AMAZON.match(path.name)
     category = m.group("cat") if m else path.name.split(".")[0]
-    return reader(path, _meta_for(path, category, ext))
+    return reader(path, _meta_for(path, category, ext), options)

@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from coral.data.dataset import CoralDataset, DataConfig, build_dataset
-from coral.data.loaders import CsvLayout, load_csv_dir, load_raw
+from coral.data.loaders import CsvLayout, ReadOptions, load_csv_dir, load_raw
 from coral.errors import CoralError, DataError
 from coral.io import cache_dir
 
@@ -125,7 +125,8 @@ def load_dataset(config: DataConfig | str = DataConfig(), use_cache: bool = True
     name, path = resolve(config.dataset)
     layout = CsvLayout(config.sep, config.user_col, config.item_col, config.rating_col, config.timestamp_col, config.title_col)
     fmt = None if config.format == "auto" else config.format
-    raw = load_csv_dir(path) if name in EMBEDDED and path == EMBEDDED[name] else load_raw(path, fmt, layout)
+    options = ReadOptions(config.encoding, config.rating_scale)
+    raw = load_csv_dir(path, options=ReadOptions(rating_scale=config.rating_scale)) if name in EMBEDDED and path == EMBEDDED[name] else load_raw(path, fmt, layout, options)
     if not use_cache:
         return build_dataset(raw, config, name)
     from coral.data.dataset import _source_hash

@@ -27,8 +27,12 @@ from coral.errors import CoralError
 from coral.llm.base import Prompt, Scorer, ScoreResult
 from coral.llm.layout import LAYOUTS, default_layout
 from coral.llm.model import embedded_model_path, load_embedded_model, load_model
+from coral.llm.spec import ScorerSpec, parse_scorer_spec
 
-__all__ = ["Prompt", "Scorer", "ScoreResult", "ScorerConfig", "make_scorer", "default_cache_path", "LAYOUTS", "default_layout", "embedded_model_path", "load_embedded_model", "load_model"]
+__all__ = [
+    "Prompt", "Scorer", "ScoreResult", "ScorerConfig", "ScorerSpec", "make_scorer", "parse_scorer_spec", "default_cache_path",
+    "LAYOUTS", "default_layout", "embedded_model_path", "load_embedded_model", "load_model",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ def make_scorer(
     :param labels: (positive, negative) label text.
     :raises CoralError: for an unknown spec.
     """
-    backend, _, arg = spec.partition(":")
+    parsed = parse_scorer_spec(spec)
+    backend, arg = parsed.backend, parsed.argument
     if backend == "scripted":  # a deterministic function of the prompt's metadata: nothing to cache
         from coral.llm.scripted import ScriptedScorer
 
@@ -81,26 +86,20 @@ def make_scorer(
         model, tokenizer = load_model(path, layout)
         scorer: Scorer = HFScorer(model, tokenizer, model_id=model_identity(path), labels=labels, batch_size=batch_size, kv_reuse=kv_reuse)
     elif backend == "aligned":
-        if not arg:
-            raise CoralError("the aligned spec needs a directory: aligned:DIR (written by `coral align`)")
         from coral.llm.aligned import load_aligned_scorer
 
         scorer = load_aligned_scorer(arg, layout=layout, batch_size=batch_size, kv_reuse=kv_reuse)
     elif backend == "vllm":
-        if not arg:
-            raise CoralError("the vllm spec needs a model: vllm:MODEL")
         from coral.llm.vllm_backend import VLLMScorer
 
         if layout == "int8":
             raise CoralError("the vllm backend takes layout float32 or bfloat16 (its dtype), not int8")
         scorer = VLLMScorer(arg, dtype=None if layout in (None, "auto") else layout, labels=labels)
-    elif backend == "openai":
+    else:  # openai (parse_scorer_spec knows no other backend)
         from coral.llm.openai_backend import OpenAIScorer, parse_openai_spec
 
         url, model_name, tokenizer, labels_only = parse_openai_spec(arg)
         scorer = OpenAIScorer(url, model_name, labels=labels, tokenizer=tokenizer, labels_only=labels_only)
-    else:
-        raise CoralError(f"unknown scorer spec {spec!r}; expected hf, hf:PATH, aligned:DIR, vllm:MODEL, openai:URL#MODEL or scripted")
     if cache is True:
         cache = default_cache_path()
     if cache:

@@ -37,11 +37,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from coral.align.config import AlignConfig
 from coral.config import to_dict
 from coral.data.dataset import CoralDataset, DataConfig
 from coral.envs import EnvConfig
 from coral.errors import CoralError, DataError
-from coral.llm import ScorerConfig
+from coral.llm import ScorerConfig, ScorerSpec, parse_scorer_spec
 from coral.pipeline.config import RunConfig
 from coral.pipeline.compare import RunScores
 from coral.pipeline.pairs import SharedPairs
@@ -103,6 +104,33 @@ class MainJob:
         self._data: dict[str, DataConfig] = {}
 
     # ---- shared resources ---------------------------------------------------------------------
+    def checked_scorer(self) -> ScorerSpec:
+        """The run's ``--scorer``, checked before anything is loaded or written: a spec that cannot
+        serve a stage of this run is one line here, not an error after the baselines have run.
+
+        It scores the zero-shot stages (``methods`` with ``align`` off, ``zero_shot_methods`` with
+        it on); with ``align`` on it is also the model the alignment fine-tunes, so it must be a
+        local model (``hf`` or ``hf:PATH``).
+        """
+        spec = parse_scorer_spec(self.config.scorer.scorer)
+        spec.require_files()
+        if self.config.align and spec.backend != "hf":
+            raise CoralError(
+                f"--scorer {spec.text}: alignment (method {self.config.alignment.method}) fine-tunes a local model, hf or hf:PATH, "
+                f"and {spec.backend} is not one; pass --no-align to run the methods with {spec.text} as it is"
+            )
+        base = self.config.alignment.base_model
+        if self.config.align and spec.path is not None and base is not None and Path(base).expanduser() != spec.path:
+            raise CoralError(f"--scorer {spec.text} and --alignment.base-model {base} name different models; give only --scorer")
+        return spec
+
+    def alignment_config(self, seed: int) -> AlignConfig:
+        """The alignment's settings for run seed ``seed``: its seed offset by ``seed``, and the run's
+        ``--scorer hf:PATH`` as the model it starts from (``hf``: the embedded model, as the default)."""
+        spec = parse_scorer_spec(self.config.scorer.scorer)
+        base = self.config.alignment.base_model if spec.path is None else spec.argument
+        return dataclasses.replace(self.config.alignment, seed=self.config.alignment.seed + seed, base_model=base)
+
     def scorer_config(self, spec: str) -> ScorerConfig:
         """The scorer section of a stage: the run's, with the stage's spec (zero-shot or aligned).
 
@@ -110,7 +138,7 @@ class MainJob:
         machine picks is part of every stage identity.
         """
         layout = self.config.scorer.layout
-        if spec.partition(":")[0] in ("hf", "aligned"):
+        if parse_scorer_spec(spec).local:
             from coral.llm.layout import resolve_layout
 
             layout = resolve_layout(layout)
@@ -258,7 +286,7 @@ class MainJob:
     def align_stage(self, ds: CoralDataset, seed: int) -> Stage:
         from coral.llm.prompt import PromptConfig
 
-        align_config = dataclasses.replace(self.config.alignment, seed=self.config.alignment.seed + seed)
+        align_config = self.alignment_config(seed)
 
         def run(directory: Path) -> None:
             from coral.align.run import run_alignment
@@ -346,6 +374,7 @@ class MainJob:
 
     def run(self) -> RunOutputs:
         started = time.perf_counter()
+        self.checked_scorer()
         names = self.config.dataset_names
         reports: list[tuple[str, Path, str, list[dict], str]] = []
         for name in names:

@@ -12,10 +12,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any, Callable, Sequence
 
 
 @dataclass
@@ -91,3 +92,37 @@ def start_server(args: Sequence[str] = (), *, timeout: float = 300.0, log: str |
         time.sleep(0.05)
     info = json.loads(ready.read_text())
     return ServedScorer(process, info["url"], info["model"], time.perf_counter() - start)
+
+
+def stop_under_load(served: ServedScorer, send: Callable[[int], tuple[bool, Any]], clients: int = 16, load_seconds: float = 2.0, timeout: float = 60.0) -> tuple[int, float, list[Any]]:
+    """SIGTERM ``served`` while ``clients`` threads keep sending requests (tests, benchmarks).
+
+    :param served: the server.
+    :param send: ``send(k)`` sends client ``k``'s next request and returns (answered normally, what it
+        got); a client stops at its first abnormal answer (the server stopping or gone).
+    :param clients: client threads.
+    :param load_seconds: how long the clients send before the signal.
+    :param timeout: seconds to wait for the server's exit.
+    :returns: the server's exit code, seconds from the signal to its exit, and every client's outcomes.
+    """
+    outcomes: list[Any] = []
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        while True:
+            normal, outcome = send(k)
+            with lock:
+                outcomes.append(outcome)
+            if not normal:
+                return
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(load_seconds)
+    start = time.perf_counter()
+    code = served.stop(signal.SIGTERM, timeout=timeout)
+    seconds = time.perf_counter() - start
+    for t in threads:
+        t.join(timeout)
+    return code, seconds, outcomes

@@ -54,6 +54,14 @@ class RequestError(Exception):
         self.param = param
 
 
+class ClientGone(Exception):
+    """The client of a request left before its answer was ready (nobody reads the result)."""
+
+
+class ServerStopping(Exception):
+    """The server stopped (SIGTERM/SIGINT) before a request was scored."""
+
+
 @dataclass(frozen=True)
 class CompletionRequest:
     """A validated scoring request."""
@@ -100,6 +108,8 @@ def _prompts(data: dict[str, Any]) -> tuple[Prompt, ...]:
         raise RequestError(400, f"at most {MAX_PROMPTS_PER_REQUEST} prompts per request, got {len(texts)}", "prompt")
     if not all(texts):
         raise RequestError(400, "prompt must not be empty", "prompt")
+    if not all(_encodable(t) for t in texts):
+        raise RequestError(400, "prompt must be valid Unicode text (it holds an unpaired surrogate)", "prompt")
     segments = data.get(SEGMENTS_FIELD)
     if segments is None:
         return tuple(Prompt(segments=segments_of(t)) for t in texts)
@@ -108,6 +118,15 @@ def _prompts(data: dict[str, Any]) -> tuple[Prompt, ...]:
     if "".join(segments) != texts[0]:
         raise RequestError(400, f"the {SEGMENTS_FIELD} do not add up to the prompt", SEGMENTS_FIELD)
     return (Prompt(segments=tuple(segments)),)
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (JSON allows lone surrogates such as ``"\\ud800"``; tokenizers do not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_completion_request(body: bytes, served_model: str) -> CompletionRequest:
@@ -119,8 +138,10 @@ def parse_completion_request(body: bytes, served_model: str) -> CompletionReques
     """
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RequestError(400, f"request body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise RequestError(400, "request body is not valid JSON: nested too deeply") from None
+    except ValueError as err:  # not JSON, not UTF-8, or an integer of more digits than Python converts
+        raise RequestError(400, f"request body is not valid JSON: {' '.join(str(err).split())[:200]}") from None
     if not isinstance(data, dict):
         raise RequestError(400, "request body must be a JSON object")
     model = data.get("model")
