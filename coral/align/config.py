@@ -28,9 +28,10 @@ class AlignConfig:
     scorer that reads evidence (experiments/notes/align.md)."""
     base_model: str | None = None
     """HF model directory or .gguf file of the LLM; None = the embedded SmolLM2-135M-Instruct."""
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    """Weights' dtype while training and scoring: bf16 is about 2x faster only on CPUs with AMX/AVX512-BF16
-    and 4-5x slower without them (measured), and fp32 training is the safe default."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Arithmetic while training: topk in bfloat16 = bf16 linear products with fp32 accumulation (trunk and
+    trained layers; fp32 weights), lora/head = the whole model in that dtype; auto = bfloat16 for topk where the
+    CPU has AMX/AVX512-BF16 and the recorded parity check passed, else float32 (coral.align.precision)."""
     seed: int = 0
     """Seed of the example sampling, the evidence draws and the LoRA initialisation."""
     n_train: int = 128
@@ -108,6 +109,13 @@ class AlignConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
+
+    def resolved(self) -> "AlignConfig":
+        """This config with ``dtype`` ``auto`` replaced by what this machine picks (:func:`coral.align.precision.resolve_align_dtype`),
+        so that a result and a stage identity name the arithmetic that produced them."""
+        from coral.align.precision import resolve_align_dtype
+
+        return dataclasses.replace(self, dtype=resolve_align_dtype(self.dtype, self.method))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AlignConfig":

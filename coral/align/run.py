@@ -142,6 +142,8 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
     from coral.llm.model import load_model
     from coral.retrieval import resolve_embeddings
 
+    import torch
+
     model, tokenizer = load_model(config.base_model, "float32")
     n_layers = len(model.model.layers)
     if not supports_trees(model):
@@ -160,13 +162,17 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
     stop_sources = tree_sources(dataset.valid, stop_picked, index, STOP_NEAREST, 0, config.seed)
     check_no_heldout([AlignExample(s.user, s.item, s.label, tuple(e for b in s.branches.values() for e in b), "topk") for s in train_sources], dataset)
     trees = TreeBuilder(builder, tokenizer)
-    train = compute_trunk(model, [trees.tree(s) for s in train_sources], [s.label for s in train_sources], config.topk_trunk, progress)
-    stop = compute_trunk(model, [trees.tree(s) for s in stop_sources], [s.label for s in stop_sources], config.topk_trunk, progress)
+    dtype = getattr(torch, config.dtype)
+    trunk_started = time.monotonic()
+    train = compute_trunk(model, [trees.tree(s) for s in train_sources], [s.label for s in train_sources], config.topk_trunk, progress, dtype=dtype)
+    stop = compute_trunk(model, [trees.tree(s) for s in stop_sources], [s.label for s in stop_sources], config.topk_trunk, progress, dtype=dtype)
+    trunk_seconds = time.monotonic() - trunk_started
     if len(set(train.labels.tolist())) < 2 or len(set(stop.labels.tolist())) < 2:
         raise CoralError(f"alignment targets or the early-stopping slice of {dataset.name!r} hold a single class")
     labels = resolve_label_tokens(tokenizer)
-    head = TopKHead(model, config.topk_trunk, config.topk_layers, labels.yes_ids, labels.no_ids)
+    head = TopKHead(model, config.topk_trunk, config.topk_layers, labels.yes_ids, labels.no_ids, dtype=dtype)
     before = stop_score(stop.labels, predict(head, stop))
+    train_started = time.monotonic()
     with open(out / LOG_FILE, "a") as log_file:
 
         def log(row: dict) -> None:
@@ -186,6 +192,8 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
         "stop_pairs": len(stop.trees),
         "trunk_cpu_seconds": round(train.seconds + stop.seconds, 1),
         "train_cpu_seconds": round(trained.cpu_seconds, 1),
+        "trunk_wall_seconds": round(trunk_seconds, 1),
+        "train_wall_seconds": round(time.monotonic() - train_started, 1),
         "steps": trained.steps,
         "best_step": trained.best_step,
         "stop_score_before": round(before, 5),
@@ -214,6 +222,7 @@ def run_alignment(dataset: CoralDataset, config: AlignConfig, out: str | Path, *
     import torch
 
     out = Path(out).expanduser()
+    config = config.resolved()  # the directory's config names the dtype that trains it (not "auto")
     _prepare_directory(out, config, restart)
     torch.set_num_threads(config.threads)
     started = time.monotonic()

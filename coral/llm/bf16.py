@@ -29,6 +29,31 @@ class Bf16Linear(torch.nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+class Bf16ComputeLinear(torch.nn.Linear):
+    """An ``nn.Linear`` whose weight stays fp32 (trainable: the optimiser's copy) while its product
+    runs as :class:`Bf16Linear`'s: input and weight rounded to bf16, fp32 accumulation, fp32 out.
+
+    Layers trained this way (the alignment's top layers in bf16) train for the arithmetic that the
+    bfloat16 layout scores them with; the saved weights are fp32, the same state-dict keys.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.linear(x.to(torch.bfloat16), self.weight.to(torch.bfloat16)).float()
+        return y if self.bias is None else y + self.bias
+
+
+def compute_linears_in_bf16(module: torch.nn.Module) -> int:
+    """Replace every ``nn.Linear`` under ``module`` by a :class:`Bf16ComputeLinear` holding the same
+    parameter objects (the same state-dict keys and values); returns how many."""
+    todo = [(name, m) for name, m in module.named_modules() if type(m) is torch.nn.Linear]
+    for name, linear in todo:
+        new = Bf16ComputeLinear(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+        new.weight, new.bias = linear.weight, linear.bias
+        parent, _, attr = name.rpartition(".")
+        setattr(module.get_submodule(parent) if parent else module, attr, new)
+    return len(todo)
+
+
 def convert_linears(model) -> int:
     """Replace the decoder's ``nn.Linear`` layers by :class:`Bf16Linear` in place; returns how many."""
     decoder = model.get_decoder()

@@ -13,12 +13,22 @@
 4. environment steps/s with the scorer, old path (fp32 with DynamicCache, the scorer before issue
    14) vs new path (the default layout of this CPU with the prefilled cache; each other layout
    for comparison), 1 and N batched environments;
-5. per layout, how much a prompt's P(Yes) moves with its batch and with prefix reuse.
+5. per layout, how much a prompt's P(Yes) moves with its batch and with prefix reuse;
+6. the alignment (the default run's recipe, top2 of 16 layers) in fp32 and in this CPU's default
+   dtype side by side: trunk trees/s, seconds per training step (8 trees), early-stopping checks,
+   and the default alignment's seconds they add up to;
+7. thread scaling: each LLM stage's same work on 1 and on 2 torch threads, wall time (the trunk
+   pass, training steps, the evaluation episodes of LLM-Language + CoRAL-random, PPO's rollouts).
 
 ``--aligned DIR`` measures the default run's scorer (an alignment directory written by
 ``coral run``/``coral align``: ``RUN/stages/align-seed0-*/aligned``); without it the embedded
 zero-shot model. The model's weights are what differ between the layouts; the prompts, pairs
 and episodes are the same for all of them.
+
+``python experiments/bench/speed.py align-parity [--write]`` is the eligibility check of
+:mod:`coral.align.precision`: the default run's alignment trained in fp32 and in bf16 (same seed
+and targets), both scored on validation pairs of the tuning role; it prints each cell's paired AUC
+difference and interval and with ``--write`` records them under ``alignment`` in ``parity.json``.
 
 ``python experiments/bench/speed.py parity --aligned DIR [--write]`` is the eligibility check of
 :mod:`coral.llm.layout`: the default run's validation pairs (``coral run``'s defaults, seed 0),
@@ -40,6 +50,7 @@ import json  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import threadpoolctl  # noqa: E402
@@ -222,7 +233,78 @@ def invariance(scorer, builder, eps) -> tuple[float, float]:
     return float(np.abs(batched - alone).max()), float(np.abs(incremental - whole).max())
 
 
-# ---- the two commands --------------------------------------------------------------------------
+# ---- the alignment ------------------------------------------------------------------------------
+def alignment_setup():
+    """(dataset, alignment config, evidence index, prompt builder, fp32 model, tokenizer) of the default run's alignment, seed 0."""
+    from coral.align.run import prompt_builder
+    from coral.align.topk import evidence_index
+    from coral.llm.model import load_model
+    from coral.pipeline.config import RunConfig
+    from coral.retrieval import resolve_embeddings
+
+    dataset, _ = default_pairs()
+    config = RunConfig().alignment
+    model, tokenizer = load_model(config.base_model, "float32")
+    index = evidence_index(dataset, resolve_embeddings(dataset, config.warm, seed=config.seed))
+    return dataset, config, index, prompt_builder(dataset, tokenizer, config), model, tokenizer
+
+
+def alignment_trees(setup, rows, picked: np.ndarray, n_nearest: int, n_random: int) -> tuple[list, list]:
+    """(trees, labels) of ``picked`` rows of ``rows``, with the alignment's evidence (nearest, random)."""
+    from coral.align.topk import TreeBuilder, tree_sources
+
+    dataset, config, index, builder, model, tokenizer = setup
+    sources = tree_sources(rows, picked, index, n_nearest, n_random, config.seed)
+    trees = TreeBuilder(builder, tokenizer)
+    return [trees.tree(s) for s in sources], [s.label for s in sources]
+
+
+def default_alignment_trees(setup, n_train: int, n_stop: int) -> tuple[tuple[list, list], tuple[list, list]]:
+    """The first ``n_train`` training trees and ``n_stop`` early-stopping trees of the default run's alignment."""
+    from coral.align.topk import STOP_NEAREST, TRAIN_NEAREST, TRAIN_RANDOM, pick_targets
+    from coral.data.folds import fold_interactions, validation_roles
+
+    dataset, config = setup[:2]
+    rows = fold_interactions(dataset, "align", config.warm.folds)
+    train = alignment_trees(setup, rows, pick_targets(rows, config.topk_targets, config.seed)[:n_train], TRAIN_NEAREST, TRAIN_RANDOM)
+    pool = validation_roles(dataset).stop
+    stop = alignment_trees(setup, dataset.valid, pool[pick_targets(dataset.valid.take(pool), config.topk_stop_pairs, config.seed + 1)][:n_stop], STOP_NEAREST, 0)
+    return train, stop
+
+
+def alignment_costs(setup, train, stop, dtype: str, repeats: int = 1) -> dict[str, float]:
+    """Seconds per trunk tree, per training step and per early-stopping tree of the default recipe
+    in ``dtype`` (each the minimum of ``repeats`` runs, after a warm-up)."""
+    from coral.align.topk import TopKHead, compute_trunk, predict, train_topk
+    from coral.llm.labels import resolve_label_tokens
+
+    config, model, tokenizer = setup[1], setup[4], setup[5]
+    torch_dtype = getattr(torch, dtype)
+    compute_trunk(model, train[0][:1], train[1][:1], config.topk_trunk, dtype=torch_dtype)  # warm-up
+    trunk = min(timed(lambda: compute_trunk(model, *train, config.topk_trunk, dtype=torch_dtype)) for _ in range(repeats)) / len(train[0])
+    cache = compute_trunk(model, *train, config.topk_trunk, dtype=torch_dtype)
+    stop_cache = compute_trunk(model, *stop, config.topk_trunk, dtype=torch_dtype)
+    labels = resolve_label_tokens(tokenizer)
+    head = TopKHead(model, config.topk_trunk, config.topk_layers, labels.yes_ids, labels.no_ids, dtype=torch_dtype)
+
+    def train_epoch():
+        return train_topk(head, cache, lambda h: 0.0, lr=config.topk_lr, epochs=1, trees_per_step=config.topk_batch, seed=config.seed, checks_per_epoch=1)
+
+    steps = train_epoch().steps  # and a warm-up
+    step = min(timed(train_epoch) for _ in range(repeats)) / steps
+    check = min(timed(lambda: predict(head, stop_cache)) for _ in range(repeats)) / len(stop[0])
+    return {"trunk": trunk, "step": step, "check": check}
+
+
+def default_alignment_seconds(config, costs: dict[str, float]) -> float:
+    """The default recipe's trunk, training and early-stopping seconds from per-unit ``costs``
+    (the checks: one before training, two an epoch, one more at each epoch's end)."""
+    steps_per_epoch = -(-config.topk_targets // config.topk_batch)
+    checks = 1 + config.topk_epochs * 3
+    return costs["trunk"] * (config.topk_targets + config.topk_stop_pairs) + costs["step"] * steps_per_epoch * config.topk_epochs + costs["check"] * config.topk_stop_pairs * checks
+
+
+# ---- the commands --------------------------------------------------------------------------
 def speed(args: argparse.Namespace) -> None:
     from coral.llm.layout import LAYOUTS, cpu_flags, default_layout, feature_class, supported
     from coral.llm.prompt import PromptBuilder
@@ -257,6 +339,10 @@ def speed(args: argparse.Namespace) -> None:
         section_4(args, scorers, default)
     if 5 in args.sections:
         section_5(args, scorers, builder, dataset, rows)
+    if 6 in args.sections:
+        section_6(args)
+    if 7 in args.sections:
+        section_7(args, scorers[default] if default in scorers else ref, builder, dataset, rows)
 
 
 def section_2(args: argparse.Namespace, scorers: dict, prompts: list, ceiling: dict[str, float]) -> None:
@@ -327,6 +413,83 @@ def section_5(args: argparse.Namespace, scorers: dict, builder, dataset, rows) -
         print(f"  {name:9s} batch of 8 vs alone: max |dp| {batch_dp:.1e}   incremental vs whole: max |dp| {reuse_dp:.1e}", flush=True)
 
 
+def section_6(args: argparse.Namespace) -> None:
+    from coral.align.precision import resolve_align_dtype
+
+    setup = alignment_setup()
+    config = setup[1]
+    default = resolve_align_dtype("auto", config.method)
+    train, stop = default_alignment_trees(setup, args.align_trees, args.align_trees)
+    tokens = np.mean([len(t.ids) for t in train[0]])
+    print(f"\n[6] the alignment (top{config.topk_layers} of {config.topk_trunk + config.topk_layers} layers, the default recipe): {len(train[0])} training trees "
+          f"({tokens:.0f} tokens on average), {len(stop[0])} early-stopping trees; default dtype here: {default}")
+    costs = {}
+    for dtype in dict.fromkeys(["float32", "bfloat16" if args.align_dtypes == "both" else default]):
+        costs[dtype] = c = alignment_costs(setup, train, stop, dtype, args.repeats)
+        ref = costs["float32"]
+        total, total_ref = default_alignment_seconds(config, c), default_alignment_seconds(config, ref)
+        print(
+            f"  {dtype:9s}{' (default)' if dtype == default else '          '}  trunk {1 / c['trunk']:5.2f} trees/s (x{ref['trunk'] / c['trunk']:.2f})   "
+            f"training {c['step']:5.2f} s/step of {config.topk_batch} trees, {config.topk_batch / c['step']:5.2f} trees/s (x{ref['step'] / c['step']:.2f})   "
+            f"check {1 / c['check']:5.1f} trees/s (x{ref['check'] / c['check']:.2f})   "
+            f"default alignment (trunk + training + checks) {total:4.0f} s (x{total_ref / total:.2f})",
+            flush=True,
+        )
+
+
+def section_7(args: argparse.Namespace, scorer, builder, dataset, rows) -> None:
+    """The same work per LLM stage on 1 and on 2 torch threads."""
+    from coral.align.precision import resolve_align_dtype
+
+    setup = alignment_setup()
+    config = setup[1]
+    dtype = resolve_align_dtype("auto", config.method)
+    train, stop = default_alignment_trees(setup, args.align_trees, 0)
+    threads = torch.get_num_threads()
+    print(f"\n[7] each LLM stage's same work on 1 and on 2 torch threads, wall seconds (alignment in {dtype}, scoring in {scorer.layout}); min of {args.repeats} runs")
+
+    def stage_work() -> dict[str, Callable[[], float]]:
+        """Each stage's work, as a function returning its seconds."""
+        from coral.align.topk import TopKHead, compute_trunk, train_topk
+        from coral.llm.labels import resolve_label_tokens
+
+        model, tokenizer = setup[4], setup[5]
+        torch_dtype = getattr(torch, dtype)
+        cache = compute_trunk(model, *train, config.topk_trunk, dtype=torch_dtype)
+        labels = resolve_label_tokens(tokenizer)
+        head = TopKHead(model, config.topk_trunk, config.topk_layers, labels.yes_ids, labels.no_ids, dtype=torch_dtype)
+        eps = episodes(dataset, rows[: args.episodes * 2], 5, seed=0)
+
+        def evaluation() -> None:  # LLM-Language + CoRAL-random: K rounds of batched episodes, a fresh prefix store
+            scorer.kv_reuse = True
+            scorer.kv_store.clear()
+            for start in range(0, len(eps), 8):
+                batch = eps[start : start + 8]
+                for r in range(6):
+                    scorer.score([builder.build(u, i, ev[:r]) for u, i, ev in batch])
+
+        return {
+            f"alignment trunk ({len(train[0])} trees)": lambda: timed(lambda: compute_trunk(model, *train, config.topk_trunk, dtype=torch_dtype)),
+            f"alignment training ({len(train[0])} trees, {-(-len(train[0]) // config.topk_batch)} steps)": lambda: timed(
+                lambda: train_topk(head, cache, lambda h: 0.0, lr=config.topk_lr, epochs=1, trees_per_step=config.topk_batch, seed=config.seed, checks_per_epoch=1)
+            ),
+            f"evaluation episodes ({len(eps)} pairs x 0..5 random pieces, 8 at a time)": lambda: timed(evaluation),
+            f"PPO rollouts (8 environments, {args.env_steps} vector steps)": lambda: args.env_steps * 8 / env_steps_per_s(scorer, 8, args.env_steps, batch=8),
+        }
+
+    work = stage_work()
+    seconds = {}
+    for _ in range(args.repeats):
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            for name, fn in work.items():
+                seconds.setdefault((name, n), []).append(fn())
+    torch.set_num_threads(threads)
+    for name in work:
+        one, two = min(seconds[name, 1]), min(seconds[name, 2])
+        print(f"  {name:72s} 1 thread {one:6.2f} s   2 threads {two:6.2f} s   x{one / two:.2f}", flush=True)
+
+
 def parity(args: argparse.Namespace) -> None:
     from coral.llm.layout import AUC_TOLERANCE, PARITY_FILE, ParityRecord, cpu_flags, feature_class, numerics, supported
     from coral.llm.prompt import PromptBuilder
@@ -383,9 +546,86 @@ def parity(args: argparse.Namespace) -> None:
         print(f"recorded in {PARITY_FILE}")
 
 
+def align_parity(args: argparse.Namespace) -> None:
+    """The default run's alignment trained in fp32 and in bf16 (same seed, targets, order), both
+    scored on ``--valid-pairs`` validation pairs of the tuning role without evidence and with 1..5
+    nearest pieces; paired AUC differences bf16 - fp32 with 95% intervals. Two comparisons: both
+    scorers in fp32 arithmetic (what training in bf16 changes), and each in its own (bf16 trunk
+    and layers vs fp32: what a run on this CPU changes)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from coral.align.precision import AlignParityRecord, load_align_records
+    from coral.align.run import run_alignment
+    from coral.align.topk import STOP_NEAREST, TopKHead, compute_trunk, pick_targets, predict
+    from coral.data.folds import validation_roles
+    from coral.llm.aligned import TOPK_FILE
+    from coral.llm.labels import resolve_label_tokens
+    from coral.llm.layout import PARITY_FILE, cpu_flags, feature_class, numerics, supported
+    from coral.stats import paired_auc_difference
+
+    setup = alignment_setup()
+    dataset, config, model, tokenizer = setup[0], setup[1], setup[4], setup[5]
+    work = Path(args.work).expanduser()
+    trained = {}
+    for dtype in ("float32", "bfloat16"):
+        out = work / f"align-{dtype}"
+        meta = run_alignment(dataset, config.replace(dtype=dtype), out, validate=False, progress=True)
+        trained[dtype] = out
+        m = meta["summary"]
+        print(f"  trained {dtype:9s} {out}: stop score {m['stop_score_before']:.4f} -> {m['stop_score_best']:.4f} (best step {m['best_step']} of {m['steps']}); "
+              f"trunk {m.get('trunk_wall_seconds', float('nan'))} s, training {m.get('train_wall_seconds', float('nan'))} s wall", flush=True)
+    pool = validation_roles(dataset).tuning
+    n = min(args.valid_pairs or len(pool), len(pool))
+    picked = pool[pick_targets(dataset.valid.take(pool), n, config.seed + 2)]
+    trees, labels = alignment_trees(setup, dataset.valid, picked, STOP_NEAREST, 0)
+    y = np.asarray(labels)
+    print(f"{dataset.name}: {len(trees)} validation pairs of the tuning role ({int((y == 0).sum())} negatives), each with 0..{STOP_NEAREST} nearest pieces")
+    ids = resolve_label_tokens(tokenizer)
+    scores: dict[tuple[str, str], dict] = {}  # (trained in, scored in) -> predictions
+    for arithmetic in ("float32", "bfloat16"):
+        cache = compute_trunk(model, trees, labels, config.topk_trunk, progress=True, store=np.float32, dtype=getattr(torch, arithmetic))
+        for dtype, out in trained.items():
+            head = TopKHead(model, config.topk_trunk, config.topk_layers, ids.yes_ids, ids.no_ids, dtype=getattr(torch, arithmetic))
+            head.load_state_for_model(load_file(str(out / TOPK_FILE)))
+            scores[dtype, arithmetic] = predict(head, cache)
+        del cache
+    cells = {}
+    comparisons = {"fp32 arithmetic": (("bfloat16", "float32"), ("float32", "float32")), "each its own": (("bfloat16", "bfloat16"), ("float32", "float32"))}
+    for label, (a, b) in comparisons.items():
+        for key in [("none", 0)] + [("nearest", k) for k in range(1, STOP_NEAREST + 1)]:
+            r = paired_auc_difference(y, scores[a][key], scores[b][key], n_boot=2000, seed=0)
+            name = f"{'none' if key[1] == 0 else f'nearest-{key[1]}'}, {label}"
+            decides = key in (("none", 0), ("nearest", STOP_NEAREST))
+            print(f"  {name:28s} AUC fp32 {r.auc_b:.4f}  bf16 {r.auc_a:.4f}  diff {r.diff:+.4f} [{r.low:+.4f}, {r.high:+.4f}]{'  (decides)' if decides else ''}", flush=True)
+            if decides:
+                cells[name] = {"auc_fp32": r.auc_b, "auc": r.auc_a, "delta": r.diff, "low": r.low, "high": r.high}
+    train_trees, stop_trees = default_alignment_trees(setup, args.align_trees, args.align_trees)
+    costs = {dtype: default_alignment_seconds(config, alignment_costs(setup, train_trees, stop_trees, dtype, args.repeats)) for dtype in ("float32", "bfloat16")}
+    flags = cpu_flags()
+    record = AlignParityRecord(
+        dtype="bfloat16", numerics=numerics("bfloat16", flags), cpu_class=feature_class(flags), method=config.method,
+        recipe=f"top{config.topk_layers} of {config.topk_trunk + config.topk_layers} layers, {config.topk_targets} targets, {config.topk_epochs} epochs, seed {config.seed}",
+        dataset=dataset.name, pairs=len(trees), cells=cells, speedup=costs["float32"] / costs["bfloat16"],
+        date=datetime.date.today().isoformat(), command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+    )
+    native = "" if supported("bfloat16") else " (bf16 emulated here: not this dtype's real speed)"
+    print(f"  bfloat16: {'PASSES' if record.passed else 'FAILS'} (every deciding interval inside +-0.01 on >= 2,000 pairs); "
+          f"default alignment x{record.speedup:.2f} fp32 ({costs['float32']:.0f} s vs {costs['bfloat16']:.0f} s, {args.align_trees} trees each){native}", flush=True)
+    if args.write:
+        data = json.loads(PARITY_FILE.read_text()) if PARITY_FILE.is_file() else {"records": []}
+        keep = [r.to_json() for r in load_align_records() if (r.dtype, r.numerics, r.method) != (record.dtype, record.numerics, record.method)]
+        data["alignment"] = keep + [record.to_json()]
+        tmp = PARITY_FILE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(PARITY_FILE)
+        print(f"recorded in {PARITY_FILE}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="speed", choices=["speed", "parity"])
+    parser.add_argument("command", nargs="?", default="speed", choices=["speed", "parity", "align-parity"])
     parser.add_argument("--aligned", help="alignment directory of the scorer to measure (default: the embedded zero-shot model)")
     parser.add_argument("--layouts", default="", help="comma-separated layouts besides float32 (default: all; parity: int8,bfloat16)")
     parser.add_argument("--prompts", type=int, default=16, help="[2] full prompts")
@@ -394,14 +634,21 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8, 16, 32], help="[4] batched environments N")
     parser.add_argument("--env-steps", type=int, default=40, help="[4] vector steps per setting at N=8 (x 8/N at other N: the same environment steps)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="which of the sections [1]-[5] to run")
-    parser.add_argument("--valid-pairs", type=int, default=None, help="parity: validation pairs to score (default: coral run's 70; 0: the whole split; more resolve the 0.005 rule better)")
-    parser.add_argument("--write", action="store_true", help="parity: record the results in coral/llm/parity.json")
+    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7], help="which of the sections [1]-[7] to run")
+    parser.add_argument("--align-trees", type=int, default=24, help="[6], [7] training and early-stopping trees of the default alignment")
+    parser.add_argument("--align-dtypes", choices=["default", "both"], default="default", help="[6] fp32 and the default dtype, or fp32 and bf16 whatever the default")
+    parser.add_argument("--repeats", type=int, default=2, help="[6], [7] runs of each setting (the minimum is printed)")
+    parser.add_argument("--valid-pairs", type=int, default=None, help="parity: validation pairs to score (default: coral run's 70; 0: the whole split; more resolve the 0.005 rule better); align-parity: pairs of the tuning role (default 2,000; 0: all)")
+    parser.add_argument("--write", action="store_true", help="parity, align-parity: record the results in coral/llm/parity.json")
+    parser.add_argument("--work", default="runs/align-parity", help="align-parity: where the two alignments are trained (resumable)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "parity":
         args.layouts = args.layouts or "int8,bfloat16"
         parity(args)
+    elif args.command == "align-parity":
+        args.valid_pairs = 2000 if args.valid_pairs is None else args.valid_pairs
+        align_parity(args)
     else:
         speed(args)
 
