@@ -1,0 +1,115 @@
+"""Input twins: plain models given the numbers an LLM scorer is given, as their own result rows.
+
+The rule (issue 27): every input that the LLM gets as a number or an embedding is also given to a
+plain non-LLM model, so that a table says what the LLM adds over its inputs. A twin is a logistic
+regression (standardised inputs) on some of:
+
+- ``rates``: the base rates the prompt option ``base_rates`` writes (the user's and the item's liked
+  share in whole percent and their counts, :func:`coral.baselines.rates.base_rate_features`);
+- ``cf``: the warm-start user and item embeddings that soft tokens are computed from
+  ([e_u, e_i, e_u * e_i] of the unit-RMS tables, :mod:`coral.llm.soft_tokens`);
+- ``share``: the liked share of the ``k`` nearest evidence pieces (what the greedy retrieval shows).
+
+It is fitted on the targets of the alignment: the ``align`` fold of tail-train (the rows the warm
+start never saw), with every count left-one-out and every evidence piece through the leakage guard,
+so that a training target looks to the twin as a validation or test pair does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from coral.data.dataset import CoralDataset, Interactions
+from coral.errors import CoralError
+
+#: The inputs a twin can be given, in the order of its features.
+TWIN_INPUTS = ("rates", "cf", "share")
+_INPUT_NAMES = {"rates": "base rates", "cf": "CF embeddings", "share": "like-share"}
+
+
+def twin_name(inputs: Sequence[str], k: int = 5) -> str:
+    """The result-row name of a twin, e.g. ``LR(base rates + like-share@5)``."""
+    return "LR(" + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" else "") for name in inputs) + ")"
+
+
+def nearest_like_share(index: Any, users: np.ndarray, items: np.ndarray, k: int = 5) -> np.ndarray:
+    """The liked share of each pair's ``k`` nearest observed training interactions (0.5 with none).
+
+    :param index: the evidence index (:class:`coral.retrieval.EvidenceIndex`) whose order the greedy retrieval uses.
+    """
+    from coral.align.topk import nearest_and_random
+
+    rng = np.random.default_rng(0)  # no random branch is drawn
+    out = np.empty(len(users))
+    for j, (u, i) in enumerate(zip(users, items)):
+        pieces = nearest_and_random(index, int(u), int(i), k, 0, rng)["nearest"]
+        out[j] = np.mean([e.label for e in pieces]) if pieces else 0.5
+    return out
+
+
+def twin_features(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, inputs: Sequence[str], k: int = 5, counts: Any = None) -> np.ndarray:
+    """(n, features) inputs of a twin for the pairs.
+
+    :param index: the evidence index; its (unit-RMS) tables are the CF embeddings.
+    :param inputs: a subset of :data:`TWIN_INPUTS`.
+    :param counts: a :class:`coral.baselines.rates.LikeCounts` of ``dataset`` (computed when None).
+    """
+    from coral.baselines.rates import LikeCounts, base_rate_features
+
+    users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    parts = []
+    for name in inputs:
+        if name == "rates":
+            parts.append(base_rate_features((counts or LikeCounts.of(dataset)).pairs(users, items)))
+        elif name == "cf":
+            eu, ei = index.user_emb[users], index.item_emb[items]
+            parts.append(np.concatenate([eu, ei, eu * ei], axis=1))
+        elif name == "share":
+            parts.append(nearest_like_share(index, users, items, k)[:, None])
+        else:
+            raise CoralError(f"unknown twin input {name!r}; expected a subset of {', '.join(TWIN_INPUTS)}")
+    return np.concatenate(parts, axis=1).astype(np.float64)
+
+
+@dataclass
+class InputTwin:
+    """A fitted twin: a logistic regression on the pairs' inputs."""
+
+    inputs: tuple[str, ...]
+    """What it reads (:data:`TWIN_INPUTS`)."""
+    k: int
+    """Nearest pieces of the ``share`` input."""
+    model: Any
+    """The fitted scikit-learn pipeline (standardisation + logistic regression)."""
+    n_fit: int
+    """Targets it was fitted on."""
+
+    @property
+    def name(self) -> str:
+        return twin_name(self.inputs, self.k)
+
+    @classmethod
+    def fit(cls, dataset: CoralDataset, index: Any, rows: Interactions, inputs: Sequence[str], k: int = 5, c: float = 1.0) -> "InputTwin":
+        """Fit on ``rows`` (the alignment's targets: :func:`coral.data.folds.fold_interactions` of ``align``).
+
+        :param index: the evidence index of the alignment (its tables are the soft tokens' inputs).
+        :param c: inverse L2 strength of the logistic regression.
+        """
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        inputs = tuple(inputs)
+        labels = np.asarray(rows.label, dtype=np.int64)
+        if len(set(labels.tolist())) < 2:
+            raise CoralError(f"the twin's targets in {dataset.name!r} hold a single class")
+        x = twin_features(dataset, index, rows.user, rows.item, inputs, k)
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(x, labels)
+        return cls(inputs, k, model, len(labels))
+
+    def predict(self, dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """P(like) of each (user, item) pair."""
+        return self.model.predict_proba(twin_features(dataset, index, users, items, self.inputs, self.k))[:, 1]
