@@ -35,43 +35,48 @@ def twin_name(inputs: Sequence[str], k: int = 5) -> str:
     return "LR(" + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" else "") for name in inputs) + ")"
 
 
-def nearest_like_share(index: Any, users: np.ndarray, items: np.ndarray, k: int = 5) -> np.ndarray:
-    """The liked share of each pair's ``k`` nearest observed training interactions (0.5 with none).
+def nearest_like_share(index: Any, users: np.ndarray, items: np.ndarray, k: int = 5, chunk: int = 64) -> np.ndarray:
+    """The liked share of each pair's ``k`` nearest observed training interactions (0.5 with none):
+    the pieces of :func:`coral.align.topk.nearest_and_random` (the greedy retrieval), through the leakage guard.
 
     :param index: the evidence index (:class:`coral.retrieval.EvidenceIndex`) whose order the greedy retrieval uses.
+    :param chunk: queries per distance product.
     """
-    from coral.align.topk import nearest_and_random
-
-    rng = np.random.default_rng(0)  # no random branch is drawn
     out = np.empty(len(users))
-    for j, (u, i) in enumerate(zip(users, items)):
-        pieces = nearest_and_random(index, int(u), int(i), k, 0, rng)["nearest"]
-        out[j] = np.mean([e.label for e in pieces]) if pieces else 0.5
+    for a in range(0, len(users), chunk):
+        us, its = users[a : a + chunk], items[a : a + chunk]
+        distances = index.distances_batch(np.stack([index.pair_vector(int(u), int(i)) for u, i in zip(us, its)]))
+        for j, (u, i) in enumerate(zip(us, its)):
+            excluded = np.zeros(len(index), dtype=bool)
+            target = index.row_of(int(u), int(i))
+            if target >= 0:
+                excluded[target] = True
+            pieces = [index.take(int(r), int(u), int(i)) for r in index.nearest_rows(None, excluded, k, distances=distances[j])]
+            out[a + j] = np.mean([e.label for e in pieces]) if pieces else 0.5
     return out
 
 
-def twin_features(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, inputs: Sequence[str], k: int = 5, counts: Any = None) -> np.ndarray:
-    """(n, features) inputs of a twin for the pairs.
+def twin_inputs(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, inputs: Sequence[str] = TWIN_INPUTS, k: int = 5) -> dict[str, np.ndarray]:
+    """Each input's (n, features) block for the pairs (compute them once for several twins).
 
     :param index: the evidence index; its (unit-RMS) tables are the CF embeddings.
     :param inputs: a subset of :data:`TWIN_INPUTS`.
-    :param counts: a :class:`coral.baselines.rates.LikeCounts` of ``dataset`` (computed when None).
     """
     from coral.baselines.rates import LikeCounts, base_rate_features
 
     users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
-    parts = []
+    blocks = {}
     for name in inputs:
         if name == "rates":
-            parts.append(base_rate_features((counts or LikeCounts.of(dataset)).pairs(users, items)))
+            blocks[name] = base_rate_features(LikeCounts.of(dataset).pairs(users, items))
         elif name == "cf":
             eu, ei = index.user_emb[users], index.item_emb[items]
-            parts.append(np.concatenate([eu, ei, eu * ei], axis=1))
+            blocks[name] = np.concatenate([eu, ei, eu * ei], axis=1)
         elif name == "share":
-            parts.append(nearest_like_share(index, users, items, k)[:, None])
+            blocks[name] = nearest_like_share(index, users, items, k)[:, None]
         else:
             raise CoralError(f"unknown twin input {name!r}; expected a subset of {', '.join(TWIN_INPUTS)}")
-    return np.concatenate(parts, axis=1).astype(np.float64)
+    return {name: block.astype(np.float64) for name, block in blocks.items()}
 
 
 @dataclass
@@ -92,11 +97,12 @@ class InputTwin:
         return twin_name(self.inputs, self.k)
 
     @classmethod
-    def fit(cls, dataset: CoralDataset, index: Any, rows: Interactions, inputs: Sequence[str], k: int = 5, c: float = 1.0) -> "InputTwin":
+    def fit(cls, dataset: CoralDataset, index: Any, rows: Interactions, inputs: Sequence[str], k: int = 5, c: float = 1.0, blocks: dict[str, np.ndarray] | None = None) -> "InputTwin":
         """Fit on ``rows`` (the alignment's targets: :func:`coral.data.folds.fold_interactions` of ``align``).
 
         :param index: the evidence index of the alignment (its tables are the soft tokens' inputs).
         :param c: inverse L2 strength of the logistic regression.
+        :param blocks: :func:`twin_inputs` of ``rows`` when already computed.
         """
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -106,10 +112,15 @@ class InputTwin:
         labels = np.asarray(rows.label, dtype=np.int64)
         if len(set(labels.tolist())) < 2:
             raise CoralError(f"the twin's targets in {dataset.name!r} hold a single class")
-        x = twin_features(dataset, index, rows.user, rows.item, inputs, k)
+        blocks = blocks if blocks is not None else twin_inputs(dataset, index, rows.user, rows.item, inputs, k)
+        x = np.concatenate([blocks[name] for name in inputs], axis=1)
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(x, labels)
         return cls(inputs, k, model, len(labels))
 
-    def predict(self, dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """P(like) of each (user, item) pair."""
-        return self.model.predict_proba(twin_features(dataset, index, users, items, self.inputs, self.k))[:, 1]
+    def predict(self, dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, blocks: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """P(like) of each (user, item) pair.
+
+        :param blocks: :func:`twin_inputs` of the pairs when already computed.
+        """
+        blocks = blocks if blocks is not None else twin_inputs(dataset, index, users, items, self.inputs, self.k)
+        return self.model.predict_proba(np.concatenate([blocks[name] for name in self.inputs], axis=1))[:, 1]

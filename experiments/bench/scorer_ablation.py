@@ -90,12 +90,17 @@ def cached_trunk(out: Path, key: str, model, trees, labels, depth: int):
     return cache
 
 
+def episode_prompts(builder, users, items, nearest, n_pairs: int) -> list:
+    """None + 1..5 nearest pieces of the first ``n_pairs`` pairs: the prompts of a greedy episode."""
+    return [builder.build(int(u), int(i), nearest[j][:m]) for j, (u, i) in enumerate(zip(users[:n_pairs], items[:n_pairs])) for m in range(K + 1)]
+
+
 def scoring_speed(directory: Path, builder, users, items, nearest, n_pairs: int) -> dict:
     """Prompt tokens/s of the saved scorer (default layout) scoring none + 1..5 nearest per pair, an episode's prompts."""
     from coral.llm.aligned import load_aligned_scorer
 
     scorer = load_aligned_scorer(directory)
-    prompts = [builder.build(int(u), int(i), nearest[j][:m]) for j, (u, i) in enumerate(zip(users[:n_pairs], items[:n_pairs])) for m in range(K + 1)]
+    prompts = episode_prompts(builder, users, items, nearest, n_pairs)
     scorer.score(prompts[: K + 1])  # warm-up (first-call allocations); its prefixes are cleared below
     scorer.kv_store.clear()
     before = dict(scorer.stats())
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from coral.align.topk import TreeBuilder, TreeSource, evidence_index, load_head, predict
     from coral.data import load_dataset
     from coral.data.folds import fold_interactions
-    from coral.llm.aligned import prompt_config_of, read_meta, scorer_name
+    from coral.llm.aligned import load_aligned_scorer, prompt_config_of, read_meta, scorer_name
     from coral.llm.model import load_model
     from coral.llm.prompt import PromptBuilder
     from coral.retrieval import resolve_embeddings
@@ -178,18 +183,22 @@ def main(argv: list[str] | None = None) -> int:
             speed = scoring_speed(Path(directory), builder, users, items, evidence["nearest"], args.speed_pairs)
             tree_p = np.stack([scores[name][f"nearest{m}" if m else "none0"][: args.speed_pairs] for m in range(K + 1)], axis=1).ravel()
             speed["max_abs_dp_vs_tree_fp32"] = float(np.max(np.abs(speed.pop("p") - tree_p)))
+            # The saved scorer in fp32 on a few pairs: the tree path reads what it computes (float16 trunk store aside).
+            fp32 = load_aligned_scorer(directory, layout="float32").score(episode_prompts(builder, users, items, evidence["nearest"], 3))
+            speed["parity_fp32_max_abs_dp"] = float(np.max(np.abs(fp32 - tree_p[: 3 * (K + 1)])))
             info[name]["speed"] = speed
         print(f"{name}: {info[name]}", flush=True)
         del cache
 
     references = {"like-share@5": share}
     if not args.no_twins:
-        from coral.align.twins import InputTwin
+        from coral.align.twins import InputTwin, twin_inputs
 
         align_rows = fold_interactions(dataset, "align", warm.folds)
+        fit_blocks, eval_blocks = twin_inputs(dataset, index, align_rows.user, align_rows.item, k=K), twin_inputs(dataset, index, users, items, k=K)
         for inputs in (("rates",), ("cf",), ("share",), ("rates", "cf", "share")):
-            twin = InputTwin.fit(dataset, index, align_rows, inputs, K)
-            references[twin.name] = twin.predict(dataset, index, users, items)
+            twin = InputTwin.fit(dataset, index, align_rows, inputs, K, blocks=fit_blocks)
+            references[twin.name] = twin.predict(dataset, index, users, items, blocks=eval_blocks)
     np.savez(out / "p-references.npz", rows=rows, labels=y, **{k.replace("/", "_"): v for k, v in references.items()})
     report = figures(y, scores, references, info, args.reference, args.n_boot, paired_auc_differences)
     report.update({"command": " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]), "n_pairs": len(rows), "n_negative": int((y == 0).sum()), "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint})
