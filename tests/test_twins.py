@@ -103,3 +103,19 @@ def test_like_share_twin_input_is_the_share_of_the_nearest_pieces(dataset):
         order = np.argsort(((vectors - query) ** 2).sum(1), kind="stable")
         assert share[j] == pytest.approx(np.mean(train.label[order[:3]]))
     assert twin_name(("rates", "cf", "share"), 5) == "LR(base rates + CF embeddings + like-share@5)"
+
+
+def test_score_twins_fits_each_input_set_once_and_scores_every_split(dataset):
+    from coral.align.topk import evidence_index
+    from coral.align.twins import inputs_of, score_twins
+    from coral.retrieval import random_embeddings
+
+    index = evidence_index(dataset, random_embeddings(dataset, dim=4, seed=0))
+    rows = fold_interactions(dataset, "align")
+    pairs = {"test": (dataset.test.user, dataset.test.item), "valid": (dataset.valid.user, dataset.valid.item)}
+    assert inputs_of(PromptConfig()) == ("share",) and inputs_of(PromptConfig(base_rates=True, cf_tokens=4)) == ("rates", "cf", "share")
+    out = score_twins(dataset, index, rows, pairs, [("rates",), ("rates", "cf", "share")])
+    assert list(out) == ["LR(base rates)", "LR(base rates + CF embeddings + like-share@5)"]
+    single = InputTwin.fit(dataset, index, rows, ("rates",))
+    np.testing.assert_allclose(out["LR(base rates)"]["test"], single.predict(dataset, index, *pairs["test"]))
+    assert out["LR(base rates + CF embeddings + like-share@5)"]["valid"].shape == (len(dataset.valid),)

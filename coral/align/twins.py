@@ -124,3 +124,30 @@ class InputTwin:
         """
         blocks = blocks if blocks is not None else twin_inputs(dataset, index, users, items, self.inputs, self.k)
         return self.model.predict_proba(np.concatenate([blocks[name] for name in self.inputs], axis=1))[:, 1]
+
+
+def inputs_of(prompt: Any, k: int = 5) -> tuple[str, ...]:
+    """The twin inputs matching what a scorer trained with ``prompt`` (a :class:`~coral.llm.prompt.PromptConfig`)
+    is given as numbers: base rates if the prompt states them, CF embeddings if it holds soft tokens, and
+    always the like-share of the ``k`` nearest pieces (the greedy evidence's labels)."""
+    return (*(("rates",) if prompt.base_rates else ()), *(("cf",) if prompt.cf_tokens else ()), "share")
+
+
+def score_twins(dataset: CoralDataset, index: Any, targets: Interactions, pairs: dict[str, tuple[np.ndarray, np.ndarray]], input_sets: Sequence[Sequence[str]], k: int = 5) -> dict[str, dict[str, np.ndarray]]:
+    """Fit one twin per input set on ``targets`` and score ``pairs``: ``{twin name: {split: P(like)}}``.
+
+    What ``coral run`` needs for the twin rows: with the run seed's warm start ``index``
+    (:func:`coral.align.topk.evidence_index`), ``targets`` = the align fold
+    (:func:`coral.data.folds.fold_interactions`), ``pairs`` = ``{"test": (users, items), "valid": (users, items)}``
+    of the shared pairs, ``input_sets`` e.g. ``[("rates",), inputs_of(scorer.prompt_config)]``.
+
+    :param pairs: split name -> (users, items).
+    """
+    needed = sorted({name for inputs in input_sets for name in inputs}, key=TWIN_INPUTS.index)
+    fit_blocks = twin_inputs(dataset, index, targets.user, targets.item, needed, k)
+    split_blocks = {split: twin_inputs(dataset, index, users, items, needed, k) for split, (users, items) in pairs.items()}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for inputs in input_sets:
+        twin = InputTwin.fit(dataset, index, targets, inputs, k, blocks=fit_blocks)
+        out[twin.name] = {split: twin.predict(dataset, index, *pairs[split], blocks=blocks) for split, blocks in split_blocks.items()}
+    return out
