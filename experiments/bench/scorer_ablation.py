@@ -6,7 +6,9 @@ Every variant is an alignment directory of method topk (``coral align --method t
 the same dataset and warm start. On the same ``--pairs`` validation rows of the ``tuning`` role
 (:func:`coral.data.folds.validation_roles`: never the threshold pairs, never the early-stopping
 slice; never a test pair) every variant reads the same evidence: its 0..5 nearest pieces (the
-greedy retrieval), 5 random and 5 shuffled ones (another target's nearest, :mod:`coral.align.controls`).
+greedy retrieval) and, for the ``--controls`` variants, 5 random and 5 shuffled ones (another
+target's nearest, :mod:`coral.align.controls`). A variant evaluated once is read back from
+``--out`` (keyed by its scorer's identity and the trees).
 The prompts of one target are one token tree (:mod:`coral.align.tree`): the frozen trunk runs once
 per tree and prompt format (cached in ``--out``, shared by the variants with the same prompt
 settings and trunk depth), the variant's saved layers on top: the same P(Yes) as its scorer in
@@ -67,7 +69,8 @@ def tuning_pairs(dataset, n: int):
 
 def trunk_key(prompt_version: str, depth: int, rows: np.ndarray, evidence: dict) -> str:
     h = hashlib.sha256(f"{prompt_version}|{depth}|{rows.tobytes().hex()}".encode())
-    for name in BRANCHES:
+    for name in evidence:
+        h.update(name.encode())
         for pieces in evidence[name]:
             h.update(repr([(e.user, e.item, e.label) for e in pieces]).encode())
     return h.hexdigest()[:16]
@@ -120,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--no-twins", action="store_true")
+    parser.add_argument("--controls", default="", help="NAME,... variants also scored with 5 random and 5 shuffled pieces (others: none and 1..5 nearest)")
     args = parser.parse_args(argv)
 
     import torch
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from coral.align.topk import TreeBuilder, TreeSource, evidence_index, load_head, predict
     from coral.data import load_dataset
     from coral.data.folds import fold_interactions
-    from coral.llm.aligned import load_aligned_scorer, prompt_config_of, read_meta, scorer_name
+    from coral.llm.aligned import identity, load_aligned_scorer, prompt_config_of, read_meta, scorer_name
     from coral.llm.model import load_model
     from coral.llm.prompt import PromptBuilder
     from coral.retrieval import resolve_embeddings
@@ -155,23 +159,28 @@ def main(argv: list[str] | None = None) -> int:
     share = np.array([np.mean([e.label for e in pieces]) if pieces else 0.5 for pieces in evidence["nearest"]])
 
     model, tokenizer = load_model(first["config"]["base_model"], "float32")
+    with_controls = set(args.controls.split(",")) if args.controls else set()
     scores: dict[str, dict] = {}
     info: dict[str, dict] = {}
     for name, directory in variants.items():
+        branches = BRANCHES if name in with_controls else BRANCHES[:1]
         meta = metas[name]
-        prompt = prompt_config_of(meta)
-        builder = PromptBuilder(dataset, prompt, tokenizer)
+        builder = PromptBuilder(dataset, prompt_config_of(meta), tokenizer)
         depth = int(meta["config"]["topk_trunk"])
-        sources = [TreeSource(int(u), int(i), int(label), {b: evidence[b][j] for b in BRANCHES}) for j, (u, i, label) in enumerate(zip(users, items, y))]
+        key = trunk_key(builder.version, depth, rows, {b: evidence[b] for b in branches})
+        saved = out / f"v-{name}-{identity(directory)}-{key}"
+        if saved.with_suffix(".json").is_file():  # an earlier run evaluated this very scorer on these trees
+            info[name] = json.loads(saved.with_suffix(".json").read_text())
+            scores[name] = dict(np.load(saved.with_suffix(".npz")))
+            print(f"{name}: read back from {saved}", flush=True)
+            continue
+        sources = [TreeSource(int(u), int(i), int(label), {b: evidence[b][j] for b in branches}) for j, (u, i, label) in enumerate(zip(users, items, y))]
         trees = TreeBuilder(builder, tokenizer)
-        key = trunk_key(builder.version, depth, rows, evidence)
         t0 = time.process_time()
         cache = cached_trunk(out, key, model, [trees.tree(s) for s in sources], y, depth)
         cache.pairs = np.column_stack([users, items]).astype(np.int64)
-        head = load_head(model, tokenizer, directory)
-        p = predict(head, cache)
+        p = predict(load_head(model, tokenizer, directory), cache)
         scores[name] = {f"{b}{k}": v for (b, k), v in p.items()}
-        np.savez(out / f"p-{name}.npz", rows=rows, labels=y, **scores[name])
         summary = meta["summary"]
         info[name] = {
             "dir": str(directory), "scorer": scorer_name(meta), "prompt_version": meta["prompt_version"], "targets": summary["n_targets"],
@@ -179,16 +188,19 @@ def main(argv: list[str] | None = None) -> int:
             "trunk_cpu_s": summary["trunk_cpu_seconds"], "train_cpu_s": summary["train_cpu_seconds"], "best_step": summary["best_step"], "steps": summary["steps"],
             "stop_score": summary["stop_score_best"], "eval_cpu_s": round(time.process_time() - t0, 1), "tree_tokens_per_pair": cache.tokens / len(rows),
         }
+        del cache
         if args.speed_pairs:
             speed = scoring_speed(Path(directory), builder, users, items, evidence["nearest"], args.speed_pairs)
             tree_p = np.stack([scores[name][f"nearest{m}" if m else "none0"][: args.speed_pairs] for m in range(K + 1)], axis=1).ravel()
             speed["max_abs_dp_vs_tree_fp32"] = float(np.max(np.abs(speed.pop("p") - tree_p)))
             # The saved scorer in fp32 on a few pairs: the tree path reads what it computes (float16 trunk store aside).
-            fp32 = load_aligned_scorer(directory, layout="float32").score(episode_prompts(builder, users, items, evidence["nearest"], 3))
-            speed["parity_fp32_max_abs_dp"] = float(np.max(np.abs(fp32 - tree_p[: 3 * (K + 1)])))
+            n_parity = min(3, args.speed_pairs)
+            fp32 = load_aligned_scorer(directory, layout="float32").score(episode_prompts(builder, users, items, evidence["nearest"], n_parity))
+            speed["parity_fp32_max_abs_dp"] = float(np.max(np.abs(fp32 - tree_p[: n_parity * (K + 1)])))
             info[name]["speed"] = speed
+        np.savez(saved.with_suffix(".npz"), **scores[name])
+        saved.with_suffix(".json").write_text(json.dumps(info[name], default=float))
         print(f"{name}: {info[name]}", flush=True)
-        del cache
 
     references = {"like-share@5": share}
     if not args.no_twins:
@@ -217,14 +229,14 @@ def figures(y, scores, references, info, reference, n_boot, paired_auc_differenc
     vs_share = paired_auc_differences(y, {**nearest, "like-share@5": references["like-share@5"]}, "like-share@5", n_boot=n_boot)
     rows = {}
     for name, s in scores.items():
-        controls = paired_auc_differences(y, {"none": s["none0"], "random": s[f"random{K}"], "shuffled": s[f"shuffled{K}"]}, "none", n_boot=n_boot)
+        controls = paired_auc_differences(y, {"none": s["none0"], "random": s[f"random{K}"], "shuffled": s[f"shuffled{K}"]}, "none", n_boot=n_boot) if f"random{K}" in s else {}
         rows[name] = {
             **info[name],
             "auc_none": roc_auc_score(y, s["none0"]), "auc_nearest": roc_auc_score(y, nearest[name]),
             "by_pieces": [roc_auc_score(y, s["none0"] if m == 0 else s[f"nearest{m}"]) for m in range(K + 1)],
             "vs_reference": None if name == reference else vs_reference[name].__dict__,
             "vs_share": vs_share[name].__dict__,
-            "random_vs_none": controls["random"].__dict__, "shuffled_vs_none": controls["shuffled"].__dict__,
+            **{f"{c}_vs_none": controls[c].__dict__ for c in controls},
         }
     refs = {name: {"auc": roc_auc_score(y, p), "vs_reference": vs_reference[name].__dict__} for name, p in references.items()}
     return {"reference": reference, "variants": rows, "references": refs}
@@ -234,6 +246,11 @@ def _d(r: dict | None) -> str:
     if r is None:
         return "(reference)"
     return f"{100 * r['diff']:+.2f} [{100 * r['low']:+.2f}, {100 * r['high']:+.2f}] p={r['p_value']:.2g}"
+
+
+def _c(row: dict, control: str) -> str:
+    r = row.get(f"{control}_vs_none")
+    return "" if r is None else f"{100 * r['diff']:+.2f} [{100 * r['low']:+.2f}, {100 * r['high']:+.2f}]"
 
 
 def table(report: dict) -> str:
@@ -248,7 +265,7 @@ def table(report: dict) -> str:
         speed_text = f"{speed['tokens_per_s']:.0f} ({speed['layout']})" if speed else ""
         lines.append(
             f"| {name} | {r['scorer']} | {r['targets']} | {r['layers']} | {100 * r['auc_none']:.2f} | {100 * r['auc_nearest']:.2f} | {_d(r['vs_reference'])} | {_d(r['vs_share'])} | "
-            f"{100 * r['random_vs_none']['diff']:+.2f} | {100 * r['shuffled_vs_none']['diff']:+.2f} | {' '.join(f'{100 * a:.1f}' for a in r['by_pieces'])} | "
+            f"{_c(r, 'random')} | {_c(r, 'shuffled')} | {' '.join(f'{100 * a:.1f}' for a in r['by_pieces'])} | "
             f"{r['align_cpu_s']:.0f} ({r['trunk_cpu_s']:.0f} + {r['train_cpu_s']:.0f}) | {r['best_step']} / {r['steps']} | {speed_text} |"
         )
     lines += ["", "Non-LLM references on the same pairs (twins fitted on the align fold):", "", "| reference | AUC | Δ vs reference variant |", "|---|---|---|"]
