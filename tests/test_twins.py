@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from llm_fixtures import small_dataset
 
-from coral.align.twins import InputTwin, nearest_like_share, twin_name
+from coral.align.twins import InputTwin, twin_name
 from coral.baselines.rates import LikeCounts, base_rate_features, percent
 from coral.data.folds import fold_interactions
 from coral.llm.prompt import PromptBuilder, PromptConfig
@@ -89,19 +89,7 @@ def test_base_rate_twin_equals_a_hand_fitted_logistic_regression(dataset):
     np.testing.assert_allclose(twin.predict(dataset, index, users, items), expected, atol=1e-9)
 
 
-def test_like_share_twin_input_is_the_share_of_the_nearest_pieces(dataset):
-    from coral.align.topk import evidence_index
-    from coral.retrieval import random_embeddings
-
-    index = evidence_index(dataset, random_embeddings(dataset, dim=4, seed=1))
-    users, items = dataset.valid.user[:10], dataset.valid.item[:10]
-    share = nearest_like_share(index, users, items, k=3)
-    train = dataset.train
-    for j, (u, i) in enumerate(zip(users, items)):
-        query = np.concatenate([index.user_emb[u], index.item_emb[i]])
-        vectors = np.concatenate([index.user_emb[train.user], index.item_emb[train.item]], axis=1)
-        order = np.argsort(((vectors - query) ** 2).sum(1), kind="stable")
-        assert share[j] == pytest.approx(np.mean(train.label[order[:3]]))
+def test_twin_names():
     assert twin_name(("rates", "cf", "share"), 5) == "LR(base rates + CF embeddings + like-share@5)"
 
 

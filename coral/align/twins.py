@@ -8,7 +8,8 @@ regression (standardised inputs) on some of:
   share in whole percent and their counts, :func:`coral.baselines.rates.base_rate_features`);
 - ``cf``: the warm-start user and item embeddings that soft tokens are computed from
   ([e_u, e_i, e_u * e_i] of the unit-RMS tables, :mod:`coral.llm.soft_tokens`);
-- ``share``: the liked share of the ``k`` nearest evidence pieces (what the greedy retrieval shows).
+- ``share``: the liked share of the ``k`` nearest evidence pieces (what the greedy retrieval shows,
+  :func:`coral.retrieval.like_share.like_share_scores`).
 
 It is fitted on the targets of the alignment: the ``align`` fold of tail-train (the rows the warm
 start never saw), with every count left-one-out and every evidence piece through the leakage guard,
@@ -35,27 +36,6 @@ def twin_name(inputs: Sequence[str], k: int = 5) -> str:
     return "LR(" + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" else "") for name in inputs) + ")"
 
 
-def nearest_like_share(index: Any, users: np.ndarray, items: np.ndarray, k: int = 5, chunk: int = 64) -> np.ndarray:
-    """The liked share of each pair's ``k`` nearest observed training interactions (0.5 with none):
-    the pieces of :func:`coral.align.topk.nearest_and_random` (the greedy retrieval), through the leakage guard.
-
-    :param index: the evidence index (:class:`coral.retrieval.EvidenceIndex`) whose order the greedy retrieval uses.
-    :param chunk: queries per distance product.
-    """
-    out = np.empty(len(users))
-    for a in range(0, len(users), chunk):
-        us, its = users[a : a + chunk], items[a : a + chunk]
-        distances = index.distances_batch(np.stack([index.pair_vector(int(u), int(i)) for u, i in zip(us, its)]))
-        for j, (u, i) in enumerate(zip(us, its)):
-            excluded = np.zeros(len(index), dtype=bool)
-            target = index.row_of(int(u), int(i))
-            if target >= 0:
-                excluded[target] = True
-            pieces = [index.take(int(r), int(u), int(i)) for r in index.nearest_rows(None, excluded, k, distances=distances[j])]
-            out[a + j] = np.mean([e.label for e in pieces]) if pieces else 0.5
-    return out
-
-
 def twin_inputs(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, inputs: Sequence[str] = TWIN_INPUTS, k: int = 5) -> dict[str, np.ndarray]:
     """Each input's (n, features) block for the pairs (compute them once for several twins).
 
@@ -63,6 +43,7 @@ def twin_inputs(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.
     :param inputs: a subset of :data:`TWIN_INPUTS`.
     """
     from coral.baselines.rates import LikeCounts, base_rate_features
+    from coral.retrieval.like_share import like_share_scores
 
     users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
     blocks = {}
@@ -73,7 +54,7 @@ def twin_inputs(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.
             eu, ei = index.user_emb[users], index.item_emb[items]
             blocks[name] = np.concatenate([eu, ei, eu * ei], axis=1)
         elif name == "share":
-            blocks[name] = nearest_like_share(index, users, items, k)[:, None]
+            blocks[name] = like_share_scores(index, users, items, k)[k][:, None]
         else:
             raise CoralError(f"unknown twin input {name!r}; expected a subset of {', '.join(TWIN_INPUTS)}")
     return {name: block.astype(np.float64) for name, block in blocks.items()}
