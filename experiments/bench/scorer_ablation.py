@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--no-twins", action="store_true")
+    parser.add_argument("--baselines", default="", help="a baselines stage directory of `coral run` on the same split (RUN/stages/baselines-seed0-*): its models' validation scores as references")
     parser.add_argument("--controls", default="", help="NAME,... variants also scored with 5 random and 5 shuffled pieces (others: none and 1..5 nearest)")
     args = parser.parse_args(argv)
 
@@ -211,6 +212,18 @@ def main(argv: list[str] | None = None) -> int:
         for inputs in (("rates",), ("cf",), ("share",), ("rates", "cf", "share")):
             twin = InputTwin.fit(dataset, index, align_rows, inputs, K, blocks=fit_blocks)
             references[twin.name] = twin.predict(dataset, index, users, items, blocks=eval_blocks)
+    if args.baselines:
+        from coral.pipeline.scores import load_scores
+
+        stage = json.loads((Path(args.baselines) / "config.json").read_text())
+        if stage.get("dataset_fingerprint") != dataset.fingerprint:
+            parser.error(f"{args.baselines} was run on another split ({stage.get('dataset_fingerprint')}, not {dataset.fingerprint})")
+        for path in sorted(Path(args.baselines).glob("*.npz")):
+            for method in load_scores(path) if path.name != "scores.npz" else ():
+                valid = method.valid
+                if not np.array_equal(valid.rows, np.arange(len(dataset.valid))):
+                    parser.error(f"{path}: validation scores do not cover the split")
+                references[f"{method.model} (CTR, early-stopped on all validation)"] = valid.p[rows]
     np.savez(out / "p-references.npz", rows=rows, labels=y, **{k.replace("/", "_"): v for k, v in references.items()})
     report = figures(y, scores, references, info, args.reference, args.n_boot, paired_auc_differences)
     report.update({"command": " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]), "n_pairs": len(rows), "n_negative": int((y == 0).sum()), "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint})
