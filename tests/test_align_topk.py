@@ -207,6 +207,15 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
     with pytest.raises(Exception, match="trained on prompts"):  # prompts of other settings are refused
         scorer.score([PromptBuilder(dataset, PromptConfig(), scorer.tokenizer).build(int(dataset.valid.user[0]), int(dataset.valid.item[0]))])
 
+    # The environment (and so every policy stage of coral run) writes the prompts this scorer was trained on.
+    from test_env_fixtures import tiny_env
+
+    env = tiny_env(dataset, scorer=scorer, prompt_builder=None, split="valid")
+    assert env.prompt_builder.config == prompt and env.prompt_builder.version == meta["prompt_version"]
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    assert "CF profile" in env.prompt.text and "rated items" in env.prompt.text and 0 < env.p < 1
+
     # The projection's weights are part of the identity (hence of the fingerprint and every cache key).
     before = identity(out)
     state["outer.bias"] = state["outer.bias"] + 1.0
