@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 valid = method.valid
                 if not np.array_equal(valid.rows, np.arange(len(dataset.valid))):
                     parser.error(f"{path}: validation scores do not cover the split")
-                references[f"{method.model} (CTR, early-stopped on all validation)"] = valid.p[rows]
+                references[f"{method.model} (CTR, early-stopped on all validation)"] = valid.p[-1][rows]
     np.savez(out / "p-references.npz", rows=rows, labels=y, **{k.replace("/", "_"): v for k, v in references.items()})
     report = figures(y, scores, references, info, args.reference, args.n_boot, paired_auc_differences)
     report.update({"command": " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]), "n_pairs": len(rows), "n_negative": int((y == 0).sum()), "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint})
