@@ -233,9 +233,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def carried(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A target with fewer than K pieces of a branch (the leakage guard dropped a shuffled piece)
+    keeps its last prompt's P(Yes) for the missing counts, as :func:`coral.align.controls.evidence_controls`."""
+    out = dict(scores)
+    for branch in BRANCHES:
+        for k in range(1, K + 1):
+            if f"{branch}{k}" in out:
+                previous = out["none0"] if k == 1 else out[f"{branch}{k - 1}"]
+                out[f"{branch}{k}"] = np.where(np.isnan(out[f"{branch}{k}"]), previous, out[f"{branch}{k}"])
+    return out
+
+
 def figures(y, scores, references, info, reference, n_boot, paired_auc_differences) -> dict:
     """Every AUC and paired difference of the report (one shared set of bootstrap resamples per comparison)."""
     from sklearn.metrics import roc_auc_score
+
+    scores = {name: carried(s) for name, s in scores.items()}
 
     nearest = {name: s[f"nearest{K}"] for name, s in scores.items()}
     vs_reference = paired_auc_differences(y, {**nearest, **references}, reference, n_boot=n_boot)
