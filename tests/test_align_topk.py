@@ -264,6 +264,9 @@ def test_cf_tables_alignment_targets_and_rl_episodes_come_from_three_disjoint_fo
     for seed in range(30):
         env.reset(seed=seed)
         drawn.add((env.user, env.item))
+    from coral.align.twins import alignment_targets
+
+    assert {(int(u), int(i)) for u, i in zip(*(alignment_targets(dataset, out).user, alignment_targets(dataset, out).item))} == targets
     assert len(targets) > 10 and len(pool) > 10 and drawn <= pool
     assert not fitted[0] & targets and not fitted[0] & pool and not targets & pool
     tail_train = {(int(u), int(i)) for u, i in zip(dataset.tail_train.user, dataset.tail_train.item)}

@@ -132,3 +132,22 @@ def score_twins(dataset: CoralDataset, index: Any, targets: Interactions, pairs:
         twin = InputTwin.fit(dataset, index, targets, inputs, k, blocks=fit_blocks)
         out[twin.name] = {split: twin.predict(dataset, index, *pairs[split], blocks=blocks) for split, blocks in split_blocks.items()}
     return out
+
+
+def alignment_targets(dataset: CoralDataset, directory: Any) -> Interactions:
+    """The training interactions an aligned scorer (method topk) was trained on, from its ``targets.npz``:
+    fitting a twin on them gives it the LLM's own training targets.
+
+    :param directory: the alignment directory.
+    """
+    from pathlib import Path
+
+    from coral.llm.aligned import TARGETS_FILE
+
+    with np.load(Path(directory).expanduser() / TARGETS_FILE) as saved:
+        wanted = set(zip(saved["train_user"].tolist(), saved["train_item"].tolist()))
+    train = dataset.train
+    rows = np.flatnonzero([(int(u), int(i)) in wanted for u, i in zip(train.user, train.item)])
+    if len(rows) != len(wanted):
+        raise CoralError(f"{directory}: {len(wanted) - len(rows)} of its targets are not training interactions of {dataset.name!r}")
+    return train.take(rows)
