@@ -163,11 +163,10 @@ class CollabRetrievalEnv(gym.Env):
         if len(self.episodes) == 0:
             raise CoralError(f"dataset {self.dataset.name!r}: split {cfg.split!r} has no tail interactions to draw episodes from")
         if res.prompt_builder is None:
-            from coral.llm.prompt import PromptBuilder, PromptConfig
+            from coral.llm.prompt import scorer_prompt_builder
 
-            # The scorer's tokenizer (if it has one) supplies the chat template the LLM expects.
-            tokenizer = getattr(self.scorer, "tokenizer", None)
-            self.prompt_builder: PromptBuilderLike = PromptBuilder(self.dataset, PromptConfig(), tokenizer=tokenizer)
+            # The settings an aligned scorer was trained with (defaults otherwise), the chat template of its tokenizer.
+            self.prompt_builder: PromptBuilderLike = scorer_prompt_builder(self.dataset, self.scorer)
         else:
             self.prompt_builder = res.prompt_builder
 

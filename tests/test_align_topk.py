@@ -126,3 +126,151 @@ def test_evidence_controls_are_paired_and_leak_nothing(dataset):
     for name, per_target in evidence.items():
         for pieces in per_target:
             assert not {(e.user, e.item) for e in pieces} & held_out, name
+
+
+def _cf_projection(dataset, n_tokens: int, width: int, seed: int = 0):
+    """A soft-token projection with random (non-zero) weights on random tables."""
+    from coral.llm.soft_tokens import CFProjection
+
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    cf = CFProjection(rng.normal(size=(dataset.n_users, 4)), rng.normal(size=(dataset.n_items, 4)), n_tokens, width, hidden=8)
+    with torch.no_grad():
+        cf.outer.weight.normal_(0, 0.5)
+    return cf
+
+
+def test_soft_tokens_in_the_tree_equal_soft_tokens_in_the_scorer(dataset):
+    """Training (the tree with the projection added at the first trained layer) and scoring (HFScorer with
+    SoftTokens, prefix reuse on) compute the same P(Yes), and the soft tokens do change it."""
+    from coral.llm.prompt import CF_MARKER
+    from coral.llm.soft_tokens import SoftTokens, marker_token_id
+
+    model, tokenizer = tiny_llama()
+    builder = PromptBuilder(dataset, PromptConfig(cf_tokens=3), tokenizer)
+    marker = marker_token_id(tokenizer, CF_MARKER)
+    cf = _cf_projection(dataset, 3, model.config.hidden_size)
+    labels = resolve_label_tokens(tokenizer)
+    head = TopKHead(model, depth=1, k=1, yes_ids=labels.yes_ids, no_ids=labels.no_ids, cf=cf, marker_id=marker)
+    plain = TopKHead(model, depth=1, k=1, yes_ids=labels.yes_ids, no_ids=labels.no_ids)
+    scorer = HFScorer(model, tokenizer, model_id="tiny", kv_reuse=True, soft_tokens=SoftTokens(cf, marker, layer=1))
+    for row in (0, 1):
+        source = _source(dataset, row)
+        cache = compute_trunk(model, [TreeBuilder(builder, tokenizer).tree(source)], [source.label], depth=1, store=np.float32)
+        cache.pairs = np.array([[source.user, source.item]])
+        tree_p, without = predict(head, cache), predict(plain, cache)
+        for (name, k), p in tree_p.items():
+            evidence = () if name == "none" else source.branches[name][:k]
+            expected = scorer.score([builder.build(source.user, source.item, evidence)])[0]  # later prompts reuse the cached prefix
+            assert abs(float(p[0]) - float(expected)) < 1e-5, (row, name, k)
+        assert max(abs(float(tree_p[key][0]) - float(without[key][0])) for key in tree_p) > 1e-3
+
+
+def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerprints_its_projection(dataset, tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from coral.align.run import run_alignment
+    from coral.llm.aligned import CF_FILE, identity, load_aligned_scorer, read_meta, scorer_name
+    from coral.llm.prompt import scorer_prompt_builder
+
+    prompt = PromptConfig(base_rates=True, cf_tokens=2)
+    config = AlignConfig(
+        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="none", embedding_dim=8), topk_trunk=1, topk_layers=1,
+        topk_targets=12, topk_stop_pairs=8, topk_epochs=1, topk_batch=4, topk_lr=1e-2, cf_lr=1e-1, threads=1, prompt=prompt,
+    )
+    out = tmp_path / "aligned"
+    run_alignment(dataset, config, out, validate=False, progress=False)
+    meta = read_meta(out)
+    assert scorer_name(meta) == "top1-finetune+rates+cf2"
+    state = load_file(str(out / CF_FILE))
+    assert state["user_table"].shape == (dataset.n_users, 8) and float(state["outer.weight"].abs().sum()) > 0  # trained away from zero
+
+    scorer = load_aligned_scorer(out, layout="float32")
+    assert scorer.prompt_config == prompt and scorer.soft_tokens is not None and scorer.soft_tokens.layer == 1
+    builder = scorer_prompt_builder(dataset, scorer)  # what the environment and the controls build
+    assert builder.config == prompt and builder.version == meta["prompt_version"]
+    prompts = [builder.build(int(u), int(i)) for u, i in zip(dataset.valid.user[:4], dataset.valid.item[:4])]
+    p = scorer.score(prompts)
+    assert np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
+    # The saved head on a cached trunk (how the tuning ablation reads scorers) scores as the loaded scorer.
+    from coral.align.topk import load_head
+    from coral.llm.model import load_model
+
+    base, tokenizer = load_model(str(tiny_model_dir), "float32")
+    head = load_head(base, tokenizer, out)
+    source = _source(dataset, 2)
+    cache = compute_trunk(base, [TreeBuilder(builder, tokenizer).tree(source)], [source.label], depth=1, store=np.float32)
+    cache.pairs = np.array([[source.user, source.item]])
+    for (name, k), value in predict(head, cache).items():
+        evidence = () if name == "none" else source.branches[name][:k]
+        assert abs(float(value[0]) - float(scorer.score([builder.build(source.user, source.item, evidence)])[0])) < 1e-5
+    with pytest.raises(Exception, match="trained on prompts"):  # prompts of other settings are refused
+        scorer.score([PromptBuilder(dataset, PromptConfig(), scorer.tokenizer).build(int(dataset.valid.user[0]), int(dataset.valid.item[0]))])
+
+    # The environment (and so every policy stage of coral run) writes the prompts this scorer was trained on.
+    from test_env_fixtures import tiny_env
+
+    env = tiny_env(dataset, scorer=scorer, prompt_builder=None, split="valid")
+    assert env.prompt_builder.config == prompt and env.prompt_builder.version == meta["prompt_version"]
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    assert "CF profile" in env.prompt.text and "rated items" in env.prompt.text and 0 < env.p < 1
+
+    # The projection's weights are part of the identity (hence of the fingerprint and every cache key).
+    before = identity(out)
+    state["outer.bias"] = state["outer.bias"] + 1.0
+    save_file(state, str(out / CF_FILE))
+    assert identity(out) != before
+    changed = load_aligned_scorer(out, layout="float32")
+    assert changed.fingerprint != scorer.fingerprint
+    assert np.max(np.abs(changed.score(prompts) - p)) > 1e-6
+
+
+def test_cf_tables_alignment_targets_and_rl_episodes_come_from_three_disjoint_folds(dataset, tiny_model_dir, tmp_path, monkeypatch):
+    """Checked on the objects used: the rows the warm start's CF model is actually fitted on (recorded at the
+    fitting call), the targets the alignment actually trained and stopped on (its targets.npz), and the
+    targets of the environment's training episodes (its episode pool and the targets its resets draw)."""
+    import coral.baselines.export as export
+    import coral.retrieval.warm_start as warm_start
+    from test_env_fixtures import tiny_env
+
+    from coral.align.run import run_alignment
+    from coral.llm.aligned import TARGETS_FILE
+    from coral.retrieval import RandomEmbeddings
+
+    fitted: list[set[tuple[int, int]]] = []
+
+    def recording_fit(ds, baseline):
+        fitted.append({(int(u), int(i)) for u, i in zip(ds.train.user, ds.train.item)})
+        rng = np.random.default_rng(0)
+        return RandomEmbeddings(user=rng.normal(size=(ds.n_users, 8)).astype(np.float32), item=rng.normal(size=(ds.n_items, 8)).astype(np.float32))
+
+    monkeypatch.setattr(export, "warm_start_embeddings", recording_fit)
+    monkeypatch.setattr(warm_start, "_tables", {})
+    config = AlignConfig(
+        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="dfm", embedding_dim=8), topk_trunk=1, topk_layers=1,
+        topk_targets=1000, topk_stop_pairs=8, topk_epochs=1, topk_batch=16, threads=1, prompt=PromptConfig(cf_tokens=1),
+    )
+    out = tmp_path / "aligned"
+    run_alignment(dataset, config, out, validate=False, progress=False)
+    assert len(fitted) == 1  # the CF tables (evidence distances and soft tokens) come from this one fit
+    saved = np.load(out / TARGETS_FILE)
+    targets = {(int(u), int(i)) for u, i in zip(saved["train_user"], saved["train_item"])}
+    stop = {(int(u), int(i)) for u, i in zip(saved["stop_user"], saved["stop_item"])}
+
+    env = tiny_env(dataset, split="train")
+    pool = {(int(u), int(i)) for u, i in zip(env.episodes.user, env.episodes.item)}
+    drawn = set()
+    for seed in range(30):
+        env.reset(seed=seed)
+        drawn.add((env.user, env.item))
+    from coral.align.twins import alignment_targets
+
+    assert {(int(u), int(i)) for u, i in zip(*(alignment_targets(dataset, out).user, alignment_targets(dataset, out).item))} == targets
+    assert len(targets) > 10 and len(pool) > 10 and drawn <= pool
+    assert not fitted[0] & targets and not fitted[0] & pool and not targets & pool
+    tail_train = {(int(u), int(i)) for u, i in zip(dataset.tail_train.user, dataset.tail_train.item)}
+    assert targets <= tail_train and pool <= tail_train
+    held_out = {(int(u), int(i)) for split in (dataset.valid, dataset.test) for u, i in zip(split.user, split.item)}
+    valid = {(int(u), int(i)) for u, i in zip(dataset.valid.user, dataset.valid.item)}
+    assert not (fitted[0] | targets | pool) & held_out and stop <= valid

@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 from coral.config import config_hash, from_dict, require, section, to_dict
 from coral.evidence import ROUNDS
+from coral.llm.prompt import PromptConfig
 from coral.retrieval import WarmStartConfig
 
 Method = Literal["lora", "head", "topk"]
@@ -47,8 +48,10 @@ class AlignConfig:
     interactions) and greedy (the observed training interactions nearest to the target pair in warm-start embeddings)."""
     warm: WarmStartConfig = section(WarmStartConfig, flat=True)
     """The greedy policy's and method topk's evidence embeddings (as the environment's warm start, seed 0), and the tail-train folds: the warm start is fitted on head + its fold, alignment targets come from the align fold."""
-    chat_template: bool = True
-    """Prompts use the tokenizer's chat template (``PromptConfig.chat_template``); must match how the scored prompts are built."""
+    prompt: PromptConfig = section(PromptConfig)
+    """How the training prompts are written; saved with the scorer, so that every place that scores it builds the same
+    prompts (coral.llm.prompt.scorer_prompt_builder). prompt.cf_tokens > 0 trains a projection of the warm-start
+    user and item embeddings into that many soft tokens (method topk)."""
     max_tokens: int = 512
     """Prompts longer than this are left out of training (the environment never truncates)."""
     # ---- LoRA ----
@@ -86,6 +89,11 @@ class AlignConfig:
     """Passes over the training targets."""
     topk_batch: int = 8
     """Targets (trees) per optimiser step."""
+    cf_hidden: int = 256
+    """Method topk with prompt.cf_tokens: hidden units of the two-layer projection of [e_u, e_i, e_u * e_i] into the soft tokens."""
+    cf_lr: float = 1e-3
+    """Method topk with prompt.cf_tokens: AdamW peak learning rate of the projection (its output layer starts at zero:
+    the scorer starts as the model without soft tokens)."""
     # ---- readout head ----
     head_c: float = 0.1
     """Inverse L2 strength (scikit-learn's C) of the logistic readout, on standardised features."""
@@ -102,6 +110,8 @@ class AlignConfig:
         for name in ("epochs", "grad_accum", "lora_r", "threads", "topk_layers", "topk_targets", "topk_epochs", "topk_batch"):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         require(self.topk_lr > 0, "topk_lr", f"must be > 0, got {self.topk_lr}")
+        require(self.cf_lr > 0 and self.cf_hidden >= 1, "cf_lr", f"cf_lr must be > 0 and cf_hidden >= 1, got {self.cf_lr}, {self.cf_hidden}")
+        require(self.method == "topk" or not self.prompt.cf_tokens, "prompt.cf_tokens", f"soft tokens are trained by method topk only, not {self.method!r}")
         for name in ("lora_layers", "checkpoint_steps", "n_valid", "topk_trunk", "topk_stop_pairs"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         object.__setattr__(self, "policies", tuple(self.policies))

@@ -22,10 +22,10 @@ VALID_SCORES_FILE = "valid_scores.npz"
 
 
 def prompt_builder(dataset: CoralDataset, tokenizer: Any, config: AlignConfig):
-    """The environment's prompt builder (``PromptConfig`` defaults; chat template of ``tokenizer``)."""
-    from coral.llm.prompt import PromptBuilder, PromptConfig
+    """The prompt builder of the training prompts (``config.prompt``, saved with the scorer; chat template of ``tokenizer``)."""
+    from coral.llm.prompt import PromptBuilder
 
-    return PromptBuilder(dataset, PromptConfig(chat_template=config.chat_template), tokenizer=tokenizer)
+    return PromptBuilder(dataset, config.prompt, tokenizer=tokenizer)
 
 
 def _prepare_directory(out: Path, config: AlignConfig, restart: bool) -> None:
@@ -170,7 +170,17 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
     if len(set(train.labels.tolist())) < 2 or len(set(stop.labels.tolist())) < 2:
         raise CoralError(f"alignment targets or the early-stopping slice of {dataset.name!r} hold a single class")
     labels = resolve_label_tokens(tokenizer)
-    head = TopKHead(model, config.topk_trunk, config.topk_layers, labels.yes_ids, labels.no_ids, dtype=dtype)
+    cf, marker = None, -1
+    if config.prompt.cf_tokens:
+        from coral.align.topk import unit_rms
+        from coral.llm.prompt import CF_MARKER
+        from coral.llm.soft_tokens import CFProjection, marker_token_id
+
+        torch.manual_seed(config.seed)
+        cf = CFProjection(unit_rms(tables.user), unit_rms(tables.item), config.prompt.cf_tokens, model.config.hidden_size, config.cf_hidden)
+        marker = marker_token_id(tokenizer, CF_MARKER)
+        train.pairs, stop.pairs = (np.array([(s.user, s.item) for s in sources], dtype=np.int64) for sources in (train_sources, stop_sources))
+    head = TopKHead(model, config.topk_trunk, config.topk_layers, labels.yes_ids, labels.no_ids, dtype=dtype, cf=cf, marker_id=marker)
     before = stop_score(stop.labels, predict(head, stop))
     train_started = time.monotonic()
     with open(out / LOG_FILE, "a") as log_file:
@@ -181,7 +191,7 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
 
         trained = train_topk(
             head, train, lambda h: stop_score(stop.labels, predict(h, stop)),
-            lr=config.topk_lr, epochs=config.topk_epochs, trees_per_step=config.topk_batch, seed=config.seed, log=log,
+            lr=config.topk_lr, epochs=config.topk_epochs, trees_per_step=config.topk_batch, seed=config.seed, cf_lr=config.cf_lr, log=log,
         )
     summary = {
         "scorer_name": scorer_name({"method": config.method, "config": config.to_dict()}),
@@ -202,7 +212,15 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
         "model_layers": config.topk_trunk + config.topk_layers,
         "train_seconds": round(time.monotonic() - started, 2),
     }
-    save_result(out, config, topk_state=head.state_for_model(), dataset_name=dataset.name, dataset_fingerprint=dataset.fingerprint, prompt_version=builder.version, summary=summary)
+    from coral.llm.aligned import TARGETS_FILE
+
+    # The pairs actually trained on and stopped on, for audits (tests check them against the other folds).
+    atomic_write_npz(
+        out / TARGETS_FILE,
+        **{f"{part}_{field}": np.array([getattr(s, field) for s in sources], dtype=np.int64) for part, sources in (("train", train_sources), ("stop", stop_sources)) for field in ("user", "item", "label")},
+    )
+    cf_state = {k: v.detach().contiguous().clone() for k, v in cf.state_dict().items()} if cf is not None else None
+    save_result(out, config, topk_state=head.state_for_model(), cf_state=cf_state, dataset_name=dataset.name, dataset_fingerprint=dataset.fingerprint, prompt_version=builder.version, summary=summary)
 
 
 def run_alignment(dataset: CoralDataset, config: AlignConfig, out: str | Path, *, validate: bool = True, restart: bool = False, progress: bool = True) -> dict[str, Any]:

@@ -101,6 +101,8 @@ class TrunkCache:
     labels: np.ndarray
     seconds: float
     """CPU seconds spent in the trunk."""
+    pairs: np.ndarray | None = None
+    """(n_trees, 2) user and item of each tree: what soft tokens are computed from (set when the head has them)."""
 
     @property
     def tokens(self) -> int:
@@ -141,9 +143,15 @@ class TopKHead(torch.nn.Module):
     :param no_ids: token ids of the negative label's variants.
     :param dtype: the trained layers' products: torch.float32, or torch.bfloat16 (fp32 weights,
         bf16 products with fp32 accumulation: :class:`coral.llm.bf16.Bf16ComputeLinear`).
+    :param cf: a soft-token projection (:mod:`coral.llm.soft_tokens`), trained with the layers; its
+        vectors are added at the input of the first trained layer, at the ``marker_id`` placeholders.
+    :param marker_id: token id of the soft tokens' placeholder.
     """
 
-    def __init__(self, model: Any, depth: int, k: int, yes_ids: Sequence[int], no_ids: Sequence[int], dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, model: Any, depth: int, k: int, yes_ids: Sequence[int], no_ids: Sequence[int],
+        dtype: torch.dtype = torch.float32, cf: Any = None, marker_id: int = -1,
+    ) -> None:
         super().__init__()
         # The rotary embedding and the config only: kept outside the module tree, so that the base
         # model's weights are neither parameters of the head nor handed to the optimiser.
@@ -162,10 +170,22 @@ class TopKHead(torch.nn.Module):
             from coral.llm.bf16 import compute_linears_in_bf16
 
             compute_linears_in_bf16(self.layers)
+        self.cf, self.marker_id = cf, int(marker_id)
 
-    def forward(self, hidden: np.ndarray, tree: PromptTree, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Yes-vs-No logits (one per scored prompt of ``tree``) from its cached trunk output."""
+    def forward(self, hidden: np.ndarray, tree: PromptTree, mask: torch.Tensor | None = None, pair: Sequence[int] | None = None) -> torch.Tensor:
+        """Yes-vs-No logits (one per scored prompt of ``tree``) from its cached trunk output.
+
+        :param pair: the tree's (user, item), for the soft tokens.
+        """
         h = torch.from_numpy(hidden.astype(np.float32))[None]
+        if self.cf is not None:
+            from coral.llm.soft_tokens import marker_positions
+
+            if pair is None:
+                raise ValueError("a head with soft tokens needs each tree's (user, item)")
+            (positions,) = marker_positions(torch.tensor([tree.ids]), self.marker_id, self.cf.n_tokens)
+            h = h.index_add(1, positions, self.cf([pair[0]], [pair[1]])) if len(positions) else h
+        # The last trained layer runs only at the read positions (the rows of tree.outputs).
         h = run_layers(self.model, list(self.layers), h, tree, mask, rows=torch.tensor([o[0] for o in tree.outputs]))
         z = self.norm(h[0])
         return torch.logsumexp(z @ self.w_yes.T, -1) - torch.logsumexp(z @ self.w_no.T, -1)
@@ -196,7 +216,7 @@ def predict(head: TopKHead, cache: TrunkCache) -> dict[tuple[str, int], np.ndarr
     head.eval()
     out: dict[tuple[str, int], np.ndarray] = {}
     for r, (tree, hidden) in enumerate(zip(cache.trees, cache.hidden)):
-        p = torch.sigmoid(head(hidden, tree)).numpy()
+        p = torch.sigmoid(head(hidden, tree, pair=None if cache.pairs is None else cache.pairs[r])).numpy()
         for (_, name, k), value in zip(tree.outputs, p):
             out.setdefault((name, k), np.full(len(cache.trees), np.nan))[r] = value
     return out
@@ -223,15 +243,20 @@ def train_topk(
     trees_per_step: int,
     seed: int,
     checks_per_epoch: int = 2,
+    cf_lr: float | None = None,
     log: Callable[[dict], None] = lambda row: None,
 ) -> TrainLog:
     """Fine-tune ``head`` on the cached trees (every prompt of a tree carries the tree's label) with
     AdamW (10% linear warm-up, linear decay to 10%), keeping the weights of the best ``score_stop``.
 
     :param score_stop: higher is better (the early-stopping slice's score); checked ``checks_per_epoch`` times an epoch.
+    :param cf_lr: peak learning rate of the head's soft-token projection (default ``lr``).
     """
-    params = [p for p in head.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    cf_params = [p for p in head.cf.parameters() if p.requires_grad] if head.cf is not None else []
+    groups = [{"params": [p for n, p in head.named_parameters() if p.requires_grad and not n.startswith("cf.")], "peak": lr}]
+    if cf_params:
+        groups.append({"params": cf_params, "peak": cf_lr or lr})
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
     steps_per_epoch = -(-len(cache.trees) // trees_per_step)
     total = steps_per_epoch * epochs
     warm = max(1, total // 10)
@@ -259,11 +284,11 @@ def train_topk(
             head.train()
             s = state.steps
             for group in opt.param_groups:
-                group["lr"] = lr * ((s + 1) / warm if s < warm else max(0.1, 1 - (s - warm) / max(1, total - warm)))
+                group["lr"] = group["peak"] * ((s + 1) / warm if s < warm else max(0.1, 1 - (s - warm) / max(1, total - warm)))
             opt.zero_grad(set_to_none=True)
             chunk = order[b : b + trees_per_step]
             for j in chunk:
-                z = head(cache.hidden[j], cache.trees[j], masks[j])
+                z = head(cache.hidden[j], cache.trees[j], masks[j], None if cache.pairs is None else cache.pairs[j])
                 loss = F.binary_cross_entropy_with_logits(z, torch.full_like(z, float(cache.labels[j])))
                 (loss / len(chunk)).backward()
                 losses.append(loss.item())
@@ -342,3 +367,33 @@ def evidence_index(dataset: CoralDataset, tables: Any) -> Any:
     from coral.retrieval import EvidenceIndex, RandomEmbeddings
 
     return EvidenceIndex(dataset, RandomEmbeddings(user=unit_rms(tables.user), item=unit_rms(tables.item)))
+
+
+def load_head(model: Any, tokenizer: Any, directory: Any) -> TopKHead:
+    """The :class:`TopKHead` saved in an alignment directory (method topk), on ``model``'s frozen trunk:
+    scores cached trees as the saved scorer scores prompts (the tuning-row ablation reads scorers this way).
+
+    :param model: the base LLM (fp32, not cut).
+    :param tokenizer: its tokenizer.
+    :param directory: an alignment directory written by ``coral align --method topk``.
+    """
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from coral.llm.aligned import TOPK_FILE, load_soft_tokens, read_meta
+    from coral.llm.labels import resolve_label_tokens
+
+    directory = Path(directory).expanduser()
+    meta = read_meta(directory)
+    if meta["method"] != "topk":
+        raise ValueError(f"{directory} holds method {meta['method']!r}, not topk")
+    depth, k = int(meta["config"]["topk_trunk"]), int(meta["config"]["topk_layers"])
+    soft = load_soft_tokens(directory, meta, tokenizer)
+    labels = resolve_label_tokens(tokenizer)
+    head = TopKHead(model, depth, k, labels.yes_ids, labels.no_ids, cf=None if soft is None else soft.projection, marker_id=-1 if soft is None else soft.marker_id)
+    state = load_file(str(directory / TOPK_FILE))
+    layers = {f"{int(name.split('.')[2]) - depth}.{name.split('.', 3)[3]}": v for name, v in state.items() if name.startswith("model.layers.")}
+    head.layers.load_state_dict(layers)
+    head.norm.load_state_dict({name.split(".", 2)[2]: v for name, v in state.items() if name.startswith("model.norm.")})
+    return head.eval()

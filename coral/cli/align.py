@@ -84,14 +84,14 @@ def diagnostics(config: DiagnosticsCommand) -> int:
     from coral.align.diagnostics import evidence_diagnostics, summary
     from coral.io import atomic_write_json
     from coral.llm import make_scorer
-    from coral.llm.prompt import PromptBuilder
+    from coral.llm.prompt import scorer_prompt_builder
 
     if config.json:
         require_output_file(config.json, "--json")
     torch.set_num_threads(2)
     dataset = load_data(config.data, config.split)
     scorer = make_scorer(config.scorer.scorer, layout=config.scorer.layout)
-    builder = PromptBuilder(dataset, tokenizer=scorer.tokenizer)
+    builder = scorer_prompt_builder(dataset, scorer)
     trained_for = getattr(scorer, "prompt_version", None)
     if trained_for is not None and trained_for != builder.version:
         raise CoralError(f"{config.scorer.scorer} was trained on prompt template {trained_for}, not today's {builder.version}: align it again")

@@ -55,7 +55,7 @@ def score(config: ScoreCommand) -> int:
     from coral.data.sample import stratified_subset
     from coral.llm import make_scorer
     from coral.llm.evaluate import score_pairs
-    from coral.llm.prompt import PromptBuilder
+    from coral.llm.prompt import scorer_prompt_builder
     from coral.metrics import binary_metrics
     from coral.results import append_rows, make_row
 
@@ -67,7 +67,7 @@ def score(config: ScoreCommand) -> int:
         torch.set_num_threads(config.threads)
     cache = (config.cache_file or True) if config.cache else False
     scorer = make_scorer(config.scorer.scorer, cache=cache, layout=config.scorer.layout, batch_size=config.batch_size)
-    builder = PromptBuilder(dataset, config.prompt, scorer.tokenizer)
+    builder = scorer_prompt_builder(dataset, scorer, config.prompt)  # an aligned scorer's own settings win
 
     def run(split: str):
         rows = dataset.split(split)

@@ -6,8 +6,10 @@ Layout of an alignment directory::
     adapter/          peft LoRA adapter (method "lora")
     head.safetensors  readout weights (method "head")
     topk.safetensors  the fine-tuned top layers and final norm (method "topk"); the model ends there
+    cf.safetensors    the soft-token projection and its embedding tables (method "topk" with prompt.cf_tokens)
     train_log.jsonl   one line per optimiser step / epoch
-    examples.jsonl    the training examples (targets and evidence)
+    examples.jsonl    the training examples (targets and evidence; methods lora and head)
+    targets.npz       the training targets and the early-stopping pairs (method topk)
     metrics.json      validation figures
     checkpoints/      per-epoch and latest training state (resume)
 
@@ -30,18 +32,33 @@ META_FILE = "align.json"
 ADAPTER_DIR = "adapter"
 HEAD_FILE = "head.safetensors"
 TOPK_FILE = "topk.safetensors"
+CF_FILE = "cf.safetensors"
 LOG_FILE = "train_log.jsonl"
 EXAMPLES_FILE = "examples.jsonl"
+TARGETS_FILE = "targets.npz"
 METRICS_FILE = "metrics.json"
 #: Bump when the layout or meaning of the files changes.
 FORMAT_VERSION = 1
 
 
-def weight_files(directory: Path, method: str) -> list[Path]:
+def weight_files(directory: Path, meta: dict[str, Any]) -> list[Path]:
     """The files that hold an aligned scorer's weights (what its identity hashes)."""
+    method = meta["method"]
     if method == "lora":
         return sorted(p for p in (directory / ADAPTER_DIR).iterdir() if p.is_file())
-    return [directory / (TOPK_FILE if method == "topk" else HEAD_FILE)]
+    if method == "topk":
+        return [directory / TOPK_FILE] + ([directory / CF_FILE] if prompt_config_of(meta).cf_tokens else [])
+    return [directory / HEAD_FILE]
+
+
+def prompt_config_of(meta: dict[str, Any]) -> Any:
+    """The :class:`~coral.llm.prompt.PromptConfig` an aligned scorer was trained with (from its ``align.json``)."""
+    from coral.llm.prompt import PromptConfig
+
+    config = meta["config"]
+    if "prompt" in config:
+        return PromptConfig.from_dict(config["prompt"])
+    return PromptConfig(chat_template=bool(config.get("chat_template", True)))  # written before the prompt section
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
@@ -64,7 +81,7 @@ def identity(directory: str | Path) -> str:
     meta = read_meta(directory)
     h = hashlib.sha256()
     h.update(json.dumps({k: meta[k] for k in ("config", "method", "prompt_version", "format")}, sort_keys=True).encode())
-    files = weight_files(directory, meta["method"])
+    files = weight_files(directory, meta)
     if not files or not all(f.is_file() for f in files):
         raise CoralError(f"{directory}: the {meta['method']} weights are missing")
     for f in files:
@@ -127,11 +144,27 @@ def _with_topk_layers(model: Any, path: Path, n_layers: int) -> Any:
     return model
 
 
+def load_soft_tokens(directory: str | Path, meta: dict[str, Any], tokenizer: Any) -> Any:
+    """The aligned scorer's :class:`~coral.llm.soft_tokens.SoftTokens`, or None when it was trained without them."""
+    n_tokens = prompt_config_of(meta).cf_tokens
+    if not n_tokens:
+        return None
+    from safetensors.torch import load_file
+
+    from coral.llm.prompt import CF_MARKER
+    from coral.llm.soft_tokens import CFProjection, SoftTokens, marker_token_id
+
+    projection = CFProjection.from_state(load_file(str(Path(directory).expanduser() / CF_FILE)), n_tokens)
+    return SoftTokens(projection, marker_token_id(tokenizer, CF_MARKER), layer=int(meta["config"]["topk_trunk"]))
+
+
 def scorer_name(meta: dict[str, Any]) -> str:
     """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune"), from its ``align.json``."""
     config = meta["config"]
     if meta["method"] == "topk":
-        return f"top{config['topk_layers']}-finetune"
+        prompt = prompt_config_of(meta)
+        options = ("+rates" if prompt.base_rates else "") + (f"+cf{prompt.cf_tokens}" if prompt.cf_tokens else "")
+        return f"top{config['topk_layers']}-finetune{options}"
     if meta["method"] == "lora":
         return f"LoRA-top{config['lora_layers'] or 'all'}"
     return "probe"
@@ -141,8 +174,9 @@ def load_aligned_scorer(directory: str | Path, *, layout: str | None = None, bat
     """An :class:`~coral.llm.hf.HFScorer` of an aligned LLM; ``make_scorer("aligned:DIR")`` calls this.
 
     Its fingerprint holds the alignment's :func:`identity`, so caches never mix aligned and raw scores.
-    The returned scorer also carries ``prompt_version`` (the template it was trained on) and
-    ``alignment`` (the directory's ``align.json``).
+    The returned scorer also carries ``prompt_version`` (the template it was trained on; it refuses
+    other prompts), ``prompt_config`` (the settings that build them:
+    :func:`coral.llm.prompt.scorer_prompt_builder`) and ``alignment`` (the directory's ``align.json``).
 
     :param directory: an alignment directory written by ``coral align``.
     :param layout: "float32", "int8", "bfloat16", or None / "auto" (the default layout).
@@ -161,7 +195,9 @@ def load_aligned_scorer(directory: str | Path, *, layout: str | None = None, bat
         kv_reuse=kv_reuse,
         head=head,
         fingerprint_extra=f"aligned={meta['method']}:{identity(directory)}",
+        soft_tokens=load_soft_tokens(directory, meta, tokenizer),
     )
     scorer.prompt_version = meta["prompt_version"]
+    scorer.prompt_config = prompt_config_of(meta)
     scorer.alignment = meta
     return scorer

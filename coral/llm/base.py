@@ -52,6 +52,11 @@ class Scorer(ABC):
     fingerprint: str = ""
     #: The tokenizer whose chat template prompts should use, when the backend has one locally.
     tokenizer = None
+    #: The prompt settings (:class:`coral.llm.prompt.PromptConfig`) the scorer was trained for, when it
+    #: was (an aligned scorer); None = any. :func:`coral.llm.prompt.scorer_prompt_builder` reads it.
+    prompt_config = None
+    #: The prompt template version it was trained for (None = any): a scorer that has one refuses other prompts.
+    prompt_version: str | None = None
 
     @abstractmethod
     def score_details(self, prompts: Sequence[Prompt]) -> ScoreResult:

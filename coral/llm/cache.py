@@ -49,6 +49,8 @@ class CachedScorer(Scorer):
         self.timeout = timeout
         self.fingerprint = inner.fingerprint
         self.tokenizer = inner.tokenizer
+        self.prompt_config = inner.prompt_config
+        self.prompt_version = inner.prompt_version
         self.hits = 0
         self.misses = 0
         self._conn: sqlite3.Connection | None = None

@@ -20,6 +20,7 @@ os.environ.setdefault("OMP_PROC_BIND", "true")
 os.environ.setdefault("OMP_PLACES", "cores")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 from collections import OrderedDict  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -29,6 +30,7 @@ from typing import Any, Callable, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from coral.errors import CoralError  # noqa: E402
 from coral.llm.attention import use_gqa_attention  # noqa: E402
 from coral.llm.base import Prompt, Scorer, ScoreResult  # noqa: E402
 from coral.llm.labels import DEFAULT_LABELS, resolve_label_tokens, readout_from_logits  # noqa: E402
@@ -109,6 +111,9 @@ class _Job:
     new_ids: list[int]
     stores: list[tuple[str, int]]
     """Prefixes to store: (key, how many of ``new_ids`` from the start belong to it)."""
+    user: int = -1
+    """The prompt's user and item (what soft tokens are computed from)."""
+    item: int = -1
 
 
 def _stacked_prefixes(jobs: list[_Job], p_max: int, room: int, buffer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,6 +223,8 @@ class HFScorer(Scorer):
         (batch, hidden) to (batch,) Yes-vs-No logits; replaces the label-token softmax for p
         (the Yes/No mass is still read from the LM head).
     :param fingerprint_extra: identity of anything plugged in (adapter, head), for the fingerprint.
+    :param soft_tokens: collaborative-filtering soft tokens added at their placeholders
+        (:mod:`coral.llm.soft_tokens`; an aligned scorer trained with them).
     """
 
     backend = "hf"
@@ -241,6 +248,7 @@ class HFScorer(Scorer):
         kv_cache_bytes: int = 1 << 30,
         head: torch.nn.Module | None = None,
         fingerprint_extra: str = "",
+        soft_tokens: Any = None,
     ) -> None:
         self.model = model.eval()
         _one_numpy_blas_thread()
@@ -253,6 +261,7 @@ class HFScorer(Scorer):
         self.kv_reuse = kv_reuse
         self.kv_store = PrefixKVStore(kv_cache_bytes)
         self.head = head
+        self.soft_tokens = soft_tokens
         #: How the weights compute (float32, bfloat16, int8-a7/a8...): part of the fingerprint, so of
         #: every score-cache key and result row.
         self.layout = layout_tag(model)
@@ -290,7 +299,7 @@ class HFScorer(Scorer):
         seg_ids[0] = self._bos + seg_ids[0]
         n = len(segs)
         if not self.kv_reuse or n < 2:
-            return _Job(index, None, 0, [t for s in seg_ids for t in s], [])
+            return _Job(index, None, 0, [t for s in seg_ids for t in s], [], prompt.user, prompt.item)
         keys = prefix_keys(segs[:-1])
         start, past = 0, None
         for j in range(n - 1, 0, -1):
@@ -305,7 +314,7 @@ class HFScorer(Scorer):
             # The first segment (the instructions, the same in every prompt) is stored on its own
             # too, so that a target never seen before computes only its own block.
             stores.append((keys[1], len(seg_ids[0])))
-        return _Job(index, past, past_len, middle + seg_ids[-1], stores)
+        return _Job(index, past, past_len, middle + seg_ids[-1], stores, prompt.user, prompt.item)
 
     def _batches(self, jobs: list[_Job]) -> list[list[_Job]]:
         """Group jobs of similar length; a batch costs its size x (longest past + longest new)."""
@@ -343,7 +352,9 @@ class HFScorer(Scorer):
             stacked, self._kv_buffer = _stacked_prefixes(jobs, p_max, room, self._kv_buffer)
             cache = _prefilled_cache(stacked, p_max) if self.prefilled_cache else _dynamic_cache(stacked, self.model.config)
         decoder = self.model.get_decoder()
-        out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        soft = self.soft_tokens.added(self.model, input_ids, [j.user for j in jobs], [j.item for j in jobs]) if self.soft_tokens is not None else contextlib.nullcontext()
+        with soft:
+            out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
         hidden = out.last_hidden_state[:, -1]
         logits = self.model.get_output_embeddings()(hidden)
         if self.on_logits is not None:
@@ -377,6 +388,11 @@ class HFScorer(Scorer):
         mass = np.zeros(len(prompts))
         if not prompts:
             return ScoreResult(p, mass)
+        if self.prompt_version is not None:
+            # A prompt without a version (raw text, e.g. a served request) cannot be checked here.
+            wrong = next((pr.version for pr in prompts if pr.version and pr.version != self.prompt_version), None)
+            if wrong is not None:
+                raise CoralError(f"this scorer was trained on prompts {self.prompt_version}, got {wrong!r}: build its prompts with coral.llm.prompt.scorer_prompt_builder")
         # All prompts are planned against the prefixes cached before this call (deterministic
         # whatever the batching); prefixes computed here serve later calls.
         jobs = [self._plan(i, pr) for i, pr in enumerate(prompts)]

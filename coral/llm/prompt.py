@@ -46,6 +46,15 @@ TEMPLATE_REVISION = "3"
 SHORT_SYSTEM = "You are a recommender system. Answer Yes or No."
 SHORT_QUERY = 'Would user {user} like "{item}"?'
 EVIDENCE_HEADER = "Other ratings:\n"
+#: Base rates (``PromptConfig.base_rates``): the user's and the item's liked share of training ratings.
+USER_RATE = "User {user} liked {percent}% of {rated} rated items."
+ITEM_RATE = "This item was liked by {percent}% of {rated} raters."
+NO_RATINGS = "{who} has no ratings yet."
+#: Collaborative-filtering soft tokens (``PromptConfig.cf_tokens``): the line that holds their placeholders.
+#: The item's number makes the text (hence every cache key) differ wherever the soft tokens do.
+CF_LINE = "CF profile (item {item}): {markers}"
+#: The placeholder token: a special token of the SmolLM2 tokenizer that ordinary text never produces.
+CF_MARKER = "<empty_output>"
 
 ROLE_PLAY = (
     "You are a recommender system. You predict whether a user will like an item, "
@@ -94,6 +103,12 @@ class PromptConfig:
     """Incremental order: False (default) puts the summarisation instruction in the first evidence
     segment, just before the evidence, which shortens the tail recomputed at every retrieval step;
     True puts it after the evidence, the paper's relative order."""
+    base_rates: bool = False
+    """Shared order: the target block also states how often the user likes what they rate and how often the item is
+    liked ("User 412 liked 45% of 120 rated items."), from training interactions, the pair's own left out (coral.baselines.rates)."""
+    cf_tokens: int = 0
+    """Shared order: this many placeholder tokens in the target block, where an aligned scorer adds its collaborative-
+    filtering soft tokens (the warm-start user and item embeddings through a trained projection); 0 = none."""
 
     def __post_init__(self) -> None:
         from coral.config import require
@@ -101,6 +116,29 @@ class PromptConfig:
         require(self.order in ("shared", "incremental", "paper"), "order", f"must be 'shared', 'incremental' or 'paper', got {self.order!r}")
         require(self.max_history >= 0, "max_history", f"must be >= 0, got {self.max_history}")
         require(self.max_title_chars >= 4, "max_title_chars", f"must be >= 4, got {self.max_title_chars}")
+        require(self.cf_tokens >= 0, "cf_tokens", f"must be >= 0, got {self.cf_tokens}")
+        for name in ("base_rates", "cf_tokens"):
+            require(self.order == "shared" or not getattr(self, name), name, f"needs the shared order, got order {self.order!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PromptConfig":
+        """Inverse of :func:`coral.config.to_dict` (an aligned scorer's saved prompt settings)."""
+        from coral.config import from_dict
+
+        return from_dict(cls, data, where="prompt config")
+
+
+#: Settings added after template revision 3: they enter a version only when not at their defaults,
+#: so that the prompts of the default settings keep their version (and every score cache its entries).
+_LATER_SETTINGS = ("base_rates", "cf_tokens")
+
+
+def _settings_repr(config: PromptConfig) -> str:
+    """``repr(config)`` without the later settings that are at their defaults."""
+    import dataclasses
+
+    shown = [f for f in dataclasses.fields(config) if f.name not in _LATER_SETTINGS or getattr(config, f.name) != f.default]
+    return f"{type(config).__name__}({', '.join(f'{f.name}={getattr(config, f.name)!r}' for f in shown)})"
 
 
 class PromptBuilder:
@@ -120,10 +158,14 @@ class PromptBuilder:
         self._system = system
         self._header, self._footer = self._chat_frame(tokenizer, system) if config.chat_template else (None, None)
         texts = [TEMPLATE_REVISION, ROLE_PLAY, SUMMARISE, QUERY, QUERY_SHORT, ANSWER, COLLAB_HEADER, PLAIN_ANSWER_CUE, SHORT_SYSTEM, SHORT_QUERY, EVIDENCE_HEADER]
-        digest = hashlib.sha256("\x00".join([*texts, repr(config), str(self._header), str(self._footer)]).encode()).hexdigest()[:10]
+        if config.base_rates or config.cf_tokens:  # the texts of the options join the hash only when used (older versions stay as they were)
+            texts += [USER_RATE, ITEM_RATE, NO_RATINGS, CF_LINE, CF_MARKER]
+        digest = hashlib.sha256("\x00".join([*texts, _settings_repr(config), str(self._header), str(self._footer)]).encode()).hexdigest()[:10]
         style = "chat" if self._header is not None else "plain"
         #: Identity of the template: goes into every cache key and result row.
-        self.version = f"coral-prompt-v{TEMPLATE_REVISION}-{config.order}-h{config.max_history}-{style}-{digest}"
+        options = ("-rates" if config.base_rates else "") + (f"-cf{config.cf_tokens}" if config.cf_tokens else "")
+        self.version = f"coral-prompt-v{TEMPLATE_REVISION}-{config.order}-h{config.max_history}{options}-{style}-{digest}"
+        self._counts: Any = None
 
     @staticmethod
     def _chat_frame(tokenizer: Any, system: str) -> tuple[str | None, str | None]:
@@ -177,12 +219,27 @@ class PromptBuilder:
         verb = "liked" if int(ev.label) == 1 else "disliked"
         return f'The item "{self.item_text(int(ev.item))}" is {verb} by user {int(ev.user)}.\n'
 
+    def _rate_lines(self, user: int, item: int) -> str:
+        """The base-rate lines of the target block (``base_rates``): the pair's own interaction left out."""
+        from coral.baselines.rates import LikeCounts, percent
+
+        if self._counts is None:
+            self._counts = LikeCounts.of(self.dataset)
+        user_liked, user_rated, item_liked, item_rated = self._counts.pair(user, item)
+        user_line = USER_RATE.format(user=user, percent=percent(user_liked, user_rated), rated=user_rated) if user_rated else NO_RATINGS.format(who=f"User {user}")
+        item_line = ITEM_RATE.format(percent=percent(item_liked, item_rated), rated=item_rated) if item_rated else NO_RATINGS.format(who="This item")
+        return f"{user_line}\n{item_line}\n"
+
     def _short_target_block(self, user: int, item: int) -> str:
         liked, disliked = self._recent(user, item)
+        rates = self._rate_lines(user, item) if self.config.base_rates else ""
+        cf = CF_LINE.format(item=item, markers=CF_MARKER * self.config.cf_tokens) + "\n" if self.config.cf_tokens else ""
         return (
             f"User {user} liked: {'; '.join(liked) or 'none'}.\n"
             f"User {user} disliked: {'; '.join(disliked) or 'none'}.\n"
+            + rates
             + SHORT_QUERY.format(user=user, item=self.item_text(item)) + "\n"
+            + cf
             + EVIDENCE_HEADER
         )
 
@@ -260,3 +317,20 @@ class PromptBuilder:
             body = collab + summarise + history + query
             segments = self._frame(["", body])
         return Prompt(tuple(segments), user=user, item=item, evidence=evidence, version=self.version)
+
+
+def scorer_prompt_builder(dataset: ItemTextDataset, scorer: Any, config: PromptConfig | None = None) -> PromptBuilder:
+    """The prompt builder for ``scorer``'s prompts: the settings it was trained with when it carries
+    them (an aligned scorer's ``prompt_config``), else ``config`` (default: :class:`PromptConfig`'s
+    defaults); the chat template of its tokenizer.
+
+    Every place that builds prompts for a scorer it did not build itself (the environment, the
+    controls, the diagnostics) goes through here, so that an aligned scorer is always given the
+    prompts it was trained on.
+
+    :param dataset: item texts and training histories.
+    :param scorer: any :class:`~coral.llm.base.Scorer`.
+    :param config: the settings for a scorer that carries none.
+    """
+    trained = getattr(scorer, "prompt_config", None)
+    return PromptBuilder(dataset, trained if trained is not None else (config or PromptConfig()), tokenizer=getattr(scorer, "tokenizer", None))

@@ -284,8 +284,6 @@ class MainJob:
         return Stage(f"{method}-{warm}@{tag}-seed{seed}", identity, run)
 
     def align_stage(self, ds: CoralDataset, seed: int) -> Stage:
-        from coral.llm.prompt import PromptConfig
-
         align_config = self.alignment_config(seed)
 
         def run(directory: Path) -> None:
@@ -294,7 +292,7 @@ class MainJob:
             run_alignment(ds, align_config, directory / "aligned", validate=False)
 
         identity = stage_identity(
-            "align", ds, alignment=align_config, prompt=PromptConfig(chat_template=align_config.chat_template),
+            "align", ds, alignment=align_config, prompt=align_config.prompt,
             warm_start_model=align_config.warm.baseline(align_config.seed),
         )
         return Stage(f"align-seed{seed}", identity, run)
@@ -336,12 +334,12 @@ class MainJob:
             from coral.align.controls import evidence_controls
             from coral.align.topk import evidence_index
             from coral.io import atomic_write_json, atomic_write_npz
-            from coral.llm.prompt import PromptBuilder
+            from coral.llm.prompt import scorer_prompt_builder
             from coral.retrieval import resolve_embeddings
 
             scorer = self.scorer(spec)
             index = evidence_index(ds, resolve_embeddings(ds, warm, seed=seed))  # fitted on head + its fold
-            builder = PromptBuilder(ds, tokenizer=getattr(scorer, "tokenizer", None))  # as the environment builds it
+            builder = scorer_prompt_builder(ds, scorer)  # as the environment builds it
             figures = evidence_controls(scorer, ds, builder, "test", pairs.test, index, k=rounds, seed=seed, n_boot=n_boot, progress=False)
             report = {
                 "scorer": tag, "seed": seed, "n": figures["n"], "n_negative": figures["n_negative"],
