@@ -42,6 +42,10 @@ class TrainConfig:
     """PPO/MaskablePPO rollout length per environment (a rollout = n_steps * n_envs steps = one update; the default 2,000 steps give 31 updates)."""
     batch_size: int = 64
     """PPO/MaskablePPO minibatch size (DDPG uses the paper's 16)."""
+    n_epochs: int = 10
+    """PPO/MaskablePPO optimisation passes over each rollout."""
+    log_std_init: float = 0.0
+    """PPO (query actions): initial log standard deviation of the Gaussian over each action dimension."""
     normalize_obs: bool = True
     """Standardise observations with SB3's VecNormalize (running mean and variance, saved with the policy and applied at evaluation): the target's embeddings vary by far less than p and the counts."""
     learning_rate: Optional[float] = None
@@ -58,20 +62,23 @@ class TrainConfig:
     """torch.set_num_threads for the policy networks (and an in-process LLM)."""
 
     def __post_init__(self) -> None:
-        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "threads"):
+        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "threads"):
             require(int(getattr(self, name)) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("checkpoint_every", "val_every", "val_size", "num_env_runners"):
             require(int(getattr(self, name)) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         require(self.learning_rate is None or self.learning_rate > 0, "learning_rate", f"must be > 0 (or none), got {self.learning_rate}")
         require(bool(self.out), "out", "must name a directory, got ''")
+        require(self.env.observe == "embeddings" or self.algo == "maskable_ppo", "observe", f"candidates needs algo maskable_ppo (the candidates action mode), got {self.algo}")
         why = {"ddpg": "RLlib 2.60 has no DDPG", "maskable_ppo": "MaskablePPO is sb3-contrib's, RLlib has none"}
         require(self.engine != "rllib" or self.algo in RLLIB_ALGOS, "algo", f"{self.algo} is not available with engine rllib ({why.get(self.algo, 'not in RLlib')}); use engine sb3, or algo {' or '.join(RLLIB_ALGOS)}")
 
     @property
     def model_name(self) -> str:
-        """The name in result rows, e.g. coral-ppo-dfm (coral-rllib-ppo-dfm: the rows of both engines can share one results file)."""
+        """The name in result rows, e.g. coral-ppo-dfm (coral-rllib-ppo-dfm: the rows of both engines can share one results file;
+        coral-maskable-ppo-features-dfm: the candidate features of CandidateRetrieval-v0, -stop with its stop action)."""
         engine = "rllib-" if self.engine == "rllib" else ""
-        return f"coral-{engine}{self.algo.replace('_', '-')}-{self.env.warm.warm_start}"
+        variant = ("-features" if self.env.observe == "candidates" else "") + ("-stop" if self.env.stop_action else "")
+        return f"coral-{engine}{self.algo.replace('_', '-')}{variant}-{self.env.warm.warm_start}"
 
     def env_config(self, split: str = "train") -> EnvConfig:
         """The environment of this run for episodes drawn from ``split`` (train: training episodes; valid/test: evaluation)."""
