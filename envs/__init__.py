@@ -24,6 +24,7 @@ when you raise it.
 import gymnasium
 
 from coral.envs.batch import EpisodeBatch
+from coral.envs.candidates import CandidateRetrievalEnv  # registers observe="candidates" with make_env
 from coral.envs.collab_retrieval import CollabRetrievalEnv, make_env, make_scripted_env
 from coral.envs.config import EnvConfig
 from coral.envs.resources import EnvResources
@@ -55,6 +56,7 @@ __all__ = [
     "PLANTED_ENV_ID",
     "SCRIPTED_CANDIDATE_ENV_ID",
     "SCRIPTED_ENV_ID",
+    "CandidateRetrievalEnv",
     "CollabRetrievalEnv",
     "EnvConfig",
     "EnvResources",

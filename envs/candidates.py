@@ -9,7 +9,7 @@ import numpy as np
 
 from coral.errors import CoralError
 
-from coral.envs.collab_retrieval import CollabRetrievalEnv, make_env, with_defaults
+from coral.envs.collab_retrieval import ENV_CLASSES, CollabRetrievalEnv, make_env, with_defaults
 from coral.envs.config import EnvConfig
 from coral.envs.resources import EnvResources
 
@@ -160,6 +160,8 @@ class CandidateRetrievalEnv(CollabRetrievalEnv):
             reward -= self.config.piece_cost
         return obs, float(reward), terminated, truncated, info | {"stopped": False}
 
+
+ENV_CLASSES["candidates"] = CandidateRetrievalEnv
 
 #: The settings that make a CollabRetrieval config a CandidateRetrieval one.
 CANDIDATE_KEYS = {"action_mode": "candidates", "observe": "candidates"}

@@ -410,6 +410,10 @@ class CollabRetrievalEnv(gym.Env):
         return self.prompt.text
 
 
+#: The environment class of each ``EnvConfig.observe`` (CandidateRetrievalEnv adds itself on import).
+ENV_CLASSES: dict[str, type[CollabRetrievalEnv]] = {"embeddings": CollabRetrievalEnv}
+
+
 def make_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:
     """Build a :class:`CollabRetrievalEnv` (a :class:`~coral.envs.candidates.CandidateRetrievalEnv`
     with ``observe="candidates"``): the one factory for gymnasium.make, SB3, RLlib and evaluation.
@@ -421,12 +425,9 @@ def make_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: s
     :param keys: :class:`EnvConfig` keys overriding ``config`` (what ``gymnasium.make`` passes).
     """
     cfg = EnvConfig.from_any(config, **keys)
-    env_class = CollabRetrievalEnv
-    if cfg.observe == "candidates":
-        from coral.envs.candidates import CandidateRetrievalEnv
-
-        env_class = CandidateRetrievalEnv
-    return env_class(cfg, resources=resources, render_mode=None if render_mode == "rgb_array" else render_mode)
+    if cfg.observe not in ENV_CLASSES:  # registered by their modules, which coral.envs imports
+        raise CoralError(f"no environment class observes {cfg.observe!r} (import coral.envs to register them all)")
+    return ENV_CLASSES[cfg.observe](cfg, resources=resources, render_mode=None if render_mode == "rgb_array" else render_mode)
 
 
 def make_scripted_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:

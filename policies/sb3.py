@@ -12,6 +12,13 @@ from coral.policies.config import ALGOS
 
 
 
+#: Learning rates of ``learning_rate=None``. PPO's Gaussian over 2 x 128 query dimensions sums its
+#: KL over all of them: at SB3's 3e-4 one update moved the policy by KL 0.6-1 even with 4 epochs
+#: over 4 minibatches; 1e-4 keeps it near 0.03 and the validation return still rises
+#: (experiments/notes/env-policies.md, issue 28). DDPG: the paper's 1e-3.
+DEFAULT_LEARNING_RATES = {"ppo": 1e-4, "maskable_ppo": 3e-4, "ddpg": 1e-3}
+
+
 def algo_class(algo: str) -> type:
     """The SB3 class of ``algo`` (ppo, ddpg, maskable_ppo)."""
     if algo == "ppo":
@@ -36,7 +43,7 @@ def build_model(
     """A new SB3 model for ``vec_env``.
 
     PPO and MaskablePPO: SB3 defaults except rollout length ``n_steps`` per environment,
-    ``batch_size``, ``n_epochs`` and (PPO) ``log_std_init``. DDPG: the paper's settings (replay
+    ``batch_size``, ``n_epochs``, the learning rate and (PPO) ``log_std_init``. DDPG: the paper's settings (replay
     buffer 1000, batch 16, learning_starts 10, Adam lr 1e-3, Ornstein-Uhlenbeck action noise
     sigma 0.1); ``batch_size``/``n_steps``/``n_epochs`` do not apply. Both start at the zero
     action, greedy retrieval around the target: PPO's action head is initialised with gain 0.01
@@ -45,7 +52,7 @@ def build_model(
     :param algo: ppo, ddpg or maskable_ppo.
     :param vec_env: the SB3 VecEnv to train on.
     :param seed: seed of the networks and the sampling.
-    :param learning_rate: None = the algorithm's default (PPO 3e-4, DDPG 1e-3).
+    :param learning_rate: None = the algorithm's default (:data:`DEFAULT_LEARNING_RATES`).
     :param n_steps: PPO rollout steps per environment.
     :param batch_size: PPO minibatch size.
     :param n_epochs: PPO passes over each rollout.
@@ -67,7 +74,7 @@ def build_model(
             buffer_size=1000,
             batch_size=16,
             learning_starts=10,
-            learning_rate=1e-3 if learning_rate is None else learning_rate,
+            learning_rate=DEFAULT_LEARNING_RATES[algo] if learning_rate is None else learning_rate,
             action_noise=noise,
             seed=seed,
             verbose=0,
@@ -86,7 +93,7 @@ def build_model(
         n_steps=n_steps,
         batch_size=batch_size,
         n_epochs=n_epochs,
-        learning_rate=3e-4 if learning_rate is None else learning_rate,
+        learning_rate=DEFAULT_LEARNING_RATES[algo] if learning_rate is None else learning_rate,
         policy_kwargs=policy_kwargs,
         seed=seed,
         verbose=0,
