@@ -6,8 +6,9 @@ learn a rule such as "prefer ratings of the target item" once per slot, from the
 put such a rating in that slot. Here one small network scores each candidate from its own row,
 the episode scalars and the mean row of the neighbourhood (e.g. its share of liked pieces), so a
 rule learned in one slot holds in every slot; the logits of the M candidates (and of stop, from
-the scalars and the mean row) go to the masked categorical distribution. The value function is a
-plain MLP over the whole observation.
+the scalars and the mean row) go to the masked categorical distribution, each plus a learned
+per-slot bias that starts the policy at greedy retrieval (nearest first). The value function is
+a plain MLP over the whole observation.
 """
 
 from __future__ import annotations
@@ -36,9 +37,13 @@ class CandidateScorer(nn.Module):
     :param n_scalars: the episode scalars at the head of the observation.
     :param n_features: columns of a candidate's row.
     :param hidden: width of the hidden layers.
+    :param slot_prior: initial logit step between neighbouring slots (0: a uniform first policy).
     """
 
-    def __init__(self, n_obs: int, n_actions: int, n_scalars: int = CandidateRetrievalEnv.N_SCALARS, n_features: int = CandidateRetrievalEnv.N_FEATURES, hidden: int = 64) -> None:
+    def __init__(
+        self, n_obs: int, n_actions: int, n_scalars: int = CandidateRetrievalEnv.N_SCALARS, n_features: int = CandidateRetrievalEnv.N_FEATURES,
+        hidden: int = 64, slot_prior: float = 0.1,
+    ) -> None:
         super().__init__()
         self.n_scalars, self.n_features = n_scalars, n_features
         self.n_candidates = (n_obs - n_scalars) // n_features
@@ -49,6 +54,12 @@ class CandidateScorer(nn.Module):
         self.candidate = _mlp([n_features + context, hidden, hidden, 1])
         self.stop = _mlp([context, hidden, 1]) if self.has_stop else None
         self.value = nn.Sequential(_mlp([n_obs, hidden, hidden]), nn.Tanh())
+        # A learned bias per slot, starting at -slot_prior * k: the first policy's argmax is the
+        # nearest available candidate (greedy retrieval, as the zero query action of v1), and its
+        # samples explore mostly the next nearest. (The rank column itself cannot carry this: it
+        # is the same in every episode, so observation standardisation maps it to 0.)
+        self.slot_bias = nn.Parameter(-slot_prior * torch.arange(self.n_candidates, dtype=torch.float32))
+        self.stop_bias = nn.Parameter(torch.tensor(-slot_prior * self.n_candidates / 2)) if self.has_stop else None
         self.latent_dim_pi = n_actions
         self.latent_dim_vf = hidden
 
@@ -62,9 +73,9 @@ class CandidateScorer(nn.Module):
         rows = features[:, self.n_scalars :].reshape(-1, self.n_candidates, self.n_features)
         context = torch.cat([scalars, rows.mean(dim=1)], dim=1)
         per_row = torch.cat([rows, context.unsqueeze(1).expand(-1, self.n_candidates, -1)], dim=2)
-        logits = self.candidate(per_row).squeeze(-1)
+        logits = self.candidate(per_row).squeeze(-1) + self.slot_bias
         if self.stop is not None:
-            logits = torch.cat([logits, self.stop(context)], dim=1)
+            logits = torch.cat([logits, self.stop(context) + self.stop_bias], dim=1)
         return logits
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:

@@ -50,7 +50,7 @@ def test_a_policy_trained_on_the_planted_problem_beats_greedy(tmp_path):
     """Greedy's nearest pieces mostly rate the target's twin of the opposite quality; MaskablePPO
     with candidate features learns to take ratings of the target item instead."""
     res = planted_resources(0)
-    config = planted_train_config(tmp_path / "planted", algo="maskable_ppo", observe="candidates", timesteps=2048, n_steps=32)
+    config = planted_train_config(tmp_path / "planted", algo="maskable_ppo", observe="candidates", timesteps=4096)
     quiet_train(config, res)
     config, policy = load_run_policy(config.out)
     assert config.model_name == "coral-maskable-ppo-features-none"
