@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from coral.config import from_dict
 from coral.envs import EnvConfig, EnvResources

@@ -3,13 +3,12 @@ retrieval statistics against greedy, validation on tuning rows, training curves,
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_env_fixtures import DIM, env_config, resources as tiny_resources, tiny_dataset, tiny_env
+from test_env_fixtures import DIM, env_config, tiny_env
+from test_policies import dataset, quiet_train, resources  # noqa: F401 (the tiny dataset's module fixtures)
 
 from coral.config import from_dict
 from coral.envs.planted import PLANTED_DIM, planted_config, planted_resources
@@ -20,22 +19,6 @@ from coral.policies.greedy import GreedyPolicy
 from coral.policies.label_aware import LabelAwarePolicy, is_reference
 from coral.policies.random_policy import RandomPolicy
 from coral.policies.run_dir import load_run_policy
-from coral.policies.train import train
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    return tiny_dataset()
-
-
-@pytest.fixture(scope="module")
-def resources(dataset):
-    return tiny_resources(dataset)
-
-
-def quiet_train(config: TrainConfig, resources) -> Path:
-    with contextlib.redirect_stdout(io.StringIO()):
-        return train(config, resources)
 
 
 def planted_train_config(out: Path, **keys) -> TrainConfig:
