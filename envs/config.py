@@ -61,6 +61,7 @@ class EnvConfig:
         require(self.query_scale > 0, "query_scale", f"must be > 0, got {self.query_scale}")
         require(self.piece_cost >= 0, "piece_cost", f"must be >= 0, got {self.piece_cost}")
         require(not self.stop_action or self.observe == "candidates", "stop_action", "needs observe candidates")
+        require(self.piece_cost == 0 or self.observe == "candidates", "piece_cost", "needs observe candidates (v1 charges nothing per piece)")
 
     @property
     def episode_mode(self) -> str:

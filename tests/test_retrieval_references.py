@@ -149,3 +149,27 @@ def test_ddpg_starts_at_the_zero_action(tmp_path, resources):
 def test_candidate_features_need_maskable_ppo():
     with pytest.raises(CoralError, match="observe candidates needs algo maskable_ppo"):
         from_dict(TrainConfig, {"algo": "ppo", "observe": "candidates"})
+
+
+def test_cli_evaluates_the_label_aware_reference_on_tuning_rows(tmp_path, monkeypatch, dataset):
+    import csv
+    import io as text_io
+    from contextlib import redirect_stdout
+
+    from test_env_fixtures import write_dataset_csv
+
+    from coral.cli import main
+
+    monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_dataset_csv(dataset, tmp_path / "data")
+    args = ["evaluate", "--policy", "label-aware", "--dataset", str(data), "--scorer", "scripted", "--warm-start", "none", "--embedding-dim", "8",
+            "--split", "valid", "--rows", "tuning", "--limit", "8", "--label-aware-nearest", "3", "--label-aware-random", "2", "--n-boot", "0",
+            "--out", str(tmp_path / "ref")]
+    printed = text_io.StringIO()
+    with redirect_stdout(printed):
+        assert main(args) == 0
+    with open(tmp_path / "ref" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["model"] == "reference-label-aware-none" and rows[0]["split"] == "valid" and rows[0]["n_test"] == "8"
+    assert "overlap with greedy retrieval" in printed.getvalue()
+    assert main(["evaluate", "--policy", "greedy", "--dataset", str(data), "--rows", "tuning"]) == 2  # tuning rows are validation rows
