@@ -45,7 +45,7 @@ class TrainConfig:
     n_epochs: int = 4
     """PPO/MaskablePPO optimisation passes over each rollout (SB3's 10 passes over one small minibatch made ten same-direction Adam steps per update: KL 1-5 in the 256-dimensional query action)."""
     log_std_init: float = 0.0
-    """PPO (query actions): initial log standard deviation of the Gaussian over each action dimension."""
+    """PPO on query actions, engine sb3: initial log standard deviation of the Gaussian over each action dimension."""
     normalize_obs: bool = True
     """Standardise observations with SB3's VecNormalize (running mean and variance, saved with the policy and applied at evaluation): the target's embeddings vary by far less than p and the counts."""
     learning_rate: Optional[float] = None
