@@ -1,4 +1,4 @@
-"""AUC statistics: DeLong's test, the paired pair-bootstrap, pooling over seeds, claim verdicts.
+"""AUC statistics: DeLong's test, the paired pair-bootstrap, pooling over seeds, the two-level bootstrap, verdicts.
 
 Everything here compares methods **on the same evaluation pairs**. Two scorers evaluated on the
 same pairs make correlated errors, so their AUC difference is far better determined than two
@@ -20,16 +20,22 @@ share one resample, ``shared_pairs=True``) and averages the per-seed AUCs (or di
 the uncertainty of the seed mean due to the finite evaluation pairs, *given* the trained models of
 those seeds. The seed-to-seed spread (training randomness) is reported beside it as the sample
 standard deviation (ddof=1), and the t-interval over the seed values is returned too; with three
-seeds that interval is wide (t = 4.30). The interval used for claims is the pooled bootstrap one;
-where the seed std is larger than its half-width, training randomness dominates and a table
-should say so.
+seeds that interval is wide (t = 4.30). The **two-level bootstrap**
+(:func:`two_level_auc_difference`: resample seeds, then pairs within each drawn seed) holds both
+sources of uncertainty; the claims' verdicts of a multi-seed run use it, with the pooled pair
+interval and the t-interval shown beside it.
+
+Verdicts (:func:`claim_verdict`, :func:`claim_verdicts`) read only an interval: "a beats b" is
+supported when the interval of AUC(a) - AUC(b) lies above 0, not supported when its upper end is
+below a margin, undecided otherwise; the same rule read from b's side says whether a is worse.
+The claims themselves (which methods, which texts) are the pipeline's (:mod:`coral.pipeline.claims`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -549,33 +555,80 @@ def pooled_auc_difference(
     return _pooled(ys, matrices, n_boot, seed, level, shared_pairs)
 
 
+def _two_level(ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], n_boot: int, seed: int, level: float, shared_pairs: bool) -> PooledEstimate:
+    """Two-level bootstrap of a per-seed quantity: resample seeds, then pairs within each drawn seed."""
+    _check_level(level)
+    if len(ys) == 0 or len(ys) != len(per_seed_scores):
+        raise CoralError(f"the two-level bootstrap needs one label array per seed: {len(ys)} label arrays, {len(per_seed_scores)} score arrays")
+    checked = [_labels_and_scores(y, matrix) for y, matrix in zip(ys, per_seed_scores)]
+    values = [float(_per_seed_quantity(_delong_components(labels, matrix)[0])) for labels, matrix in checked]
+    n_seeds = len(checked)
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(0, n_seeds, size=(n_boot, n_seeds))  # each replicate's seeds, with replacement
+    draws = np.full((n_boot, n_seeds), np.nan)
+    if shared_pairs:  # one pair resample per replicate, used by every seed it drew (as in _pooled)
+        labels = checked[0][0]
+        if any(not np.array_equal(other, labels) for other, _ in checked[1:]):
+            raise CoralError("shared_pairs=True but the seeds' evaluation labels differ")
+        k = checked[0][1].shape[0]
+        boot = bootstrap_aucs(labels, np.concatenate([matrix for _, matrix in checked]), n_boot, rng)
+        per_seed = np.stack([_per_seed_quantity(boot[:, s * k : (s + 1) * k]) for s in range(n_seeds)], axis=1)
+        draws = np.take_along_axis(per_seed, chosen, axis=1)
+    else:  # every draw of a seed gets its own pair resample, the same indices for both methods
+        for s, (labels, matrix) in enumerate(checked):
+            where = np.nonzero(chosen == s)
+            if len(where[0]):
+                draws[where] = _per_seed_quantity(bootstrap_aucs(labels, matrix, len(where[0]), rng))
+    replicates = draws.mean(axis=1)  # nan where a drawn seed's resample held a single class
+    low, high = percentile_interval(replicates, level)
+    summary = mean_std(values)
+    t_low, t_high = t_interval(values, level)
+    return PooledEstimate(summary.mean, low, high, tuple(values), summary.std, t_low, t_high, int(np.isfinite(replicates).sum()), level)
+
+
+def two_level_auc_difference(
+    ys: Sequence[np.ndarray],
+    scores_a: Sequence[np.ndarray],
+    scores_b: Sequence[np.ndarray],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    shared_pairs: bool = False,
+) -> PooledEstimate:
+    """Mean over seeds of AUC(a) - AUC(b), with the two-level bootstrap interval.
+
+    Each replicate draws S seeds with replacement from the S trained seeds, then resamples the
+    pairs of every drawn seed (both methods share the indices) and averages the drawn seeds'
+    differences. Unlike :func:`pooled_auc_difference` (pairs only, *given* the trained models),
+    its interval also holds the seed-to-seed spread of training: five seeds that disagree in sign
+    give an interval across 0 however many pairs each has. With one seed it is the pair bootstrap.
+
+    :param ys: per seed, (n_s,) labels.
+    :param scores_a: per seed, (n_s,) scores of method a.
+    :param scores_b: per seed, (n_s,) scores of method b on the same pairs.
+    :param n_boot: replicates.
+    :param seed: seed of the resampling stream.
+    :param level: confidence level.
+    :param shared_pairs: every seed is evaluated on the same pairs: one pair resample per replicate.
+    """
+    if len(scores_a) != len(scores_b):
+        raise CoralError(f"{len(scores_a)} seeds of method a but {len(scores_b)} of method b")
+    return _two_level(ys, [_stack(a, b) for a, b in zip(scores_a, scores_b)], n_boot, seed, level, shared_pairs)
+
+
 # ---------------------------------------------------------------------------------------------
-# claims
-
-
-class Interval(Protocol):
-    """Anything with a point estimate and an interval (PairedAUCResult, PooledEstimate)."""
-
-    @property
-    def estimate(self) -> float: ...
-
-    @property
-    def low(self) -> float: ...
-
-    @property
-    def high(self) -> float: ...
+# verdicts
 
 
 SUPPORTED, NOT_SUPPORTED, UNDECIDED = "supported", "not supported", "undecided"
 
 
 def claim_verdict(low: float, high: float, margin: float = 0.01) -> str:
-    """Verdict on a claim "a beats b" from the interval of AUC(a) - AUC(b), never from the point.
+    """Verdict on "a beats b" from the interval [low, high] of AUC(a) - AUC(b), never from the point.
 
-    - "supported": the interval lies above 0 (low > 0): the data exclude "no gain".
-    - "not supported": high < margin: even the most favourable end of the interval is below a
-      gain of ``margin``, so a gain that would matter is excluded (this includes a reliably
-      negative difference).
+    - "supported": low > 0: the data exclude "no gain".
+    - "not supported": high < margin: any advantage of a is smaller than ``margin`` (this
+      includes a reliably negative difference).
     - "undecided": otherwise: the interval holds both 0 and gains of at least ``margin``; more
       pairs (or seeds) are needed, and saying "no effect" here would be wrong.
 
@@ -592,81 +645,10 @@ def claim_verdict(low: float, high: float, margin: float = 0.01) -> str:
     return UNDECIDED
 
 
-def best_by_validation(valid_auc: Mapping[str, float]) -> str:
-    """The method with the highest VALIDATION AUC (the best CTR baseline for claim 4; never test).
+def claim_verdicts(low: float, high: float, margin: float = 0.01) -> tuple[str, str]:
+    """Both readings of the interval of AUC(a) - AUC(b): (a better than b, a worse than b).
 
-    :param valid_auc: method name -> validation AUC.
+    The second is :func:`claim_verdict` read from b's side (the interval of b - a is [-high,
+    -low]), so an interval and its mirror image swap the two readings: the rule is symmetric.
     """
-    usable = {name: auc for name, auc in valid_auc.items() if np.isfinite(auc)}
-    if not usable:
-        raise CoralError("no method has a finite validation AUC to choose the best one")
-    return max(usable, key=usable.__getitem__)
-
-
-def round_gains(round_aucs: Sequence[float]) -> tuple[list[float], bool]:
-    """Gains between successive rounds and whether they shrink (descriptive, point estimates).
-
-    :param round_aucs: AUC after round 0, 1, ..., K.
-    :returns: (gains of rounds 1..K, True when every gain is at most the previous one).
-    """
-    gains = np.diff(np.asarray(round_aucs, dtype=np.float64)).tolist()
-    return gains, all(b <= a for a, b in zip(gains, gains[1:]))
-
-
-def _signed(x: float, digits: int = 3) -> str:
-    return "nan" if math.isnan(x) else f"{x:+.{digits}f}"
-
-
-def claim_lines(claims: Sequence[tuple[str, Interval]], margin: float = 0.01, notes: Mapping[str, str] | None = None) -> list[str]:
-    """Markdown bullet lines, one per claim: verdict, Δ AUC, interval (and p where known).
-
-    :param claims: (claim text, its result) pairs; the result's interval decides the verdict.
-    :param margin: see :func:`claim_verdict`.
-    :param notes: optional extra text per claim text (appended to its line).
-    """
-    lines = []
-    for text, result in claims:
-        verdict = claim_verdict(result.low, result.high, margin)
-        p = getattr(result, "p_value", None)
-        line = f"- **{verdict}**: {text}: Δ AUC {_signed(result.estimate)} [{_signed(result.low)}, {_signed(result.high)}]"
-        if p is not None and not math.isnan(p):  # pooled over seeds there is no single DeLong p
-            line += f", DeLong p = {p:.2g}"
-        if notes and notes.get(text):
-            line += f"; {notes[text]}"
-        lines.append(line)
-    return lines
-
-
-def paper_claims(
-    coral_vs_llm: Interval,
-    rl_vs_random: Interval,
-    last_vs_first_round: Interval,
-    round_aucs: Sequence[float],
-    coral_vs_best_ctr: Interval,
-    best_ctr: str,
-    margin: float = 0.01,
-) -> list[str]:
-    """The paper's four claims as markdown lines (see :func:`claim_lines`).
-
-    :param coral_vs_llm: CoRAL (with evidence) minus LLM-only, same scorer, same pairs.
-    :param rl_vs_random: the RL policy (PPO) minus random retrieval.
-    :param last_vs_first_round: the RL method's AUC after round K minus after round 0.
-    :param round_aucs: the RL method's AUC after rounds 0..K (for the descriptive gains).
-    :param coral_vs_best_ctr: CoRAL minus the CTR baseline chosen by :func:`best_by_validation`.
-    :param best_ctr: that baseline's name.
-    :param margin: see :func:`claim_verdict`.
-    """
-    gains, shrinking = round_gains(round_aucs)
-    rounds_text = f"(3) AUC grows with retrieval rounds (round {len(round_aucs) - 1} vs round 0)"
-    ctr_text = f"(4) CoRAL beats the best CTR baseline ({best_ctr}, chosen by validation AUC)"
-    notes = {rounds_text: f"gains per round {', '.join(_signed(g) for g in gains)}: {'shrinking' if shrinking else 'not shrinking'} (descriptive)"}
-    return claim_lines(
-        [
-            ("(1) Collaborative evidence beats the LLM alone", coral_vs_llm),
-            ("(2) RL retrieval beats random retrieval", rl_vs_random),
-            (rounds_text, last_vs_first_round),
-            (ctr_text, coral_vs_best_ctr),
-        ],
-        margin,
-        notes,
-    )
+    return claim_verdict(low, high, margin), claim_verdict(-high, -low, margin)

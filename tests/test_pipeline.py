@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ FAST = {
     "baseline": {"epochs": 2},
     "scorer": "scripted",
     "align": False,
-    "methods": ["llm-only", "coral-random", "coral-ppo", "coral-ddpg"],
+    "methods": ["llm-only", "coral-random", "coral-greedy", "coral-ppo", "coral-ddpg"],
     "warm_starts": ["dfm"],
     "ppo_timesteps": 64,
     "ddpg_timesteps": 32,
@@ -38,7 +39,10 @@ FAST = {
     "controls": True,
 }
 
-EXPECTED = ["DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "User+item mean", "LLM-Language [zero-shot]", "CoRAL-random [zero-shot]", "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-DDPG (DFM) [zero-shot]"]
+EXPECTED = [
+    "DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "User+item mean", "kNN like-share (DFM)", "kNN like-share, distance-weighted (DFM)",
+    "LLM-Language [zero-shot]", "CoRAL-random [zero-shot]", "CoRAL-greedy (DFM) [zero-shot]", "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-DDPG (DFM) [zero-shot]",
+]
 
 
 def write_config(path: Path, **overrides) -> Path:
@@ -86,7 +90,17 @@ def test_table_has_every_method(uninterrupted) -> None:
         low, d, high = (float(final[model][k]) for k in ("d_llm_only_low", "d_llm_only", "d_llm_only_high"))
         assert low <= d <= high and 0 <= float(final[model]["d_llm_only_p"]) <= 1
     assert {r["split"] for r in rows if r["model"] == "dfm"} == {"test", "test_full"}
-    assert "## The paper's claims" in table and table.count("- **") >= 4
+    # The claims, each against its strongest simple alternative, one verdict row each.
+    assert "## The claims" in table
+    for number, a, b in ((1, "CoRAL-PPO (DFM) [zero-shot]", "LLM-Language [zero-shot]"), (2, "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-greedy (DFM) [zero-shot]"),
+                         (3, "CoRAL-PPO (DFM) [zero-shot], round K", "CoRAL-PPO (DFM) [zero-shot], round 1"), (5, "CoRAL-greedy (DFM) [zero-shot]", "kNN like-share (DFM)")):
+        line = next(line for line in table.splitlines() if line.startswith(f"| ({number}) "))
+        assert f"| {a} | {b} |" in line and "(one training run)" in line, line
+    assert table.count("| (4) CoRAL beats the best CTR baseline | CoRAL-PPO (DFM) [zero-shot] |") == 1
+    # Greedy and PPO of one seed search the very same warm-start tables.
+    configs = {r["model"]: json.loads(r["config"]) for r in rows if r["split"] == "test" and r["round"] in ("", "5")}
+    fingerprints = {configs[m]["warm_start_fingerprint"] for m in ("coral-greedy-dfm@zero-shot", "coral-ppo-dfm@zero-shot", "coral-ddpg-dfm@zero-shot", "knn-share-dfm")}
+    assert len(fingerprints) == 1 and "" not in fingerprints
     # The evidence controls on the same shared pairs, each with its paired difference vs none.
     assert "## Does the scorer read the evidence?" in table and "60 pairs" in table
     rows = [table.index(f"| {control} |") for control in ("none", "5 nearest", "5 random", "5 shuffled")]

@@ -14,21 +14,19 @@ from coral.stats import (
     NOT_SUPPORTED,
     SUPPORTED,
     UNDECIDED,
-    best_by_validation,
     bootstrap_aucs,
     bootstrap_counts,
-    claim_lines,
     claim_verdict,
+    claim_verdicts,
     delong,
     delong_variance,
     mean_std,
     paired_auc_difference,
     paired_auc_differences,
-    paper_claims,
     pooled_auc,
     pooled_auc_difference,
-    round_gains,
     t_interval,
+    two_level_auc_difference,
     weighted_auc,
 )
 
@@ -249,38 +247,75 @@ def test_pooled_interval_narrows_with_more_seeds():
 
 
 # ---------------------------------------------------------------------------------------------
-# claims
+# verdicts and the two-level bootstrap
 
 
-def test_claim_verdicts():
-    assert claim_verdict(0.001, 0.05) == SUPPORTED
-    assert claim_verdict(-0.02, 0.009) == NOT_SUPPORTED
-    assert claim_verdict(-0.08, -0.03) == NOT_SUPPORTED
-    assert claim_verdict(-0.01, 0.03) == UNDECIDED
+@pytest.mark.parametrize(
+    "low, high, better, worse",
+    [
+        (0.001, 0.05, SUPPORTED, NOT_SUPPORTED),  # above 0: a is better, and not worse
+        (-0.02, 0.008, NOT_SUPPORTED, UNDECIDED),  # any advantage < m; a worse by up to 0.02: open
+        (-0.008, 0.02, UNDECIDED, NOT_SUPPORTED),  # the mirror image of the row above
+        (-0.08, -0.03, NOT_SUPPORTED, SUPPORTED),  # below 0: a is worse
+        (0.03, 0.08, SUPPORTED, NOT_SUPPORTED),  # the mirror image of the row above
+        (-0.005, 0.005, NOT_SUPPORTED, NOT_SUPPORTED),  # level within the margin both ways
+        (-0.01, 0.03, UNDECIDED, UNDECIDED),  # the margin is strict: -0.01 is not above -m
+        (-0.009, 0.03, UNDECIDED, NOT_SUPPORTED),
+        (-0.03, 0.009, NOT_SUPPORTED, UNDECIDED),  # its mirror image
+        (-0.03, 0.03, UNDECIDED, UNDECIDED),
+        (math.nan, math.nan, UNDECIDED, UNDECIDED),
+    ],
+)
+def test_verdict_table_reads_both_sides_symmetrically(low, high, better, worse):
+    assert claim_verdicts(low, high) == (better, worse)
+    assert claim_verdict(low, high) == better
+    assert claim_verdicts(-high, -low) == (worse, better)  # the mirror image swaps the readings
+
+
+def test_verdict_margin():
     assert claim_verdict(-0.01, 0.03, margin=0.05) == NOT_SUPPORTED
-    assert claim_verdict(math.nan, math.nan) == UNDECIDED
+    assert claim_verdicts(-0.03, 0.01, margin=0.05) == (NOT_SUPPORTED, NOT_SUPPORTED)
 
 
-def test_best_ctr_baseline_is_chosen_by_validation_auc():
-    assert best_by_validation({"DFM": 0.78, "DCN": 0.81, "WDL": math.nan}) == "DCN"
-    with pytest.raises(CoralError):
-        best_by_validation({"DFM": math.nan})
+def _seeds_that_disagree(n: int = 3000, n_seeds: int = 5):
+    """Per seed: labels, a scorer a and a scorer b on the same pairs; a beats b clearly in three
+    seeds and loses clearly in two (training randomness), each seed on its own large pair set."""
+    ys, a, b = [], [], []
+    for s in range(n_seeds):
+        rng = np.random.default_rng(100 + s)
+        y = (rng.random(n) < 0.5).astype(int)
+        good, bad = y + rng.normal(scale=0.8, size=n), y + rng.normal(scale=1.6, size=n)
+        ys.append(y)
+        a.append(good if s < 3 else bad)
+        b.append(bad if s < 3 else good)
+    return ys, a, b
 
 
-def test_paper_claims_give_one_line_per_claim_from_the_intervals():
-    y, informative, noise = planted(n=800)
-    better = paired_auc_difference(y, informative, noise, n_boot=300)
-    same = paired_auc_difference(y, noise, noise, n_boot=300)
-    worse = paired_auc_difference(y, noise, informative, n_boot=300)
-    lines = paper_claims(better, same, better, [0.60, 0.65, 0.67, 0.68], worse, "DCN")
-    assert len(lines) == 4
-    assert lines[0].startswith("- **supported**") and "DeLong p" in lines[0]
-    assert lines[1].startswith("- **not supported**")
-    assert "round 3 vs round 0" in lines[2] and "+0.050, +0.020, +0.010: shrinking" in lines[2]
-    assert "DCN" in lines[3] and lines[3].startswith("- **not supported**")
-    assert round_gains([0.6, 0.62, 0.65])[1] is False
-    pooled = pooled_auc_difference([y], [informative], [noise], n_boot=200)
-    assert claim_lines([("pooled", pooled)])[0].startswith("- **supported**: pooled: Δ AUC +")
+def test_two_level_bootstrap_is_undecided_where_seeds_disagree_though_pairs_are_clear():
+    ys, a, b = _seeds_that_disagree()
+    pooled = pooled_auc_difference(ys, a, b, n_boot=400, seed=1)
+    two_level = two_level_auc_difference(ys, a, b, n_boot=400, seed=1)
+    assert pooled.estimate == pytest.approx(two_level.estimate)
+    assert claim_verdict(pooled.low, pooled.high) == SUPPORTED  # the pairs alone exclude 0
+    assert claim_verdict(two_level.low, two_level.high) == UNDECIDED  # the seeds do not
+    assert two_level.low < 0 < two_level.high
+    assert two_level.t_low < 0 < two_level.t_high
+
+
+def test_two_level_bootstrap_of_agreeing_seeds_is_close_to_the_pooled_one_and_one_seed_is_the_pair_bootstrap():
+    runs = [planted(n=600, seed=s) for s in range(5)]
+    ys, a, b = ([r[k] for r in runs] for k in range(3))
+    two_level = two_level_auc_difference(ys, a, b, n_boot=600, seed=2)
+    pooled = pooled_auc_difference(ys, a, b, n_boot=600, seed=2)
+    assert claim_verdict(two_level.low, two_level.high) == SUPPORTED
+    assert two_level.high - two_level.low >= 0.9 * (pooled.high - pooled.low)  # it adds the seed spread, never removes
+    one = two_level_auc_difference(ys[:1], a[:1], b[:1], n_boot=2000, seed=3)
+    pair = paired_auc_difference(ys[0], a[0], b[0], n_boot=2000, seed=3)
+    assert one.estimate == pytest.approx(pair.diff)
+    assert (one.low, one.high) == (pytest.approx(pair.low, abs=0.01), pytest.approx(pair.high, abs=0.01))
+    shared = two_level_auc_difference([ys[0]] * 3, [a[0]] * 3, [b[0]] * 3, n_boot=500, seed=4, shared_pairs=True)
+    alone = two_level_auc_difference(ys[:1], a[:1], b[:1], n_boot=500, seed=4)
+    assert shared.high - shared.low == pytest.approx(alone.high - alone.low, rel=0.25)  # repeating a run adds nothing
 
 
 # ---------------------------------------------------------------------------------------------

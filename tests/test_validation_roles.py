@@ -30,3 +30,12 @@ def test_shared_validation_pairs_come_from_the_threshold_role_only():
     assert set(pairs.valid.tolist()) <= set(roles.threshold.tolist())
     whole = SharedPairs.draw(dataset, 20, 0, seed=3)
     assert np.array_equal(whole.valid, roles.threshold)
+
+
+def test_a_class_of_three_rows_reaches_every_role():
+    from coral.data.folds import _cut_each_nonempty
+
+    for n in range(3, 12):
+        sizes = [len(part) for part in _cut_each_nonempty(np.arange(n), (0.25, 0.25, 0.5))]
+        assert sum(sizes) == n and min(sizes) >= 1, (n, sizes)
+    assert [len(p) for p in _cut_each_nonempty(np.arange(2), (0.25, 0.25, 0.5))] == [0, 1, 1]

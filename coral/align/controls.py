@@ -2,9 +2,14 @@
 
 On the same target pairs, one scorer is run with no evidence, with the k nearest observed training
 interactions (the greedy retrieval), with k random ones, and with the k nearest pieces of ANOTHER
-target (shuffled: the same kind of text, the wrong neighbourhood). A scorer that reads evidence
+target (shuffled: the wrong neighbourhood in the very same wording). A scorer that reads evidence
 gains from nearest pieces and not from shuffled ones; every difference is paired (same pairs,
 same bootstrap resamples, DeLong p-value).
+
+Shuffled pieces are written for this target in the relation they had to their own target: a
+rating of the partner's item by user U becomes "user U liked/disliked this item", a rating by the
+partner user of item J becomes "this user liked/disliked J" (the partner's labels). So the nearest
+and the shuffled control differ in content only, not in wording ("this item" vs another title).
 """
 
 from __future__ import annotations
@@ -34,6 +39,17 @@ def shuffled_partners(users: np.ndarray, items: np.ndarray, seed: int) -> np.nda
     return perm
 
 
+def transplant(piece: Evidence, partner: tuple[int, int], target: tuple[int, int]) -> Evidence:
+    """``piece`` (evidence of the ``partner`` pair) in the same relation to ``target``: on the
+    partner's item -> on the target's item, by the partner user -> by the target user, with the
+    piece's own label; a piece about neither stays as it is."""
+    if piece.item == partner[1]:
+        return Evidence(piece.user, target[1], piece.label)
+    if piece.user == partner[0]:
+        return Evidence(target[0], piece.item, piece.label)
+    return piece
+
+
 def control_evidence(index: Any, users: np.ndarray, items: np.ndarray, k: int, seed: int) -> dict[str, list[tuple[Evidence, ...]]]:
     """Evidence of each control for each target (nearest, random, shuffled), all through the leakage guard.
 
@@ -44,12 +60,15 @@ def control_evidence(index: Any, users: np.ndarray, items: np.ndarray, k: int, s
     nearest = [b["nearest"] for b in branches]
     shuffled = []
     for j, partner in enumerate(shuffled_partners(users, items, seed)):
+        target = (int(users[j]), int(items[j]))
         pieces = []
         for e in nearest[partner]:
-            try:  # the partner's piece re-checked for this target (it may be this target's own pair)
-                pieces.append(index.take(index.row_of(e.user, e.item), int(users[j]), int(items[j])))
+            piece = transplant(e, (int(users[partner]), int(items[partner])), target)
+            try:  # no transplanted piece may name the target itself or a held-out pair
+                index.guard.check(piece, *target)
             except LeakageError:
                 continue
+            pieces.append(piece)
         shuffled.append(tuple(pieces))
     return {"nearest": nearest, "random": [b["random"] for b in branches], "shuffled": shuffled}
 

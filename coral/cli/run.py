@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(command.out) if command.out else Path("runs") / (Path(config_file).stem if config_file else "default")
     console = Console()
     outputs = MainJob(command.run, out, log=lambda msg: console.print(msg, highlight=False, markup=False)).run()
-    console.print(Markdown(outputs.table_text))
+    console.print(Markdown(outputs.summary))
     console.print(f"table: {outputs.table}  plots: {', '.join(str(p) for p in outputs.plots)}")
     return 0
 

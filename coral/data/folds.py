@@ -88,6 +88,20 @@ def _cut(rows: np.ndarray, shares: tuple[float, ...]) -> list[np.ndarray]:
     return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def _cut_each_nonempty(rows: np.ndarray, shares: tuple[float, ...]) -> list[np.ndarray]:
+    """:func:`_cut`, except that every part gets at least one row when there are enough rows: a
+    class with a handful of rows (the few negatives of an Amazon tail split) then reaches every
+    part, so that no role holds a single class only because of rounding."""
+    sizes = np.diff(np.round(np.cumsum((0.0,) + shares) * len(rows)).astype(np.int64))
+    sizes[-1] = len(rows) - sizes[:-1].sum()
+    if len(rows) >= len(shares):
+        for k in np.flatnonzero(sizes == 0):
+            sizes[np.argmax(sizes)] -= 1
+            sizes[k] = 1
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def tail_train_folds(dataset: CoralDataset, config: FoldConfig = FoldConfig()) -> TailTrainFolds:
     """The three folds of ``dataset``'s tail-item training interactions.
 
@@ -168,7 +182,7 @@ def validation_roles(dataset: CoralDataset) -> ValidationRoles:
     parts: list[list[np.ndarray]] = [[], [], []]
     for label in (0, 1):
         rows = rng.permutation(np.flatnonzero(labels == label))
-        for k, part in enumerate(_cut(rows, VALIDATION_SHARES)):
+        for k, part in enumerate(_cut_each_nonempty(rows, VALIDATION_SHARES)):
             parts[k].append(part)
     threshold, stop, tuning = (np.sort(np.concatenate(p)).astype(np.int64) for p in parts)
     return ValidationRoles(threshold=threshold, stop=stop, tuning=tuning)

@@ -12,9 +12,11 @@ the shared pairs; the LLM methods are scored on the shared pairs only.
   seeds (:func:`coral.stats.pooled_auc`). A method whose scores are identical for two seeds (a
   deterministic method on a fixed split) counts once.
 - Paired differences (:func:`coral.stats.pooled_auc_difference`, one seed:
-  :func:`coral.stats.paired_auc_difference` with DeLong's p) of every method against LLM-only
-  and CoRAL-random of the same scorer and against the best CTR baseline by validation AUC.
-- The paper's four claims (:func:`coral.stats.paper_claims`), from those intervals.
+  :func:`coral.stats.paired_auc_difference` with DeLong's p) of every method against LLM-only,
+  CoRAL-random and CoRAL-greedy of the same scorer, the kNN like-share of the same warm start
+  (no LLM) and the best CTR baseline by validation AUC.
+- The claims (:mod:`coral.pipeline.claims`), from the two-level (seeds, then pairs) intervals
+  of :meth:`RunScores.paired` differences.
 """
 
 from __future__ import annotations
@@ -31,19 +33,20 @@ from coral.pipeline.pairs import SharedPairs
 from coral.pipeline.scores import MethodScores
 from coral.stats import (
     PooledEstimate,
-    claim_lines,
     delong,
+    mean_std,
     paired_auc_difference,
-    paper_claims,
     pooled_auc,
     pooled_auc_difference,
-    mean_std,
+    two_level_auc_difference,
 )
 
 #: The reference methods of the Δ table, by column key.
-REFERENCES = ("llm_only", "random", "best_ctr")
+REFERENCES = ("llm_only", "random", "greedy", "knn_share", "best_ctr")
 #: Column titles of the references.
-REFERENCE_TITLES = {"llm_only": "LLM-only", "random": "CoRAL-random", "best_ctr": "best CTR"}
+REFERENCE_TITLES = {"llm_only": "LLM-only", "random": "CoRAL-random", "greedy": "CoRAL-greedy", "knn_share": "kNN like-share", "best_ctr": "best CTR"}
+#: Methods whose evidence comes from a fixed rule, not a trained policy.
+FIXED_RETRIEVAL = ("coral-random", "coral-greedy")
 
 
 def base_name(model: str) -> str:
@@ -59,6 +62,21 @@ def scorer_tag(model: str) -> str:
 def is_ctr(model: str) -> bool:
     """A CTR baseline (the candidates for "best CTR"; the mean-rating reference is not one)."""
     return model in MODEL_NAMES
+
+
+def warm_start_of(model: str) -> str:
+    """The warm start a retrieval row searched: ``coral-ppo-dfm@x`` -> ``dfm``,
+    ``coral-greedy-dfm@x`` -> ``dfm``, ``knn-share-dist-dfm`` -> ``dfm``; "" for other rows."""
+    base = base_name(model)
+    if base.startswith("knn-share") or (base.startswith("coral-") and base.count("-") >= 2):
+        return base.rsplit("-", 1)[1]
+    return ""
+
+
+def is_trained_policy(model: str) -> bool:
+    """A row of a trained retrieval policy (``coral-ppo-dfm@tag``, ``coral-rllib-ppo-dfm@tag``, ...)."""
+    base = base_name(model)
+    return base.startswith("coral-") and not any(base.startswith(f) for f in FIXED_RETRIEVAL)
 
 
 @dataclass(frozen=True)
@@ -146,27 +164,59 @@ class RunScores:
         return max(ctr, key=ctr.__getitem__) if ctr else None
 
     def reference(self, model: str, kind: str) -> str | None:
-        """The model key that ``model`` is compared with in column ``kind`` (None: not run, or itself)."""
+        """The model key that ``model`` is compared with in column ``kind`` (None: not run, or itself).
+
+        LLM-only, CoRAL-random and CoRAL-greedy are those of the row's own scorer (CTR rows: of the
+        primary scorer); greedy and the like-share search the row's own warm start (other rows:
+        the first one run).
+        """
         if kind == "best_ctr":
             ref = self.best_ctr()
-        else:
+        elif kind in ("llm_only", "random"):
             tag = scorer_tag(model) or self.primary_tag()
             ref = f"{'llm-only' if kind == 'llm_only' else 'coral-random'}@{tag}"
+        else:
+            tag = scorer_tag(model) or self.primary_tag()
+            prefix = "coral-greedy" if kind == "greedy" else "knn-share"
+            candidates = sorted(m for m in self.methods if base_name(m).startswith(prefix + "-") and not base_name(m).startswith("knn-share-dist"))
+            if kind == "greedy":
+                candidates = [m for m in candidates if scorer_tag(m) == tag]
+            warm = warm_start_of(model)
+            ref = next((m for m in candidates if warm_start_of(m) == warm), candidates[0] if candidates else None)
         return ref if ref in self.methods and ref != model else None
 
-    def compare(self, model: str, reference: str, r: int | None = None, r_ref: int | None = None) -> Comparison | None:
-        """AUC(model after round r) - AUC(reference after round r_ref) over the seeds both have
-        (a reference with one run on shared pairs serves every seed)."""
+    def paired(self, model: str, reference: str, r: int | None = None, r_ref: int | None = None) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Per seed both have (a reference with one run on shared pairs serves every seed): the
+        labels, ``model``'s scores after round ``r`` and ``reference``'s after ``r_ref`` (None: last)
+        on the same test pairs.
+
+        :returns: (seeds, labels, scores of model, scores of reference).
+        """
         a_runs, b_runs = self.methods[model], self.methods[reference]
         seeds = [s for s in a_runs if s in b_runs or (self.shared_pairs and len(b_runs) == 1)]
-        if not seeds:
-            return None
         ys, sa, sb = [], [], []
         for s in seeds:
             a, b = a_runs[s], b_runs.get(s) or next(iter(b_runs.values()))
             ys.append(a.test.labels)
             sa.append(a.test.p[a.test.rounds if r is None else r])
             sb.append(b.test.p[b.test.rounds if r_ref is None else r_ref])
+        return seeds, ys, sa, sb
+
+    def compare_two_level(self, model: str, reference: str, r: int | None = None, r_ref: int | None = None) -> PooledEstimate | None:
+        """AUC(model after round r) - AUC(reference after round r_ref), mean over seeds with the
+        two-level (seeds, then pairs) bootstrap interval (:func:`coral.stats.two_level_auc_difference`)."""
+        seeds, ys, sa, sb = self.paired(model, reference, r, r_ref)
+        if not seeds:
+            return None
+        return two_level_auc_difference(ys, sa, sb, n_boot=max(self.n_boot, 1), seed=0, shared_pairs=self.shared_pairs and len(seeds) > 1)
+
+    def compare(self, model: str, reference: str, r: int | None = None, r_ref: int | None = None) -> Comparison | None:
+        """AUC(model after round r) - AUC(reference after round r_ref) over the seeds both have
+        (a reference with one run on shared pairs serves every seed), with the pair bootstrap
+        pooled over seeds."""
+        seeds, ys, sa, sb = self.paired(model, reference, r, r_ref)
+        if not seeds:
+            return None
         if len(seeds) == 1 or self.n_boot == 0:
             per_seed = [self._paired(y, a, b, reference) for y, a, b in zip(ys, sa, sb)]
             if len(per_seed) == 1:
@@ -200,37 +250,15 @@ class RunScores:
             out[kind] = self.compare(model, ref) if ref else None
         return out
 
-    # ---- claims -----------------------------------------------------------------------------------
     def claims_method(self) -> str | None:
         """The CoRAL method the claims are about: PPO of the primary scorer (else DDPG, else any trained policy)."""
         tag = self.primary_tag()
-        trained = sorted(m for m in self.methods if scorer_tag(m) == tag and base_name(m).startswith("coral-") and base_name(m) not in ("coral-random", "coral-greedy"))
+        trained = sorted(m for m in self.methods if scorer_tag(m) == tag and is_trained_policy(m))
         for algo in ("coral-ppo", "coral-ddpg"):
             for m in trained:
                 if base_name(m).startswith(algo + "-"):
                     return m
         return trained[0] if trained else None
-
-    def claims(self, margin: float = 0.01) -> list[str]:
-        """The four paper claims as markdown lines: supported / not supported / undecided from the intervals."""
-        method = self.claims_method()
-        if method is None:
-            return ["- no trained CoRAL policy in this run: the claims are not tested"]
-        tag = scorer_tag(method)
-        llm, rnd, ctr = f"llm-only@{tag}", f"coral-random@{tag}", self.best_ctr()
-        parts = {
-            "llm": self.compare(method, llm) if llm in self.methods else None,
-            "random": self.compare(method, rnd) if rnd in self.methods else None,
-            "rounds": self.compare(method, method, r_ref=0),
-            "ctr": self.compare(method, ctr) if ctr else None,
-        }
-        rounds = [self.pooled(method, r).estimate for r in range(self.rounds(method) + 1)]
-        header = f"Claims about {method} (scorer: {tag}); verdicts from the 95% paired intervals, margin {margin:+.2f} AUC:"
-        if all(parts.values()):
-            return [header, *paper_claims(parts["llm"], parts["random"], parts["rounds"], rounds, parts["ctr"], ctr or "", margin)]
-        texts = {"llm": "(1) Collaborative evidence beats the LLM alone", "random": "(2) RL retrieval beats random retrieval", "rounds": "(3) AUC grows with retrieval rounds", "ctr": "(4) CoRAL beats the best CTR baseline"}
-        lines = claim_lines([(texts[k], v) for k, v in parts.items() if v is not None], margin)
-        return [header, *lines, *(f"- **not tested**: {texts[k]} (its reference was not run)" for k, v in parts.items() if v is None)]
 
 
 def _same(a: MethodScores, b: MethodScores) -> bool:
@@ -246,4 +274,7 @@ def seeds_summary(values: Sequence[float], digits: int = 2, scale: float = 100.0
     return mean_std(finite).format(digits, scale) if finite else "n/a"
 
 
-__all__ = ["Comparison", "RunScores", "REFERENCES", "REFERENCE_TITLES", "base_name", "scorer_tag", "is_ctr", "seeds_summary"]
+__all__ = [
+    "Comparison", "RunScores", "REFERENCES", "REFERENCE_TITLES",
+    "base_name", "scorer_tag", "is_ctr", "is_trained_policy", "seeds_summary", "warm_start_of",
+]

@@ -56,6 +56,8 @@ class RunConfig:
         skip=("algo", "timesteps", "seed", "out", "env.data", "env.scorer", "env.warm.warm_start"),
     )
     """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps, does not validate while training, and updates PPO every 8 x 4 = 32 steps)."""
+    count_references: bool = True
+    """Add the no-LLM kNN like-share rows (the share of liked pieces among the K nearest observed interactions in the first warm start: greedy's evidence, counted; plain and distance-weighted): what an LLM reading that evidence must at least match. Costs seconds."""
     controls: bool = False
     """Also run the evidence controls of the methods' scorer (the aligned one when `align` is on) on the shared test pairs (no evidence / K nearest / K random / K nearest of another target, paired Δ vs none) and add their table to results.md (about 8 prompts per pair: off in the 20-minute default)."""
     eval_pairs: int = 250

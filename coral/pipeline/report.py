@@ -13,6 +13,7 @@ import numpy as np
 from coral.io import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
+    from coral.pipeline.claims import ClaimResult
     from coral.pipeline.compare import RunScores
 
 #: Display names and table order (the paper's Table 1 order, then this project's variants).
@@ -24,17 +25,27 @@ DISPLAY = {
     "ips": "IPS",
     "cause": "CausE",
     "mean": "User+item mean",
+    "knn-share": "kNN like-share",
+    "knn-share-dist": "kNN like-share, distance-weighted",
     "llm-only": "LLM-Language",
     "coral-random": "CoRAL-random",
     "coral-greedy": "CoRAL-greedy",
 }
 
 
+#: Retrieval statistics of a row (its scores' info keys) and their column titles.
+RETRIEVAL_STATS = {"greedy_jaccard": "overlap with greedy (Jaccard)", "greedy_first_share": "first piece = greedy's", "mean_abs_action": "mean abs action"}
+
+
 def display_name(model: str) -> str:
-    """``coral-ppo-dfm`` -> ``CoRAL-PPO (DFM)``; ``llm-only@aligned`` -> ``LLM-Language [aligned]``."""
+    """``coral-ppo-dfm`` -> ``CoRAL-PPO (DFM)``; ``llm-only@aligned`` -> ``LLM-Language [aligned]``;
+    ``coral-greedy-dfm@x`` -> ``CoRAL-greedy (DFM) [x]``; ``knn-share-dfm`` -> ``kNN like-share (DFM)``."""
     base, _, scorer = model.partition("@")
+    family, _, warm = base.rpartition("-")
     if base in DISPLAY:
         name = DISPLAY[base]
+    elif family in DISPLAY and family not in ("llm-only",):
+        name = f"{DISPLAY[family]} ({warm.upper()})"
     elif base.startswith("coral-"):
         parts = base.split("-")
         name = f"CoRAL-{parts[1].upper()}" + (f" ({parts[2].upper()})" if len(parts) > 2 else "")
@@ -46,7 +57,13 @@ def display_name(model: str) -> str:
 def _order(model: str) -> tuple[int, str]:
     base = model.partition("@")[0]
     keys = list(DISPLAY)
-    rank = keys.index(base) if base in keys else len(keys) + (0 if "ppo" in base else 1)
+    family = base.rpartition("-")[0]
+    if base in keys:
+        rank = keys.index(base)
+    elif family in keys:
+        rank = keys.index(family)
+    else:
+        rank = len(keys) + (0 if "ppo" in base else 1)
     return (rank, model)
 
 
@@ -176,8 +193,12 @@ def controls_section(controls: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
-    """results.md of one dataset: the main table, the paired Δ table and the claims block."""
+def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResult"], list[str]], preamble: str = "") -> str:
+    """results.md of one dataset: the main table, the paired Δ table and the claims' verdict table.
+
+    :param claims: :func:`coral.pipeline.claims.paper_claims` of ``run``.
+    """
+    from coral.pipeline.claims import claims_table, round_curve
     from coral.pipeline.compare import REFERENCES, REFERENCE_TITLES, seeds_summary
 
     models = sorted(run.methods, key=_order)
@@ -197,8 +218,8 @@ def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
         "AUC interval: 95% pair bootstrap pooled over seeds. Scorer in brackets: zero-shot = the LLM as shipped; probe = a logistic head on its last hidden state; "
         "topK-finetune / LoRA-topN = the top layers trained on prompts with evidence.",
         "",
-        "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | evidence diversity | top first piece |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | " + " | ".join(RETRIEVAL_STATS.values()) + " |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(RETRIEVAL_STATS),
     ]
     all_yes = []
     for model in models:
@@ -208,8 +229,7 @@ def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
         pooled = run.pooled(model)
         full = run.full.get(model, {})
         full_auc = seeds_summary([binary_metrics_full(f, 0, s)["auc"] for s, f in full.items()]) if full else ""
-        diversity = [float(m.info["evidence_diversity"]) for m in runs.values() if m.info.get("evidence_diversity") not in (None, "")]
-        first_share = [float(m.info["top_first_piece_share"]) for m in runs.values() if m.info.get("top_first_piece_share") not in (None, "")]
+        stats = {key: [float(m.info[key]) for m in runs.values() if m.info.get(key) not in (None, "")] for key in RETRIEVAL_STATS}
         lines.append(
             "| " + " | ".join([
                 display_name(model),
@@ -220,21 +240,26 @@ def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
                 seeds_summary([m["balanced_accuracy"] for m in metrics]),
                 full_auc,
                 str(len(runs)),
-                f"{np.mean(diversity):.3f}" if diversity else "",
-                f"{np.mean(first_share):.3f}" if first_share else "",
+                *(f"{np.mean(values):.3f}" if values else "" for values in stats.values()),
             ]) + " |"
         )
     if all_yes:
         lines += ["", f"Reference: answering \"yes\" to every pair gives F1 {100 * float(np.mean(all_yes)):.2f} (MCC 0, balanced accuracy 50)."]
-    lines += ["", "Evidence diversity: distinct evidence sequences / evaluated targets (1: every target its own evidence); top first piece: the share of targets whose first piece is the most common first piece."]
+    lines += [
+        "",
+        "How a retrieval row's evidence relates to greedy's (the K nearest observed interactions in the same warm start): "
+        "mean Jaccard overlap of a target's pieces with greedy's, and the share of targets whose first piece is greedy's first; "
+        "mean |a| per dimension of a query policy's deterministic actions (0 is greedy).",
+    ]
     best = run.best_ctr()
     lines += [
         "",
-        f"## Δ AUC vs LLM-only, CoRAL-random and the best CTR baseline ({display_name(best) if best else 'none run'}, by validation AUC)",
+        f"## Δ AUC vs LLM-only, CoRAL-random, CoRAL-greedy, the kNN like-share and the best CTR baseline ({display_name(best) if best else 'none run'}, by validation AUC)",
         "",
-        "Paired on the same pairs (AUC points x100): difference [95% paired bootstrap interval] and DeLong's p (one seed; over several seeds the pooled interval decides). "
-        "LLM-only and CoRAL-random are those of the row's own scorer (CTR rows: of the "
-        + (run.primary_tag() or "zero-shot") + " scorer).",
+        "Paired on the same pairs (AUC points x100): difference [95% pair bootstrap interval, pooled over seeds] and DeLong's p (one seed). "
+        "LLM-only, CoRAL-random and CoRAL-greedy are those of the row's own scorer (CTR rows: of the "
+        + (run.primary_tag() or "zero-shot") + " scorer); greedy and the like-share search the row's own warm start. "
+        "The claims below decide from the two-level interval instead.",
         "",
         "| Method | " + " | ".join(f"Δ vs {REFERENCE_TITLES[k]}" for k in REFERENCES) + " |",
         "|---|" + "---|" * len(REFERENCES),
@@ -242,8 +267,29 @@ def dataset_report(run: "RunScores", dataset: str, preamble: str = "") -> str:
     for model in models:
         comparisons = run.comparisons(model)
         lines.append("| " + display_name(model) + " | " + " | ".join(_delta(comparisons[k]) for k in REFERENCES) + " |")
-    lines += ["", "## The paper's claims", "", *run.claims(), ""]
+    lines += ["", "## The claims", "", claims_table(*claims, display_name)]
+    method = run.claims_method()
+    if method is not None:
+        lines += ["", round_curve(run, method)]
+    lines += [""]
     return "\n".join(lines)
+
+
+def console_summary(run: "RunScores", dataset: str, claims: tuple[list["ClaimResult"], list[str]]) -> str:
+    """What ``coral run`` prints at the end (Markdown): each method's AUC on the shared test pairs
+    and the claims' verdicts; results.md has the rest.
+
+    :param claims: :func:`coral.pipeline.claims.paper_claims` of ``run``.
+    """
+    from coral.pipeline.claims import claims_summary
+
+    lines = [f"**{dataset}**: AUC x100 on the shared test pairs (mean over seeds, 95% pooled pair interval)", "", "| Method | AUC | 95% CI |", "|---|---|---|"]
+    for model in sorted(run.methods, key=_order):
+        pooled = run.pooled(model)
+        lines.append(f"| {display_name(model)} | {_pct(pooled.estimate)} | [{_pct(pooled.low)}, {_pct(pooled.high)}] |")
+    results, missing = claims
+    lines += ["", "Claims:", "", *claims_summary(results, display_name), *(f"- not tested: {m}" for m in missing)]
+    return "\n".join(lines) + "\n"
 
 
 def plot_round_bands(run: "RunScores", path: Path, title: str = "") -> None:

@@ -45,7 +45,9 @@ from coral.llm import ScorerConfig
 from coral.pipeline.config import RunConfig
 from coral.pipeline.compare import RunScores
 from coral.pipeline.pairs import SharedPairs
-from coral.pipeline.report import controls_section, dataset_report, markdown_table, plot_round_bands, plot_training_curves, score_rows, write_text
+from coral.io import atomic_write_json
+from coral.pipeline.claims import claims_records, paper_claims
+from coral.pipeline.report import console_summary, controls_section, dataset_report, markdown_table, plot_round_bands, plot_training_curves, score_rows, write_text
 from coral.pipeline.scores import SCORES_FILE, MethodScores, SplitScores, load_scores, save_scores
 from coral.pipeline.stages import Stage, run_stage
 from coral.results import append_rows, library_versions
@@ -54,6 +56,7 @@ from coral.results import append_rows, library_versions
 TRAINED = {"coral-ppo": "ppo", "coral-ddpg": "ddpg", "coral-maskable_ppo": "maskable_ppo"}
 FIXED = ("llm-only", "coral-random", "coral-greedy")
 CONTROLS_FILE = "controls.json"
+CLAIMS_FILE = "claims.json"
 
 
 @dataclass
@@ -64,6 +67,8 @@ class RunOutputs:
     results: Path
     table: Path
     table_text: str
+    summary: str
+    """The end-of-run summary (Markdown): each method's AUC and the claims' verdicts."""
     plots: list[Path]
 
 
@@ -185,6 +190,9 @@ class MainJob:
         env = self.env_config(ds, spec, warm, seed)
         batch = self.config.train.n_envs
 
+        # Greedy's row names its warm start, as a trained policy's does: claim 2 pairs the two.
+        model = f"coral-greedy-{warm}" if policy_name == "coral-greedy" else policy_name
+
         def run(directory: Path) -> None:
             from coral.policies.evaluate import evaluate_policy, write_records
             from coral.policies.greedy import GreedyPolicy
@@ -197,7 +205,7 @@ class MainJob:
             valid = evaluate_policy(policy, env, resources, split="valid", rounds=rounds, batch_size=batch, episodes=pairs.valid)
             write_records(directory / "eval_test.jsonl", [test])
             config = {"policy": policy_name, "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "warm_start_fingerprint": test.warm_start_fingerprint}
-            methods = [] if policy_name == "llm-only" else [_scores(f"{policy_name}@{tag}", seed, test, valid, dict(config), test.evidence_diversity())]
+            methods = [] if policy_name == "llm-only" else [_scores(f"{model}@{tag}", seed, test, valid, dict(config), test.evidence_diversity())]
             if policy_name in ("llm-only", "coral-random"):
                 methods.append(_scores(f"llm-only@{tag}", seed, test, valid, dict(config, policy="llm-only", rounds=0), {}, last_round=0))
             save_scores(directory / SCORES_FILE, methods)
@@ -263,6 +271,32 @@ class MainJob:
         )
         return Stage(f"align-seed{seed}", identity, run)
 
+    def like_share_stage(self, ds: CoralDataset, pairs: SharedPairs, warm_start: str, seed: int) -> Stage:
+        """The kNN like-share rows (no LLM): on the shared pairs, the share of liked pieces among the
+        r = 0..K nearest observed interactions in the seed's warm start (greedy's evidence), plain
+        (``knn-share-WARM``) and distance-weighted (``knn-share-dist-WARM``)."""
+        env = self.env_config(ds, self.config.scorer.scorer, warm_start, seed)
+        rounds = env.rounds
+
+        def run(directory: Path) -> None:
+            from coral.retrieval import EvidenceIndex, resolve_embeddings, tables_fingerprint
+            from coral.retrieval.like_share import like_share_scores
+
+            tables = resolve_embeddings(ds, env.warm, seed=seed)
+            index = EvidenceIndex(ds, tables)
+            config = {"policy": "greedy", "reader": "like-share", "rounds": rounds, "warm_start": warm_start, "warm_start_fingerprint": tables_fingerprint(tables)}
+            methods = []
+            for name, weighted in ((f"knn-share-{warm_start}", False), (f"knn-share-dist-{warm_start}", True)):
+                splits = []
+                for split, rows in (("test", pairs.test), ("valid", pairs.valid)):
+                    part = ds.split(split)
+                    splits.append(SplitScores(rows, part.label[rows], like_share_scores(index, part.user[rows], part.item[rows], rounds, weighted)))
+                methods.append(MethodScores(name, seed, *splits, info={"config": dict(config, weighted=weighted)}))
+            save_scores(directory / SCORES_FILE, methods)
+
+        identity = stage_identity("like-share", ds, seed=seed, rounds=rounds, warm=env.warm, warm_start_model=env.warm.baseline(seed), pairs=pairs.fingerprint)
+        return Stage(f"knn-share-{warm_start}-seed{seed}", identity, run)
+
     def controls_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int) -> Stage:
         """Does the scorer read evidence? The controls of :mod:`coral.align.controls` on the shared
         test pairs: ``controls.json`` (AUC and paired Δ vs no evidence) and ``controls.npz`` (P per pair)."""
@@ -313,7 +347,7 @@ class MainJob:
     def run(self) -> RunOutputs:
         started = time.perf_counter()
         names = self.config.dataset_names
-        reports: list[tuple[str, Path, str, list[dict]]] = []
+        reports: list[tuple[str, Path, str, list[dict], str]] = []
         for name in names:
             root = self.out / name if len(names) > 1 else self.out
             try:
@@ -326,14 +360,13 @@ class MainJob:
             reports.append((name, root, *result))
         if not reports:
             raise CoralError("no dataset could be run (all missing?)")
-        rows = [r for *_, dataset_rows in reports for r in dataset_rows]
+        rows = [r for *_, dataset_rows, _ in reports for r in dataset_rows]
         results = self.out / "results.csv"
         if len(reports) == 1:
-            text = reports[0][2]
+            text, summary = reports[0][2], reports[0][4]
         else:  # the overview; each dataset's own results.md has the intervals, differences and claims
-            write_text(reports[0][2], reports[0][1] / "results.md")
-            text = markdown_table(rows)
-            for _, root, dataset_text, _ in reports:
+            text = summary = markdown_table(rows)
+            for _, root, dataset_text, _, _ in reports:
                 write_text(dataset_text, root / "results.md")
         write_text(text, self.out / "results.md")
         # The run's results.csv is rebuilt from the stages' scores, so it always matches them.
@@ -342,10 +375,11 @@ class MainJob:
         append_rows(results, rows, replace_keys=("dataset", "model", "seed", "split", "round"))
         self.log(f"finished in {(time.perf_counter() - started) / 60:.1f} min; results in {results}")
         plots = [root / name for _, root, *_ in reports for name in ("auc_by_round.png", "training_curves.png")]
-        return RunOutputs(self.out, results, self.out / "results.md", text, plots)
+        return RunOutputs(self.out, results, self.out / "results.md", text, summary, plots)
 
-    def run_dataset(self, name: str, root: Path) -> tuple[str, list[dict]]:
-        """Every seed's stages on dataset ``name``, then its report (results.md text, result rows)."""
+    def run_dataset(self, name: str, root: Path) -> tuple[str, list[dict], str]:
+        """Every seed's stages on dataset ``name``, then its report (results.md text, result rows,
+        the console summary); its claims also go to ``claims.json``."""
         scores: list[MethodScores] = []
         pairs_by_seed: dict[int, SharedPairs] = {}
         curves: dict[str, list[Path]] = {}
@@ -358,6 +392,8 @@ class MainJob:
             pairs = pairs_by_seed[seed] = self.pairs(ds, root, seed)
             self.log(f"== {ds.name} seed {seed}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions, {len(pairs.test)} shared test pairs, {len(pairs.valid)} validation pairs")
             stages = [self.baselines_stage(ds, seed)] if self.config.baselines else []
+            if self.config.count_references:
+                stages.append(self.like_share_stage(ds, pairs, self.config.warm_starts[0], seed))
             zero_shot = self.config.zero_shot_methods if self.config.align else self.config.methods
             stages += self.llm_stages(ds, pairs, self.config.scorer.scorer, "zero-shot", zero_shot, seed)
             for stage in stages:
@@ -378,7 +414,10 @@ class MainJob:
         plot_round_bands(run, root / "auc_by_round.png", title=f"{dataset_name}: AUC after each retrieval round (95% bands)")
         plot_training_curves(curves, root / "training_curves.png")
         preamble = f"`coral run` on {dataset_name}; config and library versions in every row of results.csv."
-        return dataset_report(run, dataset_name, preamble) + controls_section(controls), score_rows(run, dataset_name)
+        claims = paper_claims(run)
+        atomic_write_json(root / CLAIMS_FILE, claims_records(claims[0]))
+        text = dataset_report(run, dataset_name, claims, preamble) + controls_section(controls)
+        return text, score_rows(run, dataset_name), console_summary(run, dataset_name, claims)
 
     def _controls(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path) -> dict[str, Any]:
         directory, _ = run_stage(self.controls_stage(ds, pairs, spec, tag, seed), root, self.log)
