@@ -223,8 +223,12 @@ class CollabRetrievalEnv(gym.Env):
         if target_row >= 0:
             self._used[target_row] = True  # the target is never retrievable
         self.candidates = np.zeros(0, dtype=np.int64)
+        #: Euclidean distance of each candidate to the target pair (candidates mode).
+        self.candidate_distances = np.zeros(0, dtype=np.float64)
         if self.config.action_mode == "candidates":
-            self.candidates = self.index.nearest_rows(self.target_vector, self._used, self.config.n_candidates)
+            distances = self.index.distances(self.target_vector)
+            self.candidates = self.index.nearest_rows(self.target_vector, self._used, self.config.n_candidates, distances=distances)
+            self.candidate_distances = np.sqrt(np.maximum(distances[self.candidates], 0.0))
 
     @property
     def target_vector(self) -> np.ndarray:
@@ -405,8 +409,13 @@ class CollabRetrievalEnv(gym.Env):
         return self.prompt.text
 
 
+#: The environment class of each ``EnvConfig.observe`` (CandidateRetrievalEnv adds itself on import).
+ENV_CLASSES: dict[str, type[CollabRetrievalEnv]] = {"embeddings": CollabRetrievalEnv}
+
+
 def make_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:
-    """Build a :class:`CollabRetrievalEnv`: the one factory for gymnasium.make, SB3 and RLlib.
+    """Build a :class:`CollabRetrievalEnv` (a :class:`~coral.envs.candidates.CandidateRetrievalEnv`
+    with ``observe="candidates"``): the one factory for gymnasium.make, SB3, RLlib and evaluation.
 
     :param config: an :class:`EnvConfig`, a dict of its keys (RLlib's ``EnvContext``), or None.
     :param render_mode: None or "ansi" (SB3's ``make_vec_env`` passes "rgb_array" through
@@ -414,7 +423,10 @@ def make_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: s
     :param resources: objects replacing the config's names (a loaded dataset, a scorer, ...).
     :param keys: :class:`EnvConfig` keys overriding ``config`` (what ``gymnasium.make`` passes).
     """
-    return CollabRetrievalEnv(EnvConfig.from_any(config, **keys), resources=resources, render_mode=None if render_mode == "rgb_array" else render_mode)
+    cfg = EnvConfig.from_any(config, **keys)
+    if cfg.observe not in ENV_CLASSES:  # registered by their modules, which coral.envs imports
+        raise CoralError(f"no environment class observes {cfg.observe!r} (import coral.envs to register them all)")
+    return ENV_CLASSES[cfg.observe](cfg, resources=resources, render_mode=None if render_mode == "rgb_array" else render_mode)
 
 
 def make_scripted_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:
@@ -423,9 +435,13 @@ def make_scripted_env(config: EnvConfig | Mapping[str, Any] | None = None, rende
     An :class:`EnvConfig` object is taken as it is; in a dict or keywords, ``scorer`` and
     ``warm_start`` given explicitly (e.g. ``scorer="scripted:weight=2"``) still apply.
     """
-    if not isinstance(config, EnvConfig):
-        config = {"scorer": "scripted", "warm_start": "none", **dict(config or {})}
-    return make_env(config, render_mode=render_mode, resources=resources, **keys)
+    return make_env(with_defaults(config, {"scorer": "scripted", "warm_start": "none"}), render_mode=render_mode, resources=resources, **keys)
 
 
-__all__ = ["CollabRetrievalEnv", "EnvConfig", "PromptBuilderLike", "make_env", "make_scripted_env", "score_prompts"]
+def with_defaults(config: EnvConfig | Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> EnvConfig | dict[str, Any]:
+    """The config of a registered variant: an :class:`EnvConfig` object as it is; a dict (or None)
+    over ``defaults`` (keys given explicitly still apply)."""
+    return config if isinstance(config, EnvConfig) else {**defaults, **dict(config or {})}
+
+
+__all__ = ["CollabRetrievalEnv", "EnvConfig", "PromptBuilderLike", "make_env", "make_scripted_env", "score_prompts", "with_defaults"]

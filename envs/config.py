@@ -12,6 +12,8 @@ from coral.llm import ScorerConfig
 from coral.retrieval import WarmStartConfig
 
 QueryOrigin = Literal["target", "center"]
+#: What an observation holds: the target's and the evidence's embeddings (v1), or the candidates' features (CandidateRetrieval).
+Observe = Literal["embeddings", "candidates"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,12 @@ class EnvConfig:
     """Query actions. observed: the nearest observed training interaction to [a_u, a_i]; independent: the nearest user and nearest item separately (paper Eq. 6)."""
     n_candidates: int = 20
     """Number of candidate interactions in the candidates action mode."""
+    observe: Observe = "embeddings"
+    """embeddings: the target's and the retrieved evidence's embeddings (CollabRetrieval-v1); candidates: each candidate's distance, side, label and rank instead (CandidateRetrieval-v0, candidates action mode only)."""
+    stop_action: bool = False
+    """With observe candidates: one more action, stop, that ends the episode without adding evidence (fewer LLM calls)."""
+    piece_cost: float = 0.0
+    """Subtracted from the reward of every step that adds a piece of evidence (a price on LLM calls, for a policy that may stop)."""
     max_train_steps: int = 10
     """Retrieval steps allowed per training episode; also the K that t and the evidence counts are divided by in every observation."""
     stop_error: float = 0.1
@@ -51,6 +59,9 @@ class EnvConfig:
         for name in ("n_candidates", "max_train_steps", "rounds"):
             require(int(getattr(self, name)) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         require(self.query_scale > 0, "query_scale", f"must be > 0, got {self.query_scale}")
+        require(self.piece_cost >= 0, "piece_cost", f"must be >= 0, got {self.piece_cost}")
+        require(not self.stop_action or self.observe == "candidates", "stop_action", "needs observe candidates")
+        require(self.piece_cost == 0 or self.observe == "candidates", "piece_cost", "needs observe candidates (v1 charges nothing per piece)")
 
     @property
     def episode_mode(self) -> str:

@@ -66,16 +66,21 @@ class PeriodicCallback(BaseCallback):
 
     :param every: period in timesteps (0 disables).
     :param action: what to do; gets the current timestep count.
+    :param at_start: also call it before the first step of a run that starts at timestep 0
+        (the untrained policy's point of a curve).
     """
 
-    def __init__(self, every: int, action: Callable[[int], None]) -> None:
+    def __init__(self, every: int, action: Callable[[int], None], at_start: bool = False) -> None:
         super().__init__()
         self.every = int(every)
         self.action = action
+        self.at_start = at_start
         self.last = 0
 
     def _on_training_start(self) -> None:
         self.last = self.num_timesteps - self.num_timesteps % self.every if self.every > 0 else 0
+        if self.at_start and self.every > 0 and self.num_timesteps == 0:
+            self.action(0)
 
     def _on_step(self) -> bool:
         if self.every > 0 and self.num_timesteps - self.last >= self.every:

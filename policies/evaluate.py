@@ -18,7 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from coral.data.sample import stratified_subset
-from coral.envs import CollabRetrievalEnv, EnvConfig, EnvResources, EpisodeBatch
+from coral.errors import CoralError
+from coral.envs import CollabRetrievalEnv, EnvConfig, EnvResources, EpisodeBatch, make_env
 from coral.io import atomic_write_text
 from coral.metrics import binary_metrics
 from coral.retrieval import tables_fingerprint
@@ -49,13 +50,46 @@ class EvaluationResult:
     """(n,) row indices of the evaluated interactions in the split, in the order of ``labels`` and ``p``."""
     warm_start_fingerprint: str = ""
     """The searched embedding tables' identity (:func:`coral.retrieval.tables_fingerprint`)."""
+    label_aware: bool = False
+    """True when the policy read the targets' labels (the label-aware reference): evaluation only,
+    its rows must be named ``reference-...`` (:func:`result_rows` refuses anything else)."""
 
     @property
     def rounds(self) -> int:
         return self.p.shape[0] - 1
 
+    def retrieval_statistics(self) -> dict[str, float]:
+        """What the policy retrieved, compared with greedy retrieval (the K nearest observed
+        interactions to each target, recorded per episode as ``greedy``).
+
+        ``greedy_jaccard``: mean over targets of |retrieved ∩ greedy's| / |retrieved ∪ greedy's|
+        (1: greedy's set); ``greedy_first_share``: share of targets whose first piece is greedy's
+        first; ``mean_abs_action``: query actions only, mean |a| per dimension of the actions
+        taken (clipped to [-1, 1]; 0 is greedy's action), nan in the candidates mode;
+        ``mean_pieces``: pieces of evidence per target (below K for a policy that stops, or when
+        a step added nothing).
+        """
+        jaccard, first, pieces, actions = [], [], [], []
+        for record in self.records:
+            got = _pieces(record)
+            greedy = [tuple(pair) for pair in record.get("greedy", [])]
+            union = set(got) | set(greedy)
+            jaccard.append(len(set(got) & set(greedy)) / len(union) if union else 1.0)
+            first.append(bool(got) and bool(greedy) and got[0] == greedy[0])
+            pieces.append(len(got))
+            actions += record.get("mean_abs_action", [])
+        n = len(self.records)
+        return {
+            "greedy_jaccard": float(np.mean(jaccard)) if n else float("nan"),
+            "greedy_first_share": float(np.mean(first)) if n else float("nan"),
+            "mean_abs_action": float(np.mean(actions)) if actions else float("nan"),
+            "mean_pieces": float(np.mean(pieces)) if n else float("nan"),
+        }
+
     def evidence_diversity(self) -> dict[str, float]:
-        """How much the retrieved evidence depends on the target (issue 13).
+        """How much the retrieved evidence depends on the target (issue 13). Deprecated (issue 28):
+        1.0 for any constant query action, so it says nothing about learning; use
+        :meth:`retrieval_statistics`. Kept for one release for ``coral run``'s reports.
 
         ``evidence_diversity``: distinct evidence sequences / evaluated targets (1.0: every target
         got its own; 1/n: one sequence for all); ``top_first_piece_share``: share of targets whose
@@ -70,6 +104,11 @@ class EvaluationResult:
         n = max(len(self.records), 1)
         top = max(Counter(firsts).values()) / n if firsts else 0.0
         return {"evidence_diversity": len(set(sequences)) / n, "top_first_piece_share": top}
+
+
+def _pieces(record: dict[str, Any]) -> list[tuple[int, int]]:
+    """The (user index, item index) of each piece an episode record retrieved, in order."""
+    return [(step["user_index"], step["item_index"]) for step in record["rounds"] if step.get("label") is not None]
 
 
 def episode_record(env: CollabRetrievalEnv, split: str) -> dict[str, Any]:
@@ -134,40 +173,81 @@ def evaluate_policy(
         config = EnvConfig.from_any(warm_start="dfm" if policy.needs_embeddings else "none")
     rounds = config.rounds if rounds is None else int(rounds)
     cfg = EnvConfig.from_any(config, split=split, mode="eval", rounds=max(1, rounds))
-    first = CollabRetrievalEnv(cfg, resources)
+    first = make_env(cfg, resources=resources)
     if episodes is None:
         episodes = stratified_subset(first.episodes.label, limit, 0)
     episodes = np.asarray(episodes, dtype=np.int64)
     n = len(episodes)
     shared = EnvResources(dataset=first.dataset, scorer=first.scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder)
-    batch = EpisodeBatch([first] + [CollabRetrievalEnv(cfg, shared) for _ in range(max(1, min(batch_size, n)) - 1)])
+    batch = EpisodeBatch([first] + [make_env(cfg, resources=shared) for _ in range(max(1, min(batch_size, n)) - 1)])
     p = np.zeros((rounds + 1, n))
     records: list[dict[str, Any]] = []
+    query_mode = cfg.action_mode == "query"
     bar = tqdm(total=n, desc=f"{getattr(policy, 'name', 'policy')} on {split}", unit="episode", disable=not progress, leave=False)
     for begin in range(0, n, len(batch)):
         size = min(len(batch), n - begin)
         bar.update(size)
         envs = list(range(size))
         obs = np.stack([o for o, _ in batch.reset(envs, options=[{"index": int(episodes[begin + k])} for k in envs])])
+        greedy = [greedy_pairs(batch.envs[k], rounds) for k in envs]
+        abs_actions: list[list[float]] = [[] for _ in envs]
         for _ in range(rounds):
-            # An episode can end early only by running out of evidence (a tiny pool).
+            # An episode ends early only by a stop action or by running out of evidence (a tiny pool).
             live = [k for k in envs if batch.envs[k].active]
             if not live:
                 break
             actions = policy.act(obs[live], [batch.envs[k] for k in live])
+            if query_mode:
+                for k, a in zip(live, np.asarray(actions, dtype=np.float64).reshape(len(live), -1)):
+                    abs_actions[k].append(float(np.mean(np.abs(np.clip(a, -1.0, 1.0)))))
             for k, (o, *_rest) in zip(live, batch.step(live, actions)):
                 obs[k] = o
         for k in envs:
             env = batch.envs[k]
             trace_p = [step["p"] for step in env.trace]
             p[:, begin + k] = trace_p + trace_p[-1:] * (rounds + 1 - len(trace_p))
-            records.append(episode_record(env, split))
+            record = episode_record(env, split) | {"greedy": greedy[k]}
+            if query_mode:
+                record["mean_abs_action"] = abs_actions[k]
+            records.append(record)
     bar.close()
     labels = np.asarray(first.episodes.label[episodes], dtype=np.int64)
     return EvaluationResult(
         split, labels, p, records, sum(e.prompts_scored for e in batch.envs), time.perf_counter() - start,
         first.dataset.name, getattr(first.scorer, "fingerprint", ""), episodes, tables_fingerprint(first.embeddings),
+        label_aware=bool(getattr(policy, "reads_labels", False)),
     )
+
+
+def greedy_pairs(env: CollabRetrievalEnv, k: int) -> list[list[int]]:
+    """[user index, item index] of the ``k`` pieces greedy retrieval takes for ``env``'s target, nearest
+    first (call right after the reset): the reference of :meth:`EvaluationResult.retrieval_statistics`."""
+    if env.config.action_mode == "candidates" and len(env.candidates) >= min(k, len(env.index)):
+        rows = env.candidates[:k]  # the candidates are the nearest rows already
+    else:
+        rows = env.index.nearest_rows(env.target_vector, env.used_rows, k)
+    pool = env.index.pool
+    return [[int(pool.user[r]), int(pool.item[r])] for r in rows]
+
+
+def tuning_episodes(dataset: Any, size: int | None, seed: int = 0) -> np.ndarray:
+    """Rows of the validation split's ``tuning`` role (:func:`coral.data.folds.validation_roles`),
+    a seeded subset of ``size`` keeping both classes (all of them for None or 0): where policy
+    settings are compared and training is validated, never the threshold or early-stopping rows.
+
+    :param dataset: the dataset.
+    :param size: how many rows.
+    :param seed: seed of the subset.
+    """
+    from coral.data.folds import validation_roles
+
+    rows = validation_roles(dataset).tuning
+    return rows[stratified_subset(dataset.valid.label[rows], size, seed)]
+
+
+def mean_return(result: EvaluationResult) -> float:
+    """Mean undiscounted episode return |p_0 - y| - |p_K - y| of an evaluation (no piece costs)."""
+    return float(np.mean(np.abs(result.p[0] - result.labels) - np.abs(result.p[-1] - result.labels)))
 
 
 def round_metrics(test: EvaluationResult, valid: EvaluationResult | None = None, n_boot: int = 1000) -> list[dict[str, float]]:
@@ -211,7 +291,9 @@ def result_rows(
     :param test: the evaluated split.
     :param valid: validation evaluated the same way (F1 threshold per round), or None (0.5).
     :param dataset: dataset name.
-    :param model: method name, e.g. coral-ppo-dfm or coral-random.
+    :param model: method name, e.g. coral-ppo-dfm or coral-random (a label-aware evaluation:
+        ``reference-...``, see :mod:`coral.policies.label_aware`).
+    :raises CoralError: when a label-aware evaluation is named as a method.
     :param seed: the run's seed.
     :param config: settings that identify the method (stored as JSON in the row).
     :param train_seconds: training time of the policy.
@@ -219,8 +301,12 @@ def result_rows(
     """
     from coral.results import make_row
 
+    from coral.policies.label_aware import require_reference_name
+
+    if test.label_aware or (valid is not None and valid.label_aware):
+        require_reference_name(model)
     rows = []
-    diversity = test.evidence_diversity()
+    statistics = test.retrieval_statistics()
     for metrics in round_metrics(test, valid, n_boot=n_boot):
         r = int(metrics.pop("round"))
         rows.append(
@@ -234,7 +320,7 @@ def result_rows(
                 train_seconds=train_seconds,
                 round=r,
                 eval_seconds=round(test.seconds + (valid.seconds if valid is not None else 0.0), 3),
-                **diversity,
+                **statistics,
             )
         )
     return rows
@@ -250,6 +336,7 @@ def evaluate_run(
     n_boot: int = 1000,
     valid_limit: int | None = None,
     resources: EnvResources | None = None,
+    rows: str = "all",
 ) -> list[dict[str, Any]]:
     """Evaluate a ``coral train`` run: rows appended to ``results`` and episodes saved as JSONL.
 
@@ -265,25 +352,31 @@ def evaluate_run(
     :param n_boot: bootstrap resamples of the AUC interval (0: none).
     :param valid_limit: the same for the validation split that tunes the F1 threshold (None: ``limit``).
     :param resources: objects replacing the run config's names (a loaded dataset, a scorer, ...).
+    :param rows: with ``split="valid"``: "all" validation rows, or "tuning" (:func:`tuning_episodes`, ``limit`` of them).
     """
+    from coral.envs.resources import resolve_dataset
     from coral.results import append_rows
     from coral.policies.run_dir import load_run_policy, read_summary
 
     if threshold not in THRESHOLDS:
-        from coral.errors import CoralError
-
         raise CoralError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {threshold!r}")
     run = Path(run)
     config, policy = load_run_policy(run)
     cfg = config.env_config(split)
-    test = evaluate_policy(policy, cfg, resources, split=split, batch_size=batch_size, limit=limit)
+    if rows not in ("all", "tuning") or (rows == "tuning" and split != "valid"):
+        raise CoralError(f"rows must be all, or tuning with split valid; got rows {rows!r} with split {split!r}")
+    episodes = None
+    if rows == "tuning":
+        dataset = resources.dataset if resources is not None and resources.dataset is not None else resolve_dataset(cfg.data)
+        episodes = tuning_episodes(dataset, limit)
+    test = evaluate_policy(policy, cfg, resources, split=split, batch_size=batch_size, limit=limit, episodes=episodes)
     valid = None
     if threshold == "valid" and split != "valid":
         valid = evaluate_policy(policy, cfg, resources, split="valid", batch_size=batch_size, limit=valid_limit if valid_limit is not None else limit)
     write_records(run / f"eval_{split}.jsonl", [test])
     if valid is not None:
         write_records(run / "eval_valid.jsonl", [valid])
-    identity = {**config.to_dict(), "scorer_fingerprint": test.scorer_fingerprint, "limit": limit, "valid_limit": valid_limit}
+    identity = {**config.to_dict(), "scorer_fingerprint": test.scorer_fingerprint, "limit": limit, "valid_limit": valid_limit, "rows": rows}
     rows = result_rows(test, valid, dataset=test.dataset, model=config.model_name, seed=config.seed, config=identity, train_seconds=float(read_summary(run).get("train_seconds", 0.0)), n_boot=n_boot)
     append_rows(results if results is not None else run / "results.csv", rows, replace_keys=("dataset", "model", "seed", "split", "round"))
     return rows

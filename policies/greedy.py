@@ -27,6 +27,6 @@ class GreedyPolicy:
     @staticmethod
     def _one(env: CollabRetrievalEnv) -> np.ndarray:
         if env.config.action_mode == "candidates":
-            allowed = np.flatnonzero(env.action_masks())
+            allowed = np.flatnonzero(env.action_masks()[: env.config.n_candidates])  # never the stop action
             return np.asarray(allowed[0] if len(allowed) else 0)
         return env.action_for_query(env.index.pair_vector(env.user, env.item))

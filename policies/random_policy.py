@@ -34,7 +34,7 @@ class RandomPolicy:
     def _one(self, env: CollabRetrievalEnv) -> np.ndarray:
         rng = np.random.default_rng([self.seed, env.episode_index, env.t])
         if env.config.action_mode == "candidates":
-            allowed = np.flatnonzero(env.action_masks())
+            allowed = np.flatnonzero(env.action_masks()[: env.config.n_candidates])  # never the stop action
             return np.asarray(rng.choice(allowed) if len(allowed) else 0)
         allowed = np.flatnonzero(~env.used_rows)
         row = int(rng.choice(allowed)) if len(allowed) else 0

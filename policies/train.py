@@ -14,13 +14,12 @@ from typing import Any
 
 from coral.errors import CoralError
 from coral.io import atomic_write_json
-from coral.metrics import binary_metrics
 from coral.envs import EnvResources
 from coral.envs.resources import resolve_dataset
 
 from coral.policies.callbacks import PeriodicCallback, RetrievalMetricsCallback, cache_rates, save_aside, save_checkpoint
+from coral.policies.validation import VALIDATION_FILE, ValidationLog
 from coral.policies.config import TrainConfig
-from coral.policies.evaluate import evaluate_policy
 from coral.policies.run_dir import CONFIG_FILE, MODEL_FILE, SUMMARY_FILE, VECNORM_FILE, checkpoint_state, log_formats, new_log_segment, read_totals, warn_on_scorer_change, write_totals
 from coral.policies.sb3 import SB3Policy, algo_class, build_model
 
@@ -42,7 +41,10 @@ def _model(config: TrainConfig, vec: Any, state: dict[str, Any] | None, out: Pat
     """A new SB3 model, or the checkpointed one (with DDPG's replay buffer) when resuming."""
     ckpt_dir = out / "checkpoints"
     if not state:
-        return build_model(config.algo, vec, seed=config.seed, learning_rate=config.learning_rate, n_steps=config.n_steps, batch_size=config.batch_size)
+        return build_model(
+            config.algo, vec, seed=config.seed, learning_rate=config.learning_rate, n_steps=config.n_steps, batch_size=config.batch_size,
+            n_epochs=config.n_epochs, log_std_init=config.log_std_init, candidate_features=config.env.observe == "candidates",
+        )
     model = algo_class(config.algo).load(ckpt_dir / state["model"], env=vec, seed=config.seed)
     if "replay_buffer" in state:
         model.load_replay_buffer(ckpt_dir / state["replay_buffer"])
@@ -64,21 +66,18 @@ def _normalized(config: TrainConfig, vec: Any, state: dict[str, Any] | None, out
 
 
 def _callbacks(config: TrainConfig, model: Any, vec: Any, out: Path, totals: "_Totals") -> list[Any]:
-    """coral/ metrics, the periodic validation AUC and the periodic checkpoints (with the totals so far)."""
+    """coral/ metrics, the periodic validation on tuning rows and the periodic checkpoints (with the totals so far)."""
     retrieval_envs = vec.venv.retrieval_envs
     first = retrieval_envs[0]
     scorer = first.scorer
     fingerprint = getattr(scorer, "fingerprint", "")
     shared = EnvResources(dataset=first.dataset, scorer=scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder)
-    valid_cfg = config.env_config("valid")
     config_dict = config.to_dict()
+    validation = ValidationLog(config, shared, out / VALIDATION_FILE)
 
-    def validate(_: int) -> None:
-        if config.val_size <= 0:
-            return
-        res = evaluate_policy(SB3Policy(model, obs_normalizer=model.get_vec_normalize_env()), valid_cfg, shared, split="valid", batch_size=config.n_envs, limit=config.val_size)
-        model.logger.record("coral/val_auc", binary_metrics(res.labels, res.p[-1], n_boot=0)["auc"])
-        model.logger.record("coral/val_auc_round0", binary_metrics(res.labels, res.p[0], n_boot=0)["auc"])
+    def validate(timesteps: int) -> None:
+        for key, value in validation.run(SB3Policy(model, obs_normalizer=model.get_vec_normalize_env()), timesteps).items():
+            model.logger.record(f"coral/{key}", value)
 
     def checkpoint(_: int) -> None:
         totals.write(out, int(model.num_timesteps))
@@ -86,7 +85,7 @@ def _callbacks(config: TrainConfig, model: Any, vec: Any, out: Path, totals: "_T
 
     return [
         RetrievalMetricsCallback(lambda: sum(e.prompts_scored for e in retrieval_envs), scorer),
-        PeriodicCallback(config.val_every, validate),
+        PeriodicCallback(config.val_every if config.val_size > 0 else 0, validate, at_start=True),
         PeriodicCallback(config.checkpoint_every, checkpoint),
     ]
 

@@ -83,7 +83,9 @@ def test_evaluate_policy_random_and_greedy(dataset, resources):
 
 
 def test_ppo_learns_to_beat_random_and_acts_on_the_target(tmp_path, dataset, resources):
-    config = quick_config(tmp_path / "ppo", algo="ppo", timesteps=1024, seed=0)
+    # SB3's own step sizes: the tiny tables' query action has 2 x 4 dimensions, not the 2 x 128 that
+    # coral train's defaults (lr 1e-4, 4 epochs) are set for.
+    config = quick_config(tmp_path / "ppo", algo="ppo", timesteps=1024, seed=0, learning_rate=3e-4, n_epochs=10)
     quiet_train(config, resources)
     _, policy = load_run_policy(config.out)
     assert policy.obs_normalizer is not None  # VecNormalize statistics travel with the policy

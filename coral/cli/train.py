@@ -32,10 +32,16 @@ class EvaluateCommand:
 
     run: Optional[str] = None
     """A coral train run directory to evaluate (or give --policy)."""
-    policy: Optional[Literal["random", "greedy"]] = None
-    """Evaluate a policy that needs no training instead of a run."""
+    policy: Optional[Literal["random", "greedy", "label-aware"]] = None
+    """Evaluate a policy that needs no training instead of a run (label-aware: the reference that reads the targets' labels, evaluation only, rows named reference-label-aware-WARM)."""
     split: Literal["test", "valid"] = "test"
     """The split evaluated."""
+    rows: Literal["all", "tuning"] = "all"
+    """With --split valid: all validation rows, or only the tuning role's (where policy settings are compared; never the threshold or early-stopping rows)."""
+    label_aware_nearest: int = 50
+    """With --policy label-aware: candidates per round among the nearest unused interactions (query mode)."""
+    label_aware_random: int = 50
+    """With --policy label-aware: candidates per round drawn at random (query mode)."""
     threshold: Literal["valid", "0.5"] = "valid"
     """F1 threshold: tuned on the validation rounds, or 0.5."""
     results: Optional[str] = None
@@ -57,6 +63,8 @@ class EvaluateCommand:
         require(self.limit is None or self.limit >= 2, "limit", f"must be >= 2 (a subset that keeps both classes) or none, got {self.limit}")
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.n_boot >= 0, "n_boot", f"must be >= 0, got {self.n_boot}")
+        require(self.rows == "all" or self.split == "valid", "rows", "tuning needs --split valid")
+        require(self.label_aware_nearest >= 0 and self.label_aware_random >= 0 and self.label_aware_nearest + self.label_aware_random >= 1, "label_aware_nearest", "and --label-aware-random must be >= 0 with at least one candidate")
 
 
 def _resumed_config(args: argparse.Namespace) -> TrainConfig:
@@ -92,44 +100,58 @@ def evaluate(config: EvaluateCommand) -> int:
     from coral.policies.evaluate import evaluate_run
 
     if (config.run is None) == (config.policy is None):
-        raise CoralError("give exactly one of --run (a trained run) and --policy (random or greedy)")
+        raise CoralError("give exactly one of --run (a trained run) and --policy (random, greedy or label-aware)")
     if config.results:
         require_output_file(config.results, "--results")
     if config.policy:
         require_output_dir(config.out)
     if config.run:
-        rows = evaluate_run(config.run, split=config.split, threshold=config.threshold, results=config.results, batch_size=config.batch_size, limit=config.limit, n_boot=config.n_boot)
+        rows = evaluate_run(
+            config.run, split=config.split, threshold=config.threshold, results=config.results, batch_size=config.batch_size, limit=config.limit,
+            n_boot=config.n_boot, rows=config.rows,
+        )
     else:
         rows = _evaluate_fixed_policy(config)
     for row in rows:
         print(f"{row['model']} {row['split']} round {row['round']}: AUC {row['auc']:.4f}  F1 {row['f1']:.4f}  F1@0.5 {row['f1_at_05']:.4f}")
     if rows:
-        print(f"evidence diversity {rows[0]['evidence_diversity']:.3f} (distinct evidence sequences / targets), most common first piece {rows[0]['top_first_piece_share']:.3f} of targets")
+        r = rows[0]
+        print(
+            f"overlap with greedy retrieval: Jaccard {r['greedy_jaccard']:.3f}, same first piece {r['greedy_first_share']:.3f} of targets; "
+            f"mean |action| {r['mean_abs_action']:.3f} per dimension; {r['mean_pieces']:.2f} pieces per target"
+        )
     return 0
 
 
 def _evaluate_fixed_policy(config: EvaluateCommand) -> list[dict]:
     from coral.config import to_dict
     from coral.envs.resources import EnvResources, resolve_dataset, resolve_scorer
-    from coral.policies.evaluate import evaluate_policy, result_rows, write_records
+    from coral.policies.evaluate import evaluate_policy, result_rows, tuning_episodes, write_records
     from coral.policies.greedy import GreedyPolicy
+    from coral.policies.label_aware import LabelAwarePolicy
     from coral.policies.random_policy import RandomPolicy
     from coral.results import append_rows
 
-    policy = RandomPolicy(config.seed) if config.policy == "random" else GreedyPolicy()
+    policies = {
+        "random": lambda: RandomPolicy(config.seed),
+        "greedy": GreedyPolicy,
+        "label-aware": lambda: LabelAwarePolicy(config.label_aware_nearest, config.label_aware_random, seed=config.seed),
+    }
+    policy = policies[config.policy]()
     warm = config.env.warm.warm_start if policy.needs_embeddings else "none"
     env = dataclasses.replace(config.env, warm=dataclasses.replace(config.env.warm, warm_start=warm), embedding_seed=config.seed)
     dataset = resolve_dataset(env.data)
     dataset.require_both_classes(config.split, *(("valid",) if config.threshold == "valid" else ()))
     resources = EnvResources(dataset=dataset, scorer=resolve_scorer(env.scorer))
-    test = evaluate_policy(policy, env, resources, split=config.split, batch_size=config.batch_size, limit=config.limit)
+    episodes = tuning_episodes(dataset, config.limit) if config.rows == "tuning" else None
+    test = evaluate_policy(policy, env, resources, split=config.split, batch_size=config.batch_size, limit=config.limit, episodes=episodes)
     valid = None
     if config.threshold == "valid" and config.split != "valid":
         valid = evaluate_policy(policy, env, resources, split="valid", batch_size=config.batch_size, limit=config.limit)
     out = Path(config.out)
-    name = "coral-random" if config.policy == "random" else f"coral-greedy-{warm}"
+    name = {"random": "coral-random", "greedy": f"coral-greedy-{warm}", "label-aware": f"reference-label-aware-{warm}"}[config.policy]
     write_records(out / f"{name}_{config.split}.jsonl", [test] + ([valid] if valid is not None else []))
-    identity = {"policy": config.policy, "env": to_dict(env), "scorer_fingerprint": test.scorer_fingerprint, "limit": config.limit}
+    identity = {"policy": config.policy, "env": to_dict(env), "scorer_fingerprint": test.scorer_fingerprint, "limit": config.limit, "rows": config.rows}
     rows = result_rows(test, valid, dataset=dataset.name, model=name, seed=config.seed, config=identity, n_boot=config.n_boot)
     append_rows(config.results or out / "results.csv", rows, replace_keys=("dataset", "model", "seed", "split", "round"))
     return rows

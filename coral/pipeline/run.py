@@ -233,7 +233,7 @@ class MainJob:
             valid = evaluate_policy(policy, env, resources, split="valid", rounds=rounds, batch_size=batch, episodes=pairs.valid)
             write_records(directory / "eval_test.jsonl", [test])
             config = {"policy": policy_name, "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "warm_start_fingerprint": test.warm_start_fingerprint}
-            methods = [] if policy_name == "llm-only" else [_scores(f"{model}@{tag}", seed, test, valid, dict(config), test.evidence_diversity())]
+            methods = [] if policy_name == "llm-only" else [_scores(f"{model}@{tag}", seed, test, valid, dict(config), test.retrieval_statistics())]
             if policy_name in ("llm-only", "coral-random"):
                 methods.append(_scores(f"llm-only@{tag}", seed, test, valid, dict(config, policy="llm-only", rounds=0), {}, last_round=0))
             save_scores(directory / SCORES_FILE, methods)
@@ -273,7 +273,7 @@ class MainJob:
             updates = {k: int(summary[k]) for k in ("policy_updates", "gradient_steps") if k in summary}
             fingerprints = {"scorer_fingerprint": test.scorer_fingerprint, "warm_start_fingerprint": test.warm_start_fingerprint}
             info = {"config": {**config.to_dict(), "scorer": tag, **fingerprints}, "train_seconds": float(summary.get("train_seconds", 0.0)), **updates}
-            save_scores(directory / SCORES_FILE, [_scores(f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"), {**info, **test.evidence_diversity()})])
+            save_scores(directory / SCORES_FILE, [_scores(f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"), {**info, **test.retrieval_statistics()})])
 
         # The run directory lives inside the stage directory, whose name the identity gives: not part of it.
         train_identity = {k: v for k, v in to_dict(template).items() if k != "out"}

@@ -22,6 +22,7 @@ from coral.envs.resources import resolve_dataset
 from coral.policies.callbacks import save_aside
 from coral.policies.config import TrainConfig
 from coral.policies.rllib import require_rllib
+from coral.policies.sb3 import DEFAULT_LEARNING_RATES
 from coral.policies.run_dir import CONFIG_FILE, RLLIB_MODEL_DIR, SUMMARY_FILE, checkpoint_state, log_formats, new_log_segment, read_summary, warn_on_scorer_change
 
 #: A resumed run draws fresh episodes (seed + RESUME_SEED_STRIDE x steps done), as the SB3 path.
@@ -70,8 +71,8 @@ def ppo_config(config: TrainConfig, env_config: dict[str, Any], seed: int) -> An
         .training(
             train_batch_size_per_learner=config.n_steps * config.n_envs,
             minibatch_size=config.batch_size,
-            num_epochs=10,
-            lr=3e-4 if config.learning_rate is None else config.learning_rate,
+            num_epochs=config.n_epochs,
+            lr=DEFAULT_LEARNING_RATES["ppo"] if config.learning_rate is None else config.learning_rate,
             gamma=0.99,
             lambda_=0.95,
             clip_param=0.2,
@@ -221,12 +222,15 @@ def live_policy(algo: Any, name: str) -> Any:
 
 
 def _validate(config: TrainConfig, algo: Any, logger: Any) -> None:
-    """``coral/val_auc`` (after K rounds) and ``coral/val_auc_round0`` on ``val_size`` validation
-    interactions, as the SB3 path logs them (the scorer is loaded in this process for it)."""
+    """``coral/val_return``, ``coral/val_auc`` (after K rounds) and ``coral/val_auc_round0`` on
+    ``val_size`` rows of the validation split's tuning role, as the SB3 path logs them (the scorer
+    is loaded in this process for it)."""
     from coral.metrics import binary_metrics
-    from coral.policies.evaluate import evaluate_policy
+    from coral.policies.evaluate import evaluate_policy, mean_return, tuning_episodes
 
-    res = evaluate_policy(live_policy(algo, config.model_name), config.env_config("valid"), split="valid", batch_size=config.n_envs, limit=config.val_size, progress=False)
+    rows = tuning_episodes(resolve_dataset(config.env.data), config.val_size)
+    res = evaluate_policy(live_policy(algo, config.model_name), config.env_config("valid"), split="valid", batch_size=config.n_envs, episodes=rows, progress=False)
+    logger.record("coral/val_return", mean_return(res))
     logger.record("coral/val_auc", binary_metrics(res.labels, res.p[-1], n_boot=0)["auc"])
     logger.record("coral/val_auc_round0", binary_metrics(res.labels, res.p[0], n_boot=0)["auc"])
 
