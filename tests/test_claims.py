@@ -96,7 +96,10 @@ def test_one_seed_decides_from_the_pair_bootstrap_and_says_so():
     run = _run({0: _seed(0, 300)}, 300)
     results, missing = paper_claims(run)
     table = claims_table(results, missing, display_name)
-    assert table.count("(one training run)") == 5
+    # The five claims, and (4) once more for greedy's evidence reader against the best CTR model.
+    assert [r.claim.number for r in results] == [1, 2, 3, 4, 4, 5]
+    assert results[4].claim.a.startswith("coral-greedy-")
+    assert table.count("(one training run)") == 6
     for r in results:
         assert (r.verdict_interval.low, r.verdict_interval.high) == pytest.approx((r.pooled.low, r.pooled.high), abs=0.02)
 

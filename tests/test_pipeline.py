@@ -28,7 +28,7 @@ FAST = {
     "baseline": {"epochs": 2},
     "scorer": "scripted",
     "align": False,
-    "methods": ["llm-only", "coral-random", "coral-greedy", "coral-ppo", "coral-ddpg"],
+    "methods": ["llm-only", "coral-random", "coral-greedy", "coral-ppo", "coral-ddpg", "coral-maskable_ppo"],
     "warm_starts": ["dfm"],
     "ppo_timesteps": 64,
     "ddpg_timesteps": 32,
@@ -42,6 +42,7 @@ FAST = {
 EXPECTED = [
     "DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "User+item mean", "kNN like-share (DFM)", "kNN like-share, distance-weighted (DFM)",
     "LLM-Language [zero-shot]", "CoRAL-random [zero-shot]", "CoRAL-greedy (DFM) [zero-shot]", "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-DDPG (DFM) [zero-shot]",
+    "CoRAL-MaskablePPO, candidate features (DFM) [zero-shot]",
 ]
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from coral.pipeline.compare import RunScores, base_name, scorer_tag
+from coral.pipeline.compare import RunScores, base_name, is_trained_policy, scorer_tag
 from coral.stats import PooledEstimate, claim_verdicts, pooled_auc_difference
 
 #: The smallest AUC difference that counts as a real gain.
@@ -114,7 +114,17 @@ def claims_of(run: RunScores) -> tuple[list[Claim], list[str]]:
             missing.append(f"({number}) {CLAIM_TEXTS[number]}: its reference was not run")
         else:
             claims.append(Claim(number, a, b, a_round, b_round))
-    return claims, missing
+    # The same tests for the run's other rows that make them: every other trained policy of the
+    # scorer against its greedy retrieval (2), and the LLM reading greedy's evidence against the
+    # best CTR model (4): whether the evidence reader alone beats the CTR baselines.
+    others = sorted(m for m in run.methods if m != method and scorer_tag(m) == tag and is_trained_policy(m))
+    for other in others:
+        other_greedy = run.reference(other, "greedy")
+        if other_greedy is not None:
+            claims.append(Claim(2, other, other_greedy))
+    if greedy is not None and run.best_ctr() is not None:
+        claims.append(Claim(4, greedy, run.best_ctr()))
+    return sorted(claims, key=lambda c: c.number), missing
 
 
 def evaluate_claim(run: RunScores, claim: Claim, margin: float = MARGIN) -> ClaimResult:
@@ -140,6 +150,15 @@ def _interval(low: float, high: float) -> str:
     return "n/a" if math.isnan(low) or math.isnan(high) else f"[{_pts(low)}, {_pts(high)}]"
 
 
+def _sides(claim: Claim, display) -> tuple[str, str]:
+    """A's and B's display names, with their rounds where a claim compares rounds."""
+    a = display(claim.a) + ("" if claim.a_round is None else f", round {claim.a_round}")
+    b = display(claim.b) + ("" if claim.b_round is None else f", round {claim.b_round}")
+    if claim.number == 3:
+        a = display(claim.a) + ", round K"
+    return a, b
+
+
 def claims_table(results: list[ClaimResult], missing: list[str], display) -> str:
     """The verdict table (Markdown), one row per claim, AUC points x100.
 
@@ -162,10 +181,7 @@ def claims_table(results: list[ClaimResult], missing: list[str], display) -> str
     ]
     for res in results:
         c, v, p = res.claim, res.verdict_interval, res.pooled
-        a = display(c.a) + ("" if c.a_round is None else f", round {c.a_round}")
-        b = display(c.b) + ("" if c.b_round is None else f", round {c.b_round}")
-        if c.number == 3:
-            a = display(c.a) + ", round K"
+        a, b = _sides(c, display)
         deciding = _interval(v.low, v.high) + (" (one training run)" if res.n_seeds == 1 else " (two-level)")
         pairs = "/".join(str(n) for n in sorted(set(res.n_pairs)))
         lines.append(
@@ -196,7 +212,8 @@ def claims_summary(results: list[ClaimResult], display) -> list[str]:
     for res in results:
         c, v = res.claim, res.verdict_interval
         worse = " (A is worse: supported)" if res.worse == "supported" else ""
-        lines.append(f"- ({c.number}) {c.text}: **{res.better}**{worse}: {display(c.a)} − {display(c.b)} {_pts(v.estimate)} {_interval(v.low, v.high)}")
+        a, b = _sides(c, display)
+        lines.append(f"- ({c.number}) {c.text}: **{res.better}**{worse}: {a} − {b} {_pts(v.estimate)} {_interval(v.low, v.high)}")
     return lines
 
 

@@ -11,6 +11,7 @@ from coral.baselines.config import MODEL_NAMES, BaselineConfig, BaselineName
 from coral.config import load_yaml, require, section, to_dict
 from coral.data.dataset import DataConfig
 from coral.llm import ScorerConfig
+from coral.llm.prompt import PromptConfig
 from coral.policies.config import TrainConfig
 from coral.retrieval import WarmStart
 
@@ -39,8 +40,8 @@ class RunConfig:
     """The zero-shot LLM."""
     align: bool = True
     """Align the scorer (`coral align`) and add rows that use it."""
-    alignment: AlignConfig = section(lambda: AlignConfig(method="topk", n_train=256))
-    """The alignment's settings: method topk (the top two layers fine-tuned on prompts with evidence, the scorer that reads it); method head is the probe (256 prompts here)."""
+    alignment: AlignConfig = section(lambda: AlignConfig(method="topk", n_train=256, prompt=PromptConfig(base_rates=True, cf_tokens=4)))
+    """The alignment's settings: method topk (the top two layers fine-tuned on prompts with evidence, the scorer that reads it), its prompts with the user's and item's base rates and 4 collaborative soft tokens (chosen on the validation split's stop role: experiments/notes/align.md, issue 27); method head is the probe (256 prompts here)."""
     methods: tuple[Method, ...] = ("llm-only", "coral-random", "coral-greedy", "coral-ppo")
     """LLM methods, run with the aligned scorer when `align` is on, else with `scorer` (coral-greedy: the K nearest observed interactions, the zero action, the strongest simple alternative a learned policy must beat; add coral-ddpg for the paper's faithful variant: about 5 more minutes)."""
     zero_shot_methods: tuple[Method, ...] = ()

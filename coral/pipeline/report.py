@@ -47,8 +47,14 @@ def display_name(model: str) -> str:
     elif family in DISPLAY and family not in ("llm-only",):
         name = f"{DISPLAY[family]} ({warm.upper()})"
     elif base.startswith("coral-"):
-        parts = base.split("-")
-        name = f"CoRAL-{parts[1].upper()}" + (f" ({parts[2].upper()})" if len(parts) > 2 else "")
+        # coral-[rllib-]ALGO[-features][-stop]-WARM (TrainConfig.model_name)
+        words = base.split("-")[1:]
+        warm_name = f" ({words.pop().upper()})" if len(words) > 1 else ""
+        options = [w for w in ("features", "stop") if w in words]
+        algo = "-".join(w for w in words if w not in options)
+        algo = {"maskable-ppo": "MaskablePPO", "rllib-ppo": "PPO, RLlib", "rllib-maskable-ppo": "MaskablePPO, RLlib"}.get(algo, algo.upper())
+        extra = {"features": "candidate features", "stop": "stop action"}
+        name = f"CoRAL-{algo}" + "".join(f", {extra[o]}" for o in options) + warm_name
     else:
         name = base
     return f"{name} [{scorer}]" if scorer else name

@@ -249,7 +249,12 @@ class MainJob:
 
         algo = TRAINED[method]
         timesteps = self.config.ddpg_timesteps if algo == "ddpg" else self.config.ppo_timesteps
-        template = dataclasses.replace(self.config.train, env=self.env_config(ds, spec, warm, seed), algo=algo, timesteps=timesteps, seed=seed)
+        env = self.env_config(ds, spec, warm, seed)
+        if algo == "maskable_ppo":
+            # MaskablePPO picks among candidates; without their features it has nothing to choose by
+            # (experiments/notes/env-policies.md, the scripted table), so it always sees them.
+            env = dataclasses.replace(env, observe="candidates")
+        template = dataclasses.replace(self.config.train, env=env, algo=algo, timesteps=timesteps, seed=seed)
         batch = self.config.train.n_envs
 
         def run(directory: Path) -> None:
