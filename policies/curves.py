@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -23,18 +24,69 @@ from coral.io import atomic_write_bytes
 from coral.policies.validation import VALIDATION_FILE, read_validation
 
 
-def training_returns(run: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(timesteps, ``rollout/ep_rew_mean``) of a run, over all its log segments in order."""
+def _progress_column(run: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(timesteps, ``key``) of every row of a run's SB3 logs that has both, over all its log
+    segments in order (a resumed run continues in a new segment)."""
     paths = sorted(Path(run).glob("logs/segment*/progress.csv"), key=lambda p: int(p.parent.name[len("segment"):]))
     xs, ys = [], []
     for path in paths:
         with open(path, newline="") as f:
             for record in csv.DictReader(f):
-                x, y = _float(record.get("time/total_timesteps")), _float(record.get("rollout/ep_rew_mean"))
+                x, y = _float(record.get("time/total_timesteps")), _float(record.get(key))
                 if not (math.isnan(x) or math.isnan(y)):
                     xs.append(x)
                     ys.append(y)
     return np.asarray(xs), np.asarray(ys)
+
+
+def training_returns(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(timesteps, ``rollout/ep_rew_mean``) of a run, over all its log segments in order."""
+    return _progress_column(run, "rollout/ep_rew_mean")
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What one training run's logs say about learning (the report's training section)."""
+
+    updates: int
+    """Policy updates that logged an ``approx_kl``: SB3 writes an update's statistics with the next
+    rollout, so all but the last (0 for DDPG, which has none)."""
+    median_approx_kl: float
+    """Median of SB3's ``train/approx_kl`` over those updates (nan without any)."""
+    val_first: float
+    """The deterministic policy's validation return at the first check (before the first update)."""
+    val_last: float
+    """... at the last check."""
+    greedy_return: float
+    """Greedy retrieval's return on the same tuning rows."""
+    val_checks: int
+    """Validation checks (0: the run did not validate; the returns are nan)."""
+    val_rows: int
+    """Tuning rows of each check."""
+
+    @property
+    def rose(self) -> bool:
+        """The validation return rose from the first check to the last."""
+        return self.val_checks >= 2 and self.val_last > self.val_first
+
+
+def training_summary(run: Path) -> TrainingSummary:
+    """Median ``approx_kl`` over the updates and the validation return's first and last points of a run.
+
+    :param run: a ``coral train`` run directory (``logs/segment*/progress.csv``, ``validation.csv``).
+    """
+    _, kl = _progress_column(run, "train/approx_kl")
+    points = read_validation(Path(run) / VALIDATION_FILE)
+    nan = float("nan")
+    return TrainingSummary(
+        updates=len(kl),
+        median_approx_kl=float(np.median(kl)) if len(kl) else nan,
+        val_first=points[0]["val_return"] if points else nan,
+        val_last=points[-1]["val_return"] if points else nan,
+        greedy_return=points[-1]["greedy_return"] if points else nan,
+        val_checks=len(points),
+        val_rows=int(points[-1]["n"]) if points else 0,
+    )
 
 
 def validation_returns(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,4 +160,4 @@ def plot_training_curves(runs: Mapping[str, Sequence[Path]], path: Path, title: 
     atomic_write_bytes(path, buf.getvalue())
 
 
-__all__ = ["plot_training_curves", "training_returns", "validation_returns"]
+__all__ = ["TrainingSummary", "plot_training_curves", "training_returns", "training_summary", "validation_returns"]

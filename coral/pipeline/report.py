@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -281,6 +280,62 @@ def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResu
     return "\n".join(lines)
 
 
+def training_section(runs: Mapping[str, Mapping[int, Path]], display: Callable[[str], str] = display_name) -> str:
+    """results.md's "Training of the learned policies" section ("" without trained policies): per
+    method and seed, the updates, the median ``approx_kl`` over them, the deterministic policy's
+    validation return at the first and last check and greedy retrieval's on the same tuning rows
+    (:func:`coral.policies.curves.training_summary`); then per method what that adds up to.
+
+    :param runs: each trained method's ``coral train`` run directory per seed.
+    :param display: the display name of a method.
+    """
+    if not runs:
+        return ""
+    from coral.policies.curves import training_summary
+
+    lines = [
+        "",
+        "## Training of the learned policies",
+        "",
+        "From each trained policy's logs: SB3's `approx_kl` per update (PPO's usual range is about 0.01-0.03; SB3 writes an update's statistics "
+        "with the next rollout, so the last update is not among them) and the deterministic "
+        "policy's return |p0 − y| − |pK − y| on the validation split's tuning rows (at the first check, before any update, and at the "
+        "last), beside greedy retrieval's return on the same rows. `training_curves.png` draws both returns over training "
+        "(mean over seeds, band: min to max).",
+        "",
+        "| Method | seed | updates logged | median approx_kl | validation return, first → last | rose | greedy's validation return | last − greedy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for model in sorted(runs, key=_order):
+        summaries = {seed: training_summary(path) for seed, path in sorted(runs[model].items())}
+        for seed, t in summaries.items():
+            validated = t.val_checks > 0
+            lines.append("| " + " | ".join([
+                display(model), str(seed), str(t.updates), _num(t.median_approx_kl, 3),
+                f"{t.val_first:+.4f} → {t.val_last:+.4f}" if validated else "not validated",
+                ("yes" if t.rose else "no") if validated else "",
+                _num(t.greedy_return, 4, signed=True), _num(t.val_last - t.greedy_return, 4, signed=True),
+            ]) + " |")
+        validated = [t for t in summaries.values() if t.val_checks > 0]
+        kl = [t.median_approx_kl for t in summaries.values() if t.updates]
+        text = f"- {display(model)}: median approx_kl " + (f"{float(np.median(kl)):.3f} (median of the seeds' medians)" if kl else "not logged (no PPO updates)")
+        if validated:
+            n = len(validated)
+            above = sum(t.val_last > t.greedy_return for t in validated)
+            gap = float(np.mean([t.val_last - t.greedy_return for t in validated]))
+            text += (f"; the validation return rose for {sum(t.rose for t in validated)} of {n} seed(s) and ended above greedy's on the same "
+                     f"{validated[0].val_rows} rows for {above} of {n} (mean last − greedy {gap:+.4f}).")
+        else:
+            text += "; no validation during training (`train.val_every` 0)."
+        verdicts.append(text)
+    return "\n".join(lines + [""] + verdicts) + "\n"
+
+
+def _num(x: float, digits: int, signed: bool = False) -> str:
+    return "n/a" if math.isnan(x) else f"{x:{'+' if signed else ''}.{digits}f}"
+
+
 def console_summary(run: "RunScores", dataset: str, claims: tuple[list["ClaimResult"], list[str]]) -> str:
     """What ``coral run`` prints at the end (Markdown): each method's AUC on the shared test pairs
     and the claims' verdicts; results.md has the rest.
@@ -326,35 +381,6 @@ def plot_round_bands(run: "RunScores", path: Path, title: str = "") -> None:
     ax.set_title(title or "AUC after each retrieval round (95% bands)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, path)
-
-
-def plot_training_curves(curves: dict[str, list[Path]], path: Path, y_keys: tuple[str, ...] = ("rollout/ep_rew_mean", "coral/reward")) -> None:
-    """Episode return against timesteps for each trained policy, from SB3's progress.csv files
-    (one per training segment: a resumed run continues in a new one)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, csv_paths in sorted(curves.items()):
-        records = []
-        for csv_path in csv_paths:
-            with open(csv_path, newline="") as f:
-                records += list(csv.DictReader(f))
-        key = next((k for k in y_keys if records and k in records[0]), None)
-        if key is None:
-            continue
-        pts = [(_f(r.get("time/total_timesteps")), _f(r[key])) for r in records if r.get(key) not in ("", None)]
-        pts = [(x, y) for x, y in pts if not (math.isnan(x) or math.isnan(y))]
-        if pts:
-            ax.plot(*zip(*pts), marker=".", label=f"{label} ({key})")
-    ax.set_xlabel("timesteps")
-    ax.set_ylabel("episode return (drop in |p - y|)")
-    ax.set_title("Retrieval policy training")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     _save(fig, path)
 
 

@@ -13,8 +13,13 @@ validation, :mod:`coral.pipeline.pairs`); then the stages, in order:
 4. ``coral-ALGO-WARM@SCORER-seedS``: a trained policy (``policies.train``) evaluated on the shared pairs;
 5. ``controls@SCORER-seedS`` (with ``controls``): the aligned scorer on the shared test pairs with
    no evidence, K nearest, K random and K shuffled pieces (:mod:`coral.align.controls`);
-6. the report (:mod:`coral.pipeline.compare`): ``results.csv``, ``results.md`` (main table, paired
-   Δ AUC table, the paper's claims), ``auc_by_round.png`` (with 95% bands), ``training_curves.png``.
+6. ``reference-label-aware-WARM@SCORER-seedS`` (with ``label_aware_pairs``): the label-aware
+   reference (evaluation only, never a method) on a subset of the shared test pairs
+   (:mod:`coral.pipeline.headroom`);
+7. the report (:mod:`coral.pipeline.compare`): ``results.csv``, ``results.md`` (main table, paired
+   Δ AUC table, the paper's claims, the learned policies' training, the headroom over greedy),
+   ``auc_by_round.png`` (with 95% bands), ``training_curves.png`` (training return and the
+   deterministic policy's validation return, band over seeds), ``headroom.json``.
 
 Every stage writes its methods' P(like) per pair (``scores.npz``); the report computes every
 number the same way for every method from those scores.
@@ -48,7 +53,8 @@ from coral.pipeline.compare import RunScores
 from coral.pipeline.pairs import SharedPairs
 from coral.io import atomic_write_json
 from coral.pipeline.claims import claims_records, paper_claims
-from coral.pipeline.report import console_summary, controls_section, dataset_report, markdown_table, plot_round_bands, plot_training_curves, score_rows, write_text
+from coral.pipeline.headroom import HEADROOM_FILE, headroom, headroom_section, reference_rows
+from coral.pipeline.report import console_summary, controls_section, dataset_report, display_name, markdown_table, plot_round_bands, score_rows, training_section, write_text
 from coral.pipeline.scores import SCORES_FILE, MethodScores, SplitScores, load_scores, save_scores
 from coral.pipeline.stages import Stage, run_stage
 from coral.results import append_rows, library_versions
@@ -358,6 +364,42 @@ class MainJob:
         identity = stage_identity("controls", ds, seed=seed, rounds=rounds, n_boot=n_boot, prompt=_prompt_config(), warm_start_model=warm.baseline(seed), warm=warm, scorer=self.scorer_config(spec), pairs=pairs.fingerprint)
         return Stage(f"controls@{tag}-seed{seed}", identity, run)
 
+    def label_aware_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int) -> Stage:
+        """The label-aware reference (:mod:`coral.policies.label_aware`: it reads the targets'
+        labels; evaluation only, never a method, in no claim) with the methods' scorer in the first
+        warm start, on ``label_aware_pairs`` of the shared test pairs (:func:`reference_rows`), K
+        rounds; its row ``reference-label-aware-WARM@SCORER`` feeds only the headroom section."""
+        from coral.envs import EnvResources
+
+        warm = self.config.warm_starts[0]
+        env = self.env_config(ds, spec, warm, seed)
+        rows = reference_rows(ds, pairs, self.config.label_aware_pairs)
+        nearest, random = self.config.label_aware_nearest, self.config.label_aware_random
+        model = f"reference-label-aware-{warm}@{tag}"
+
+        def run(directory: Path) -> None:
+            from coral.policies.evaluate import evaluate_policy, write_records
+            from coral.policies.label_aware import LabelAwarePolicy, require_reference_name
+
+            require_reference_name(model)
+            policy = LabelAwarePolicy(nearest, random, seed=seed)
+            scorer = self.scorer(spec)
+            test = evaluate_policy(policy, env, EnvResources(dataset=ds, scorer=scorer), split="test", batch_size=self.config.train.n_envs, episodes=rows)
+            write_records(directory / "eval_test.jsonl", [test])
+            config = {
+                "policy": "label-aware", "evaluation_only": True, "candidates": f"the {nearest} nearest and {random} random", "n_nearest": nearest, "n_random": random,
+                "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": test.rounds, "warm_start_fingerprint": test.warm_start_fingerprint,
+            }
+            info = {"config": config, "eval_seconds": round(test.seconds, 3), "prompts_scored": test.prompts_scored + policy.prompts_scored, "candidate_prompts": policy.prompts_scored, **test.retrieval_statistics()}
+            no_pairs = SplitScores(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((test.rounds + 1, 0)))
+            save_scores(directory / SCORES_FILE, [MethodScores(model, seed, SplitScores(test.rows, test.labels, test.p), no_pairs, info)])
+
+        identity = stage_identity(
+            "label-aware", ds, seed=seed, env=env, prompt=_prompt_config(), warm_start_model=env.warm.baseline(env.embedding_seed),
+            pairs=pairs.fingerprint, label_aware_pairs=self.config.label_aware_pairs, n_nearest=nearest, n_random=random, batch_size=self.config.train.n_envs,
+        )
+        return Stage(f"{model}-seed{seed}", identity, run)
+
     # ---- the whole job ------------------------------------------------------------------------
     def llm_stages(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, methods: Sequence[str], seed: int) -> list[Stage]:
         """The LLM methods' stages for one scorer and seed; llm-only and coral-random share one stage."""
@@ -413,8 +455,9 @@ class MainJob:
         """Every seed's stages on dataset ``name``, then its report (results.md text, result rows,
         the console summary); its claims also go to ``claims.json``."""
         scores: list[MethodScores] = []
+        references: list[MethodScores] = []
         pairs_by_seed: dict[int, SharedPairs] = {}
-        curves: dict[str, list[Path]] = {}
+        curves: dict[str, dict[int, Path]] = {}
         controls: list[dict[str, Any]] = []
         dataset_name = name
         for seed in self.config.seeds:
@@ -432,6 +475,8 @@ class MainJob:
                 scores += self._run(stage, root, curves)
             if not self.config.align and self.config.controls:  # the methods' scorer is the zero-shot one
                 controls.append(self._controls(ds, pairs, self.config.scorer.scorer, "zero-shot", seed, root))
+            if not self.config.align and self.config.label_aware_pairs:
+                references += self._reference(ds, pairs, self.config.scorer.scorer, "zero-shot", seed, root)
             if self.config.align:
                 from coral.llm.aligned import read_meta, scorer_name
 
@@ -442,25 +487,39 @@ class MainJob:
                     scores += self._run(stage, root, curves)
                 if self.config.controls:
                     controls.append(self._controls(ds, pairs, f"aligned:{aligned}", tag, seed, root))
+                if self.config.label_aware_pairs:
+                    references += self._reference(ds, pairs, f"aligned:{aligned}", tag, seed, root)
         run = RunScores(scores, pairs_by_seed, n_boot=self.config.n_boot)
         plot_round_bands(run, root / "auc_by_round.png", title=f"{dataset_name}: AUC after each retrieval round (95% bands)")
-        plot_training_curves(curves, root / "training_curves.png")
+        from coral.policies.curves import plot_training_curves
+
+        plot_training_curves({display_name(m): [d for _, d in sorted(runs.items())] for m, runs in curves.items()}, root / "training_curves.png",
+                             title=f"{dataset_name}: retrieval policy training (mean over seeds, band: min to max)")
         preamble = f"`coral run` on {dataset_name}; config and library versions in every row of results.csv."
         claims = paper_claims(run)
         atomic_write_json(root / CLAIMS_FILE, claims_records(claims[0]))
-        text = dataset_report(run, dataset_name, claims, preamble) + controls_section(controls)
+        room = headroom(run, references)
+        if references:
+            atomic_write_json(root / HEADROOM_FILE, room)
+        text = dataset_report(run, dataset_name, claims, preamble) + training_section(curves, display_name) + headroom_section(room, display_name) + controls_section(controls)
         return text, score_rows(run, dataset_name), console_summary(run, dataset_name, claims)
 
     def _controls(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path) -> dict[str, Any]:
         directory, _ = run_stage(self.controls_stage(ds, pairs, spec, tag, seed), root, self.log)
         return json.loads((directory / CONTROLS_FILE).read_text())
 
-    def _run(self, stage: Stage, root: Path, curves: dict[str, list[Path]]) -> list[MethodScores]:
-        directory, _ = run_stage(stage, root, self.log)
-        logs = sorted((directory / "run" / "logs").glob("segment*/progress.csv"), key=lambda p: int(p.parent.name[7:]))
-        if logs:
-            curves[stage.name] = logs
+    def _reference(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path) -> list[MethodScores]:
+        directory, _ = run_stage(self.label_aware_stage(ds, pairs, spec, tag, seed), root, self.log)
         return load_scores(directory / SCORES_FILE)
+
+    def _run(self, stage: Stage, root: Path, curves: dict[str, dict[int, Path]]) -> list[MethodScores]:
+        """Run (or skip) ``stage``; a trained policy's run directory goes into ``curves`` (model -> seed -> directory)."""
+        directory, _ = run_stage(stage, root, self.log)
+        scores = load_scores(directory / SCORES_FILE)
+        if (directory / "run" / "logs").is_dir():
+            for m in scores:
+                curves.setdefault(m.model, {})[m.seed] = directory / "run"
+        return scores
 
 
 def _scores(model: str, seed: int, test, valid, config: dict, info: dict, last_round: int | None = None) -> MethodScores:
