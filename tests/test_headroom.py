@@ -110,7 +110,7 @@ def test_training_summary_reads_every_log_segment(tmp_path) -> None:
 
 
 def test_the_reference_needs_greedy_and_a_candidate() -> None:
-    with pytest.raises(CoralError, match="add coral-greedy to methods"):
+    with pytest.raises(CoralError, match="needs coral-greedy in methods"):
         from_dict(RunConfig, {"label_aware_pairs": 10, "methods": ["llm-only", "coral-ppo"]})
     with pytest.raises(CoralError, match="at least one candidate"):
         from_dict(RunConfig, {"label_aware_pairs": 10, "label_aware_nearest": 0, "label_aware_random": 0})

@@ -69,10 +69,10 @@ class RunConfig:
     """Bootstrap resamples of every AUC's 95% interval (0: no intervals)."""
     label_aware_pairs: int = 0
     """Also run the label-aware reference (evaluation only: it reads the targets' labels; never a method, never in the claims) with the methods' scorer in the first warm start on this many of each seed's shared test pairs (a seeded stratified subset), and add results.md's headroom section: it and each learned policy vs greedy on those pairs (0: off; it needs coral-greedy; it costs (nearest + random) x K prompts per pair)."""
-    label_aware_nearest: int = 20
-    """The label-aware reference's candidates per round among the nearest unused observed interactions (experiments/notes/env-policies.md: the cost)."""
-    label_aware_random: int = 10
-    """... and drawn at random among the other unused ones."""
+    label_aware_nearest: int = 10
+    """The label-aware reference's candidates per round among the nearest unused observed interactions (10 + 5 random: 81 prompts per pair at K = 5, chosen for its cost: experiments/notes/env-policies.md)."""
+    label_aware_random: int = 5
+    """The label-aware reference's candidates per round drawn at random among the other unused observed interactions."""
     resume_training: bool = False
     """Continue a killed policy training from its last checkpoint. Off by default: a resumed PPO run is not bit-identical to an uninterrupted one, and the main job's table must be."""
 
@@ -83,8 +83,8 @@ class RunConfig:
         for name in ("eval_pairs", "valid_pairs", "n_boot", "label_aware_pairs", "label_aware_nearest", "label_aware_random"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         if self.label_aware_pairs:
-            require(self.label_aware_nearest + self.label_aware_random >= 1, "label_aware_nearest", "and label_aware_random: the label-aware reference needs at least one candidate")
-            require("coral-greedy" in self.methods, "label_aware_pairs", "the headroom section compares with greedy retrieval: add coral-greedy to methods")
+            require(self.label_aware_nearest + self.label_aware_random >= 1, "label_aware_nearest", "plus --label-aware-random must be >= 1: the label-aware reference needs at least one candidate")
+            require("coral-greedy" in self.methods, "label_aware_pairs", "needs coral-greedy in methods (the headroom section compares with greedy retrieval)")
 
     @property
     def dataset_names(self) -> tuple[str, ...]:

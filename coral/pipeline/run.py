@@ -13,9 +13,9 @@ validation, :mod:`coral.pipeline.pairs`); then the stages, in order:
 4. ``coral-ALGO-WARM@SCORER-seedS``: a trained policy (``policies.train``) evaluated on the shared pairs;
 5. ``controls@SCORER-seedS`` (with ``controls``): the aligned scorer on the shared test pairs with
    no evidence, K nearest, K random and K shuffled pieces (:mod:`coral.align.controls`);
-6. ``reference-label-aware-WARM@SCORER-seedS`` (with ``label_aware_pairs``): the label-aware
-   reference (evaluation only, never a method) on a subset of the shared test pairs
-   (:mod:`coral.pipeline.headroom`);
+6. ``reference-label-aware-WARM@SCORER-seedS`` (with ``label_aware_pairs``; after every seed's
+   stages above): the label-aware reference (evaluation only, never a method) on a subset of the
+   shared test pairs (:mod:`coral.pipeline.headroom`);
 7. the report (:mod:`coral.pipeline.compare`): ``results.csv``, ``results.md`` (main table, paired
    Δ AUC table, the paper's claims, the learned policies' training, the headroom over greedy),
    ``auc_by_round.png`` (with 95% bands), ``training_curves.png`` (training return and the
@@ -455,7 +455,8 @@ class MainJob:
         """Every seed's stages on dataset ``name``, then its report (results.md text, result rows,
         the console summary); its claims also go to ``claims.json``."""
         scores: list[MethodScores] = []
-        references: list[MethodScores] = []
+        # The label-aware stages run after every seed's methods: the main table does not wait for them.
+        reference_stages: list[Stage] = []
         pairs_by_seed: dict[int, SharedPairs] = {}
         curves: dict[str, dict[int, Path]] = {}
         controls: list[dict[str, Any]] = []
@@ -476,7 +477,7 @@ class MainJob:
             if not self.config.align and self.config.controls:  # the methods' scorer is the zero-shot one
                 controls.append(self._controls(ds, pairs, self.config.scorer.scorer, "zero-shot", seed, root))
             if not self.config.align and self.config.label_aware_pairs:
-                references += self._reference(ds, pairs, self.config.scorer.scorer, "zero-shot", seed, root)
+                reference_stages.append(self.label_aware_stage(ds, pairs, self.config.scorer.scorer, "zero-shot", seed))
             if self.config.align:
                 from coral.llm.aligned import read_meta, scorer_name
 
@@ -488,7 +489,8 @@ class MainJob:
                 if self.config.controls:
                     controls.append(self._controls(ds, pairs, f"aligned:{aligned}", tag, seed, root))
                 if self.config.label_aware_pairs:
-                    references += self._reference(ds, pairs, f"aligned:{aligned}", tag, seed, root)
+                    reference_stages.append(self.label_aware_stage(ds, pairs, f"aligned:{aligned}", tag, seed))
+        references = [m for stage in reference_stages for m in load_scores(run_stage(stage, root, self.log)[0] / SCORES_FILE)]
         run = RunScores(scores, pairs_by_seed, n_boot=self.config.n_boot)
         plot_round_bands(run, root / "auc_by_round.png", title=f"{dataset_name}: AUC after each retrieval round (95% bands)")
         from coral.policies.curves import plot_training_curves
@@ -507,10 +509,6 @@ class MainJob:
     def _controls(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path) -> dict[str, Any]:
         directory, _ = run_stage(self.controls_stage(ds, pairs, spec, tag, seed), root, self.log)
         return json.loads((directory / CONTROLS_FILE).read_text())
-
-    def _reference(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path) -> list[MethodScores]:
-        directory, _ = run_stage(self.label_aware_stage(ds, pairs, spec, tag, seed), root, self.log)
-        return load_scores(directory / SCORES_FILE)
 
     def _run(self, stage: Stage, root: Path, curves: dict[str, dict[int, Path]]) -> list[MethodScores]:
         """Run (or skip) ``stage``; a trained policy's run directory goes into ``curves`` (model -> seed -> directory)."""
