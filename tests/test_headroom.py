@@ -115,3 +115,51 @@ def test_the_reference_needs_greedy_and_a_candidate() -> None:
     with pytest.raises(CoralError, match="at least one candidate"):
         from_dict(RunConfig, {"label_aware_pairs": 10, "label_aware_nearest": 0, "label_aware_random": 0})
     assert from_dict(RunConfig, {"label_aware_nearest": 0, "label_aware_random": 0}).label_aware_pairs == 0  # off: not checked
+
+
+def test_headroom_over_seeds_pairs_every_row_on_the_reference_pairs() -> None:
+    """Two seeds, synthetic scores: the reference's pairs decide every row's AUC, the interval is
+    the two-level one, and the best learned policy is chosen by validation AUC, not by these pairs."""
+    from coral.pipeline.compare import RunScores
+    from coral.pipeline.headroom import headroom, headroom_section
+    from coral.pipeline.pairs import SharedPairs
+    from coral.pipeline.scores import MethodScores, SplitScores
+
+    rng = np.random.default_rng(0)
+    n_test, n_valid, tag = 200, 60, "x"
+    labels = {s: (rng.integers(0, 2, n_test), rng.integers(0, 2, n_valid)) for s in (0, 1)}
+    test_rows = {s: np.arange(n_test) + 1000 * s for s in (0, 1)}  # each seed its own split's rows
+    subset = {s: test_rows[s][::2] for s in (0, 1)}  # the reference's pairs: every other test pair
+
+    def split(y, quality, rows):
+        return SplitScores(rows, y, np.clip(0.5 + quality * (y - 0.5) + 0.3 * rng.standard_normal((2, len(y))), 0, 1))
+
+    def method(name, seed, test_quality, valid_quality):
+        y_test, y_valid = labels[seed]
+        return MethodScores(name, seed, split(y_test, test_quality, test_rows[seed]), split(y_valid, valid_quality, np.arange(n_valid)), {})
+
+    scores = [m for s in (0, 1) for m in (
+        method(f"coral-greedy-dfm@{tag}", s, 0.2, 0.2), method(f"coral-ppo-dfm@{tag}", s, 0.6, 0.0), method(f"coral-maskable_ppo-features-dfm@{tag}", s, 0.0, 0.8),
+    )]
+    references = [
+        MethodScores(f"reference-label-aware-dfm@{tag}", s, split(labels[s][0][::2], 1.5, subset[s]), SplitScores(np.zeros(0), np.zeros(0), np.zeros((2, 0))),
+                     {"config": {"candidates": "the 10 nearest and 5 random"}, "prompts_scored": 100, "eval_seconds": 10.0})
+        for s in (0, 1)
+    ]
+    run = RunScores(scores, {s: SharedPairs(test_rows[s], np.arange(n_valid), s) for s in (0, 1)}, n_boot=200)
+    records = {r["row"]: r for r in headroom(run, references)}
+    assert set(records) == {f"reference-label-aware-dfm@{tag}", f"coral-ppo-dfm@{tag}", f"coral-maskable_ppo-features-dfm@{tag}"}
+    assert all(r["pairs"] == [100, 100] and r["interval"] == "two-level bootstrap (seeds, then pairs)" for r in records.values())
+    assert records[f"coral-maskable_ppo-features-dfm@{tag}"]["best_by_validation_auc"]  # its validation AUC, not its test AUC
+    assert not records[f"coral-ppo-dfm@{tag}"]["best_by_validation_auc"]
+    reference = records[f"reference-label-aware-dfm@{tag}"]
+    assert reference["low"] > 0 and records[f"coral-ppo-dfm@{tag}"]["low"] > 0  # better on test, whatever validation says
+    assert records[f"coral-maskable_ppo-features-dfm@{tag}"]["difference"] < 0
+    # Every row's greedy AUC is greedy's on the reference's 100 pairs, not on the 200 shared ones.
+    from coral.stats import delong
+
+    greedy = [run.methods[f"coral-greedy-dfm@{tag}"][s].test.at(subset[s]) for s in (0, 1)]
+    greedy_on_subset = np.mean([delong(g.labels, g.p[-1], g.p[-1]).auc_a for g in greedy])
+    assert reference["greedy_auc"] == pytest.approx(greedy_on_subset)
+    text = headroom_section(list(records.values()), str)
+    assert "200 prompts in 20 s over 2 seed(s) (10.0 prompts/s)" in text and "(best learned, by validation AUC)" in text

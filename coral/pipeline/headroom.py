@@ -62,7 +62,7 @@ def headroom(run: RunScores, references: Sequence[MethodScores]) -> list[dict[st
         if not seeds:
             records.append({"reference": model, "row": model, "greedy": greedy, "missing": "greedy retrieval of this scorer and warm start was not run"})
             continue
-        learned = sorted(m for m in run.methods if scorer_tag(m) == tag and is_trained_policy(m) and not is_reference(m))
+        learned = sorted(m for m in run.methods if scorer_tag(m) == tag and is_trained_policy(m) and not is_reference(m) and any(s in run.methods[m] for s in seeds))
         best = max(learned, key=run.valid_auc) if learned else None
         # The same pairs for every row: each seed's reference rows, no validation pairs.
         sub_pairs = {s: SharedPairs(runs[s].test.rows, np.zeros(0, dtype=np.int64), run.pairs[s].seed) for s in seeds}
@@ -71,7 +71,6 @@ def headroom(run: RunScores, references: Sequence[MethodScores]) -> list[dict[st
         for row in [model, *learned]:
             difference = sub.compare_two_level(row, greedy)
             auc, greedy_auc = sub.pooled(row), sub.pooled(greedy)
-            info = runs[seeds[0]].info if row == model else {}
             records.append({
                 "reference": model, "row": row, "greedy": greedy, "label_aware": row == model, "best_by_validation_auc": row == best,
                 "seeds": seeds, "pairs": [len(sub_pairs[s].test) for s in seeds],
@@ -79,10 +78,18 @@ def headroom(run: RunScores, references: Sequence[MethodScores]) -> list[dict[st
                 "auc": auc.estimate, "greedy_auc": greedy_auc.estimate,
                 "difference": difference.estimate, "low": difference.low, "high": difference.high, "per_seed": list(difference.per_seed),
                 "interval": "two-level bootstrap (seeds, then pairs)" if len(seeds) > 1 else "pair bootstrap (one seed)",
-                **({"candidates": info.get("config", {}).get("candidates", ""), "prompts": sum(int(runs[s].info.get("prompts_scored", 0)) for s in seeds),
-                    "seconds": sum(float(runs[s].info.get("eval_seconds", 0.0)) for s in seeds)} if row == model else {}),
+                **(_cost([runs[s] for s in seeds]) if row == model else {}),
             })
     return records
+
+
+def _cost(references: Sequence[MethodScores]) -> dict[str, Any]:
+    """The reference's candidate set, and the prompts and seconds of its evaluations (all seeds)."""
+    return {
+        "candidates": references[0].info.get("config", {}).get("candidates", ""),
+        "prompts": sum(int(m.info.get("prompts_scored", 0)) for m in references),
+        "seconds": sum(float(m.info.get("eval_seconds", 0.0)) for m in references),
+    }
 
 
 def headroom_section(records: Sequence[dict[str, Any]], display: Callable[[str], str]) -> str:
