@@ -31,9 +31,9 @@ TWIN_INPUTS = ("rates", "cf", "share")
 _INPUT_NAMES = {"rates": "base rates", "cf": "CF embeddings", "share": "like-share"}
 
 
-def twin_name(inputs: Sequence[str], k: int = 5) -> str:
-    """The result-row name of a twin, e.g. ``LR(base rates + like-share@5)``."""
-    return "LR(" + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" else "") for name in inputs) + ")"
+def twin_name(inputs: Sequence[str], k: int | None = 5) -> str:
+    """The result-row name of a twin, e.g. ``LR(base rates + like-share@5)`` (``k`` None: ``like-share``)."""
+    return "LR(" + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" and k is not None else "") for name in inputs) + ")"
 
 
 def twin_inputs(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, inputs: Sequence[str] = TWIN_INPUTS, k: int = 5) -> dict[str, np.ndarray]:
@@ -112,6 +112,20 @@ def inputs_of(prompt: Any, k: int = 5) -> tuple[str, ...]:
     is given as numbers: base rates if the prompt states them, CF embeddings if it holds soft tokens, and
     always the like-share of the ``k`` nearest pieces (the greedy evidence's labels)."""
     return (*(("rates",) if prompt.base_rates else ()), *(("cf",) if prompt.cf_tokens else ()), "share")
+
+
+def twin_input_sets(prompt: Any) -> list[tuple[str, ...]]:
+    """The twins ``coral run`` adds for a scorer trained with ``prompt``: each number input alone, all of
+    them together (the LLM without evidence is given these), and all of them with the like-share of the
+    nearest pieces (the LLM reading the greedy evidence is given these too); [] when the prompt gives the
+    LLM no numbers (the like-share rows are then its twins).
+
+    :param prompt: a :class:`~coral.llm.prompt.PromptConfig`.
+    """
+    numbers = inputs_of(prompt)[:-1]
+    if not numbers:
+        return []
+    return [*((name,) for name in numbers), *((numbers,) if len(numbers) > 1 else ()), (*numbers, "share")]
 
 
 def score_twins(dataset: CoralDataset, index: Any, targets: Interactions, pairs: dict[str, tuple[np.ndarray, np.ndarray]], input_sets: Sequence[Sequence[str]], k: int = 5) -> dict[str, dict[str, np.ndarray]]:
