@@ -9,7 +9,7 @@ import pytest
 
 from coral.align.config import AlignConfig
 from coral.align.topk import evidence_index
-from coral.align.twins import InputTwin, twin_input_sets
+from coral.align.twins import C_GRID, InputTwin, twin_input_sets
 from coral.config import from_dict
 from coral.data.folds import fold_interactions
 from coral.io import atomic_write_npz
@@ -40,7 +40,9 @@ def setup(tmp_path, monkeypatch):
     ds = run.dataset("gift_cards")
     pairs = SharedPairs.draw(ds, 40, 30, 0)
     fold = fold_interactions(ds, "align", run.alignment_config(0).warm.folds)
-    picked = np.random.default_rng(0).choice(len(fold), size=40, replace=False)
+    rng = np.random.default_rng(0)
+    # gift_cards is mostly liked: every negative of the fold (8) and 32 positives, so that C can be cross-validated.
+    picked = np.concatenate([np.flatnonzero(fold.label == 0), rng.choice(np.flatnonzero(fold.label == 1), size=40 - int((fold.label == 0).sum()), replace=False)])
     targets = fold.take(np.sort(picked))
     aligned = tmp_path / "aligned"
     aligned.mkdir()
@@ -74,7 +76,8 @@ def test_twin_stage_fits_on_exactly_the_alignment_targets(setup, monkeypatch) ->
     index = evidence_index(ds, resolve_embeddings(ds, config.warm, seed=config.seed))
     rounds = run.config.train.env.rounds
     for inputs, model in zip(twin_input_sets(config.prompt), scores):
-        twin = InputTwin.fit(ds, index, targets, inputs, rounds)
+        twin = InputTwin.fit(ds, index, targets, inputs, rounds, c=None)
+        assert scores[model].info["config"]["c"] == twin.c and twin.c in C_GRID
         for split, rows in (("test", pairs.test), ("valid", pairs.valid)):
             part = ds.split(split)
             got = getattr(scores[model], split)
@@ -83,7 +86,7 @@ def test_twin_stage_fits_on_exactly_the_alignment_targets(setup, monkeypatch) ->
             np.testing.assert_allclose(got.p[0], twin.predict(ds, index, part.user[rows], part.item[rows]), atol=1e-12)
         assert scores[model].info["config"]["n_fit"] == 40
     # A twin fitted on the whole align fold scores otherwise: the check above can fail.
-    whole = InputTwin.fit(ds, index, fold, ("rates", "cf"), rounds)
+    whole = InputTwin.fit(ds, index, fold, ("rates", "cf"), rounds, c=None)
     assert not np.allclose(scores["twin-rates+cf-none"].test.p[0], whole.predict(ds, index, ds.test.user[pairs.test], ds.test.item[pairs.test]))
 
 

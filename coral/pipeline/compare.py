@@ -214,22 +214,18 @@ class RunScores:
         return ref if ref in self.methods and ref != model else None
 
     def twin_of(self, model: str) -> str | None:
-        """The input twin given the same numbers as LLM row ``model`` (None: not an aligned scorer's LLM
-        row, or no twin run): for LLM-only and CoRAL-random (no nearest pieces) the twin of all the
-        prompt's numbers, for the rows that read retrieved evidence the twin that also reads the
-        like-share of the nearest pieces (of the row's own warm start where there is one)."""
+        """The input twin of LLM row ``model`` (None: not an aligned scorer's LLM row, or no twin run):
+        among the twins given no more than the row's LLM is given (LLM-only and CoRAL-random: the
+        prompt's numbers; rows that read retrieved evidence: also the like-share of the nearest
+        pieces), the one with the highest validation AUC on the shared validation pairs (never
+        test), as the best CTR baseline is chosen."""
         tag, base = scorer_tag(model), base_name(model)
         if tag in ("", "zero-shot") or not base.startswith(("llm-only", "coral-")):
             return None
-        twins = sorted(m for m in self.methods if base_name(m).startswith(TWIN))
         reads_evidence = not base.startswith(("llm-only", "coral-random"))
-        candidates = [m for m in twins if ("share" in twin_inputs_of(m)) == reads_evidence]
-        if not candidates:
-            return None
-        widest = max(len(twin_inputs_of(m)) for m in candidates)
-        candidates = [m for m in candidates if len(twin_inputs_of(m)) == widest]
-        warm = warm_start_of(model)
-        return next((m for m in candidates if warm_start_of(m) == warm), candidates[0])
+        twins = {m: self.valid_auc(m) for m in self.methods if base_name(m).startswith(TWIN) and (reads_evidence or "share" not in twin_inputs_of(m))}
+        twins = {m: v for m, v in sorted(twins.items()) if np.isfinite(v)}
+        return max(twins, key=twins.__getitem__) if twins else None
 
     def paired(self, model: str, reference: str, r: int | None = None, r_ref: int | None = None) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """Per seed both have (a reference with one run on shared pairs serves every seed): the

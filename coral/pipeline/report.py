@@ -278,9 +278,10 @@ def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResu
         "Paired on the same pairs (AUC points x100): difference [95% pair bootstrap interval, pooled over seeds] and DeLong's p (one seed). "
         "LLM-only, CoRAL-random and CoRAL-greedy are those of the row's own scorer (CTR rows: of the "
         + (run.primary_tag() or "zero-shot") + " scorer); greedy and the like-share search the row's own warm start. "
-        "The input twin of an aligned scorer's LLM row is the logistic regression (no LLM) given the same numbers as its prompts, "
-        "fitted on the alignment's own training targets: the base rates and CF embeddings for LLM-only and CoRAL-random, "
-        "and with the like-share of the nearest pieces for the rows that read retrieved evidence; the Δ is what the LLM adds over its inputs. "
+        "The input twin of an aligned scorer's LLM row is a logistic regression (no LLM) on the numbers its prompts give it, "
+        "fitted on the alignment's own training targets: of the twins given no more than the row's LLM (LLM-only and CoRAL-random: "
+        "base rates and CF embeddings; rows that read retrieved evidence: also the like-share of the nearest pieces), the one with the "
+        "highest validation AUC; the Δ is what the LLM adds over its inputs. "
         "The best CTR baseline is chosen among the baselines with and without item side features. "
         "The claims below decide from the two-level interval instead.",
         "",

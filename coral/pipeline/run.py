@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from coral.align.config import AlignConfig
-from coral.align.twins import twin_input_sets
+from coral.align.twins import C_GRID, twin_input_sets
 from coral.config import to_dict
 from coral.data.dataset import CoralDataset, DataConfig
 from coral.envs import EnvConfig
@@ -398,18 +398,22 @@ class MainJob:
             index = evidence_index(ds, tables)
             targets = alignment_targets(ds, aligned)
             shared = {split: (ds.split(split).user[rows], ds.split(split).item[rows]) for split, rows in (("test", pairs.test), ("valid", pairs.valid))}
-            scored = score_twins(ds, index, targets, shared, input_sets, k=rounds)
+            # C chosen by cross-validation on the targets themselves: never on a validation or test pair.
+            scored = score_twins(ds, index, targets, shared, input_sets, k=rounds, c=None)
             methods = []
             for inputs in input_sets:
                 p = scored[twin_name(inputs, rounds)]
                 splits = [SplitScores(rows, ds.split(split).label[rows], p[split]) for split, rows in (("test", pairs.test), ("valid", pairs.valid))]
-                config = {"reader": "logistic regression", "inputs": list(inputs), "k": rounds, "fitted_on": "alignment targets", "n_fit": len(targets), "warm_start": warm, "warm_start_fingerprint": tables_fingerprint(tables)}
+                config = {
+                    "reader": "logistic regression", "inputs": list(inputs), "k": rounds, "c": p["c"], "c_chosen_by": "5-fold cross-validated AUC on the targets",
+                    "fitted_on": "alignment targets", "n_fit": len(targets), "warm_start": warm, "warm_start_fingerprint": tables_fingerprint(tables),
+                }
                 methods.append(MethodScores(twin_model(inputs, warm), seed, *splits, info={"config": config}))
             save_scores(directory / SCORES_FILE, methods)
 
         identity = stage_identity(
             "input-twins", ds, alignment=align_config, prompt=align_config.prompt, warm_start_model=align_config.warm.baseline(align_config.seed),
-            inputs=[list(i) for i in input_sets], rounds=rounds, pairs=pairs.fingerprint,
+            inputs=[list(i) for i in input_sets], rounds=rounds, c_grid=list(C_GRID), pairs=pairs.fingerprint,
         )
         return Stage(f"twins-seed{seed}", identity, run)
 
