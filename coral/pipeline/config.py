@@ -60,7 +60,7 @@ class RunConfig:
     )
     """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps, does not validate while training, and updates PPO every 8 x 4 = 32 steps)."""
     input_twins: bool = True
-    """With `align` on and an alignment prompt that states base rates or holds CF soft tokens: add the input-twin rows (no LLM), logistic regressions on the numbers the aligned LLM is given (base rates, the CF embeddings of its soft tokens, and with the like-share of the K nearest pieces), fitted on the alignment's own training targets (their L2 strength cross-validated on those targets), so that the table says what the LLM adds over its inputs. Costs under a minute per seed."""
+    """With `align` on and an alignment prompt that states base rates or holds CF soft tokens: add the input-twin rows (no LLM), logistic regressions on the numbers the aligned LLM is given (base rates, the CF embeddings of its soft tokens, and with the like-share of the K nearest pieces), fitted on the alignment's own training targets (their L2 strength cross-validated on those targets), so that the table says what the LLM adds over its inputs. Costs about a minute per seed."""
     count_references: bool = True
     """Add the no-LLM kNN like-share rows (the share of liked pieces among the K nearest observed interactions in the first warm start: greedy's evidence, counted; plain and distance-weighted): what an LLM reading that evidence must at least match. Costs seconds."""
     controls: bool = False
