@@ -100,6 +100,43 @@ def test_paired_differences_use_the_same_pairs_and_the_right_references() -> Non
     assert [m[:3] for m in missing] == ["(2)", "(3)", "(5)"]
 
 
+def test_input_twins_and_side_feature_baselines_as_references() -> None:
+    from coral.pipeline.report import dataset_report, display_name
+
+    tag = "top2-finetune+rates+cf4"
+    t = {name: noisy(Y_TEST, signal, seed) for seed, (name, signal) in enumerate((("llm", 0.5), ("greedy", 1.5), ("twin", 1.0), ("twin_share", 2.0), ("dfm", 1.0), ("dfm_side", 1.0), ("twin_rates", 3.0)))}
+    v = {name: noisy(Y_VALID, signal, 50 + seed) for seed, (name, signal) in enumerate((("llm", 0.5), ("greedy", 1.5), ("twin", 1.0), ("twin_share", 2.0), ("dfm", 1.0), ("dfm_side", 3.0), ("twin_rates", 0.3)))}
+    scores = [
+        method(f"llm-only@{tag}", 0, t["llm"], v["llm"], PAIRS),
+        method(f"coral-greedy-dfm@{tag}", 0, np.stack([t["llm"], t["greedy"]]), np.stack([v["llm"], v["greedy"]]), PAIRS, rounds=1),
+        method("llm-only@zero-shot", 0, t["llm"], v["llm"], PAIRS),
+        method("twin-rates", 0, t["twin_rates"], v["twin_rates"], PAIRS),  # best on test, worst on validation
+        method("twin-rates+cf-dfm", 0, t["twin"], v["twin"], PAIRS),
+        method("twin-rates+cf+share-dfm", 0, t["twin_share"], v["twin_share"], PAIRS),
+        method("dfm", 0, t["dfm"], v["dfm"]),
+        method("dfm+side", 0, t["dfm_side"], v["dfm_side"]),
+    ]
+    run = RunScores(scores, {0: PAIRS}, n_boot=200)
+    # The LLM without evidence against the best twin (by validation AUC) given no more than its
+    # numbers; the one reading the nearest pieces may also be compared with a twin that counts them;
+    # no twin for the zero-shot scorer or non-LLM rows.
+    assert run.reference(f"llm-only@{tag}", "twin") == "twin-rates+cf-dfm"
+    assert run.reference(f"coral-greedy-dfm@{tag}", "twin") == "twin-rates+cf+share-dfm"
+    assert run.valid_auc("twin-rates+cf+share-dfm") > run.valid_auc("twin-rates+cf-dfm") > run.valid_auc("twin-rates")
+    assert run.reference("llm-only@zero-shot", "twin") is None and run.reference("dfm", "twin") is None and run.reference("twin-rates", "twin") is None
+    rows = PAIRS.test
+    c = run.comparisons(f"coral-greedy-dfm@{tag}")["twin"]
+    assert c.estimate == pytest.approx(roc_auc_score(Y_TEST[rows], t["greedy"][rows]) - roc_auc_score(Y_TEST[rows], t["twin_share"][rows]), abs=1e-12)
+    # The best CTR baseline is chosen by validation among the baselines with and without side features.
+    assert run.best_ctr() == "dfm+side"
+    assert display_name("dfm+side") == "DFM + side features" and display_name("twin-rates+cf+share-dfm") == "LR(base rates + CF embeddings + like-share) (DFM)"
+    report = dataset_report(run, "d", paper_claims(run))
+    table = report[: report.index("## Δ AUC")]
+    names = [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Method")]
+    assert names[:2] == ["DFM", "DFM + side features"] and names.index("LR(base rates)") < names.index("LLM-Language [zero-shot]")
+    assert "best CTR baseline (DFM + side features, by validation AUC)" in report and "Δ vs input twin" in report
+
+
 def test_a_deterministic_method_counts_once_and_seeds_use_ddof_1() -> None:
     t_llm, v_llm = noisy(Y_TEST, 0.5, 20), noisy(Y_VALID, 0.5, 21)
     scores = []

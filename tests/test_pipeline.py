@@ -37,10 +37,11 @@ FAST = {
     "train": {"n_envs": 4},
     "n_boot": 50,
     "controls": True,
+    "side_feature_baselines": True,
 }
 
 EXPECTED = [
-    "DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "User+item mean", "kNN like-share (DFM)", "kNN like-share, distance-weighted (DFM)",
+    "DFM", "DCN", "WDL", "AFM", "IPS", "CausE", *(f"{name} + side features" for name in ("DFM", "DCN", "WDL", "AFM", "IPS", "CausE")), "User+item mean", "kNN like-share (DFM)", "kNN like-share, distance-weighted (DFM)",
     "LLM-Language [zero-shot]", "CoRAL-random [zero-shot]", "CoRAL-greedy (DFM) [zero-shot]", "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-DDPG (DFM) [zero-shot]",
     "CoRAL-MaskablePPO, candidate features (DFM) [zero-shot]",
 ]
@@ -91,6 +92,10 @@ def test_table_has_every_method(uninterrupted) -> None:
         low, d, high = (float(final[model][k]) for k in ("d_llm_only_low", "d_llm_only", "d_llm_only_high"))
         assert low <= d <= high and 0 <= float(final[model]["d_llm_only_p"]) <= 1
     assert {r["split"] for r in rows if r["model"] == "dfm"} == {"test", "test_full"}
+    # The CTR baselines with item side features (gift_cards: brand, category) are their own rows, trained with them.
+    side = next(r for r in rows if r["model"] == "dfm+side" and r["split"] == "test")
+    assert json.loads(side["config"])["baseline"]["use_side_features"] is True
+    assert json.loads(final["dfm"]["config"])["baseline"]["use_side_features"] is False
     # The claims, each against its strongest simple alternative, one verdict row each.
     assert "## The claims" in table
     for number, a, b in ((1, "CoRAL-PPO (DFM) [zero-shot]", "LLM-Language [zero-shot]"), (2, "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-greedy (DFM) [zero-shot]"),
@@ -156,6 +161,19 @@ def test_config_errors(tmp_path: Path, capsys) -> None:
     assert main(["run", "--train.n-envs", "0", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip() == "error: --train.n-envs must be >= 1, got 0"
     assert not (tmp_path / "o").exists()
+
+
+def test_side_feature_baselines_need_item_features(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "plain" / "interactions.csv"
+    data.parent.mkdir()
+    data.write_text("user,item,rating,timestamp\n" + "".join(f"u{u},i{i},{1 + (u + i) % 5},{1000 + 10 * u + i}\n" for u in range(30) for i in range(8)))
+    out = tmp_path / "o"
+    args = ["run", "--dataset", str(data), "--scorer", "scripted", "--no-align", "--side-feature-baselines", "--out", str(out)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == "error: side_feature_baselines: dataset 'plain' has no item side features; turn it off for this dataset"
+    assert not out.exists() or not any(out.rglob("*.csv"))
+    with pytest.raises(CoralError, match="baseline.use_side_features must then stay off"):
+        from_dict(RunConfig, {"side_feature_baselines": True, "baseline": {"use_side_features": True}})
 
 
 def test_experiment_configs_parse() -> None:

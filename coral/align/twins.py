@@ -28,12 +28,14 @@ from coral.errors import CoralError
 
 #: The inputs a twin can be given, in the order of its features.
 TWIN_INPUTS = ("rates", "cf", "share")
+#: The L2 strengths (inverse, C) that ``c=None`` chooses among by 5-fold cross-validated AUC on the twin's own targets.
+C_GRID = tuple(float(c) for c in np.logspace(-6, 2, 9))
 _INPUT_NAMES = {"rates": "base rates", "cf": "CF embeddings", "share": "like-share"}
 
 
-def twin_name(inputs: Sequence[str], k: int = 5) -> str:
-    """The result-row name of a twin, e.g. ``LR(base rates + like-share@5)``."""
-    return "LR(" + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" else "") for name in inputs) + ")"
+def twin_name(inputs: Sequence[str], k: int | None = 5) -> str:
+    """The result-row name of a twin, e.g. ``LR(base rates + like-share@5)`` (``k`` None: ``like-share``)."""
+    return "LR(" + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" and k is not None else "") for name in inputs) + ")"
 
 
 def twin_inputs(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, inputs: Sequence[str] = TWIN_INPUTS, k: int = 5) -> dict[str, np.ndarray]:
@@ -72,20 +74,25 @@ class InputTwin:
     """The fitted scikit-learn pipeline (standardisation + logistic regression)."""
     n_fit: int
     """Targets it was fitted on."""
+    c: float = 1.0
+    """The inverse L2 strength it was fitted with (the cross-validated choice when ``fit`` got ``c=None``)."""
 
     @property
     def name(self) -> str:
         return twin_name(self.inputs, self.k)
 
     @classmethod
-    def fit(cls, dataset: CoralDataset, index: Any, rows: Interactions, inputs: Sequence[str], k: int = 5, c: float = 1.0, blocks: dict[str, np.ndarray] | None = None) -> "InputTwin":
+    def fit(cls, dataset: CoralDataset, index: Any, rows: Interactions, inputs: Sequence[str], k: int = 5, c: float | None = 1.0, blocks: dict[str, np.ndarray] | None = None) -> "InputTwin":
         """Fit on ``rows`` (the alignment's targets: :func:`coral.data.folds.fold_interactions` of ``align``).
 
         :param index: the evidence index of the alignment (its tables are the soft tokens' inputs).
-        :param c: inverse L2 strength of the logistic regression.
+        :param c: inverse L2 strength of the logistic regression; None: the one of :data:`C_GRID` with the
+            best 5-fold cross-validated AUC on ``rows`` (a few hundred targets and the 3 x d CF numbers
+            overfit at C = 1).
         :param blocks: :func:`twin_inputs` of ``rows`` when already computed.
         """
         from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV, StratifiedKFold
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
@@ -95,8 +102,17 @@ class InputTwin:
             raise CoralError(f"the twin's targets in {dataset.name!r} hold a single class")
         blocks = blocks if blocks is not None else twin_inputs(dataset, index, rows.user, rows.item, inputs, k)
         x = np.concatenate([blocks[name] for name in inputs], axis=1)
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(x, labels)
-        return cls(inputs, k, model, len(labels))
+        if c is None:
+            minority = int(np.bincount(labels).min())
+            if minority < 2:
+                raise CoralError(f"the twin's {len(labels)} targets in {dataset.name!r} hold {minority} of one class: too few to cross-validate its C")
+            folds = StratifiedKFold(n_splits=min(5, minority), shuffle=True, random_state=0)
+            search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), {"logisticregression__C": list(C_GRID)}, scoring="roc_auc", cv=folds)
+            model = search.fit(x, labels).best_estimator_
+            c = float(search.best_params_["logisticregression__C"])
+        else:
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(x, labels)
+        return cls(inputs, k, model, len(labels), c)
 
     def predict(self, dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, blocks: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """P(like) of each (user, item) pair.
@@ -114,8 +130,24 @@ def inputs_of(prompt: Any, k: int = 5) -> tuple[str, ...]:
     return (*(("rates",) if prompt.base_rates else ()), *(("cf",) if prompt.cf_tokens else ()), "share")
 
 
-def score_twins(dataset: CoralDataset, index: Any, targets: Interactions, pairs: dict[str, tuple[np.ndarray, np.ndarray]], input_sets: Sequence[Sequence[str]], k: int = 5) -> dict[str, dict[str, np.ndarray]]:
-    """Fit one twin per input set on ``targets`` and score ``pairs``: ``{twin name: {split: P(like)}}``.
+def twin_input_sets(prompt: Any) -> list[tuple[str, ...]]:
+    """The twins ``coral run`` adds for a scorer trained with ``prompt``: each number input alone, all of
+    them together (the LLM without evidence is given these), and all of them with the like-share of the
+    nearest pieces (the LLM reading the greedy evidence is given these too); [] when the prompt gives the
+    LLM no numbers (the like-share rows are then its twins).
+
+    :param prompt: a :class:`~coral.llm.prompt.PromptConfig`.
+    """
+    numbers = inputs_of(prompt)[:-1]
+    if not numbers:
+        return []
+    return [*((name,) for name in numbers), *((numbers,) if len(numbers) > 1 else ()), (*numbers, "share")]
+
+
+def score_twins(
+    dataset: CoralDataset, index: Any, targets: Interactions, pairs: dict[str, tuple[np.ndarray, np.ndarray]], input_sets: Sequence[Sequence[str]], k: int = 5, c: float | None = 1.0
+) -> dict[str, dict[str, Any]]:
+    """Fit one twin per input set on ``targets`` and score ``pairs``: ``{twin name: {split: P(like), "c": its C}}``.
 
     What ``coral run`` needs for the twin rows: with the run seed's warm start ``index``
     (:func:`coral.align.topk.evidence_index`), ``targets`` = the align fold
@@ -123,14 +155,15 @@ def score_twins(dataset: CoralDataset, index: Any, targets: Interactions, pairs:
     of the shared pairs, ``input_sets`` e.g. ``[("rates",), inputs_of(scorer.prompt_config)]``.
 
     :param pairs: split name -> (users, items).
+    :param c: as :meth:`InputTwin.fit` (None: cross-validated on ``targets``).
     """
     needed = sorted({name for inputs in input_sets for name in inputs}, key=TWIN_INPUTS.index)
     fit_blocks = twin_inputs(dataset, index, targets.user, targets.item, needed, k)
     split_blocks = {split: twin_inputs(dataset, index, users, items, needed, k) for split, (users, items) in pairs.items()}
     out: dict[str, dict[str, np.ndarray]] = {}
     for inputs in input_sets:
-        twin = InputTwin.fit(dataset, index, targets, inputs, k, blocks=fit_blocks)
-        out[twin.name] = {split: twin.predict(dataset, index, *pairs[split], blocks=blocks) for split, blocks in split_blocks.items()}
+        twin = InputTwin.fit(dataset, index, targets, inputs, k, c=c, blocks=fit_blocks)
+        out[twin.name] = {**{split: twin.predict(dataset, index, *pairs[split], blocks=blocks) for split, blocks in split_blocks.items()}, "c": twin.c}
     return out
 
 

@@ -42,11 +42,15 @@ from coral.stats import (
 )
 
 #: The reference methods of the Δ table, by column key.
-REFERENCES = ("llm_only", "random", "greedy", "knn_share", "best_ctr")
+REFERENCES = ("llm_only", "random", "greedy", "knn_share", "twin", "best_ctr")
 #: Column titles of the references.
-REFERENCE_TITLES = {"llm_only": "LLM-only", "random": "CoRAL-random", "greedy": "CoRAL-greedy", "knn_share": "kNN like-share", "best_ctr": "best CTR"}
+REFERENCE_TITLES = {"llm_only": "LLM-only", "random": "CoRAL-random", "greedy": "CoRAL-greedy", "knn_share": "kNN like-share", "twin": "input twin", "best_ctr": "best CTR"}
 #: Methods whose evidence comes from a fixed rule, not a trained policy.
 FIXED_RETRIEVAL = ("coral-random", "coral-greedy")
+#: Suffix of a CTR baseline's row trained with the dataset's item side features (``dfm+side``).
+SIDE_FEATURES = "+side"
+#: Prefix of an input twin's row (``twin-rates``, ``twin-rates+cf+share-dfm``).
+TWIN = "twin-"
 
 
 def base_name(model: str) -> str:
@@ -60,15 +64,37 @@ def scorer_tag(model: str) -> str:
 
 
 def is_ctr(model: str) -> bool:
-    """A CTR baseline (the candidates for "best CTR"; the mean-rating reference is not one)."""
-    return model in MODEL_NAMES
+    """A CTR baseline, with or without item side features (the candidates for "best CTR"; the
+    mean-rating reference is not one)."""
+    return model in MODEL_NAMES or (model.endswith(SIDE_FEATURES) and model[: -len(SIDE_FEATURES)] in MODEL_NAMES)
+
+
+def side_feature_model(model: str) -> str:
+    """The row of CTR baseline ``model`` trained with item side features: ``dfm`` -> ``dfm+side``."""
+    return model + SIDE_FEATURES
+
+
+def twin_model(inputs: Sequence[str], warm: str) -> str:
+    """The row of an input twin (:mod:`coral.align.twins`): ``twin-`` and its inputs, and the warm start
+    whose tables it reads when it reads the CF embeddings or the nearest pieces:
+    ``("rates",)`` -> ``twin-rates``, ``("rates", "cf", "share"), "dfm"`` -> ``twin-rates+cf+share-dfm``."""
+    reads_tables = bool({"cf", "share"} & set(inputs))
+    return TWIN + "+".join(inputs) + (f"-{warm}" if reads_tables else "")
+
+
+def twin_inputs_of(model: str) -> tuple[str, ...]:
+    """The inputs of a twin's row (:func:`twin_model`); () for other rows."""
+    base = base_name(model)
+    if not base.startswith(TWIN):
+        return ()
+    return tuple(base[len(TWIN):].split("-", 1)[0].split("+"))
 
 
 def warm_start_of(model: str) -> str:
     """The warm start a retrieval row searched: ``coral-ppo-dfm@x`` -> ``dfm``,
-    ``coral-greedy-dfm@x`` -> ``dfm``, ``knn-share-dist-dfm`` -> ``dfm``; "" for other rows."""
+    ``coral-greedy-dfm@x`` -> ``dfm``, ``knn-share-dist-dfm`` -> ``dfm``, ``twin-cf-dfm`` -> ``dfm``; "" for other rows."""
     base = base_name(model)
-    if base.startswith("knn-share") or (base.startswith("coral-") and base.count("-") >= 2):
+    if base.startswith("knn-share") or (base.startswith("coral-") and base.count("-") >= 2) or (base.startswith(TWIN) and base.count("-") >= 2):
         return base.rsplit("-", 1)[1]
     return ""
 
@@ -168,10 +194,12 @@ class RunScores:
 
         LLM-only, CoRAL-random and CoRAL-greedy are those of the row's own scorer (CTR rows: of the
         primary scorer); greedy and the like-share search the row's own warm start (other rows:
-        the first one run).
+        the first one run); the input twin is :meth:`twin_of`.
         """
         if kind == "best_ctr":
             ref = self.best_ctr()
+        elif kind == "twin":
+            ref = self.twin_of(model)
         elif kind in ("llm_only", "random"):
             tag = scorer_tag(model) or self.primary_tag()
             ref = f"{'llm-only' if kind == 'llm_only' else 'coral-random'}@{tag}"
@@ -184,6 +212,20 @@ class RunScores:
             warm = warm_start_of(model)
             ref = next((m for m in candidates if warm_start_of(m) == warm), candidates[0] if candidates else None)
         return ref if ref in self.methods and ref != model else None
+
+    def twin_of(self, model: str) -> str | None:
+        """The input twin of LLM row ``model`` (None: not an aligned scorer's LLM row, or no twin run):
+        among the twins given no more than the row's LLM is given (LLM-only and CoRAL-random: the
+        prompt's numbers; rows that read retrieved evidence: also the like-share of the nearest
+        pieces), the one with the highest validation AUC on the shared validation pairs (never
+        test), as the best CTR baseline is chosen."""
+        tag, base = scorer_tag(model), base_name(model)
+        if tag in ("", "zero-shot") or not base.startswith(("llm-only", "coral-")):
+            return None
+        reads_evidence = not base.startswith(("llm-only", "coral-random"))
+        twins = {m: self.valid_auc(m) for m in self.methods if base_name(m).startswith(TWIN) and (reads_evidence or "share" not in twin_inputs_of(m))}
+        twins = {m: v for m, v in sorted(twins.items()) if np.isfinite(v)}
+        return max(twins, key=twins.__getitem__) if twins else None
 
     def paired(self, model: str, reference: str, r: int | None = None, r_ref: int | None = None) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """Per seed both have (a reference with one run on shared pairs serves every seed): the
@@ -277,4 +319,5 @@ def seeds_summary(values: Sequence[float], digits: int = 2, scale: float = 100.0
 __all__ = [
     "Comparison", "RunScores", "REFERENCES", "REFERENCE_TITLES",
     "base_name", "scorer_tag", "is_ctr", "is_trained_policy", "seeds_summary", "warm_start_of",
+    "SIDE_FEATURES", "TWIN", "side_feature_model", "twin_inputs_of", "twin_model",
 ]

@@ -36,6 +36,8 @@ class RunConfig:
     """CTR baselines to train and evaluate."""
     baseline: BaselineConfig = section(BaselineConfig, skip=("model", "seed"))
     """The CTR baselines' settings (each baseline and seed of `baselines` and `seeds`)."""
+    side_feature_baselines: bool = False
+    """Also train every CTR baseline with the dataset's item side features (rows `dfm+side`, ...: "DFM + side features"), so that the best CTR baseline is chosen by validation AUC among baselines with and without them (about as long again as the baselines; off in the 20-minute default, on in experiments/benchmark.yaml)."""
     scorer: ScorerConfig = section(ScorerConfig, flat=True)
     """The zero-shot LLM."""
     align: bool = True
@@ -57,6 +59,8 @@ class RunConfig:
         skip=("algo", "timesteps", "seed", "out", "env.data", "env.scorer", "env.warm.warm_start"),
     )
     """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps, does not validate while training, and updates PPO every 8 x 4 = 32 steps)."""
+    input_twins: bool = True
+    """With `align` on and an alignment prompt that states base rates or holds CF soft tokens: add the input-twin rows (no LLM), logistic regressions on the numbers the aligned LLM is given (base rates, the CF embeddings of its soft tokens, and with the like-share of the K nearest pieces), fitted on the alignment's own training targets (their L2 strength cross-validated on those targets), so that the table says what the LLM adds over its inputs. Costs about a minute per seed."""
     count_references: bool = True
     """Add the no-LLM kNN like-share rows (the share of liked pieces among the K nearest observed interactions in the first warm start: greedy's evidence, counted; plain and distance-weighted): what an LLM reading that evidence must at least match. Costs seconds."""
     controls: bool = False
@@ -85,6 +89,10 @@ class RunConfig:
         if self.label_aware_pairs:
             require(self.label_aware_nearest + self.label_aware_random >= 1, "label_aware_nearest", "plus --label-aware-random must be >= 1: the label-aware reference needs at least one candidate")
             require("coral-greedy" in self.methods, "label_aware_pairs", "needs coral-greedy in methods (the headroom section compares with greedy retrieval)")
+        require(
+            not (self.side_feature_baselines and self.baseline.use_side_features), "side_feature_baselines",
+            "adds rows with item side features beside the rows without them; baseline.use_side_features must then stay off",
+        )
 
     @property
     def dataset_names(self) -> tuple[str, ...]:

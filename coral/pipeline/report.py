@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import numpy as np
 
+from coral.align.twins import twin_name
 from coral.io import atomic_write_bytes, atomic_write_text
+from coral.pipeline.compare import SIDE_FEATURES, TWIN, twin_inputs_of, warm_start_of
 
 if TYPE_CHECKING:
     from coral.pipeline.claims import ClaimResult
@@ -26,6 +28,7 @@ DISPLAY = {
     "mean": "User+item mean",
     "knn-share": "kNN like-share",
     "knn-share-dist": "kNN like-share, distance-weighted",
+    "twin": "input twin",
     "llm-only": "LLM-Language",
     "coral-random": "CoRAL-random",
     "coral-greedy": "CoRAL-greedy",
@@ -38,10 +41,15 @@ RETRIEVAL_STATS = {"greedy_jaccard": "overlap with greedy (Jaccard)", "greedy_fi
 
 def display_name(model: str) -> str:
     """``coral-ppo-dfm`` -> ``CoRAL-PPO (DFM)``; ``llm-only@aligned`` -> ``LLM-Language [aligned]``;
-    ``coral-greedy-dfm@x`` -> ``CoRAL-greedy (DFM) [x]``; ``knn-share-dfm`` -> ``kNN like-share (DFM)``."""
+    ``coral-greedy-dfm@x`` -> ``CoRAL-greedy (DFM) [x]``; ``knn-share-dfm`` -> ``kNN like-share (DFM)``;
+    ``dfm+side`` -> ``DFM + side features``; ``twin-rates+cf-dfm`` -> ``LR(base rates + CF embeddings) (DFM)``."""
     base, _, scorer = model.partition("@")
     family, _, warm = base.rpartition("-")
-    if base in DISPLAY:
+    if base.endswith(SIDE_FEATURES) and base[: -len(SIDE_FEATURES)] in DISPLAY:
+        name = f"{DISPLAY[base[: -len(SIDE_FEATURES)]]} + side features"
+    elif base.startswith(TWIN):
+        name = twin_name(twin_inputs_of(base), None) + (f" ({warm_start_of(base).upper()})" if warm_start_of(base) else "")
+    elif base in DISPLAY:
         name = DISPLAY[base]
     elif family in DISPLAY and family not in ("llm-only",):
         name = f"{DISPLAY[family]} ({warm.upper()})"
@@ -60,10 +68,15 @@ def display_name(model: str) -> str:
 
 
 def _order(model: str) -> tuple[int, str]:
+    """CTR rows with side features right after their plain row, input twins after the like-share rows."""
     base = model.partition("@")[0]
     keys = list(DISPLAY)
     family = base.rpartition("-")[0]
-    if base in keys:
+    if base.endswith(SIDE_FEATURES) and base[: -len(SIDE_FEATURES)] in keys:
+        rank = keys.index(base[: -len(SIDE_FEATURES)])
+    elif base.startswith(TWIN):
+        rank = keys.index("twin")
+    elif base in keys:
         rank = keys.index(base)
     elif family in keys:
         rank = keys.index(family)
@@ -259,11 +272,16 @@ def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResu
     best = run.best_ctr()
     lines += [
         "",
-        f"## Δ AUC vs LLM-only, CoRAL-random, CoRAL-greedy, the kNN like-share and the best CTR baseline ({display_name(best) if best else 'none run'}, by validation AUC)",
+        f"## Δ AUC vs LLM-only, CoRAL-random, CoRAL-greedy, the kNN like-share, the input twin and the best CTR baseline ({display_name(best) if best else 'none run'}, by validation AUC)",
         "",
         "Paired on the same pairs (AUC points x100): difference [95% pair bootstrap interval, pooled over seeds] and DeLong's p (one seed). "
         "LLM-only, CoRAL-random and CoRAL-greedy are those of the row's own scorer (CTR rows: of the "
         + (run.primary_tag() or "zero-shot") + " scorer); greedy and the like-share search the row's own warm start. "
+        "The input twin of an aligned scorer's LLM row is a logistic regression (no LLM) on the numbers its prompts give it, "
+        "fitted on the alignment's own training targets: of the twins given no more than the row's LLM (LLM-only and CoRAL-random: "
+        "base rates and CF embeddings; rows that read retrieved evidence: also the like-share of the nearest pieces), the one with the "
+        "highest validation AUC; the Δ is what the LLM adds over its inputs. "
+        "The best CTR baseline is chosen among the baselines with and without item side features. "
         "The claims below decide from the two-level interval instead.",
         "",
         "| Method | " + " | ".join(f"Δ vs {REFERENCE_TITLES[k]}" for k in REFERENCES) + " |",

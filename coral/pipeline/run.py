@@ -5,11 +5,14 @@ evaluation pairs are drawn first (``pairs-seedS.csv``: a seeded stratified subse
 validation, :mod:`coral.pipeline.pairs`); then the stages, in order:
 
 1. ``baselines-seedS``: the CTR baselines and the user+item-mean reference, scored on the whole
-   validation and test splits (resumable per model);
+   validation and test splits (resumable per model); with ``side_feature_baselines`` also
+   ``baselines+side-seedS``: the CTR baselines trained with the item side features (rows ``dfm+side``, ...);
 2. ``coral-random@SCORER-seedS``: random retrieval on the shared test and validation pairs; its
    round 0 (no evidence) is the LLM alone (``llm-only``), its rounds 0..K CoRAL-random
    (``llm-only@SCORER-seedS`` scores round 0 alone when random retrieval is not asked for);
 3. ``align-seedS``: the aligned scorer (``coral align``, seeded by the run seed), when ``align`` is on;
+   then ``twins-seedS`` (``input_twins``, when its prompts give it base rates or CF soft tokens): the
+   input twins, logistic regressions (no LLM) on the same numbers, fitted on the alignment's own targets;
 4. ``coral-ALGO-WARM@SCORER-seedS``: a trained policy (``policies.train``) evaluated on the shared pairs;
 5. ``controls@SCORER-seedS`` (with ``controls``): the aligned scorer on the shared test pairs with
    no evidence, K nearest, K random and K shuffled pieces (:mod:`coral.align.controls`);
@@ -43,13 +46,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from coral.align.config import AlignConfig
+from coral.align.twins import C_GRID, twin_input_sets
 from coral.config import to_dict
 from coral.data.dataset import CoralDataset, DataConfig
 from coral.envs import EnvConfig
 from coral.errors import CoralError, DataError
 from coral.llm import ScorerConfig, ScorerSpec, parse_scorer_spec
 from coral.pipeline.config import RunConfig
-from coral.pipeline.compare import RunScores
+from coral.pipeline.compare import SIDE_FEATURES, RunScores, side_feature_model, twin_model
 from coral.pipeline.pairs import SharedPairs
 from coral.io import atomic_write_json
 from coral.pipeline.claims import claims_records, paper_claims
@@ -186,13 +190,21 @@ class MainJob:
         return {"pairs": pairs.fingerprint, "batch_size": self.config.train.n_envs}
 
     # ---- stages -------------------------------------------------------------------------------
-    def baselines_stage(self, ds: CoralDataset, seed: int) -> Stage:
+    def baselines_stage(self, ds: CoralDataset, seed: int, side_features: bool = False) -> Stage:
         """The CTR baselines and the mean-rating reference on the whole validation and test splits,
-        one scores file per model (a killed stage resumes at the next model)."""
+        one scores file per model (a killed stage resumes at the next model).
+
+        :param side_features: the stage of ``side_feature_baselines`` instead: the CTR baselines
+            trained with the dataset's item side features (rows ``dfm+side``, ...; no reference).
+        """
         from coral.baselines.reference import REFERENCE_NAME
 
         template = self.config.baseline
-        models = [*self.config.baselines, REFERENCE_NAME]
+        if side_features:
+            template = dataclasses.replace(template, use_side_features=True)
+            models = list(self.config.baselines)
+        else:
+            models = [*self.config.baselines, REFERENCE_NAME]
 
         def run(directory: Path) -> None:
             from coral.baselines.runner import fit_and_score
@@ -204,12 +216,14 @@ class MainJob:
                 fitted = fit_and_score(ds, model, seed, template)
                 splits = {name: SplitScores(np.arange(len(ds.split(name))), ds.split(name).label, getattr(fitted, name)) for name in ("test", "valid")}
                 info = {"config": fitted.config, "train_seconds": round(fitted.train_seconds, 3), **fitted.details}
-                save_scores(path, [MethodScores(model, seed, splits["test"], splits["valid"], info)])
-                self.log(f"       {model}: validation AUC {info.get('valid_auc', float('nan')):.4f}, {fitted.train_seconds:.0f} s" if "valid_auc" in info else f"       {model}: {fitted.train_seconds:.1f} s")
+                row = side_feature_model(model) if side_features else model
+                save_scores(path, [MethodScores(row, seed, splits["test"], splits["valid"], info)])
+                self.log(f"       {row}: validation AUC {info.get('valid_auc', float('nan')):.4f}, {fitted.train_seconds:.0f} s" if "valid_auc" in info else f"       {row}: {fitted.train_seconds:.1f} s")
             save_scores(directory / SCORES_FILE, [m for model in models for m in load_scores(directory / f"{model}.npz")])
 
+        # The stage without side features keeps the identity it had before side_feature_baselines existed.
         identity = stage_identity("baselines", ds, baseline=template, models=models, seed=seed)
-        return Stage(f"baselines-seed{seed}", identity, run)
+        return Stage(f"baselines{SIDE_FEATURES if side_features else ''}-seed{seed}", identity, run)
 
     def fixed_policy_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, policy_name: str, seed: int) -> Stage:
         """Random (or greedy) retrieval on the shared pairs, K rounds; round 0 is the LLM alone.
@@ -400,6 +414,51 @@ class MainJob:
         )
         return Stage(f"{model}-seed{seed}", identity, run)
 
+    def twin_stage(self, ds: CoralDataset, pairs: SharedPairs, aligned: Path, seed: int) -> Stage | None:
+        """The input twins of the aligned scorer of run seed ``seed`` (no LLM): logistic regressions
+        on the numbers its prompts give it (:mod:`coral.align.twins`), fitted on the very targets the
+        alignment trained on (its ``targets.npz``), with the warm-start tables its soft tokens and
+        evidence read, scored on the shared test and validation pairs; rows :func:`twin_model`
+        (``twin-rates``, ``twin-cf-dfm``, ``twin-rates+cf-dfm``, ``twin-rates+cf+share-dfm``).
+        None when its prompt holds no such numbers (no base rates, no soft tokens).
+
+        :param aligned: the alignment directory the align stage wrote.
+        """
+        align_config = self.alignment_config(seed)
+        input_sets = twin_input_sets(align_config.prompt)
+        if not input_sets:
+            return None
+        rounds = self.config.train.env.rounds
+        warm = align_config.warm.warm_start
+
+        def run(directory: Path) -> None:
+            from coral.align.topk import evidence_index
+            from coral.align.twins import alignment_targets, score_twins, twin_name
+            from coral.retrieval import resolve_embeddings, tables_fingerprint
+
+            tables = resolve_embeddings(ds, align_config.warm, seed=align_config.seed)  # the alignment's: fitted on head + its fold
+            index = evidence_index(ds, tables)
+            targets = alignment_targets(ds, aligned)
+            shared = {split: (ds.split(split).user[rows], ds.split(split).item[rows]) for split, rows in (("test", pairs.test), ("valid", pairs.valid))}
+            # C chosen by cross-validation on the targets themselves: never on a validation or test pair.
+            scored = score_twins(ds, index, targets, shared, input_sets, k=rounds, c=None)
+            methods = []
+            for inputs in input_sets:
+                p = scored[twin_name(inputs, rounds)]
+                splits = [SplitScores(rows, ds.split(split).label[rows], p[split]) for split, rows in (("test", pairs.test), ("valid", pairs.valid))]
+                config = {
+                    "reader": "logistic regression", "inputs": list(inputs), "k": rounds, "c": p["c"], "c_chosen_by": "5-fold cross-validated AUC on the targets",
+                    "fitted_on": "alignment targets", "n_fit": len(targets), "warm_start": warm, "warm_start_fingerprint": tables_fingerprint(tables),
+                }
+                methods.append(MethodScores(twin_model(inputs, warm), seed, *splits, info={"config": config}))
+            save_scores(directory / SCORES_FILE, methods)
+
+        identity = stage_identity(
+            "input-twins", ds, alignment=align_config, prompt=align_config.prompt, warm_start_model=align_config.warm.baseline(align_config.seed),
+            inputs=[list(i) for i in input_sets], rounds=rounds, c_grid=list(C_GRID), pairs=pairs.fingerprint,
+        )
+        return Stage(f"twins-seed{seed}", identity, run)
+
     # ---- the whole job ------------------------------------------------------------------------
     def llm_stages(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, methods: Sequence[str], seed: int) -> list[Stage]:
         """The LLM methods' stages for one scorer and seed; llm-only and coral-random share one stage."""
@@ -464,10 +523,14 @@ class MainJob:
         for seed in self.config.seeds:
             ds = self.dataset(name, seed if self.config.vary_split else 0)
             dataset_name = ds.name
+            if self.config.side_feature_baselines and self.config.baselines and not ds.item_features:
+                raise CoralError(f"side_feature_baselines: dataset {ds.name!r} has no item side features; turn it off for this dataset")
             ds.require_both_classes("train", "valid", "test")
             pairs = pairs_by_seed[seed] = self.pairs(ds, root, seed)
             self.log(f"== {ds.name} seed {seed}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions, {len(pairs.test)} shared test pairs, {len(pairs.valid)} validation pairs")
             stages = [self.baselines_stage(ds, seed)] if self.config.baselines else []
+            if self.config.baselines and self.config.side_feature_baselines:
+                stages.append(self.baselines_stage(ds, seed, side_features=True))
             if self.config.count_references:
                 stages.append(self.like_share_stage(ds, pairs, self.config.warm_starts[0], seed))
             zero_shot = self.config.zero_shot_methods if self.config.align else self.config.methods
@@ -484,6 +547,9 @@ class MainJob:
                 directory, _ = run_stage(self.align_stage(ds, seed), root, self.log)
                 aligned = directory / "aligned"
                 tag = scorer_name(read_meta(aligned))
+                twins = self.twin_stage(ds, pairs, aligned, seed) if self.config.input_twins else None
+                if twins is not None:
+                    scores += self._run(twins, root, curves)
                 for stage in self.llm_stages(ds, pairs, f"aligned:{aligned}", tag, self.config.methods, seed):
                     scores += self._run(stage, root, curves)
                 if self.config.controls:
