@@ -92,7 +92,9 @@ def test_run_scores_its_zero_shot_stage_and_aligns_with_the_scorer_given(tiny_mo
     ]  # fmt: skip
     succeeds(argv, capsys)
     rows = {r["model"]: json.loads(r["config"]) for r in csv.DictReader(open(out / "results.csv")) if r["split"] == "test"}
-    zero_shot, aligned = rows["llm-only@zero-shot"]["scorer_fingerprint"], rows["llm-only@top1-finetune+rates+cf4"]["scorer_fingerprint"]  # the default alignment prompt: base rates, 4 CF tokens
+    # The default alignment prompt has base rates and CF soft tokens: the tag names them (top1-finetune+rates+cf4).
+    zero_shot, aligned = rows["llm-only@zero-shot"]["scorer_fingerprint"], rows["llm-only@top1-finetune+rates+cf4"]["scorer_fingerprint"]
+    assert {"twin-rates", "twin-cf-none", "twin-rates+cf-none", "twin-rates+cf+share-none"} <= set(rows)  # the aligned scorer's input twins
     assert zero_shot.startswith(f"hf|{tiny_model_dir}:") and "|float32|" in zero_shot
     assert aligned.startswith(f"hf|{tiny_model_dir}:") and "aligned=topk:" in aligned
     align_meta = json.loads(next((out / "stages").glob("align-seed0-*/aligned/align.json")).read_text())
