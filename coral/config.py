@@ -65,6 +65,18 @@ def section(factory: Callable[[], Any], *, flat: bool = False, skip: tuple[str, 
     return dataclasses.field(default_factory=factory, metadata={"flat": flat, "skip": tuple(skip)})
 
 
+def renamed(default: Any, *, old: str) -> Any:
+    """A setting renamed from ``old``, whose old key and flag are still read (for one release).
+
+    Stage identities (:func:`to_dict` with ``identity=True``) keep naming it ``old``, so that the
+    rename moves no finished stage, cache or result.
+
+    :param default: the field's default value.
+    :param old: the field's former name.
+    """
+    return dataclasses.field(default=default, metadata={"old_name": old})
+
+
 def require(ok: bool, field: str, message: str, error: type[CoralError] = CoralError) -> None:
     """Raise ``error("<field> <message>")`` unless ``ok``; the field is rewritten as a key or flag by the loaders.
 
@@ -124,7 +136,17 @@ class Leaf:
     @property
     def flag(self) -> str:
         """The command-line flag, e.g. ``--train.n-envs``."""
-        return "--" + ".".join(part.replace("_", "-") for part in self.key)
+        return _flag(self.key)
+
+    @property
+    def old_key(self) -> tuple[str, ...] | None:
+        """The key the setting had before a rename (:func:`renamed`), still read; None if never renamed."""
+        old = self.metadata.get("old_name")
+        return self.key[:-1] + (old,) if old else None
+
+
+def _flag(key: tuple[str, ...]) -> str:
+    return "--" + ".".join(part.replace("_", "-") for part in key)
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -178,14 +200,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """The config ``obj`` as a nested dict of plain values (flat sections merged, skipped fields left out)."""
+def to_dict(obj: Any, *, identity: bool = False) -> dict[str, Any]:
+    """The config ``obj`` as a nested dict of plain values (flat sections merged, skipped fields left out).
+
+    :param identity: name renamed settings by their old keys (:func:`renamed`): the dict that
+        stage identities hash, unchanged by a rename.
+    """
     out: dict[str, Any] = {}
     for leaf in leaves(obj):
+        key = leaf.old_key if identity and leaf.old_key else leaf.key
         node = out
-        for part in leaf.key[:-1]:
+        for part in key[:-1]:
             node = node.setdefault(part, {})
-        node[leaf.key[-1]] = _plain(leaf.default)
+        node[key[-1]] = _plain(leaf.default)
     return out
 
 
@@ -319,6 +346,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base
         raise CoralError(f"{_where(where)}expected a mapping of config keys, got {type(data).__name__}")
     all_leaves = leaves(base)
     by_key = {leaf.key: leaf for leaf in all_leaves}
+    by_old_key = {leaf.old_key: leaf for leaf in all_leaves if leaf.old_key}
     sections = {leaf.key[:n] for leaf in all_leaves for n in range(1, len(leaf.key))}
     values: dict[tuple[str, ...], Any] = {}
 
@@ -329,8 +357,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base
                 if not isinstance(v, Mapping):
                     raise CoralError(f"{_where(where)}{'.'.join(key)} must be a mapping of its keys, got {v!r}")
                 visit(v, key)
-            elif key in by_key:
-                leaf = by_key[key]
+            elif key in by_key or key in by_old_key:
+                leaf = by_key.get(key) or by_old_key[key]
+                if leaf.attrs in values:
+                    raise CoralError(f"{_where(where)}{'.'.join(leaf.key)} is given twice (once by its old name {'.'.join(leaf.old_key or ())})")
                 try:
                     values[leaf.attrs] = coerce(v, leaf.type)
                 except _Invalid:
@@ -513,12 +543,15 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
         if leaf.metadata.get("positional"):
             target.add_argument(leaf.name, metavar=leaf.key[-1].upper(), type=_scalar_parser(leaf.type), help=leaf.doc.replace("%", "%%"))
             continue
+        names = [leaf.flag] + ([_flag(leaf.old_key)] if leaf.old_key else [])
+        if leaf.old_key:
+            help_text += f" ({names[1]}: its old name, still accepted)"
         if leaf.type is bool:
-            target.add_argument(leaf.flag, dest=leaf.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            target.add_argument(*names, dest=leaf.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
             continue
         origin = typing.get_origin(leaf.type)
         convert = _list_parser(leaf.type) if origin in (tuple, list) else _scalar_parser(leaf.type)
-        target.add_argument(leaf.flag, dest=leaf.name, type=convert, default=argparse.SUPPRESS, metavar=_metavar(leaf.type), help=help_text)
+        target.add_argument(*names, dest=leaf.name, type=convert, default=argparse.SUPPRESS, metavar=_metavar(leaf.type), help=help_text)
     return settings
 
 

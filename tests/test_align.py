@@ -149,13 +149,13 @@ def test_aligned_scorer_round_trips(dataset, tiny_model, tmp_path, method):
     assert np.abs(in_memory - before).max() > 1e-3, "training must change the scores"
     ident = save_result(tmp_path, config, peft_model=peft_model, head=head, dataset_name=dataset.name, dataset_fingerprint=dataset.fingerprint, prompt_version=prompts[0].version, summary={})
 
-    loaded = load_aligned_scorer(tmp_path, layout="float32")  # in_memory is fp32; the CPU default may be bf16
+    loaded = load_aligned_scorer(tmp_path, precision="float32")  # in_memory is fp32; the CPU default may be bf16
     np.testing.assert_allclose(loaded.score(prompts), in_memory, atol=1e-5)
     assert ident in loaded.fingerprint and identity(tmp_path) == ident
     assert loaded.prompt_version == prompts[0].version
     # Through the factory every --scorer option uses, with its cache: the same scores, and the
     # identity is in the fingerprint (so in every cache key).
-    via_spec = make_scorer(f"aligned:{tmp_path}", cache=tmp_path / "scores.sqlite", layout="float32")
+    via_spec = make_scorer(f"aligned:{tmp_path}", cache=tmp_path / "scores.sqlite", precision="float32")
     assert ident in via_spec.fingerprint
     np.testing.assert_allclose(via_spec.score(prompts), in_memory, atol=1e-5)
 

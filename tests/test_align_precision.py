@@ -15,7 +15,7 @@ from coral.align.tree import layer_forward
 from coral.errors import CoralError
 from coral.evidence import Evidence
 from coral.llm.labels import resolve_label_tokens
-from coral.llm.layout import numerics
+from coral.llm.precision import numerics
 from coral.llm.prompt import PromptBuilder, PromptConfig
 
 torch.set_num_threads(1)

@@ -75,7 +75,7 @@ def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset
     saved = load_file(str(out / TOPK_FILE))
     assert saved and all(k.startswith(("model.layers.1.", "model.norm.")) for k in saved)
 
-    scorer = load_aligned_scorer(out, layout="float32")  # compared weight by weight with the fp32 base
+    scorer = load_aligned_scorer(out, precision="float32")  # compared weight by weight with the fp32 base
     layers = scorer.model.model.layers
     assert len(layers) == 2
     for name, value in layers[0].state_dict().items():  # the trunk is frozen
@@ -185,7 +185,7 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
     state = load_file(str(out / CF_FILE))
     assert state["user_table"].shape == (dataset.n_users, 8) and float(state["outer.weight"].abs().sum()) > 0  # trained away from zero
 
-    scorer = load_aligned_scorer(out, layout="float32")
+    scorer = load_aligned_scorer(out, precision="float32")
     assert scorer.prompt_config == prompt and scorer.soft_tokens is not None and scorer.soft_tokens.layer == 1
     builder = scorer_prompt_builder(dataset, scorer)  # what the environment and the controls build
     assert builder.config == prompt and builder.version == meta["prompt_version"]
@@ -221,7 +221,7 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
     state["outer.bias"] = state["outer.bias"] + 1.0
     save_file(state, str(out / CF_FILE))
     assert identity(out) != before
-    changed = load_aligned_scorer(out, layout="float32")
+    changed = load_aligned_scorer(out, precision="float32")
     assert changed.fingerprint != scorer.fingerprint
     assert np.max(np.abs(changed.score(prompts) - p)) > 1e-6
 

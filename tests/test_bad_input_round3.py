@@ -85,7 +85,7 @@ def test_run_scores_its_zero_shot_stage_and_aligns_with_the_scorer_given(tiny_mo
     aligned scorer starts from the tiny model (before: both silently the embedded SmolLM2)."""
     out = tmp_path / "out"
     argv = [
-        "run", "--dataset", "movielens_small", "--scorer", f"hf:{tiny_model_dir}", "--layout", "float32",
+        "run", "--dataset", "movielens_small", "--scorer", f"hf:{tiny_model_dir}", "--precision", "float32",
         "--alignment.topk-trunk", "1", "--alignment.topk-layers", "1", "--alignment.topk-targets", "16", "--alignment.topk-stop-pairs", "16",
         "--alignment.topk-epochs", "1", "--alignment.warm-start", "none",
         "--zero-shot-methods", "llm-only", *SCRIPTED_RUN, "--out", str(out),

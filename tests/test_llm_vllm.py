@@ -165,13 +165,13 @@ def test_the_double_is_as_strict_as_vllm():
 def test_make_scorer_builds_it_with_the_layout_as_dtype_and_caches_its_scores(monkeypatch, tmp_path):
     fake = _install(monkeypatch, _label_logits(lambda ids: pseudo_p(str(ids))))
     with pytest.raises(CoralError, match="not int8"):
-        make_scorer(f"vllm:{MODEL}", layout="int8", cache=False)
-    scorer = make_scorer(f"vllm:{MODEL}", layout="float32", cache=tmp_path / "scores.sqlite")
+        make_scorer(f"vllm:{MODEL}", precision="int8", cache=False)
+    scorer = make_scorer(f"vllm:{MODEL}", precision="float32", cache=tmp_path / "scores.sqlite")
     assert fake.recorder.llm_options[-1]["dtype"] == "float32"
     prompts = _prompts()
     first = scorer.score_details(prompts)
     again = scorer.score_details(prompts)
     np.testing.assert_array_equal(first.p_yes, again.p_yes)
     assert len(fake.recorder.generate_calls) == 1 and scorer.stats()["cache_hits"] == len(prompts)
-    make_scorer(f"vllm:{MODEL}", layout="auto", cache=False)
+    make_scorer(f"vllm:{MODEL}", precision="auto", cache=False)
     assert "dtype" not in fake.recorder.llm_options[-1]

@@ -34,7 +34,7 @@ TOLERANCE = 1e-5
 def tiny_server(tiny_model_dir, tmp_path_factory):
     """A server of the tiny llama (float32, 1 thread), shared by the module's tests."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    served = start_server(["--scorer", f"hf:{tiny_model_dir}", "--layout", "float32", "--threads", "1", "--max-wait-ms", "20"], log=log)
+    served = start_server(["--scorer", f"hf:{tiny_model_dir}", "--precision", "float32", "--threads", "1", "--max-wait-ms", "20"], log=log)
     served.log = log  # type: ignore[attr-defined]
     yield served
     served.stop(timeout=10)
@@ -85,7 +85,7 @@ def two_workers_against_in_process(served: ServedScorer, in_process_spec: str) -
         results = list(pool.map(env_worker, [served.spec] * 2, [0, 100]))
     segments = [s for r in results for s in r["segments"]]
     served_p = np.array([p for r in results for p in r["p"]])
-    local = make_scorer(in_process_spec, layout="float32", cache=False)
+    local = make_scorer(in_process_spec, precision="float32", cache=False)
     local_p = local.score([Prompt(segments=tuple(s)) for s in segments])
     assert len(segments) >= 8 and all("<|im_start|>assistant" in "".join(s) for s in segments)  # the server's chat template
     assert {r["fingerprint"] for r in results} == {local.fingerprint}  # port-free: shared with in-process scoring
@@ -193,7 +193,7 @@ def test_the_score_cache_is_shared_by_clients_and_with_in_process_scoring(tiny_s
     np.testing.assert_allclose(again, first + second[4:], atol=TOLERANCE, rtol=0)
     # The cache namespace is the in-process scorer's, not the URL's: a server on another port
     # (or in-process scoring of the same model and layout) shares these entries.
-    assert scorer.fingerprint == make_scorer(f"hf:{tiny_model_dir}", layout="float32", cache=False).fingerprint
+    assert scorer.fingerprint == make_scorer(f"hf:{tiny_model_dir}", precision="float32", cache=False).fingerprint
     assert tiny_server.url.rsplit(":", 1)[1].split("/")[0] not in scorer.fingerprint
 
 
@@ -237,7 +237,7 @@ def test_sigterm_stops_the_server_cleanly(tiny_server) -> None:
 
 @pytest.mark.slow
 def test_embedded_model_two_env_workers_match_in_process(tmp_path) -> None:
-    served = start_server(["--scorer", "hf", "--layout", "float32", "--threads", "1", "--max-wait-ms", "20"], log=tmp_path / "server.log")
+    served = start_server(["--scorer", "hf", "--precision", "float32", "--threads", "1", "--max-wait-ms", "20"], log=tmp_path / "server.log")
     try:
         print(f"embedded server up in {served.startup_seconds:.1f}s")
         two_workers_against_in_process(served, "hf")

@@ -22,7 +22,7 @@ from coral.serve.client import ServedScorer, start_server, stop_under_load
 
 #: 11 tokens of the embedded tokenizer; the issue's report sent 5,000 of them (about 55k tokens).
 SENTENCE = "I liked the movie Heat (1995). "
-SERVER_ARGS = ["--layout", "float32", "--threads", "1", "--max-wait-ms", "20", "--max-prompt-tokens", "2048", "--chunk-tokens", "4096"]
+SERVER_ARGS = ["--precision", "float32", "--threads", "1", "--max-wait-ms", "20", "--max-prompt-tokens", "2048", "--chunk-tokens", "4096"]
 
 
 def rss_mb(served: ServedScorer) -> float:

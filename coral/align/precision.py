@@ -4,7 +4,7 @@ them natively and a recorded parity check passed; ``auto`` picks, as the scoring
 Method topk in ``bfloat16`` computes the frozen trunk and the trained layers' linear products in
 bf16 with fp32 accumulation (the numerics of the bfloat16 scoring layout, ``bfloat16-linear``);
 norms, attention, the residual stream, the loss, the weights and the optimiser stay fp32. It is
-*eligible* on a CPU only with native bf16 (AMX-BF16 or AVX512-BF16: :func:`coral.llm.layout.supported`)
+*eligible* on a CPU only with native bf16 (AMX-BF16 or AVX512-BF16: :func:`coral.llm.precision.supported`)
 and a passing record in ``parity.json`` (key ``alignment``, written by
 ``python experiments/bench/speed.py align-parity --write``): the default run's alignment trained
 twice with the same seed and targets, in fp32 and in bf16, both scored on at least
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 from coral.errors import CoralError
-from coral.llm.layout import PARITY_FILE, cpu_flags, numerics, supported
+from coral.llm.precision import PARITY_FILE, cpu_flags, numerics, supported
 
 #: The values of ``AlignConfig.dtype``.
 ALIGN_DTYPES = ("auto", "float32", "bfloat16")
@@ -39,9 +39,9 @@ class AlignParityRecord:
     dtype: str
     """The dtype checked (bfloat16)."""
     numerics: str
-    """Its numerics on the CPU it was measured on (:func:`coral.llm.layout.numerics`): the record applies to CPUs with the same."""
+    """Its numerics on the CPU it was measured on (:func:`coral.llm.precision.numerics`): the record applies to CPUs with the same."""
     cpu_class: str
-    """:func:`coral.llm.layout.feature_class` of the CPU it was measured on."""
+    """:func:`coral.llm.precision.feature_class` of the CPU it was measured on."""
     method: str
     """The alignment method (topk)."""
     recipe: str

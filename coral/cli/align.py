@@ -90,7 +90,7 @@ def diagnostics(config: DiagnosticsCommand) -> int:
         require_output_file(config.json, "--json")
     torch.set_num_threads(2)
     dataset = load_data(config.data, config.split)
-    scorer = make_scorer(config.scorer.scorer, layout=config.scorer.layout)
+    scorer = make_scorer(config.scorer.scorer, precision=config.scorer.precision)
     builder = scorer_prompt_builder(dataset, scorer)
     trained_for = getattr(scorer, "prompt_version", None)
     if trained_for is not None and trained_for != builder.version:

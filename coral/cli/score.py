@@ -66,7 +66,7 @@ def score(config: ScoreCommand) -> int:
 
         torch.set_num_threads(config.threads)
     cache = (config.cache_file or True) if config.cache else False
-    scorer = make_scorer(config.scorer.scorer, cache=cache, layout=config.scorer.layout, batch_size=config.batch_size)
+    scorer = make_scorer(config.scorer.scorer, cache=cache, precision=config.scorer.precision, batch_size=config.batch_size)
     builder = scorer_prompt_builder(dataset, scorer, config.prompt)  # an aligned scorer's own settings win
 
     def run(split: str):

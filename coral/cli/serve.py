@@ -102,7 +102,7 @@ def serve_scorer(config: ServeScorerCommand) -> int:
             import torch
 
             torch.set_num_threads(config.threads)
-        scorer = make_scorer(spec.text, cache=False, layout=config.scorer.layout, batch_size=config.batch_size)
+        scorer = make_scorer(spec.text, cache=False, precision=config.scorer.precision, batch_size=config.batch_size)
         assert isinstance(scorer, HFScorer), type(scorer)  # served_spec accepts local backends only
         context = getattr(scorer.model.config, "max_position_embeddings", None)
         if context is not None and config.max_prompt_tokens > context:

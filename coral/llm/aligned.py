@@ -90,22 +90,22 @@ def identity(directory: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def load_aligned_model(directory: str | Path, layout: str | None = None) -> tuple[Any, Any, Any, dict]:
+def load_aligned_model(directory: str | Path, precision: str | None = None) -> tuple[Any, Any, Any, dict]:
     """(model, tokenizer, head or None, meta): the base LLM with the LoRA adapter merged in, or with its head.
 
-    The weights are put together in fp32 and then converted to ``layout``, so that an int8 layout
+    The weights are put together in fp32 and then converted to ``precision``, so that an int8 precision
     quantises the fine-tuned weights (and calibrates on the aligned model itself).
 
     :param directory: an alignment directory.
-    :param layout: "float32", "int8", "bfloat16", or None / "auto" (:func:`coral.llm.layout.default_layout`).
+    :param precision: "float32", "int8", "bfloat16", or None / "auto" (:func:`coral.llm.precision.default_precision`).
     """
-    from coral.llm.layout import apply_layout, resolve_layout
+    from coral.llm.precision import apply_precision, resolve_precision
     from coral.llm.model import load_model
 
     directory = Path(directory).expanduser()
     meta = read_meta(directory)
     config = meta["config"]
-    layout = resolve_layout(layout)
+    precision = resolve_precision(precision)
     model, tokenizer = load_model(config["base_model"], "float32")
     head = None
     if meta["method"] == "lora":
@@ -124,7 +124,7 @@ def load_aligned_model(directory: str | Path, layout: str | None = None) -> tupl
         head = LinearReadout(int(state["linear.weight"].shape[1]))
         head.load_state_dict(state)
         head.eval()
-    model = apply_layout(model.eval(), layout, tokenizer=tokenizer, model_key=f"aligned:{identity(directory)}")
+    model = apply_precision(model.eval(), precision, tokenizer=tokenizer, model_key=f"aligned:{identity(directory)}")
     return model, tokenizer, head, meta
 
 
@@ -170,7 +170,7 @@ def scorer_name(meta: dict[str, Any]) -> str:
     return "probe"
 
 
-def load_aligned_scorer(directory: str | Path, *, layout: str | None = None, batch_size: int = 8, kv_reuse: bool = True):
+def load_aligned_scorer(directory: str | Path, *, precision: str | None = None, batch_size: int = 8, kv_reuse: bool = True):
     """An :class:`~coral.llm.hf.HFScorer` of an aligned LLM; ``make_scorer("aligned:DIR")`` calls this.
 
     Its fingerprint holds the alignment's :func:`identity`, so caches never mix aligned and raw scores.
@@ -179,14 +179,14 @@ def load_aligned_scorer(directory: str | Path, *, layout: str | None = None, bat
     :func:`coral.llm.prompt.scorer_prompt_builder`) and ``alignment`` (the directory's ``align.json``).
 
     :param directory: an alignment directory written by ``coral align``.
-    :param layout: "float32", "int8", "bfloat16", or None / "auto" (the default layout).
+    :param precision: "float32", "int8", "bfloat16", or None / "auto" (the default layout).
     :param batch_size: prompts per forward pass.
     :param kv_reuse: reuse prefix key/value caches.
     """
     from coral.llm.hf import HFScorer
     from coral.llm.model import model_identity
 
-    model, tokenizer, head, meta = load_aligned_model(directory, layout)
+    model, tokenizer, head, meta = load_aligned_model(directory, precision)
     scorer = HFScorer(
         model,
         tokenizer,

@@ -34,7 +34,7 @@ from coral.errors import CoralError  # noqa: E402
 from coral.llm.attention import use_gqa_attention  # noqa: E402
 from coral.llm.base import Prompt, Scorer, ScoreResult  # noqa: E402
 from coral.llm.labels import DEFAULT_LABELS, resolve_label_tokens, readout_from_logits  # noqa: E402
-from coral.llm.layout import layout_tag  # noqa: E402
+from coral.llm.precision import precision_tag  # noqa: E402
 
 #: One cached prefix: its keys and values as consecutive chunks along the sequence, each holding
 #: every layer in one tensor of shape (layers, 2, kv_heads, length, head_dim) (index 0 keys, 1
@@ -264,8 +264,8 @@ class HFScorer(Scorer):
         self.soft_tokens = soft_tokens
         #: How the weights compute (float32, bfloat16, int8-a7/a8...): part of the fingerprint, so of
         #: every score-cache key and result row.
-        self.layout = layout_tag(model)
-        self.fingerprint = f"hf|{model_id}|{self.layout}|{self.labels.describe()}|head={'yes' if head is not None else 'no'}|{fingerprint_extra}"
+        self.precision = precision_tag(model)
+        self.fingerprint = f"hf|{model_id}|{self.precision}|{self.labels.describe()}|head={'yes' if head is not None else 'no'}|{fingerprint_extra}"
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad if pad is not None else 0)
         probe = tokenizer("a").input_ids

@@ -82,7 +82,7 @@ def stage_identity(kind: str, dataset: CoralDataset, **parts: Any) -> dict[str, 
         "stage": kind,
         "dataset_fingerprint": dataset.fingerprint,
         "versions": library_versions(),
-        **{k: to_dict(v) if dataclasses.is_dataclass(v) else v for k, v in parts.items()},
+        **{k: to_dict(v, identity=True) if dataclasses.is_dataclass(v) else v for k, v in parts.items()},
     }
 
 
@@ -134,15 +134,15 @@ class MainJob:
     def scorer_config(self, spec: str) -> ScorerConfig:
         """The scorer section of a stage: the run's, with the stage's spec (zero-shot or aligned).
 
-        An "auto" layout is resolved here (for the in-process backends), so that the layout this
-        machine picks is part of every stage identity.
+        An "auto" precision is resolved here (for the in-process backends), so that the precision
+        this machine picks is part of every stage identity.
         """
-        layout = self.config.scorer.layout
+        precision = self.config.scorer.precision
         if parse_scorer_spec(spec).local:
-            from coral.llm.layout import resolve_layout
+            from coral.llm.precision import resolve_precision
 
-            layout = resolve_layout(layout)
-        return dataclasses.replace(self.config.scorer, scorer=spec, layout=layout)
+            precision = resolve_precision(precision)
+        return dataclasses.replace(self.config.scorer, scorer=spec, precision=precision)
 
     def scorer(self, spec: str):
         """One scorer per spec for the whole process (the model loads once)."""
@@ -276,7 +276,7 @@ class MainJob:
             save_scores(directory / SCORES_FILE, [_scores(f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"), {**info, **test.retrieval_statistics()})])
 
         # The run directory lives inside the stage directory, whose name the identity gives: not part of it.
-        train_identity = {k: v for k, v in to_dict(template).items() if k != "out"}
+        train_identity = {k: v for k, v in to_dict(template, identity=True).items() if k != "out"}
         identity = stage_identity(
             "trained-policy", ds, train=train_identity, prompt=_prompt_config(),
             warm_start_model=template.env.warm.baseline(seed), **self._eval_identity(pairs),

@@ -267,7 +267,7 @@ def describe_scorer(scorer: HFScorer) -> tuple[dict[str, Any], dict[str, Any]]:
     files = read_tokenizer_files(scorer.tokenizer)
     digest = tokenizer_digest(files)
     labels = [scorer.labels.yes_strings[0], scorer.labels.no_strings[0]]
-    info: dict[str, Any] = {"fingerprint": scorer.fingerprint, "labels": labels, "layout": scorer.layout, "tokenizer_sha256": digest, "device": "cpu"}
+    info: dict[str, Any] = {"fingerprint": scorer.fingerprint, "labels": labels, "layout": scorer.precision, "tokenizer_sha256": digest, "device": "cpu"}
     prompt_version = getattr(scorer, "prompt_version", None)
     if prompt_version:
         info["prompt_version"] = prompt_version

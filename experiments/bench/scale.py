@@ -32,9 +32,9 @@ def _worker(spec: str, dataset: str, seconds: float, seed: int, threads: int, ba
     from coral.envs import EnvConfig, EnvResources, make_env
     from coral.llm import make_scorer
 
-    config = EnvConfig.from_any(dataset=dataset, scorer=spec, layout="float32", warm_start="none", embedding_dim=64, embedding_seed=seed)
+    config = EnvConfig.from_any(dataset=dataset, scorer=spec, precision="float32", warm_start="none", embedding_dim=64, embedding_seed=seed)
     # Built before the barrier, without the score cache: every step costs a forward pass.
-    scorer = make_scorer(spec, cache=False, layout="float32")
+    scorer = make_scorer(spec, cache=False, precision="float32")
     env = make_env(config, resources=EnvResources(scorer=scorer))
     env.action_space.seed(seed)
     env.reset(seed=seed)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if "served" in args.modes:
         from coral.serve.client import start_server
 
-        server = start_server(["--scorer", "hf", "--layout", "float32", "--threads", str(args.threads), "--max-wait-ms", str(args.max_wait_ms)])
+        server = start_server(["--scorer", "hf", "--precision", "float32", "--threads", str(args.threads), "--max-wait-ms", str(args.max_wait_ms)])
         print(json.dumps({"server_startup_s": round(server.startup_seconds, 1)}), flush=True)
         try:
             for n in args.workers:

@@ -111,7 +111,7 @@ def scoring_speed(directory: Path, builder, users, items, nearest, n_pairs: int)
     p = scorer.score(prompts)
     seconds = time.perf_counter() - start
     computed = scorer.stats()["tokens_computed"] - before["tokens_computed"]
-    return {"layout": scorer.layout, "pairs": n_pairs, "seconds": seconds, "tokens_computed": int(computed), "tokens_per_s": computed / seconds, "pairs_per_s": n_pairs / seconds, "p": p}
+    return {"precision": scorer.precision, "pairs": n_pairs, "seconds": seconds, "tokens_computed": int(computed), "tokens_per_s": computed / seconds, "pairs_per_s": n_pairs / seconds, "p": p}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             speed["max_abs_dp_vs_tree_fp32"] = float(np.max(np.abs(speed.pop("p") - tree_p)))
             # The saved scorer in fp32 on a few pairs: the tree path reads what it computes (float16 trunk store aside).
             n_parity = min(3, args.speed_pairs)
-            fp32 = load_aligned_scorer(directory, layout="float32").score(episode_prompts(builder, users, items, evidence["nearest"], n_parity))
+            fp32 = load_aligned_scorer(directory, precision="float32").score(episode_prompts(builder, users, items, evidence["nearest"], n_parity))
             speed["parity_fp32_max_abs_dp"] = float(np.max(np.abs(fp32 - tree_p[: n_parity * (K + 1)])))
             info[name]["speed"] = speed
         np.savez(saved.with_suffix(".npz"), **scores[name])
@@ -289,7 +289,7 @@ def table(report: dict) -> str:
     ]
     for name, r in report["variants"].items():
         speed = r.get("speed")
-        speed_text = f"{speed['tokens_per_s']:.0f} ({speed['layout']})" if speed else ""
+        speed_text = f"{speed['tokens_per_s']:.0f} ({speed["precision"]})" if speed else ""
         lines.append(
             f"| {name} | {r['scorer']} | {r['targets']} | {r['layers']} | {100 * r['auc_none']:.2f} | {100 * r['auc_nearest']:.2f} | {_d(r['vs_reference'])} | {_d(r['vs_share'])} | "
             f"{_c(r, 'random')} | {_c(r, 'shuffled')} | {' '.join(f'{100 * a:.1f}' for a in r['by_pieces'])} | "

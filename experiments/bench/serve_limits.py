@@ -160,12 +160,12 @@ def main() -> None:
     parser.add_argument("--log", default="/tmp/serve_limits.log", help="the servers' output")
     args = parser.parse_args()
 
-    from coral.llm.layout import resolve_layout
+    from coral.llm.precision import resolve_precision
     from coral.serve.client import start_server
 
     served = start_server(["--scorer", "hf", "--threads", str(args.threads)], log=args.log)
     try:
-        print(f"embedded model, layout {resolve_layout(None)}, {args.threads} torch threads; server up in {served.startup_seconds:.1f} s")
+        print(f"embedded model, layout {resolve_precision(None)}, {args.threads} torch threads; server up in {served.startup_seconds:.1f} s")
         from coral.llm import make_scorer
 
         tokenizer = make_scorer(served.spec, cache=False).tokenizer

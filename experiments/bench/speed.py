@@ -31,7 +31,7 @@ and targets), both scored on validation pairs of the tuning role; it prints each
 difference and interval and with ``--write`` records them under ``alignment`` in ``parity.json``.
 
 ``python experiments/bench/speed.py parity --aligned DIR [--write]`` is the eligibility check of
-:mod:`coral.llm.layout`: the default run's validation pairs (``coral run``'s defaults, seed 0),
+:mod:`coral.llm.precision`: the default run's validation pairs (``coral run``'s defaults, seed 0),
 scored by the scorer in fp32 and in each layout, without evidence and with 5 random pieces; it
 prints the AUCs, mean/max |dp| and speed-up, and with ``--write`` records them in
 ``coral/llm/parity.json`` (a record replaces the one of the same layout and numerics).
@@ -64,8 +64,8 @@ def load_scorer(aligned: str | None, layout: str):
     from coral.llm.aligned import load_aligned_scorer
 
     if aligned:
-        return load_aligned_scorer(aligned, layout=layout)
-    return make_scorer("hf", cache=False, layout=layout)
+        return load_aligned_scorer(aligned, precision=layout)
+    return make_scorer("hf", cache=False, precision=layout)
 
 
 def default_pairs(valid_pairs: int | None = None):
@@ -107,7 +107,7 @@ def decoder_gflop_per_token(model) -> float:
 def gemm_gflops(kind: str, m: int = 256, k: int = 576, n: int = 1536, seconds: float = 1.5) -> float:
     """GFLOP/s of an (m x k) @ (k x n) product in ``kind`` (float32, bfloat16, int8 = the int8 layer's kernel)."""
     from coral.llm.int8 import Int8Linear, activation_bits
-    from coral.llm.layout import cpu_flags
+    from coral.llm.precision import cpu_flags
 
     x = torch.randn(m, k)
     if kind == "int8":
@@ -306,13 +306,13 @@ def default_alignment_seconds(config, costs: dict[str, float]) -> float:
 
 # ---- the commands --------------------------------------------------------------------------
 def speed(args: argparse.Namespace) -> None:
-    from coral.llm.layout import LAYOUTS, cpu_flags, default_layout, feature_class, supported
+    from coral.llm.precision import PRECISIONS, cpu_flags, default_precision, feature_class, supported
     from coral.llm.prompt import PromptBuilder
 
     flags = cpu_flags()
-    default = default_layout()
-    layouts = ["float32"] + [name for name in (args.layouts.split(",") if args.layouts else LAYOUTS) if name != "float32"]
-    print(f"CPU class {feature_class(flags)}; native: {', '.join(n for n in LAYOUTS if supported(n))}; default layout here: {default}; torch threads {torch.get_num_threads()}")
+    default = default_precision()
+    layouts = ["float32"] + [name for name in (args.layouts.split(",") if args.layouts else PRECISIONS) if name != "float32"]
+    print(f"CPU class {feature_class(flags)}; native: {', '.join(n for n in PRECISIONS if supported(n))}; default layout here: {default}; torch threads {torch.get_num_threads()}")
     dataset, rows = default_pairs()
     scorers = {name: load_scorer(args.aligned, name) for name in layouts}
     ref = scorers["float32"]
@@ -322,7 +322,7 @@ def speed(args: argparse.Namespace) -> None:
     print(f"decoder linear layers: {gflop:.3f} GFLOP per prompt token\n")
 
     ceiling = {}
-    for name in LAYOUTS if 1 in args.sections else ():
+    for name in PRECISIONS if 1 in args.sections else ():
         if not ceiling:
             print("[1] raw GEMM (256 x 576 @ 576 x 1536), and the tokens/s it allows")
         g = gemm_gflops(name)
@@ -446,7 +446,7 @@ def section_7(args: argparse.Namespace, scorer, builder, dataset, rows) -> None:
     dtype = resolve_align_dtype("auto", config.method)
     train, stop = default_alignment_trees(setup, args.align_trees, 0)
     threads = torch.get_num_threads()
-    print(f"\n[7] each LLM stage's same work on 1 and on 2 torch threads, wall seconds (alignment in {dtype}, scoring in {scorer.layout}); min of {args.repeats} runs")
+    print(f"\n[7] each LLM stage's same work on 1 and on 2 torch threads, wall seconds (alignment in {dtype}, scoring in {scorer.precision}); min of {args.repeats} runs")
 
     def stage_work() -> dict[str, Callable[[], float]]:
         """Each stage's work, as a function returning its seconds."""
@@ -491,7 +491,7 @@ def section_7(args: argparse.Namespace, scorer, builder, dataset, rows) -> None:
 
 
 def parity(args: argparse.Namespace) -> None:
-    from coral.llm.layout import AUC_TOLERANCE, PARITY_FILE, ParityRecord, cpu_flags, feature_class, numerics, supported
+    from coral.llm.precision import AUC_TOLERANCE, PARITY_FILE, ParityRecord, cpu_flags, feature_class, numerics, supported
     from coral.llm.prompt import PromptBuilder
     from sklearn.metrics import roc_auc_score
 
@@ -525,7 +525,7 @@ def parity(args: argparse.Namespace) -> None:
         worst = max(deltas, key=lambda k: abs(deltas[k]))
         dp = np.concatenate([np.abs(got[k] - base[k]) for k in sets])
         rec = ParityRecord(
-            layout=layout, numerics=numerics(layout, flags), cpu_class=feature_class(flags), scorer=scorer, dataset=dataset.name,
+            precision=layout, numerics=numerics(layout, flags), cpu_class=feature_class(flags), scorer=scorer, dataset=dataset.name,
             pairs=int(len(rows)), prompt_version=builder.version, auc_fp32=float(roc_auc_score(y, base[worst])), auc=float(roc_auc_score(y, got[worst])),
             mean_abs_dp=float(dp.mean()), max_abs_dp=float(dp.max()), speedup=float(rate / base_rate), date=datetime.date.today().isoformat(),
             command="python " + " ".join(shlex.quote(a) for a in sys.argv),
@@ -538,7 +538,7 @@ def parity(args: argparse.Namespace) -> None:
         records.append(rec)
     if args.write:
         data = json.loads(PARITY_FILE.read_text()) if PARITY_FILE.is_file() else {"records": []}
-        keep = [r for r in data["records"] if (r["layout"], r["numerics"]) not in {(x.layout, x.numerics) for x in records}]
+        keep = [r for r in data["records"] if (r.get("precision", r.get("layout")), r["numerics"]) not in {(x.precision, x.numerics) for x in records}]
         data["records"] = keep + [r.to_json() for r in records]
         tmp = PARITY_FILE.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -562,7 +562,7 @@ def align_parity(args: argparse.Namespace) -> None:
     from coral.data.folds import validation_roles
     from coral.llm.aligned import TOPK_FILE
     from coral.llm.labels import resolve_label_tokens
-    from coral.llm.layout import PARITY_FILE, cpu_flags, feature_class, numerics, supported
+    from coral.llm.precision import PARITY_FILE, cpu_flags, feature_class, numerics, supported
     from coral.stats import paired_auc_difference
 
     setup = alignment_setup()
