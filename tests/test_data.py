@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from coral.cli import main
-from coral.data import DataConfig, RawData, build_dataset, load_dataset, load_raw
+from coral.data import CsvColumns, DataConfig, RawData, build_dataset, load_dataset, load_raw
 from coral.data.dataset import _dedup_latest
 from coral.errors import CoralError, DataError
 
@@ -235,7 +235,7 @@ def test_generic_csv_and_tsv_with_options(tmp_path: Path, capsys) -> None:
     tsv = tmp_path / "tsv"
     tsv.mkdir()
     (tsv / "interactions.tsv").write_text("uid\tiid\tstars\n" + "".join(f"{u}\t{i}\t{r}\n" for u, i, r, _ in grid()))
-    other = load_dataset(DataConfig(dataset=str(tsv), sep="\t", user_col="uid", item_col="iid", rating_col="stars"), use_cache=False)
+    other = load_dataset(DataConfig(dataset=str(tsv), csv=CsvColumns(sep="\t", user_col="uid", item_col="iid", rating_col="stars")), use_cache=False)
     assert other.train.pairs() == ds.train.pairs()
     assert main(["data", "stats", "--dataset", str(tsv), "--sep", "\\t", "--user-col", "uid", "--item-col", "iid", "--rating-col", "stars", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["users"] == 8

@@ -13,7 +13,7 @@ import pytest
 
 import coral.data.registry
 from coral.cli import main
-from coral.data import CsvLayout, load_dataset, load_raw
+from coral.data import CsvColumns, load_dataset, load_raw
 from coral.data.registry import resolve
 from coral.errors import DataError
 
@@ -130,25 +130,25 @@ def test_bom_grouplens_and_movielens_100k(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"sep": ""}, "sep must be one character, got ''"),
-        ({"sep": ";;"}, "sep must be one character, got ';;'"),
+        ({"sep": ""}, "sep must be a single character"),
+        ({"sep": ";;"}, "sep must be a single character .* got ';;'"),
         ({"sep": '"'}, "sep must not be a quote or a line break"),
         ({"sep": "\n"}, "sep must not be a quote or a line break"),
-        ({"user": ""}, "user column must be a non-empty name, got ''"),
-        ({"rating": "  "}, "rating column must be a non-empty name"),
-        ({"user": "id", "item": "id"}, "user and item columns must differ, both are 'id'"),
-        ({"timestamp": "rating"}, "rating and timestamp columns must differ"),
-        ({"title": "item"}, "title and item columns must differ"),
+        ({"user_col": ""}, "user_col must name a column, got ''"),
+        ({"rating_col": "  "}, "rating_col must name a column"),
+        ({"user_col": "id", "item_col": "id"}, "item_col must differ from the user column, both are 'id'"),
+        ({"timestamp_col": "rating"}, "timestamp_col must differ from the rating column"),
+        ({"title_col": "item"}, "title_col must differ from the item column"),
     ],
 )
 def test_csv_layout_refuses_bad_values(fields: dict, message: str) -> None:
     with pytest.raises(DataError, match=message.replace("(", r"\(")):
-        CsvLayout(**fields)
+        CsvColumns(**fields)
 
 
 def test_csv_layout_tab_spellings() -> None:
-    assert CsvLayout(sep="\\t").sep == CsvLayout(sep="tab").sep == CsvLayout(sep="\t").sep == "\t"
-    assert CsvLayout(user=" uid ").user == "uid"
+    assert CsvColumns(sep="\\t").sep == CsvColumns(sep="tab").sep == CsvColumns(sep="\t").sep == "\t"
+    assert CsvColumns(user_col=" uid ").user_col == "uid"
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,7 @@ def test_csv_layout_tab_spellings() -> None:
         ("--sep", "", "error: --sep must be a single character (\\t for tab), got ''"),
         ("--sep", "::", "error: --sep must be a single character (\\t for tab), got '::'"),
         ("--user-col", "", "error: --user-col must name a column, got ''"),
-        ("--item-col", "user", "error: user and item columns must differ, both are 'user'"),
+        ("--item-col", "user", "error: --item-col must differ from the user column, both are 'user'"),
     ],
 )
 def test_cli_bad_layout_value_is_one_line(tmp_path: Path, capsys, option: str, value: str, message: str) -> None:
@@ -211,8 +211,8 @@ def test_grouplens_names_not_taken_when_columns_are_given(tmp_path: Path) -> Non
     """Only an untouched default layout falls back to GroupLens's names."""
     folder = grouplens_dir(tmp_path / "ml")
     with pytest.raises(DataError, match="missing required column 'uid'"):
-        load_raw(folder, layout=CsvLayout(user="uid"))
-    raw = load_raw(folder, layout=CsvLayout(user="userId", item="movieId"))
+        load_raw(folder, columns=CsvColumns(user_col="uid"))
+    raw = load_raw(folder, columns=CsvColumns(user_col="userId", item_col="movieId"))
     assert len(raw) == 64 and raw.item_text["1"] == "Movie 1, The (1990)"
 
 
@@ -231,8 +231,8 @@ def test_format_csv_reads_a_file_of_any_name(tmp_path: Path, capsys) -> None:
     """`--format csv PATH` reads PATH as the interactions file, whatever its name, with items.csv beside it."""
     write(tmp_path / "my_export.tsv", "uid\tiid\tstars\n" + "".join(f"{u}\t{i}\t{r}\n" for u, i, r, _ in ratings_grid()))
     write(tmp_path / "items.csv", "iid\ttitle\n" + "".join(f"{i + 1}\tThing {i + 1}\n" for i in range(8)))
-    layout = CsvLayout(sep="\t", user="uid", item="iid", rating="stars")
-    raw = load_raw(tmp_path / "my_export.tsv", "csv", layout)
+    columns = CsvColumns(sep="\t", user_col="uid", item_col="iid", rating_col="stars")
+    raw = load_raw(tmp_path / "my_export.tsv", "csv", columns)
     assert len(raw) == 64 and raw.item_text["3"] == "Thing 3"
     args = ["data", "stats", "--dataset", str(tmp_path / "my_export.tsv"), "--format", "csv", "--sep", "\\t", "--user-col", "uid", "--item-col", "iid", "--rating-col", "stars", "--json"]
     code, out, err = run_cli(args, capsys)

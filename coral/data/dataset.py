@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from coral.config import section
 from coral.errors import DataError
 from coral.io import atomic_write_json, atomic_write_npz
 
@@ -33,17 +34,66 @@ SPLITS = ("train", "valid", "test")
 DataFormat = Literal["auto", "amazon2018", "amazon2023", "movielens100k", "movielens1m", "recbole", "csv"]
 """The source formats of :data:`coral.data.loaders.FORMATS`, and "auto" (detect from file names)."""
 
-#: Fields of :class:`DataConfig` that say how the files are read (part of the dataset's identity).
-LAYOUT_FIELDS = ("format", "sep", "user_col", "item_col", "rating_col", "timestamp_col", "title_col")
+#: Keys of :class:`DataConfig` that say how the files are read (part of the dataset's identity).
+READING_FIELDS = ("format", "sep", "user_col", "item_col", "rating_col", "timestamp_col", "title_col")
 #: Fields of :class:`DataConfig` that say how the rows are preprocessed (part of the dataset's identity).
 PREPROCESSING_FIELDS = ("k_core", "positive_threshold", "label_rule", "head_fraction", "split_ratios", "split_seed")
+
+
+#: Spellings of the tab separator accepted on the command line and in configs.
+TAB_NAMES = {"\\t": "\t", "tab": "\t"}
+#: Fields of :class:`CsvColumns` that name interactions columns; no two may name the same column.
+INTERACTION_COLUMNS = ("user_col", "item_col", "rating_col", "timestamp_col")
+
+
+@dataclass(frozen=True)
+class CsvColumns:
+    """The separator and column names of a generic CSV/TSV file: the ``csv`` section of
+    :class:`DataConfig` (flat: its keys and flags are ``sep``, ``user_col``, ... ``--sep``, ``--user-col``, ...).
+
+    With every column name at its default, a file whose header has GroupLens's ``userId`` and
+    ``movieId`` in place of ``user`` and ``item`` is read with those names (the ``ratings.csv``
+    and ``movies.csv`` of MovieLens ml-latest, ml-latest-small, ml-25m and ml-20m).
+
+    :raises DataError: for a separator that is not one character, an empty column name, or
+        two interactions columns with the same name.
+    """
+
+    sep: str = ","
+    """Field separator: one character; \\t or tab mean TSV."""
+    user_col: str = "user"
+    """The interactions column with the user id."""
+    item_col: str = "item"
+    """The interactions column with the item id (also the key column of items.csv)."""
+    rating_col: str = "rating"
+    """The interactions column with the rating."""
+    timestamp_col: str = "timestamp"
+    """The optional interactions column with a Unix timestamp."""
+    title_col: str = "title"
+    """The items.csv column with the item text; its other columns become categorical side features."""
+
+    def __post_init__(self) -> None:
+        from coral.config import require
+
+        sep = TAB_NAMES.get(self.sep, self.sep)
+        require(len(sep) == 1, "sep", f"must be a single character (\\t for tab), got {self.sep!r}", DataError)
+        require(sep not in '"\r\n', "sep", f"must not be a quote or a line break, got {sep!r}", DataError)
+        object.__setattr__(self, "sep", sep)
+        for name in (*INTERACTION_COLUMNS, "title_col"):
+            require(bool(getattr(self, name).strip()), name, f"must name a column, got {getattr(self, name)!r}", DataError)
+            object.__setattr__(self, name, getattr(self, name).strip())  # header names are read stripped too
+        for j, first in enumerate(INTERACTION_COLUMNS):
+            for second in INTERACTION_COLUMNS[j + 1 :]:
+                value = getattr(self, second)
+                require(getattr(self, first) != value, second, f"must differ from the {first.removesuffix('_col')} column, both are {value!r}", DataError)
+        require(self.title_col != self.item_col, "title_col", f"must differ from the item column, both are {self.item_col!r}", DataError)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """The data section of every command: which dataset, how its files are read, how its rows are preprocessed.
 
-    The layout and preprocessing fields (not the name) are hashed into the dataset's fingerprint,
+    The reading and preprocessing fields (not the name) are hashed into the dataset's fingerprint,
     which keys the on-disk cache and every result row.
     """
 
@@ -51,18 +101,8 @@ class DataConfig:
     """Built-in name (gift_cards, movielens_small), Amazon 2018 category, ml-100k, ml-1m, or a file or directory path."""
     format: DataFormat = "auto"
     """Source format; auto: detect it from the file names."""
-    sep: str = ","
-    """CSV layout: field separator (\\t or tab for TSV)."""
-    user_col: str = "user"
-    """CSV layout: the interactions column with the user id."""
-    item_col: str = "item"
-    """CSV layout: the interactions column with the item id (also the key column of items.csv)."""
-    rating_col: str = "rating"
-    """CSV layout: the interactions column with the rating."""
-    timestamp_col: str = "timestamp"
-    """CSV layout: the optional interactions column with a Unix timestamp."""
-    title_col: str = "title"
-    """CSV layout: the items.csv column with the item text."""
+    csv: CsvColumns = section(CsvColumns, flat=True)
+    """How a generic CSV/TSV file is read: separator and column names (keys sep, user_col, ...)."""
     encoding: str = "utf-8"
     """Text encoding of the files (e.g. latin-1, cp1252 for older exports); bytes that are not valid in it are an error naming the file and line."""
     rating_scale: tuple[float, ...] = ()
@@ -86,11 +126,6 @@ class DataConfig:
         require(bool(self.dataset.strip()), "dataset", "must name a dataset or a path, got ''", DataError)
         if self.format is None:
             object.__setattr__(self, "format", "auto")
-        if self.sep in ("\\t", "tab"):
-            object.__setattr__(self, "sep", "\t")
-        require(len(self.sep) == 1 and self.sep not in "\r\n\"", "sep", f"must be a single character (\\t for tab), got {self.sep!r}", DataError)
-        for name in ("user_col", "item_col", "rating_col", "timestamp_col", "title_col"):
-            require(bool(getattr(self, name)), name, "must name a column, got ''", DataError)
         try:
             codecs.lookup(self.encoding)
         except LookupError:
@@ -123,20 +158,20 @@ class DataConfig:
         return pos.astype(np.int8)
 
     def to_dict(self) -> dict:
-        """Every field, as ``DataConfig(**d)`` accepts it back."""
+        """Every setting, as :func:`coral.config.from_dict` reads it back."""
         from coral.config import to_dict
 
         return to_dict(self)
 
     @property
     def hash(self) -> str:
-        """A short stable hash of the layout and preprocessing fields and the preprocessing version (not the name).
+        """A short stable hash of the reading and preprocessing fields and the preprocessing version (not the name).
 
         ``encoding`` counts only when it is not UTF-8, so that datasets read before the field
         existed keep their fingerprint; ``rating_scale`` only checks the data, it does not change it.
         """
         config = self.to_dict()
-        fields = LAYOUT_FIELDS + PREPROCESSING_FIELDS + (("encoding",) if codecs.lookup(self.encoding).name != "utf-8" else ())
+        fields = READING_FIELDS + PREPROCESSING_FIELDS + (("encoding",) if codecs.lookup(self.encoding).name != "utf-8" else ())
         blob = json.dumps({"v": PREPROCESS_VERSION, **{k: config[k] for k in fields}}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -363,11 +398,11 @@ class CoralDataset:
         splits = {
             s: Interactions(*(arrays[f"{s}.{f.name}"] for f in dataclasses.fields(Interactions))) for s in SPLITS
         }
-        cfg = meta["config"]
-        cfg["split_ratios"] = tuple(cfg["split_ratios"])
+        from coral.config import from_dict
+
         dataset = cls(
             name=meta["name"],
-            config=DataConfig(**cfg),
+            config=from_dict(DataConfig, meta["config"], where=str(directory / "meta.json")),
             user_ids=meta["user_ids"],
             item_ids=meta["item_ids"],
             item_text=meta["item_text"],
