@@ -127,6 +127,7 @@ def _evaluate_fixed_policy(config: EvaluateCommand) -> list[dict]:
     from coral.config import to_dict
     from coral.envs.resources import EnvResources, resolve_dataset, resolve_scorer
     from coral.policies.evaluate import evaluate_policy, result_rows, tuning_episodes, write_records
+    from coral.policies.fixed import fixed_policy_env
     from coral.policies.greedy import GreedyPolicy
     from coral.policies.label_aware import LabelAwarePolicy
     from coral.policies.random_policy import RandomPolicy
@@ -138,8 +139,8 @@ def _evaluate_fixed_policy(config: EvaluateCommand) -> list[dict]:
         "label-aware": lambda: LabelAwarePolicy(config.label_aware_nearest, config.label_aware_random, seed=config.seed),
     }
     policy = policies[config.policy]()
-    warm = config.env.warm.warm_start if policy.needs_embeddings else "none"
-    env = dataclasses.replace(config.env, warm=dataclasses.replace(config.env.warm, warm_start=warm), embedding_seed=config.seed)
+    env = fixed_policy_env(config.env, policy, config.seed)
+    warm = env.warm.warm_start
     dataset = resolve_dataset(env.data)
     dataset.require_both_classes(config.split, *(("valid",) if config.threshold == "valid" else ()))
     resources = EnvResources(dataset=dataset, scorer=resolve_scorer(env.scorer))

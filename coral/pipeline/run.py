@@ -211,11 +211,15 @@ class MainJob:
         ``llm-only`` alone runs 0 rounds: only the prompts without evidence are scored.
         """
         from coral.envs import EnvResources
+        from coral.policies.fixed import fixed_policy_env
+        from coral.policies.greedy import GreedyPolicy
+        from coral.policies.random_policy import RandomPolicy
 
         rounds = 0 if policy_name == "llm-only" else self.config.train.env.rounds
-        # Random retrieval ignores the embeddings ("none": random tables); greedy searches the warm start that the trained policies use.
-        warm = self.config.warm_starts[0] if policy_name == "coral-greedy" else "none"
-        env = self.env_config(ds, spec, warm, seed)
+        policy = GreedyPolicy() if policy_name == "coral-greedy" else RandomPolicy(seed=seed)
+        # Greedy searches the warm start that the trained policies use first.
+        env = fixed_policy_env(self.env_config(ds, spec, self.config.warm_starts[0], seed), policy, seed)
+        warm = env.warm.warm_start
         batch = self.config.train.n_envs
 
         # Greedy's row names its warm start, as a trained policy's does: claim 2 pairs the two.
@@ -223,10 +227,7 @@ class MainJob:
 
         def run(directory: Path) -> None:
             from coral.policies.evaluate import evaluate_policy, write_records
-            from coral.policies.greedy import GreedyPolicy
-            from coral.policies.random_policy import RandomPolicy
 
-            policy = GreedyPolicy() if policy_name == "coral-greedy" else RandomPolicy(seed=seed)
             scorer = self.scorer(spec)
             resources = EnvResources(dataset=ds, scorer=scorer)
             test = evaluate_policy(policy, env, resources, split="test", rounds=rounds, batch_size=batch, episodes=pairs.test)
