@@ -8,7 +8,8 @@ under it. From those classes this module derives, in one place:
 - :func:`load_yaml` / :func:`dump_yaml`: YAML files of the same keys;
 - :func:`add_arguments` / :func:`from_args`: one command-line flag per field, whose ``--help``
   text is the field's docstring with its default; ``--config FILE.yaml`` reads a file first and
-  flags given explicitly override it.
+  flags given explicitly override it; ``--print-config`` prints the YAML of the settings that
+  the flags describe, which ``--config`` reads back to the same configuration.
 
 Names. A field ``x_y`` of the root config is the key ``x_y`` and the flag ``--x-y``; a field of a
 nested section ``s`` is the key ``x_y`` inside the mapping ``s`` and the flag ``--s.x-y``. A
@@ -51,6 +52,8 @@ T = TypeVar("T")
 
 #: Attribute of an argparse namespace holding the ``--config`` file.
 CONFIG_FILE_DEST = "config_file"
+#: Attribute of an argparse namespace that is true with ``--print-config``.
+PRINT_CONFIG_DEST = "print_config"
 
 
 # ---- declaring configs -----------------------------------------------------------------------
@@ -170,10 +173,22 @@ def _walk(obj: Any, attrs: tuple[str, ...], key: tuple[str, ...], skip: frozense
             continue
         value, tp = getattr(obj, f.name), hints[f.name]
         if _is_section(tp):
+            _check_skip(value, f.metadata.get("skip", ()), f"{cls.__name__}.{f.name}")
             sub_key = key if f.metadata.get("flat") else key + (f.name,)
             yield from _walk(value, attrs + (f.name,), sub_key, _child_skip(skip, f.name, f.metadata.get("skip", ())))
         else:
             yield Leaf(attrs + (f.name,), key + (f.name,), tp, value, docs.get(f.name, ""), f.metadata)
+
+
+def _check_skip(section_value: Any, skip: tuple[str, ...], where: str) -> None:
+    """:raises ValueError: for a ``skip`` path that names no field of the section (a misspelt path would hide nothing)."""
+    for path in skip:
+        node: Any = section_value
+        for part in path.split("."):
+            names = {f.name for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else set()
+            if part not in names:
+                raise ValueError(f"{where}: skip path {path!r} names no setting ({part!r} is not a field of {type(node).__name__})")
+            node = getattr(node, part)
 
 
 def leaves(cls_or_obj: Any) -> list[Leaf]:
@@ -517,7 +532,7 @@ def _metavar(tp: Any) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
-    """Add ``--config FILE`` and one flag per setting of ``cls`` to ``parser``.
+    """Add ``--config FILE``, ``--print-config`` and one flag per setting of ``cls`` to ``parser``.
 
     Flags default to "not given" (argparse's SUPPRESS), so that :func:`from_args` can tell explicit
     flags from defaults; the help text shows the config's default.
@@ -526,10 +541,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
     :raises ValueError: on a duplicate flag.
     """
     settings = leaves(cls)
+    parser.add_argument("--print-config", dest=PRINT_CONFIG_DEST, action="store_true", help="print the settings as YAML (what --config reads back) and exit")
     parser.add_argument("--config", dest=CONFIG_FILE_DEST, metavar="FILE.yaml", default=None, help="read settings from this YAML file first (keys as the flags without --, sections as nested mappings); flags given explicitly override it")
     groups: dict[tuple[str, ...], Any] = {}
     for leaf in settings:
-        if leaf.name in (CONFIG_FILE_DEST, "func", "command"):
+        if leaf.name in (CONFIG_FILE_DEST, PRINT_CONFIG_DEST, "func", "command"):
             raise ValueError(f"{cls.__name__}: a setting may not be called {leaf.name!r}")
         section_key = leaf.key[:-1]
         target = parser
@@ -555,9 +571,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
     return settings
 
 
-def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> T:
+def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None, check_required: bool = True) -> T:
     """The config that the parsed flags describe: ``base`` (default: ``--config`` FILE, else ``cls()``) with every explicit flag applied.
 
+    :param check_required: refuse a required setting left empty (``--print-config`` shows it empty).
     :raises CoralError: one line naming the flag (or the file's key) and the bad value; a missing
         required setting.
     """
@@ -573,7 +590,7 @@ def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> 
                 node = node.setdefault(part, {})
             node[leaf.key[-1]] = getattr(args, leaf.name)
     config = from_dict(cls, data, where="", base=base, names=lambda leaf: leaf.flag)
-    for leaf in leaves(config):
+    for leaf in leaves(config) if check_required else ():
         if leaf.metadata.get("required") and leaf.default in (None, ""):
             raise CoralError(f"the following arguments are required: {leaf.flag}")
     return config

@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from coral.config import ArgumentParser, add_arguments, dump_yaml, field_docs, from_args, from_dict, leaves, load_yaml, require, section, to_dict
+from coral.cli import main as cli_main
 from coral.errors import CoralError
+from coral.pipeline.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def test_help_text_yaml_keys_and_fields_are_the_same_set(argv, cls, capsys) -> N
     assert main([*argv, "--help"]) == 0
     text = capsys.readouterr().out
     # The options section: one line per flag ("  --x, --no-x" for a boolean), then its help.
-    flags = set(re.findall(r"^\s{2}(?:-h, )?--([a-z0-9][a-z0-9.-]*)", text, flags=re.MULTILINE)) - {"help", "config"}
+    flags = set(re.findall(r"^\s{2}(?:-h, )?--([a-z0-9][a-z0-9.-]*)", text, flags=re.MULTILINE)) - {"help", "config", "print-config"}
     positional = {leaf.name for leaf in leaves(cls) if leaf.metadata.get("positional")}
     as_keys = {f.replace("-", "_") for f in flags} | positional
     yaml_keys = _flatten(yaml.safe_load(dump_yaml(cls())))
@@ -203,3 +205,63 @@ def test_help_text_yaml_keys_and_fields_are_the_same_set(argv, cls, capsys) -> N
         first_words = " ".join(leaf.doc.split()[:4])
         assert first_words in " ".join(text.split()), (leaf.flag, first_words)
     assert "(default:" in text
+
+
+# ---- --print-config and skip paths ---------------------------------------------------------------
+#: Positional arguments of commands that have them (their values are only read back, never used).
+REQUIRED = {("data", "download"): ["ml-100k"]}
+
+
+def test_every_command_prints_a_config_that_reads_back(tmp_path: Path, capsys) -> None:
+    every = [(tuple(argv), cls) for argv, cls in commands()]
+    assert ("run",) in [words for words, _ in every] and len(every) >= 10
+    for words, _ in every:
+        flags = [*words, *REQUIRED.get(words, []), "--print-config"]
+        assert cli_main(flags) == 0, words
+        printed = capsys.readouterr().out
+        path = tmp_path / f"{'-'.join(words)}.yaml"
+        path.write_text(printed)
+        assert cli_main([*words, *REQUIRED.get(words, []), "--config", str(path), "--print-config"]) == 0, words
+        assert capsys.readouterr().out == printed, words
+
+
+def test_run_print_config_round_trip(tmp_path: Path, capsys) -> None:
+    flags = ["--seeds", "0,3", "--precision", "int8", "--sep", "tab", "--train.rounds", "3", "--no-align", "--warm-starts", "dfm,wdl"]
+    assert cli_main(["run", *flags, "--print-config"]) == 0
+    path = tmp_path / "run.yaml"
+    path.write_text(capsys.readouterr().out)
+    from coral.cli import build_parser
+    from coral.cli.run import RunCommand
+
+    parser = build_parser()
+
+    given = from_args(RunCommand, parser.parse_args(["run", *flags]))
+    read_back = from_args(RunCommand, parser.parse_args(["run", "--config", str(path)]))
+    assert read_back == given and read_back != RunCommand()
+    assert read_back.run.scorer.precision == "int8" and read_back.run.seeds == (0, 3) and read_back.run.data.csv.sep == "\t"
+    assert isinstance(read_back.run, RunConfig)
+
+
+@dataclass(frozen=True)
+class _Inner:
+    kept: int = 1
+    """A setting."""
+    hidden: int = 2
+    """A setting the parent sets itself."""
+
+
+@dataclass(frozen=True)
+class _Outer:
+    inner: _Inner = section(_Inner, skip=("hiden",))
+    """A section whose skip path is misspelt."""
+
+
+def test_a_misspelt_skip_path_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="_Outer.inner: skip path 'hiden' names no setting"):
+        leaves(_Outer)
+
+
+def test_every_declared_skip_path_names_a_setting() -> None:
+    """The project's own configs: building every command's flags checks their skip paths."""
+    for _, config_class in commands():
+        leaves(config_class)

@@ -55,10 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_config(args: argparse.Namespace) -> int:
+    """``--print-config``: the YAML of the settings that ``--config`` and the flags give (a command
+    whose own base replaces them, such as ``train --resume``, is shown without that base)."""
+    from coral.config import dump_yaml, from_args
+
+    print(dump_yaml(from_args(args.config_class, args, check_required=False)), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a sub-command; a :class:`~coral.errors.CoralError` becomes one line and exit 2."""
     import warnings
 
+    from coral.config import PRINT_CONFIG_DEST
     from coral.errors import CoralError
 
     # Warnings about the user's data are one line each, like errors.
@@ -69,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
-        result = args.func(args)
+        result = _print_config(args) if getattr(args, PRINT_CONFIG_DEST, False) else args.func(args)
     except CoralError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
