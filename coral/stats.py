@@ -25,7 +25,7 @@ seeds that interval is wide (t = 4.30). The **two-level bootstrap**
 sources of uncertainty; the claims' verdicts of a multi-seed run use it, with the pooled pair
 interval and the t-interval shown beside it.
 
-Verdicts (:func:`claim_verdict`, :func:`claim_verdicts`) read only an interval: "a beats b" is
+Verdicts (:func:`interval_verdict`, :func:`interval_verdicts`) read only an interval: "a beats b" is
 supported when the interval of AUC(a) - AUC(b) lies above 0, not supported when its upper end is
 below a margin, undecided otherwise; the same rule read from b's side says whether a is worse.
 The claims themselves (which methods, which texts) are the pipeline's (:mod:`coral.pipeline.claims`).
@@ -330,7 +330,7 @@ class PairedAUCResult:
 
     @property
     def estimate(self) -> float:
-        """The point estimate (``diff``), for :func:`claim_lines`."""
+        """The point estimate (``diff``), as the other estimates name it."""
         return self.diff
 
 
@@ -623,7 +623,7 @@ def two_level_auc_difference(
 SUPPORTED, NOT_SUPPORTED, UNDECIDED = "supported", "not supported", "undecided"
 
 
-def claim_verdict(low: float, high: float, margin: float = 0.01) -> str:
+def interval_verdict(low: float, high: float, margin: float = 0.01) -> str:
     """Verdict on "a beats b" from the interval [low, high] of AUC(a) - AUC(b), never from the point.
 
     - "supported": low > 0: the data exclude "no gain".
@@ -645,10 +645,10 @@ def claim_verdict(low: float, high: float, margin: float = 0.01) -> str:
     return UNDECIDED
 
 
-def claim_verdicts(low: float, high: float, margin: float = 0.01) -> tuple[str, str]:
+def interval_verdicts(low: float, high: float, margin: float = 0.01) -> tuple[str, str]:
     """Both readings of the interval of AUC(a) - AUC(b): (a better than b, a worse than b).
 
-    The second is :func:`claim_verdict` read from b's side (the interval of b - a is [-high,
+    The second is :func:`interval_verdict` read from b's side (the interval of b - a is [-high,
     -low]), so an interval and its mirror image swap the two readings: the rule is symmetric.
     """
-    return claim_verdict(low, high, margin), claim_verdict(-high, -low, margin)
+    return interval_verdict(low, high, margin), interval_verdict(-high, -low, margin)

@@ -16,8 +16,8 @@ from coral.stats import (
     UNDECIDED,
     bootstrap_aucs,
     bootstrap_counts,
-    claim_verdict,
-    claim_verdicts,
+    interval_verdict,
+    interval_verdicts,
     delong,
     delong_variance,
     mean_std,
@@ -267,14 +267,14 @@ def test_pooled_interval_narrows_with_more_seeds():
     ],
 )
 def test_verdict_table_reads_both_sides_symmetrically(low, high, better, worse):
-    assert claim_verdicts(low, high) == (better, worse)
-    assert claim_verdict(low, high) == better
-    assert claim_verdicts(-high, -low) == (worse, better)  # the mirror image swaps the readings
+    assert interval_verdicts(low, high) == (better, worse)
+    assert interval_verdict(low, high) == better
+    assert interval_verdicts(-high, -low) == (worse, better)  # the mirror image swaps the readings
 
 
 def test_verdict_margin():
-    assert claim_verdict(-0.01, 0.03, margin=0.05) == NOT_SUPPORTED
-    assert claim_verdicts(-0.03, 0.01, margin=0.05) == (NOT_SUPPORTED, NOT_SUPPORTED)
+    assert interval_verdict(-0.01, 0.03, margin=0.05) == NOT_SUPPORTED
+    assert interval_verdicts(-0.03, 0.01, margin=0.05) == (NOT_SUPPORTED, NOT_SUPPORTED)
 
 
 def _seeds_that_disagree(n: int = 3000, n_seeds: int = 5):
@@ -296,8 +296,8 @@ def test_two_level_bootstrap_is_undecided_where_seeds_disagree_though_pairs_are_
     pooled = pooled_auc_difference(ys, a, b, n_boot=400, seed=1)
     two_level = two_level_auc_difference(ys, a, b, n_boot=400, seed=1)
     assert pooled.estimate == pytest.approx(two_level.estimate)
-    assert claim_verdict(pooled.low, pooled.high) == SUPPORTED  # the pairs alone exclude 0
-    assert claim_verdict(two_level.low, two_level.high) == UNDECIDED  # the seeds do not
+    assert interval_verdict(pooled.low, pooled.high) == SUPPORTED  # the pairs alone exclude 0
+    assert interval_verdict(two_level.low, two_level.high) == UNDECIDED  # the seeds do not
     assert two_level.low < 0 < two_level.high
     assert two_level.t_low < 0 < two_level.t_high
 
@@ -307,7 +307,7 @@ def test_two_level_bootstrap_of_agreeing_seeds_is_close_to_the_pooled_one_and_on
     ys, a, b = ([r[k] for r in runs] for k in range(3))
     two_level = two_level_auc_difference(ys, a, b, n_boot=600, seed=2)
     pooled = pooled_auc_difference(ys, a, b, n_boot=600, seed=2)
-    assert claim_verdict(two_level.low, two_level.high) == SUPPORTED
+    assert interval_verdict(two_level.low, two_level.high) == SUPPORTED
     assert two_level.high - two_level.low >= 0.9 * (pooled.high - pooled.low)  # it adds the seed spread, never removes
     one = two_level_auc_difference(ys[:1], a[:1], b[:1], n_boot=2000, seed=3)
     pair = paired_auc_difference(ys[0], a[0], b[0], n_boot=2000, seed=3)

@@ -1,7 +1,7 @@
 """The claims a run tests, each against its strongest simple alternative, and their verdicts.
 
 Each claim is "A beats B" on the same test pairs, decided from the interval of AUC(A) - AUC(B)
-alone (:func:`coral.stats.claim_verdicts`, margin ``m``): *supported* if the interval lies above
+alone (:func:`coral.stats.interval_verdicts`, margin ``m``): *supported* if the interval lies above
 0; *not supported* if its upper end is below m; *undecided* otherwise; and the same rule read
 from B's side says whether A is *worse*.
 
@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 
 from coral.pipeline.compare import RunScores, base_name, scorer_tag
-from coral.stats import PooledEstimate, claim_verdicts, pooled_auc_difference
+from coral.stats import PooledEstimate, interval_verdicts, pooled_auc_difference
 
 #: The smallest AUC difference that counts as a real gain.
 MARGIN = 0.01
@@ -82,12 +82,12 @@ class ClaimResult:
     @property
     def better(self) -> str:
         """The verdict on "A beats B"."""
-        return claim_verdicts(self.verdict_interval.low, self.verdict_interval.high, self.margin)[0]
+        return interval_verdicts(self.verdict_interval.low, self.verdict_interval.high, self.margin)[0]
 
     @property
     def worse(self) -> str:
         """The verdict on "A is worse than B" (the same rule read from B's side)."""
-        return claim_verdicts(self.verdict_interval.low, self.verdict_interval.high, self.margin)[1]
+        return interval_verdicts(self.verdict_interval.low, self.verdict_interval.high, self.margin)[1]
 
 
 def claims_of(run: RunScores) -> tuple[list[Claim], list[str]]:
