@@ -1,6 +1,6 @@
 """The processed dataset every part of coral reads: integer ids, labels, head/tail, splits.
 
-Preprocessing follows ``shared/docs/coral-method.md`` (and the README's "Deviations"):
+Preprocessing follows ``shared/docs/coral-method.md`` (and coral/docs/deviations.md):
 deduplicate repeated (user, item) rows keeping the latest, iterative k-core, binary labels,
 head = the most popular ``head_fraction`` of items, tail interactions split train/valid/test
 with a seeded permutation, every head interaction in train.
