@@ -107,9 +107,13 @@ def field_docs(cls: type) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
-        for stmt, nxt in zip(body, body[1:]):
+        for stmt, nxt in zip(body, body[1:], strict=False):
             if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                if (
+                    isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)
+                ):
                     docs[stmt.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -181,13 +185,16 @@ def _walk(obj: Any, attrs: tuple[str, ...], key: tuple[str, ...], skip: frozense
 
 
 def _check_skip(section_value: Any, skip: tuple[str, ...], where: str) -> None:
-    """:raises ValueError: for a ``skip`` path that names no field of the section (a misspelt path would hide nothing)."""
+    """:raises ValueError: for a ``skip`` path that names no field of the section (a misspelt path would hide
+    nothing)."""
     for path in skip:
         node: Any = section_value
         for part in path.split("."):
             names = {f.name for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else set()
             if part not in names:
-                raise ValueError(f"{where}: skip path {path!r} names no setting ({part!r} is not a field of {type(node).__name__})")
+                raise ValueError(
+                    f"{where}: skip path {path!r} names no setting ({part!r} is not a field of {type(node).__name__})"
+                )
             node = getattr(node, part)
 
 
@@ -201,7 +208,10 @@ def leaves(cls_or_obj: Any) -> list[Leaf]:
     seen: dict[tuple[str, ...], Leaf] = {}
     for leaf in out:
         if leaf.key in seen:
-            raise ValueError(f"{type(obj).__name__}: fields {'.'.join(seen[leaf.key].attrs)} and {'.'.join(leaf.attrs)} share the key {leaf.name!r} (flag {leaf.flag})")
+            raise ValueError(
+                f"{type(obj).__name__}: fields {'.'.join(seen[leaf.key].attrs)} and {'.'.join(leaf.attrs)} share the "
+                f"key {leaf.name!r} (flag {leaf.flag})"
+            )
         seen[leaf.key] = leaf
     return out
 
@@ -288,7 +298,7 @@ def coerce(value: Any, tp: Any) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(items) != len(args):
                 raise _Invalid
-            out = [coerce(v, a) for v, a in zip(items, args)]
+            out = [coerce(v, a) for v, a in zip(items, args, strict=False)]
         else:
             out = [coerce(v, args[0]) if args else v for v in items]
         return tuple(out) if origin is tuple else out
@@ -346,7 +356,13 @@ def _where(where: str) -> str:
     return f"{where}: " if where else ""
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base: T | None = None, names: Callable[[Leaf], str] = lambda leaf: leaf.name) -> T:
+def from_dict(
+    cls: type[T],
+    data: Mapping[str, Any],
+    where: str = "config",
+    base: T | None = None,
+    names: Callable[[Leaf], str] = lambda leaf: leaf.name,
+) -> T:
     """Build a config of class ``cls`` from a nested dict of its keys, over ``base`` (default: ``cls()``).
 
     :param cls: the config class.
@@ -375,7 +391,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base
             elif key in by_key or key in by_old_key:
                 leaf = by_key.get(key) or by_old_key[key]
                 if leaf.attrs in values:
-                    raise CoralError(f"{_where(where)}{'.'.join(leaf.key)} is given twice (once by its old name {'.'.join(leaf.old_key or ())})")
+                    raise CoralError(
+                        f"{_where(where)}{'.'.join(leaf.key)} is given twice (once by its old name "
+                        f"{'.'.join(leaf.old_key or ())})"
+                    )
                 try:
                     values[leaf.attrs] = coerce(v, leaf.type)
                 except _Invalid:
@@ -384,14 +403,23 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base
                 if problem:
                     raise CoralError(f"{_where(where)}{names(leaf)} {problem}")
             else:
-                known = sorted(".".join(x) for x in by_key if x[:-1] == prefix) + sorted(".".join(s) for s in sections if s[:-1] == prefix)
+                known = sorted(".".join(x) for x in by_key if x[:-1] == prefix) + sorted(
+                    ".".join(s) for s in sections if s[:-1] == prefix
+                )
                 raise CoralError(f"{_where(where)}unknown key {'.'.join(key)!r}; known: {', '.join(known)}")
 
     visit(data, ())
     return _rebuild(base, (), values, where, {leaf.attrs: leaf for leaf in all_leaves}, names)
 
 
-def _rebuild(obj: Any, attrs: tuple[str, ...], values: dict[tuple[str, ...], Any], where: str, by_attrs: dict[tuple[str, ...], Leaf], names: Callable[[Leaf], str]) -> Any:
+def _rebuild(
+    obj: Any,
+    attrs: tuple[str, ...],
+    values: dict[tuple[str, ...], Any],
+    where: str,
+    by_attrs: dict[tuple[str, ...], Leaf],
+    names: Callable[[Leaf], str],
+) -> Any:
     cls = type(obj)
     hints = _hints(cls)
     kwargs: dict[str, Any] = {}
@@ -401,7 +429,11 @@ def _rebuild(obj: Any, attrs: tuple[str, ...], values: dict[tuple[str, ...], Any
         path = attrs + (f.name,)
         current = getattr(obj, f.name)
         if _is_section(hints[f.name]):
-            kwargs[f.name] = _rebuild(current, path, values, where, by_attrs, names) if any(a[: len(path)] == path for a in values) else current
+            kwargs[f.name] = (
+                _rebuild(current, path, values, where, by_attrs, names)
+                if any(a[: len(path)] == path for a in values)
+                else current
+            )
         else:
             kwargs[f.name] = values.get(path, current)
     try:
@@ -502,7 +534,9 @@ def _list_parser(tp: Any) -> Callable[[str], Any]:
         try:
             values = [convert(p) for p in parts]
         except (ValueError, TypeError):
-            raise argparse.ArgumentTypeError(f"expected comma-separated {describe(element)} values, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {describe(element)} values, got {text!r}"
+            ) from None
         try:
             return coerce(values, tp)
         except _Invalid:
@@ -541,8 +575,20 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
     :raises ValueError: on a duplicate flag.
     """
     settings = leaves(cls)
-    parser.add_argument("--print-config", dest=PRINT_CONFIG_DEST, action="store_true", help="print the settings as YAML (what --config reads back) and exit")
-    parser.add_argument("--config", dest=CONFIG_FILE_DEST, metavar="FILE.yaml", default=None, help="read settings from this YAML file first (keys as the flags without --, sections as nested mappings); flags given explicitly override it")
+    parser.add_argument(
+        "--print-config",
+        dest=PRINT_CONFIG_DEST,
+        action="store_true",
+        help="print the settings as YAML (what --config reads back) and exit",
+    )
+    parser.add_argument(
+        "--config",
+        dest=CONFIG_FILE_DEST,
+        metavar="FILE.yaml",
+        default=None,
+        help="read settings from this YAML file first (keys as the flags without --, sections as nested mappings); "
+             "flags given explicitly override it",
+    )
     groups: dict[tuple[str, ...], Any] = {}
     for leaf in settings:
         if leaf.name in (CONFIG_FILE_DEST, PRINT_CONFIG_DEST, "func", "command"):
@@ -554,25 +600,39 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
                 groups[section_key] = parser.add_argument_group(".".join(section_key))
             target = groups[section_key]
         default = leaf.default
-        help_text = f"{leaf.doc} (default: {_format_default(default)})" if leaf.doc else f"(default: {_format_default(default)})"
+        help_text = (
+            f"{leaf.doc} (default: {_format_default(default)})"
+            if leaf.doc
+            else f"(default: {_format_default(default)})"
+        )
         help_text = help_text.replace("%", "%%")
         if leaf.metadata.get("positional"):
-            target.add_argument(leaf.name, metavar=leaf.key[-1].upper(), type=_scalar_parser(leaf.type), help=leaf.doc.replace("%", "%%"))
+            target.add_argument(
+                leaf.name,
+                metavar=leaf.key[-1].upper(),
+                type=_scalar_parser(leaf.type),
+                help=leaf.doc.replace("%", "%%"),
+            )
             continue
         names = [leaf.flag] + ([_flag(leaf.old_key)] if leaf.old_key else [])
         if leaf.old_key:
             help_text += f" ({names[1]}: its old name, still accepted)"
         if leaf.type is bool:
-            target.add_argument(*names, dest=leaf.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            target.add_argument(
+                *names, dest=leaf.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
             continue
         origin = typing.get_origin(leaf.type)
         convert = _list_parser(leaf.type) if origin in (tuple, list) else _scalar_parser(leaf.type)
-        target.add_argument(*names, dest=leaf.name, type=convert, default=argparse.SUPPRESS, metavar=_metavar(leaf.type), help=help_text)
+        target.add_argument(
+            *names, dest=leaf.name, type=convert, default=argparse.SUPPRESS, metavar=_metavar(leaf.type), help=help_text
+        )
     return settings
 
 
 def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None, check_required: bool = True) -> T:
-    """The config that the parsed flags describe: ``base`` (default: ``--config`` FILE, else ``cls()``) with every explicit flag applied.
+    """The config that the parsed flags describe: ``base`` (default: ``--config`` FILE, else ``cls()``) with every
+    explicit flag applied.
 
     :param check_required: refuse a required setting left empty (``--print-config`` shows it empty).
     :raises CoralError: one line naming the flag (or the file's key) and the bad value; a missing

@@ -56,7 +56,15 @@ def library_versions() -> str:
 
 
 def make_row(
-    *, dataset: str, model: str, seed: int, metrics: Mapping[str, Any], config: Mapping[str, Any], split: str = "test", train_seconds: float = 0.0, **extra: Any
+    *,
+    dataset: str,
+    model: str,
+    seed: int,
+    metrics: Mapping[str, Any],
+    config: Mapping[str, Any],
+    split: str = "test",
+    train_seconds: float = 0.0,
+    **extra: Any,
 ) -> dict[str, Any]:
     """One results row: identity, metrics from :func:`coral.metrics.binary_metrics`, config and versions."""
     row: dict[str, Any] = {
@@ -83,7 +91,11 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def append_rows(path: str | Path, rows: Iterable[Mapping[str, Any]], replace_keys: tuple[str, ...] = ("dataset", "model", "seed", "split")) -> None:
+def append_rows(
+    path: str | Path,
+    rows: Iterable[Mapping[str, Any]],
+    replace_keys: tuple[str, ...] = ("dataset", "model", "seed", "split"),
+) -> None:
     """Add rows to a results.csv atomically; a new row replaces an old one with the same key.
 
     :param path: the CSV file (created with its header if missing).

@@ -6,11 +6,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from coral.errors import CoralError
 from coral.envs.collab_retrieval import CollabRetrievalEnv
+from coral.errors import CoralError
 from coral.policies.config import ALGOS
-
-
 
 #: Learning rates of ``learning_rate=None``. PPO's Gaussian over 2 x 128 query dimensions sums its
 #: KL over all of them: at SB3's 3e-4 one update moved the policy by KL 0.6-1 even with 4 epochs
@@ -37,7 +35,15 @@ def algo_class(algo: str) -> type:
 
 
 def build_model(
-    algo: str, vec_env: Any, *, seed: int, learning_rate: float | None, n_steps: int, batch_size: int, n_epochs: int = 10, log_std_init: float = 0.0,
+    algo: str,
+    vec_env: Any,
+    *,
+    seed: int,
+    learning_rate: float | None,
+    n_steps: int,
+    batch_size: int,
+    n_epochs: int = 10,
+    log_std_init: float = 0.0,
     candidate_features: bool = False,
 ) -> Any:
     """A new SB3 model for ``vec_env``.
@@ -126,7 +132,9 @@ class SB3Policy:
 
     needs_embeddings = True
 
-    def __init__(self, model: Any, name: str = "sb3", deterministic: bool = True, obs_normalizer: Any | None = None) -> None:
+    def __init__(
+        self, model: Any, name: str = "sb3", deterministic: bool = True, obs_normalizer: Any | None = None
+    ) -> None:
         self.model = model
         self.name = name
         self.deterministic = deterministic

@@ -27,7 +27,9 @@ def small_dataset():
             ratings.append(float(rng.integers(1, 6)))
             ts.append(int(rng.integers(1_000, 100_000)))
     texts = {f"i{i}": f"Gift card number {i} in a {['red', 'blue', 'gold'][i % 3]} box" for i in range(15)}
-    return build_dataset(RawData(users, items, ratings, ts, item_text=texts, source="small"), DataConfig(k_core=2), name="small")
+    return build_dataset(
+        RawData(users, items, ratings, ts, item_text=texts, source="small"), DataConfig(k_core=2), name="small"
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,5 +109,14 @@ def evidence_episodes(dataset, n: int, steps: int, seed: int) -> list[tuple[int,
     for k in range(n):
         u, i = int(dataset.valid.user[k]), int(dataset.valid.item[k])
         rows = rng.choice(len(dataset.train), steps, replace=False)
-        out.append((u, i, [Evidence(int(dataset.train.user[r]), int(dataset.train.item[r]), int(dataset.train.label[r])) for r in rows]))
+        out.append(
+            (
+                u,
+                i,
+                [
+                    Evidence(int(dataset.train.user[r]), int(dataset.train.item[r]), int(dataset.train.label[r]))
+                    for r in rows
+                ],
+            )
+        )
     return out

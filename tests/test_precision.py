@@ -20,9 +20,9 @@ from coral.llm.precision import (
     ParityRecord,
     apply_precision,
     default_precision,
-    precision_tag,
     load_parity_records,
     numerics,
+    precision_tag,
     resolve_precision,
 )
 from coral.llm.prompt import PromptBuilder
@@ -46,8 +46,20 @@ def tiny():
 
 def _record(layout: str, flags, d_auc: float, speedup: float = 1.5) -> ParityRecord:
     return ParityRecord(
-        precision=layout, numerics=numerics(layout, flags), cpu_class="test", scorer="test", dataset="movielens_small", pairs=70,
-        prompt_version="v", auc_fp32=0.6, auc=0.6 + d_auc, mean_abs_dp=0.01, max_abs_dp=0.05, speedup=speedup, date="2026-11-24", command="test",
+        precision=layout,
+        numerics=numerics(layout, flags),
+        cpu_class="test",
+        scorer="test",
+        dataset="movielens_small",
+        pairs=70,
+        prompt_version="v",
+        auc_fp32=0.6,
+        auc=0.6 + d_auc,
+        mean_abs_dp=0.01,
+        max_abs_dp=0.05,
+        speedup=speedup,
+        date="2026-11-24",
+        command="test",
     )
 
 
@@ -78,7 +90,12 @@ def test_unknown_layout_and_a_corrupt_parity_file_are_clear_errors(tmp_path):
 def test_shipped_parity_records_are_well_formed():
     records = load_parity_records()
     for r in records:
-        assert r.precision in PRECISIONS and r.pairs > 0 and 0 <= r.mean_abs_dp <= r.max_abs_dp and r.command.startswith("python ")
+        assert (
+            r.precision in PRECISIONS
+            and r.pairs > 0
+            and 0 <= r.mean_abs_dp <= r.max_abs_dp
+            and r.command.startswith("python ")
+        )
         assert r.passed == (abs(r.auc - r.auc_fp32) <= 0.005)
 
 
@@ -86,7 +103,9 @@ def test_shipped_parity_records_are_well_formed():
 def test_layout_scores_close_to_fp32_and_is_in_the_fingerprint(dataset, tiny, layout, tolerance, tmp_path):
     model, tok = tiny
     builder = PromptBuilder(dataset, tokenizer=tok)
-    prompts = [builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=4, seed=0))]
+    prompts = [
+        builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=4, seed=0))
+    ]
     ref = HFScorer(model, tok, model_id="tiny", kv_reuse=False)
     converted = apply_precision(copy.deepcopy(model), layout)
     other = HFScorer(converted, tok, model_id="tiny", kv_reuse=False)
@@ -104,9 +123,13 @@ def test_int8_scores_do_not_depend_on_the_batch(dataset, tiny):
     # torch's dynamic quantisation shares one activation scale per batch; coral's int8 layer must not.
     model, tok = tiny
     builder = PromptBuilder(dataset, tokenizer=tok)
-    prompts = [builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=4, seed=0))]
+    prompts = [
+        builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=4, seed=0))
+    ]
     int8 = apply_precision(copy.deepcopy(model), "int8")
-    alone = np.concatenate([HFScorer(int8, tok, model_id="tiny", kv_reuse=False, batch_size=1).score([p]) for p in prompts])
+    alone = np.concatenate(
+        [HFScorer(int8, tok, model_id="tiny", kv_reuse=False, batch_size=1).score([p]) for p in prompts]
+    )
     batched = HFScorer(int8, tok, model_id="tiny", kv_reuse=False, batch_size=8).score(prompts)
     np.testing.assert_allclose(batched, alone, atol=1e-5, rtol=0)
 
@@ -136,22 +159,26 @@ def test_shared_prefix_scoring_equals_full_scoring_across_episodes_and_targets(d
     before = shared.stats()["tokens_computed"]
     np.testing.assert_allclose(shared.score(new), full.score(new), atol=1e-5, rtol=0)
     instructions = len(shared.token_ids(new[0])) - sum(len(shared._ids(seg)) for seg in new[0].segments[1:])
-    assert shared.stats()["tokens_computed"] - before == sum(len(shared.token_ids(p)) for p in new) - instructions * len(new)
+    assert shared.stats()["tokens_computed"] - before == sum(
+        len(shared.token_ids(p)) for p in new
+    ) - instructions * len(new)
 
 
 @pytest.mark.slow
 def test_eligible_layouts_match_their_record_on_the_embedded_model(dataset):
     """Every layout that its shipped record makes eligible (on some CPU) stays within that record's
     largest |dp| on fixed prompts of the embedded model."""
-    from coral.llm.precision import cpu_flags, record_for, supported
     from coral.llm.model import load_embedded_model
+    from coral.llm.precision import cpu_flags, record_for, supported
 
     eligible = [r for r in load_parity_records() if r.passed and r.numerics == numerics(r.precision, cpu_flags())]
     if not eligible:
         pytest.skip("no shipped parity record passes for this CPU's numerics: every CPU like this one scores in fp32")
     model, tok = load_embedded_model("float32")
     builder = PromptBuilder(dataset, tokenizer=tok)
-    prompts = [builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=4, seed=0))]
+    prompts = [
+        builder.build(u, i, ev[: k % 4]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=4, seed=0))
+    ]
     p_ref = HFScorer(model, tok, model_id="embedded", kv_reuse=False).score(prompts)
     for record in eligible:
         assert record_for(record.precision, cpu_flags(), eligible) is not None
@@ -170,6 +197,10 @@ def test_pipeline_stage_identity_carries_the_resolved_layout(tmp_path):
     assert job.scorer_config("hf").precision == default_precision()
     assert job.scorer_config("aligned:/x").precision == default_precision()
     assert job.scorer_config("scripted").precision is None
-    pinned = MainJob(dataclasses.replace(RunConfig(), scorer=dataclasses.replace(RunConfig().scorer, precision="int8")), tmp_path, log=lambda _: None)
+    pinned = MainJob(
+        dataclasses.replace(RunConfig(), scorer=dataclasses.replace(RunConfig().scorer, precision="int8")),
+        tmp_path,
+        log=lambda _: None,
+    )
     assert pinned.scorer_config("hf").precision == "int8"
     json.dumps(dataclasses.asdict(pinned.scorer_config("hf")))

@@ -50,4 +50,6 @@ def test_relative_links_of_the_readme_and_guides_exist() -> None:
     for page in [REPO / "README.md", *sorted((REPO / "coral" / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
             assert (page.parent / target).exists(), f"{page.relative_to(REPO)} links to a missing {target}"
-        assert "](#" not in page.read_text(encoding="utf-8"), f"{page.relative_to(REPO)} links to a section of itself that may have moved"
+        assert "](#" not in page.read_text(encoding="utf-8"), (
+            f"{page.relative_to(REPO)} links to a section of itself that may have moved"
+        )

@@ -56,7 +56,9 @@ def test_stage_identities_are_those_of_before_the_renames(key, tmp_path, monkeyp
 
 
 def test_csv_settings_keep_their_keys_and_hash() -> None:
-    config = from_dict(DataConfig, {"dataset": "x.tsv", "sep": "tab", "user_col": "uid", "item_col": "iid", "rating_col": "stars"})
+    config = from_dict(
+        DataConfig, {"dataset": "x.tsv", "sep": "tab", "user_col": "uid", "item_col": "iid", "rating_col": "stars"}
+    )
     assert config.hash == CUSTOM_CSV_HASH
     assert to_dict(config)["user_col"] == "uid" and to_dict(config)["sep"] == "\t"
 

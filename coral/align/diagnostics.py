@@ -88,7 +88,8 @@ def evidence_diagnostics(
     :param rounds: evidence pieces per trajectory (K).
     :param policies: retrieval policies, alternated over pairs.
     :param warm: the greedy policy's embeddings: a warm start, or tables (an object with user and item arrays).
-    :param n_pairs: score this many pairs, a seeded sample keeping both classes (0 = all; :func:`coral.data.sample.stratified_subset`).
+    :param n_pairs: score this many pairs, a seeded sample keeping both classes (0 = all;
+        :func:`coral.data.sample.stratified_subset`).
     :param seed: seed of the sample and of the random policy.
     :param n_boot: bootstrap resamples of the AUC intervals of p_0 and p_K (0 = none).
     :param progress: show a progress bar.
@@ -153,7 +154,9 @@ def _movement_figures(p: np.ndarray, ev_labels: np.ndarray) -> dict[str, Any]:
         "share_toward_label": float(toward.sum() / moved.sum()) if moved.any() else float("nan"),
         # Random evidence on a 98%-positive dataset is nearly all "liked": a scorer that raises p
         # on any evidence scores high on the plain share, so the per-label mean also matters.
-        "share_toward_label_balanced": float(np.mean([toward[m].mean() for m in (liked, disliked) if m.any()])) if moved.any() else float("nan"),
+        "share_toward_label_balanced": float(np.mean([toward[m].mean() for m in (liked, disliked) if m.any()]))
+        if moved.any()
+        else float("nan"),
         "mean_dp_liked": float(dp[liked].mean()) if liked.any() else float("nan"),
         "mean_dp_disliked": float(dp[disliked].mean()) if disliked.any() else float("nan"),
         "n_pieces": int(moved.sum()),

@@ -39,7 +39,8 @@ class AlignParityRecord:
     dtype: str
     """The dtype checked (bfloat16)."""
     numerics: str
-    """Its numerics on the CPU it was measured on (:func:`coral.llm.precision.numerics`): the record applies to CPUs with the same."""
+    """Its numerics on the CPU it was measured on (:func:`coral.llm.precision.numerics`): the record applies to CPUs
+    with the same."""
     cpu_class: str
     """:func:`coral.llm.precision.feature_class` of the CPU it was measured on."""
     method: str
@@ -62,7 +63,11 @@ class AlignParityRecord:
     @property
     def passed(self) -> bool:
         """Enough pairs, and every cell's interval inside +-:data:`ALIGN_TOLERANCE`."""
-        return self.pairs >= MIN_PAIRS and bool(self.cells) and all(-ALIGN_TOLERANCE <= c["low"] and c["high"] <= ALIGN_TOLERANCE for c in self.cells.values())
+        return (
+            self.pairs >= MIN_PAIRS
+            and bool(self.cells)
+            and all(-ALIGN_TOLERANCE <= c["low"] and c["high"] <= ALIGN_TOLERANCE for c in self.cells.values())
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,10 +80,14 @@ def load_align_records(path=PARITY_FILE) -> list[AlignParityRecord]:
     try:
         return [AlignParityRecord(**entry) for entry in json.loads(path.read_text()).get("alignment", [])]
     except (ValueError, KeyError, TypeError) as exc:
-        raise CoralError(f"{path}: not a parity record file ({type(exc).__name__}: {exc}); restore it from the repository") from None
+        raise CoralError(
+            f"{path}: not a parity record file ({type(exc).__name__}: {exc}); restore it from the repository"
+        ) from None
 
 
-def default_align_dtype(method: str, flags: Iterable[str] | None = None, records: Sequence[AlignParityRecord] | None = None) -> str:
+def default_align_dtype(
+    method: str, flags: Iterable[str] | None = None, records: Sequence[AlignParityRecord] | None = None
+) -> str:
     """bfloat16 for method topk where this CPU runs bf16 natively and the latest record with its
     numerics passed; float32 otherwise.
 
@@ -105,4 +114,12 @@ def resolve_align_dtype(dtype: str, method: str) -> str:
     return default_align_dtype(method) if dtype == "auto" else dtype
 
 
-__all__ = ["ALIGN_DTYPES", "ALIGN_TOLERANCE", "MIN_PAIRS", "AlignParityRecord", "default_align_dtype", "load_align_records", "resolve_align_dtype"]
+__all__ = [
+    "ALIGN_DTYPES",
+    "ALIGN_TOLERANCE",
+    "MIN_PAIRS",
+    "AlignParityRecord",
+    "default_align_dtype",
+    "load_align_records",
+    "resolve_align_dtype",
+]

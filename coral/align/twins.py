@@ -36,7 +36,14 @@ def twin_name(inputs: Sequence[str], k: int = 5) -> str:
     return "LR(" + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" else "") for name in inputs) + ")"
 
 
-def twin_inputs(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, inputs: Sequence[str] = TWIN_INPUTS, k: int = 5) -> dict[str, np.ndarray]:
+def twin_inputs(
+    dataset: CoralDataset,
+    index: Any,
+    users: np.ndarray,
+    items: np.ndarray,
+    inputs: Sequence[str] = TWIN_INPUTS,
+    k: int = 5,
+) -> dict[str, np.ndarray]:
     """Each input's (n, features) block for the pairs (compute them once for several twins).
 
     :param index: the evidence index; its (unit-RMS) tables are the CF embeddings.
@@ -78,7 +85,16 @@ class InputTwin:
         return twin_name(self.inputs, self.k)
 
     @classmethod
-    def fit(cls, dataset: CoralDataset, index: Any, rows: Interactions, inputs: Sequence[str], k: int = 5, c: float = 1.0, blocks: dict[str, np.ndarray] | None = None) -> "InputTwin":
+    def fit(
+        cls,
+        dataset: CoralDataset,
+        index: Any,
+        rows: Interactions,
+        inputs: Sequence[str],
+        k: int = 5,
+        c: float = 1.0,
+        blocks: dict[str, np.ndarray] | None = None,
+    ) -> "InputTwin":
         """Fit on ``rows`` (the alignment's targets: :func:`coral.data.folds.fold_interactions` of ``align``).
 
         :param index: the evidence index of the alignment (its tables are the soft tokens' inputs).
@@ -98,7 +114,14 @@ class InputTwin:
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(x, labels)
         return cls(inputs, k, model, len(labels))
 
-    def predict(self, dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, blocks: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    def predict(
+        self,
+        dataset: CoralDataset,
+        index: Any,
+        users: np.ndarray,
+        items: np.ndarray,
+        blocks: dict[str, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """P(like) of each (user, item) pair.
 
         :param blocks: :func:`twin_inputs` of the pairs when already computed.
@@ -114,7 +137,14 @@ def inputs_of(prompt: Any, k: int = 5) -> tuple[str, ...]:
     return (*(("rates",) if prompt.base_rates else ()), *(("cf",) if prompt.cf_tokens else ()), "share")
 
 
-def score_twins(dataset: CoralDataset, index: Any, targets: Interactions, pairs: dict[str, tuple[np.ndarray, np.ndarray]], input_sets: Sequence[Sequence[str]], k: int = 5) -> dict[str, dict[str, np.ndarray]]:
+def score_twins(
+    dataset: CoralDataset,
+    index: Any,
+    targets: Interactions,
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+    input_sets: Sequence[Sequence[str]],
+    k: int = 5,
+) -> dict[str, dict[str, np.ndarray]]:
     """Fit one twin per input set on ``targets`` and score ``pairs``: ``{twin name: {split: P(like)}}``.
 
     What ``coral run`` needs for the twin rows: with the run seed's warm start ``index``
@@ -126,11 +156,15 @@ def score_twins(dataset: CoralDataset, index: Any, targets: Interactions, pairs:
     """
     needed = sorted({name for inputs in input_sets for name in inputs}, key=TWIN_INPUTS.index)
     fit_blocks = twin_inputs(dataset, index, targets.user, targets.item, needed, k)
-    split_blocks = {split: twin_inputs(dataset, index, users, items, needed, k) for split, (users, items) in pairs.items()}
+    split_blocks = {
+        split: twin_inputs(dataset, index, users, items, needed, k) for split, (users, items) in pairs.items()
+    }
     out: dict[str, dict[str, np.ndarray]] = {}
     for inputs in input_sets:
         twin = InputTwin.fit(dataset, index, targets, inputs, k, blocks=fit_blocks)
-        out[twin.name] = {split: twin.predict(dataset, index, *pairs[split], blocks=blocks) for split, blocks in split_blocks.items()}
+        out[twin.name] = {
+            split: twin.predict(dataset, index, *pairs[split], blocks=blocks) for split, blocks in split_blocks.items()
+        }
     return out
 
 
@@ -145,9 +179,11 @@ def alignment_targets(dataset: CoralDataset, directory: Any) -> Interactions:
     from coral.llm.aligned import TARGETS_FILE
 
     with np.load(Path(directory).expanduser() / TARGETS_FILE) as saved:
-        wanted = set(zip(saved["train_user"].tolist(), saved["train_item"].tolist()))
+        wanted = set(zip(saved["train_user"].tolist(), saved["train_item"].tolist(), strict=False))
     train = dataset.train
-    rows = np.flatnonzero([(int(u), int(i)) in wanted for u, i in zip(train.user, train.item)])
+    rows = np.flatnonzero([(int(u), int(i)) in wanted for u, i in zip(train.user, train.item, strict=False)])
     if len(rows) != len(wanted):
-        raise CoralError(f"{directory}: {len(wanted) - len(rows)} of its targets are not training interactions of {dataset.name!r}")
+        raise CoralError(
+            f"{directory}: {len(wanted) - len(rows)} of its targets are not training interactions of {dataset.name!r}"
+        )
     return train.take(rows)

@@ -46,7 +46,10 @@ def save_embeddings(directory: str | Path, trained: TrainedBaseline, dataset: Co
     :returns: the directory.
     """
     if trained.dataset_fingerprint != dataset.fingerprint:
-        raise CoralError(f"baseline was trained on dataset {trained.dataset_fingerprint}, not on {dataset.name!r} ({dataset.fingerprint})")
+        raise CoralError(
+            f"baseline was trained on dataset {trained.dataset_fingerprint}, not on {dataset.name!r} "
+            f"({dataset.fingerprint})"
+        )
     directory = Path(directory)
     buf = io.BytesIO()
     np.savez(buf, user=trained.user_embeddings(), item=trained.item_embeddings())
@@ -86,7 +89,9 @@ def load_embeddings(directory: str | Path, dataset: CoralDataset | None = None) 
         user, item = z["user"], z["item"]
     user_ids, item_ids = meta.pop("user_ids"), meta.pop("item_ids")
     if user.shape[0] != len(user_ids) or item.shape[0] != len(item_ids):
-        raise CoralError(f"{directory}: {user.shape[0]}x{item.shape[0]} embedding rows but {len(user_ids)}x{len(item_ids)} ids")
+        raise CoralError(
+            f"{directory}: {user.shape[0]}x{item.shape[0]} embedding rows but {len(user_ids)}x{len(item_ids)} ids"
+        )
     if dataset is not None:
         if user_ids != dataset.user_ids or item_ids != dataset.item_ids:
             raise CoralError(f"{directory}: embedding id maps do not match dataset {dataset.name!r}")

@@ -39,7 +39,7 @@ class LikeCounts:
         """
         train = dataset.train
         user, item, label = (np.asarray(a, dtype=np.int64) for a in (train.user, train.item, train.label))
-        own = {(int(u), int(i)): int(y) for u, i, y in zip(user, item, label)}
+        own = {(int(u), int(i)): int(y) for u, i, y in zip(user, item, label, strict=False)}
         return cls(
             np.bincount(user, label, minlength=dataset.n_users).astype(np.int64),
             np.bincount(user, minlength=dataset.n_users).astype(np.int64),
@@ -61,7 +61,9 @@ class LikeCounts:
 
     def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(n, 4) int array of :meth:`pair` for each (user, item)."""
-        return np.array([self.pair(int(u), int(i)) for u, i in zip(users, items)], dtype=np.int64).reshape(-1, 4)
+        return np.array(
+            [self.pair(int(u), int(i)) for u, i in zip(users, items, strict=False)], dtype=np.int64
+        ).reshape(-1, 4)
 
 
 def percent(liked: int, rated: int) -> int:

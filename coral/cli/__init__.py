@@ -30,7 +30,9 @@ COMMAND_MODULES = [
 
 #: errno values of file-system errors that the user can fix (a read-only or full disk, permissions,
 #: a file where a directory is expected): one line and exit 2, like bad input.
-USER_FILE_ERRORS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR})
+USER_FILE_ERRORS = frozenset(
+    {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
+)
 
 
 def cache_hint(filename: object) -> str:
@@ -47,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     from coral import __version__
     from coral.config import ArgumentParser
 
-    parser = ArgumentParser(prog="coral", description="Collaborative retrieval-augmented LLMs for long-tail recommendation.")
+    parser = ArgumentParser(
+        prog="coral", description="Collaborative retrieval-augmented LLMs for long-tail recommendation."
+    )
     parser.add_argument("--version", action="version", version=f"coral {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:

@@ -7,12 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
+from coral.cli.common import add_command, json_safe
 from coral.config import section
 from coral.data.dataset import DataConfig
 from coral.data.download import DownloadConfig
 from coral.data.registry import AMAZON2018_CATEGORIES, MOVIELENS
-
-from coral.cli.common import add_command, json_safe
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,13 @@ def download(config: DownloadCommand) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="inspect and download datasets", description="Inspect and download datasets.")
+    data = subparsers.add_parser(
+        "data", help="inspect and download datasets", description="Inspect and download datasets."
+    )
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-    add_command(data_sub, "stats", StatsCommand, stats, help="users, items, interactions, head/tail and per-split counts")
+    add_command(
+        data_sub, "stats", StatsCommand, stats, help="users, items, interactions, head/tail and per-split counts"
+    )
     parser = add_command(
         data_sub,
         "download",

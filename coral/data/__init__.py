@@ -4,4 +4,13 @@ from coral.data.dataset import CoralDataset, CsvColumns, DataConfig, Interaction
 from coral.data.loaders import load_raw
 from coral.data.registry import load_dataset
 
-__all__ = ["CoralDataset", "DataConfig", "Interactions", "RawData", "build_dataset", "CsvColumns", "load_raw", "load_dataset"]
+__all__ = [
+    "CoralDataset",
+    "DataConfig",
+    "Interactions",
+    "RawData",
+    "build_dataset",
+    "CsvColumns",
+    "load_raw",
+    "load_dataset",
+]

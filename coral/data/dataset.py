@@ -80,13 +80,25 @@ class CsvColumns:
         require(sep not in '"\r\n', "sep", f"must not be a quote or a line break, got {sep!r}", DataError)
         object.__setattr__(self, "sep", sep)
         for name in (*INTERACTION_COLUMNS, "title_col"):
-            require(bool(getattr(self, name).strip()), name, f"must name a column, got {getattr(self, name)!r}", DataError)
+            require(
+                bool(getattr(self, name).strip()), name, f"must name a column, got {getattr(self, name)!r}", DataError
+            )
             object.__setattr__(self, name, getattr(self, name).strip())  # header names are read stripped too
         for j, first in enumerate(INTERACTION_COLUMNS):
             for second in INTERACTION_COLUMNS[j + 1 :]:
                 value = getattr(self, second)
-                require(getattr(self, first) != value, second, f"must differ from the {first.removesuffix('_col')} column, both are {value!r}", DataError)
-        require(self.title_col != self.item_col, "title_col", f"must differ from the item column, both are {self.item_col!r}", DataError)
+                require(
+                    getattr(self, first) != value,
+                    second,
+                    f"must differ from the {first.removesuffix('_col')} column, both are {value!r}",
+                    DataError,
+                )
+        require(
+            self.title_col != self.item_col,
+            "title_col",
+            f"must differ from the item column, both are {self.item_col!r}",
+            DataError,
+        )
 
 
 @dataclass(frozen=True)
@@ -98,15 +110,18 @@ class DataConfig:
     """
 
     dataset: str = "gift_cards"
-    """Built-in name (gift_cards, movielens_small), Amazon 2018 category, ml-100k, ml-1m, or a file or directory path."""
+    """Built-in name (gift_cards, movielens_small), Amazon 2018 category, ml-100k, ml-1m, or a file or directory
+    path."""
     format: DataFormat = "auto"
     """Source format; auto: detect it from the file names."""
     csv: CsvColumns = section(CsvColumns, flat=True)
     """How a generic CSV/TSV file is read: separator and column names (keys sep, user_col, ...)."""
     encoding: str = "utf-8"
-    """Text encoding of the files (e.g. latin-1, cp1252 for older exports); bytes that are not valid in it are an error naming the file and line."""
+    """Text encoding of the files (e.g. latin-1, cp1252 for older exports); bytes that are not valid in it are an error
+    naming the file and line."""
     rating_scale: tuple[float, ...] = ()
-    """MIN,MAX (a negative MIN as --rating-scale=-1,10): a rating outside is an error; empty: the format's own scale (MovieLens and Amazon 1-5, GroupLens ratings.csv 0.5-5; any finite rating in other CSV and RecBole files)."""
+    """MIN,MAX (a negative MIN as --rating-scale=-1,10): a rating outside is an error; empty: the format's own scale
+    (MovieLens and Amazon 1-5, GroupLens ratings.csv 0.5-5; any finite rating in other CSV and RecBole files)."""
     k_core: int = 5
     """Iterative k-core: drop users and items with fewer than k interactions until none remain."""
     positive_threshold: float = 3.0
@@ -129,7 +144,12 @@ class DataConfig:
         try:
             codecs.lookup(self.encoding)
         except LookupError:
-            require(False, "encoding", f"must name a text encoding Python knows (e.g. utf-8, latin-1, cp1252), got {self.encoding!r}", DataError)
+            require(
+                False,
+                "encoding",
+                f"must name a text encoding Python knows (e.g. utf-8, latin-1, cp1252), got {self.encoding!r}",
+                DataError,
+            )
         scale = tuple(float(r) for r in self.rating_scale)
         require(
             not scale or (len(scale) == 2 and all(math.isfinite(r) for r in scale) and scale[0] < scale[1]),
@@ -139,9 +159,18 @@ class DataConfig:
         )
         object.__setattr__(self, "rating_scale", scale)
         require(self.k_core >= 1, "k_core", f"must be >= 1, got {self.k_core}", DataError)
-        require(math.isfinite(self.positive_threshold), "positive_threshold", f"must be a finite number, got {self.positive_threshold}", DataError)
-        require(self.label_rule in ("gt", "ge"), "label_rule", f"must be 'gt' or 'ge', got {self.label_rule!r}", DataError)
-        require(0.0 < self.head_fraction < 1.0, "head_fraction", f"must be in (0, 1), got {self.head_fraction}", DataError)
+        require(
+            math.isfinite(self.positive_threshold),
+            "positive_threshold",
+            f"must be a finite number, got {self.positive_threshold}",
+            DataError,
+        )
+        require(
+            self.label_rule in ("gt", "ge"), "label_rule", f"must be 'gt' or 'ge', got {self.label_rule!r}", DataError
+        )
+        require(
+            0.0 < self.head_fraction < 1.0, "head_fraction", f"must be in (0, 1), got {self.head_fraction}", DataError
+        )
         ratios = tuple(float(r) for r in self.split_ratios)
         require(
             len(ratios) == 3 and all(math.isfinite(r) and r >= 0 for r in ratios) and abs(sum(ratios) - 1.0) <= 1e-6,
@@ -171,7 +200,11 @@ class DataConfig:
         existed keep their fingerprint; ``rating_scale`` only checks the data, it does not change it.
         """
         config = self.to_dict()
-        fields = READING_FIELDS + PREPROCESSING_FIELDS + (("encoding",) if codecs.lookup(self.encoding).name != "utf-8" else ())
+        fields = (
+            READING_FIELDS
+            + PREPROCESSING_FIELDS
+            + (("encoding",) if codecs.lookup(self.encoding).name != "utf-8" else ())
+        )
         blob = json.dumps({"v": PREPROCESS_VERSION, **{k: config[k] for k in fields}}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -236,7 +269,7 @@ class Interactions:
 
     def pairs(self) -> set[tuple[int, int]]:
         """The (user, item) pairs as a set of Python int tuples."""
-        return set(zip(self.user.tolist(), self.item.tolist()))
+        return set(zip(self.user.tolist(), self.item.tolist(), strict=False))
 
     def keys(self, n_items: int) -> np.ndarray:
         """One int64 key per row, ``user * n_items + item``: fast membership tests with np.isin."""
@@ -244,7 +277,9 @@ class Interactions:
 
     @staticmethod
     def concat(parts: list["Interactions"]) -> "Interactions":
-        return Interactions(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Interactions)))
+        return Interactions(
+            *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Interactions))
+        )
 
 
 @dataclass
@@ -308,7 +343,8 @@ class CoralDataset:
                 continue
             which = "all positive" if positives else "all negative"
             raise DataError(
-                f"{self.name}: the {name} split has a single class ({which}: {positives} of {len(labels)} labels are 1); "
+                f"{self.name}: the {name} split has a single class ({which}: {positives} of {len(labels)} labels are "
+                "1); "
                 "AUC is undefined - change --positive-threshold/--label-rule"
             )
 
@@ -348,7 +384,9 @@ class CoralDataset:
             "head_items": n_head,
             "tail_items": self.n_items - n_head,
             "positive_rate": float(np.concatenate([self.split(s).label for s in SPLITS]).mean()),
-            "splits": {s: {"interactions": len(self.split(s)), "positive_rate": self.split(s).positive_rate} for s in SPLITS},
+            "splits": {
+                s: {"interactions": len(self.split(s)), "positive_rate": self.split(s).positive_rate} for s in SPLITS
+            },
             "config": self.config.to_dict(),
             "fingerprint": self.fingerprint,
         }
@@ -356,7 +394,9 @@ class CoralDataset:
     # ---- on-disk cache -------------------------------------------------------------------
     def fallback_text_warnings(self) -> list[str]:
         """The warnings that loading this dataset prints: items that have only the fallback text."""
-        missing = sum(text == fallback_item_text(raw_id) for text, raw_id in zip(self.item_text, self.item_ids))
+        missing = sum(
+            text == fallback_item_text(raw_id) for text, raw_id in zip(self.item_text, self.item_ids, strict=False)
+        )
         if not missing:
             return []
         return [f"{self.name}: {missing} of {self.n_items} items have no text; using the fallback 'item <id>'"]
@@ -469,7 +509,9 @@ def _source_hash(raw: RawData) -> str:
     return h.hexdigest()[:16]
 
 
-def _core_interactions(raw: RawData, config: DataConfig, notices: list[str]) -> tuple[Interactions, list[str], list[str]]:
+def _core_interactions(
+    raw: RawData, config: DataConfig, notices: list[str]
+) -> tuple[Interactions, list[str], list[str]]:
     """Deduplicated (latest row per pair), k-core filtered, densely re-indexed and labelled rows:
     (rows, index -> raw user id, index -> raw item id).
 
@@ -496,12 +538,15 @@ def _core_interactions(raw: RawData, config: DataConfig, notices: list[str]) -> 
     u_kept, user = np.unique(u_codes[core], return_inverse=True)
     i_kept, item = np.unique(i_codes[core], return_inverse=True)
     rating, timestamp = ratings[core].astype(np.float32), ts[core]
-    rows = Interactions(user.astype(np.int64), item.astype(np.int64), rating, config.label(rating), timestamp.astype(np.int64))
+    rows = Interactions(
+        user.astype(np.int64), item.astype(np.int64), rating, config.label(rating), timestamp.astype(np.int64)
+    )
     return rows, [str(x) for x in u_names[u_kept]], [str(x) for x in i_names[i_kept]]
 
 
 def _head_items(item: np.ndarray, n_items: int, head_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(popularity, is_head): interactions per item, and the most popular ``head_fraction`` of items (ties: lower index first)."""
+    """(popularity, is_head): interactions per item, and the most popular ``head_fraction`` of items (ties: lower index
+    first)."""
     popularity = np.bincount(item, minlength=n_items).astype(np.int64)
     n_head = max(1, int(round(head_fraction * n_items)))
     by_popularity = np.lexsort((np.arange(n_items), -popularity))
@@ -527,7 +572,10 @@ def _split_rows(rows: Interactions, is_head: np.ndarray, config: DataConfig, sou
     splits = {"train": train_rows, "valid": valid_rows, "test": test_rows}
     for s, chosen in splits.items():
         if len(chosen) == 0:
-            raise DataError(f"{source}: the {s} split is empty after preprocessing ({len(rows)} interactions, {n_tail} on tail items)")
+            raise DataError(
+                f"{source}: the {s} split is empty after preprocessing ({len(rows)} interactions, {n_tail} on tail "
+                "items)"
+            )
     return splits
 
 
@@ -543,7 +591,10 @@ def _item_texts(raw: RawData, item_ids: list[str]) -> list[str]:
     if missing:
         import warnings
 
-        warnings.warn(f"{raw.source}: {missing} of {len(item_ids)} items have no text; using the fallback 'item <id>'", stacklevel=3)
+        warnings.warn(
+            f"{raw.source}: {missing} of {len(item_ids)} items have no text; using the fallback 'item <id>'",
+            stacklevel=3,
+        )
     return texts
 
 
@@ -557,7 +608,9 @@ def _item_features(raw: RawData, item_ids: list[str]) -> dict[str, np.ndarray]:
     return features
 
 
-def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "", source_hash: str | None = None) -> CoralDataset:
+def build_dataset(
+    raw: RawData, config: DataConfig = DataConfig(), name: str = "", source_hash: str | None = None
+) -> CoralDataset:
     """Preprocess raw interactions into a :class:`CoralDataset`.
 
     :param raw: the loader's table.

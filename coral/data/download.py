@@ -99,7 +99,8 @@ class DownloadConfig:
     """How to download: where to, from where, and how patiently."""
 
     dest: Path | None = None
-    """Destination folder; None: the coral cache's data/ folder, where dataset names are looked up (for another folder, point CORAL_DATA_DIR at it)."""
+    """Destination folder; None: the coral cache's data/ folder, where dataset names are looked up (for another folder,
+    point CORAL_DATA_DIR at it)."""
     mirror: str | None = None
     """Base URL of a mirror serving every file by its bare name (e.g. URL/ml-100k.zip); None: the official hosts."""
     retries: int = 3
@@ -117,11 +118,16 @@ class DownloadConfig:
         require(self.retries >= 0, "retries", f"must be >= 0, got {self.retries}")
         for name in ("backoff_s", "connect_timeout_s", "read_timeout_s"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        require(self.mirror is None or urlsplit(self.mirror).scheme in ("http", "https"), "mirror", f"must be an http:// or https:// URL, got {self.mirror!r}")
+        require(
+            self.mirror is None or urlsplit(self.mirror).scheme in ("http", "https"),
+            "mirror",
+            f"must be an http:// or https:// URL, got {self.mirror!r}",
+        )
 
 
 def _lookup(name: str) -> tuple[str, str]:
-    """``(kind, canonical name)`` of a dataset name, as the registry spells them; kind is "amazon2018" or "movielens"."""
+    """``(kind, canonical name)`` of a dataset name, as the registry spells them; kind is "amazon2018" or
+    "movielens"."""
     category = amazon_category(name)
     if category is not None:
         return "amazon2018", category

@@ -86,7 +86,10 @@ def _undecodable(path: Path, encoding: str) -> DataError:
                 try:
                     decoder.decode(raw)
                 except UnicodeDecodeError as err:
-                    return DataError(f"{path}:{lineno}: not valid {encoding} text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); {how}")
+                    return DataError(
+                        f"{path}:{lineno}: not valid {encoding} text (byte 0x{raw[err.start]:02x} at column "
+                        f"{err.start + 1}); {how}"
+                    )
     except READ_ERRORS as err:
         return _read_error(path, err)
     return DataError(f"{path}: not valid {encoding} text; {how}")
@@ -169,7 +172,7 @@ def _number_column(values: list[str], lines: list[int], name: str, path: Path) -
     try:
         column = np.asarray(values, dtype=np.float64)
     except (ValueError, OverflowError):  # find the culprit (or accept what only numpy refused)
-        column = np.array([_number(v, name, path, n) for v, n in zip(values, lines)], dtype=np.float64)
+        column = np.array([_number(v, name, path, n) for v, n in zip(values, lines, strict=False)], dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(column))
     if len(bad):
         raise DataError(f"{path}:{lines[bad[0]]}: {name} {show(values[bad[0]])} is not a finite number")
@@ -200,8 +203,11 @@ class ReadOptions:
     rating_scale: tuple[float, ...] = ()
     """(MIN, MAX) that every rating must lie in; empty: the format's own scale where it has one."""
 
-    def check_ratings(self, ratings: np.ndarray, lines: Sequence[int], path: Path, own: tuple[float, float] | None, source: str) -> None:
-        """Refuse ratings outside the scale: ``rating_scale`` if given, else the format's ``own`` (None: any finite rating).
+    def check_ratings(
+        self, ratings: np.ndarray, lines: Sequence[int], path: Path, own: tuple[float, float] | None, source: str
+    ) -> None:
+        """Refuse ratings outside the scale: ``rating_scale`` if given, else the format's ``own`` (None: any finite
+        rating).
 
         :param ratings: the ratings read.
         :param lines: the line of each rating in ``path``.
@@ -220,10 +226,15 @@ class ReadOptions:
         first = outside[0]
         which = f"--rating-scale {low:g},{high:g}" if self.rating_scale else f"the {source} scale {low:g}..{high:g}"
         how = "" if self.rating_scale else "; pass --rating-scale MIN,MAX if this file uses another scale"
-        raise DataError(f"{path}:{lines[first]}: rating {ratings[first]:g} is outside {which} ({len(outside)} of {len(ratings)} ratings are){how}")
+        raise DataError(
+            f"{path}:{lines[first]}: rating {ratings[first]:g} is outside {which} ({len(outside)} of {len(ratings)} "
+            f"ratings are){how}"
+        )
 
 
-def _reviews(path: Path, user_key: str, item_key: str, rating_key: str, time_key: str, time_scale: float, options: ReadOptions) -> tuple[list, list, np.ndarray, list]:
+def _reviews(
+    path: Path, user_key: str, item_key: str, rating_key: str, time_key: str, time_scale: float, options: ReadOptions
+) -> tuple[list, list, np.ndarray, list]:
     users, items, ratings, times, lines = [], [], [], [], []
     for lineno, rec in _json_records(path, options.encoding):
         users.append(str(_field(rec, user_key, path, lineno)))
@@ -243,7 +254,9 @@ def _last_category(value: object) -> str:
     return clean_text(value) if isinstance(value, str) else ""
 
 
-def _meta(path: Path | None, item_key: str, brand_key: str, category_key: str, encoding: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+def _meta(
+    path: Path | None, item_key: str, brand_key: str, category_key: str, encoding: str
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     texts: dict[str, str] = {}
     side: dict[str, dict[str, str]] = {}
     if path is None:
@@ -322,11 +335,20 @@ def _delimited_titles(path: Path, sep: str, title_column: int, encoding: str) ->
 
 
 def load_movielens_100k(directory: Path, options: ReadOptions = ReadOptions()) -> RawData:
-    """MovieLens 100K: ``u.data`` (tab-separated user, item, rating, timestamp) and ``u.item`` (``|``-separated, title 2nd; Latin-1)."""
+    """MovieLens 100K: ``u.data`` (tab-separated user, item, rating, timestamp) and ``u.item`` (``|``-separated, title
+    2nd; Latin-1)."""
     data = directory / "u.data"
     users, items, ratings, times = _delimited_interactions(data, "\t", options)
     titles = _delimited_titles(directory / "u.item", "|", 1, "latin-1")
-    return RawData(users, items, ratings, times, titles, source=str(directory), files=tuple(p for p in (data, directory / "u.item") if p.exists()))
+    return RawData(
+        users,
+        items,
+        ratings,
+        times,
+        titles,
+        source=str(directory),
+        files=tuple(p for p in (data, directory / "u.item") if p.exists()),
+    )
 
 
 def load_movielens_1m(directory: Path, options: ReadOptions = ReadOptions()) -> RawData:
@@ -334,7 +356,15 @@ def load_movielens_1m(directory: Path, options: ReadOptions = ReadOptions()) -> 
     data = directory / "ratings.dat"
     users, items, ratings, times = _delimited_interactions(data, "::", options)
     titles = _delimited_titles(directory / "movies.dat", "::", 1, "latin-1")
-    return RawData(users, items, ratings, times, titles, source=str(directory), files=tuple(p for p in (data, directory / "movies.dat") if p.exists()))
+    return RawData(
+        users,
+        items,
+        ratings,
+        times,
+        titles,
+        source=str(directory),
+        files=tuple(p for p in (data, directory / "movies.dat") if p.exists()),
+    )
 
 
 def _recbole_header(path: Path, lineno: int, header: list[str]) -> list[str]:
@@ -375,7 +405,7 @@ def load_recbole(inter: Path, options: ReadOptions = ReadOptions()) -> RawData:
         text_cols = [j for j, n in enumerate(inames) if "title" in n or n.endswith("name")]
         if "item_id" in inames and text_cols:
             cid, ctext = inames.index("item_id"), text_cols[0]
-            for lineno, row in item_rows:
+            for _, row in item_rows:
                 if len(row) > max(cid, ctext):
                     titles[row[cid]] = clean_text(row[ctext])
     return RawData(users, items, ratings, times, titles, source=str(inter), files=tuple(files))
@@ -432,7 +462,11 @@ def _columns_for(header: list[str], columns: CsvColumns) -> tuple[CsvColumns, bo
     """
     names = set(header)
     untouched = dataclasses.replace(columns, sep=CsvColumns.sep) == CsvColumns()
-    if untouched and not {columns.user_col, columns.item_col} <= names and {GROUPLENS.user_col, GROUPLENS.item_col} <= names:
+    if (
+        untouched
+        and not {columns.user_col, columns.item_col} <= names
+        and {GROUPLENS.user_col, GROUPLENS.item_col} <= names
+    ):
         return dataclasses.replace(GROUPLENS, sep=columns.sep), True
     return columns, False
 
@@ -442,7 +476,12 @@ _CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 
 def _find_all(directory: Path, *stems: str) -> list[Path]:
     """Every ``<stem>.csv``/``.tsv`` (optionally gzip) in ``directory``, stems in order."""
-    return [directory / f"{stem}{suffix}" for stem in stems for suffix in _CSV_SUFFIXES if (directory / f"{stem}{suffix}").is_file()]
+    return [
+        directory / f"{stem}{suffix}"
+        for stem in stems
+        for suffix in _CSV_SUFFIXES
+        if (directory / f"{stem}{suffix}").is_file()
+    ]
 
 
 def _find(directory: Path, *stems: str) -> Path | None:
@@ -468,7 +507,13 @@ def _csv_items(path: Path, columns: CsvColumns, encoding: str) -> tuple[dict[str
     return texts, side
 
 
-def load_csv(interactions: Path, columns: CsvColumns = CsvColumns(), items: Path | None = None, source: str | None = None, options: ReadOptions = ReadOptions()) -> RawData:
+def load_csv(
+    interactions: Path,
+    columns: CsvColumns = CsvColumns(),
+    items: Path | None = None,
+    source: str | None = None,
+    options: ReadOptions = ReadOptions(),
+) -> RawData:
     """A CSV/TSV interactions file (user, item, rating[, timestamp] columns, any file name).
 
     :param interactions: the interactions file (``.csv``, ``.tsv``, optionally ``.gz``).
@@ -496,7 +541,9 @@ def load_csv(interactions: Path, columns: CsvColumns = CsvColumns(), items: Path
         lines.append(lineno)
     # Numbers are parsed column-wise: GroupLens's larger releases have 20-33 million rows.
     rating_column = _number_column(ratings, lines, "rating", interactions)
-    options.check_ratings(rating_column, lines, interactions, GROUPLENS_SCALE if grouplens else None, "GroupLens ratings.csv")
+    options.check_ratings(
+        rating_column, lines, interactions, GROUPLENS_SCALE if grouplens else None, "GroupLens ratings.csv"
+    )
     times = _timestamp_column(stamps, lines, interactions)
     items = items if items is not None else _find(interactions.parent, "items", "movies")
     texts, side = _csv_items(items, columns, options.encoding) if items is not None else ({}, {})
@@ -534,7 +581,11 @@ def directory_sources(directory: Path) -> list[tuple[Path, str]]:
     """The interactions files in a dataset directory that a reader would take, with their formats,
     in the order that format detection tries them."""
     found = [(p, "csv") for p in _find_all(directory, "interactions")]
-    found += [(directory / name, fmt) for name, fmt in (("u.data", "movielens100k"), ("ratings.dat", "movielens1m")) if (directory / name).is_file()]
+    found += [
+        (directory / name, fmt)
+        for name, fmt in (("u.data", "movielens100k"), ("ratings.dat", "movielens1m"))
+        if (directory / name).is_file()
+    ]
     found += [(p, "csv") for p in _find_all(directory, "ratings")]  # GroupLens ml-latest(-small), ml-25m, ml-20m
     found += [(p, "recbole") for p in sorted(directory.glob("*.inter"))]
     return found
@@ -546,7 +597,11 @@ def _warn_if_ambiguous(directory: Path, fmt: str) -> None:
     chosen = next((p for p, f in found if f == fmt), None)
     others = [p.name for p, _ in found if p != chosen]
     if chosen is not None and others:
-        warnings.warn(f"{directory} holds {chosen.name} and {', '.join(others)}; reading {chosen.name} ({fmt}); pass --format or the file itself to read another", stacklevel=3)
+        warnings.warn(
+            f"{directory} holds {chosen.name} and {', '.join(others)}; reading {chosen.name} ({fmt}); pass --format or "
+            "the file itself to read another",
+            stacklevel=3,
+        )
 
 
 def detect_format(path: Path) -> str:
@@ -577,7 +632,9 @@ def detect_format(path: Path) -> str:
     raise DataError(f"{path}: cannot tell the dataset format from the file name; pass --format ({', '.join(FORMATS)})")
 
 
-def load_raw(path: Path, format: str | None = None, columns: CsvColumns = CsvColumns(), options: ReadOptions = ReadOptions()) -> RawData:
+def load_raw(
+    path: Path, format: str | None = None, columns: CsvColumns = CsvColumns(), options: ReadOptions = ReadOptions()
+) -> RawData:
     """Read a dataset file or directory in any supported format.
 
     A directory holding the interactions files of several datasets (``u.data`` and ``ratings.csv``,
@@ -599,7 +656,9 @@ def load_raw(path: Path, format: str | None = None, columns: CsvColumns = CsvCol
         "movielens100k": lambda: load_movielens_100k(path if path.is_dir() else path.parent, options),
         "movielens1m": lambda: load_movielens_1m(path if path.is_dir() else path.parent, options),
         "recbole": lambda: load_recbole(path if path.is_file() else _recbole_file(path), options),
-        "csv": lambda: load_csv_dir(path, columns, options) if path.is_dir() else load_csv(path, columns, options=options),
+        "csv": lambda: (
+            load_csv_dir(path, columns, options) if path.is_dir() else load_csv(path, columns, options=options)
+        ),
     }
     if fmt not in readers:
         raise DataError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -615,7 +674,9 @@ def _recbole_file(directory: Path) -> Path:
     return found[0]
 
 
-def _amazon(path: Path, reader: Callable[[Path, Path | None, ReadOptions], RawData], ext: str, options: ReadOptions) -> RawData:
+def _amazon(
+    path: Path, reader: Callable[[Path, Path | None, ReadOptions], RawData], ext: str, options: ReadOptions
+) -> RawData:
     if path.is_dir():
         raise DataError(f"{path}: pass the Amazon review file itself, e.g. {path}/Appliances.json.gz")
     m = _AMAZON.match(path.name)

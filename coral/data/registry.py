@@ -99,7 +99,11 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
         for root in data_dirs():
             if (root / name_or_path).is_dir():
                 return name_or_path, root / name_or_path
-        how = f"run `coral data download {name_or_path}`" if name_or_path in MOVIELENS else "get it from https://grouplens.org/datasets/movielens/ and unzip it there"
+        how = (
+            f"run `coral data download {name_or_path}`"
+            if name_or_path in MOVIELENS
+            else "get it from https://grouplens.org/datasets/movielens/ and unzip it there"
+        )
         raise DataError(f"dataset {name_or_path!r}: not found in {', '.join(map(str, data_dirs()))}; {how}")
     path = Path(name_or_path).expanduser()
     if path.exists():
@@ -125,7 +129,11 @@ def load_dataset(config: DataConfig | str = DataConfig(), use_cache: bool = True
     name, path = resolve(config.dataset)
     fmt = None if config.format == "auto" else config.format
     options = ReadOptions(config.encoding, config.rating_scale)
-    raw = load_csv_dir(path, options=ReadOptions(rating_scale=config.rating_scale)) if name in EMBEDDED and path == EMBEDDED[name] else load_raw(path, fmt, config.csv, options)
+    raw = (
+        load_csv_dir(path, options=ReadOptions(rating_scale=config.rating_scale))
+        if name in EMBEDDED and path == EMBEDDED[name]
+        else load_raw(path, fmt, config.csv, options)
+    )
     if not use_cache:
         return build_dataset(raw, config, name)
     from coral.data.dataset import _source_hash

@@ -20,20 +20,19 @@ Torch and transformers are imported only when a scorer is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from pathlib import Path
 from typing import Literal, Optional
 
 from coral.config import renamed
 from coral.errors import CoralError
 from coral.llm.base import Prompt, Scorer, ScoreResult
-from coral.llm.precision import PRECISIONS, default_precision
 from coral.llm.model import embedded_model_path, load_embedded_model, load_model
+from coral.llm.precision import PRECISIONS, default_precision
 from coral.llm.spec import ScorerSpec, parse_scorer_spec
 
 __all__ = [
-    "Prompt", "Scorer", "ScoreResult", "ScorerConfig", "ScorerSpec", "make_scorer", "parse_scorer_spec", "default_cache_path",
-    "PRECISIONS", "default_precision", "embedded_model_path", "load_embedded_model", "load_model",
+    "Prompt", "Scorer", "ScoreResult", "ScorerConfig", "ScorerSpec", "make_scorer", "parse_scorer_spec",
+    "default_cache_path", "PRECISIONS", "default_precision", "embedded_model_path", "load_embedded_model", "load_model",
 ]  # fmt: skip
 
 
@@ -42,9 +41,12 @@ class ScorerConfig:
     """Which LLM scores the prompts: the scorer section of every command that scores."""
 
     scorer: str = "hf"
-    """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral align`), vllm:MODEL, openai:URL#MODEL[;tokenizer=DIR][;labels_only] (e.g. a `coral serve-scorer`; ;labels_only for vllm serve), scripted[:k=v,...]."""
+    """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral
+    align`), vllm:MODEL, openai:URL#MODEL[;tokenizer=DIR][;labels_only] (e.g. a `coral serve-scorer`; ;labels_only for
+    vllm serve), scripted[:k=v,...]."""
     precision: Optional[Literal["auto", "float32", "int8", "bfloat16"]] = renamed(None, old="layout")
-    """How hf/aligned weights compute (vllm: its dtype); None/auto: the fastest precision this CPU runs natively whose recorded parity check passed (coral.llm.precision)."""
+    """How hf/aligned weights compute (vllm: its dtype); None/auto: the fastest precision this CPU runs natively whose
+    recorded parity check passed (coral.llm.precision)."""
 
 
 def default_cache_path() -> Path:
@@ -86,7 +88,9 @@ def make_scorer(
 
         path = arg or None
         model, tokenizer = load_model(path, precision)
-        scorer: Scorer = HFScorer(model, tokenizer, model_id=model_identity(path), labels=labels, batch_size=batch_size, kv_reuse=kv_reuse)
+        scorer: Scorer = HFScorer(
+            model, tokenizer, model_id=model_identity(path), labels=labels, batch_size=batch_size, kv_reuse=kv_reuse
+        )
     elif backend == "aligned":
         from coral.llm.aligned import load_aligned_scorer
 

@@ -68,7 +68,10 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     """
     path = Path(directory).expanduser() / META_FILE
     if not path.is_file():
-        raise CoralError(f"{Path(directory)} is not a finished alignment directory (no {META_FILE}); run `coral align --out {directory}`")
+        raise CoralError(
+            f"{Path(directory)} is not a finished alignment directory (no {META_FILE}); run `coral align --out "
+            f"{directory}`"
+        )
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT_VERSION:
         raise CoralError(f"{path}: alignment format {meta.get('format')} is not supported (expected {FORMAT_VERSION})")
@@ -80,7 +83,9 @@ def identity(directory: str | Path) -> str:
     directory = Path(directory).expanduser()
     meta = read_meta(directory)
     h = hashlib.sha256()
-    h.update(json.dumps({k: meta[k] for k in ("config", "method", "prompt_version", "format")}, sort_keys=True).encode())
+    h.update(
+        json.dumps({k: meta[k] for k in ("config", "method", "prompt_version", "format")}, sort_keys=True).encode()
+    )
     files = weight_files(directory, meta)
     if not files or not all(f.is_file() for f in files):
         raise CoralError(f"{directory}: the {meta['method']} weights are missing")
@@ -99,8 +104,8 @@ def load_aligned_model(directory: str | Path, precision: str | None = None) -> t
     :param directory: an alignment directory.
     :param precision: "float32", "int8", "bfloat16", or None / "auto" (:func:`coral.llm.precision.default_precision`).
     """
-    from coral.llm.precision import apply_precision, resolve_precision
     from coral.llm.model import load_model
+    from coral.llm.precision import apply_precision, resolve_precision
 
     directory = Path(directory).expanduser()
     meta = read_meta(directory)
@@ -170,7 +175,9 @@ def scorer_name(meta: dict[str, Any]) -> str:
     return "probe"
 
 
-def load_aligned_scorer(directory: str | Path, *, precision: str | None = None, batch_size: int = 8, kv_reuse: bool = True):
+def load_aligned_scorer(
+    directory: str | Path, *, precision: str | None = None, batch_size: int = 8, kv_reuse: bool = True
+):
     """An :class:`~coral.llm.hf.HFScorer` of an aligned LLM; ``make_scorer("aligned:DIR")`` calls this.
 
     Its fingerprint holds the alignment's :func:`identity`, so caches never mix aligned and raw scores.

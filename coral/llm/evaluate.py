@@ -36,7 +36,10 @@ def score_pairs(
     :param chunk: prompts per call to the scorer.
     :param progress: show a progress bar.
     """
-    prompts = [builder.build(int(u), int(i), evidence(int(u), int(i)) if evidence else ()) for u, i in zip(users, items)]
+    prompts = [
+        builder.build(int(u), int(i), evidence(int(u), int(i)) if evidence else ())
+        for u, i in zip(users, items, strict=False)
+    ]
     p, mass = np.zeros(len(prompts)), np.zeros(len(prompts))
     starts = range(0, len(prompts), chunk)
     if progress:

@@ -18,7 +18,8 @@ this CPU class (``parity.json`` beside this module, written by
 the powered default dataset, movielens_small) scores the run's validation pairs without evidence
 and with 5 random pieces; both validation AUCs must lie within :data:`AUC_TOLERANCE` of fp32's on
 the same prompts, and the mean |dp| is recorded. :func:`default_precision` is the
-preferred (:data:`PREFERENCE`) eligible precision that this CPU runs natively, fp32 otherwise. The precision (:func:`precision_tag`) is part of every scorer fingerprint, hence of every
+preferred (:data:`PREFERENCE`) eligible precision that this CPU runs natively, fp32 otherwise. The precision
+(:func:`precision_tag`) is part of every scorer fingerprint, hence of every
 score-cache key and result row.
 """
 
@@ -56,7 +57,9 @@ def cpu_flags() -> frozenset[str]:
     import torch
 
     capability = str(torch.backends.cpu.get_cpu_capability()).lower()  # "avx2", "avx512", "default", ...
-    return frozenset({"avx2"} if capability == "avx2" else {"avx2", "avx512f"} if capability.startswith("avx512") else set())
+    return frozenset(
+        {"avx2"} if capability == "avx2" else {"avx2", "avx512f"} if capability.startswith("avx512") else set()
+    )
 
 
 def feature_class(flags: Iterable[str]) -> str:
@@ -178,7 +181,9 @@ def load_parity_records(path: Path = PARITY_FILE) -> list[ParityRecord]:
     try:
         return [ParityRecord(**_renamed_keys(entry)) for entry in json.loads(path.read_text())["records"]]
     except (ValueError, KeyError, TypeError) as exc:
-        raise CoralError(f"{path}: not a parity record file ({type(exc).__name__}: {exc}); restore it from the repository") from None
+        raise CoralError(
+            f"{path}: not a parity record file ({type(exc).__name__}: {exc}); restore it from the repository"
+        ) from None
 
 
 def record_for(precision: str, flags: Iterable[str], records: Sequence[ParityRecord]) -> ParityRecord | None:
@@ -276,7 +281,9 @@ def smoothing_stats(model: Any, tokenizer: Any, model_key: str) -> dict:
     return stats
 
 
-def apply_precision(model: Any, precision: str, tokenizer: Any = None, model_key: str = "", flags: Iterable[str] | None = None) -> Any:
+def apply_precision(
+    model: Any, precision: str, tokenizer: Any = None, model_key: str = "", flags: Iterable[str] | None = None
+) -> Any:
     """Convert a loaded fp32 causal LM to ``precision`` in place; returns the model to use.
 
     :param model: an fp32 transformers causal LM in eval mode.

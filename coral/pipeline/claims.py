@@ -121,7 +121,9 @@ def evaluate_claim(run: RunScores, claim: Claim, margin: float = MARGIN) -> Clai
     """The intervals and verdicts of one claim on ``run``'s shared test pairs."""
     two_level = run.compare_two_level(claim.a, claim.b, claim.a_round, claim.b_round)
     seeds, ys, sa, sb = run.paired(claim.a, claim.b, claim.a_round, claim.b_round)
-    pooled = pooled_auc_difference(ys, sa, sb, n_boot=max(run.n_boot, 1), seed=0, shared_pairs=run.shared_pairs and len(seeds) > 1)
+    pooled = pooled_auc_difference(
+        ys, sa, sb, n_boot=max(run.n_boot, 1), seed=0, shared_pairs=run.shared_pairs and len(seeds) > 1
+    )
     assert two_level is not None  # claims_of only makes claims whose rows share seeds
     return ClaimResult(claim, two_level, pooled, tuple(len(y) for y in ys), margin)
 
@@ -153,8 +155,10 @@ def claims_table(results: list[ClaimResult], missing: list[str], display) -> str
     lines = [
         f"Verdicts from the interval of Δ = AUC(A) − AUC(B) (AUC points x100, margin m = {100 * margin:.0f}): "
         "*supported* if the interval lies above 0, *not supported* if its upper end is below m, *undecided* otherwise; "
-        "\"A worse\" reads the same rule from B's side. The deciding interval is the two-level bootstrap (seeds, then pairs "
-        "within each drawn seed); the pair bootstrap pooled over seeds (given the trained models) and the t-interval over "
+        "\"A worse\" reads the same rule from B's side. The deciding interval is the two-level bootstrap (seeds, then "
+        "pairs "
+        "within each drawn seed); the pair bootstrap pooled over seeds (given the trained models) and the t-interval "
+        "over "
         "the seeds' differences stand beside it. One seed: the pair bootstrap of one training run.",
         "",
         "| claim | A | B | Δ | deciding interval | A better | A worse | pooled pairs | t over seeds | seeds x pairs |",
@@ -181,12 +185,29 @@ def claims_records(results: list[ClaimResult]) -> list[dict]:
     records = []
     for res in results:
         c, v, p = res.claim, res.verdict_interval, res.pooled
-        records.append({
-            "claim": c.number, "text": c.text, "a": c.a, "b": c.b, "a_round": c.a_round, "b_round": c.b_round,
-            "estimate": v.estimate, "low": v.low, "high": v.high, "interval": "two-level" if res.n_seeds > 1 else "pairs (one training run)",
-            "pooled_low": p.low, "pooled_high": p.high, "t_low": v.t_low, "t_high": v.t_high, "per_seed": list(v.per_seed),
-            "n_pairs": list(res.n_pairs), "margin": res.margin, "better": res.better, "worse": res.worse,
-        })
+        records.append(
+            {
+                "claim": c.number,
+                "text": c.text,
+                "a": c.a,
+                "b": c.b,
+                "a_round": c.a_round,
+                "b_round": c.b_round,
+                "estimate": v.estimate,
+                "low": v.low,
+                "high": v.high,
+                "interval": "two-level" if res.n_seeds > 1 else "pairs (one training run)",
+                "pooled_low": p.low,
+                "pooled_high": p.high,
+                "t_low": v.t_low,
+                "t_high": v.t_high,
+                "per_seed": list(v.per_seed),
+                "n_pairs": list(res.n_pairs),
+                "margin": res.margin,
+                "better": res.better,
+                "worse": res.worse,
+            }
+        )
     return records
 
 
@@ -196,14 +217,21 @@ def claims_summary(results: list[ClaimResult], display) -> list[str]:
     for res in results:
         c, v = res.claim, res.verdict_interval
         worse = " (A is worse: supported)" if res.worse == "supported" else ""
-        lines.append(f"- ({c.number}) {c.text}: **{res.better}**{worse}: {display(c.a)} − {display(c.b)} {_pts(v.estimate)} {_interval(v.low, v.high)}")
+        lines.append(
+            f"- ({c.number}) {c.text}: **{res.better}**{worse}: {display(c.a)} − {display(c.b)} {_pts(v.estimate)} "
+            f"{_interval(v.low, v.high)}"
+        )
     return lines
 
 
 def round_curve(run: RunScores, model: str) -> str:
     """The claims policy's AUC after each round 0..K, mean over seeds (descriptive; claim 3 decides)."""
     values = [run.pooled(model, r).estimate for r in range(run.rounds(model) + 1)]
-    return f"{base_name(model)}: AUC after rounds 0..K: " + ", ".join(f"{100 * v:.2f}" for v in values) + " (descriptive; claim 3's interval decides)."
+    return (
+        f"{base_name(model)}: AUC after rounds 0..K: "
+        + ", ".join(f"{100 * v:.2f}" for v in values)
+        + " (descriptive; claim 3's interval decides)."
+    )
 
 
 __all__ = [

@@ -24,13 +24,15 @@ class RunConfig:
     data: DataConfig = section(lambda: DataConfig(dataset="movielens_small"), flat=True)
     """The dataset (the main job's default: the embedded movielens_small), its layout and its preprocessing."""
     datasets: tuple[str, ...] = ()
-    """Run on each of these datasets (names or paths) in turn, with the data section's other settings, each in OUT/<name>/; empty: only `dataset`."""
+    """Run on each of these datasets (names or paths) in turn, with the data section's other settings, each in
+    OUT/<name>/; empty: only `dataset`."""
     skip_missing: bool = False
     """Skip datasets whose files are absent instead of failing (the paper grid uses this)."""
     seeds: tuple[int, ...] = (0,)
     """Run seeds: each seeds the CTR baselines, the alignment and the policies (and the split, with `vary_split`)."""
     vary_split: bool = True
-    """Run seed s also splits the data with split_seed + s and draws its own evaluation pairs, so that seeds vary the split, the alignment and the policies together; off: one split and one set of pairs for every seed."""
+    """Run seed s also splits the data with split_seed + s and draws its own evaluation pairs, so that seeds vary the
+    split, the alignment and the policies together; off: one split and one set of pairs for every seed."""
     baselines: tuple[BaselineName, ...] = MODEL_NAMES
     """CTR baselines to train and evaluate."""
     baseline: BaselineConfig = section(BaselineConfig, skip=("model", "seed"))
@@ -40,34 +42,47 @@ class RunConfig:
     align: bool = True
     """Align the scorer (`coral align`) and add rows that use it."""
     alignment: AlignConfig = section(lambda: AlignConfig(method="topk", n_train=256))
-    """The alignment's settings: method topk (the top two layers fine-tuned on prompts with evidence, the scorer that reads it); method head is the probe (256 prompts here)."""
+    """The alignment's settings: method topk (the top two layers fine-tuned on prompts with evidence, the scorer that
+    reads it); method head is the probe (256 prompts here)."""
     methods: tuple[Method, ...] = ("llm-only", "coral-random", "coral-greedy", "coral-ppo")
-    """LLM methods, run with the aligned scorer when `align` is on, else with `scorer` (coral-greedy: the K nearest observed interactions, the zero action, the strongest simple alternative a learned policy must beat; add coral-ddpg for the paper's faithful variant: about 5 more minutes)."""
+    """LLM methods, run with the aligned scorer when `align` is on, else with `scorer` (coral-greedy: the K nearest
+    observed interactions, the zero action, the strongest simple alternative a learned policy must beat; add coral-ddpg
+    for the paper's faithful variant: about 5 more minutes)."""
     zero_shot_methods: tuple[Method, ...] = ()
-    """LLM methods also run with the zero-shot `scorer` when `align` is on (e.g. llm-only for the LLM as shipped: 2.5 more minutes, left out of the 20-minute default; experiments/movielens_small_top2.yaml has it)."""
+    """LLM methods also run with the zero-shot `scorer` when `align` is on (e.g. llm-only for the LLM as shipped: 2.5
+    more minutes, left out of the 20-minute default; experiments/movielens_small_top2.yaml has it)."""
     warm_starts: tuple[WarmStart, ...] = ("dfm",)
     """Warm starts of the RL policies (dfm, wdl, afm, dcn, none)."""
     ppo_timesteps: int = 640
-    """PPO (and MaskablePPO) training timesteps per (warm start, seed): with train's 8 envs x 4 steps per rollout, 20 PPO updates."""
+    """PPO (and MaskablePPO) training timesteps per (warm start, seed): with train's 8 envs x 4 steps per rollout, 20
+    PPO updates."""
     ddpg_timesteps: int = 256
     """DDPG training timesteps (the paper uses 2000; the default keeps `coral run` under 20 minutes)."""
     train: TrainConfig = section(
         lambda: TrainConfig(n_steps=4, batch_size=32, checkpoint_every=64, val_every=0),
         skip=("algo", "timesteps", "seed", "out", "env.data", "env.scorer", "env.warm.warm_start"),
     )
-    """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main job checkpoints every 64 steps, does not validate while training, and updates PPO every 8 x 4 = 32 steps)."""
+    """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main
+    job checkpoints every 64 steps, does not validate while training, and updates PPO every 8 x 4 = 32 steps)."""
     count_references: bool = True
-    """Add the no-LLM kNN like-share rows (the share of liked pieces among the K nearest observed interactions in the first warm start: greedy's evidence, counted; plain and distance-weighted): what an LLM reading that evidence must at least match. Costs seconds."""
+    """Add the no-LLM kNN like-share rows (the share of liked pieces among the K nearest observed interactions in the
+    first warm start: greedy's evidence, counted; plain and distance-weighted): what an LLM reading that evidence must
+    at least match. Costs seconds."""
     controls: bool = False
-    """Also run the evidence controls of the methods' scorer (the aligned one when `align` is on) on the shared test pairs (no evidence / K nearest / K random / K nearest of another target, paired Δ vs none) and add their table to results.md (about 8 prompts per pair: off in the 20-minute default)."""
+    """Also run the evidence controls of the methods' scorer (the aligned one when `align` is on) on the shared test
+    pairs (no evidence / K nearest / K random / K nearest of another target, paired Δ vs none) and add their table to
+    results.md (about 8 prompts per pair: off in the 20-minute default)."""
     eval_pairs: int = 250
-    """Shared test pairs: every method is evaluated and compared on this seeded stratified subset of the test split (0: the whole split). The LLM dominates the run's time; experiments/notes/benchmark.md derives the size."""
+    """Shared test pairs: every method is evaluated and compared on this seeded stratified subset of the test split (0:
+    the whole split). The LLM dominates the run's time; experiments/notes/benchmark.md derives the size."""
     valid_pairs: int = 70
-    """Shared validation pairs (a seeded stratified subset; 0: the whole split) that tune every method's F1 threshold."""
+    """Shared validation pairs (a seeded stratified subset; 0: the whole split) that tune every method's F1
+    threshold."""
     n_boot: int = 1000
     """Bootstrap resamples of every AUC's 95% interval (0: no intervals)."""
     resume_training: bool = False
-    """Continue a killed policy training from its last checkpoint. Off by default: a resumed PPO run is not bit-identical to an uninterrupted one, and the main job's table must be."""
+    """Continue a killed policy training from its last checkpoint. Off by default: a resumed PPO run is not
+    bit-identical to an uninterrupted one, and the main job's table must be."""
 
     def __post_init__(self) -> None:
         require(bool(self.seeds), "seeds", "must hold at least one seed")

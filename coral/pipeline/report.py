@@ -34,7 +34,11 @@ DISPLAY = {
 
 
 #: Retrieval statistics of a row (its scores' info keys) and their column titles.
-RETRIEVAL_STATS = {"greedy_jaccard": "overlap with greedy (Jaccard)", "greedy_first_share": "first piece = greedy's", "mean_abs_action": "mean abs action"}
+RETRIEVAL_STATS = {
+    "greedy_jaccard": "overlap with greedy (Jaccard)",
+    "greedy_first_share": "first piece = greedy's",
+    "mean_abs_action": "mean abs action",
+}
 
 
 def display_name(model: str) -> str:
@@ -116,7 +120,11 @@ def markdown_table(rows: Iterable[dict]) -> str:
         cells = [display_name(m)]
         for d in datasets:
             group = grouped.get((m, d), [])
-            cells += [_mean_std([_f(r["auc"]) for r in group]), _mean_std([_f(r["f1"]) for r in group]), str(len(group))] if group else ["", "", ""]
+            cells += (
+                [_mean_std([_f(r["auc"]) for r in group]), _mean_std([_f(r["f1"]) for r in group]), str(len(group))]
+                if group
+                else ["", "", ""]
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -149,17 +157,54 @@ def score_rows(run: "RunScores", dataset: str) -> list[dict]:
             train_seconds = float(info.pop("train_seconds", 0.0))
             for r in range(m.test.rounds + 1):
                 metrics = run.round_metrics(model, seed, r)
-                extra = dict(info, round=r if m.test.rounds > 0 else "", pairs=len(m.test.rows), pairs_fingerprint=run.pairs[seed].fingerprint)
+                extra = dict(
+                    info,
+                    round=r if m.test.rounds > 0 else "",
+                    pairs=len(m.test.rows),
+                    pairs_fingerprint=run.pairs[seed].fingerprint,
+                )
                 if r == m.test.rounds:
                     for kind in REFERENCES:
                         ref = run.reference(model, kind)
                         c = run.compare_seed(model, ref, seed) if ref else None
-                        extra.update({f"ref_{kind}": ref or "", f"d_{kind}": c.estimate if c else "", f"d_{kind}_low": c.low if c else "", f"d_{kind}_high": c.high if c else "", f"d_{kind}_p": c.p_value if c else ""})
-                rows.append(make_row(dataset=dataset, model=model, seed=seed, split="test", metrics=metrics, config=config, train_seconds=train_seconds, **extra))
+                        extra.update(
+                            {
+                                f"ref_{kind}": ref or "",
+                                f"d_{kind}": c.estimate if c else "",
+                                f"d_{kind}_low": c.low if c else "",
+                                f"d_{kind}_high": c.high if c else "",
+                                f"d_{kind}_p": c.p_value if c else "",
+                            }
+                        )
+                rows.append(
+                    make_row(
+                        dataset=dataset,
+                        model=model,
+                        seed=seed,
+                        split="test",
+                        metrics=metrics,
+                        config=config,
+                        train_seconds=train_seconds,
+                        **extra,
+                    )
+                )
             full = run.full.get(model, {}).get(seed)
             if full is not None:
                 metrics = binary_metrics_full(full, run.n_boot, seed)
-                rows.append(make_row(dataset=dataset, model=model, seed=seed, split="test_full", metrics=metrics, config=config, train_seconds=train_seconds, round="", pairs=len(full.test.rows), **info))
+                rows.append(
+                    make_row(
+                        dataset=dataset,
+                        model=model,
+                        seed=seed,
+                        split="test_full",
+                        metrics=metrics,
+                        config=config,
+                        train_seconds=train_seconds,
+                        round="",
+                        pairs=len(full.test.rows),
+                        **info,
+                    )
+                )
     return rows
 
 
@@ -188,18 +233,25 @@ def controls_section(controls: list[dict]) -> str:
         "paired differences vs no evidence (same pairs, same bootstrap resamples) and DeLong's p.",
     ]
     for c in controls:
-        lines += ["", f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):", "", controls_table(c, percent=True)]
+        lines += [
+            "",
+            f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):",
+            "",
+            controls_table(c, percent=True),
+        ]
         lines += ["", "AUC after 0..K nearest pieces: " + ", ".join(_pct(a) for a in c["nearest_by_pieces"]) + "."]
     return "\n".join(lines) + "\n"
 
 
-def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResult"], list[str]], preamble: str = "") -> str:
+def dataset_report(
+    run: "RunScores", dataset: str, claims: tuple[list["ClaimResult"], list[str]], preamble: str = ""
+) -> str:
     """results.md of one dataset: the main table, the paired Δ table and the claims' verdict table.
 
     :param claims: :func:`coral.pipeline.claims.paper_claims` of ``run``.
     """
     from coral.pipeline.claims import claims_table, round_curve
-    from coral.pipeline.compare import REFERENCES, REFERENCE_TITLES, seeds_summary
+    from coral.pipeline.compare import REFERENCE_TITLES, REFERENCES, seeds_summary
 
     models = sorted(run.methods, key=_order)
     seeds = sorted(run.pairs)
@@ -214,11 +266,15 @@ def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResu
         f"Every row on the same {n_test} test pairs ({n_neg} negative; a seeded stratified subset of the test split"
         + (", one per seed" if not run.shared_pairs else "")
         + f"); F1 and MCC at the threshold that maximises F1 on the same {n_valid} validation pairs for every method; "
-        f"seeds {', '.join(map(str, seeds))} (mean ± sample std over seeds, ddof=1; a method whose scores do not change with the seed counts once). "
-        "AUC interval: 95% pair bootstrap pooled over seeds. Scorer in brackets: zero-shot = the LLM as shipped; probe = a logistic head on its last hidden state; "
+        f"seeds {', '.join(map(str, seeds))} (mean ± sample std over seeds, ddof=1; a method whose scores do not "
+        "change with the seed counts once). "
+        "AUC interval: 95% pair bootstrap pooled over seeds. Scorer in brackets: zero-shot = the LLM as shipped; probe "
+        "= a logistic head on its last hidden state; "
         "topK-finetune / LoRA-topN = the top layers trained on prompts with evidence.",
         "",
-        "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | " + " | ".join(RETRIEVAL_STATS.values()) + " |",
+        "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | "
+        + " | ".join(RETRIEVAL_STATS.values())
+        + " |",
         "|---|---|---|---|---|---|---|---|" + "---|" * len(RETRIEVAL_STATS),
     ]
     all_yes = []
@@ -229,7 +285,10 @@ def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResu
         pooled = run.pooled(model)
         full = run.full.get(model, {})
         full_auc = seeds_summary([binary_metrics_full(f, 0, s)["auc"] for s, f in full.items()]) if full else ""
-        stats = {key: [float(m.info[key]) for m in runs.values() if m.info.get(key) not in (None, "")] for key in RETRIEVAL_STATS}
+        stats = {
+            key: [float(m.info[key]) for m in runs.values() if m.info.get(key) not in (None, "")]
+            for key in RETRIEVAL_STATS
+        }
         lines.append(
             "| " + " | ".join([
                 display_name(model),
@@ -244,21 +303,30 @@ def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResu
             ]) + " |"
         )
     if all_yes:
-        lines += ["", f"Reference: answering \"yes\" to every pair gives F1 {100 * float(np.mean(all_yes)):.2f} (MCC 0, balanced accuracy 50)."]
+        lines += [
+            "",
+            f"Reference: answering \"yes\" to every pair gives F1 {100 * float(np.mean(all_yes)):.2f} (MCC 0, balanced "
+            "accuracy 50).",
+        ]
     lines += [
         "",
-        "How a retrieval row's evidence relates to greedy's (the K nearest observed interactions in the same warm start): "
-        "mean Jaccard overlap of a target's pieces with greedy's, and the share of targets whose first piece is greedy's first; "
+        "How a retrieval row's evidence relates to greedy's (the K nearest observed interactions in the same warm "
+        "start): "
+        "mean Jaccard overlap of a target's pieces with greedy's, and the share of targets whose first piece is "
+        "greedy's first; "
         "mean |a| per dimension of a query policy's deterministic actions (0 is greedy).",
     ]
     best = run.best_ctr()
     lines += [
         "",
-        f"## Δ AUC vs LLM-only, CoRAL-random, CoRAL-greedy, the kNN like-share and the best CTR baseline ({display_name(best) if best else 'none run'}, by validation AUC)",
+        "## Δ AUC vs LLM-only, CoRAL-random, CoRAL-greedy, the kNN like-share and the best CTR baseline "
+        f"({display_name(best) if best else 'none run'}, by validation AUC)",
         "",
-        "Paired on the same pairs (AUC points x100): difference [95% pair bootstrap interval, pooled over seeds] and DeLong's p (one seed). "
+        "Paired on the same pairs (AUC points x100): difference [95% pair bootstrap interval, pooled over seeds] and "
+        "DeLong's p (one seed). "
         "LLM-only, CoRAL-random and CoRAL-greedy are those of the row's own scorer (CTR rows: of the "
-        + (run.primary_tag() or "zero-shot") + " scorer); greedy and the like-share search the row's own warm start. "
+        + (run.primary_tag() or "zero-shot")
+        + " scorer); greedy and the like-share search the row's own warm start. "
         "The claims below decide from the two-level interval instead.",
         "",
         "| Method | " + " | ".join(f"Δ vs {REFERENCE_TITLES[k]}" for k in REFERENCES) + " |",
@@ -283,7 +351,12 @@ def console_summary(run: "RunScores", dataset: str, claims: tuple[list["ClaimRes
     """
     from coral.pipeline.claims import claims_summary
 
-    lines = [f"**{dataset}**: AUC x100 on the shared test pairs (mean over seeds, 95% pooled pair interval)", "", "| Method | AUC | 95% CI |", "|---|---|---|"]
+    lines = [
+        f"**{dataset}**: AUC x100 on the shared test pairs (mean over seeds, 95% pooled pair interval)",
+        "",
+        "| Method | AUC | 95% CI |",
+        "|---|---|---|",
+    ]
     for model in sorted(run.methods, key=_order):
         pooled = run.pooled(model)
         lines.append(f"| {display_name(model)} | {_pct(pooled.estimate)} | [{_pct(pooled.low)}, {_pct(pooled.high)}] |")
@@ -310,7 +383,9 @@ def plot_round_bands(run: "RunScores", path: Path, title: str = "") -> None:
         est = [run.pooled(model, r) for r in xs]
         line = ax.plot(xs, [e.estimate for e in est], marker="o", label=display_name(model))[0]
         ax.fill_between(xs, [e.low for e in est], [e.high for e in est], color=line.get_color(), alpha=0.15)
-    for style, model in zip((":", "--", "-."), sorted(m for m in run.methods if base_name(m) == "llm-only")):
+    for style, model in zip(
+        (":", "--", "-."), sorted(m for m in run.methods if base_name(m) == "llm-only"), strict=False
+    ):
         e = run.pooled(model)
         line = ax.axhline(e.estimate, linestyle=style, color="grey", label=display_name(model))
         ax.axhspan(e.low, e.high, color="grey", alpha=0.08)
@@ -323,7 +398,9 @@ def plot_round_bands(run: "RunScores", path: Path, title: str = "") -> None:
     _save(fig, path)
 
 
-def plot_training_curves(curves: dict[str, list[Path]], path: Path, y_keys: tuple[str, ...] = ("rollout/ep_rew_mean", "coral/reward")) -> None:
+def plot_training_curves(
+    curves: dict[str, list[Path]], path: Path, y_keys: tuple[str, ...] = ("rollout/ep_rew_mean", "coral/reward")
+) -> None:
     """Episode return against timesteps for each trained policy, from SB3's progress.csv files
     (one per training segment: a resumed run continues in a new one)."""
     import matplotlib
@@ -343,7 +420,7 @@ def plot_training_curves(curves: dict[str, list[Path]], path: Path, y_keys: tupl
         pts = [(_f(r.get("time/total_timesteps")), _f(r[key])) for r in records if r.get(key) not in ("", None)]
         pts = [(x, y) for x, y in pts if not (math.isnan(x) or math.isnan(y))]
         if pts:
-            ax.plot(*zip(*pts), marker=".", label=f"{label} ({key})")
+            ax.plot(*zip(*pts, strict=False), marker=".", label=f"{label} ({key})")
     ax.set_xlabel("timesteps")
     ax.set_ylabel("episode return (drop in |p - y|)")
     ax.set_title("Retrieval policy training")

@@ -42,13 +42,22 @@ from coral.config import to_dict
 from coral.data.dataset import CoralDataset, DataConfig
 from coral.envs import EnvConfig
 from coral.errors import CoralError, DataError
-from coral.llm import ScorerConfig, ScorerSpec, parse_scorer_spec
-from coral.pipeline.config import RunConfig
-from coral.pipeline.compare import RunScores
-from coral.pipeline.pairs import SharedPairs
 from coral.io import atomic_write_json
+from coral.llm import ScorerConfig, ScorerSpec, parse_scorer_spec
 from coral.pipeline.claims import claims_records, paper_claims
-from coral.pipeline.report import console_summary, controls_section, dataset_report, markdown_table, plot_round_bands, plot_training_curves, score_rows, write_text
+from coral.pipeline.compare import RunScores
+from coral.pipeline.config import RunConfig
+from coral.pipeline.pairs import SharedPairs
+from coral.pipeline.report import (
+    console_summary,
+    controls_section,
+    dataset_report,
+    markdown_table,
+    plot_round_bands,
+    plot_training_curves,
+    score_rows,
+    write_text,
+)
 from coral.pipeline.scores import SCORES_FILE, MethodScores, SplitScores, load_scores, save_scores
 from coral.pipeline.stages import Stage, run_stage
 from coral.results import append_rows, library_versions
@@ -116,12 +125,15 @@ class MainJob:
         spec.require_files()
         if self.config.align and spec.backend != "hf":
             raise CoralError(
-                f"--scorer {spec.text}: alignment (method {self.config.alignment.method}) fine-tunes a local model, hf or hf:PATH, "
+                f"--scorer {spec.text}: alignment (method {self.config.alignment.method}) fine-tunes a local model, hf "
+                "or hf:PATH, "
                 f"and {spec.backend} is not one; pass --no-align to run the methods with {spec.text} as it is"
             )
         base = self.config.alignment.base_model
         if self.config.align and spec.path is not None and base is not None and Path(base).expanduser() != spec.path:
-            raise CoralError(f"--scorer {spec.text} and --alignment.base-model {base} name different models; give only --scorer")
+            raise CoralError(
+                f"--scorer {spec.text} and --alignment.base-model {base} name different models; give only --scorer"
+            )
         return spec
 
     def alignment_config(self, seed: int) -> AlignConfig:
@@ -164,7 +176,9 @@ class MainJob:
 
     def pairs(self, ds: CoralDataset, root: Path, seed: int) -> SharedPairs:
         """The shared evaluation pairs of ``ds`` (seeded by its split seed), also written as CSV."""
-        pairs = SharedPairs.draw(ds, self.config.eval_pairs, self.config.valid_pairs, self._data[ds.fingerprint].split_seed)
+        pairs = SharedPairs.draw(
+            ds, self.config.eval_pairs, self.config.valid_pairs, self._data[ds.fingerprint].split_seed
+        )
         pairs.write(root / f"pairs-seed{seed}.csv", ds)
         return pairs
 
@@ -174,7 +188,9 @@ class MainJob:
         retrieval method of one seed, trained or not, searches the same warm-start tables)."""
         env = self.config.train.env
         warm = dataclasses.replace(env.warm, warm_start=warm_start)
-        return dataclasses.replace(env, data=self._data[ds.fingerprint], scorer=self.scorer_config(spec), warm=warm, embedding_seed=seed)
+        return dataclasses.replace(
+            env, data=self._data[ds.fingerprint], scorer=self.scorer_config(spec), warm=warm, embedding_seed=seed
+        )
 
     def _eval_identity(self, pairs: SharedPairs) -> dict[str, Any]:
         return {"pairs": pairs.fingerprint, "batch_size": self.config.train.n_envs}
@@ -196,16 +212,28 @@ class MainJob:
                 if path.exists():
                     continue
                 fitted = fit_and_score(ds, model, seed, template)
-                splits = {name: SplitScores(np.arange(len(ds.split(name))), ds.split(name).label, getattr(fitted, name)) for name in ("test", "valid")}
+                splits = {
+                    name: SplitScores(np.arange(len(ds.split(name))), ds.split(name).label, getattr(fitted, name))
+                    for name in ("test", "valid")
+                }
                 info = {"config": fitted.config, "train_seconds": round(fitted.train_seconds, 3), **fitted.details}
                 save_scores(path, [MethodScores(model, seed, splits["test"], splits["valid"], info)])
-                self.log(f"       {model}: validation AUC {info.get('valid_auc', float('nan')):.4f}, {fitted.train_seconds:.0f} s" if "valid_auc" in info else f"       {model}: {fitted.train_seconds:.1f} s")
-            save_scores(directory / SCORES_FILE, [m for model in models for m in load_scores(directory / f"{model}.npz")])
+                self.log(
+                    f"       {model}: validation AUC {info.get('valid_auc', float('nan')):.4f}, "
+                    f"{fitted.train_seconds:.0f} s"
+                    if "valid_auc" in info
+                    else f"       {model}: {fitted.train_seconds:.1f} s"
+                )
+            save_scores(
+                directory / SCORES_FILE, [m for model in models for m in load_scores(directory / f"{model}.npz")]
+            )
 
         identity = stage_identity("baselines", ds, baseline=template, models=models, seed=seed)
         return Stage(f"baselines-seed{seed}", identity, run)
 
-    def fixed_policy_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, policy_name: str, seed: int) -> Stage:
+    def fixed_policy_stage(
+        self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, policy_name: str, seed: int
+    ) -> Stage:
         """Random (or greedy) retrieval on the shared pairs, K rounds; round 0 is the LLM alone.
 
         ``llm-only`` alone runs 0 rounds: only the prompts without evidence are scored.
@@ -230,13 +258,37 @@ class MainJob:
 
             scorer = self.scorer(spec)
             resources = EnvResources(dataset=ds, scorer=scorer)
-            test = evaluate_policy(policy, env, resources, split="test", rounds=rounds, batch_size=batch, episodes=pairs.test)
-            valid = evaluate_policy(policy, env, resources, split="valid", rounds=rounds, batch_size=batch, episodes=pairs.valid)
+            test = evaluate_policy(
+                policy, env, resources, split="test", rounds=rounds, batch_size=batch, episodes=pairs.test
+            )
+            valid = evaluate_policy(
+                policy, env, resources, split="valid", rounds=rounds, batch_size=batch, episodes=pairs.valid
+            )
             write_records(directory / "eval_test.jsonl", [test])
-            config = {"policy": policy_name, "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "warm_start_fingerprint": test.warm_start_fingerprint}
-            methods = [] if policy_name == "llm-only" else [_scores(f"{model}@{tag}", seed, test, valid, dict(config), test.retrieval_statistics())]
+            config = {
+                "policy": policy_name,
+                "scorer": tag,
+                "scorer_fingerprint": scorer.fingerprint,
+                "rounds": rounds,
+                "warm_start_fingerprint": test.warm_start_fingerprint,
+            }
+            methods = (
+                []
+                if policy_name == "llm-only"
+                else [_scores(f"{model}@{tag}", seed, test, valid, dict(config), test.retrieval_statistics())]
+            )
             if policy_name in ("llm-only", "coral-random"):
-                methods.append(_scores(f"llm-only@{tag}", seed, test, valid, dict(config, policy="llm-only", rounds=0), {}, last_round=0))
+                methods.append(
+                    _scores(
+                        f"llm-only@{tag}",
+                        seed,
+                        test,
+                        valid,
+                        dict(config, policy="llm-only", rounds=0),
+                        {},
+                        last_round=0,
+                    )
+                )
             save_scores(directory / SCORES_FILE, methods)
 
         identity = stage_identity(
@@ -245,12 +297,16 @@ class MainJob:
         )
         return Stage(f"{policy_name}@{tag}-seed{seed}", identity, run)
 
-    def trained_policy_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, method: str, warm: str, seed: int) -> Stage:
+    def trained_policy_stage(
+        self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, method: str, warm: str, seed: int
+    ) -> Stage:
         from coral.envs import EnvResources
 
         algo = TRAINED[method]
         timesteps = self.config.ddpg_timesteps if algo == "ddpg" else self.config.ppo_timesteps
-        template = dataclasses.replace(self.config.train, env=self.env_config(ds, spec, warm, seed), algo=algo, timesteps=timesteps, seed=seed)
+        template = dataclasses.replace(
+            self.config.train, env=self.env_config(ds, spec, warm, seed), algo=algo, timesteps=timesteps, seed=seed
+        )
         batch = self.config.train.n_envs
 
         def run(directory: Path) -> None:
@@ -267,14 +323,37 @@ class MainJob:
                     shutil.rmtree(run_dir)  # a killed training restarts, so results equal an uninterrupted run's
                 train(train_config, resources, resume=resume)
             config, policy = load_run_policy(run_dir)
-            test = evaluate_policy(policy, config.env_config("test"), resources, split="test", batch_size=batch, episodes=pairs.test)
-            valid = evaluate_policy(policy, config.env_config("valid"), resources, split="valid", batch_size=batch, episodes=pairs.valid)
+            test = evaluate_policy(
+                policy, config.env_config("test"), resources, split="test", batch_size=batch, episodes=pairs.test
+            )
+            valid = evaluate_policy(
+                policy, config.env_config("valid"), resources, split="valid", batch_size=batch, episodes=pairs.valid
+            )
             write_records(run_dir / "eval_test.jsonl", [test])
             summary = read_summary(run_dir)
             updates = {k: int(summary[k]) for k in ("policy_updates", "gradient_steps") if k in summary}
-            fingerprints = {"scorer_fingerprint": test.scorer_fingerprint, "warm_start_fingerprint": test.warm_start_fingerprint}
-            info = {"config": {**config.to_dict(), "scorer": tag, **fingerprints}, "train_seconds": float(summary.get("train_seconds", 0.0)), **updates}
-            save_scores(directory / SCORES_FILE, [_scores(f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"), {**info, **test.retrieval_statistics()})])
+            fingerprints = {
+                "scorer_fingerprint": test.scorer_fingerprint,
+                "warm_start_fingerprint": test.warm_start_fingerprint,
+            }
+            info = {
+                "config": {**config.to_dict(), "scorer": tag, **fingerprints},
+                "train_seconds": float(summary.get("train_seconds", 0.0)),
+                **updates,
+            }
+            save_scores(
+                directory / SCORES_FILE,
+                [
+                    _scores(
+                        f"{config.model_name}@{tag}",
+                        seed,
+                        test,
+                        valid,
+                        info.pop("config"),
+                        {**info, **test.retrieval_statistics()},
+                    )
+                ],
+            )
 
         # The run directory lives inside the stage directory, whose name the identity gives: not part of it.
         train_identity = {k: v for k, v in to_dict(template, identity=True).items() if k != "out"}
@@ -311,17 +390,37 @@ class MainJob:
 
             tables = resolve_embeddings(ds, env.warm, seed=seed)
             index = EvidenceIndex(ds, tables)
-            config = {"policy": "greedy", "reader": "like-share", "rounds": rounds, "warm_start": warm_start, "warm_start_fingerprint": tables_fingerprint(tables)}
+            config = {
+                "policy": "greedy",
+                "reader": "like-share",
+                "rounds": rounds,
+                "warm_start": warm_start,
+                "warm_start_fingerprint": tables_fingerprint(tables),
+            }
             methods = []
             for name, weighted in ((f"knn-share-{warm_start}", False), (f"knn-share-dist-{warm_start}", True)):
                 splits = []
                 for split, rows in (("test", pairs.test), ("valid", pairs.valid)):
                     part = ds.split(split)
-                    splits.append(SplitScores(rows, part.label[rows], like_share_scores(index, part.user[rows], part.item[rows], rounds, weighted)))
+                    splits.append(
+                        SplitScores(
+                            rows,
+                            part.label[rows],
+                            like_share_scores(index, part.user[rows], part.item[rows], rounds, weighted),
+                        )
+                    )
                 methods.append(MethodScores(name, seed, *splits, info={"config": dict(config, weighted=weighted)}))
             save_scores(directory / SCORES_FILE, methods)
 
-        identity = stage_identity("like-share", ds, seed=seed, rounds=rounds, warm=env.warm, warm_start_model=env.warm.baseline(seed), pairs=pairs.fingerprint)
+        identity = stage_identity(
+            "like-share",
+            ds,
+            seed=seed,
+            rounds=rounds,
+            warm=env.warm,
+            warm_start_model=env.warm.baseline(seed),
+            pairs=pairs.fingerprint,
+        )
         return Stage(f"knn-share-{warm_start}-seed{seed}", identity, run)
 
     def controls_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int) -> Stage:
@@ -341,21 +440,41 @@ class MainJob:
             scorer = self.scorer(spec)
             index = evidence_index(ds, resolve_embeddings(ds, warm, seed=seed))  # fitted on head + its fold
             builder = scorer_prompt_builder(ds, scorer)  # as the environment builds it
-            figures = evidence_controls(scorer, ds, builder, "test", pairs.test, index, k=rounds, seed=seed, n_boot=n_boot, progress=False)
+            figures = evidence_controls(
+                scorer, ds, builder, "test", pairs.test, index, k=rounds, seed=seed, n_boot=n_boot, progress=False
+            )
             report = {
                 "scorer": tag, "seed": seed, "n": figures["n"], "n_negative": figures["n_negative"],
                 "controls": {name: {k: float(v) for k, v in row.items()} for name, row in figures["controls"].items()},
                 "nearest_by_pieces": [float(a) for a in figures["nearest_by_pieces"]],
                 "mean_pieces": figures["mean_pieces"],
             }
-            atomic_write_npz(directory / "controls.npz", rows=pairs.test, labels=figures["labels"], **{f"p_{k}": v for k, v in figures["p"].items()})
+            atomic_write_npz(
+                directory / "controls.npz",
+                rows=pairs.test,
+                labels=figures["labels"],
+                **{f"p_{k}": v for k, v in figures["p"].items()},
+            )
             atomic_write_json(directory / CONTROLS_FILE, report)
 
-        identity = stage_identity("controls", ds, seed=seed, rounds=rounds, n_boot=n_boot, prompt=_prompt_config(), warm_start_model=warm.baseline(seed), warm=warm, scorer=self.scorer_config(spec), pairs=pairs.fingerprint)
+        identity = stage_identity(
+            "controls",
+            ds,
+            seed=seed,
+            rounds=rounds,
+            n_boot=n_boot,
+            prompt=_prompt_config(),
+            warm_start_model=warm.baseline(seed),
+            warm=warm,
+            scorer=self.scorer_config(spec),
+            pairs=pairs.fingerprint,
+        )
         return Stage(f"controls@{tag}-seed{seed}", identity, run)
 
     # ---- the whole job ------------------------------------------------------------------------
-    def llm_stages(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, methods: Sequence[str], seed: int) -> list[Stage]:
+    def llm_stages(
+        self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, methods: Sequence[str], seed: int
+    ) -> list[Stage]:
         """The LLM methods' stages for one scorer and seed; llm-only and coral-random share one stage."""
         unknown = [m for m in methods if m not in FIXED and m not in TRAINED]
         if unknown:
@@ -368,7 +487,9 @@ class MainJob:
         if "coral-greedy" in methods:
             stages.append(self.fixed_policy_stage(ds, pairs, spec, tag, "coral-greedy", seed))
         for method in (m for m in methods if m in TRAINED):
-            stages.extend(self.trained_policy_stage(ds, pairs, spec, tag, method, warm, seed) for warm in self.config.warm_starts)
+            stages.extend(
+                self.trained_policy_stage(ds, pairs, spec, tag, method, warm, seed) for warm in self.config.warm_starts
+            )
         return stages
 
     def run(self) -> RunOutputs:
@@ -418,7 +539,10 @@ class MainJob:
             dataset_name = ds.name
             ds.require_both_classes("train", "valid", "test")
             pairs = pairs_by_seed[seed] = self.pairs(ds, root, seed)
-            self.log(f"== {ds.name} seed {seed}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions, {len(pairs.test)} shared test pairs, {len(pairs.valid)} validation pairs")
+            self.log(
+                f"== {ds.name} seed {seed}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions, "
+                f"{len(pairs.test)} shared test pairs, {len(pairs.valid)} validation pairs"
+            )
             stages = [self.baselines_stage(ds, seed)] if self.config.baselines else []
             if self.config.count_references:
                 stages.append(self.like_share_stage(ds, pairs, self.config.warm_starts[0], seed))
@@ -439,7 +563,9 @@ class MainJob:
                 if self.config.controls:
                     controls.append(self._controls(ds, pairs, f"aligned:{aligned}", tag, seed, root))
         run = RunScores(scores, pairs_by_seed, n_boot=self.config.n_boot)
-        plot_round_bands(run, root / "auc_by_round.png", title=f"{dataset_name}: AUC after each retrieval round (95% bands)")
+        plot_round_bands(
+            run, root / "auc_by_round.png", title=f"{dataset_name}: AUC after each retrieval round (95% bands)"
+        )
         plot_training_curves(curves, root / "training_curves.png")
         preamble = f"`coral run` on {dataset_name}; config and library versions in every row of results.csv."
         claims = paper_claims(run)
@@ -447,7 +573,9 @@ class MainJob:
         text = dataset_report(run, dataset_name, claims, preamble) + controls_section(controls)
         return text, score_rows(run, dataset_name), console_summary(run, dataset_name, claims)
 
-    def _controls(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path) -> dict[str, Any]:
+    def _controls(
+        self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path
+    ) -> dict[str, Any]:
         directory, _ = run_stage(self.controls_stage(ds, pairs, spec, tag, seed), root, self.log)
         return json.loads((directory / CONTROLS_FILE).read_text())
 
@@ -459,11 +587,15 @@ class MainJob:
         return load_scores(directory / SCORES_FILE)
 
 
-def _scores(model: str, seed: int, test, valid, config: dict, info: dict, last_round: int | None = None) -> MethodScores:
+def _scores(
+    model: str, seed: int, test, valid, config: dict, info: dict, last_round: int | None = None
+) -> MethodScores:
     """MethodScores of an evaluation (:class:`coral.policies.evaluate.EvaluationResult`) on test and valid."""
     stop = None if last_round is None else last_round + 1
     splits = [SplitScores(res.rows, res.labels, res.p[:stop]) for res in (test, valid)]
-    return MethodScores(model, seed, *splits, info={"config": config, "eval_seconds": round(test.seconds + valid.seconds, 3), **info})
+    return MethodScores(
+        model, seed, *splits, info={"config": config, "eval_seconds": round(test.seconds + valid.seconds, 3), **info}
+    )
 
 
 __all__ = ["MainJob", "RunConfig", "RunOutputs"]

@@ -116,6 +116,8 @@ def result_row(result: Mapping[str, Any], steps_at_start: int = 0) -> dict[str, 
         row["coral/abs_error"] = float(coral["abs_error"])
     if _finite(coral.get("llm_calls")):
         row["coral/llm_calls"] = float(coral["llm_calls"])
-    counters = {name: float(coral[f"scorer_{name}"]) for name in SCORER_COUNTERS if _finite(coral.get(f"scorer_{name}"))}
+    counters = {
+        name: float(coral[f"scorer_{name}"]) for name in SCORER_COUNTERS if _finite(coral.get(f"scorer_{name}"))
+    }
     row.update({f"coral/{k}": v for k, v in cache_rates(counters).items()})
     return row
