@@ -357,10 +357,7 @@ def _where(where: str) -> str:
 
 
 def from_dict(
-    cls: type[T],
-    data: Mapping[str, Any],
-    where: str = "config",
-    base: T | None = None,
+    cls: type[T], data: Mapping[str, Any], where: str = "config", base: T | None = None,
     names: Callable[[Leaf], str] = lambda leaf: leaf.name,
 ) -> T:
     """Build a config of class ``cls`` from a nested dict of its keys, over ``base`` (default: ``cls()``).
@@ -413,12 +410,8 @@ def from_dict(
 
 
 def _rebuild(
-    obj: Any,
-    attrs: tuple[str, ...],
-    values: dict[tuple[str, ...], Any],
-    where: str,
-    by_attrs: dict[tuple[str, ...], Leaf],
-    names: Callable[[Leaf], str],
+    obj: Any, attrs: tuple[str, ...], values: dict[tuple[str, ...], Any], where: str,
+    by_attrs: dict[tuple[str, ...], Leaf], names: Callable[[Leaf], str],
 ) -> Any:
     cls = type(obj)
     hints = _hints(cls)
@@ -576,16 +569,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
     """
     settings = leaves(cls)
     parser.add_argument(
-        "--print-config",
-        dest=PRINT_CONFIG_DEST,
-        action="store_true",
+        "--print-config", dest=PRINT_CONFIG_DEST, action="store_true",
         help="print the settings as YAML (what --config reads back) and exit",
     )
     parser.add_argument(
-        "--config",
-        dest=CONFIG_FILE_DEST,
-        metavar="FILE.yaml",
-        default=None,
+        "--config", dest=CONFIG_FILE_DEST, metavar="FILE.yaml", default=None,
         help="read settings from this YAML file first (keys as the flags without --, sections as nested mappings); "
              "flags given explicitly override it",
     )
@@ -608,9 +596,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
         help_text = help_text.replace("%", "%%")
         if leaf.metadata.get("positional"):
             target.add_argument(
-                leaf.name,
-                metavar=leaf.key[-1].upper(),
-                type=_scalar_parser(leaf.type),
+                leaf.name, metavar=leaf.key[-1].upper(), type=_scalar_parser(leaf.type),
                 help=leaf.doc.replace("%", "%%"),
             )
             continue

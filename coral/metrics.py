@@ -63,12 +63,8 @@ def f1_all_yes(y_true: np.ndarray) -> float:
 
 
 def binary_metrics(
-    y_true: np.ndarray,
-    y_score: np.ndarray,
-    valid_true: np.ndarray | None = None,
-    valid_score: np.ndarray | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
+    y_true: np.ndarray, y_score: np.ndarray, valid_true: np.ndarray | None = None,
+    valid_score: np.ndarray | None = None, n_boot: int = 1000, seed: int = 0,
 ) -> dict[str, float]:
     """AUC with a bootstrap 95% interval; F1, MCC and balanced accuracy at the validation-tuned
     threshold; F1 at 0.5, the all-"yes" F1, log loss.
@@ -106,14 +102,9 @@ def binary_metrics(
     clipped = np.clip(y_score, 1e-7, 1 - 1e-7)
     predicted = y_score >= threshold
     return {
-        "auc": auc,
-        "auc_ci_low": lo,
-        "auc_ci_high": hi,
-        "f1": float(f1_score(y_true, predicted, zero_division=0)),
-        "f1_threshold": float(threshold),
-        "f1_at_05": float(f1_score(y_true, y_score >= 0.5, zero_division=0)),
-        "logloss": float(log_loss(y_true, clipped, labels=[0, 1])),
-        "n_test": int(len(y_true)),
+        "auc": auc, "auc_ci_low": lo, "auc_ci_high": hi, "f1": float(f1_score(y_true, predicted, zero_division=0)),
+        "f1_threshold": float(threshold), "f1_at_05": float(f1_score(y_true, y_score >= 0.5, zero_division=0)),
+        "logloss": float(log_loss(y_true, clipped, labels=[0, 1])), "n_test": int(len(y_true)),
         "positive_rate": float(y_true.mean()),
         "mcc": float("nan") if one_class else float(matthews_corrcoef(y_true, predicted)),
         "balanced_accuracy": float("nan") if one_class else float(balanced_accuracy_score(y_true, predicted)),

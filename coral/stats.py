@@ -346,15 +346,8 @@ def _paired_result(
     test = delong(labels, a, b)
     return PairedAUCResult(
         diff=test.auc_a - test.auc_b,
-        low=low,
-        high=high,
-        p_value=test.p_value,
-        auc_a=test.auc_a,
-        auc_b=test.auc_b,
-        n=int(labels.size),
-        n_neg=int((~labels.astype(bool)).sum()),
-        n_boot=int(np.isfinite(diffs).sum()),
-        level=level,
+        low=low, high=high, p_value=test.p_value, auc_a=test.auc_a, auc_b=test.auc_b, n=int(labels.size),
+        n_neg=int((~labels.astype(bool)).sum()), n_boot=int(np.isfinite(diffs).sum()), level=level,
     )
 
 
@@ -380,11 +373,7 @@ def paired_auc_difference(
 
 
 def paired_auc_differences(
-    y: np.ndarray,
-    scores: Mapping[str, np.ndarray],
-    reference: str,
-    n_boot: int = 2000,
-    seed: int = 0,
+    y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int = 2000, seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, PairedAUCResult]:
     """Every method against ``reference`` on the same pairs, all on one shared set of resamples.
@@ -502,11 +491,7 @@ def _per_seed_quantity(aucs: np.ndarray) -> np.ndarray:
 
 
 def _pooled(
-    ys: Sequence[np.ndarray],
-    per_seed_scores: Sequence[np.ndarray],
-    n_boot: int,
-    seed: int,
-    level: float,
+    ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], n_boot: int, seed: int, level: float,
     shared_pairs: bool,
 ) -> PooledEstimate:
     """Pool (k, n_s) scores of every seed, k=1 (AUC) or 2 (difference); see :func:`pooled_auc`."""
@@ -537,11 +522,7 @@ def _pooled(
 
 
 def pooled_auc(
-    ys: Sequence[np.ndarray],
-    scores: Sequence[np.ndarray],
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
+    ys: Sequence[np.ndarray], scores: Sequence[np.ndarray], n_boot: int = 2000, seed: int = 0, level: float = 0.95,
     shared_pairs: bool = False,
 ) -> PooledEstimate:
     """Mean AUC over seeds with the pooled pair-bootstrap interval (see the module docstring).
@@ -562,13 +543,8 @@ def pooled_auc(
 
 
 def pooled_auc_difference(
-    ys: Sequence[np.ndarray],
-    scores_a: Sequence[np.ndarray],
-    scores_b: Sequence[np.ndarray],
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-    shared_pairs: bool = False,
+    ys: Sequence[np.ndarray], scores_a: Sequence[np.ndarray], scores_b: Sequence[np.ndarray], n_boot: int = 2000,
+    seed: int = 0, level: float = 0.95, shared_pairs: bool = False,
 ) -> PooledEstimate:
     """Mean over seeds of AUC(a) - AUC(b) (same pairs within each seed), pooled pair-bootstrap interval.
 
@@ -590,11 +566,7 @@ def pooled_auc_difference(
 
 
 def _two_level(
-    ys: Sequence[np.ndarray],
-    per_seed_scores: Sequence[np.ndarray],
-    n_boot: int,
-    seed: int,
-    level: float,
+    ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], n_boot: int, seed: int, level: float,
     shared_pairs: bool,
 ) -> PooledEstimate:
     """Two-level bootstrap of a per-seed quantity: resample seeds, then pairs within each drawn seed."""
@@ -633,13 +605,8 @@ def _two_level(
 
 
 def two_level_auc_difference(
-    ys: Sequence[np.ndarray],
-    scores_a: Sequence[np.ndarray],
-    scores_b: Sequence[np.ndarray],
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-    shared_pairs: bool = False,
+    ys: Sequence[np.ndarray], scores_a: Sequence[np.ndarray], scores_b: Sequence[np.ndarray], n_boot: int = 2000,
+    seed: int = 0, level: float = 0.95, shared_pairs: bool = False,
 ) -> PooledEstimate:
     """Mean over seeds of AUC(a) - AUC(b), with the two-level bootstrap interval.
 

@@ -47,9 +47,7 @@ class EpisodeBatch:
         return len(self.envs)
 
     def reset(
-        self,
-        indices: Sequence[int],
-        seeds: Sequence[int | None] | None = None,
+        self, indices: Sequence[int], seeds: Sequence[int | None] | None = None,
         options: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[tuple[np.ndarray, dict[str, Any]]]:
         """Reset the environments at ``indices``, scoring their p_0 prompts in one call.

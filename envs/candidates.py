@@ -86,9 +86,7 @@ class CandidateRetrievalEnv(CollabRetrievalEnv):
     N_FEATURES = len(CANDIDATE_FEATURES)
 
     def __init__(
-        self,
-        config: EnvConfig | Mapping[str, Any] | None = None,
-        resources: EnvResources | None = None,
+        self, config: EnvConfig | Mapping[str, Any] | None = None, resources: EnvResources | None = None,
         render_mode: str | None = None,
     ) -> None:
         cfg = EnvConfig.from_any(config)
@@ -179,10 +177,8 @@ CANDIDATE_KEYS = {"action_mode": "candidates", "observe": "candidates"}
 
 
 def make_candidate_env(
-    config: EnvConfig | Mapping[str, Any] | None = None,
-    render_mode: str | None = None,
-    resources: EnvResources | None = None,
-    **keys: Any,
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, **keys: Any,
 ) -> CollabRetrievalEnv:
     """``CoRAL/CandidateRetrieval-v0``: :func:`~coral.envs.collab_retrieval.make_env` with the
     candidates action mode and observation by default (the embedded LLM, the DFM warm start)."""
@@ -190,10 +186,8 @@ def make_candidate_env(
 
 
 def make_scripted_candidate_env(
-    config: EnvConfig | Mapping[str, Any] | None = None,
-    render_mode: str | None = None,
-    resources: EnvResources | None = None,
-    **keys: Any,
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, **keys: Any,
 ) -> CollabRetrievalEnv:
     """``CoRAL/CandidateRetrieval-Scripted-v0``: :func:`make_candidate_env` with the scripted scorer
     and random embeddings by default (no torch)."""
@@ -202,9 +196,6 @@ def make_scripted_candidate_env(
 
 
 __all__ = [
-    "CANDIDATE_FEATURES",
-    "CANDIDATE_KEYS",
-    "CandidateRetrievalEnv",
-    "make_candidate_env",
+    "CANDIDATE_FEATURES", "CANDIDATE_KEYS", "CandidateRetrievalEnv", "make_candidate_env",
     "make_scripted_candidate_env",
 ]

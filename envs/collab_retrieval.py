@@ -143,9 +143,7 @@ class CollabRetrievalEnv(gym.Env):
     N_SCALARS = 7
 
     def __init__(
-        self,
-        config: EnvConfig | Mapping[str, Any] | None = None,
-        resources: EnvResources | None = None,
+        self, config: EnvConfig | Mapping[str, Any] | None = None, resources: EnvResources | None = None,
         render_mode: str | None = None,
     ) -> None:
         super().__init__()
@@ -255,10 +253,7 @@ class CollabRetrievalEnv(gym.Env):
         """t, liked, disliked, on the target item, by the target user: each divided by K."""
         ev = self.evidence
         counts = [
-            self.t,
-            sum(e.label == 1 for e in ev),
-            sum(e.label != 1 for e in ev),
-            sum(e.item == self.item for e in ev),
+            self.t, sum(e.label == 1 for e in ev), sum(e.label != 1 for e in ev), sum(e.item == self.item for e in ev),
             sum(e.user == self.user for e in ev),
         ]
         return [c / self.k_norm for c in counts]
@@ -267,22 +262,15 @@ class CollabRetrievalEnv(gym.Env):
         n = max(self._n_retrieved, 1)
         obs = np.concatenate(
             [
-                self.index.user_emb[self.user],
-                self.index.item_emb[self.item],
-                self._sum_users / n,
-                self._sum_items / n,
-                [self.p, self.p0],
-                self._evidence_counts(),
+                self.index.user_emb[self.user], self.index.item_emb[self.item], self._sum_users / n,
+                self._sum_items / n, [self.p, self.p0], self._evidence_counts(),
             ]
         ).astype(np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def _info(self) -> dict[str, Any]:
         return {
-            "p": self.p,
-            "label": self.label,
-            "abs_error": abs(self.p - self.label),
-            "t": self.t,
+            "p": self.p, "label": self.label, "abs_error": abs(self.p - self.label), "t": self.t,
             "episode_index": self.episode_index,
         }
 
@@ -443,10 +431,8 @@ ENV_CLASSES: dict[str, type[CollabRetrievalEnv]] = {"embeddings": CollabRetrieva
 
 
 def make_env(
-    config: EnvConfig | Mapping[str, Any] | None = None,
-    render_mode: str | None = None,
-    resources: EnvResources | None = None,
-    **keys: Any,
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, **keys: Any,
 ) -> CollabRetrievalEnv:
     """Build a :class:`CollabRetrievalEnv` (a :class:`~coral.envs.candidates.CandidateRetrievalEnv`
     with ``observe="candidates"``): the one factory for gymnasium.make, SB3, RLlib and evaluation.
@@ -466,10 +452,8 @@ def make_env(
 
 
 def make_scripted_env(
-    config: EnvConfig | Mapping[str, Any] | None = None,
-    render_mode: str | None = None,
-    resources: EnvResources | None = None,
-    **keys: Any,
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, **keys: Any,
 ) -> CollabRetrievalEnv:
     """:func:`make_env` whose defaults are the scripted scorer and random embeddings: cheap, and without torch.
 
@@ -477,10 +461,8 @@ def make_scripted_env(
     ``warm_start`` given explicitly (e.g. ``scorer="scripted:weight=2"``) still apply.
     """
     return make_env(
-        with_defaults(config, {"scorer": "scripted", "warm_start": "none"}),
-        render_mode=render_mode,
-        resources=resources,
-        **keys,
+        with_defaults(config, {"scorer": "scripted", "warm_start": "none"}), render_mode=render_mode,
+        resources=resources, **keys,
     )
 
 
@@ -493,11 +475,6 @@ def with_defaults(
 
 
 __all__ = [
-    "CollabRetrievalEnv",
-    "EnvConfig",
-    "PromptBuilderLike",
-    "make_env",
-    "make_scripted_env",
-    "score_prompts",
+    "CollabRetrievalEnv", "EnvConfig", "PromptBuilderLike", "make_env", "make_scripted_env", "score_prompts",
     "with_defaults",
 ]

@@ -31,11 +31,7 @@ PLANTED_DIM = 8
 
 
 def planted_dataset(
-    n_pairs: int = 40,
-    n_users: int = 300,
-    tail_raters: int = 16,
-    twin_raters: int = 24,
-    flip: float = 0.05,
+    n_pairs: int = 40, n_users: int = 300, tail_raters: int = 16, twin_raters: int = 24, flip: float = 0.05,
     seed: int = 0,
 ) -> CoralDataset:
     """Twin items of opposite quality: ``t<k>`` (long tail) and ``h<k>`` (popular); ``t<k>`` is liked for even k.
@@ -58,12 +54,8 @@ def planted_dataset(
                 items.append(name)
                 ratings.append(5.0 if label else 1.0)
     raw = RawData(
-        users=np.array(users),
-        items=np.array(items),
-        ratings=np.array(ratings),
-        timestamps=np.arange(len(users)),
-        item_text={name: f"item {name}" for name in set(items)},
-        source="planted",
+        users=np.array(users), items=np.array(items), ratings=np.array(ratings), timestamps=np.arange(len(users)),
+        item_text={name: f"item {name}" for name in set(items)}, source="planted",
     )
     return build_dataset(raw, DataConfig(dataset="planted", k_core=1, head_fraction=0.5), name="planted")
 
@@ -97,9 +89,7 @@ def planted_resources(seed: int = 0) -> EnvResources:
     dataset = planted_dataset(seed=seed)
     scorer = ScriptedScorer(ScriptedConfig(bias=0.0, weight=1.0, noise=0.5, seed=seed))
     return EnvResources(
-        dataset=dataset,
-        scorer=scorer,
-        embeddings=planted_embeddings(dataset, seed=seed),
+        dataset=dataset, scorer=scorer, embeddings=planted_embeddings(dataset, seed=seed),
         prompt_builder=MetadataPromptBuilder(),
     )
 
@@ -112,11 +102,8 @@ def planted_config(**keys: Any) -> EnvConfig:
 
 
 def make_planted_env(
-    config: EnvConfig | Mapping[str, Any] | None = None,
-    render_mode: str | None = None,
-    resources: EnvResources | None = None,
-    seed: int = 0,
-    **keys: Any,
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, seed: int = 0, **keys: Any,
 ) -> CollabRetrievalEnv:
     """``CoRAL/CollabRetrieval-Planted-v1``: the planted problem with query actions by default.
 
@@ -127,11 +114,8 @@ def make_planted_env(
 
 
 def make_planted_candidate_env(
-    config: EnvConfig | Mapping[str, Any] | None = None,
-    render_mode: str | None = None,
-    resources: EnvResources | None = None,
-    seed: int = 0,
-    **keys: Any,
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, seed: int = 0, **keys: Any,
 ) -> CollabRetrievalEnv:
     """``CoRAL/CandidateRetrieval-Planted-v0``: the planted problem with candidate features by default."""
     return make_planted_env(
@@ -140,11 +124,6 @@ def make_planted_candidate_env(
 
 
 __all__ = [
-    "PLANTED_DIM",
-    "make_planted_candidate_env",
-    "make_planted_env",
-    "planted_config",
-    "planted_dataset",
-    "planted_embeddings",
-    "planted_resources",
+    "PLANTED_DIM", "make_planted_candidate_env", "make_planted_env", "planted_config", "planted_dataset",
+    "planted_embeddings", "planted_resources",
 ]

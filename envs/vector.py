@@ -57,9 +57,7 @@ class BatchedRetrievalVecEnv(DummyVecEnv):
 
 
 def make_batched_vec_env(
-    config: EnvConfig | Mapping[str, Any],
-    n_envs: int = 1,
-    seed: int | None = None,
+    config: EnvConfig | Mapping[str, Any], n_envs: int = 1, seed: int | None = None,
     resources: EnvResources | None = None,
 ) -> VecMonitor:
     """N environments of one config, batched and monitored (episode return/length in ``info["episode"]``).

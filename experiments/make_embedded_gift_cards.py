@@ -38,9 +38,7 @@ def main(source_dir: str) -> None:
     kept = sorted(set(raw.items.tolist()))
     items = [
         [
-            i,
-            raw.item_text.get(i, ""),
-            raw.item_meta.get(i, {}).get("brand", ""),
+            i, raw.item_text.get(i, ""), raw.item_meta.get(i, {}).get("brand", ""),
             raw.item_meta.get(i, {}).get("category", ""),
         ]
         for i in kept

@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer", required=True, help="scorer spec, e.g. aligned:DIR")
     parser.add_argument("--dataset", default="movielens_small")
     parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
+        "--seed", type=int, default=0,
         help="the run seed: warm start, split (split_seed = seed, as coral run's vary_split), training",
     )
     parser.add_argument("--rows", type=int, default=600, help="tuning rows every method is evaluated on")
@@ -93,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "--train", action="append", default=[], metavar="NAME=JSON", help="a trained variant: its TrainConfig keys"
     )
     parser.add_argument(
-        "--train-seeds",
-        type=int,
-        nargs="+",
-        default=None,
+        "--train-seeds", type=int, nargs="+", default=None,
         help="train each variant with each of these seeds (default: --seed); the split, warm start and scorer stay "
              "those of --seed",
     )
@@ -154,17 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             label = name if seed == args.seed else f"{name}-seed{seed}"
             run = out / "runs" / label
             base = {
-                "dataset": args.dataset,
-                "split_seed": args.seed,
-                "scorer": args.scorer,
-                "warm_start": "dfm",
-                "seed": seed,
-                "out": str(run),
-                "checkpoint_every": 0,
-                "val_every": 1024,
-                "val_size": args.val_size,
-                "progress": False,
-                "threads": 2,
+                "dataset": args.dataset, "split_seed": args.seed, "scorer": args.scorer, "warm_start": "dfm",
+                "seed": seed, "out": str(run), "checkpoint_every": 0, "val_every": 1024, "val_size": args.val_size,
+                "progress": False, "threads": 2,
             }
             config = from_dict(TrainConfig, base | keys)
             if not (run / "model.zip").exists():
@@ -180,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = read_summary(run)
             env_valid = dataclasses.replace(config.env_config("valid"), embedding_seed=args.seed)
             results[label] = evaluate(
-                label,
-                policy,
-                env_valid,
-                rows,
+                label, policy, env_valid, rows,
                 {"train_seconds": summary.get("train_seconds", 0.0), "model": config.model_name},
             )
             runs.setdefault(f"{name} ({config.model_name})", []).append(run)
@@ -194,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.label_aware_rows:
         reference = LabelAwarePolicy(args.label_aware_nearest, args.label_aware_random, seed=args.seed)
         results["label-aware"] = evaluate(
-            "label-aware",
-            reference,
-            env,
-            rows[: args.label_aware_rows] if args.label_aware_rows < len(rows) else rows,
+            "label-aware", reference, env, rows[: args.label_aware_rows] if args.label_aware_rows < len(rows) else rows,
             {},
         )
 

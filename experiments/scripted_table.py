@@ -69,25 +69,14 @@ def environment(name: str, seed: int) -> tuple[EnvConfig, EnvResources]:
 
 
 def learned_policy(
-    cfg: EnvConfig,
-    resources: EnvResources,
-    train_keys: dict[str, Any],
-    env_keys: dict[str, Any],
-    seed: int,
-    timesteps: int | None,
-    out: Path,
+    cfg: EnvConfig, resources: EnvResources, train_keys: dict[str, Any], env_keys: dict[str, Any], seed: int,
+    timesteps: int | None, out: Path,
 ) -> tuple[Any, EnvConfig]:
     """Train a policy with ``coral train``'s settings (quietly); returns it and its evaluation environment."""
     keys = {k: v for k, v in _env_keys(cfg).items()} | env_keys
     base = {
-        "out": str(out),
-        "seed": seed,
-        "checkpoint_every": 0,
-        "val_every": 0,
-        "progress": False,
-        "threads": 1,
-        **train_keys,
-        **keys,
+        "out": str(out), "seed": seed, "checkpoint_every": 0, "val_every": 0, "progress": False, "threads": 1,
+        **train_keys, **keys,
     }
     if timesteps is not None:
         base["timesteps"] = timesteps

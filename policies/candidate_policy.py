@@ -41,13 +41,8 @@ class CandidateScorer(nn.Module):
     """
 
     def __init__(
-        self,
-        n_obs: int,
-        n_actions: int,
-        n_scalars: int = CandidateRetrievalEnv.N_SCALARS,
-        n_features: int = CandidateRetrievalEnv.N_FEATURES,
-        hidden: int = 64,
-        slot_prior: float = 0.1,
+        self, n_obs: int, n_actions: int, n_scalars: int = CandidateRetrievalEnv.N_SCALARS,
+        n_features: int = CandidateRetrievalEnv.N_FEATURES, hidden: int = 64, slot_prior: float = 0.1,
     ) -> None:
         super().__init__()
         self.n_scalars, self.n_features = n_scalars, n_features

@@ -93,11 +93,7 @@ def plot_training_curves(runs: Mapping[str, Sequence[Path]], path: Path, title: 
             greedy = _band([(x, g) for x, _, g in validation])
             if greedy is not None:
                 right.plot(
-                    greedy[0],
-                    greedy[1],
-                    linestyle="--",
-                    color=line.get_color(),
-                    alpha=0.8,
+                    greedy[0], greedy[1], linestyle="--", color=line.get_color(), alpha=0.8,
                     label=f"greedy on the same rows ({label})",
                 )
     left.set_title("training: sampled episodes' return")

@@ -126,35 +126,21 @@ def episode_record(env: CollabRetrievalEnv, split: str) -> dict[str, Any]:
         entry = dict(step)
         if "user" in step:
             entry.update(
-                user=raw(ds.user_ids, step["user"]),
-                item=raw(ds.item_ids, step["item"]),
-                user_index=step["user"],
+                user=raw(ds.user_ids, step["user"]), item=raw(ds.item_ids, step["item"]), user_index=step["user"],
                 item_index=step["item"],
             )
         rounds.append(entry)
     return {
-        "split": split,
-        "episode_index": env.episode_index,
-        "user": ds.user_ids[env.user],
-        "item": ds.item_ids[env.item],
-        "user_index": env.user,
-        "item_index": env.item,
-        "label": env.label,
+        "split": split, "episode_index": env.episode_index, "user": ds.user_ids[env.user],
+        "item": ds.item_ids[env.item], "user_index": env.user, "item_index": env.item, "label": env.label,
         "rounds": rounds,
     }
 
 
 def evaluate_policy(
-    policy: RetrievalPolicy,
-    config: EnvConfig | None = None,
-    resources: EnvResources | None = None,
-    *,
-    split: str = "test",
-    rounds: int | None = None,
-    batch_size: int = 16,
-    limit: int | None = None,
-    episodes: np.ndarray | None = None,
-    progress: bool = True,
+    policy: RetrievalPolicy, config: EnvConfig | None = None, resources: EnvResources | None = None, *,
+    split: str = "test", rounds: int | None = None, batch_size: int = 16, limit: int | None = None,
+    episodes: np.ndarray | None = None, progress: bool = True,
 ) -> EvaluationResult:
     """Run K retrieval rounds with ``policy`` for every interaction of ``split``.
 
@@ -193,10 +179,7 @@ def evaluate_policy(
     records: list[dict[str, Any]] = []
     query_mode = cfg.action_mode == "query"
     bar = tqdm(
-        total=n,
-        desc=f"{getattr(policy, 'name', 'policy')} on {split}",
-        unit="episode",
-        disable=not progress,
+        total=n, desc=f"{getattr(policy, 'name', 'policy')} on {split}", unit="episode", disable=not progress,
         leave=False,
     )
     for begin in range(0, n, len(batch)):
@@ -293,15 +276,8 @@ THRESHOLDS = ("valid", "0.5")
 
 
 def result_rows(
-    test: EvaluationResult,
-    valid: EvaluationResult | None,
-    *,
-    dataset: str,
-    model: str,
-    seed: int,
-    config: dict[str, Any],
-    train_seconds: float = 0.0,
-    n_boot: int = 1000,
+    test: EvaluationResult, valid: EvaluationResult | None, *, dataset: str, model: str, seed: int,
+    config: dict[str, Any], train_seconds: float = 0.0, n_boot: int = 1000,
 ) -> list[dict[str, Any]]:
     """Rows in the shared results.csv format, one per round 0..K (column ``round``).
 
@@ -327,32 +303,19 @@ def result_rows(
         r = int(metrics.pop("round"))
         rows.append(
             make_row(
-                dataset=dataset,
-                model=model,
-                seed=seed,
-                split=test.split,
-                metrics=metrics,
+                dataset=dataset, model=model, seed=seed, split=test.split, metrics=metrics,
                 config={**config, "f1_threshold_from": "valid" if valid is not None else "0.5"},
-                train_seconds=train_seconds,
-                round=r,
-                eval_seconds=round(test.seconds + (valid.seconds if valid is not None else 0.0), 3),
-                **statistics,
+                train_seconds=train_seconds, round=r,
+                eval_seconds=round(test.seconds + (valid.seconds if valid is not None else 0.0), 3), **statistics,
             )
         )
     return rows
 
 
 def evaluate_run(
-    run: str | Path,
-    split: str = "test",
-    threshold: str = "valid",
-    results: str | Path | None = None,
-    batch_size: int = 16,
-    limit: int | None = None,
-    n_boot: int = 1000,
-    valid_limit: int | None = None,
-    resources: EnvResources | None = None,
-    rows: str = "all",
+    run: str | Path, split: str = "test", threshold: str = "valid", results: str | Path | None = None,
+    batch_size: int = 16, limit: int | None = None, n_boot: int = 1000, valid_limit: int | None = None,
+    resources: EnvResources | None = None, rows: str = "all",
 ) -> list[dict[str, Any]]:
     """Evaluate a ``coral train`` run: rows appended to ``results`` and episodes saved as JSONL.
 
@@ -392,30 +355,18 @@ def evaluate_run(
     valid = None
     if threshold == "valid" and split != "valid":
         valid = evaluate_policy(
-            policy,
-            cfg,
-            resources,
-            split="valid",
-            batch_size=batch_size,
+            policy, cfg, resources, split="valid", batch_size=batch_size,
             limit=valid_limit if valid_limit is not None else limit,
         )
     write_records(run / f"eval_{split}.jsonl", [test])
     if valid is not None:
         write_records(run / "eval_valid.jsonl", [valid])
     identity = {
-        **config.to_dict(),
-        "scorer_fingerprint": test.scorer_fingerprint,
-        "limit": limit,
-        "valid_limit": valid_limit,
+        **config.to_dict(), "scorer_fingerprint": test.scorer_fingerprint, "limit": limit, "valid_limit": valid_limit,
         "rows": rows,
     }
     rows = result_rows(
-        test,
-        valid,
-        dataset=test.dataset,
-        model=config.model_name,
-        seed=config.seed,
-        config=identity,
+        test, valid, dataset=test.dataset, model=config.model_name, seed=config.seed, config=identity,
         train_seconds=float(read_summary(run).get("train_seconds", 0.0)),
         n_boot=n_boot,
     )

@@ -35,16 +35,8 @@ def algo_class(algo: str) -> type:
 
 
 def build_model(
-    algo: str,
-    vec_env: Any,
-    *,
-    seed: int,
-    learning_rate: float | None,
-    n_steps: int,
-    batch_size: int,
-    n_epochs: int = 10,
-    log_std_init: float = 0.0,
-    candidate_features: bool = False,
+    algo: str, vec_env: Any, *, seed: int, learning_rate: float | None, n_steps: int, batch_size: int,
+    n_epochs: int = 10, log_std_init: float = 0.0, candidate_features: bool = False,
 ) -> Any:
     """A new SB3 model for ``vec_env``.
 
@@ -75,15 +67,9 @@ def build_model(
         if vec_env.num_envs > 1:
             noise = VectorizedActionNoise(noise, vec_env.num_envs)
         model = cls(
-            "MlpPolicy",
-            vec_env,
-            buffer_size=1000,
-            batch_size=16,
-            learning_starts=10,
-            learning_rate=DEFAULT_LEARNING_RATES[algo] if learning_rate is None else learning_rate,
-            action_noise=noise,
-            seed=seed,
-            verbose=0,
+            "MlpPolicy", vec_env, buffer_size=1000, batch_size=16, learning_starts=10,
+            learning_rate=DEFAULT_LEARNING_RATES[algo] if learning_rate is None else learning_rate, action_noise=noise,
+            seed=seed, verbose=0,
         )
         start_at_zero_action(model)
         return model
@@ -94,15 +80,9 @@ def build_model(
 
         policy = CandidatePolicy
     return cls(
-        policy,
-        vec_env,
-        n_steps=n_steps,
-        batch_size=batch_size,
-        n_epochs=n_epochs,
+        policy, vec_env, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
         learning_rate=DEFAULT_LEARNING_RATES[algo] if learning_rate is None else learning_rate,
-        policy_kwargs=policy_kwargs,
-        seed=seed,
-        verbose=0,
+        policy_kwargs=policy_kwargs, seed=seed, verbose=0,
     )
 
 

@@ -58,14 +58,8 @@ def _model(config: TrainConfig, vec: Any, state: dict[str, Any] | None, out: Pat
     ckpt_dir = out / "checkpoints"
     if not state:
         return build_model(
-            config.algo,
-            vec,
-            seed=config.seed,
-            learning_rate=config.learning_rate,
-            n_steps=config.n_steps,
-            batch_size=config.batch_size,
-            n_epochs=config.n_epochs,
-            log_std_init=config.log_std_init,
+            config.algo, vec, seed=config.seed, learning_rate=config.learning_rate, n_steps=config.n_steps,
+            batch_size=config.batch_size, n_epochs=config.n_epochs, log_std_init=config.log_std_init,
             candidate_features=config.env.observe == "candidates",
         )
     model = algo_class(config.algo).load(ckpt_dir / state["model"], env=vec, seed=config.seed)
@@ -167,12 +161,8 @@ def _finish(config: TrainConfig, model: Any, vec: Any, out: Path, totals: _Total
     if normalizer is not None:
         save_aside(normalizer.save, out / VECNORM_FILE)
     summary = {
-        "timesteps": int(model.num_timesteps),
-        "train_seconds": seconds,
-        "prompts_scored": prompts,
-        "scorer": getattr(scorer, "fingerprint", ""),
-        "segments": segment + 1,
-        **_update_count(model),
+        "timesteps": int(model.num_timesteps), "train_seconds": seconds, "prompts_scored": prompts,
+        "scorer": getattr(scorer, "fingerprint", ""), "segments": segment + 1, **_update_count(model),
         **{f"scorer_{k}": v for k, v in cache_rates(scorer.stats()).items()},
     }
     atomic_write_json(out / SUMMARY_FILE, summary)

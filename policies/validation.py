@@ -28,14 +28,7 @@ from coral.policies.greedy import GreedyPolicy
 VALIDATION_FILE = "validation.csv"
 #: The columns of ``validation.csv``.
 VALIDATION_COLUMNS = (
-    "timesteps",
-    "val_return",
-    "val_auc",
-    "val_auc_round0",
-    "val_mean_pieces",
-    "greedy_return",
-    "greedy_auc",
-    "n",
+    "timesteps", "val_return", "val_auc", "val_auc_round0", "val_mean_pieces", "greedy_return", "greedy_auc", "n",
 )
 
 
@@ -47,9 +40,7 @@ def _summary(result: EvaluationResult) -> dict[str, float]:
         return float(binary_metrics(result.labels, p, n_boot=0)["auc"]) if both else float("nan")
 
     return {
-        "return": mean_return(result),
-        "auc": auc(result.p[-1]),
-        "auc_round0": auc(result.p[0]),
+        "return": mean_return(result), "auc": auc(result.p[-1]), "auc_round0": auc(result.p[0]),
         "mean_pieces": result.retrieval_statistics()["mean_pieces"],
     }
 
@@ -79,12 +70,7 @@ class ValidationLog:
 
     def _evaluate(self, policy: Any) -> EvaluationResult:
         return evaluate_policy(
-            policy,
-            self.env,
-            self.resources,
-            split="valid",
-            batch_size=self.config.n_envs,
-            episodes=self.rows,
+            policy, self.env, self.resources, split="valid", batch_size=self.config.n_envs, episodes=self.rows,
             progress=False,
         )
 

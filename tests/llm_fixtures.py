@@ -49,14 +49,8 @@ def tiny_llama(seed: int = 0):
 
     tokenizer = embedded_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         initializer_range=0.2,  # large random weights: P(Yes) then varies visibly between prompts
     )

@@ -42,18 +42,8 @@ def tiny_model(tmp_path_factory) -> str:
 
 def tiny_config(tiny_model: str, **changes) -> AlignConfig:
     base = dict(
-        base_model=tiny_model,
-        dtype="float32",
-        n_train=12,
-        grad_accum=4,
-        rounds=2,
-        warm_start="none",
-        n_valid=12,
-        lr=2e-2,
-        lora_layers=0,
-        lora_dropout=0.0,
-        threads=1,
-        checkpoint_steps=1,
+        base_model=tiny_model, dtype="float32", n_train=12, grad_accum=4, rounds=2, warm_start="none", n_valid=12,
+        lr=2e-2, lora_layers=0, lora_dropout=0.0, threads=1, checkpoint_steps=1,
     )
     base.update(changes)
     return from_dict(AlignConfig, base)
@@ -158,14 +148,8 @@ def test_aligned_scorer_round_trips(dataset, tiny_model, tmp_path, method):
         in_memory = HFScorer(model, tokenizer, model_id="tiny", kv_reuse=False, head=head).score(prompts)
     assert np.abs(in_memory - before).max() > 1e-3, "training must change the scores"
     ident = save_result(
-        tmp_path,
-        config,
-        peft_model=peft_model,
-        head=head,
-        dataset_name=dataset.name,
-        dataset_fingerprint=dataset.fingerprint,
-        prompt_version=prompts[0].version,
-        summary={},
+        tmp_path, config, peft_model=peft_model, head=head, dataset_name=dataset.name,
+        dataset_fingerprint=dataset.fingerprint, prompt_version=prompts[0].version, summary={},
     )
 
     loaded = load_aligned_scorer(tmp_path, precision="float32")  # in_memory is fp32; the CPU default may be bf16
@@ -246,29 +230,15 @@ def test_diagnostics_measure_how_evidence_moves_p(dataset):
 
     builder = PromptBuilder(dataset)
     follows = evidence_diagnostics(
-        ScriptedScorer(ScriptedConfig(weight=1.0)),
-        dataset,
-        builder,
-        "valid",
-        rounds=3,
-        warm=WarmStartConfig(warm_start="none"),
-        n_pairs=30,
-        n_boot=0,
-        progress=False,
+        ScriptedScorer(ScriptedConfig(weight=1.0)), dataset, builder, "valid", rounds=3,
+        warm=WarmStartConfig(warm_start="none"), n_pairs=30, n_boot=0, progress=False,
     )
     assert follows["n_pairs"] == 30 and follows["n_negative"] == int((dataset.valid.label == 0).sum())
     assert follows["share_toward_label"] == 1.0 and follows["mean_abs_dp"] > 0.05
     assert follows["mean_dp_liked"] > 0
     deaf = evidence_diagnostics(
-        ScriptedScorer(ScriptedConfig(weight=0.0)),
-        dataset,
-        builder,
-        "valid",
-        rounds=3,
-        warm=WarmStartConfig(warm_start="none"),
-        n_pairs=30,
-        n_boot=0,
-        progress=False,
+        ScriptedScorer(ScriptedConfig(weight=0.0)), dataset, builder, "valid", rounds=3,
+        warm=WarmStartConfig(warm_start="none"), n_pairs=30, n_boot=0, progress=False,
     )
     assert deaf["mean_abs_dp"] == 0.0 and deaf["share_toward_label"] == 0.0
     # Same seed, same evidence: the LLM-only scores do not depend on the evidence weight.
@@ -281,21 +251,8 @@ def test_cli_align_then_score_with_the_spec(dataset, tiny_model, tmp_path, capsy
 
     out = tmp_path / "aligned"
     common = [
-        "--dataset",
-        "gift_cards",
-        "--base-model",
-        tiny_model,
-        "--dtype",
-        "float32",
-        "--warm-start",
-        "none",
-        "--rounds",
-        "1",
-        "--threads",
-        "1",
-        "--no-progress",
-        "--out",
-        str(out),
+        "--dataset", "gift_cards", "--base-model", tiny_model, "--dtype", "float32", "--warm-start", "none", "--rounds",
+        "1", "--threads", "1", "--no-progress", "--out", str(out),
     ]
     assert main(["align", "--method", "head", "--n-train", "8", "--n-valid", "10", *common]) == 0
     printed = capsys.readouterr().out
@@ -309,16 +266,8 @@ def test_cli_align_then_score_with_the_spec(dataset, tiny_model, tmp_path, capsy
     assert (
         main(
             [
-                "align-diagnostics",
-                "--scorer",
-                f"aligned:{out}",
-                "--rounds",
-                "1",
-                "--n-pairs",
-                "6",
-                "--warm-start",
-                "none",
-                "--no-progress",
+                "align-diagnostics", "--scorer", f"aligned:{out}",
+                "--rounds", "1", "--n-pairs", "6", "--warm-start", "none", "--no-progress",
             ]
         )
         == 0

@@ -112,9 +112,7 @@ def test_batched_evidence_draw_equals_one_target_at_a_time(dataset):
     rng = np.random.default_rng([0, 6])
     alone = [
         TreeSource(
-            int(rows.user[r]),
-            int(rows.item[r]),
-            int(rows.label[r]),
+            int(rows.user[r]), int(rows.item[r]), int(rows.label[r]),
             nearest_and_random(index, int(rows.user[r]), int(rows.item[r]), 3, 2, rng),
         )
         for r in picked
@@ -127,17 +125,9 @@ def _record(
 ) -> AlignParityRecord:
     cell = {"auc_fp32": 0.6, "auc": 0.6 + (low + high) / 2, "delta": (low + high) / 2, "low": low, "high": high}
     return AlignParityRecord(
-        dtype="bfloat16",
-        numerics=numerics("bfloat16", flags),
-        cpu_class="test",
-        method=method,
-        recipe="test",
-        dataset="movielens_small",
-        pairs=pairs,
-        cells={"none": cell, "nearest-5": cell},
-        speedup=1.8,
-        date=date,
-        command="python test",
+        dtype="bfloat16", numerics=numerics("bfloat16", flags),
+        cpu_class="test", method=method, recipe="test", dataset="movielens_small", pairs=pairs,
+        cells={"none": cell, "nearest-5": cell}, speedup=1.8, date=date, command="python test",
     )
 
 

@@ -67,16 +67,8 @@ def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset
     from coral.llm.model import load_model
 
     config = AlignConfig(
-        method="topk",
-        base_model=str(tiny_model_dir),
-        warm=WarmStartConfig(warm_start="none", embedding_dim=8),
-        topk_trunk=1,
-        topk_layers=1,
-        topk_targets=12,
-        topk_stop_pairs=8,
-        topk_epochs=1,
-        topk_batch=4,
-        topk_lr=1e-2,
+        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="none", embedding_dim=8),
+        topk_trunk=1, topk_layers=1, topk_targets=12, topk_stop_pairs=8, topk_epochs=1, topk_batch=4, topk_lr=1e-2,
         threads=1,
     )
     out = tmp_path / "aligned"
@@ -212,19 +204,9 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
 
     prompt = PromptConfig(base_rates=True, cf_tokens=2)
     config = AlignConfig(
-        method="topk",
-        base_model=str(tiny_model_dir),
-        warm=WarmStartConfig(warm_start="none", embedding_dim=8),
-        topk_trunk=1,
-        topk_layers=1,
-        topk_targets=12,
-        topk_stop_pairs=8,
-        topk_epochs=1,
-        topk_batch=4,
-        topk_lr=1e-2,
-        cf_lr=1e-1,
-        threads=1,
-        prompt=prompt,
+        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="none", embedding_dim=8),
+        topk_trunk=1, topk_layers=1, topk_targets=12, topk_stop_pairs=8, topk_epochs=1, topk_batch=4, topk_lr=1e-2,
+        cf_lr=1e-1, threads=1, prompt=prompt,
     )
     out = tmp_path / "aligned"
     run_alignment(dataset, config, out, validate=False, progress=False)
@@ -313,16 +295,8 @@ def test_cf_tables_alignment_targets_and_rl_episodes_come_from_three_disjoint_fo
     monkeypatch.setattr(export, "warm_start_embeddings", recording_fit)
     monkeypatch.setattr(warm_start, "_tables", {})
     config = AlignConfig(
-        method="topk",
-        base_model=str(tiny_model_dir),
-        warm=WarmStartConfig(warm_start="dfm", embedding_dim=8),
-        topk_trunk=1,
-        topk_layers=1,
-        topk_targets=1000,
-        topk_stop_pairs=8,
-        topk_epochs=1,
-        topk_batch=16,
-        threads=1,
+        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="dfm", embedding_dim=8),
+        topk_trunk=1, topk_layers=1, topk_targets=1000, topk_stop_pairs=8, topk_epochs=1, topk_batch=16, threads=1,
         prompt=PromptConfig(cf_tokens=1),
     )
     out = tmp_path / "aligned"

@@ -56,18 +56,8 @@ def nothing_in(directory: Path) -> bool:
 # ---- 2. coral run --scorer ------------------------------------------------------------------------------
 
 SCRIPTED_RUN = [
-    "--baselines",
-    "ips",
-    "--baseline.epochs",
-    "1",
-    "--methods",
-    "llm-only",
-    "--eval-pairs",
-    "20",
-    "--valid-pairs",
-    "10",
-    "--n-boot",
-    "0",
+    "--baselines", "ips", "--baseline.epochs", "1", "--methods", "llm-only", "--eval-pairs", "20", "--valid-pairs",
+    "10", "--n-boot", "0",
 ]
 
 
@@ -98,14 +88,8 @@ def test_run_refuses_specs_that_alignment_cannot_start_from(tmp_path, capsys) ->
     (tmp_path / "model").mkdir()
     line = fails(
         [
-            "run",
-            "--scorer",
-            f"hf:{tmp_path / 'model'}",
-            "--alignment.base-model",
-            str(tmp_path / "other"),
-            *SCRIPTED_RUN,
-            "--out",
-            str(out),
+            "run", "--scorer", f"hf:{tmp_path / 'model'}", "--alignment.base-model", str(tmp_path / "other"),
+            *SCRIPTED_RUN, "--out", str(out),
         ],
         capsys,
     )
@@ -120,8 +104,7 @@ def test_run_scores_its_zero_shot_stage_and_aligns_with_the_scorer_given(tiny_mo
     argv = [
         "run", "--dataset", "movielens_small", "--scorer", f"hf:{tiny_model_dir}", "--precision", "float32",
         "--alignment.topk-trunk", "1", "--alignment.topk-layers", "1", "--alignment.topk-targets", "16",
-        "--alignment.topk-stop-pairs", "16",
-        "--alignment.topk-epochs", "1", "--alignment.warm-start", "none",
+        "--alignment.topk-stop-pairs", "16", "--alignment.topk-epochs", "1", "--alignment.warm-start", "none",
         "--zero-shot-methods", "llm-only", *SCRIPTED_RUN, "--out", str(out),
     ]  # fmt: skip
     succeeds(argv, capsys)
@@ -156,12 +139,8 @@ def test_one_spec_parser_everywhere() -> None:
     assert parse_scorer_spec("hf:models/x").path == Path("models/x") and parse_scorer_spec("hf").path is None
     assert parse_scorer_spec("openai:http://h:1/v1#m").backend == "openai" and not parse_scorer_spec("vllm:m").local
     for bad, fragment in (
-        ("bogus:thing", "unknown scorer spec"),
-        ("aligned:", "needs a directory"),
-        ("vllm:", "needs a model"),
-        ("openai:x", "needs a URL and a model"),
-        ("scripted:k=1", "expected key=value"),
-        ("", "must not be empty"),
+        ("bogus:thing", "unknown scorer spec"), ("aligned:", "needs a directory"), ("vllm:", "needs a model"),
+        ("openai:x", "needs a URL and a model"), ("scripted:k=1", "expected key=value"), ("", "must not be empty"),
     ):
         with pytest.raises(CoralError, match=fragment):
             parse_scorer_spec(bad)
@@ -188,16 +167,12 @@ def test_undecodable_bytes_are_an_error_naming_file_and_line_or_read_with_encodi
     directory = tmp_path / "latin1"
     # Two users differ only in a Latin-1 letter; replaced by U+FFFD they had merged (39 users, not 40).
     ratings = write_csv(
-        directory / "ratings.csv",
-        ["userId", "movieId", "rating", "timestamp"],
-        grid(users={0: "X\u00e9", 1: "X\u00e8"}),
-        "latin-1",
+        directory / "ratings.csv", ["userId", "movieId", "rating", "timestamp"],
+        grid(users={0: "X\u00e9", 1: "X\u00e8"}), "latin-1",
     )
     write_csv(
-        directory / "movies.csv",
-        ["movieId", "title", "genres"],
-        [[i + 1, f"Les Mis\u00e9rables {i}", "Drama"] for i in range(8)],
-        "latin-1",
+        directory / "movies.csv", ["movieId", "title", "genres"],
+        [[i + 1, f"Les Mis\u00e9rables {i}", "Drama"] for i in range(8)], "latin-1",
     )
     line = fails(["data", "stats", "--dataset", str(directory)], capsys)
     assert (
@@ -300,10 +275,8 @@ def test_out_naming_an_existing_file_is_one_line_before_any_work(tmp_path, capsy
     taken.write_text("mine")
     commands = [
         ["baselines", "--models", "ips", "--seeds", "0", "--out", str(taken)],
-        ["train", "--scorer", "scripted", "--out", str(taken)],
-        ["score", "--scorer", "scripted", "--out", str(taken)],
-        ["run", "--scorer", "scripted", "--no-align", "--out", str(taken)],
-        ["align", "--out", str(taken)],
+        ["train", "--scorer", "scripted", "--out", str(taken)], ["score", "--scorer", "scripted", "--out", str(taken)],
+        ["run", "--scorer", "scripted", "--no-align", "--out", str(taken)], ["align", "--out", str(taken)],
         ["evaluate", "--policy", "random", "--scorer", "scripted", "--out", str(taken)],
     ]
     for argv in commands:
@@ -439,24 +412,8 @@ def test_explain_resolves_ids_in_the_runs_own_dataset(tmp_path, capsys) -> None:
 
 
 TRAIN = [
-    "train",
-    "--scorer",
-    "scripted",
-    "--warm-start",
-    "none",
-    "--algo",
-    "ppo",
-    "--n-envs",
-    "2",
-    "--n-steps",
-    "8",
-    "--batch-size",
-    "16",
-    "--val-every",
-    "0",
-    "--no-progress",
-    "--threads",
-    "1",
+    "train", "--scorer", "scripted", "--warm-start", "none", "--algo", "ppo", "--n-envs", "2", "--n-steps", "8",
+    "--batch-size", "16", "--val-every", "0", "--no-progress", "--threads", "1",
 ]
 
 
@@ -484,15 +441,7 @@ def test_train_summary_counts_every_segment_after_a_kill(tmp_path, capsys) -> No
     env = {**os.environ, "CORAL_CACHE_DIR": os.environ["CORAL_CACHE_DIR"]}
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "coral.cli",
-            *TRAIN,
-            "--timesteps",
-            "100000",
-            "--checkpoint-every",
-            "64",
-            "--out",
+            sys.executable, "-m", "coral.cli", *TRAIN, "--timesteps", "100000", "--checkpoint-every", "64", "--out",
             str(killed),
         ],
         env=env,

@@ -49,11 +49,8 @@ def planted_dataset(
     # A side feature unrelated to the labels, to exercise the extra fields.
     meta = {f"i{i}": {"brand": f"b{i % 7}"} for i in range(n_items) if i % 5} if with_features else {}
     raw = RawData(
-        users=np.char.add("u", users.astype(str)),
-        items=np.char.add("i", items.astype(str)),
-        ratings=ratings,
-        timestamps=np.arange(len(users)),
-        item_text={f"i{i}": f"item number {i}" for i in range(n_items)},
+        users=np.char.add("u", users.astype(str)), items=np.char.add("i", items.astype(str)), ratings=ratings,
+        timestamps=np.arange(len(users)), item_text={f"i{i}": f"item number {i}" for i in range(n_items)},
         item_meta=meta,
     )
     return build_dataset(
@@ -181,33 +178,15 @@ def test_warm_start_is_cached(planted, tmp_path, monkeypatch):
 def test_run_baselines_writes_rows_and_resumes(planted, tmp_path):
     template = dataclasses.replace(FAST, epochs=2)
     rows = run_baselines(
-        planted,
-        ["dfm", "ips"],
-        [0, 1],
-        tmp_path / "out",
-        template,
-        export_embeddings=True,
-        show_progress=False,
-        n_boot=50,
+        planted, ["dfm", "ips"], [0, 1], tmp_path / "out",
+        template, export_embeddings=True, show_progress=False, n_boot=50,
     )
     written = read_rows(tmp_path / "out" / "results.csv")
     assert len(rows) == len(written) == 4
     assert {(r["model"], r["seed"]) for r in written} == {("dfm", "0"), ("dfm", "1"), ("ips", "0"), ("ips", "1")}
     required = {
-        "dataset",
-        "model",
-        "seed",
-        "auc",
-        "auc_ci_low",
-        "auc_ci_high",
-        "f1",
-        "f1_at_05",
-        "logloss",
-        "n_test",
-        "positive_rate",
-        "train_seconds",
-        "config_hash",
-        "versions",
+        "dataset", "model", "seed", "auc", "auc_ci_low", "auc_ci_high", "f1", "f1_at_05", "logloss", "n_test",
+        "positive_rate", "train_seconds", "config_hash", "versions",
     }
     assert required <= set(written[0]) and set(COLUMNS) <= set(written[0])
     assert all(float(r["auc"]) > 0.5 for r in written)
@@ -229,26 +208,8 @@ def test_cli_writes_results_and_rejects_bad_input(planted, tmp_path, capsys):
     (data_dir / "interactions.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "cli-out"
     argv = [
-        "baselines",
-        "--dataset",
-        str(data_dir),
-        "--k-core",
-        "2",
-        "--models",
-        "wdl,cause",
-        "--seeds",
-        "3",
-        "--embedding-dim",
-        "8",
-        "--epochs",
-        "2",
-        "--threads",
-        "1",
-        "--n-boot",
-        "20",
-        "--no-progress",
-        "--out",
-        str(out),
+        "baselines", "--dataset", str(data_dir), "--k-core", "2", "--models", "wdl,cause", "--seeds", "3",
+        "--embedding-dim", "8", "--epochs", "2", "--threads", "1", "--n-boot", "20", "--no-progress", "--out", str(out),
     ]
     assert main(argv) == 0
     written = read_rows(out / "results.csv")

@@ -39,9 +39,7 @@ def method(
     v_rows = PAIRS.valid if rows else np.arange(N_VALID)
     test, valid = np.atleast_2d(test), np.atleast_2d(valid)
     return MethodScores(
-        model,
-        seed,
-        SplitScores(t_rows, Y_TEST[t_rows], test[:, t_rows]),
+        model, seed, SplitScores(t_rows, Y_TEST[t_rows], test[:, t_rows]),
         SplitScores(v_rows, Y_VALID[v_rows], valid[:, v_rows]),
     )
 
@@ -62,11 +60,8 @@ def test_shared_pairs_keep_the_class_shares_and_depend_only_on_the_seed() -> Non
 
 def test_scores_round_trip(tmp_path) -> None:
     m = method(
-        "coral-ppo-dfm@probe",
-        0,
-        np.stack([noisy(Y_TEST, s, 0) for s in (0.5, 1.0)]),
-        np.stack([noisy(Y_VALID, s, 1) for s in (0.5, 1.0)]),
-        PAIRS,
+        "coral-ppo-dfm@probe", 0, np.stack([noisy(Y_TEST, s, 0) for s in (0.5, 1.0)]),
+        np.stack([noisy(Y_VALID, s, 1) for s in (0.5, 1.0)]), PAIRS,
     )
     m = MethodScores(m.model, m.seed, m.test, m.valid, {"evidence_diversity": 0.5})
     save_scores(tmp_path / "s.npz", [m])
@@ -88,8 +83,7 @@ def test_paired_differences_use_the_same_pairs_and_the_right_references() -> Non
         method("llm-only@probe", 0, t_llm, v_llm, PAIRS),
         method("coral-random@probe", 0, np.stack([t_llm, t_llm]), np.stack([v_llm, v_llm]), PAIRS, rounds=1),
         method("coral-ppo-dfm@probe", 0, np.stack([t_llm, t_ppo]), np.stack([v_llm, v_ppo]), PAIRS, rounds=1),
-        method("dfm", 0, t_dfm, v_dfm),
-        method("dcn", 0, t_dcn, v_dcn),
+        method("dfm", 0, t_dfm, v_dfm), method("dcn", 0, t_dcn, v_dcn),
     ]
     run = RunScores(scores, {0: PAIRS}, n_boot=500)
     assert run.best_ctr() == "dfm"

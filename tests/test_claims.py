@@ -66,10 +66,7 @@ def test_claims_pair_each_method_with_its_strongest_simple_alternative():
     assert (claims[1].a, claims[1].b) == (f"coral-ppo-dfm@{TAG}", f"llm-only@{TAG}")
     assert (claims[2].a, claims[2].b) == (f"coral-ppo-dfm@{TAG}", f"coral-greedy-dfm@{TAG}")
     assert (claims[3].a, claims[3].b, claims[3].a_round, claims[3].b_round) == (
-        f"coral-ppo-dfm@{TAG}",
-        f"coral-ppo-dfm@{TAG}",
-        None,
-        1,
+        f"coral-ppo-dfm@{TAG}", f"coral-ppo-dfm@{TAG}", None, 1,
     )
     assert claims[4].b in ("dfm", "wdl")  # chosen by validation AUC
     assert (claims[5].a, claims[5].b) == (f"coral-greedy-dfm@{TAG}", "knn-share-dfm")
@@ -143,12 +140,8 @@ def test_like_share_is_the_share_of_liked_among_greedys_own_pieces():
     # and the pieces are greedy's own evidence, round by round
     env = EnvConfig.from_any(scorer="scripted", warm_start="none", rounds=k)
     result = evaluate_policy(
-        GreedyPolicy(),
-        env,
-        EnvResources(dataset=dataset, scorer=ScriptedScorer(), embeddings=tables),
-        split="valid",
-        episodes=rows,
-        progress=False,
+        GreedyPolicy(), env, EnvResources(dataset=dataset, scorer=ScriptedScorer(), embeddings=tables), split="valid",
+        episodes=rows, progress=False,
     )
     for j, record in enumerate(result.records):
         labels = [step["label"] for step in record["rounds"] if step.get("user_index", -1) >= 0]

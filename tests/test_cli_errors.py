@@ -49,10 +49,8 @@ def fails(argv: list[str], capsys) -> str:
 )
 def test_bad_data_values_on_every_data_command(args, message, tmp_path, capsys) -> None:
     for command in (
-        ["data", "stats"],
-        ["baselines", "--out", str(tmp_path / "b")],
-        ["train", "--scorer", "scripted", "--out", str(tmp_path / "t")],
-        ["run", "--out", str(tmp_path / "r")],
+        ["data", "stats"], ["baselines", "--out", str(tmp_path / "b")],
+        ["train", "--scorer", "scripted", "--out", str(tmp_path / "t")], ["run", "--out", str(tmp_path / "r")],
     ):
         line = fails([*command, *args], capsys)
         if message is not None:
@@ -76,14 +74,7 @@ def test_a_single_class_split_is_refused_before_training_or_scoring(tmp_path, ca
     assert (
         fails(
             [
-                "run",
-                "--dataset",
-                "gift_cards",
-                "--positive-threshold",
-                "5",
-                "--scorer",
-                "scripted",
-                "--no-align",
+                "run", "--dataset", "gift_cards", "--positive-threshold", "5", "--scorer", "scripted", "--no-align",
                 "--out",
                 str(tmp_path / "r"),
             ],
@@ -95,14 +86,7 @@ def test_a_single_class_split_is_refused_before_training_or_scoring(tmp_path, ca
     assert line.startswith("error: gift_cards: the valid split has a single class (all negative: 0 of 210")
     line = fails(
         [
-            "evaluate",
-            "--policy",
-            "random",
-            "--positive-threshold",
-            "5",
-            "--scorer",
-            "scripted",
-            "--out",
+            "evaluate", "--policy", "random", "--positive-threshold", "5", "--scorer", "scripted", "--out",
             str(tmp_path / "e"),
         ],
         capsys,
@@ -145,10 +129,8 @@ def test_stats_json_is_strict_json(capsys) -> None:
 
 def test_bad_values_in_a_real_process_have_no_traceback(tmp_path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "coral.cli", "data", "stats", "--positive-threshold", "nan"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-m", "coral.cli", "data", "stats", "--positive-threshold", "nan"], capture_output=True,
+        text=True, timeout=120,
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == "error: --positive-threshold must be a finite number, got nan\n"

@@ -78,21 +78,10 @@ def parse(argv: list[str]) -> Root:
 
 def test_keys_follow_sections_flat_ones_merged_and_skipped_ones_left_out() -> None:
     assert to_dict(Root()) == {
-        "rate": 0.5,
-        "mode": "x",
-        "inner": {"size": 4, "names": ["a", "b"]},
-        "on": True,
-        "limit": None,
-        "out": None,
+        "rate": 0.5, "mode": "x", "inner": {"size": 4, "names": ["a", "b"]}, "on": True, "limit": None, "out": None,
     }
     assert [leaf.flag for leaf in leaves(Root)] == [
-        "--rate",
-        "--mode",
-        "--inner.size",
-        "--inner.names",
-        "--on",
-        "--limit",
-        "--out",
+        "--rate", "--mode", "--inner.size", "--inner.names", "--on", "--limit", "--out",
     ]
     assert field_docs(Inner) == {"size": "How big.", "names": "Some names."}
 
@@ -132,19 +121,8 @@ def test_yaml_files_use_the_same_keys(tmp_path: Path) -> None:
 def test_flags_types_booleans_optionals_and_the_required_check() -> None:
     config = parse(
         [
-            "--rate",
-            "2",
-            "--mode",
-            "y",
-            "--inner.size",
-            "5",
-            "--inner.names",
-            "p,q",
-            "--no-on",
-            "--limit",
-            "7",
-            "--out",
-            "d",
+            "--rate", "2", "--mode", "y", "--inner.size", "5", "--inner.names", "p,q", "--no-on", "--limit", "7",
+            "--out", "d",
         ]
     )
     assert config == Root(
@@ -207,17 +185,8 @@ def commands() -> list[tuple[list[str], type]]:
 def test_every_command_is_generated_from_a_config_class() -> None:
     names = {" ".join(p) for p, _ in commands()}
     assert names == {
-        "data stats",
-        "data download",
-        "score",
-        "baselines",
-        "train",
-        "evaluate",
-        "align",
-        "align-diagnostics",
-        "run",
-        "explain",
-        "serve-scorer",
+        "data stats", "data download", "score", "baselines", "train", "evaluate", "align", "align-diagnostics", "run",
+        "explain", "serve-scorer",
     }
 
 
@@ -294,16 +263,7 @@ def test_every_command_prints_a_config_that_reads_back(tmp_path: Path, capsys) -
 
 def test_run_print_config_round_trip(tmp_path: Path, capsys) -> None:
     flags = [
-        "--seeds",
-        "0,3",
-        "--precision",
-        "int8",
-        "--sep",
-        "tab",
-        "--train.rounds",
-        "3",
-        "--no-align",
-        "--warm-starts",
+        "--seeds", "0,3", "--precision", "int8", "--sep", "tab", "--train.rounds", "3", "--no-align", "--warm-starts",
         "dfm,wdl",
     ]
     assert cli_main(["run", *flags, "--print-config"]) == 0

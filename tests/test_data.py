@@ -88,10 +88,7 @@ def test_stats_json_fresh_clone_without_shared(tmp_path: Path) -> None:
     env = {**os.environ, "CORAL_CACHE_DIR": str(tmp_path / "cache"), "CORAL_DATA_DIR": ""}
     out = subprocess.run(
         [sys.executable, "-m", "coral.cli", "data", "stats", "--dataset", "gift_cards", "--json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
@@ -281,19 +278,9 @@ def test_generic_csv_and_tsv_with_options(tmp_path: Path, capsys) -> None:
     assert (
         main(
             [
-                "data",
-                "stats",
-                "--dataset",
-                str(tsv),
-                "--sep",
+                "data", "stats", "--dataset", str(tsv), "--sep",
                 "\\t",
-                "--user-col",
-                "uid",
-                "--item-col",
-                "iid",
-                "--rating-col",
-                "stars",
-                "--json",
+                "--user-col", "uid", "--item-col", "iid", "--rating-col", "stars", "--json",
             ]
         )
         == 0

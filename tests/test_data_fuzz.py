@@ -70,10 +70,7 @@ def sources() -> dict[str, dict[str, bytes]]:
     reviews = "".join(
         json.dumps(
             {
-                "overall": float(r["rating"]),
-                "verified": True,
-                "reviewerID": r["user"],
-                "asin": r["item"],
+                "overall": float(r["rating"]), "verified": True, "reviewerID": r["user"], "asin": r["item"],
                 "unixReviewTime": int(r["timestamp"]),
             }
         )
@@ -83,9 +80,7 @@ def sources() -> dict[str, dict[str, bytes]]:
     meta = "".join(
         json.dumps(
             {
-                "asin": i,
-                "title": gift_items[i]["title"],
-                "brand": gift_items[i]["brand"],
+                "asin": i, "title": gift_items[i]["title"], "brand": gift_items[i]["brand"],
                 "category": ["Gift Cards", gift_items[i]["category"]],
             }
         )
@@ -150,27 +145,8 @@ def cut_line(data: bytes, rng: np.random.Generator) -> bytes:
 
 #: Values that a field may be changed into, JSON-encoded for JSON lines.
 WEIRD_VALUES = [
-    None,
-    [],
-    {},
-    "",
-    "abc",
-    "five",
-    True,
-    -1,
-    0,
-    1e308,
-    "1e400",
-    "nan",
-    "inf",
-    10**30,
-    "99999999999999999999999",
-    [1, [2]],
-    {"a": 1},
-    "\u00e9\u4e2d",
-    "\ud800",
-    "a\nb",
-    3.5,
+    None, [], {}, "", "abc", "five", True, -1, 0, 1e308, "1e400", "nan", "inf", 10**30, "99999999999999999999999",
+    [1, [2]], {"a": 1}, "\u00e9\u4e2d", "\ud800", "a\nb", 3.5,
 ]
 
 
@@ -205,15 +181,7 @@ def change_field(data: bytes, rng: np.random.Generator) -> bytes:
 
 #: Numbers no column can hold: overflow to infinity, beyond int64, not a number at all.
 EXTREME_NUMBERS = [
-    b"1" + b"0" * 400,
-    b"1e400",
-    b"-1e999",
-    b"99999999999999999999",
-    b"NaN",
-    b"Infinity",
-    b"-0",
-    b"0x1F",
-    b"1_000",
+    b"1" + b"0" * 400, b"1e400", b"-1e999", b"99999999999999999999", b"NaN", b"Infinity", b"-0", b"0x1F", b"1_000",
 ]
 _DIGITS = re.compile(rb"\d+(\.\d+)?")
 
@@ -246,16 +214,8 @@ def empty(data: bytes, rng: np.random.Generator) -> bytes:
 
 def insert_junk(data: bytes, rng: np.random.Generator) -> bytes:
     junk = [
-        b"\x00",
-        b"\xff\xfe\xfd",
-        b"\r",
-        b'"',
-        b'"unterminated',
-        b"[" * 5000,
-        b"x" * 200_000,
-        b"\x1f\x8b\x08\x00",
-        b",,,,",
-        b"\t",
+        b"\x00", b"\xff\xfe\xfd", b"\r", b'"', b'"unterminated', b"[" * 5000, b"x" * 200_000, b"\x1f\x8b\x08\x00",
+        b",,,,", b"\t",
     ]
     pos = int(rng.integers(0, len(data) + 1))
     return data[:pos] + junk[int(rng.integers(0, len(junk)))] + data[pos:]
@@ -328,19 +288,8 @@ def mutation(
 
 
 MUTATIONS: list[Callable[[bytes, np.random.Generator], bytes]] = [
-    flip_bytes,
-    cut_at_byte,
-    delete_lines,
-    cut_line,
-    change_field,
-    change_field,
-    extreme_number,
-    extreme_number,
-    add_bom,
-    empty,
-    insert_junk,
-    line_endings,
-    mutation("not_utf8", not_utf8),
+    flip_bytes, cut_at_byte, delete_lines, cut_line, change_field, change_field, extreme_number, extreme_number,
+    add_bom, empty, insert_junk, line_endings, mutation("not_utf8", not_utf8),
     mutation("rating_off_scale", rating_off_scale),
 ]
 

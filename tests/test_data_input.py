@@ -62,14 +62,8 @@ def grouplens_dir(directory: Path, bom: bool = False, suffix: str = ".csv") -> P
     rows = "".join(f"{u},{i},{r:.1f},{t}\r\n" for u, i, r, t in ratings_grid())
     write(directory / f"ratings{suffix}", "userId,movieId,rating,timestamp\r\n" + rows, bom)
     genres = [
-        "Adventure|Animation|Children",
-        "Comedy|Romance",
-        "(no genres listed)",
-        "Drama",
-        "Comedy|Romance",
-        "Drama",
-        "Horror",
-        "Drama",
+        "Adventure|Animation|Children", "Comedy|Romance", "(no genres listed)", "Drama", "Comedy|Romance", "Drama",
+        "Horror", "Drama",
     ]
     movies = "".join(f'{i + 1},"Movie {i + 1}, The ({1990 + i})",{genres[i]}\r\n' for i in range(8))
     write(directory / f"movies{suffix}", "movieId,title,genres\r\n" + movies, bom)
@@ -160,8 +154,7 @@ def test_bom_grouplens_and_movielens_100k(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"sep": ""}, "sep must be a single character"),
-        ({"sep": ";;"}, "sep must be a single character .* got ';;'"),
+        ({"sep": ""}, "sep must be a single character"), ({"sep": ";;"}, "sep must be a single character .* got ';;'"),
         ({"sep": '"'}, "sep must not be a quote or a line break"),
         ({"sep": "\n"}, "sep must not be a quote or a line break"),
         ({"user_col": ""}, "user_col must name a column, got ''"),
@@ -284,21 +277,8 @@ def test_format_csv_reads_a_file_of_any_name(tmp_path: Path, capsys) -> None:
     raw = load_raw(tmp_path / "my_export.tsv", "csv", columns)
     assert len(raw) == 64 and raw.item_text["3"] == "Thing 3"
     args = [
-        "data",
-        "stats",
-        "--dataset",
-        str(tmp_path / "my_export.tsv"),
-        "--format",
-        "csv",
-        "--sep",
-        "\\t",
-        "--user-col",
-        "uid",
-        "--item-col",
-        "iid",
-        "--rating-col",
-        "stars",
-        "--json",
+        "data", "stats", "--dataset", str(tmp_path / "my_export.tsv"), "--format", "csv", "--sep", "\\t",
+        "--user-col", "uid", "--item-col", "iid", "--rating-col", "stars", "--json",
     ]
     code, out, err = run_cli(args, capsys)
     assert code == 0 and json.loads(out)["interactions"] == 64, err
@@ -356,8 +336,7 @@ def test_no_warning_when_every_item_has_a_title(tmp_path: Path, monkeypatch, rec
     ("field", "text", "message"),
     [
         ("unixReviewTime", "1" + "0" * 30, "timestamp '1000000000000000000000000000000' is out of range"),
-        ("overall", "1" + "0" * 400, "is not a number"),
-        ("overall", "1e400", "is not a finite number"),
+        ("overall", "1" + "0" * 400, "is not a number"), ("overall", "1e400", "is not a finite number"),
         ("unixReviewTime", "-1e999", "is not a finite number"),
     ],
 )

@@ -31,10 +31,7 @@ def tiny_dataset(seed: int = 0) -> CoralDataset:
             ratings.append(5.0 if liked else 1.0)
     n = len(users)
     raw = RawData(
-        users=np.array(users),
-        items=np.array(items),
-        ratings=np.array(ratings),
-        timestamps=np.arange(n),
+        users=np.array(users), items=np.array(items), ratings=np.array(ratings), timestamps=np.arange(n),
         item_text={f"i{i:03d}": f"gift card {i}" for i in range(N_ITEMS)},
         source="tiny",
     )
@@ -64,9 +61,7 @@ def resources(dataset: CoralDataset | None = None, **objects) -> EnvResources:
     """The tiny dataset, the scripted scorer, the label embeddings and the metadata prompt builder (or ``objects``)."""
     dataset = dataset if dataset is not None else tiny_dataset()
     base = dict(
-        dataset=dataset,
-        scorer=scripted_scorer(),
-        embeddings=label_embeddings(dataset),
+        dataset=dataset, scorer=scripted_scorer(), embeddings=label_embeddings(dataset),
         prompt_builder=MetadataPromptBuilder(),
     )
     return EnvResources(**(base | objects))

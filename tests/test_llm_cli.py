@@ -11,21 +11,8 @@ from coral.results import read_rows
 def test_score_writes_a_results_row_and_predictions(tmp_path, tiny_model_dir):
     out = tmp_path / "out"
     args = [
-        "score",
-        "--dataset",
-        "gift_cards",
-        "--split",
-        "test",
-        "--out",
-        str(out),
-        "--scorer",
-        f"hf:{tiny_model_dir}",
-        "--precision",
-        "float32",
-        "--limit",
-        "12",
-        "--cache-file",
-        str(tmp_path / "c.sqlite"),
+        "score", "--dataset", "gift_cards", "--split", "test", "--out", str(out), "--scorer", f"hf:{tiny_model_dir}",
+        "--precision", "float32", "--limit", "12", "--cache-file", str(tmp_path / "c.sqlite"),
     ]
     assert main(args) == 0
     rows = read_rows(out / "results.csv")

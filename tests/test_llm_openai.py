@@ -159,12 +159,7 @@ class _VLLMStub(_Server):
             p = pseudo_p(body["prompt"])
             # The labels far down the distribution: a raw top-2 would not contain them.
             weights = {
-                "Yes": 0.01 * p,
-                " Yes": 0.002 * p,
-                "No": 0.01 * (1 - p),
-                " No": 0.002 * (1 - p),
-                "The": 0.5,
-                "A": 0.4,
+                "Yes": 0.01 * p, " Yes": 0.002 * p, "No": 0.01 * (1 - p), " No": 0.002 * (1 - p), "The": 0.5, "A": 0.4,
             }
             if stub.processed:
                 allowed = [stub.tokenizer.decode([t]) for t in body["allowed_token_ids"]]

@@ -22,38 +22,17 @@ from coral.results import read_rows
 
 #: A small, fast main job: every method, a scripted scorer instead of the LLM, few steps.
 FAST = {
-    "dataset": "gift_cards",
-    "seeds": [0],
-    "baselines": ["dfm", "dcn", "wdl", "afm", "ips", "cause"],
-    "baseline": {"epochs": 2},
-    "scorer": "scripted",
-    "align": False,
-    "methods": ["llm-only", "coral-random", "coral-greedy", "coral-ppo", "coral-ddpg"],
-    "warm_starts": ["dfm"],
-    "ppo_timesteps": 64,
-    "ddpg_timesteps": 32,
-    "eval_pairs": 60,
-    "valid_pairs": 40,
-    "train": {"n_envs": 4},
-    "n_boot": 50,
-    "controls": True,
+    "dataset": "gift_cards", "seeds": [0], "baselines": ["dfm", "dcn", "wdl", "afm", "ips", "cause"],
+    "baseline": {"epochs": 2}, "scorer": "scripted", "align": False,
+    "methods": ["llm-only", "coral-random", "coral-greedy", "coral-ppo", "coral-ddpg"], "warm_starts": ["dfm"],
+    "ppo_timesteps": 64, "ddpg_timesteps": 32, "eval_pairs": 60, "valid_pairs": 40, "train": {"n_envs": 4},
+    "n_boot": 50, "controls": True,
 }
 
 EXPECTED = [
-    "DFM",
-    "DCN",
-    "WDL",
-    "AFM",
-    "IPS",
-    "CausE",
-    "User+item mean",
-    "kNN like-share (DFM)",
-    "kNN like-share, distance-weighted (DFM)",
-    "LLM-Language [zero-shot]",
-    "CoRAL-random [zero-shot]",
-    "CoRAL-greedy (DFM) [zero-shot]",
-    "CoRAL-PPO (DFM) [zero-shot]",
-    "CoRAL-DDPG (DFM) [zero-shot]",
+    "DFM", "DCN", "WDL", "AFM", "IPS", "CausE", "User+item mean", "kNN like-share (DFM)",
+    "kNN like-share, distance-weighted (DFM)", "LLM-Language [zero-shot]", "CoRAL-random [zero-shot]",
+    "CoRAL-greedy (DFM) [zero-shot]", "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-DDPG (DFM) [zero-shot]",
 ]
 
 
@@ -65,10 +44,7 @@ def write_config(path: Path, **overrides) -> Path:
 def run_cli(config: Path, out: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "coral.cli", "run", "--config", str(config), "--out", str(out)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
 
@@ -91,20 +67,8 @@ def test_table_has_every_method(uninterrupted) -> None:
     assert "LLM-Language" in log  # the table is printed at the end
     rows = read_rows(out / "results.csv")
     for column in (
-        "dataset",
-        "model",
-        "seed",
-        "auc",
-        "auc_ci_low",
-        "auc_ci_high",
-        "f1",
-        "f1_at_05",
-        "logloss",
-        "n_test",
-        "positive_rate",
-        "train_seconds",
-        "config_hash",
-        "versions",
+        "dataset", "model", "seed", "auc", "auc_ci_low", "auc_ci_high", "f1", "f1_at_05", "logloss", "n_test",
+        "positive_rate", "train_seconds", "config_hash", "versions",
     ):
         assert column in rows[0]
     # Per-round rows 0..5 for the retrieval methods (the paper's Fig. 3).
@@ -223,17 +187,9 @@ def test_a_changed_deep_default_reruns_its_stage(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
     tiny = {
-        "scorer": "scripted",
-        "align": False,
-        "baselines": ["ips"],
-        "baseline": {"epochs": 1},
-        "methods": ["coral-ppo"],
-        "warm_starts": ["none"],
-        "ppo_timesteps": 16,
-        "eval_pairs": 8,
-        "valid_pairs": 8,
-        "train": {"n_envs": 2, "batch_size": 32},
-        "n_boot": 0,
+        "scorer": "scripted", "align": False, "baselines": ["ips"], "baseline": {"epochs": 1}, "methods": ["coral-ppo"],
+        "warm_starts": ["none"], "ppo_timesteps": 16, "eval_pairs": 8, "valid_pairs": 8,
+        "train": {"n_envs": 2, "batch_size": 32}, "n_boot": 0,
     }
 
     def run_job() -> str:
@@ -257,44 +213,20 @@ def test_a_changed_deep_default_reruns_its_stage(tmp_path, monkeypatch) -> None:
 def test_report_table_layout() -> None:
     rows = [
         {
-            "dataset": "d",
-            "model": "dfm",
-            "seed": "0",
-            "auc": "0.8",
-            "f1": "0.7",
-            "auc_ci_low": "0.7",
-            "auc_ci_high": "0.9",
-            "round": "",
+            "dataset": "d", "model": "dfm", "seed": "0", "auc": "0.8", "f1": "0.7", "auc_ci_low": "0.7",
+            "auc_ci_high": "0.9", "round": "",
         },
         {
-            "dataset": "d",
-            "model": "dfm",
-            "seed": "1",
-            "auc": "0.6",
-            "f1": "0.5",
-            "auc_ci_low": "0.5",
-            "auc_ci_high": "0.7",
-            "round": "",
+            "dataset": "d", "model": "dfm", "seed": "1", "auc": "0.6", "f1": "0.5", "auc_ci_low": "0.5",
+            "auc_ci_high": "0.7", "round": "",
         },
         {
-            "dataset": "d",
-            "model": "coral-ppo-dfm@aligned",
-            "seed": "0",
-            "auc": "0.5",
-            "f1": "0.1",
-            "auc_ci_low": "0.4",
-            "auc_ci_high": "0.6",
-            "round": "0",
+            "dataset": "d", "model": "coral-ppo-dfm@aligned", "seed": "0", "auc": "0.5", "f1": "0.1",
+            "auc_ci_low": "0.4", "auc_ci_high": "0.6", "round": "0",
         },
         {
-            "dataset": "d",
-            "model": "coral-ppo-dfm@aligned",
-            "seed": "0",
-            "auc": "0.9",
-            "f1": "0.8",
-            "auc_ci_low": "0.8",
-            "auc_ci_high": "1.0",
-            "round": "5",
+            "dataset": "d", "model": "coral-ppo-dfm@aligned", "seed": "0", "auc": "0.9", "f1": "0.8",
+            "auc_ci_low": "0.8", "auc_ci_high": "1.0", "round": "5",
         },
     ]
     assert len(final_rows(rows)) == 3

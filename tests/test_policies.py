@@ -37,18 +37,8 @@ def resources(dataset):
 
 def quick_config(out: Path, **keys) -> TrainConfig:
     base = dict(
-        dataset="tiny",
-        warm_start="none",
-        scorer="scripted",
-        out=str(out),
-        embedding_dim=DIM,
-        n_envs=4,
-        n_steps=32,
-        batch_size=64,
-        checkpoint_every=0,
-        val_every=0,
-        progress=False,
-        threads=1,
+        dataset="tiny", warm_start="none", scorer="scripted", out=str(out), embedding_dim=DIM, n_envs=4, n_steps=32,
+        batch_size=64, checkpoint_every=0, val_every=0, progress=False, threads=1,
     )
     return from_dict(TrainConfig, base | keys)
 
@@ -186,12 +176,7 @@ def test_metrics_and_validation_auc_are_logged(tmp_path, resources):
     with open(tmp_path / "log" / "logs" / "segment0" / "progress.csv") as f:
         rows = list(csv.DictReader(f))
     for key in (
-        "coral/reward",
-        "coral/abs_error",
-        "coral/llm_calls",
-        "coral/val_auc",
-        "rollout/ep_rew_mean",
-        "train/loss",
+        "coral/reward", "coral/abs_error", "coral/llm_calls", "coral/val_auc", "rollout/ep_rew_mean", "train/loss",
     ):
         assert any(r.get(key) not in (None, "") for r in rows), key
     # TensorBoard is an optional extra: its event file is written exactly when it is installed.
@@ -206,28 +191,9 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
     data = write_dataset_csv(dataset, tmp_path / "data")
     run = tmp_path / "run"
     args = [
-        "train",
-        "--dataset",
-        str(data),
-        "--algo",
-        "ppo",
-        "--warm-start",
-        "none",
-        "--timesteps",
-        "64",
-        "--seed",
-        "1",
-        "--out",
-        str(run),
-        "--scorer",
-        "scripted:weight=0.6",
-        "--n-envs",
-        "2",
-        "--embedding-dim",
-        "8",
-        "--val-every",
-        "0",
-        "--no-progress",
+        "train", "--dataset", str(data), "--algo", "ppo", "--warm-start", "none", "--timesteps", "64", "--seed", "1",
+        "--out", str(run), "--scorer", "scripted:weight=0.6", "--n-envs", "2", "--embedding-dim", "8", "--val-every",
+        "0", "--no-progress",
     ]
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(args) == 0
@@ -235,19 +201,9 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
         assert (
             main(
                 [
-                    "evaluate",
-                    "--policy",
-                    "random",
-                    "--dataset",
-                    str(data),
-                    "--scorer",
-                    "scripted",
-                    "--out",
+                    "evaluate", "--policy", "random", "--dataset", str(data), "--scorer", "scripted", "--out",
                     str(tmp_path / "base"),
-                    "--limit",
-                    "12",
-                    "--n-boot",
-                    "0",
+                    "--limit", "12", "--n-boot", "0",
                 ]
             )
             == 0

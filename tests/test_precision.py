@@ -46,20 +46,9 @@ def tiny():
 
 def _record(layout: str, flags, d_auc: float, speedup: float = 1.5) -> ParityRecord:
     return ParityRecord(
-        precision=layout,
-        numerics=numerics(layout, flags),
-        cpu_class="test",
-        scorer="test",
-        dataset="movielens_small",
-        pairs=70,
-        prompt_version="v",
-        auc_fp32=0.6,
-        auc=0.6 + d_auc,
-        mean_abs_dp=0.01,
-        max_abs_dp=0.05,
-        speedup=speedup,
-        date="2026-11-24",
-        command="test",
+        precision=layout, numerics=numerics(layout, flags),
+        cpu_class="test", scorer="test", dataset="movielens_small", pairs=70, prompt_version="v", auc_fp32=0.6,
+        auc=0.6 + d_auc, mean_abs_dp=0.01, max_abs_dp=0.05, speedup=speedup, date="2026-11-24", command="test",
     )
 
 

@@ -23,17 +23,8 @@ from coral.policies.run_dir import load_run_policy
 
 def planted_train_config(out: Path, **keys) -> TrainConfig:
     base = dict(
-        dataset="planted",
-        warm_start="none",
-        scorer="scripted",
-        embedding_dim=PLANTED_DIM,
-        out=str(out),
-        n_envs=8,
-        checkpoint_every=0,
-        val_every=0,
-        progress=False,
-        threads=1,
-        seed=0,
+        dataset="planted", warm_start="none", scorer="scripted", embedding_dim=PLANTED_DIM, out=str(out), n_envs=8,
+        checkpoint_every=0, val_every=0, progress=False, threads=1, seed=0,
     )
     return from_dict(TrainConfig, base | keys)
 
@@ -96,11 +87,8 @@ def test_label_aware_rows_never_enter_the_claims(dataset, resources):
         return MethodScores(name, 0, split(y_test, test_rows), split(y_valid, valid_rows), {})
 
     methods = [
-        scores("llm-only@x", 0.0),
-        scores("coral-random@x", 0.05),
-        scores("coral-greedy@x", 0.3),
-        scores("coral-ppo-dfm@x", 0.2),
-        scores("reference-label-aware-dfm@x", 0.9),
+        scores("llm-only@x", 0.0), scores("coral-random@x", 0.05), scores("coral-greedy@x", 0.3),
+        scores("coral-ppo-dfm@x", 0.2), scores("reference-label-aware-dfm@x", 0.9),
     ]
     pairs = {0: SharedPairs(test=test_rows, valid=valid_rows, seed=0)}
     assert RunScores(methods, pairs, n_boot=0).claims_method() == "coral-ppo-dfm@x"
@@ -152,22 +140,9 @@ def test_validation_on_tuning_rows_beside_greedy_and_the_training_curves(tmp_pat
         config = from_dict(
             TrainConfig,
             dict(
-                dataset="tiny",
-                warm_start="none",
-                scorer="scripted",
-                out=str(tmp_path / f"run{seed}"),
-                embedding_dim=DIM,
-                n_envs=4,
-                n_steps=16,
-                batch_size=32,
-                checkpoint_every=0,
-                val_every=64,
-                val_size=8,
-                progress=False,
-                threads=1,
-                algo="ppo",
-                timesteps=128,
-                seed=seed,
+                dataset="tiny", warm_start="none", scorer="scripted", out=str(tmp_path / f"run{seed}"),
+                embedding_dim=DIM, n_envs=4, n_steps=16, batch_size=32, checkpoint_every=0, val_every=64, val_size=8,
+                progress=False, threads=1, algo="ppo", timesteps=128, seed=seed,
             ),
         )
         quiet_train(config, resources)
@@ -212,31 +187,9 @@ def test_cli_evaluates_the_label_aware_reference_on_tuning_rows(tmp_path, monkey
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
     data = write_dataset_csv(dataset, tmp_path / "data")
     args = [
-        "evaluate",
-        "--policy",
-        "label-aware",
-        "--dataset",
-        str(data),
-        "--scorer",
-        "scripted",
-        "--warm-start",
-        "none",
-        "--embedding-dim",
-        "8",
-        "--split",
-        "valid",
-        "--rows",
-        "tuning",
-        "--limit",
-        "8",
-        "--label-aware-nearest",
-        "3",
-        "--label-aware-random",
-        "2",
-        "--n-boot",
-        "0",
-        "--out",
-        str(tmp_path / "ref"),
+        "evaluate", "--policy", "label-aware", "--dataset", str(data), "--scorer", "scripted", "--warm-start", "none",
+        "--embedding-dim", "8", "--split", "valid", "--rows", "tuning", "--limit", "8", "--label-aware-nearest", "3",
+        "--label-aware-random", "2", "--n-boot", "0", "--out", str(tmp_path / "ref"),
     ]
     printed = text_io.StringIO()
     with redirect_stdout(printed):

@@ -35,31 +35,9 @@ def write_dataset(directory: Path) -> Path:
 def tiny_train_args(data: Path, run: Path, *extra: str) -> list[str]:
     """``coral train`` on the tiny dataset with the scripted scorer: 2 x 64 steps per PPO iteration."""
     return [
-        "train",
-        "--dataset",
-        str(data),
-        "--warm-start",
-        "none",
-        "--scorer",
-        "scripted:weight=0.6",
-        "--embedding-dim",
-        "4",
-        "--n-candidates",
-        "8",
-        "--n-envs",
-        "2",
-        "--n-steps",
-        "64",
-        "--batch-size",
-        "64",
-        "--val-every",
-        "0",
-        "--threads",
-        "1",
-        "--no-progress",
-        "--out",
-        str(run),
-        *extra,
+        "train", "--dataset", str(data), "--warm-start", "none", "--scorer", "scripted:weight=0.6", "--embedding-dim",
+        "4", "--n-candidates", "8", "--n-envs", "2", "--n-steps", "64", "--batch-size", "64", "--val-every", "0",
+        "--threads", "1", "--no-progress", "--out", str(run), *extra,
     ]
 
 
@@ -155,18 +133,8 @@ def test_rllib_ppo_trains_checkpoints_resumes_and_evaluates(tmp_path):
     assert (
         quiet(
             tiny_train_args(
-                data,
-                run,
-                "--engine",
-                "rllib",
-                "--num-env-runners",
-                "1",
-                "--timesteps",
-                "256",
-                "--checkpoint-every",
-                "128",
-                "--val-every",
-                "256",
+                data, run, "--engine", "rllib", "--num-env-runners", "1", "--timesteps", "256", "--checkpoint-every",
+                "128", "--val-every", "256",
             )
         )
         == 0
@@ -180,18 +148,9 @@ def test_rllib_ppo_trains_checkpoints_resumes_and_evaluates(tmp_path):
     first = rows(run / "logs" / "segment0" / "progress.csv")
     assert len(first) == 2  # one row per PPO iteration of 2 x 64 steps
     for column in (
-        "rollout/ep_rew_mean",
-        "rollout/ep_len_mean",
-        "time/total_timesteps",
-        "time/iterations",
-        "time/fps",
-        "train/loss",
-        "train/value_loss",
-        "train/entropy_loss",
-        "train/learning_rate",
-        "coral/reward",
-        "coral/abs_error",
-        "coral/llm_calls",
+        "rollout/ep_rew_mean", "rollout/ep_len_mean", "time/total_timesteps", "time/iterations", "time/fps",
+        "train/loss", "train/value_loss", "train/entropy_loss", "train/learning_rate", "coral/reward",
+        "coral/abs_error", "coral/llm_calls",
     ):
         assert first[-1][column] != "", column
     assert float(first[-1]["coral/llm_calls"]) >= 256  # at least one prompt per step

@@ -119,8 +119,7 @@ def test_requests_and_clear_errors(tiny_server) -> None:
     assert {"Yes", "No"} <= set(top) and len(top) >= 3  # the label tokens always come back
     assert 0.0 < choice["coral"]["p_yes"] < 1.0 and body["usage"]["completion_tokens"] == 1
     bad = [
-        (b"{not json", 400, "not valid JSON", None),
-        ({**ok, "model": "other"}, 404, "does not exist", "model"),
+        (b"{not json", 400, "not valid JSON", None), ({**ok, "model": "other"}, 404, "does not exist", "model"),
         ({**ok, "max_tokens": 5}, 400, "max_tokens must be 1", "max_tokens"),
         ({**ok, "logprobs": None}, 400, "logprobs must be an integer", "logprobs"),
         ({**ok, "logprobs": 50}, 400, "logprobs must be an integer in [0, 20]", "logprobs"),
@@ -217,17 +216,11 @@ def test_openai_spec_takes_a_tokenizer(tiny_model_dir) -> None:
     from coral.llm.openai_backend import parse_openai_spec
 
     assert parse_openai_spec("http://h:1/v1#org/model;tokenizer=embedded") == (
-        "http://h:1/v1",
-        "org/model",
-        "embedded",
-        False,
+        "http://h:1/v1", "org/model", "embedded", False,
     )
     assert parse_openai_spec("http://h:1/v1#m") == ("http://h:1/v1", "m", None, False)
     assert parse_openai_spec("http://h:1/v1#m;tokenizer=embedded;labels_only") == (
-        "http://h:1/v1",
-        "m",
-        "embedded",
-        True,
+        "http://h:1/v1", "m", "embedded", True,
     )
     with pytest.raises(CoralError, match="unknown option 'tok=x'"):
         parse_openai_spec("http://h:1/v1#m;tok=x")

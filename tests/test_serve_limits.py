@@ -23,15 +23,7 @@ from coral.serve.client import ServedScorer, start_server, stop_under_load
 #: 11 tokens of the embedded tokenizer; the issue's report sent 5,000 of them (about 55k tokens).
 SENTENCE = "I liked the movie Heat (1995). "
 SERVER_ARGS = [
-    "--precision",
-    "float32",
-    "--threads",
-    "1",
-    "--max-wait-ms",
-    "20",
-    "--max-prompt-tokens",
-    "2048",
-    "--chunk-tokens",
+    "--precision", "float32", "--threads", "1", "--max-wait-ms", "20", "--max-prompt-tokens", "2048", "--chunk-tokens",
     "4096",
 ]
 
@@ -216,15 +208,8 @@ def test_limit_settings_are_checked(tiny_model_dir, capsys) -> None:
     assert (
         main(
             [
-                "serve-scorer",
-                "--scorer",
-                f"hf:{tiny_model_dir}",
-                "--port",
-                "0",
-                "--max-prompt-tokens",
-                "5000",
-                "--chunk-tokens",
-                "8192",
+                "serve-scorer", "--scorer", f"hf:{tiny_model_dir}",
+                "--port", "0", "--max-prompt-tokens", "5000", "--chunk-tokens", "8192",
             ]
         )
         == 2

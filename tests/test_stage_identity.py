@@ -19,11 +19,8 @@ from coral.pipeline.config import RunConfig
 #: renames, with the config key ``layout`` (the option's name there). A changed value here means
 #: that every finished stage of every earlier run would be recomputed.
 BEFORE_RENAME = [
-    "baselines-seed0-8679e129bf17",
-    "align-seed0-cac5eb42d273",
-    "coral-random@zero-shot-seed0-4491776cc28e",
-    "coral-greedy@zero-shot-seed0-ef36087ef430",
-    "coral-ppo-dfm@zero-shot-seed0-bcc1f60181f9",
+    "baselines-seed0-8679e129bf17", "align-seed0-cac5eb42d273", "coral-random@zero-shot-seed0-4491776cc28e",
+    "coral-greedy@zero-shot-seed0-ef36087ef430", "coral-ppo-dfm@zero-shot-seed0-bcc1f60181f9",
     "controls@zero-shot-seed0-97f889466eee",
 ]
 #: gift_cards' dataset fingerprint and the hash of a TSV layout with renamed columns, at fa40ada.
@@ -37,8 +34,7 @@ def _stage_names(config: dict, tmp_path: Path, monkeypatch) -> tuple[list[str], 
     ds = job.dataset("gift_cards", 0)
     pairs = job.pairs(ds, tmp_path, 0)
     stages = [
-        job.baselines_stage(ds, 0),
-        job.align_stage(ds, 0),
+        job.baselines_stage(ds, 0), job.align_stage(ds, 0),
         job.fixed_policy_stage(ds, pairs, "hf", "zero-shot", "coral-random", 0),
         job.fixed_policy_stage(ds, pairs, "hf", "zero-shot", "coral-greedy", 0),
         job.trained_policy_stage(ds, pairs, "hf", "zero-shot", "coral-ppo", "dfm", 0),

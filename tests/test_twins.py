@@ -93,12 +93,8 @@ def test_base_rate_twin_equals_a_hand_fitted_logistic_regression(dataset):
             # the whole percents the prompt writes (Python's round, as "liked 45% of 120")
             out.append(
                 [
-                    round(100 * ul / ur) / 100 if ur else 0.5,
-                    np.log1p(ur),
-                    ur == 0,
-                    round(100 * il / ir) / 100 if ir else 0.5,
-                    np.log1p(ir),
-                    ir == 0,
+                    round(100 * ul / ur) / 100 if ur else 0.5, np.log1p(ur), ur == 0,
+                    round(100 * il / ir) / 100 if ir else 0.5, np.log1p(ir), ir == 0,
                 ]
             )
         return np.array(out, dtype=np.float64)

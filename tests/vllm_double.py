@@ -34,16 +34,8 @@ import numpy as np
 #: Engine arguments the double accepts: the ones coral passes or documents (a subset of EngineArgs).
 LLM_OPTIONS = frozenset(
     {
-        "dtype",
-        "enable_prefix_caching",
-        "max_logprobs",
-        "logprobs_mode",
-        "gpu_memory_utilization",
-        "max_model_len",
-        "seed",
-        "tensor_parallel_size",
-        "enforce_eager",
-        "generation_config",
+        "dtype", "enable_prefix_caching", "max_logprobs", "logprobs_mode", "gpu_memory_utilization", "max_model_len",
+        "seed", "tensor_parallel_size", "enforce_eager", "generation_config",
     }
 )
 LOGPROBS_MODES = ("raw_logits", "raw_logprobs", "processed_logits", "processed_logprobs")
@@ -136,11 +128,7 @@ def make_fake_vllm(tokenizer: Any, logits_fn: Callable[[list[int]], np.ndarray])
             return tokenizer
 
         def generate(
-            self,
-            prompts: Sequence[Any],
-            sampling_params: SamplingParams | None = None,
-            *,
-            use_tqdm: bool = True,
+            self, prompts: Sequence[Any], sampling_params: SamplingParams | None = None, *, use_tqdm: bool = True,
             **options: Any,
         ) -> list[RequestOutput]:
             params = sampling_params if sampling_params is not None else SamplingParams()

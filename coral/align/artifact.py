@@ -23,32 +23,14 @@ from coral.llm.aligned import (
 )
 
 __all__ = [
-    "ADAPTER_DIR",
-    "EXAMPLES_FILE",
-    "HEAD_FILE",
-    "TOPK_FILE",
-    "LOG_FILE",
-    "META_FILE",
-    "METRICS_FILE",
-    "identity",
-    "load_aligned_scorer",
-    "read_meta",
-    "save_result",
+    "ADAPTER_DIR", "EXAMPLES_FILE", "HEAD_FILE", "TOPK_FILE", "LOG_FILE", "META_FILE", "METRICS_FILE", "identity",
+    "load_aligned_scorer", "read_meta", "save_result",
 ]
 
 
 def save_result(
-    directory: Path,
-    config: AlignConfig,
-    *,
-    peft_model: Any = None,
-    head: Any = None,
-    topk_state: dict | None = None,
-    cf_state: dict | None = None,
-    dataset_name: str,
-    dataset_fingerprint: str,
-    prompt_version: str,
-    summary: dict,
+    directory: Path, config: AlignConfig, *, peft_model: Any = None, head: Any = None, topk_state: dict | None = None,
+    cf_state: dict | None = None, dataset_name: str, dataset_fingerprint: str, prompt_version: str, summary: dict,
 ) -> str:
     """Write the weights and ``align.json`` (last, so a directory with it is complete); returns the identity.
 
@@ -70,13 +52,8 @@ def save_result(
     atomic_write_json(
         directory / META_FILE,
         {
-            "format": FORMAT_VERSION,
-            "method": config.method,
-            "config": config.to_dict(),
-            "dataset": dataset_name,
-            "dataset_fingerprint": dataset_fingerprint,
-            "prompt_version": prompt_version,
-            "summary": summary,
+            "format": FORMAT_VERSION, "method": config.method, "config": config.to_dict(), "dataset": dataset_name,
+            "dataset_fingerprint": dataset_fingerprint, "prompt_version": prompt_version, "summary": summary,
         },
     )
     return identity(directory)

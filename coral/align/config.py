@@ -118,14 +118,7 @@ class AlignConfig:
         require(self.n_train >= 2, "n_train", f"must be >= 2, got {self.n_train}")
         require(self.rounds >= 0, "rounds", f"must be >= 0, got {self.rounds}")
         for name in (
-            "epochs",
-            "grad_accum",
-            "lora_r",
-            "threads",
-            "topk_layers",
-            "topk_targets",
-            "topk_epochs",
-            "topk_batch",
+            "epochs", "grad_accum", "lora_r", "threads", "topk_layers", "topk_targets", "topk_epochs", "topk_batch",
         ):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         require(self.topk_lr > 0, "topk_lr", f"must be > 0, got {self.topk_lr}")

@@ -76,16 +76,8 @@ def control_evidence(
 
 
 def evidence_controls(
-    scorer: Any,
-    dataset: CoralDataset,
-    builder: Any,
-    split: str,
-    rows: np.ndarray,
-    index: Any,
-    k: int = 5,
-    seed: int = 0,
-    n_boot: int = 2000,
-    progress: bool = True,
+    scorer: Any, dataset: CoralDataset, builder: Any, split: str, rows: np.ndarray, index: Any, k: int = 5,
+    seed: int = 0, n_boot: int = 2000, progress: bool = True,
 ) -> dict[str, Any]:
     """AUC of ``scorer`` on ``rows`` of ``split`` under each control, and the paired difference vs no evidence.
 

@@ -37,10 +37,7 @@ class AlignExample:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "user": self.user,
-                "item": self.item,
-                "label": self.label,
-                "policy": self.policy,
+                "user": self.user, "item": self.item, "label": self.label, "policy": self.policy,
                 "evidence": [list(e) for e in self.evidence],
             }
         )
@@ -49,10 +46,7 @@ class AlignExample:
     def from_json(cls, line: str) -> "AlignExample":
         d = json.loads(line)
         return cls(
-            int(d["user"]),
-            int(d["item"]),
-            int(d["label"]),
-            tuple(Evidence(*map(int, e)) for e in d["evidence"]),
+            int(d["user"]), int(d["item"]), int(d["label"]), tuple(Evidence(*map(int, e)) for e in d["evidence"]),
             str(d["policy"]),
         )
 

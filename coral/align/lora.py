@@ -37,13 +37,8 @@ def lora_config(config: AlignConfig, n_layers: int):
 
     layers = list(range(max(0, n_layers - config.lora_layers), n_layers)) if config.lora_layers else None
     return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_targets),
-        layers_to_transform=layers,
-        bias="none",
-        task_type="CAUSAL_LM",
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_targets), layers_to_transform=layers, bias="none", task_type="CAUSAL_LM",
     )
 
 
@@ -113,13 +108,8 @@ def lr_schedule(config: AlignConfig, total_steps: int) -> Callable[[int], float]
 
 
 def _accumulate(
-    peft_model: Any,
-    token_ids: Sequence[Sequence[int]],
-    labels: np.ndarray,
-    chunk: np.ndarray,
-    weights: tuple[float, float],
-    label_tokens: LabelTokens,
-    bar: Any,
+    peft_model: Any, token_ids: Sequence[Sequence[int]], labels: np.ndarray, chunk: np.ndarray,
+    weights: tuple[float, float], label_tokens: LabelTokens, bar: Any,
 ) -> list[float]:
     """Forward and backward passes of one optimiser step's prompts, one prompt at a time (gradients
     accumulate, each loss weighted by its class weight over the chunk's sum); returns their losses."""
@@ -139,12 +129,7 @@ def _accumulate(
 
 
 def _end_epoch(
-    state: dict,
-    running: list[float],
-    peft_model: Any,
-    optimizer: Any,
-    config: AlignConfig,
-    out_dir: Path,
+    state: dict, running: list[float], peft_model: Any, optimizer: Any, config: AlignConfig, out_dir: Path,
     log: Callable[[dict], None],
 ) -> None:
     """Log the epoch's mean loss, checkpoint as ``last`` and keep a copy as ``epoch-<k>``."""
@@ -160,14 +145,8 @@ def _end_epoch(
 
 
 def train_lora(
-    peft_model: Any,
-    token_ids: Sequence[Sequence[int]],
-    labels: np.ndarray,
-    label_tokens: LabelTokens,
-    config: AlignConfig,
-    out_dir: Path,
-    progress: bool = True,
-    log: Callable[[dict], None] = lambda row: None,
+    peft_model: Any, token_ids: Sequence[Sequence[int]], labels: np.ndarray, label_tokens: LabelTokens,
+    config: AlignConfig, out_dir: Path, progress: bool = True, log: Callable[[dict], None] = lambda row: None,
 ) -> dict:
     """Fine-tune the adapters of ``peft_model`` on prompts (token ids) and their 0/1 labels.
 
@@ -193,21 +172,14 @@ def train_lora(
     weights = loss_weights(labels, config.balance)
     last_dir = out_dir / CHECKPOINT_DIR / "last"
     state = _load_state(last_dir, peft_model, optimizer, config.hash) or {
-        "epoch": 0,
-        "done": 0,
-        "step": 0,
-        "seconds": 0.0,
-        "epoch_losses": [],
+        "epoch": 0, "done": 0, "step": 0, "seconds": 0.0, "epoch_losses": [],
     }
     if state["epoch"] >= config.epochs:  # finished earlier: the adapters are restored, nothing to do
         peft_model.eval()
         return {k: state[k] for k in ("step", "seconds", "epoch_losses")}
     peft_model.train()
     bar = tqdm(
-        total=n * config.epochs,
-        initial=state["epoch"] * n + state["done"],
-        desc="align (lora)",
-        unit="prompt",
+        total=n * config.epochs, initial=state["epoch"] * n + state["done"], desc="align (lora)", unit="prompt",
         disable=not progress,
     )
     started = time.monotonic() - state["seconds"]
@@ -229,11 +201,8 @@ def train_lora(
             state["seconds"] = time.monotonic() - started
             log(
                 {
-                    "epoch": epoch,
-                    "step": state["step"],
-                    "loss": float(np.mean(losses)),
-                    "lr": lr_at(state["step"] - 1),
-                    "seconds": round(state["seconds"], 2),
+                    "epoch": epoch, "step": state["step"], "loss": float(np.mean(losses)),
+                    "lr": lr_at(state["step"] - 1), "seconds": round(state["seconds"], 2),
                 }
             )
             bar.set_postfix(loss=f"{np.mean(running[-64:]):.3f}")

@@ -115,11 +115,6 @@ def resolve_align_dtype(dtype: str, method: str) -> str:
 
 
 __all__ = [
-    "ALIGN_DTYPES",
-    "ALIGN_TOLERANCE",
-    "MIN_PAIRS",
-    "AlignParityRecord",
-    "default_align_dtype",
-    "load_align_records",
+    "ALIGN_DTYPES", "ALIGN_TOLERANCE", "MIN_PAIRS", "AlignParityRecord", "default_align_dtype", "load_align_records",
     "resolve_align_dtype",
 ]

@@ -41,15 +41,8 @@ def _prepare_directory(out: Path, config: AlignConfig, restart: bool) -> None:
     config_path = out / CONFIG_FILE
     if restart and out.exists():
         for name in (
-            META_FILE,
-            CONFIG_FILE,
-            LOG_FILE,
-            EXAMPLES_FILE,
-            METRICS_FILE,
-            VALID_SCORES_FILE,
-            "adapter",
-            "head.safetensors",
-            "checkpoints",
+            META_FILE, CONFIG_FILE, LOG_FILE, EXAMPLES_FILE, METRICS_FILE, VALID_SCORES_FILE, "adapter",
+            "head.safetensors", "checkpoints",
         ):
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -88,11 +81,8 @@ def _tokenise(
     ids = [ids[j] for j in keep]
     labels = np.array([examples[j].label for j in keep], dtype=np.int64)
     summary: dict[str, Any] = {
-        "n_examples": len(examples),
-        "n_used": len(keep),
-        "n_too_long": len(examples) - len(keep),
-        "n_negative": int((labels == 0).sum()),
-        "mean_tokens": float(np.mean([len(x) for x in ids])) if ids else 0.0,
+        "n_examples": len(examples), "n_used": len(keep), "n_too_long": len(examples) - len(keep),
+        "n_negative": int((labels == 0).sum()), "mean_tokens": float(np.mean([len(x) for x in ids])) if ids else 0.0,
         "policies": {p: sum(examples[j].policy == p for j in keep) for p in ("none", *config.policies)},
     }
     if len(set(labels.tolist())) < 2:
@@ -149,14 +139,8 @@ def _train_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, progr
     peft_model, head, summary["training"] = _fit(model, ids, labels, tokens, config, out, progress)
     summary["train_seconds"] = round(time.monotonic() - started, 2)
     save_result(
-        out,
-        config,
-        peft_model=peft_model,
-        head=head,
-        dataset_name=dataset.name,
-        dataset_fingerprint=dataset.fingerprint,
-        prompt_version=builder.version,
-        summary=summary,
+        out, config, peft_model=peft_model, head=head, dataset_name=dataset.name,
+        dataset_fingerprint=dataset.fingerprint, prompt_version=builder.version, summary=summary,
     )
 
 
@@ -220,19 +204,11 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
     dtype = getattr(torch, config.dtype)
     trunk_started = time.monotonic()
     train = compute_trunk(
-        model,
-        [trees.tree(s) for s in train_sources],
-        [s.label for s in train_sources],
-        config.topk_trunk,
-        progress,
+        model, [trees.tree(s) for s in train_sources], [s.label for s in train_sources], config.topk_trunk, progress,
         dtype=dtype,
     )
     stop = compute_trunk(
-        model,
-        [trees.tree(s) for s in stop_sources],
-        [s.label for s in stop_sources],
-        config.topk_trunk,
-        progress,
+        model, [trees.tree(s) for s in stop_sources], [s.label for s in stop_sources], config.topk_trunk, progress,
         dtype=dtype,
     )
     trunk_seconds = time.monotonic() - trunk_started
@@ -247,10 +223,7 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
 
         torch.manual_seed(config.seed)
         cf = CFProjection(
-            unit_rms(tables.user),
-            unit_rms(tables.item),
-            config.prompt.cf_tokens,
-            model.config.hidden_size,
+            unit_rms(tables.user), unit_rms(tables.item), config.prompt.cf_tokens, model.config.hidden_size,
             config.cf_hidden,
         )
         marker = marker_token_id(tokenizer, CF_MARKER)
@@ -258,13 +231,7 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
             np.array([(s.user, s.item) for s in sources], dtype=np.int64) for sources in (train_sources, stop_sources)
         )
     head = TopKHead(
-        model,
-        config.topk_trunk,
-        config.topk_layers,
-        labels.yes_ids,
-        labels.no_ids,
-        dtype=dtype,
-        cf=cf,
+        model, config.topk_trunk, config.topk_layers, labels.yes_ids, labels.no_ids, dtype=dtype, cf=cf,
         marker_id=marker,
     )
     before = stop_score(stop.labels, predict(head, stop))
@@ -276,34 +243,20 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
             log_file.flush()
 
         trained = train_topk(
-            head,
-            train,
-            lambda h: stop_score(stop.labels, predict(h, stop)),
-            lr=config.topk_lr,
-            epochs=config.topk_epochs,
-            trees_per_step=config.topk_batch,
-            seed=config.seed,
-            cf_lr=config.cf_lr,
-            log=log,
+            head, train, lambda h: stop_score(stop.labels, predict(h, stop)),
+            lr=config.topk_lr, epochs=config.topk_epochs, trees_per_step=config.topk_batch, seed=config.seed,
+            cf_lr=config.cf_lr, log=log,
         )
     summary = {
         "scorer_name": scorer_name({"method": config.method, "config": config.to_dict()}),
-        "n_targets": len(train.trees),
-        "n_negative": int((train.labels == 0).sum()),
-        "train_tokens": train.tokens,
-        "scored_prompts": int(sum(len(t.outputs) for t in train.trees)),
-        "stop_pairs": len(stop.trees),
-        "trunk_cpu_seconds": round(train.seconds + stop.seconds, 1),
-        "train_cpu_seconds": round(trained.cpu_seconds, 1),
-        "trunk_wall_seconds": round(trunk_seconds, 1),
-        "train_wall_seconds": round(time.monotonic() - train_started, 1),
-        "steps": trained.steps,
-        "best_step": trained.best_step,
-        "stop_score_before": round(before, 5),
+        "n_targets": len(train.trees), "n_negative": int((train.labels == 0).sum()), "train_tokens": train.tokens,
+        "scored_prompts": int(sum(len(t.outputs) for t in train.trees)), "stop_pairs": len(stop.trees),
+        "trunk_cpu_seconds": round(train.seconds + stop.seconds, 1), "train_cpu_seconds": round(trained.cpu_seconds, 1),
+        "trunk_wall_seconds": round(trunk_seconds, 1), "train_wall_seconds": round(time.monotonic() - train_started, 1),
+        "steps": trained.steps, "best_step": trained.best_step, "stop_score_before": round(before, 5),
         "stop_score_best": round(trained.best_score, 5),
         "trainable_parameters": int(sum(p.numel() for p in head.parameters() if p.requires_grad)),
-        "model_layers": config.topk_trunk + config.topk_layers,
-        "train_seconds": round(time.monotonic() - started, 2),
+        "model_layers": config.topk_trunk + config.topk_layers, "train_seconds": round(time.monotonic() - started, 2),
     }
     from coral.llm.aligned import TARGETS_FILE
 
@@ -318,24 +271,13 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
     )
     cf_state = {k: v.detach().contiguous().clone() for k, v in cf.state_dict().items()} if cf is not None else None
     save_result(
-        out,
-        config,
-        topk_state=head.state_for_model(),
-        cf_state=cf_state,
-        dataset_name=dataset.name,
-        dataset_fingerprint=dataset.fingerprint,
-        prompt_version=builder.version,
-        summary=summary,
+        out, config, topk_state=head.state_for_model(), cf_state=cf_state, dataset_name=dataset.name,
+        dataset_fingerprint=dataset.fingerprint, prompt_version=builder.version, summary=summary,
     )
 
 
 def run_alignment(
-    dataset: CoralDataset,
-    config: AlignConfig,
-    out: str | Path,
-    *,
-    validate: bool = True,
-    restart: bool = False,
+    dataset: CoralDataset, config: AlignConfig, out: str | Path, *, validate: bool = True, restart: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Align the scorer to the Yes/No task on ``dataset``'s training split and save it in ``out``.
@@ -382,16 +324,9 @@ def validate_alignment(out: Path, dataset: CoralDataset, config: AlignConfig, pr
     scorer = load_aligned_scorer(out)
     builder = prompt_builder(dataset, scorer.tokenizer, config)
     full = evidence_diagnostics(
-        scorer,
-        dataset,
-        builder,
-        split="valid",
+        scorer, dataset, builder, split="valid",
         rounds=max(1, config.rounds),
-        policies=config.policies,
-        warm=config.warm,
-        n_pairs=config.n_valid,
-        seed=config.seed,
-        progress=progress,
+        policies=config.policies, warm=config.warm, n_pairs=config.n_valid, seed=config.seed, progress=progress,
     )
     diag = summary(full)
     diag["seconds"] = round(time.monotonic() - t0, 2)

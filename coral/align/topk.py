@@ -115,13 +115,8 @@ class TrunkCache:
 
 @torch.inference_mode()
 def compute_trunk(
-    model: Any,
-    trees: Sequence[PromptTree],
-    labels: Sequence[int],
-    depth: int,
-    progress: bool = False,
-    store: Any = np.float16,
-    dtype: torch.dtype = torch.float32,
+    model: Any, trees: Sequence[PromptTree], labels: Sequence[int], depth: int, progress: bool = False,
+    store: Any = np.float16, dtype: torch.dtype = torch.float32,
 ) -> TrunkCache:
     """Run the embedding and decoder layers [0, depth) over every tree; keep their output.
 
@@ -248,16 +243,8 @@ class TrainLog:
 
 
 def train_topk(
-    head: TopKHead,
-    cache: TrunkCache,
-    score_stop: Callable[[TopKHead], float],
-    *,
-    lr: float,
-    epochs: int,
-    trees_per_step: int,
-    seed: int,
-    checks_per_epoch: int = 2,
-    cf_lr: float | None = None,
+    head: TopKHead, cache: TrunkCache, score_stop: Callable[[TopKHead], float], *, lr: float, epochs: int,
+    trees_per_step: int, seed: int, checks_per_epoch: int = 2, cf_lr: float | None = None,
     log: Callable[[dict], None] = lambda row: None,
 ) -> TrainLog:
     """Fine-tune ``head`` on the cached trees (every prompt of a tree carries the tree's label) with
@@ -285,10 +272,7 @@ def train_topk(
     def check(epoch: int, loss: float) -> None:
         score = score_stop(head)
         row = {
-            "step": state.steps,
-            "epoch": epoch,
-            "train_loss": round(loss, 5),
-            "stop_score": round(score, 5),
+            "step": state.steps, "epoch": epoch, "train_loss": round(loss, 5), "stop_score": round(score, 5),
             "cpu_s": round(time.process_time() - t0, 1),
         }
         state.checks.append(row)
@@ -339,12 +323,7 @@ def stop_score(y: np.ndarray, predictions: dict[tuple[str, int], np.ndarray]) ->
 
 
 def nearest_and_random(
-    index: Any,
-    user: int,
-    item: int,
-    n_nearest: int,
-    n_random: int,
-    rng: np.random.Generator,
+    index: Any, user: int, item: int, n_nearest: int, n_random: int, rng: np.random.Generator,
     distances: np.ndarray | None = None,
 ) -> dict[str, tuple[Evidence, ...]]:
     """Evidence branches of a target: ``n_nearest`` nearest observed interactions to the pair
@@ -432,11 +411,7 @@ def load_head(model: Any, tokenizer: Any, directory: Any) -> TopKHead:
     soft = load_soft_tokens(directory, meta, tokenizer)
     labels = resolve_label_tokens(tokenizer)
     head = TopKHead(
-        model,
-        depth,
-        k,
-        labels.yes_ids,
-        labels.no_ids,
+        model, depth, k, labels.yes_ids, labels.no_ids,
         cf=None if soft is None else soft.projection,
         marker_id=-1 if soft is None else soft.marker_id,
     )

@@ -107,11 +107,7 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
 
 
 def layer_forward(
-    model: Any,
-    layer: Any,
-    h: torch.Tensor,
-    mask: torch.Tensor,
-    cos_sin: tuple[torch.Tensor, torch.Tensor],
+    model: Any, layer: Any, h: torch.Tensor, mask: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor],
     rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One Llama decoder layer on (1, T, d) hidden states under a (T, T) attention mask (bool, or
@@ -141,11 +137,7 @@ def layer_forward(
 
 
 def run_layers(
-    model: Any,
-    layers: Sequence[Any],
-    h: torch.Tensor,
-    tree: PromptTree,
-    mask: torch.Tensor | None = None,
+    model: Any, layers: Sequence[Any], h: torch.Tensor, tree: PromptTree, mask: torch.Tensor | None = None,
     rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run ``layers`` of ``model`` in order over the tree's hidden states ``h`` (1, T, d).
@@ -191,10 +183,7 @@ class FrozenLayer:
             raise ValueError("FrozenLayer: linear layers with a bias are not supported (Llama has none)")
         self.splits = [attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features]
         self.input_norm, self.post_norm, self.head_dim, self.dtype = (
-            layer.input_layernorm,
-            layer.post_attention_layernorm,
-            attn.head_dim,
-            dtype,
+            layer.input_layernorm, layer.post_attention_layernorm, attn.head_dim, dtype,
         )
         self.act = mlp.act_fn
 

@@ -37,11 +37,7 @@ def twin_name(inputs: Sequence[str], k: int = 5) -> str:
 
 
 def twin_inputs(
-    dataset: CoralDataset,
-    index: Any,
-    users: np.ndarray,
-    items: np.ndarray,
-    inputs: Sequence[str] = TWIN_INPUTS,
+    dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, inputs: Sequence[str] = TWIN_INPUTS,
     k: int = 5,
 ) -> dict[str, np.ndarray]:
     """Each input's (n, features) block for the pairs (compute them once for several twins).
@@ -86,13 +82,7 @@ class InputTwin:
 
     @classmethod
     def fit(
-        cls,
-        dataset: CoralDataset,
-        index: Any,
-        rows: Interactions,
-        inputs: Sequence[str],
-        k: int = 5,
-        c: float = 1.0,
+        cls, dataset: CoralDataset, index: Any, rows: Interactions, inputs: Sequence[str], k: int = 5, c: float = 1.0,
         blocks: dict[str, np.ndarray] | None = None,
     ) -> "InputTwin":
         """Fit on ``rows`` (the alignment's targets: :func:`coral.data.folds.fold_interactions` of ``align``).
@@ -115,11 +105,7 @@ class InputTwin:
         return cls(inputs, k, model, len(labels))
 
     def predict(
-        self,
-        dataset: CoralDataset,
-        index: Any,
-        users: np.ndarray,
-        items: np.ndarray,
+        self, dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray,
         blocks: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """P(like) of each (user, item) pair.
@@ -138,12 +124,8 @@ def inputs_of(prompt: Any, k: int = 5) -> tuple[str, ...]:
 
 
 def score_twins(
-    dataset: CoralDataset,
-    index: Any,
-    targets: Interactions,
-    pairs: dict[str, tuple[np.ndarray, np.ndarray]],
-    input_sets: Sequence[Sequence[str]],
-    k: int = 5,
+    dataset: CoralDataset, index: Any, targets: Interactions, pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+    input_sets: Sequence[Sequence[str]], k: int = 5,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Fit one twin per input set on ``targets`` and score ``pairs``: ``{twin name: {split: P(like)}}``.
 

@@ -57,15 +57,9 @@ def save_embeddings(directory: str | Path, trained: TrainedBaseline, dataset: Co
     atomic_write_json(
         directory / META_FILE,
         {
-            "dataset": dataset.name,
-            "dataset_fingerprint": dataset.fingerprint,
-            "model": trained.config.model,
-            "config": trained.config.to_dict(),
-            "config_hash": trained.config.hash,
-            "best_epoch": trained.best_epoch,
-            "valid_history": trained.history,
-            "train_seconds": trained.train_seconds,
-            "user_ids": dataset.user_ids,
+            "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint, "model": trained.config.model,
+            "config": trained.config.to_dict(), "config_hash": trained.config.hash, "best_epoch": trained.best_epoch,
+            "valid_history": trained.history, "train_seconds": trained.train_seconds, "user_ids": dataset.user_ids,
             "item_ids": dataset.item_ids,
         },
     )

@@ -82,10 +82,8 @@ class CTRModel(nn.Module):
         """The rows as tensors, every weight 1, nothing treated."""
         n = len(rows)
         return TrainingSet(
-            torch.from_numpy(fields.encode(rows.user, rows.item)),
-            torch.from_numpy(rows.label.astype(np.float32)),
-            torch.ones(n),
-            torch.zeros(n, dtype=torch.bool),
+            torch.from_numpy(fields.encode(rows.user, rows.item)), torch.from_numpy(rows.label.astype(np.float32)),
+            torch.ones(n), torch.zeros(n, dtype=torch.bool),
         )
 
 

@@ -44,8 +44,7 @@ class LikeCounts:
             np.bincount(user, label, minlength=dataset.n_users).astype(np.int64),
             np.bincount(user, minlength=dataset.n_users).astype(np.int64),
             np.bincount(item, label, minlength=dataset.n_items).astype(np.int64),
-            np.bincount(item, minlength=dataset.n_items).astype(np.int64),
-            own,
+            np.bincount(item, minlength=dataset.n_items).astype(np.int64), own,
         )
 
     def pair(self, user: int, item: int) -> tuple[int, int, int, int]:
@@ -53,10 +52,8 @@ class LikeCounts:
         own = self.own_label.get((int(user), int(item)))
         drop_liked, drop_rated = (own, 1) if own is not None else (0, 0)
         return (
-            int(self.user_liked[user]) - drop_liked,
-            int(self.user_rated[user]) - drop_rated,
-            int(self.item_liked[item]) - drop_liked,
-            int(self.item_rated[item]) - drop_rated,
+            int(self.user_liked[user]) - drop_liked, int(self.user_rated[user]) - drop_rated,
+            int(self.item_liked[item]) - drop_liked, int(self.item_rated[item]) - drop_rated,
         )
 
     def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

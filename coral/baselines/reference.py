@@ -100,13 +100,7 @@ class MeanRatingReference:
             fit = LogisticRegression(C=1e6).fit(loo.reshape(-1, 1), labels)
             slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
         return cls(
-            means(user_sum, user_count),
-            means(item_sum, item_count),
-            mu,
-            slope,
-            intercept,
-            config,
-            dataset.fingerprint,
+            means(user_sum, user_count), means(item_sum, item_count), mu, slope, intercept, config, dataset.fingerprint,
             time.perf_counter() - start,
         )
 

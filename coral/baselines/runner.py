@@ -62,12 +62,8 @@ class FittedScores:
 
 
 def fit_and_score(
-    dataset: CoralDataset,
-    model: str,
-    seed: int,
-    template: BaselineConfig = BaselineConfig(),
-    reference: ReferenceConfig = ReferenceConfig(),
-    on_epoch: EpochCallback | None = None,
+    dataset: CoralDataset, model: str, seed: int, template: BaselineConfig = BaselineConfig(),
+    reference: ReferenceConfig = ReferenceConfig(), on_epoch: EpochCallback | None = None,
 ) -> FittedScores:
     """Fit ``model`` on the training split and score every validation and test interaction.
 
@@ -82,12 +78,8 @@ def fit_and_score(
     if model == REFERENCE_NAME:
         fitted = MeanRatingReference.fit(dataset, reference)
         return FittedScores(
-            model,
-            None,
-            fitted.predict(valid.user, valid.item),
-            fitted.predict(test.user, test.item),
-            fitted.train_seconds,
-            reference_row_config(dataset, reference),
+            model, None, fitted.predict(valid.user, valid.item), fitted.predict(test.user, test.item),
+            fitted.train_seconds, reference_row_config(dataset, reference),
         )
     try:
         config = dataclasses.replace(template, model=model, seed=seed)
@@ -95,33 +87,19 @@ def fit_and_score(
         raise CoralError(f"unknown model {model!r}: {err}") from None
     trained = train_baseline(dataset, config, on_epoch=on_epoch)
     details = {
-        "best_epoch": trained.best_epoch,
-        "epochs_run": len(trained.history),
-        "best_valid_logloss": min(trained.history),
-        "valid_auc": trained.valid_auc,
+        "best_epoch": trained.best_epoch, "epochs_run": len(trained.history),
+        "best_valid_logloss": min(trained.history), "valid_auc": trained.valid_auc,
     }
     return FittedScores(
-        model,
-        seed,
-        trained.predict(valid.user, valid.item),
-        trained.predict(test.user, test.item),
-        trained.train_seconds,
-        row_config(dataset, config),
-        details,
-        trained,
+        model, seed, trained.predict(valid.user, valid.item), trained.predict(test.user, test.item),
+        trained.train_seconds, row_config(dataset, config), details, trained,
     )
 
 
 def run_baselines(
-    dataset: CoralDataset,
-    models: Sequence[str],
-    seeds: Sequence[int],
-    out: str | Path,
-    template: BaselineConfig = BaselineConfig(),
-    export_embeddings: bool = False,
-    force: bool = False,
-    show_progress: bool = True,
-    n_boot: int = 1000,
+    dataset: CoralDataset, models: Sequence[str], seeds: Sequence[int], out: str | Path,
+    template: BaselineConfig = BaselineConfig(), export_embeddings: bool = False, force: bool = False,
+    show_progress: bool = True, n_boot: int = 1000,
 ) -> list[dict]:
     """Train every (model, seed), evaluate it on the test split and append its row to ``out/results.csv``.
 
@@ -149,12 +127,8 @@ def run_baselines(
     }
     rows: list[dict] = []
     with Progress(
-        TextColumn("{task.description:>6}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        disable=not show_progress,
+        TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), disable=not show_progress,
     ) as progress:
         for model in models:
             task = progress.add_task(model, total=len(seeds) * template.epochs, status="")
@@ -176,16 +150,9 @@ def run_baselines(
                 trained = train_baseline(dataset, config, on_epoch=on_epoch)
                 metrics = evaluate_baseline(trained, dataset, "test", n_boot=n_boot, seed=seed)
                 row = make_row(
-                    dataset=dataset.name,
-                    model=model,
-                    seed=seed,
-                    metrics=metrics,
-                    config=row_config(dataset, config),
-                    train_seconds=trained.train_seconds,
-                    best_epoch=trained.best_epoch,
-                    epochs_run=len(trained.history),
-                    best_valid_logloss=min(trained.history),
-                    valid_auc=trained.valid_auc,
+                    dataset=dataset.name, model=model, seed=seed, metrics=metrics, config=row_config(dataset, config),
+                    train_seconds=trained.train_seconds, best_epoch=trained.best_epoch, epochs_run=len(trained.history),
+                    best_valid_logloss=min(trained.history), valid_auc=trained.valid_auc,
                     dataset_fingerprint=dataset.fingerprint,
                 )
                 append_rows(results, [row])
@@ -220,13 +187,8 @@ def summary_table(rows: Sequence[dict], title: str = ""):
             (values(group, "auc_ci_low")[0], values(group, "auc_ci_high")[0]) if len(group) == 1 else t_interval(auc)
         )
         table.add_row(
-            model,
-            str(len(group)),
-            mean_std(auc).format(3),
-            f"[{low:.3f}, {high:.3f}]",
-            mean_std(values(group, "f1")).format(3),
-            mean_std(values(group, "mcc")).format(3),
-            mean_std(values(group, "logloss")).format(3),
-            f"{np.mean(values(group, 'train_seconds')):.1f}",
+            model, str(len(group)), mean_std(auc).format(3), f"[{low:.3f}, {high:.3f}]",
+            mean_std(values(group, "f1")).format(3), mean_std(values(group, "mcc")).format(3),
+            mean_std(values(group, "logloss")).format(3), f"{np.mean(values(group, 'train_seconds')):.1f}",
         )
     return table

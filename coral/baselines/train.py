@@ -157,10 +157,6 @@ def evaluate_baseline(
         )
     rows, valid = dataset.split(split), dataset.valid
     return binary_metrics(
-        rows.label,
-        trained.predict(rows.user, rows.item),
-        valid.label,
-        trained.predict(valid.user, valid.item),
-        n_boot=n_boot,
-        seed=seed,
+        rows.label, trained.predict(rows.user, rows.item), valid.label, trained.predict(valid.user, valid.item),
+        n_boot=n_boot, seed=seed,
     )

@@ -18,12 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 #: Modules that add sub-commands. Heavy imports (torch, transformers) belong inside the handlers.
 COMMAND_MODULES = [
-    "coral.cli.data",
-    "coral.cli.score",
-    "coral.cli.baselines",
-    "coral.cli.train",
-    "coral.cli.align",
-    "coral.cli.run",
+    "coral.cli.data", "coral.cli.score", "coral.cli.baselines", "coral.cli.train", "coral.cli.align", "coral.cli.run",
     "coral.cli.serve",
 ]
 

@@ -74,20 +74,14 @@ def align(config: AlignCommand) -> int:
     require_output_dir(config.out)
     dataset = load_data(config.data, "train", *(("valid",) if config.validate else ()))
     meta = run_alignment(
-        dataset,
-        config.alignment,
-        config.out,
-        validate=config.validate,
-        restart=config.restart,
+        dataset, config.alignment, config.out, validate=config.validate, restart=config.restart,
         progress=config.progress,
     )
     print(
         json.dumps(
             json_safe(
                 {
-                    "out": config.out,
-                    "method": meta["method"],
-                    "summary": meta["summary"],
+                    "out": config.out, "method": meta["method"], "summary": meta["summary"],
                     "validation": meta.get("validation"),
                 }
             ),
@@ -123,15 +117,8 @@ def diagnostics(config: DiagnosticsCommand) -> int:
         return _controls(config, dataset, scorer, builder)
     figures = summary(
         evidence_diagnostics(
-            scorer,
-            dataset,
-            builder,
-            config.split,
-            rounds=config.rounds,
-            warm=config.warm,
-            n_pairs=config.n_pairs,
-            seed=config.seed,
-            progress=config.progress,
+            scorer, dataset, builder, config.split, rounds=config.rounds, warm=config.warm, n_pairs=config.n_pairs,
+            seed=config.seed, progress=config.progress,
         )
     )
     figures["scorer"], figures["fingerprint"] = config.scorer.scorer, scorer.fingerprint
@@ -162,9 +149,7 @@ def _controls(config: DiagnosticsCommand, dataset: Any, scorer: Any, builder: An
         atomic_write_json(config.json, json_safe(report))
         # The per-pair scores beside it, so that scorers run on the same pairs can be compared pair by pair.
         atomic_write_npz(
-            Path(config.json).with_suffix(".npz"),
-            rows=rows,
-            labels=figures["labels"],
+            Path(config.json).with_suffix(".npz"), rows=rows, labels=figures["labels"],
             **{f"p_{k}": v for k, v in figures["p"].items()},
         )
     print(json.dumps(json_safe(report), indent=2, default=str))
@@ -174,10 +159,7 @@ def _controls(config: DiagnosticsCommand, dataset: Any, scorer: Any, builder: An
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     add_command(
-        subparsers,
-        "align",
-        AlignCommand,
-        align,
+        subparsers, "align", AlignCommand, align,
         help="align the LLM scorer to the Yes/No task on training interactions (LoRA or a readout head)",
         description="Train on training-split interactions only, in the environment's prompt format, with 0..K pieces "
                     "of "
@@ -185,9 +167,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Score with it through --scorer aligned:OUT.",
     )
     add_command(
-        subparsers,
-        "align-diagnostics",
-        DiagnosticsCommand,
-        diagnostics,
+        subparsers, "align-diagnostics", DiagnosticsCommand, diagnostics,
         help="LLM-only AUC and how one piece of evidence moves a scorer's P(Yes), on validation",
     )

@@ -49,15 +49,8 @@ def baselines(config: BaselinesCommand) -> int:
     require_output_dir(config.out)
     dataset = load_data(config.data, "train", "valid", "test")
     rows = run_baselines(
-        dataset,
-        config.models,
-        config.seeds,
-        config.out,
-        config.baseline,
-        config.export_embeddings,
-        config.force,
-        config.progress,
-        config.n_boot,
+        dataset, config.models, config.seeds, config.out, config.baseline, config.export_embeddings, config.force,
+        config.progress, config.n_boot,
     )
     console = Console()
     console.print(summary_table(rows, title=f"{dataset.name}: long-tail test split ({rows[0]['n_test']} pairs)"))
@@ -67,9 +60,6 @@ def baselines(config: BaselinesCommand) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     add_command(
-        subparsers,
-        "baselines",
-        BaselinesCommand,
-        baselines,
+        subparsers, "baselines", BaselinesCommand, baselines,
         help="train and evaluate the CTR baselines (DFM, DCN, WDL, AFM, IPS, CausE)",
     )

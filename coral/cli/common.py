@@ -13,11 +13,7 @@ from coral.errors import CoralError
 
 
 def add_command(
-    subparsers: argparse._SubParsersAction,
-    name: str,
-    config_class: type,
-    handler: Callable[[Any], int],
-    help: str,
+    subparsers: argparse._SubParsersAction, name: str, config_class: type, handler: Callable[[Any], int], help: str,
     description: str | None = None,
 ) -> argparse.ArgumentParser:
     """A sub-command whose flags are generated from ``config_class`` and whose handler gets the config.

@@ -77,11 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         data_sub, "stats", StatsCommand, stats, help="users, items, interactions, head/tail and per-split counts"
     )
     parser = add_command(
-        data_sub,
-        "download",
-        DownloadCommand,
-        download,
-        help="download a dataset's official files into the cache",
+        data_sub, "download", DownloadCommand, download, help="download a dataset's official files into the cache",
         description=(
             "Download a dataset's official files, resuming partial downloads and verifying what "
             "arrived. Amazon 2018 files go to DEST/amazon2018/, MovieLens to DEST/ml-100k/ and "

@@ -88,25 +88,13 @@ def score(config: ScoreCommand) -> int:
     out.mkdir(parents=True, exist_ok=True)
     _write_predictions(out / f"predictions_{config.split}.csv", dataset, rows, test)
     run_config = {
-        "method": "llm-only",
-        "command": to_dict(config),
-        "scorer_fingerprint": scorer.fingerprint,
-        "prompt_version": builder.version,
-        "dataset_fingerprint": dataset.fingerprint,
+        "method": "llm-only", "command": to_dict(config), "scorer_fingerprint": scorer.fingerprint,
+        "prompt_version": builder.version, "dataset_fingerprint": dataset.fingerprint,
     }
     row = make_row(
-        dataset=dataset.name,
-        model="llm-only",
-        seed=0,
-        metrics=metrics,
-        config=run_config,
-        split=config.split,
-        train_seconds=0.0,
-        prompt_version=builder.version,
-        scorer=scorer.fingerprint,
-        score_seconds=round(seconds, 2),
-        yes_no_mass=float(np.mean(test.yes_no_mass)),
-        command_hash=config_hash(config),
+        dataset=dataset.name, model="llm-only", seed=0, metrics=metrics, config=run_config, split=config.split,
+        train_seconds=0.0, prompt_version=builder.version, scorer=scorer.fingerprint, score_seconds=round(seconds, 2),
+        yes_no_mass=float(np.mean(test.yes_no_mass)), command_hash=config_hash(config),
     )
     append_rows(out / "results.csv", [row])
     stats = scorer.stats()
@@ -135,12 +123,7 @@ def _write_predictions(path: Path, dataset, rows, result) -> None:
         u, i = int(rows.user[k]), int(rows.item[k])
         writer.writerow(
             [
-                dataset.user_ids[u],
-                dataset.item_ids[i],
-                u,
-                i,
-                int(rows.label[k]),
-                f"{result.p_yes[k]:.8f}",
+                dataset.user_ids[u], dataset.item_ids[i], u, i, int(rows.label[k]), f"{result.p_yes[k]:.8f}",
                 f"{result.yes_no_mass[k]:.8f}",
             ]
         )
@@ -149,9 +132,6 @@ def _write_predictions(path: Path, dataset, rows, result) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     add_command(
-        subparsers,
-        "score",
-        ScoreCommand,
-        score,
+        subparsers, "score", ScoreCommand, score,
         help="score a split with the LLM alone (LLM-Language baseline) and append results.csv rows",
     )

@@ -123,11 +123,8 @@ def serve_scorer(config: ServeScorerCommand) -> int:
         )
         chunk_tokens = min(config.chunk_tokens, scorer.max_batch_tokens)  # one chunk, one forward pass
         engine = BatchingEngine(
-            NextTokenReader(scorer),
-            max_batch=config.max_batch,
-            max_wait_s=config.max_wait_ms / 1000.0,
-            chunk_prompts=config.batch_size,
-            chunk_tokens=chunk_tokens,
+            NextTokenReader(scorer), max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000.0,
+            chunk_prompts=config.batch_size, chunk_tokens=chunk_tokens,
         ).start()
         info, tokenizer_files = describe_scorer(scorer)
     except BaseException:
@@ -146,10 +143,7 @@ def serve_scorer(config: ServeScorerCommand) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     add_command(
-        subparsers,
-        "serve-scorer",
-        ServeScorerCommand,
-        serve_scorer,
+        subparsers, "serve-scorer", ServeScorerCommand, serve_scorer,
         help="serve the LLM scorer once (OpenAI-compatible completions with logprobs) to many env workers: --scorer "
              "openai:URL#MODEL",
     )

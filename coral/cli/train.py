@@ -121,14 +121,8 @@ def evaluate(config: EvaluateCommand) -> int:
         require_output_dir(config.out)
     if config.run:
         rows = evaluate_run(
-            config.run,
-            split=config.split,
-            threshold=config.threshold,
-            results=config.results,
-            batch_size=config.batch_size,
-            limit=config.limit,
-            n_boot=config.n_boot,
-            rows=config.rows,
+            config.run, split=config.split, threshold=config.threshold, results=config.results,
+            batch_size=config.batch_size, limit=config.limit, n_boot=config.n_boot, rows=config.rows,
         )
     else:
         rows = _evaluate_fixed_policy(config)
@@ -183,11 +177,8 @@ def _evaluate_fixed_policy(config: EvaluateCommand) -> list[dict]:
     ]
     write_records(out / f"{name}_{config.split}.jsonl", [test] + ([valid] if valid is not None else []))
     identity = {
-        "policy": config.policy,
-        "env": to_dict(env),
-        "scorer_fingerprint": test.scorer_fingerprint,
-        "limit": config.limit,
-        "rows": config.rows,
+        "policy": config.policy, "env": to_dict(env), "scorer_fingerprint": test.scorer_fingerprint,
+        "limit": config.limit, "rows": config.rows,
     }
     rows = result_rows(
         test, valid, dataset=dataset.name, model=name, seed=config.seed, config=identity, n_boot=config.n_boot

@@ -5,12 +5,5 @@ from coral.data.loaders import load_raw
 from coral.data.registry import load_dataset
 
 __all__ = [
-    "CoralDataset",
-    "DataConfig",
-    "Interactions",
-    "RawData",
-    "build_dataset",
-    "CsvColumns",
-    "load_raw",
-    "load_dataset",
+    "CoralDataset", "DataConfig", "Interactions", "RawData", "build_dataset", "CsvColumns", "load_raw", "load_dataset",
 ]

@@ -88,16 +88,12 @@ class CsvColumns:
             for second in INTERACTION_COLUMNS[j + 1 :]:
                 value = getattr(self, second)
                 require(
-                    getattr(self, first) != value,
-                    second,
-                    f"must differ from the {first.removesuffix('_col')} column, both are {value!r}",
-                    DataError,
+                    getattr(self, first) != value, second,
+                    f"must differ from the {first.removesuffix('_col')} column, both are {value!r}", DataError,
                 )
         require(
-            self.title_col != self.item_col,
-            "title_col",
-            f"must differ from the item column, both are {self.item_col!r}",
-            DataError,
+            self.title_col != self.item_col, "title_col",
+            f"must differ from the item column, both are {self.item_col!r}", DataError,
         )
 
 
@@ -145,8 +141,7 @@ class DataConfig:
             codecs.lookup(self.encoding)
         except LookupError:
             require(
-                False,
-                "encoding",
+                False, "encoding",
                 f"must name a text encoding Python knows (e.g. utf-8, latin-1, cp1252), got {self.encoding!r}",
                 DataError,
             )
@@ -160,10 +155,8 @@ class DataConfig:
         object.__setattr__(self, "rating_scale", scale)
         require(self.k_core >= 1, "k_core", f"must be >= 1, got {self.k_core}", DataError)
         require(
-            math.isfinite(self.positive_threshold),
-            "positive_threshold",
-            f"must be a finite number, got {self.positive_threshold}",
-            DataError,
+            math.isfinite(self.positive_threshold), "positive_threshold",
+            f"must be a finite number, got {self.positive_threshold}", DataError,
         )
         require(
             self.label_rule in ("gt", "ge"), "label_rule", f"must be 'gt' or 'ge', got {self.label_rule!r}", DataError
@@ -174,9 +167,7 @@ class DataConfig:
         ratios = tuple(float(r) for r in self.split_ratios)
         require(
             len(ratios) == 3 and all(math.isfinite(r) and r >= 0 for r in ratios) and abs(sum(ratios) - 1.0) <= 1e-6,
-            "split_ratios",
-            f"must be three non-negative shares summing to 1, got {self.split_ratios}",
-            DataError,
+            "split_ratios", f"must be three non-negative shares summing to 1, got {self.split_ratios}", DataError,
         )
         object.__setattr__(self, "split_ratios", ratios)
 
@@ -417,14 +408,9 @@ class CoralDataset:
         atomic_write_json(
             directory / "meta.json",
             {
-                "name": self.name,
-                "config": self.config.to_dict(),
-                "user_ids": self.user_ids,
-                "item_ids": self.item_ids,
-                "item_text": self.item_text,
-                "source_hash": self.source_hash,
-                "preprocess_version": PREPROCESS_VERSION,
-                "warnings": self.notices + self.fallback_text_warnings(),
+                "name": self.name, "config": self.config.to_dict(), "user_ids": self.user_ids,
+                "item_ids": self.item_ids, "item_text": self.item_text, "source_hash": self.source_hash,
+                "preprocess_version": PREPROCESS_VERSION, "warnings": self.notices + self.fallback_text_warnings(),
             },
         )
 
@@ -441,16 +427,11 @@ class CoralDataset:
         from coral.config import from_dict
 
         dataset = cls(
-            name=meta["name"],
-            config=from_dict(DataConfig, meta["config"], where=str(directory / "meta.json")),
-            user_ids=meta["user_ids"],
-            item_ids=meta["item_ids"],
-            item_text=meta["item_text"],
-            is_head=arrays["is_head"],
-            item_popularity=arrays["item_popularity"],
+            name=meta["name"], config=from_dict(DataConfig, meta["config"], where=str(directory / "meta.json")),
+            user_ids=meta["user_ids"], item_ids=meta["item_ids"], item_text=meta["item_text"],
+            is_head=arrays["is_head"], item_popularity=arrays["item_popularity"],
             item_features={k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("feature.")},
-            source_hash=meta["source_hash"],
-            **splits,
+            source_hash=meta["source_hash"], **splits,
         )
         # Entries written before warnings were stored: derive them from the texts.
         messages = meta.get("warnings", dataset.fallback_text_warnings())
@@ -627,15 +608,8 @@ def build_dataset(
     popularity, is_head = _head_items(all_rows.item, len(item_ids), config.head_fraction)
     splits = _split_rows(all_rows, is_head, config, raw.source)
     return CoralDataset(
-        name=name,
-        config=config,
-        user_ids=user_ids,
-        item_ids=item_ids,
-        item_text=_item_texts(raw, item_ids),
-        is_head=is_head,
-        item_popularity=popularity,
-        item_features=_item_features(raw, item_ids),
-        source_hash=source_hash if source_hash is not None else _source_hash(raw),
-        notices=notices,
+        name=name, config=config, user_ids=user_ids, item_ids=item_ids, item_text=_item_texts(raw, item_ids),
+        is_head=is_head, item_popularity=popularity, item_features=_item_features(raw, item_ids),
+        source_hash=source_hash if source_hash is not None else _source_hash(raw), notices=notices,
         **{s: all_rows.take(rows) for s, rows in splits.items()},
     )

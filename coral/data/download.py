@@ -59,12 +59,9 @@ MOVIELENS_BASE_URL = "https://files.grouplens.org/datasets/movielens"
 #: from third-party repositories. Files not listed are checked against Content-Length only.
 KNOWN_FILES: dict[str, tuple[int, str | None]] = {
     "ml-100k.zip": (4_924_029, "0e33842e24a9c977be4e0107933c0723"),
-    "ml-1m.zip": (5_917_549, "c4d9eecfca2ab87c1945afe126590906"),
-    "AMAZON_FASHION_5.json.gz": (287_013, None),
-    "All_Beauty_5.json.gz": (633_507, None),
-    "Appliances_5.json.gz": (74_112, None),
-    "Gift_Cards_5.json.gz": (176_952, None),
-    "meta_Gift_Cards.json.gz": (389_825, None),
+    "ml-1m.zip": (5_917_549, "c4d9eecfca2ab87c1945afe126590906"), "AMAZON_FASHION_5.json.gz": (287_013, None),
+    "All_Beauty_5.json.gz": (633_507, None), "Appliances_5.json.gz": (74_112, None),
+    "Gift_Cards_5.json.gz": (176_952, None), "meta_Gift_Cards.json.gz": (389_825, None),
 }
 
 Variant = Literal["full", "5core"]

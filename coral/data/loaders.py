@@ -341,12 +341,7 @@ def load_movielens_100k(directory: Path, options: ReadOptions = ReadOptions()) -
     users, items, ratings, times = _delimited_interactions(data, "\t", options)
     titles = _delimited_titles(directory / "u.item", "|", 1, "latin-1")
     return RawData(
-        users,
-        items,
-        ratings,
-        times,
-        titles,
-        source=str(directory),
+        users, items, ratings, times, titles, source=str(directory),
         files=tuple(p for p in (data, directory / "u.item") if p.exists()),
     )
 
@@ -357,12 +352,7 @@ def load_movielens_1m(directory: Path, options: ReadOptions = ReadOptions()) -> 
     users, items, ratings, times = _delimited_interactions(data, "::", options)
     titles = _delimited_titles(directory / "movies.dat", "::", 1, "latin-1")
     return RawData(
-        users,
-        items,
-        ratings,
-        times,
-        titles,
-        source=str(directory),
+        users, items, ratings, times, titles, source=str(directory),
         files=tuple(p for p in (data, directory / "movies.dat") if p.exists()),
     )
 
@@ -508,10 +498,7 @@ def _csv_items(path: Path, columns: CsvColumns, encoding: str) -> tuple[dict[str
 
 
 def load_csv(
-    interactions: Path,
-    columns: CsvColumns = CsvColumns(),
-    items: Path | None = None,
-    source: str | None = None,
+    interactions: Path, columns: CsvColumns = CsvColumns(), items: Path | None = None, source: str | None = None,
     options: ReadOptions = ReadOptions(),
 ) -> RawData:
     """A CSV/TSV interactions file (user, item, rating[, timestamp] columns, any file name).

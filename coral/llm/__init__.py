@@ -57,13 +57,8 @@ def default_cache_path() -> Path:
 
 
 def make_scorer(
-    spec: str = ScorerConfig.scorer,
-    *,
-    cache: str | Path | bool | None = True,
-    precision: str | None = None,
-    batch_size: int = 8,
-    kv_reuse: bool = True,
-    labels: tuple[str, str] = ("Yes", "No"),
+    spec: str = ScorerConfig.scorer, *, cache: str | Path | bool | None = True, precision: str | None = None,
+    batch_size: int = 8, kv_reuse: bool = True, labels: tuple[str, str] = ("Yes", "No"),
 ) -> Scorer:
     """Build a scorer from ``spec`` (see the module docstring), wrapped in the persistent cache.
 

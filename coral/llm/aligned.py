@@ -195,13 +195,8 @@ def load_aligned_scorer(
 
     model, tokenizer, head, meta = load_aligned_model(directory, precision)
     scorer = HFScorer(
-        model,
-        tokenizer,
-        model_id=model_identity(meta["config"]["base_model"]),
-        batch_size=batch_size,
-        kv_reuse=kv_reuse,
-        head=head,
-        fingerprint_extra=f"aligned={meta['method']}:{identity(directory)}",
+        model, tokenizer, model_id=model_identity(meta["config"]["base_model"]), batch_size=batch_size,
+        kv_reuse=kv_reuse, head=head, fingerprint_extra=f"aligned={meta['method']}:{identity(directory)}",
         soft_tokens=load_soft_tokens(directory, meta, tokenizer),
     )
     scorer.prompt_version = meta["prompt_version"]

@@ -15,13 +15,8 @@ EvidenceFn = Callable[[int, int], Sequence[Evidence]]
 
 
 def score_pairs(
-    scorer: Scorer,
-    builder: PromptBuilder,
-    users: np.ndarray,
-    items: np.ndarray,
-    evidence: EvidenceFn | None = None,
-    chunk: int = 64,
-    progress: bool = False,
+    scorer: Scorer, builder: PromptBuilder, users: np.ndarray, items: np.ndarray, evidence: EvidenceFn | None = None,
+    chunk: int = 64, progress: bool = False,
 ) -> ScoreResult:
     """P(Yes) and the Yes/No mass for each (user, item) pair.
 

@@ -242,19 +242,9 @@ class HFScorer(Scorer):
     grouped_attention: bool = True
 
     def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        *,
-        model_id: str,
-        labels: tuple[str, str] = DEFAULT_LABELS,
-        batch_size: int = 8,
-        max_batch_tokens: int = 16384,
-        kv_reuse: bool = True,
-        kv_cache_bytes: int = 1 << 30,
-        head: torch.nn.Module | None = None,
-        fingerprint_extra: str = "",
-        soft_tokens: Any = None,
+        self, model: Any, tokenizer: Any, *, model_id: str, labels: tuple[str, str] = DEFAULT_LABELS,
+        batch_size: int = 8, max_batch_tokens: int = 16384, kv_reuse: bool = True, kv_cache_bytes: int = 1 << 30,
+        head: torch.nn.Module | None = None, fingerprint_extra: str = "", soft_tokens: Any = None,
     ) -> None:
         self.model = model.eval()
         _one_numpy_blas_thread()
@@ -381,10 +371,8 @@ class HFScorer(Scorer):
         if any(job.stores for job in jobs):
             # The prefilled cache was written in place: ``stacked`` holds the whole batch already.
             self._store(
-                jobs,
-                stacked if cache is not None and self.prefilled_cache else _stacked_cache(out.past_key_values),
-                p_max,
-                n_max,
+                jobs, stacked if cache is not None and self.prefilled_cache else _stacked_cache(out.past_key_values),
+                p_max, n_max,
             )
         self._counters["llm_calls"] += 1
         self._counters["tokens_computed"] += sum(len(j.new_ids) for j in jobs)

@@ -119,10 +119,7 @@ def activation_absmax(model, batches: Sequence[torch.Tensor]) -> dict[str, torch
 
 
 def quantize_int8(
-    model,
-    bits: int,
-    absmax: dict[str, torch.Tensor] | None = None,
-    alpha: float = DEFAULT_ALPHA,
+    model, bits: int, absmax: dict[str, torch.Tensor] | None = None, alpha: float = DEFAULT_ALPHA,
     skip: tuple[str, ...] = DEFAULT_SKIP,
 ) -> int:
     """Replace the decoder's linear layers by :class:`Int8Linear` in place; returns how many.

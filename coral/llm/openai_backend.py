@@ -74,18 +74,9 @@ class OpenAIScorer(Scorer):
     backend = "openai"
 
     def __init__(
-        self,
-        base_url: str,
-        model: str,
-        *,
-        labels: tuple[str, str] = DEFAULT_LABELS,
-        top_logprobs: int = 20,
-        timeout: float | None = None,
-        retries: int = 4,
-        max_concurrency: int = 8,
-        api_key: str | None = None,
-        tokenizer: Any = None,
-        labels_only: bool = False,
+        self, base_url: str, model: str, *, labels: tuple[str, str] = DEFAULT_LABELS, top_logprobs: int = 20,
+        timeout: float | None = None, retries: int = 4, max_concurrency: int = 8, api_key: str | None = None,
+        tokenizer: Any = None, labels_only: bool = False,
     ) -> None:
         import requests
 
@@ -218,10 +209,7 @@ class OpenAIScorer(Scorer):
 
     def _request(self, prompt: Prompt) -> tuple[float, float]:
         body: dict[str, Any] = {
-            "model": self.model,
-            "prompt": prompt.text,
-            "max_tokens": 1,
-            "temperature": 0.0,
+            "model": self.model, "prompt": prompt.text, "max_tokens": 1, "temperature": 0.0,
             "logprobs": self.top_logprobs,
         }
         if self.served is not None:

@@ -172,17 +172,8 @@ class PromptBuilder:
         self._system = system
         self._header, self._footer = self._chat_frame(tokenizer, system) if config.chat_template else (None, None)
         texts = [
-            TEMPLATE_REVISION,
-            ROLE_PLAY,
-            SUMMARISE,
-            QUERY,
-            QUERY_SHORT,
-            ANSWER,
-            COLLAB_HEADER,
-            PLAIN_ANSWER_CUE,
-            SHORT_SYSTEM,
-            SHORT_QUERY,
-            EVIDENCE_HEADER,
+            TEMPLATE_REVISION, ROLE_PLAY, SUMMARISE, QUERY, QUERY_SHORT, ANSWER, COLLAB_HEADER, PLAIN_ANSWER_CUE,
+            SHORT_SYSTEM, SHORT_QUERY, EVIDENCE_HEADER,
         ]
         if (
             config.base_rates or config.cf_tokens
@@ -346,10 +337,7 @@ class PromptBuilder:
         if self.config.order == "shared":
             return Prompt(
                 tuple(self._shared_segments(user, item, evidence)),
-                user=user,
-                item=item,
-                evidence=evidence,
-                version=self.version,
+                user=user, item=item, evidence=evidence, version=self.version,
             )
         history = self._history_lines(user, item)
         target = f'The target item is "{self.item_text(item)}".\n'

@@ -158,8 +158,6 @@ class MetadataPromptBuilder:
         """The prompt for ``user`` and ``item`` with ``evidence`` in retrieval order."""
         lines = tuple(f"item {e.item} is {'liked' if e.label else 'disliked'} by user {e.user}\n" for e in evidence)
         return Prompt(
-            segments=("context:\n", *lines, f"would user {user} like item {item}?"),
-            user=user,
-            item=item,
+            segments=("context:\n", *lines, f"would user {user} like item {item}?"), user=user, item=item,
             evidence=tuple(evidence),
         )

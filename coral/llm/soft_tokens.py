@@ -36,11 +36,7 @@ class CFProjection(torch.nn.Module):
     """
 
     def __init__(
-        self,
-        user_table: np.ndarray | torch.Tensor,
-        item_table: np.ndarray | torch.Tensor,
-        n_tokens: int,
-        width: int,
+        self, user_table: np.ndarray | torch.Tensor, item_table: np.ndarray | torch.Tensor, n_tokens: int, width: int,
         hidden: int = 256,
     ) -> None:
         super().__init__()

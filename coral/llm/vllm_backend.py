@@ -54,11 +54,7 @@ class VLLMScorer(Scorer):
     backend = "vllm"
 
     def __init__(
-        self,
-        model: str,
-        *,
-        dtype: str | None = None,
-        labels: tuple[str, str] = DEFAULT_LABELS,
+        self, model: str, *, dtype: str | None = None, labels: tuple[str, str] = DEFAULT_LABELS,
         llm_options: dict[str, Any] | None = None,
     ) -> None:
         try:

@@ -34,10 +34,8 @@ from coral.stats import PooledEstimate, interval_verdicts, pooled_auc_difference
 MARGIN = 0.01
 #: Each claim's text, written once.
 CLAIM_TEXTS = {
-    1: "Collaborative evidence beats the LLM alone",
-    2: "Learned retrieval beats greedy nearest-neighbour retrieval",
-    3: "AUC grows with retrieval rounds after the first",
-    4: "CoRAL beats the best CTR baseline",
+    1: "Collaborative evidence beats the LLM alone", 2: "Learned retrieval beats greedy nearest-neighbour retrieval",
+    3: "AUC grows with retrieval rounds after the first", 4: "CoRAL beats the best CTR baseline",
     5: "The LLM reads its K nearest pieces better than counting their likes",
 }
 
@@ -102,10 +100,8 @@ def claims_of(run: RunScores) -> tuple[list[Claim], list[str]]:
     greedy = run.reference(method, "greedy")
     llm = f"llm-only@{tag}"
     wanted = {
-        1: (method, llm if llm in run.methods else None, None, None),
-        2: (method, greedy, None, None),
-        3: (method, method if run.rounds(method) >= 2 else None, None, 1),
-        4: (method, run.best_ctr(), None, None),
+        1: (method, llm if llm in run.methods else None, None, None), 2: (method, greedy, None, None),
+        3: (method, method if run.rounds(method) >= 2 else None, None, 1), 4: (method, run.best_ctr(), None, None),
         5: (greedy, run.reference(greedy, "knn_share") if greedy else None, None, None),
     }
     claims, missing = [], []
@@ -159,8 +155,7 @@ def claims_table(results: list[ClaimResult], missing: list[str], display) -> str
         "pairs "
         "within each drawn seed); the pair bootstrap pooled over seeds (given the trained models) and the t-interval "
         "over "
-        "the seeds' differences stand beside it. One seed: the pair bootstrap of one training run.",
-        "",
+        "the seeds' differences stand beside it. One seed: the pair bootstrap of one training run.", "",
         "| claim | A | B | Δ | deciding interval | A better | A worse | pooled pairs | t over seeds | seeds x pairs |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -187,25 +182,11 @@ def claims_records(results: list[ClaimResult]) -> list[dict]:
         c, v, p = res.claim, res.verdict_interval, res.pooled
         records.append(
             {
-                "claim": c.number,
-                "text": c.text,
-                "a": c.a,
-                "b": c.b,
-                "a_round": c.a_round,
-                "b_round": c.b_round,
-                "estimate": v.estimate,
-                "low": v.low,
-                "high": v.high,
-                "interval": "two-level" if res.n_seeds > 1 else "pairs (one training run)",
-                "pooled_low": p.low,
-                "pooled_high": p.high,
-                "t_low": v.t_low,
-                "t_high": v.t_high,
-                "per_seed": list(v.per_seed),
-                "n_pairs": list(res.n_pairs),
-                "margin": res.margin,
-                "better": res.better,
-                "worse": res.worse,
+                "claim": c.number, "text": c.text, "a": c.a, "b": c.b, "a_round": c.a_round, "b_round": c.b_round,
+                "estimate": v.estimate, "low": v.low, "high": v.high,
+                "interval": "two-level" if res.n_seeds > 1 else "pairs (one training run)", "pooled_low": p.low,
+                "pooled_high": p.high, "t_low": v.t_low, "t_high": v.t_high, "per_seed": list(v.per_seed),
+                "n_pairs": list(res.n_pairs), "margin": res.margin, "better": res.better, "worse": res.worse,
             }
         )
     return records

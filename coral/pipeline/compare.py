@@ -45,10 +45,7 @@ from coral.stats import (
 REFERENCES = ("llm_only", "random", "greedy", "knn_share", "best_ctr")
 #: Column titles of the references.
 REFERENCE_TITLES = {
-    "llm_only": "LLM-only",
-    "random": "CoRAL-random",
-    "greedy": "CoRAL-greedy",
-    "knn_share": "kNN like-share",
+    "llm_only": "LLM-only", "random": "CoRAL-random", "greedy": "CoRAL-greedy", "knn_share": "kNN like-share",
     "best_ctr": "best CTR",
 }
 #: Methods whose evidence comes from a fixed rule, not a trained policy.
@@ -155,15 +152,8 @@ class RunScores:
         if self.n_boot == 0:  # point estimates only
             values = [delong(y, s, s).auc_a for y, s in zip(ys, scores, strict=False)]
             return PooledEstimate(
-                float(np.mean(values)),
-                math.nan,
-                math.nan,
-                tuple(values),
-                mean_std(values).std,
-                math.nan,
-                math.nan,
-                0,
-                0.95,
+                float(np.mean(values)), math.nan, math.nan, tuple(values), mean_std(values).std,
+                math.nan, math.nan, 0, 0.95,
             )
         return pooled_auc(ys, scores, n_boot=self.n_boot, seed=0, shared_pairs=self.shared_pairs and len(runs) > 1)
 
@@ -252,10 +242,7 @@ class RunScores:
             return Comparison(
                 reference,
                 float(np.mean([c.estimate for c in per_seed])),
-                math.nan,
-                math.nan,
-                math.nan,
-                tuple(c.estimate for c in per_seed),
+                math.nan, math.nan, math.nan, tuple(c.estimate for c in per_seed),
             )
         res = pooled_auc_difference(ys, sa, sb, n_boot=self.n_boot, seed=0, shared_pairs=self.shared_pairs)
         return Comparison(reference, res.estimate, res.low, res.high, math.nan, res.per_seed)

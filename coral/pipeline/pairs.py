@@ -74,10 +74,7 @@ class SharedPairs:
             for row in rows:
                 writer.writerow(
                     [
-                        name,
-                        int(row),
-                        dataset.user_ids[int(split.user[row])],
-                        dataset.item_ids[int(split.item[row])],
+                        name, int(row), dataset.user_ids[int(split.user[row])], dataset.item_ids[int(split.item[row])],
                         int(split.label[row]),
                     ]
                 )

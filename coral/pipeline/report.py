@@ -18,18 +18,9 @@ if TYPE_CHECKING:
 
 #: Display names and table order (the paper's Table 1 order, then this project's variants).
 DISPLAY = {
-    "afm": "AFM",
-    "dcn": "DCN",
-    "dfm": "DFM",
-    "wdl": "WDL",
-    "ips": "IPS",
-    "cause": "CausE",
-    "mean": "User+item mean",
-    "knn-share": "kNN like-share",
-    "knn-share-dist": "kNN like-share, distance-weighted",
-    "llm-only": "LLM-Language",
-    "coral-random": "CoRAL-random",
-    "coral-greedy": "CoRAL-greedy",
+    "afm": "AFM", "dcn": "DCN", "dfm": "DFM", "wdl": "WDL", "ips": "IPS", "cause": "CausE", "mean": "User+item mean",
+    "knn-share": "kNN like-share", "knn-share-dist": "kNN like-share, distance-weighted", "llm-only": "LLM-Language",
+    "coral-random": "CoRAL-random", "coral-greedy": "CoRAL-greedy",
 }
 
 
@@ -158,9 +149,7 @@ def score_rows(run: "RunScores", dataset: str) -> list[dict]:
             for r in range(m.test.rounds + 1):
                 metrics = run.round_metrics(model, seed, r)
                 extra = dict(
-                    info,
-                    round=r if m.test.rounds > 0 else "",
-                    pairs=len(m.test.rows),
+                    info, round=r if m.test.rounds > 0 else "", pairs=len(m.test.rows),
                     pairs_fingerprint=run.pairs[seed].fingerprint,
                 )
                 if r == m.test.rounds:
@@ -169,23 +158,15 @@ def score_rows(run: "RunScores", dataset: str) -> list[dict]:
                         c = run.compare_seed(model, ref, seed) if ref else None
                         extra.update(
                             {
-                                f"ref_{kind}": ref or "",
-                                f"d_{kind}": c.estimate if c else "",
-                                f"d_{kind}_low": c.low if c else "",
-                                f"d_{kind}_high": c.high if c else "",
+                                f"ref_{kind}": ref or "", f"d_{kind}": c.estimate if c else "",
+                                f"d_{kind}_low": c.low if c else "", f"d_{kind}_high": c.high if c else "",
                                 f"d_{kind}_p": c.p_value if c else "",
                             }
                         )
                 rows.append(
                     make_row(
-                        dataset=dataset,
-                        model=model,
-                        seed=seed,
-                        split="test",
-                        metrics=metrics,
-                        config=config,
-                        train_seconds=train_seconds,
-                        **extra,
+                        dataset=dataset, model=model, seed=seed, split="test", metrics=metrics, config=config,
+                        train_seconds=train_seconds, **extra,
                     )
                 )
             full = run.full.get(model, {}).get(seed)
@@ -193,16 +174,8 @@ def score_rows(run: "RunScores", dataset: str) -> list[dict]:
                 metrics = binary_metrics_full(full, run.n_boot, seed)
                 rows.append(
                     make_row(
-                        dataset=dataset,
-                        model=model,
-                        seed=seed,
-                        split="test_full",
-                        metrics=metrics,
-                        config=config,
-                        train_seconds=train_seconds,
-                        round="",
-                        pairs=len(full.test.rows),
-                        **info,
+                        dataset=dataset, model=model, seed=seed, split="test_full", metrics=metrics, config=config,
+                        train_seconds=train_seconds, round="", pairs=len(full.test.rows), **info,
                     )
                 )
     return rows
@@ -234,9 +207,7 @@ def controls_section(controls: list[dict]) -> str:
     ]
     for c in controls:
         lines += [
-            "",
-            f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):",
-            "",
+            "", f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):", "",
             controls_table(c, percent=True),
         ]
         lines += ["", "AUC after 0..K nearest pieces: " + ", ".join(_pct(a) for a in c["nearest_by_pieces"]) + "."]
@@ -352,10 +323,8 @@ def console_summary(run: "RunScores", dataset: str, claims: tuple[list["ClaimRes
     from coral.pipeline.claims import claims_summary
 
     lines = [
-        f"**{dataset}**: AUC x100 on the shared test pairs (mean over seeds, 95% pooled pair interval)",
-        "",
-        "| Method | AUC | 95% CI |",
-        "|---|---|---|",
+        f"**{dataset}**: AUC x100 on the shared test pairs (mean over seeds, 95% pooled pair interval)", "",
+        "| Method | AUC | 95% CI |", "|---|---|---|",
     ]
     for model in sorted(run.methods, key=_order):
         pooled = run.pooled(model)

@@ -88,9 +88,7 @@ def stage_identity(kind: str, dataset: CoralDataset, **parts: Any) -> dict[str, 
     and the library versions. Its hash names the stage's directory, so that no change of any of
     these can reuse a stale result."""
     return {
-        "stage": kind,
-        "dataset_fingerprint": dataset.fingerprint,
-        "versions": library_versions(),
+        "stage": kind, "dataset_fingerprint": dataset.fingerprint, "versions": library_versions(),
         **{k: to_dict(v, identity=True) if dataclasses.is_dataclass(v) else v for k, v in parts.items()},
     }
 
@@ -266,10 +264,7 @@ class MainJob:
             )
             write_records(directory / "eval_test.jsonl", [test])
             config = {
-                "policy": policy_name,
-                "scorer": tag,
-                "scorer_fingerprint": scorer.fingerprint,
-                "rounds": rounds,
+                "policy": policy_name, "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds,
                 "warm_start_fingerprint": test.warm_start_fingerprint,
             }
             methods = (
@@ -280,12 +275,7 @@ class MainJob:
             if policy_name in ("llm-only", "coral-random"):
                 methods.append(
                     _scores(
-                        f"llm-only@{tag}",
-                        seed,
-                        test,
-                        valid,
-                        dict(config, policy="llm-only", rounds=0),
-                        {},
+                        f"llm-only@{tag}", seed, test, valid, dict(config, policy="llm-only", rounds=0), {},
                         last_round=0,
                     )
                 )
@@ -345,11 +335,7 @@ class MainJob:
                 directory / SCORES_FILE,
                 [
                     _scores(
-                        f"{config.model_name}@{tag}",
-                        seed,
-                        test,
-                        valid,
-                        info.pop("config"),
+                        f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"),
                         {**info, **test.retrieval_statistics()},
                     )
                 ],
@@ -391,10 +377,7 @@ class MainJob:
             tables = resolve_embeddings(ds, env.warm, seed=seed)
             index = EvidenceIndex(ds, tables)
             config = {
-                "policy": "greedy",
-                "reader": "like-share",
-                "rounds": rounds,
-                "warm_start": warm_start,
+                "policy": "greedy", "reader": "like-share", "rounds": rounds, "warm_start": warm_start,
                 "warm_start_fingerprint": tables_fingerprint(tables),
             }
             methods = []
@@ -413,12 +396,7 @@ class MainJob:
             save_scores(directory / SCORES_FILE, methods)
 
         identity = stage_identity(
-            "like-share",
-            ds,
-            seed=seed,
-            rounds=rounds,
-            warm=env.warm,
-            warm_start_model=env.warm.baseline(seed),
+            "like-share", ds, seed=seed, rounds=rounds, warm=env.warm, warm_start_model=env.warm.baseline(seed),
             pairs=pairs.fingerprint,
         )
         return Stage(f"knn-share-{warm_start}-seed{seed}", identity, run)
@@ -450,24 +428,14 @@ class MainJob:
                 "mean_pieces": figures["mean_pieces"],
             }
             atomic_write_npz(
-                directory / "controls.npz",
-                rows=pairs.test,
-                labels=figures["labels"],
+                directory / "controls.npz", rows=pairs.test, labels=figures["labels"],
                 **{f"p_{k}": v for k, v in figures["p"].items()},
             )
             atomic_write_json(directory / CONTROLS_FILE, report)
 
         identity = stage_identity(
-            "controls",
-            ds,
-            seed=seed,
-            rounds=rounds,
-            n_boot=n_boot,
-            prompt=_prompt_config(),
-            warm_start_model=warm.baseline(seed),
-            warm=warm,
-            scorer=self.scorer_config(spec),
-            pairs=pairs.fingerprint,
+            "controls", ds, seed=seed, rounds=rounds, n_boot=n_boot, prompt=_prompt_config(),
+            warm_start_model=warm.baseline(seed), warm=warm, scorer=self.scorer_config(spec), pairs=pairs.fingerprint,
         )
         return Stage(f"controls@{tag}-seed{seed}", identity, run)
 

@@ -17,16 +17,6 @@ from coral.retrieval.index import (
 from coral.retrieval.warm_start import WARM_START_MODELS, WarmStart, WarmStartConfig, resolve_embeddings
 
 __all__ = [
-    "EmbeddingTables",
-    "EvidenceIndex",
-    "LeakageError",
-    "LeakageGuard",
-    "RandomEmbeddings",
-    "random_embeddings",
-    "tables_fingerprint",
-    "unit_rms_tables",
-    "WARM_START_MODELS",
-    "WarmStart",
-    "WarmStartConfig",
-    "resolve_embeddings",
+    "EmbeddingTables", "EvidenceIndex", "LeakageError", "LeakageGuard", "RandomEmbeddings", "random_embeddings",
+    "tables_fingerprint", "unit_rms_tables", "WARM_START_MODELS", "WarmStart", "WarmStartConfig", "resolve_embeddings",
 ]

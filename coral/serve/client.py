@@ -65,10 +65,7 @@ class ServedScorer:
 
 
 def start_server(
-    args: Sequence[str] = (),
-    *,
-    timeout: float = 300.0,
-    log: str | Path | None = None,
+    args: Sequence[str] = (), *, timeout: float = 300.0, log: str | Path | None = None,
     env: dict[str, str] | None = None,
 ) -> ServedScorer:
     """Start ``coral serve-scorer --port 0 ARGS`` and wait until it accepts requests.
@@ -85,9 +82,7 @@ def start_server(
     start = time.perf_counter()
     try:
         process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT if out else None,
+            command, stdout=out, stderr=subprocess.STDOUT if out else None,
             env=env if env is not None else dict(os.environ),
         )
     finally:
@@ -109,10 +104,7 @@ def start_server(
 
 
 def stop_under_load(
-    served: ServedScorer,
-    send: Callable[[int], tuple[bool, Any]],
-    clients: int = 16,
-    load_seconds: float = 2.0,
+    served: ServedScorer, send: Callable[[int], tuple[bool, Any]], clients: int = 16, load_seconds: float = 2.0,
     timeout: float = 60.0,
 ) -> tuple[int, float, list[Any]]:
     """SIGTERM ``served`` while ``clients`` threads keep sending requests (tests, benchmarks).

@@ -68,12 +68,7 @@ class NextTokenReader:
             top, labels, length = row
             out.append(
                 NextToken(
-                    tuple(top),
-                    labels,
-                    top[0][0],
-                    top[0][1],
-                    length,
-                    float(result.p_yes[k]),
+                    tuple(top), labels, top[0][0], top[0][1], length, float(result.p_yes[k]),
                     float(result.yes_no_mass[k]),
                 )
             )
@@ -144,12 +139,8 @@ class BatchingEngine:
     """
 
     def __init__(
-        self,
-        score: Callable[[list[Prompt]], list[Any]],
-        max_batch: int = 32,
-        max_wait_s: float = 0.005,
-        chunk_prompts: int = 8,
-        chunk_tokens: int = 4096,
+        self, score: Callable[[list[Prompt]], list[Any]], max_batch: int = 32, max_wait_s: float = 0.005,
+        chunk_prompts: int = 8, chunk_tokens: int = 4096,
     ) -> None:
         self.score = score
         self.max_batch = max(1, int(max_batch))
@@ -161,15 +152,8 @@ class BatchingEngine:
         self._stopping = threading.Event()
         self._tokens_since_trim = 0
         self.stats = {
-            "requests": 0,
-            "prompts": 0,
-            "batches": 0,
-            "chunks": 0,
-            "largest_batch": 0,
-            "errors": 0,
-            "skipped": 0,
-            "dropped_prompts": 0,
-            "stopped_requests": 0,
+            "requests": 0, "prompts": 0, "batches": 0, "chunks": 0, "largest_batch": 0, "errors": 0, "skipped": 0,
+            "dropped_prompts": 0, "stopped_requests": 0,
         }
 
     def start(self) -> "BatchingEngine":
@@ -295,10 +279,7 @@ def describe_scorer(scorer: HFScorer) -> tuple[dict[str, Any], dict[str, Any]]:
     digest = tokenizer_digest(files)
     labels = [scorer.labels.yes_strings[0], scorer.labels.no_strings[0]]
     info: dict[str, Any] = {
-        "fingerprint": scorer.fingerprint,
-        "labels": labels,
-        "layout": scorer.precision,
-        "tokenizer_sha256": digest,
+        "fingerprint": scorer.fingerprint, "labels": labels, "layout": scorer.precision, "tokenizer_sha256": digest,
         "device": "cpu",
     }
     prompt_version = getattr(scorer, "prompt_version", None)

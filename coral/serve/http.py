@@ -77,23 +77,14 @@ class ScorerHTTPServer(ThreadingHTTPServer):
         self.created = int(time.time())
         self.stopping = threading.Event()
         self.counters = {
-            "bad_requests": 0,
-            "too_long": 0,
-            "client_gone": 0,
-            "cancelled": 0,
-            "timed_out": 0,
-            "stopped": 0,
+            "bad_requests": 0, "too_long": 0, "client_gone": 0, "cancelled": 0, "timed_out": 0, "stopped": 0,
             "handler_errors": 0,
         }
         self._in_flight = 0
         self._in_flight_lock = threading.Condition()
 
     def attach(
-        self,
-        engine: Any,
-        limit: Any,
-        scorer_info: dict[str, Any],
-        tokenizer_files: dict[str, Any],
+        self, engine: Any, limit: Any, scorer_info: dict[str, Any], tokenizer_files: dict[str, Any],
         scorer_stats: Any = dict,
     ) -> None:
         """Plug in the started engine and what ``/v1/models`` and the tokenizer route report.
@@ -105,11 +96,7 @@ class ScorerHTTPServer(ThreadingHTTPServer):
         :param scorer_stats: a function returning the scorer's counters (for ``/metrics.json``).
         """
         self.engine, self.limit, self.scorer_info, self.tokenizer_files, self.scorer_stats = (
-            engine,
-            limit,
-            scorer_info,
-            tokenizer_files,
-            scorer_stats,
+            engine, limit, scorer_info, tokenizer_files, scorer_stats,
         )
 
     @property
@@ -321,12 +308,8 @@ def serve(server: ScorerHTTPServer, ready_file: str | None = None) -> dict[str, 
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     stats = {
-        **server.engine.stats,
-        **server.counters,
-        "engine_stopped": engine_stopped,
-        "unanswered_at_exit": left,
-        "stop_seconds": round(time.monotonic() - stop_began, 2),
-        "uptime_seconds": round(stop_began - started, 1),
+        **server.engine.stats, **server.counters, "engine_stopped": engine_stopped, "unanswered_at_exit": left,
+        "stop_seconds": round(time.monotonic() - stop_began, 2), "uptime_seconds": round(stop_began - started, 1),
     }
     print(f"coral serve-scorer: stopped ({json.dumps(stats)})", file=sys.stderr, flush=True)
     return stats

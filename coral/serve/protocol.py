@@ -37,10 +37,7 @@ MAX_PROMPTS_PER_REQUEST = 256
 SEGMENT_BOUNDARY = re.compile(r"(?<=\n)(?=\S)")
 #: OpenAI's error ``type`` per HTTP status.
 ERROR_TYPES = {
-    400: "invalid_request_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    503: "service_unavailable",
+    400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error", 503: "service_unavailable",
 }
 
 

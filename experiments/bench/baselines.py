@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", default=None, help="force the loader format (e.g. recbole)")
     parser.add_argument("--models", default="dfm,dcn,wdl,afm,ips,cause", help="comma-separated baselines")
     parser.add_argument(
-        "--epochs",
-        type=int,
-        default=3,
+        "--epochs", type=int, default=3,
         help="epochs timed per model; the first (warm-up) is reported apart (default 3)",
     )
     parser.add_argument("--batch-size", type=int, default=1024, help="training batch size (default 1024)")

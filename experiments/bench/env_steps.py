@@ -71,12 +71,8 @@ def bench(dataset: str, scorer: TimedScorer, n_envs: int, steps: int, seed: int)
     total = time.perf_counter() - start
     env_steps = steps * n_envs
     return {
-        "n_envs": n_envs,
-        "env_steps": env_steps,
-        "seconds": total,
-        "steps_per_s": env_steps / total,
-        "llm_share": scorer.seconds / total,
-        "prompts": scorer.prompts,
+        "n_envs": n_envs, "env_steps": env_steps, "seconds": total, "steps_per_s": env_steps / total,
+        "llm_share": scorer.seconds / total, "prompts": scorer.prompts,
     }
 
 

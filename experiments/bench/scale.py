@@ -52,11 +52,7 @@ def _worker(spec: str, dataset: str, seconds: float, seed: int, threads: int, ba
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     results.put(
         {
-            "cpu_seconds": cpu,
-            "steps": steps,
-            "episodes": episodes,
-            "seconds": elapsed,
-            "prompts": env.prompts_scored,
+            "cpu_seconds": cpu, "steps": steps, "episodes": episodes, "seconds": elapsed, "prompts": env.prompts_scored,
             "stats": {k: float(v) for k, v in scorer.stats().items()},
         }
     )
@@ -98,13 +94,10 @@ def run(spec: str, workers: int, seconds: float, dataset: str, threads: int, ser
         reused = sum(r["stats"].get("tokens_reused", 0.0) for r in rows)
         served_prompts, batches = prompts, sum(r["stats"].get("llm_calls", 0.0) for r in rows)
     return {
-        "mode": "served" if server else "in-process",
-        "workers": workers,
-        "steps": steps,
+        "mode": "served" if server else "in-process", "workers": workers, "steps": steps,
         "steps_per_s": sum(r["steps"] / r["seconds"] for r in rows),
         "cpu_s_per_step": (sum(r["cpu_seconds"] for r in rows) + server_cpu) / steps if steps else None,
-        "server_cpu_s": server_cpu,
-        "prompts_per_step": prompts / steps if steps else None,
+        "server_cpu_s": server_cpu, "prompts_per_step": prompts / steps if steps else None,
         "tokens_computed_per_prompt": computed / served_prompts if served_prompts else None,
         "tokens_reused_per_prompt": reused / served_prompts if served_prompts else None,
         "prompts_per_batch": served_prompts / batches if batches else None,
@@ -138,13 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
         server = start_server(
             [
-                "--scorer",
-                "hf",
-                "--precision",
-                "float32",
-                "--threads",
-                str(args.threads),
-                "--max-wait-ms",
+                "--scorer", "hf", "--precision", "float32", "--threads", str(args.threads), "--max-wait-ms",
                 str(args.max_wait_ms),
             ]
         )

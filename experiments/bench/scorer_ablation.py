@@ -118,13 +118,8 @@ def scoring_speed(directory: Path, builder, users, items, nearest, n_pairs: int)
     seconds = time.perf_counter() - start
     computed = scorer.stats()["tokens_computed"] - before["tokens_computed"]
     return {
-        "precision": scorer.precision,
-        "pairs": n_pairs,
-        "seconds": seconds,
-        "tokens_computed": int(computed),
-        "tokens_per_s": computed / seconds,
-        "pairs_per_s": n_pairs / seconds,
-        "p": p,
+        "precision": scorer.precision, "pairs": n_pairs, "seconds": seconds, "tokens_computed": int(computed),
+        "tokens_per_s": computed / seconds, "pairs_per_s": n_pairs / seconds, "p": p,
     }
 
 
@@ -218,20 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         scores[name] = {f"{b}{k}": v for (b, k), v in p.items()}
         summary = meta["summary"]
         info[name] = {
-            "dir": str(directory),
-            "scorer": scorer_name(meta),
-            "prompt_version": meta["prompt_version"],
-            "targets": summary["n_targets"],
-            "layers": int(meta["config"]["topk_layers"]),
-            "trunk": depth,
+            "dir": str(directory), "scorer": scorer_name(meta), "prompt_version": meta["prompt_version"],
+            "targets": summary["n_targets"], "layers": int(meta["config"]["topk_layers"]), "trunk": depth,
             "align_cpu_s": round(summary["trunk_cpu_seconds"] + summary["train_cpu_seconds"], 1),
-            "trunk_cpu_s": summary["trunk_cpu_seconds"],
-            "train_cpu_s": summary["train_cpu_seconds"],
-            "best_step": summary["best_step"],
-            "steps": summary["steps"],
-            "stop_score": summary["stop_score_best"],
-            "eval_cpu_s": round(time.process_time() - t0, 1),
-            "tree_tokens_per_pair": cache.tokens / len(rows),
+            "trunk_cpu_s": summary["trunk_cpu_seconds"], "train_cpu_s": summary["train_cpu_seconds"],
+            "best_step": summary["best_step"], "steps": summary["steps"], "stop_score": summary["stop_score_best"],
+            "eval_cpu_s": round(time.process_time() - t0, 1), "tree_tokens_per_pair": cache.tokens / len(rows),
         }
         del cache
         if args.speed_pairs:
@@ -283,9 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     report.update(
         {
             "command": " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]),
-            "n_pairs": len(rows),
-            "n_negative": int((y == 0).sum()),
-            "dataset": dataset.name,
+            "n_pairs": len(rows), "n_negative": int((y == 0).sum()), "dataset": dataset.name,
             "dataset_fingerprint": dataset.fingerprint,
         }
     )
@@ -328,12 +313,10 @@ def figures(y, scores, references, info, reference, n_boot, paired_auc_differenc
             else {}
         )
         rows[name] = {
-            **info[name],
-            "auc_none": roc_auc_score(y, s["none0"]), "auc_nearest": roc_auc_score(y, nearest[name]),
+            **info[name], "auc_none": roc_auc_score(y, s["none0"]), "auc_nearest": roc_auc_score(y, nearest[name]),
             "by_pieces": [roc_auc_score(y, s["none0"] if m == 0 else s[f"nearest{m}"]) for m in range(K + 1)],
             "vs_reference": None if name == reference else vs_reference[name].__dict__,
-            "vs_share": vs_share[name].__dict__,
-            **{f"{c}_vs_none": controls[c].__dict__ for c in controls},
+            "vs_share": vs_share[name].__dict__, **{f"{c}_vs_none": controls[c].__dict__ for c in controls},
         }
     refs = {
         name: {"auc": roc_auc_score(y, p), "vs_reference": vs_reference[name].__dict__}
@@ -374,11 +357,8 @@ def table(report: dict) -> str:
             f"{r['steps']} | {speed_text} |"
         )
     lines += [
-        "",
-        "Non-LLM references on the same pairs (twins fitted on the align fold):",
-        "",
-        "| reference | AUC | Δ vs reference variant |",
-        "|---|---|---|",
+        "", "Non-LLM references on the same pairs (twins fitted on the align fold):", "",
+        "| reference | AUC | Δ vs reference variant |", "|---|---|---|",
     ]
     for name, r in report["references"].items():
         lines.append(f"| {name} | {100 * r['auc']:.2f} | {_d(r['vs_reference'])} |")

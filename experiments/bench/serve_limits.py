@@ -101,11 +101,8 @@ def concurrent_clients(served: Any, prompts: list[Any], n: int = 64) -> None:
             status: Any = post(
                 served.url,
                 {
-                    "model": served.model,
-                    "prompt": prompt.text,
-                    "coral_segments": list(prompt.segments),
-                    "max_tokens": 1,
-                    "logprobs": 1,
+                    "model": served.model, "prompt": prompt.text, "coral_segments": list(prompt.segments),
+                    "max_tokens": 1, "logprobs": 1,
                 },
             ).status_code
         except requests.RequestException as err:
@@ -186,9 +183,7 @@ def sigterm_under_load(args: argparse.Namespace) -> None:
             status = post(
                 served.url,
                 {
-                    "model": served.model,
-                    "prompt": [SENTENCE * 40 + f"{k}-{j}" for j in range(4)],
-                    "max_tokens": 1,
+                    "model": served.model, "prompt": [SENTENCE * 40 + f"{k}-{j}" for j in range(4)], "max_tokens": 1,
                     "logprobs": 1,
                 },
                 timeout=60,

@@ -286,11 +286,8 @@ def default_alignment_trees(setup, n_train: int, n_stop: int) -> tuple[tuple[lis
     )
     pool = validation_roles(dataset).stop
     stop = alignment_trees(
-        setup,
-        dataset.valid,
-        pool[pick_targets(dataset.valid.take(pool), config.topk_stop_pairs, config.seed + 1)][:n_stop],
-        STOP_NEAREST,
-        0,
+        setup, dataset.valid,
+        pool[pick_targets(dataset.valid.take(pool), config.topk_stop_pairs, config.seed + 1)][:n_stop], STOP_NEAREST, 0,
     )
     return train, stop
 
@@ -314,14 +311,8 @@ def alignment_costs(setup, train, stop, dtype: str, repeats: int = 1) -> dict[st
 
     def train_epoch():
         return train_topk(
-            head,
-            cache,
-            lambda h: 0.0,
-            lr=config.topk_lr,
-            epochs=1,
-            trees_per_step=config.topk_batch,
-            seed=config.seed,
-            checks_per_epoch=1,
+            head, cache, lambda h: 0.0,
+            lr=config.topk_lr, epochs=1, trees_per_step=config.topk_batch, seed=config.seed, checks_per_epoch=1,
         )
 
     steps = train_epoch().steps  # and a warm-up
@@ -562,13 +553,8 @@ def section_7(args: argparse.Namespace, scorer, builder, dataset, rows) -> None:
             f"alignment training ({len(train[0])} trees, {-(-len(train[0]) // config.topk_batch)} steps)": lambda: (
                 timed(
                     lambda: train_topk(
-                        head,
-                        cache,
-                        lambda h: 0.0,
-                        lr=config.topk_lr,
-                        epochs=1,
-                        trees_per_step=config.topk_batch,
-                        seed=config.seed,
+                        head, cache, lambda h: 0.0,
+                        lr=config.topk_lr, epochs=1, trees_per_step=config.topk_batch, seed=config.seed,
                         checks_per_epoch=1,
                     )
                 )
@@ -639,20 +625,11 @@ def parity(args: argparse.Namespace) -> None:
         worst = max(deltas, key=lambda k: abs(deltas[k]))
         dp = np.concatenate([np.abs(got[k] - base[k]) for k in sets])
         rec = ParityRecord(
-            precision=layout,
-            numerics=numerics(layout, flags),
-            cpu_class=feature_class(flags),
-            scorer=scorer,
-            dataset=dataset.name,
-            pairs=int(len(rows)),
-            prompt_version=builder.version,
-            auc_fp32=float(roc_auc_score(y, base[worst])),
-            auc=float(roc_auc_score(y, got[worst])),
-            mean_abs_dp=float(dp.mean()),
-            max_abs_dp=float(dp.max()),
-            speedup=float(rate / base_rate),
-            date=datetime.date.today().isoformat(),
-            command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+            precision=layout, numerics=numerics(layout, flags), cpu_class=feature_class(flags), scorer=scorer,
+            dataset=dataset.name, pairs=int(len(rows)), prompt_version=builder.version,
+            auc_fp32=float(roc_auc_score(y, base[worst])), auc=float(roc_auc_score(y, got[worst])),
+            mean_abs_dp=float(dp.mean()), max_abs_dp=float(dp.max()), speedup=float(rate / base_rate),
+            date=datetime.date.today().isoformat(), command="python " + " ".join(shlex.quote(a) for a in sys.argv),
         )
         for k in sets:
             print(f"  {layout:9s}  {k:16s} AUC {roc_auc_score(y, got[k]):.4f}  dAUC {deltas[k]:+.4f}")
@@ -809,9 +786,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=8, help="[3] parallel episodes")
     parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8, 16, 32], help="[4] batched environments N")
     parser.add_argument(
-        "--env-steps",
-        type=int,
-        default=40,
+        "--env-steps", type=int, default=40,
         help="[4] vector steps per setting at N=8 (x 8/N at other N: the same environment steps)",
     )
     parser.add_argument("--threads", type=int, default=2)
@@ -819,15 +794,11 @@ def main() -> None:
         "--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7], help="which of the sections [1]-[7] to run"
     )
     parser.add_argument(
-        "--align-trees",
-        type=int,
-        default=24,
+        "--align-trees", type=int, default=24,
         help="[6], [7] training and early-stopping trees of the default alignment",
     )
     parser.add_argument(
-        "--align-dtypes",
-        choices=["default", "both"],
-        default="default",
+        "--align-dtypes", choices=["default", "both"], default="default",
         help="[6] fp32 and the default dtype, or fp32 and bf16 whatever the default",
     )
     parser.add_argument("--repeats", type=int, default=2, help="[6], [7] runs of each setting (the minimum is printed)")

@@ -22,12 +22,9 @@ SCORER_COUNTERS = ("cache_hits", "cache_misses", "tokens_reused", "tokens_comput
 #: RLlib result keys (flattened with "/") -> SB3 column names. No train/approx_kl: RLlib computes
 #: its KL only with use_kl_loss, which SB3's PPO (and so ppo_config) does not use.
 RESULT_COLUMNS = {
-    "env_runners/episode_return_mean": "rollout/ep_rew_mean",
-    "env_runners/episode_len_mean": "rollout/ep_len_mean",
-    "num_env_steps_sampled_lifetime": "time/total_timesteps",
-    "training_iteration": "time/iterations",
-    "time_since_restore": "time/time_elapsed",
-    "learners/default_policy/total_loss": "train/loss",
+    "env_runners/episode_return_mean": "rollout/ep_rew_mean", "env_runners/episode_len_mean": "rollout/ep_len_mean",
+    "num_env_steps_sampled_lifetime": "time/total_timesteps", "training_iteration": "time/iterations",
+    "time_since_restore": "time/time_elapsed", "learners/default_policy/total_loss": "train/loss",
     "learners/default_policy/policy_loss": "train/policy_gradient_loss",
     "learners/default_policy/vf_loss": "train/value_loss",
     "learners/default_policy/vf_explained_var": "train/explained_variance",

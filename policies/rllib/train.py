@@ -86,10 +86,7 @@ def ppo_config(config: TrainConfig, env_config: dict[str, Any], seed: int) -> An
             clip_param=0.2,
             vf_clip_param=float("inf"),  # SB3: no value clipping
             use_kl_loss=False,  # SB3: no KL penalty
-            entropy_coeff=0.0,
-            vf_loss_coeff=0.5,
-            grad_clip=0.5,
-            grad_clip_by="global_norm",
+            entropy_coeff=0.0, vf_loss_coeff=0.5, grad_clip=0.5, grad_clip_by="global_norm",
         )
         # SB3's MlpPolicy: separate 64-64 tanh networks for policy and value, state-independent log std.
         .rl_module(
@@ -261,10 +258,7 @@ def _validate(config: TrainConfig, algo: Any, logger: Any) -> None:
     res = evaluate_policy(
         live_policy(algo, config.model_name),
         config.env_config("valid"),
-        split="valid",
-        batch_size=config.n_envs,
-        episodes=rows,
-        progress=False,
+        split="valid", batch_size=config.n_envs, episodes=rows, progress=False,
     )
     logger.record("coral/val_return", mean_return(res))
     logger.record("coral/val_auc", binary_metrics(res.labels, res.p[-1], n_boot=0)["auc"])
