@@ -23,7 +23,7 @@ class EnvConfig:
     :class:`~coral.envs.resources.EnvResources`)."""
 
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    """The dataset, how its files are read and its preprocessing."""
     scorer: ScorerConfig = section(ScorerConfig, flat=True)
     """The LLM that scores the prompts."""
     warm: WarmStartConfig = section(WarmStartConfig, flat=True)

@@ -1,4 +1,4 @@
-"""The layout: imports only run down the layers, no module cycles, light packages stay light.
+"""The map of the code: imports only run down the layers, no module cycles, light packages stay light.
 
 The import graph is built from the source with ``ast``: every import statement of every module
 (at module level and inside functions), relative imports resolved, ``envs/`` and ``policies/``

@@ -1,8 +1,8 @@
 """The alignment's arithmetic (``AlignConfig.dtype``): fp32, or bf16 products where the CPU runs
-them natively and a recorded parity check passed; ``auto`` picks, as the scoring layout does.
+them natively and a recorded parity check passed; ``auto`` picks, as the scoring precision does.
 
 Method topk in ``bfloat16`` computes the frozen trunk and the trained layers' linear products in
-bf16 with fp32 accumulation (the numerics of the bfloat16 scoring layout, ``bfloat16-linear``);
+bf16 with fp32 accumulation (the numerics of the bfloat16 scoring precision, ``bfloat16-linear``);
 norms, attention, the residual stream, the loss, the weights and the optimiser stay fp32. It is
 *eligible* on a CPU only with native bf16 (AMX-BF16 or AVX512-BF16: :func:`coral.llm.precision.supported`)
 and a passing record in ``parity.json`` (key ``alignment``, written by

@@ -130,7 +130,7 @@ def _train_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, progr
     from coral.llm.model import load_model, model_identity
 
     model, tokenizer = load_model(config.base_model, "float32")
-    # Trained whole in the config's dtype (a scoring layout converts the layers it computes in).
+    # Trained whole in the config's dtype (a scoring precision converts the layers it computes in).
     model = model.to(getattr(torch, config.dtype))
     builder = prompt_builder(dataset, tokenizer, config)
     examples = _examples(out, dataset, config)

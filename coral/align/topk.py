@@ -125,7 +125,7 @@ def compute_trunk(
     :param store: dtype the outputs are kept in (float16 halves the memory; the research measured
         no difference in the trained scorer, and the saved scorer recomputes the trunk in fp32).
     :param dtype: the linear layers' products: torch.float32 (bitwise the layers' own output) or
-        torch.bfloat16 (bf16 linears with fp32 accumulation, as the bfloat16 scoring layout).
+        torch.bfloat16 (bf16 linears with fp32 accumulation, as the bfloat16 scoring precision).
     """
     from tqdm.auto import tqdm
 

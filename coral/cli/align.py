@@ -23,7 +23,7 @@ class AlignCommand:
     """``coral align``: train an aligned scorer on training-split interactions and save it in OUT."""
 
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    """The dataset, how its files are read and its preprocessing."""
     alignment: AlignConfig = section(AlignConfig, flat=True)
     """How the scorer is aligned."""
     out: Optional[str] = field(default=None, metadata={"required": True})
@@ -41,7 +41,7 @@ class DiagnosticsCommand:
     """``coral align-diagnostics``: LLM-only AUC and how one piece of evidence moves a scorer's P(Yes)."""
 
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    """The dataset, how its files are read and its preprocessing."""
     scorer: ScorerConfig = section(ScorerConfig, flat=True)
     """The scorer examined."""
     split: Literal["valid", "test"] = "valid"

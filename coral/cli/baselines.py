@@ -17,7 +17,7 @@ class BaselinesCommand:
     """``coral baselines``: every (model, seed) trained on the training split and evaluated on the test split."""
 
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    """The dataset, how its files are read and its preprocessing."""
     models: tuple[BaselineName, ...] = MODEL_NAMES
     """Baselines to train (comma-separated)."""
     seeds: tuple[int, ...] = (0, 1, 2)

@@ -19,7 +19,7 @@ class StatsCommand:
     """``coral data stats``: counts of a dataset after preprocessing."""
 
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    """The dataset, how its files are read and its preprocessing."""
     json: bool = False
     """Print one JSON object (non-finite numbers as null) instead of a table."""
 

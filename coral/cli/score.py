@@ -20,7 +20,7 @@ class ScoreCommand:
     """``coral score``: P(Yes) of every pair of a split from the LLM alone, and its metrics."""
 
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    """The dataset, how its files are read and its preprocessing."""
     scorer: ScorerConfig = section(ScorerConfig, flat=True)
     """The LLM."""
     prompt: PromptConfig = section(PromptConfig, flat=True)

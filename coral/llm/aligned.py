@@ -186,7 +186,7 @@ def load_aligned_scorer(
     :func:`coral.llm.prompt.scorer_prompt_builder`) and ``alignment`` (the directory's ``align.json``).
 
     :param directory: an alignment directory written by ``coral align``.
-    :param precision: "float32", "int8", "bfloat16", or None / "auto" (the default layout).
+    :param precision: "float32", "int8", "bfloat16", or None / "auto" (the default precision).
     :param batch_size: prompts per forward pass.
     :param kv_reuse: reuse prefix key/value caches.
     """

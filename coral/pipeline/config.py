@@ -22,7 +22,7 @@ class RunConfig:
     """Everything ``coral run`` does: which data, which methods, and each method's settings."""
 
     data: DataConfig = section(lambda: DataConfig(dataset="movielens_small"), flat=True)
-    """The dataset (the main job's default: the embedded movielens_small), its layout and its preprocessing."""
+    """The dataset (the main job's default: the embedded movielens_small), how its files are read, its preprocessing."""
     datasets: tuple[str, ...] = ()
     """Run on each of these datasets (names or paths) in turn, with the data section's other settings, each in
     OUT/<name>/; empty: only `dataset`."""

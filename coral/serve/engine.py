@@ -267,7 +267,7 @@ def describe_scorer(scorer: HFScorer) -> tuple[dict[str, Any], dict[str, Any]]:
     """What a server tells its clients about ``scorer``: (``/v1/models`` metadata, tokenizer route body).
 
     The metadata carries the scorer's fingerprint (clients use it as theirs, so the score cache
-    is shared with in-process scoring whatever the server's URL), its labels, its weight layout,
+    is shared with in-process scoring whatever the server's URL), its labels, its precision (wire key "layout"),
     the digest of its tokenizer files, and for an aligned scorer the prompt version it was
     trained on.
 
