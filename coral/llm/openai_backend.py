@@ -107,8 +107,8 @@ class OpenAIScorer(Scorer):
             if self.served.get("prompt_version"):  # an aligned scorer: the template it was trained on
                 self.prompt_version = self.served["prompt_version"]
         else:
-            labels = f"yes={list(self.yes_keys)};no={list(self.no_keys)}"
-            self.fingerprint = f"openai|{self.base_url}|{model}|{labels}|top={self.top_logprobs}"
+            label_keys = f"yes={list(self.yes_keys)};no={list(self.no_keys)}"
+            self.fingerprint = f"openai|{self.base_url}|{model}|{label_keys}|top={self.top_logprobs}"
         if isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = load_tokenizer(None if str(tokenizer) == "embedded" else tokenizer)
         elif tokenizer is None and self.served is not None:
