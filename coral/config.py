@@ -8,7 +8,8 @@ under it. From those classes this module derives, in one place:
 - :func:`load_yaml` / :func:`dump_yaml`: YAML files of the same keys;
 - :func:`add_arguments` / :func:`from_args`: one command-line flag per field, whose ``--help``
   text is the field's docstring with its default; ``--config FILE.yaml`` reads a file first and
-  flags given explicitly override it.
+  flags given explicitly override it; ``--print-config`` prints the YAML of the settings that
+  the flags describe, which ``--config`` reads back to the same configuration.
 
 Names. A field ``x_y`` of the root config is the key ``x_y`` and the flag ``--x-y``; a field of a
 nested section ``s`` is the key ``x_y`` inside the mapping ``s`` and the flag ``--s.x-y``. A
@@ -51,6 +52,8 @@ T = TypeVar("T")
 
 #: Attribute of an argparse namespace holding the ``--config`` file.
 CONFIG_FILE_DEST = "config_file"
+#: Attribute of an argparse namespace that is true with ``--print-config``.
+PRINT_CONFIG_DEST = "print_config"
 
 
 # ---- declaring configs -----------------------------------------------------------------------
@@ -63,6 +66,18 @@ def section(factory: Callable[[], Any], *, flat: bool = False, skip: tuple[str, 
         no key and no flag.
     """
     return dataclasses.field(default_factory=factory, metadata={"flat": flat, "skip": tuple(skip)})
+
+
+def renamed(default: Any, *, old: str) -> Any:
+    """A setting renamed from ``old``, whose old key and flag are still read (for one release).
+
+    Stage identities (:func:`to_dict` with ``identity=True``) keep naming it ``old``, so that the
+    rename moves no finished stage, cache or result.
+
+    :param default: the field's default value.
+    :param old: the field's former name.
+    """
+    return dataclasses.field(default=default, metadata={"old_name": old})
 
 
 def require(ok: bool, field: str, message: str, error: type[CoralError] = CoralError) -> None:
@@ -92,9 +107,13 @@ def field_docs(cls: type) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
-        for stmt, nxt in zip(body, body[1:]):
+        for stmt, nxt in zip(body, body[1:], strict=False):
             if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                if (
+                    isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)
+                ):
                     docs[stmt.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -124,7 +143,17 @@ class Leaf:
     @property
     def flag(self) -> str:
         """The command-line flag, e.g. ``--train.n-envs``."""
-        return "--" + ".".join(part.replace("_", "-") for part in self.key)
+        return _flag(self.key)
+
+    @property
+    def old_key(self) -> tuple[str, ...] | None:
+        """The key the setting had before a rename (:func:`renamed`), still read; None if never renamed."""
+        old = self.metadata.get("old_name")
+        return self.key[:-1] + (old,) if old else None
+
+
+def _flag(key: tuple[str, ...]) -> str:
+    return "--" + ".".join(part.replace("_", "-") for part in key)
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -148,10 +177,25 @@ def _walk(obj: Any, attrs: tuple[str, ...], key: tuple[str, ...], skip: frozense
             continue
         value, tp = getattr(obj, f.name), hints[f.name]
         if _is_section(tp):
+            _check_skip(value, f.metadata.get("skip", ()), f"{cls.__name__}.{f.name}")
             sub_key = key if f.metadata.get("flat") else key + (f.name,)
             yield from _walk(value, attrs + (f.name,), sub_key, _child_skip(skip, f.name, f.metadata.get("skip", ())))
         else:
             yield Leaf(attrs + (f.name,), key + (f.name,), tp, value, docs.get(f.name, ""), f.metadata)
+
+
+def _check_skip(section_value: Any, skip: tuple[str, ...], where: str) -> None:
+    """:raises ValueError: for a ``skip`` path that names no field of the section (a misspelt path would hide
+    nothing)."""
+    for path in skip:
+        node: Any = section_value
+        for part in path.split("."):
+            names = {f.name for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else set()
+            if part not in names:
+                raise ValueError(
+                    f"{where}: skip path {path!r} names no setting ({part!r} is not a field of {type(node).__name__})"
+                )
+            node = getattr(node, part)
 
 
 def leaves(cls_or_obj: Any) -> list[Leaf]:
@@ -164,7 +208,10 @@ def leaves(cls_or_obj: Any) -> list[Leaf]:
     seen: dict[tuple[str, ...], Leaf] = {}
     for leaf in out:
         if leaf.key in seen:
-            raise ValueError(f"{type(obj).__name__}: fields {'.'.join(seen[leaf.key].attrs)} and {'.'.join(leaf.attrs)} share the key {leaf.name!r} (flag {leaf.flag})")
+            raise ValueError(
+                f"{type(obj).__name__}: fields {'.'.join(seen[leaf.key].attrs)} and {'.'.join(leaf.attrs)} share the "
+                f"key {leaf.name!r} (flag {leaf.flag})"
+            )
         seen[leaf.key] = leaf
     return out
 
@@ -178,14 +225,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """The config ``obj`` as a nested dict of plain values (flat sections merged, skipped fields left out)."""
+def to_dict(obj: Any, *, identity: bool = False) -> dict[str, Any]:
+    """The config ``obj`` as a nested dict of plain values (flat sections merged, skipped fields left out).
+
+    :param identity: name renamed settings by their old keys (:func:`renamed`): the dict that
+        stage identities hash, unchanged by a rename.
+    """
     out: dict[str, Any] = {}
     for leaf in leaves(obj):
+        key = leaf.old_key if identity and leaf.old_key else leaf.key
         node = out
-        for part in leaf.key[:-1]:
+        for part in key[:-1]:
             node = node.setdefault(part, {})
-        node[leaf.key[-1]] = _plain(leaf.default)
+        node[key[-1]] = _plain(leaf.default)
     return out
 
 
@@ -246,7 +298,7 @@ def coerce(value: Any, tp: Any) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(items) != len(args):
                 raise _Invalid
-            out = [coerce(v, a) for v, a in zip(items, args)]
+            out = [coerce(v, a) for v, a in zip(items, args, strict=False)]
         else:
             out = [coerce(v, args[0]) if args else v for v in items]
         return tuple(out) if origin is tuple else out
@@ -304,7 +356,10 @@ def _where(where: str) -> str:
     return f"{where}: " if where else ""
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base: T | None = None, names: Callable[[Leaf], str] = lambda leaf: leaf.name) -> T:
+def from_dict(
+    cls: type[T], data: Mapping[str, Any], where: str = "config", base: T | None = None,
+    names: Callable[[Leaf], str] = lambda leaf: leaf.name,
+) -> T:
     """Build a config of class ``cls`` from a nested dict of its keys, over ``base`` (default: ``cls()``).
 
     :param cls: the config class.
@@ -319,6 +374,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base
         raise CoralError(f"{_where(where)}expected a mapping of config keys, got {type(data).__name__}")
     all_leaves = leaves(base)
     by_key = {leaf.key: leaf for leaf in all_leaves}
+    by_old_key = {leaf.old_key: leaf for leaf in all_leaves if leaf.old_key}
     sections = {leaf.key[:n] for leaf in all_leaves for n in range(1, len(leaf.key))}
     values: dict[tuple[str, ...], Any] = {}
 
@@ -329,8 +385,13 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base
                 if not isinstance(v, Mapping):
                     raise CoralError(f"{_where(where)}{'.'.join(key)} must be a mapping of its keys, got {v!r}")
                 visit(v, key)
-            elif key in by_key:
-                leaf = by_key[key]
+            elif key in by_key or key in by_old_key:
+                leaf = by_key.get(key) or by_old_key[key]
+                if leaf.attrs in values:
+                    raise CoralError(
+                        f"{_where(where)}{'.'.join(leaf.key)} is given twice (once by its old name "
+                        f"{'.'.join(leaf.old_key or ())})"
+                    )
                 try:
                     values[leaf.attrs] = coerce(v, leaf.type)
                 except _Invalid:
@@ -339,14 +400,19 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config", base
                 if problem:
                     raise CoralError(f"{_where(where)}{names(leaf)} {problem}")
             else:
-                known = sorted(".".join(x) for x in by_key if x[:-1] == prefix) + sorted(".".join(s) for s in sections if s[:-1] == prefix)
+                known = sorted(".".join(x) for x in by_key if x[:-1] == prefix) + sorted(
+                    ".".join(s) for s in sections if s[:-1] == prefix
+                )
                 raise CoralError(f"{_where(where)}unknown key {'.'.join(key)!r}; known: {', '.join(known)}")
 
     visit(data, ())
     return _rebuild(base, (), values, where, {leaf.attrs: leaf for leaf in all_leaves}, names)
 
 
-def _rebuild(obj: Any, attrs: tuple[str, ...], values: dict[tuple[str, ...], Any], where: str, by_attrs: dict[tuple[str, ...], Leaf], names: Callable[[Leaf], str]) -> Any:
+def _rebuild(
+    obj: Any, attrs: tuple[str, ...], values: dict[tuple[str, ...], Any], where: str,
+    by_attrs: dict[tuple[str, ...], Leaf], names: Callable[[Leaf], str],
+) -> Any:
     cls = type(obj)
     hints = _hints(cls)
     kwargs: dict[str, Any] = {}
@@ -356,7 +422,11 @@ def _rebuild(obj: Any, attrs: tuple[str, ...], values: dict[tuple[str, ...], Any
         path = attrs + (f.name,)
         current = getattr(obj, f.name)
         if _is_section(hints[f.name]):
-            kwargs[f.name] = _rebuild(current, path, values, where, by_attrs, names) if any(a[: len(path)] == path for a in values) else current
+            kwargs[f.name] = (
+                _rebuild(current, path, values, where, by_attrs, names)
+                if any(a[: len(path)] == path for a in values)
+                else current
+            )
         else:
             kwargs[f.name] = values.get(path, current)
     try:
@@ -457,7 +527,9 @@ def _list_parser(tp: Any) -> Callable[[str], Any]:
         try:
             values = [convert(p) for p in parts]
         except (ValueError, TypeError):
-            raise argparse.ArgumentTypeError(f"expected comma-separated {describe(element)} values, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {describe(element)} values, got {text!r}"
+            ) from None
         try:
             return coerce(values, tp)
         except _Invalid:
@@ -487,7 +559,7 @@ def _metavar(tp: Any) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
-    """Add ``--config FILE`` and one flag per setting of ``cls`` to ``parser``.
+    """Add ``--config FILE``, ``--print-config`` and one flag per setting of ``cls`` to ``parser``.
 
     Flags default to "not given" (argparse's SUPPRESS), so that :func:`from_args` can tell explicit
     flags from defaults; the help text shows the config's default.
@@ -496,10 +568,18 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
     :raises ValueError: on a duplicate flag.
     """
     settings = leaves(cls)
-    parser.add_argument("--config", dest=CONFIG_FILE_DEST, metavar="FILE.yaml", default=None, help="read settings from this YAML file first (keys as the flags without --, sections as nested mappings); flags given explicitly override it")
+    parser.add_argument(
+        "--print-config", dest=PRINT_CONFIG_DEST, action="store_true",
+        help="print the settings as YAML (what --config reads back) and exit",
+    )
+    parser.add_argument(
+        "--config", dest=CONFIG_FILE_DEST, metavar="FILE.yaml", default=None,
+        help="read settings from this YAML file first (keys as the flags without --, sections as nested mappings); "
+             "flags given explicitly override it",
+    )
     groups: dict[tuple[str, ...], Any] = {}
     for leaf in settings:
-        if leaf.name in (CONFIG_FILE_DEST, "func", "command"):
+        if leaf.name in (CONFIG_FILE_DEST, PRINT_CONFIG_DEST, "func", "command"):
             raise ValueError(f"{cls.__name__}: a setting may not be called {leaf.name!r}")
         section_key = leaf.key[:-1]
         target = parser
@@ -508,23 +588,39 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> list[Leaf]:
                 groups[section_key] = parser.add_argument_group(".".join(section_key))
             target = groups[section_key]
         default = leaf.default
-        help_text = f"{leaf.doc} (default: {_format_default(default)})" if leaf.doc else f"(default: {_format_default(default)})"
+        help_text = (
+            f"{leaf.doc} (default: {_format_default(default)})"
+            if leaf.doc
+            else f"(default: {_format_default(default)})"
+        )
         help_text = help_text.replace("%", "%%")
         if leaf.metadata.get("positional"):
-            target.add_argument(leaf.name, metavar=leaf.key[-1].upper(), type=_scalar_parser(leaf.type), help=leaf.doc.replace("%", "%%"))
+            target.add_argument(
+                leaf.name, metavar=leaf.key[-1].upper(), type=_scalar_parser(leaf.type),
+                help=leaf.doc.replace("%", "%%"),
+            )
             continue
+        names = [leaf.flag] + ([_flag(leaf.old_key)] if leaf.old_key else [])
+        if leaf.old_key:
+            help_text += f" ({names[1]}: its old name, still accepted)"
         if leaf.type is bool:
-            target.add_argument(leaf.flag, dest=leaf.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            target.add_argument(
+                *names, dest=leaf.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
             continue
         origin = typing.get_origin(leaf.type)
         convert = _list_parser(leaf.type) if origin in (tuple, list) else _scalar_parser(leaf.type)
-        target.add_argument(leaf.flag, dest=leaf.name, type=convert, default=argparse.SUPPRESS, metavar=_metavar(leaf.type), help=help_text)
+        target.add_argument(
+            *names, dest=leaf.name, type=convert, default=argparse.SUPPRESS, metavar=_metavar(leaf.type), help=help_text
+        )
     return settings
 
 
-def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> T:
-    """The config that the parsed flags describe: ``base`` (default: ``--config`` FILE, else ``cls()``) with every explicit flag applied.
+def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None, check_required: bool = True) -> T:
+    """The config that the parsed flags describe: ``base`` (default: ``--config`` FILE, else ``cls()``) with every
+    explicit flag applied.
 
+    :param check_required: refuse a required setting left empty (``--print-config`` shows it empty).
     :raises CoralError: one line naming the flag (or the file's key) and the bad value; a missing
         required setting.
     """
@@ -540,7 +636,7 @@ def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> 
                 node = node.setdefault(part, {})
             node[leaf.key[-1]] = getattr(args, leaf.name)
     config = from_dict(cls, data, where="", base=base, names=lambda leaf: leaf.flag)
-    for leaf in leaves(config):
+    for leaf in leaves(config) if check_required else ():
         if leaf.metadata.get("required") and leaf.default in (None, ""):
             raise CoralError(f"the following arguments are required: {leaf.flag}")
     return config

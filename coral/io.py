@@ -26,7 +26,10 @@ def cache_dir(*parts: str) -> Path:
     except OSError as err:
         from coral.errors import CoralError
 
-        raise CoralError(f"cannot create the coral cache directory {path}: {err.strerror or err}; set CORAL_CACHE_DIR to a writable directory") from None
+        raise CoralError(
+            f"cannot create the coral cache directory {path}: {err.strerror or err}; set CORAL_CACHE_DIR to a writable "
+            "directory"
+        ) from None
     return path
 
 

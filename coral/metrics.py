@@ -14,7 +14,14 @@ Comparisons between methods on the same pairs live in :mod:`coral.stats`.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, f1_score, log_loss, matthews_corrcoef, precision_recall_curve, roc_auc_score
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    matthews_corrcoef,
+    precision_recall_curve,
+    roc_auc_score,
+)
 
 from coral.errors import CoralError
 from coral.stats import bootstrap_aucs, percentile_interval
@@ -34,7 +41,9 @@ def best_f1_threshold(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def bootstrap_auc_ci(y_true: np.ndarray, y_score: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_auc_ci(
+    y_true: np.ndarray, y_score: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the AUC (resampling test pairs with replacement).
 
     Rank-based (:func:`coral.stats.bootstrap_aucs`). Resamples that contain a single class are
@@ -54,12 +63,8 @@ def f1_all_yes(y_true: np.ndarray) -> float:
 
 
 def binary_metrics(
-    y_true: np.ndarray,
-    y_score: np.ndarray,
-    valid_true: np.ndarray | None = None,
-    valid_score: np.ndarray | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
+    y_true: np.ndarray, y_score: np.ndarray, valid_true: np.ndarray | None = None,
+    valid_score: np.ndarray | None = None, n_boot: int = 1000, seed: int = 0,
 ) -> dict[str, float]:
     """AUC with a bootstrap 95% interval; F1, MCC and balanced accuracy at the validation-tuned
     threshold; F1 at 0.5, the all-"yes" F1, log loss.
@@ -86,7 +91,9 @@ def binary_metrics(
         raise CoralError("scores contain NaN or infinity")
     one_class = y_true.min() == y_true.max()
     auc = float("nan") if one_class else float(roc_auc_score(y_true, y_score))
-    lo, hi = (float("nan"), float("nan")) if one_class or n_boot <= 0 else bootstrap_auc_ci(y_true, y_score, n_boot, seed)
+    lo, hi = (
+        (float("nan"), float("nan")) if one_class or n_boot <= 0 else bootstrap_auc_ci(y_true, y_score, n_boot, seed)
+    )
     threshold = 0.5
     if valid_true is not None and valid_score is not None and len(valid_true):
         if len(valid_true) != len(valid_score):
@@ -95,14 +102,9 @@ def binary_metrics(
     clipped = np.clip(y_score, 1e-7, 1 - 1e-7)
     predicted = y_score >= threshold
     return {
-        "auc": auc,
-        "auc_ci_low": lo,
-        "auc_ci_high": hi,
-        "f1": float(f1_score(y_true, predicted, zero_division=0)),
-        "f1_threshold": float(threshold),
-        "f1_at_05": float(f1_score(y_true, y_score >= 0.5, zero_division=0)),
-        "logloss": float(log_loss(y_true, clipped, labels=[0, 1])),
-        "n_test": int(len(y_true)),
+        "auc": auc, "auc_ci_low": lo, "auc_ci_high": hi, "f1": float(f1_score(y_true, predicted, zero_division=0)),
+        "f1_threshold": float(threshold), "f1_at_05": float(f1_score(y_true, y_score >= 0.5, zero_division=0)),
+        "logloss": float(log_loss(y_true, clipped, labels=[0, 1])), "n_test": int(len(y_true)),
         "positive_rate": float(y_true.mean()),
         "mcc": float("nan") if one_class else float(matthews_corrcoef(y_true, predicted)),
         "balanced_accuracy": float("nan") if one_class else float(balanced_accuracy_score(y_true, predicted)),

@@ -18,22 +18,8 @@ from coral.io import atomic_write_text
 
 #: The columns every row has, in this order. Later methods add columns after these.
 COLUMNS = [
-    "dataset",
-    "model",
-    "seed",
-    "split",
-    "auc",
-    "auc_ci_low",
-    "auc_ci_high",
-    "f1",
-    "f1_at_05",
-    "logloss",
-    "n_test",
-    "positive_rate",
-    "train_seconds",
-    "config_hash",
-    "config",
-    "versions",
+    "dataset", "model", "seed", "split", "auc", "auc_ci_low", "auc_ci_high", "f1", "f1_at_05", "logloss", "n_test",
+    "positive_rate", "train_seconds", "config_hash", "config", "versions",
 ]
 
 
@@ -56,18 +42,14 @@ def library_versions() -> str:
 
 
 def make_row(
-    *, dataset: str, model: str, seed: int, metrics: Mapping[str, Any], config: Mapping[str, Any], split: str = "test", train_seconds: float = 0.0, **extra: Any
+    *, dataset: str, model: str, seed: int, metrics: Mapping[str, Any], config: Mapping[str, Any], split: str = "test",
+    train_seconds: float = 0.0, **extra: Any,
 ) -> dict[str, Any]:
     """One results row: identity, metrics from :func:`coral.metrics.binary_metrics`, config and versions."""
     row: dict[str, Any] = {
-        "dataset": dataset,
-        "model": model,
-        "seed": seed,
-        "split": split,
-        "train_seconds": round(float(train_seconds), 3),
-        "config_hash": config_hash(config),
-        "config": json.dumps(config, sort_keys=True, default=str),
-        "versions": library_versions(),
+        "dataset": dataset, "model": model, "seed": seed, "split": split,
+        "train_seconds": round(float(train_seconds), 3), "config_hash": config_hash(config),
+        "config": json.dumps(config, sort_keys=True, default=str), "versions": library_versions(),
     }
     row.update({k: metrics[k] for k in metrics if k in COLUMNS or k not in row})
     row.update(extra)
@@ -83,7 +65,11 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def append_rows(path: str | Path, rows: Iterable[Mapping[str, Any]], replace_keys: tuple[str, ...] = ("dataset", "model", "seed", "split")) -> None:
+def append_rows(
+    path: str | Path,
+    rows: Iterable[Mapping[str, Any]],
+    replace_keys: tuple[str, ...] = ("dataset", "model", "seed", "split"),
+) -> None:
     """Add rows to a results.csv atomically; a new row replaces an old one with the same key.
 
     :param path: the CSV file (created with its header if missing).

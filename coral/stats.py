@@ -25,7 +25,7 @@ seeds that interval is wide (t = 4.30). The **two-level bootstrap**
 sources of uncertainty; the claims' verdicts of a multi-seed run use it, with the pooled pair
 interval and the t-interval shown beside it.
 
-Verdicts (:func:`claim_verdict`, :func:`claim_verdicts`) read only an interval: "a beats b" is
+Verdicts (:func:`interval_verdict`, :func:`interval_verdicts`) read only an interval: "a beats b" is
 supported when the interval of AUC(a) - AUC(b) lies above 0, not supported when its upper end is
 below a margin, undecided otherwise; the same rule read from b's side says whether a is worse.
 The claims themselves (which methods, which texts) are the pipeline's (:mod:`coral.pipeline.claims`).
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -72,7 +72,9 @@ def _stack(*scores: np.ndarray) -> np.ndarray:
     """Score vectors of methods on the same pairs as one float64 (k, n) matrix; lengths must agree."""
     rows = [np.asarray(s, dtype=np.float64).ravel() for s in scores]
     if len({row.size for row in rows}) > 1:
-        raise CoralError(f"methods compared on the same pairs need equally many scores, got {[row.size for row in rows]}")
+        raise CoralError(
+            f"methods compared on the same pairs need equally many scores, got {[row.size for row in rows]}"
+        )
     return np.stack(rows)
 
 
@@ -267,7 +269,9 @@ def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> Iterator[
         done += c
 
 
-def bootstrap_aucs(y: np.ndarray, scores: np.ndarray | Sequence[np.ndarray], n_boot: int = 2000, seed: int | np.random.Generator = 0) -> np.ndarray:
+def bootstrap_aucs(
+    y: np.ndarray, scores: np.ndarray | Sequence[np.ndarray], n_boot: int = 2000, seed: int | np.random.Generator = 0
+) -> np.ndarray:
     """AUCs of every scorer on the same ``n_boot`` resamples of the pairs (the paired bootstrap).
 
     :param y: (n,) 0/1 labels, both classes present.
@@ -330,29 +334,26 @@ class PairedAUCResult:
 
     @property
     def estimate(self) -> float:
-        """The point estimate (``diff``), for :func:`claim_lines`."""
+        """The point estimate (``diff``), as the other estimates name it."""
         return self.diff
 
 
-def _paired_result(labels: np.ndarray, a: np.ndarray, b: np.ndarray, boot_a: np.ndarray, boot_b: np.ndarray, level: float) -> PairedAUCResult:
+def _paired_result(
+    labels: np.ndarray, a: np.ndarray, b: np.ndarray, boot_a: np.ndarray, boot_b: np.ndarray, level: float
+) -> PairedAUCResult:
     diffs = boot_a - boot_b
     low, high = percentile_interval(diffs, level)
     test = delong(labels, a, b)
     return PairedAUCResult(
         diff=test.auc_a - test.auc_b,
-        low=low,
-        high=high,
-        p_value=test.p_value,
-        auc_a=test.auc_a,
-        auc_b=test.auc_b,
-        n=int(labels.size),
-        n_neg=int((~labels.astype(bool)).sum()),
-        n_boot=int(np.isfinite(diffs).sum()),
-        level=level,
+        low=low, high=high, p_value=test.p_value, auc_a=test.auc_a, auc_b=test.auc_b, n=int(labels.size),
+        n_neg=int((~labels.astype(bool)).sum()), n_boot=int(np.isfinite(diffs).sum()), level=level,
     )
 
 
-def paired_auc_difference(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> PairedAUCResult:
+def paired_auc_difference(
+    y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> PairedAUCResult:
     """AUC(a) - AUC(b) on the same pairs, with a paired percentile bootstrap interval and DeLong's p.
 
     Both methods are scored on the same resampled pair indices in every replicate, so the interval
@@ -372,7 +373,8 @@ def paired_auc_difference(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarra
 
 
 def paired_auc_differences(
-    y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+    y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int = 2000, seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, PairedAUCResult]:
     """Every method against ``reference`` on the same pairs, all on one shared set of resamples.
 
@@ -396,7 +398,10 @@ def paired_auc_differences(
     matrix = _stack(*(scores[name] for name in [reference, *names]))
     boot = bootstrap_aucs(y, matrix, n_boot, seed)
     labels = np.asarray(y).ravel()
-    return {name: _paired_result(labels, matrix[j + 1], matrix[0], boot[:, j + 1], boot[:, 0], level) for j, name in enumerate(names)}
+    return {
+        name: _paired_result(labels, matrix[j + 1], matrix[0], boot[:, j + 1], boot[:, 0], level)
+        for j, name in enumerate(names)
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,12 +490,17 @@ def _per_seed_quantity(aucs: np.ndarray) -> np.ndarray:
     return aucs[..., 0] if aucs.shape[-1] == 1 else aucs[..., 0] - aucs[..., 1]
 
 
-def _pooled(ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], n_boot: int, seed: int, level: float, shared_pairs: bool) -> PooledEstimate:
+def _pooled(
+    ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], n_boot: int, seed: int, level: float,
+    shared_pairs: bool,
+) -> PooledEstimate:
     """Pool (k, n_s) scores of every seed, k=1 (AUC) or 2 (difference); see :func:`pooled_auc`."""
     _check_level(level)
     if len(ys) == 0 or len(ys) != len(per_seed_scores):
-        raise CoralError(f"pooling needs one label array per seed: {len(ys)} label arrays, {len(per_seed_scores)} score arrays")
-    checked = [_labels_and_scores(y, matrix) for y, matrix in zip(ys, per_seed_scores)]
+        raise CoralError(
+            f"pooling needs one label array per seed: {len(ys)} label arrays, {len(per_seed_scores)} score arrays"
+        )
+    checked = [_labels_and_scores(y, matrix) for y, matrix in zip(ys, per_seed_scores, strict=False)]
     values = [float(_per_seed_quantity(_delong_components(labels, matrix)[0])) for labels, matrix in checked]
     rng = np.random.default_rng(seed)
     if shared_pairs:
@@ -506,11 +516,14 @@ def _pooled(ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], n_b
     low, high = percentile_interval(pooled, level)
     summary = mean_std(values)
     t_low, t_high = t_interval(values, level)
-    return PooledEstimate(summary.mean, low, high, tuple(values), summary.std, t_low, t_high, int(np.isfinite(pooled).sum()), level)
+    return PooledEstimate(
+        summary.mean, low, high, tuple(values), summary.std, t_low, t_high, int(np.isfinite(pooled).sum()), level
+    )
 
 
 def pooled_auc(
-    ys: Sequence[np.ndarray], scores: Sequence[np.ndarray], n_boot: int = 2000, seed: int = 0, level: float = 0.95, shared_pairs: bool = False
+    ys: Sequence[np.ndarray], scores: Sequence[np.ndarray], n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+    shared_pairs: bool = False,
 ) -> PooledEstimate:
     """Mean AUC over seeds with the pooled pair-bootstrap interval (see the module docstring).
 
@@ -524,17 +537,14 @@ def pooled_auc(
         independent draws, repeating one deterministic run S times would shrink the interval by
         sqrt(S)). Leave False when the split varies with the seed.
     """
-    return _pooled(ys, [np.asarray(s, dtype=np.float64).reshape(1, -1) for s in scores], n_boot, seed, level, shared_pairs)
+    return _pooled(
+        ys, [np.asarray(s, dtype=np.float64).reshape(1, -1) for s in scores], n_boot, seed, level, shared_pairs
+    )
 
 
 def pooled_auc_difference(
-    ys: Sequence[np.ndarray],
-    scores_a: Sequence[np.ndarray],
-    scores_b: Sequence[np.ndarray],
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-    shared_pairs: bool = False,
+    ys: Sequence[np.ndarray], scores_a: Sequence[np.ndarray], scores_b: Sequence[np.ndarray], n_boot: int = 2000,
+    seed: int = 0, level: float = 0.95, shared_pairs: bool = False,
 ) -> PooledEstimate:
     """Mean over seeds of AUC(a) - AUC(b) (same pairs within each seed), pooled pair-bootstrap interval.
 
@@ -551,16 +561,22 @@ def pooled_auc_difference(
     """
     if len(scores_a) != len(scores_b):
         raise CoralError(f"{len(scores_a)} seeds of method a but {len(scores_b)} of method b")
-    matrices = [_stack(a, b) for a, b in zip(scores_a, scores_b)]
+    matrices = [_stack(a, b) for a, b in zip(scores_a, scores_b, strict=False)]
     return _pooled(ys, matrices, n_boot, seed, level, shared_pairs)
 
 
-def _two_level(ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], n_boot: int, seed: int, level: float, shared_pairs: bool) -> PooledEstimate:
+def _two_level(
+    ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], n_boot: int, seed: int, level: float,
+    shared_pairs: bool,
+) -> PooledEstimate:
     """Two-level bootstrap of a per-seed quantity: resample seeds, then pairs within each drawn seed."""
     _check_level(level)
     if len(ys) == 0 or len(ys) != len(per_seed_scores):
-        raise CoralError(f"the two-level bootstrap needs one label array per seed: {len(ys)} label arrays, {len(per_seed_scores)} score arrays")
-    checked = [_labels_and_scores(y, matrix) for y, matrix in zip(ys, per_seed_scores)]
+        raise CoralError(
+            f"the two-level bootstrap needs one label array per seed: {len(ys)} label arrays, {len(per_seed_scores)} "
+            "score arrays"
+        )
+    checked = [_labels_and_scores(y, matrix) for y, matrix in zip(ys, per_seed_scores, strict=False)]
     values = [float(_per_seed_quantity(_delong_components(labels, matrix)[0])) for labels, matrix in checked]
     n_seeds = len(checked)
     rng = np.random.default_rng(seed)
@@ -583,17 +599,14 @@ def _two_level(ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], 
     low, high = percentile_interval(replicates, level)
     summary = mean_std(values)
     t_low, t_high = t_interval(values, level)
-    return PooledEstimate(summary.mean, low, high, tuple(values), summary.std, t_low, t_high, int(np.isfinite(replicates).sum()), level)
+    return PooledEstimate(
+        summary.mean, low, high, tuple(values), summary.std, t_low, t_high, int(np.isfinite(replicates).sum()), level
+    )
 
 
 def two_level_auc_difference(
-    ys: Sequence[np.ndarray],
-    scores_a: Sequence[np.ndarray],
-    scores_b: Sequence[np.ndarray],
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-    shared_pairs: bool = False,
+    ys: Sequence[np.ndarray], scores_a: Sequence[np.ndarray], scores_b: Sequence[np.ndarray], n_boot: int = 2000,
+    seed: int = 0, level: float = 0.95, shared_pairs: bool = False,
 ) -> PooledEstimate:
     """Mean over seeds of AUC(a) - AUC(b), with the two-level bootstrap interval.
 
@@ -613,7 +626,9 @@ def two_level_auc_difference(
     """
     if len(scores_a) != len(scores_b):
         raise CoralError(f"{len(scores_a)} seeds of method a but {len(scores_b)} of method b")
-    return _two_level(ys, [_stack(a, b) for a, b in zip(scores_a, scores_b)], n_boot, seed, level, shared_pairs)
+    return _two_level(
+        ys, [_stack(a, b) for a, b in zip(scores_a, scores_b, strict=False)], n_boot, seed, level, shared_pairs
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,7 +638,7 @@ def two_level_auc_difference(
 SUPPORTED, NOT_SUPPORTED, UNDECIDED = "supported", "not supported", "undecided"
 
 
-def claim_verdict(low: float, high: float, margin: float = 0.01) -> str:
+def interval_verdict(low: float, high: float, margin: float = 0.01) -> str:
     """Verdict on "a beats b" from the interval [low, high] of AUC(a) - AUC(b), never from the point.
 
     - "supported": low > 0: the data exclude "no gain".
@@ -645,10 +660,10 @@ def claim_verdict(low: float, high: float, margin: float = 0.01) -> str:
     return UNDECIDED
 
 
-def claim_verdicts(low: float, high: float, margin: float = 0.01) -> tuple[str, str]:
+def interval_verdicts(low: float, high: float, margin: float = 0.01) -> tuple[str, str]:
     """Both readings of the interval of AUC(a) - AUC(b): (a better than b, a worse than b).
 
-    The second is :func:`claim_verdict` read from b's side (the interval of b - a is [-high,
+    The second is :func:`interval_verdict` read from b's side (the interval of b - a is [-high,
     -low]), so an interval and its mirror image swap the two readings: the rule is symmetric.
     """
-    return claim_verdict(low, high, margin), claim_verdict(-high, -low, margin)
+    return interval_verdict(low, high, margin), interval_verdict(-high, -low, margin)

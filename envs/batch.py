@@ -14,9 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from coral.errors import CoralError
-
 from coral.envs.collab_retrieval import CollabRetrievalEnv, score_prompts
+from coral.errors import CoralError
 
 #: What a step returns for one environment: (observation, reward, terminated, truncated, info).
 StepResult = tuple[np.ndarray, float, bool, bool, dict[str, Any]]
@@ -47,7 +46,10 @@ class EpisodeBatch:
     def __len__(self) -> int:
         return len(self.envs)
 
-    def reset(self, indices: Sequence[int], seeds: Sequence[int | None] | None = None, options: Sequence[Mapping[str, Any] | None] | None = None) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    def reset(
+        self, indices: Sequence[int], seeds: Sequence[int | None] | None = None,
+        options: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
         """Reset the environments at ``indices``, scoring their p_0 prompts in one call.
 
         :param indices: which environments.
@@ -57,8 +59,11 @@ class EpisodeBatch:
         """
         seeds = list(seeds) if seeds is not None else [None] * len(indices)
         options = list(options) if options is not None else [None] * len(indices)
-        prompts = [self.envs[j].begin_reset(seed=s, options=o or None) for j, s, o in zip(indices, seeds, options)]
-        return [self.envs[j].end_reset(p) for j, p in zip(indices, score_prompts(self.scorer, prompts))]  # type: ignore[arg-type]
+        prompts = [
+            self.envs[j].begin_reset(seed=s, options=o or None)
+            for j, s, o in zip(indices, seeds, options, strict=False)
+        ]
+        return [self.envs[j].end_reset(p) for j, p in zip(indices, score_prompts(self.scorer, prompts), strict=False)]  # type: ignore[arg-type]
 
     def step(self, indices: Sequence[int], actions: Sequence[Any]) -> list[StepResult]:
         """One retrieval step of the environments at ``indices``, their new prompts scored in one call.
@@ -68,8 +73,10 @@ class EpisodeBatch:
         :returns: the step results, in the order of ``indices``.
         """
         distances = self._query_distances(indices, actions)
-        prompts = [self.envs[j].begin_step(a, distances=d) for j, a, d in zip(indices, actions, distances)]
-        return [self.envs[j].end_step(p) for j, p in zip(indices, score_prompts(self.scorer, prompts))]
+        prompts = [
+            self.envs[j].begin_step(a, distances=d) for j, a, d in zip(indices, actions, distances, strict=False)
+        ]
+        return [self.envs[j].end_step(p) for j, p in zip(indices, score_prompts(self.scorer, prompts), strict=False)]
 
     def _query_distances(self, indices: Sequence[int], actions: Sequence[Any]) -> list[np.ndarray | None]:
         """Each environment's query-to-index distances, from one matrix product for all of them.
@@ -82,7 +89,7 @@ class EpisodeBatch:
         use = [env.active and env.matches_observed_queries and env.index is envs[0].index for env in envs]
         if not self.batched_distances or sum(use) < 2:
             return [None] * len(envs)
-        queries = np.stack([env.query_vector(a) for env, a, u in zip(envs, actions, use) if u])
+        queries = np.stack([env.query_vector(a) for env, a, u in zip(envs, actions, use, strict=False) if u])
         rows = iter(envs[0].index.distances_batch(queries))
         return [next(rows) if u else None for u in use]
 

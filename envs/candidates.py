@@ -7,11 +7,10 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 
-from coral.errors import CoralError
-
 from coral.envs.collab_retrieval import ENV_CLASSES, CollabRetrievalEnv, make_env, with_defaults
 from coral.envs.config import EnvConfig
 from coral.envs.resources import EnvResources
+from coral.errors import CoralError
 
 #: The columns of a candidate's row in the observation, in order.
 CANDIDATE_FEATURES = ("available", "label", "on_target_item", "by_target_user", "distance", "rank")
@@ -86,10 +85,16 @@ class CandidateRetrievalEnv(CollabRetrievalEnv):
     #: Columns of a candidate's row.
     N_FEATURES = len(CANDIDATE_FEATURES)
 
-    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, resources: EnvResources | None = None, render_mode: str | None = None) -> None:
+    def __init__(
+        self, config: EnvConfig | Mapping[str, Any] | None = None, resources: EnvResources | None = None,
+        render_mode: str | None = None,
+    ) -> None:
         cfg = EnvConfig.from_any(config)
         if cfg.action_mode != "candidates" or cfg.observe != "candidates":
-            raise CoralError(f"CandidateRetrievalEnv needs action_mode candidates and observe candidates, got {cfg.action_mode} and {cfg.observe}")
+            raise CoralError(
+                f"CandidateRetrievalEnv needs action_mode candidates and observe candidates, got {cfg.action_mode} and "
+                f"{cfg.observe}"
+            )
         self._stopping = False
         #: True when the episode ended by the stop action.
         self.stopped = False
@@ -101,7 +106,9 @@ class CandidateRetrievalEnv(CollabRetrievalEnv):
         row_high = np.array([1.0, 1.0, 1.0, 1.0, diameter, 1.0])
         self.observation_space = gym.spaces.Box(
             low=np.concatenate([np.zeros(self.N_SCALARS), np.tile(row_low, m)]).astype(np.float32),
-            high=np.concatenate([[1.0, 1.0], np.full(self.N_SCALARS - 2, top), np.tile(row_high, m)]).astype(np.float32),
+            high=np.concatenate([[1.0, 1.0], np.full(self.N_SCALARS - 2, top), np.tile(row_high, m)]).astype(
+                np.float32
+            ),
             dtype=np.float32,
         )
         self.action_space = gym.spaces.Discrete(m + int(cfg.stop_action))
@@ -131,7 +138,9 @@ class CandidateRetrievalEnv(CollabRetrievalEnv):
         return table
 
     def _observation(self) -> np.ndarray:
-        obs = np.concatenate([[self.p, self.p0], self._evidence_counts(), self.candidate_features().ravel()]).astype(np.float32)
+        obs = np.concatenate([[self.p, self.p0], self._evidence_counts(), self.candidate_features().ravel()]).astype(
+            np.float32
+        )
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def action_masks(self) -> np.ndarray:
@@ -167,17 +176,26 @@ ENV_CLASSES["candidates"] = CandidateRetrievalEnv
 CANDIDATE_KEYS = {"action_mode": "candidates", "observe": "candidates"}
 
 
-def make_candidate_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:
+def make_candidate_env(
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, **keys: Any,
+) -> CollabRetrievalEnv:
     """``CoRAL/CandidateRetrieval-v0``: :func:`~coral.envs.collab_retrieval.make_env` with the
     candidates action mode and observation by default (the embedded LLM, the DFM warm start)."""
     return make_env(with_defaults(config, CANDIDATE_KEYS), render_mode=render_mode, resources=resources, **keys)
 
 
-def make_scripted_candidate_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:
+def make_scripted_candidate_env(
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, **keys: Any,
+) -> CollabRetrievalEnv:
     """``CoRAL/CandidateRetrieval-Scripted-v0``: :func:`make_candidate_env` with the scripted scorer
     and random embeddings by default (no torch)."""
     defaults = {"scorer": "scripted", "warm_start": "none", **CANDIDATE_KEYS}
     return make_env(with_defaults(config, defaults), render_mode=render_mode, resources=resources, **keys)
 
 
-__all__ = ["CANDIDATE_FEATURES", "CANDIDATE_KEYS", "CandidateRetrievalEnv", "make_candidate_env", "make_scripted_candidate_env"]
+__all__ = [
+    "CANDIDATE_FEATURES", "CANDIDATE_KEYS", "CandidateRetrievalEnv", "make_candidate_env",
+    "make_scripted_candidate_env",
+]

@@ -8,12 +8,11 @@ import gymnasium as gym
 import numpy as np
 
 from coral.data.folds import fold_interactions
+from coral.envs.config import EnvConfig
+from coral.envs.resources import EnvResources, resolve_dataset, resolve_embeddings, resolve_index, resolve_scorer
 from coral.errors import CoralError
 from coral.evidence import Evidence
 from coral.retrieval import EmbeddingTables, EvidenceIndex
-
-from coral.envs.config import EnvConfig
-from coral.envs.resources import EnvResources, resolve_dataset, resolve_embeddings, resolve_index, resolve_scorer
 
 if TYPE_CHECKING:
     from coral.llm.base import Prompt, Scorer
@@ -35,7 +34,7 @@ def score_prompts(scorer: "Scorer", prompts: Sequence["Prompt | None"]) -> list[
     out: list[float | None] = [None] * len(prompts)
     if todo:
         scores = scorer.score([prompts[j] for j in todo])
-        for j, p in zip(todo, scores):
+        for j, p in zip(todo, scores, strict=False):
             out[j] = float(p)
     return out
 
@@ -143,10 +142,15 @@ class CollabRetrievalEnv(gym.Env):
     #: Entries of the observation after the 4d embedding entries.
     N_SCALARS = 7
 
-    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, resources: EnvResources | None = None, render_mode: str | None = None) -> None:
+    def __init__(
+        self, config: EnvConfig | Mapping[str, Any] | None = None, resources: EnvResources | None = None,
+        render_mode: str | None = None,
+    ) -> None:
         super().__init__()
         if render_mode not in (None, *self.metadata["render_modes"]):
-            raise CoralError(f"render_mode must be one of {', '.join(self.metadata['render_modes'])} or None, got {render_mode!r}")
+            raise CoralError(
+                f"render_mode must be one of {', '.join(self.metadata['render_modes'])} or None, got {render_mode!r}"
+            )
         self.render_mode = render_mode
         self.config = EnvConfig.from_any(config)
         self.resources = resources or EnvResources()
@@ -154,14 +158,20 @@ class CollabRetrievalEnv(gym.Env):
         self.dataset = res.dataset if res.dataset is not None else resolve_dataset(cfg.data)
         self.scorer = res.scorer if res.scorer is not None else resolve_scorer(cfg.scorer)
         #: The user and item embedding tables (observations and evidence search).
-        self.embeddings: EmbeddingTables = res.embeddings if res.embeddings is not None else resolve_embeddings(self.dataset, cfg.warm, seed=cfg.embedding_seed)
+        self.embeddings: EmbeddingTables = (
+            res.embeddings
+            if res.embeddings is not None
+            else resolve_embeddings(self.dataset, cfg.warm, seed=cfg.embedding_seed)
+        )
         self.index: EvidenceIndex = resolve_index(self.dataset, self.embeddings)
         if cfg.split == "train":
             self.episodes = fold_interactions(self.dataset, "episodes", cfg.warm.folds)
         else:
             self.episodes = self.dataset.split(cfg.split)
         if len(self.episodes) == 0:
-            raise CoralError(f"dataset {self.dataset.name!r}: split {cfg.split!r} has no tail interactions to draw episodes from")
+            raise CoralError(
+                f"dataset {self.dataset.name!r}: split {cfg.split!r} has no tail interactions to draw episodes from"
+            )
         if res.prompt_builder is None:
             from coral.llm.prompt import scorer_prompt_builder
 
@@ -184,7 +194,9 @@ class CollabRetrievalEnv(gym.Env):
         top = max(cfg.rounds, cfg.max_train_steps) / self.k_norm
         self.observation_space = gym.spaces.Box(
             low=np.concatenate([u_lo, i_lo, u_lo, i_lo, np.zeros(self.N_SCALARS)]).astype(np.float32),
-            high=np.concatenate([u_hi, i_hi, u_hi, i_hi, [1.0, 1.0], np.full(self.N_SCALARS - 2, top)]).astype(np.float32),
+            high=np.concatenate([u_hi, i_hi, u_hi, i_hi, [1.0, 1.0], np.full(self.N_SCALARS - 2, top)]).astype(
+                np.float32
+            ),
             dtype=np.float32,
         )
         if cfg.action_mode == "query":
@@ -227,7 +239,9 @@ class CollabRetrievalEnv(gym.Env):
         self.candidate_distances = np.zeros(0, dtype=np.float64)
         if self.config.action_mode == "candidates":
             distances = self.index.distances(self.target_vector)
-            self.candidates = self.index.nearest_rows(self.target_vector, self._used, self.config.n_candidates, distances=distances)
+            self.candidates = self.index.nearest_rows(
+                self.target_vector, self._used, self.config.n_candidates, distances=distances
+            )
             self.candidate_distances = np.sqrt(np.maximum(distances[self.candidates], 0.0))
 
     @property
@@ -239,10 +253,7 @@ class CollabRetrievalEnv(gym.Env):
         """t, liked, disliked, on the target item, by the target user: each divided by K."""
         ev = self.evidence
         counts = [
-            self.t,
-            sum(e.label == 1 for e in ev),
-            sum(e.label != 1 for e in ev),
-            sum(e.item == self.item for e in ev),
+            self.t, sum(e.label == 1 for e in ev), sum(e.label != 1 for e in ev), sum(e.item == self.item for e in ev),
             sum(e.user == self.user for e in ev),
         ]
         return [c / self.k_norm for c in counts]
@@ -251,18 +262,17 @@ class CollabRetrievalEnv(gym.Env):
         n = max(self._n_retrieved, 1)
         obs = np.concatenate(
             [
-                self.index.user_emb[self.user],
-                self.index.item_emb[self.item],
-                self._sum_users / n,
-                self._sum_items / n,
-                [self.p, self.p0],
-                self._evidence_counts(),
+                self.index.user_emb[self.user], self.index.item_emb[self.item], self._sum_users / n,
+                self._sum_items / n, [self.p, self.p0], self._evidence_counts(),
             ]
         ).astype(np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def _info(self) -> dict[str, Any]:
-        return {"p": self.p, "label": self.label, "abs_error": abs(self.p - self.label), "t": self.t, "episode_index": self.episode_index}
+        return {
+            "p": self.p, "label": self.label, "abs_error": abs(self.p - self.label), "t": self.t,
+            "episode_index": self.episode_index,
+        }
 
     @property
     def active(self) -> bool:
@@ -309,7 +319,9 @@ class CollabRetrievalEnv(gym.Env):
         if options and "index" in options:
             j = int(options["index"])
             if not 0 <= j < len(self.episodes):
-                raise CoralError(f"episode index {j} out of range: split {self.config.split!r} has {len(self.episodes)} interactions")
+                raise CoralError(
+                    f"episode index {j} out of range: split {self.config.split!r} has {len(self.episodes)} interactions"
+                )
         else:
             j = int(self.np_random.integers(len(self.episodes)))
         self._set_target(j)
@@ -345,7 +357,10 @@ class CollabRetrievalEnv(gym.Env):
                 rows = self.index.nearest_rows(query, self._used, 1, distances=distances)
                 row = int(rows[0]) if len(rows) else -1
             else:
-                ret_user, ret_item = self.index.nearest_user(query[: self.dim]), self.index.nearest_item(query[self.dim :])
+                ret_user, ret_item = (
+                    self.index.nearest_user(query[: self.dim]),
+                    self.index.nearest_item(query[self.dim :]),
+                )
                 found = self.index.row_of(ret_user, ret_item)
                 row = found if found >= 0 and not self._used[found] else -1
         ev: Evidence | None = None
@@ -385,7 +400,9 @@ class CollabRetrievalEnv(gym.Env):
         return bool(self._used.all())
 
     # ---- the Gymnasium API --------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         prompt = self.begin_reset(seed=seed, options=options)
         return self.end_reset(score_prompts(self.scorer, [prompt])[0])
 
@@ -413,7 +430,10 @@ class CollabRetrievalEnv(gym.Env):
 ENV_CLASSES: dict[str, type[CollabRetrievalEnv]] = {"embeddings": CollabRetrievalEnv}
 
 
-def make_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:
+def make_env(
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, **keys: Any,
+) -> CollabRetrievalEnv:
     """Build a :class:`CollabRetrievalEnv` (a :class:`~coral.envs.candidates.CandidateRetrievalEnv`
     with ``observe="candidates"``): the one factory for gymnasium.make, SB3, RLlib and evaluation.
 
@@ -426,22 +446,35 @@ def make_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: s
     cfg = EnvConfig.from_any(config, **keys)
     if cfg.observe not in ENV_CLASSES:  # registered by their modules, which coral.envs imports
         raise CoralError(f"no environment class observes {cfg.observe!r} (import coral.envs to register them all)")
-    return ENV_CLASSES[cfg.observe](cfg, resources=resources, render_mode=None if render_mode == "rgb_array" else render_mode)
+    return ENV_CLASSES[cfg.observe](
+        cfg, resources=resources, render_mode=None if render_mode == "rgb_array" else render_mode
+    )
 
 
-def make_scripted_env(config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, resources: EnvResources | None = None, **keys: Any) -> CollabRetrievalEnv:
+def make_scripted_env(
+    config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
+    resources: EnvResources | None = None, **keys: Any,
+) -> CollabRetrievalEnv:
     """:func:`make_env` whose defaults are the scripted scorer and random embeddings: cheap, and without torch.
 
     An :class:`EnvConfig` object is taken as it is; in a dict or keywords, ``scorer`` and
     ``warm_start`` given explicitly (e.g. ``scorer="scripted:weight=2"``) still apply.
     """
-    return make_env(with_defaults(config, {"scorer": "scripted", "warm_start": "none"}), render_mode=render_mode, resources=resources, **keys)
+    return make_env(
+        with_defaults(config, {"scorer": "scripted", "warm_start": "none"}), render_mode=render_mode,
+        resources=resources, **keys,
+    )
 
 
-def with_defaults(config: EnvConfig | Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> EnvConfig | dict[str, Any]:
+def with_defaults(
+    config: EnvConfig | Mapping[str, Any] | None, defaults: Mapping[str, Any]
+) -> EnvConfig | dict[str, Any]:
     """The config of a registered variant: an :class:`EnvConfig` object as it is; a dict (or None)
     over ``defaults`` (keys given explicitly still apply)."""
     return config if isinstance(config, EnvConfig) else {**defaults, **dict(config or {})}
 
 
-__all__ = ["CollabRetrievalEnv", "EnvConfig", "PromptBuilderLike", "make_env", "make_scripted_env", "score_prompts", "with_defaults"]
+__all__ = [
+    "CollabRetrievalEnv", "EnvConfig", "PromptBuilderLike", "make_env", "make_scripted_env", "score_prompts",
+    "with_defaults",
+]

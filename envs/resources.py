@@ -55,7 +55,7 @@ def resolve_scorer(config: ScorerConfig) -> "Scorer":
     if config not in _scorers:
         from coral.llm import make_scorer
 
-        _scorers[config] = make_scorer(config.scorer, layout=config.layout)
+        _scorers[config] = make_scorer(config.scorer, precision=config.precision)
     return _scorers[config]
 
 

@@ -28,7 +28,7 @@ class BatchedRetrievalVecEnv(DummyVecEnv):
         self.scorer = self.batch.scorer
 
     def _reset_envs(self, indices: list[int], seeds: list[int | None], options: list[Any]) -> None:
-        for j, (obs, info) in zip(indices, self.batch.reset(indices, seeds, options)):
+        for j, (obs, info) in zip(indices, self.batch.reset(indices, seeds, options), strict=False):
             self.reset_infos[j] = info
             self._save_obs(j, obs)
 
@@ -56,7 +56,10 @@ class BatchedRetrievalVecEnv(DummyVecEnv):
         return self._obs_from_buf(), np.copy(self.buf_rews), np.copy(self.buf_dones), [dict(i) for i in self.buf_infos]
 
 
-def make_batched_vec_env(config: EnvConfig | Mapping[str, Any], n_envs: int = 1, seed: int | None = None, resources: EnvResources | None = None) -> VecMonitor:
+def make_batched_vec_env(
+    config: EnvConfig | Mapping[str, Any], n_envs: int = 1, seed: int | None = None,
+    resources: EnvResources | None = None,
+) -> VecMonitor:
     """N environments of one config, batched and monitored (episode return/length in ``info["episode"]``).
 
     :param config: the environments' config (its named resources are loaded once and shared).
@@ -66,8 +69,12 @@ def make_batched_vec_env(config: EnvConfig | Mapping[str, Any], n_envs: int = 1,
     """
     cfg = EnvConfig.from_any(config)
     first = make_env(cfg, resources=resources)
-    shared = EnvResources(dataset=first.dataset, scorer=first.scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder)
-    fns: list[Callable[[], CollabRetrievalEnv]] = [lambda: first] + [lambda: make_env(cfg, resources=shared) for _ in range(n_envs - 1)]
+    shared = EnvResources(
+        dataset=first.dataset, scorer=first.scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder
+    )
+    fns: list[Callable[[], CollabRetrievalEnv]] = [lambda: first] + [
+        lambda: make_env(cfg, resources=shared) for _ in range(n_envs - 1)
+    ]
     vec = BatchedRetrievalVecEnv(fns)
     if seed is not None:
         vec.seed(seed)

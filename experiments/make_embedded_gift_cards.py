@@ -33,10 +33,16 @@ def main(source_dir: str) -> None:
     src = Path(source_dir)
     raw = load_amazon2018(src / "Gift_Cards_5.json.gz", src / "meta_Gift_Cards.json.gz")
     OUT.mkdir(parents=True, exist_ok=True)
-    rows = [[u, i, f"{r:g}", t] for u, i, r, t in zip(raw.users, raw.items, raw.ratings, raw.timestamps)]
+    rows = [[u, i, f"{r:g}", t] for u, i, r, t in zip(raw.users, raw.items, raw.ratings, raw.timestamps, strict=False)]
     write_gz_csv(OUT / "interactions.csv.gz", ["user", "item", "rating", "timestamp"], rows)
     kept = sorted(set(raw.items.tolist()))
-    items = [[i, raw.item_text.get(i, ""), raw.item_meta.get(i, {}).get("brand", ""), raw.item_meta.get(i, {}).get("category", "")] for i in kept]
+    items = [
+        [
+            i, raw.item_text.get(i, ""), raw.item_meta.get(i, {}).get("brand", ""),
+            raw.item_meta.get(i, {}).get("category", ""),
+        ]
+        for i in kept
+    ]
     write_gz_csv(OUT / "items.csv.gz", ["item", "title", "brand", "category"], items)
     print(f"wrote {len(rows)} interactions and {len(items)} items to {OUT}")
 

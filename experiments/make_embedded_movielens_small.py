@@ -82,7 +82,10 @@ def main(source_dir: str | Path, out: Path = OUT) -> None:
     survivors = build_dataset(raw, DataConfig(), "movielens_small")
     keep = np.isin(raw.users, survivors.user_ids) & np.isin(raw.items, survivors.item_ids)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [[u, i, f"{r:g}", t] for u, i, r, t in zip(raw.users[keep], raw.items[keep], raw.ratings[keep], raw.timestamps[keep])]
+    rows = [
+        [u, i, f"{r:g}", t]
+        for u, i, r, t in zip(raw.users[keep], raw.items[keep], raw.ratings[keep], raw.timestamps[keep], strict=False)
+    ]
     write_gz_csv(out / "interactions.csv.gz", ["user", "item", "rating", "timestamp"], rows)
     # Items in GroupLens's order (by movieId as a number), as in movies.csv.
     kept = sorted(set(survivors.item_ids), key=int)
@@ -95,4 +98,7 @@ def main(source_dir: str | Path, out: Path = OUT) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/movielens_latest_small", Path(sys.argv[2]) if len(sys.argv) > 2 else OUT)
+    main(
+        sys.argv[1] if len(sys.argv) > 1 else "../shared/data/movielens_latest_small",
+        Path(sys.argv[2]) if len(sys.argv) > 2 else OUT,
+    )

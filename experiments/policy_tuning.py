@@ -1,4 +1,5 @@
-"""Compare retrieval policies on the validation split's tuning rows with one scorer: greedy, trained variants, label-aware.
+"""Compare retrieval policies on the validation split's tuning rows with one scorer: greedy, trained variants,
+label-aware.
 
 Policy choices (settings, action design, which variant is best) are made here, on rows of the
 ``tuning`` role of validation (:func:`coral.data.folds.validation_roles`), never on test pairs
@@ -80,15 +81,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scorer", required=True, help="scorer spec, e.g. aligned:DIR")
     parser.add_argument("--dataset", default="movielens_small")
-    parser.add_argument("--seed", type=int, default=0, help="the run seed: warm start, split (split_seed = seed, as coral run's vary_split), training")
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="the run seed: warm start, split (split_seed = seed, as coral run's vary_split), training",
+    )
     parser.add_argument("--rows", type=int, default=600, help="tuning rows every method is evaluated on")
     parser.add_argument("--val-size", type=int, default=128, help="tuning rows of the validation curve during training")
-    parser.add_argument("--train", action="append", default=[], metavar="NAME=JSON", help="a trained variant: its TrainConfig keys")
-    parser.add_argument("--train-seeds", type=int, nargs="+", default=None, help="train each variant with each of these seeds (default: --seed); the split, warm start and scorer stay those of --seed")
+    parser.add_argument(
+        "--train", action="append", default=[], metavar="NAME=JSON", help="a trained variant: its TrainConfig keys"
+    )
+    parser.add_argument(
+        "--train-seeds", type=int, nargs="+", default=None,
+        help="train each variant with each of these seeds (default: --seed); the split, warm start and scorer stay "
+             "those of --seed",
+    )
     parser.add_argument("--label-aware-rows", type=int, default=0, help="rows of the label-aware reference (0: none)")
     parser.add_argument("--label-aware-nearest", type=int, default=20)
     parser.add_argument("--label-aware-random", type=int, default=10)
-    parser.add_argument("--vote", action="store_true", help="also the label-free neighbourhood-vote heuristic (candidates mode)")
+    parser.add_argument(
+        "--vote", action="store_true", help="also the label-free neighbourhood-vote heuristic (candidates mode)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -103,9 +115,15 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: --train {spec!r}: expected NAME=JSON")
         variants[name] = json.loads(keys)
 
-    env = EnvConfig.from_any(dataset=args.dataset, split_seed=args.seed, scorer=args.scorer, warm_start="dfm", embedding_seed=args.seed)
+    env = EnvConfig.from_any(
+        dataset=args.dataset, split_seed=args.seed, scorer=args.scorer, warm_start="dfm", embedding_seed=args.seed
+    )
     dataset = resolve_dataset(env.data)
-    resources = EnvResources(dataset=dataset, scorer=resolve_scorer(env.scorer), embeddings=resolve_embeddings(dataset, env.warm, seed=args.seed))
+    resources = EnvResources(
+        dataset=dataset,
+        scorer=resolve_scorer(env.scorer),
+        embeddings=resolve_embeddings(dataset, env.warm, seed=args.seed),
+    )
     rows = tuning_episodes(dataset, args.rows)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -114,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         saved = _saved(path)
         if saved is not None:
             return saved
-        result = evaluate_policy(policy, cfg, resources, split="valid", episodes=episodes, batch_size=args.batch_size, progress=False)
+        result = evaluate_policy(
+            policy, cfg, resources, split="valid", episodes=episodes, batch_size=args.batch_size, progress=False
+        )
         if hasattr(policy, "prompts_scored"):
             info = {**info, "reference_prompts": policy.prompts_scored}
         print(f"{name}: {result.seconds:.0f} s, {result.prompts_scored} prompts", flush=True)
@@ -128,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             # The first seed's run keeps the variant's bare name (the runs of one seed before --train-seeds).
             label = name if seed == args.seed else f"{name}-seed{seed}"
             run = out / "runs" / label
-            base = {"dataset": args.dataset, "split_seed": args.seed, "scorer": args.scorer, "warm_start": "dfm", "seed": seed, "out": str(run),
-                    "checkpoint_every": 0, "val_every": 1024, "val_size": args.val_size, "progress": False, "threads": 2}
+            base = {
+                "dataset": args.dataset, "split_seed": args.seed, "scorer": args.scorer, "warm_start": "dfm",
+                "seed": seed, "out": str(run), "checkpoint_every": 0, "val_every": 1024, "val_size": args.val_size,
+                "progress": False, "threads": 2,
+            }
             config = from_dict(TrainConfig, base | keys)
             if not (run / "model.zip").exists():
                 import shutil
@@ -143,18 +166,28 @@ def main(argv: list[str] | None = None) -> int:
             config, policy = load_run_policy(run)
             summary = read_summary(run)
             env_valid = dataclasses.replace(config.env_config("valid"), embedding_seed=args.seed)
-            results[label] = evaluate(label, policy, env_valid, rows, {"train_seconds": summary.get("train_seconds", 0.0), "model": config.model_name})
+            results[label] = evaluate(
+                label, policy, env_valid, rows,
+                {"train_seconds": summary.get("train_seconds", 0.0), "model": config.model_name},
+            )
             runs.setdefault(f"{name} ({config.model_name})", []).append(run)
     if args.vote:
-        results["neighbourhood-vote"] = evaluate("neighbourhood-vote", NeighbourhoodVote(), EnvConfig.from_any(env, **CANDIDATE_KEYS), rows, {})
+        results["neighbourhood-vote"] = evaluate(
+            "neighbourhood-vote", NeighbourhoodVote(), EnvConfig.from_any(env, **CANDIDATE_KEYS), rows, {}
+        )
     if args.label_aware_rows:
         reference = LabelAwarePolicy(args.label_aware_nearest, args.label_aware_random, seed=args.seed)
-        results["label-aware"] = evaluate("label-aware", reference, env, rows[: args.label_aware_rows] if args.label_aware_rows < len(rows) else rows, {})
+        results["label-aware"] = evaluate(
+            "label-aware", reference, env, rows[: args.label_aware_rows] if args.label_aware_rows < len(rows) else rows,
+            {},
+        )
 
     lines = [
-        f"{args.dataset}, seed {args.seed}, scorer {resources.scorer.fingerprint}; validation tuning rows (greedy: {len(rows)}).",
+        f"{args.dataset}, seed {args.seed}, scorer {resources.scorer.fingerprint}; validation tuning rows (greedy: "
+        f"{len(rows)}).",
         "",
-        "| method | rows | AUC | AUC − greedy [95% CI] | return | return − greedy's | Jaccard with greedy | greedy's first | mean abs action | pieces | seconds |",
+        "| method | rows | AUC | AUC − greedy [95% CI] | return | return − greedy's | Jaccard with greedy | greedy's "
+        "first | mean abs action | pieces | seconds |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     greedy = results["greedy"]
@@ -168,11 +201,20 @@ def main(argv: list[str] | None = None) -> int:
         ret_g = float(np.mean(np.abs(greedy["p"][0][on] - y) - np.abs(g - y)))
         cell = f"{100 * delta.estimate:+.2f} [{100 * delta.low:+.2f}, {100 * delta.high:+.2f}]" if delta else ""
         lines.append(
-            f"| {name} | {len(y)} | {100 * auc:.2f} | {cell} | {ret:+.4f} | {ret - ret_g:+.4f} | {res['greedy_jaccard']:.3f} | {res['greedy_first_share']:.3f} | "
-            f"{res['mean_abs_action']:.3f} | {res['mean_pieces']:.2f} | {res['seconds'] + res.get('train_seconds', 0.0):.0f} |"
+            f"| {name} | {len(y)} | {100 * auc:.2f} | {cell} | {ret:+.4f} | {ret - ret_g:+.4f} | "
+            f"{res['greedy_jaccard']:.3f} | {res['greedy_first_share']:.3f} | "
+            f"{res['mean_abs_action']:.3f} | {res['mean_pieces']:.2f} | "
+            f"{res['seconds'] + res.get('train_seconds', 0.0):.0f} |"
         )
-    greedy_by_k = [binary_metrics(greedy["labels"], greedy["p"][k], n_boot=0)["auc"] for k in range(greedy["p"].shape[0])]
-    lines += ["", "Greedy retrieval stopped after k pieces (same rows): " + ", ".join(f"k={k} {100 * a:.2f}" for k, a in enumerate(greedy_by_k)) + "."]
+    greedy_by_k = [
+        binary_metrics(greedy["labels"], greedy["p"][k], n_boot=0)["auc"] for k in range(greedy["p"].shape[0])
+    ]
+    lines += [
+        "",
+        "Greedy retrieval stopped after k pieces (same rows): "
+        + ", ".join(f"k={k} {100 * a:.2f}" for k, a in enumerate(greedy_by_k))
+        + ".",
+    ]
     for name, res in results.items():
         if name == "greedy" or res["mean_pieces"] >= greedy["p"].shape[0] - 1 - 1e-9:
             continue
@@ -181,14 +223,20 @@ def main(argv: list[str] | None = None) -> int:
         best = max(range(1, k + 1), key=lambda j: greedy_by_k[j])
         d = paired_auc_difference(res["labels"], res["p"][-1], greedy["p"][best][on], n_boot=2000)
         lines.append(
-            f"{name} stops after {res['mean_pieces']:.2f} pieces on average: AUC − greedy's best fixed k <= {k} (k={best}) "
+            f"{name} stops after {res['mean_pieces']:.2f} pieces on average: AUC − greedy's best fixed k <= {k} "
+            f"(k={best}) "
             f"{100 * d.estimate:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]."
         )
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "table.md", text)
     print(text)
     if runs:
-        plot_training_curves(runs, out / "training_curves.png", title=f"{args.dataset}, scorer {args.scorer.split('/')[-2] if '/' in args.scorer else args.scorer}, seed {args.seed}")
+        plot_training_curves(
+            runs,
+            out / "training_curves.png",
+            title=f"{args.dataset}, scorer {args.scorer.split('/')[-2] if '/' in args.scorer else args.scorer}, seed "
+                  f"{args.seed}",
+        )
     return 0
 
 

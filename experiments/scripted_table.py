@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-
 from coral.config import from_dict
 from coral.envs import EnvConfig, EnvResources
 from coral.envs.candidates import CANDIDATE_KEYS
@@ -69,10 +68,16 @@ def environment(name: str, seed: int) -> tuple[EnvConfig, EnvResources]:
     raise SystemExit(f"error: unknown environment {name!r} (planted, movielens)")
 
 
-def learned_policy(cfg: EnvConfig, resources: EnvResources, train_keys: dict[str, Any], env_keys: dict[str, Any], seed: int, timesteps: int | None, out: Path) -> tuple[Any, EnvConfig]:
+def learned_policy(
+    cfg: EnvConfig, resources: EnvResources, train_keys: dict[str, Any], env_keys: dict[str, Any], seed: int,
+    timesteps: int | None, out: Path,
+) -> tuple[Any, EnvConfig]:
     """Train a policy with ``coral train``'s settings (quietly); returns it and its evaluation environment."""
     keys = {k: v for k, v in _env_keys(cfg).items()} | env_keys
-    base = {"out": str(out), "seed": seed, "checkpoint_every": 0, "val_every": 0, "progress": False, "threads": 1, **train_keys, **keys}
+    base = {
+        "out": str(out), "seed": seed, "checkpoint_every": 0, "val_every": 0, "progress": False, "threads": 1,
+        **train_keys, **keys,
+    }
     if timesteps is not None:
         base["timesteps"] = timesteps
     config = from_dict(TrainConfig, base)
@@ -121,8 +126,10 @@ def run_env(name: str, seed: int, n_rows: int, timesteps: int | None, work: Path
     result, seconds = timed(lambda: evaluate(RandomPolicy(seed), cfg))
     out.append(row("random", result, greedy, seconds))
     for label, (train_keys, env_keys) in LEARNED.items():
-        def fit_and_evaluate() -> EvaluationResult:
-            policy, env = learned_policy(cfg, resources, train_keys, env_keys, seed, timesteps, work / f"{name}-{len(out)}-seed{seed}")
+        def fit_and_evaluate(train_keys=train_keys, env_keys=env_keys) -> EvaluationResult:
+            policy, env = learned_policy(
+                cfg, resources, train_keys, env_keys, seed, timesteps, work / f"{name}-{len(out)}-seed{seed}"
+            )
             return evaluate(policy, env)
 
         result, seconds = timed(fit_and_evaluate)
@@ -144,8 +151,13 @@ def markdown(name: str, seed: int, n: int, rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        delta = f"{100 * r['delta'][0]:+.2f} [{100 * r['delta'][1]:+.2f}, {100 * r['delta'][2]:+.2f}]" if r["delta"] else ""
-        lines.append(f"| {r['policy']} | {r['return']:+.3f} | {100 * r['auc']:.2f} | {delta} | {r['jaccard']:.2f} | {r['first']:.2f} | {r['seconds']:.1f} |")
+        delta = (
+            f"{100 * r['delta'][0]:+.2f} [{100 * r['delta'][1]:+.2f}, {100 * r['delta'][2]:+.2f}]" if r["delta"] else ""
+        )
+        lines.append(
+            f"| {r['policy']} | {r['return']:+.3f} | {100 * r['auc']:.2f} | {delta} | {r['jaccard']:.2f} | "
+            f"{r['first']:.2f} | {r['seconds']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -154,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--envs", nargs="+", default=["planted"], help="planted, movielens")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--rows", type=int, default=0, help="tuning rows evaluated (0: all of them)")
-    parser.add_argument("--timesteps", type=int, default=None, help="training timesteps of the learned rows (default: coral train's)")
+    parser.add_argument(
+        "--timesteps", type=int, default=None, help="training timesteps of the learned rows (default: coral train's)"
+    )
     args = parser.parse_args(argv)
     import torch
 

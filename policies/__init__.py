@@ -1,4 +1,5 @@
-"""Retrieval policies (installed as ``coral.policies``): RL (PPO, DDPG, MaskablePPO) and non-RL (random, greedy), training and evaluation.
+"""Retrieval policies (installed as ``coral.policies``): RL (PPO, DDPG, MaskablePPO) and non-RL (random, greedy),
+training and evaluation.
 
 Modules, one job each (imported directly; this package imports nothing, so ``coral --help``
 stays fast):

@@ -46,7 +46,7 @@ class RetrievalMetricsCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         self.step_rewards.extend(float(r) for r in self.locals["rewards"])
-        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+        for done, info in zip(self.locals["dones"], self.locals["infos"], strict=False):
             if done:
                 self.final_errors.append(float(info["abs_error"]))
         return True

@@ -24,7 +24,7 @@ from coral.envs.candidates import CandidateRetrievalEnv
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         layers += [nn.Linear(a, b), nn.Tanh()]
     return nn.Sequential(*layers[:-1])  # no activation after the output layer
 
@@ -41,14 +41,17 @@ class CandidateScorer(nn.Module):
     """
 
     def __init__(
-        self, n_obs: int, n_actions: int, n_scalars: int = CandidateRetrievalEnv.N_SCALARS, n_features: int = CandidateRetrievalEnv.N_FEATURES,
-        hidden: int = 64, slot_prior: float = 0.1,
+        self, n_obs: int, n_actions: int, n_scalars: int = CandidateRetrievalEnv.N_SCALARS,
+        n_features: int = CandidateRetrievalEnv.N_FEATURES, hidden: int = 64, slot_prior: float = 0.1,
     ) -> None:
         super().__init__()
         self.n_scalars, self.n_features = n_scalars, n_features
         self.n_candidates = (n_obs - n_scalars) // n_features
         if self.n_candidates * n_features + n_scalars != n_obs or not 0 <= n_actions - self.n_candidates <= 1:
-            raise ValueError(f"observation of size {n_obs} and {n_actions} actions are not a candidates observation with {n_features} features per candidate")
+            raise ValueError(
+                f"observation of size {n_obs} and {n_actions} actions are not a candidates observation with "
+                f"{n_features} features per candidate"
+            )
         self.has_stop = n_actions > self.n_candidates
         context = n_scalars + n_features  # the scalars and the neighbourhood's mean row
         self.candidate = _mlp([n_features + context, hidden, hidden, 1])

@@ -20,7 +20,6 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from coral.io import atomic_write_bytes
-
 from coral.policies.validation import VALIDATION_FILE, read_validation
 
 
@@ -102,7 +101,9 @@ def _float(value: str | None) -> float:
         return float("nan")
 
 
-def _band(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def _band(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Mean, min and max over seeds on a common grid of timesteps (each curve interpolated, within its own range)."""
     curves = [(x, y) for x, y in curves if len(x)]
     if not curves:
@@ -143,7 +144,10 @@ def plot_training_curves(runs: Mapping[str, Sequence[Path]], path: Path, title: 
             right.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
             greedy = _band([(x, g) for x, _, g in validation])
             if greedy is not None:
-                right.plot(greedy[0], greedy[1], linestyle="--", color=line.get_color(), alpha=0.8, label=f"greedy on the same rows ({label})")
+                right.plot(
+                    greedy[0], greedy[1], linestyle="--", color=line.get_color(), alpha=0.8,
+                    label=f"greedy on the same rows ({label})",
+                )
     left.set_title("training: sampled episodes' return")
     right.set_title("deterministic policy, validation (tuning rows)")
     for ax in (left, right):

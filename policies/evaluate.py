@@ -18,13 +18,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from coral.data.sample import stratified_subset
-from coral.errors import CoralError
 from coral.envs import CollabRetrievalEnv, EnvConfig, EnvResources, EpisodeBatch, make_env
+from coral.errors import CoralError
 from coral.io import atomic_write_text
 from coral.metrics import binary_metrics
-from coral.retrieval import tables_fingerprint
-
 from coral.policies.base import RetrievalPolicy
+from coral.retrieval import tables_fingerprint
 
 
 @dataclass
@@ -37,7 +36,8 @@ class EvaluationResult:
     p: np.ndarray
     """(rounds + 1, n) P(Yes) after each round; round 0 = the prompt without evidence (the LLM alone)."""
     records: list[dict[str, Any]]
-    """One per interaction: its user and item (the dataset's own ids, and their indices), label, episode_index, and the rounds with their evidence and p."""
+    """One per interaction: its user and item (the dataset's own ids, and their indices), label, episode_index, and the
+    rounds with their evidence and p."""
     prompts_scored: int
     """Prompts sent to the scorer (rounds that added no evidence are not scored again)."""
     seconds: float
@@ -97,7 +97,9 @@ class EvaluationResult:
         """
         sequences, firsts = [], []
         for record in self.records:
-            pieces = tuple((step["user_index"], step["item_index"]) for step in record["rounds"] if step.get("user_index", -1) >= 0)
+            pieces = tuple(
+                (step["user_index"], step["item_index"]) for step in record["rounds"] if step.get("user_index", -1) >= 0
+            )
             sequences.append(pieces)
             if pieces:
                 firsts.append(pieces[0])
@@ -123,31 +125,22 @@ def episode_record(env: CollabRetrievalEnv, split: str) -> dict[str, Any]:
     for step in env.trace:
         entry = dict(step)
         if "user" in step:
-            entry.update(user=raw(ds.user_ids, step["user"]), item=raw(ds.item_ids, step["item"]), user_index=step["user"], item_index=step["item"])
+            entry.update(
+                user=raw(ds.user_ids, step["user"]), item=raw(ds.item_ids, step["item"]), user_index=step["user"],
+                item_index=step["item"],
+            )
         rounds.append(entry)
     return {
-        "split": split,
-        "episode_index": env.episode_index,
-        "user": ds.user_ids[env.user],
-        "item": ds.item_ids[env.item],
-        "user_index": env.user,
-        "item_index": env.item,
-        "label": env.label,
+        "split": split, "episode_index": env.episode_index, "user": ds.user_ids[env.user],
+        "item": ds.item_ids[env.item], "user_index": env.user, "item_index": env.item, "label": env.label,
         "rounds": rounds,
     }
 
 
 def evaluate_policy(
-    policy: RetrievalPolicy,
-    config: EnvConfig | None = None,
-    resources: EnvResources | None = None,
-    *,
-    split: str = "test",
-    rounds: int | None = None,
-    batch_size: int = 16,
-    limit: int | None = None,
-    episodes: np.ndarray | None = None,
-    progress: bool = True,
+    policy: RetrievalPolicy, config: EnvConfig | None = None, resources: EnvResources | None = None, *,
+    split: str = "test", rounds: int | None = None, batch_size: int = 16, limit: int | None = None,
+    episodes: np.ndarray | None = None, progress: bool = True,
 ) -> EvaluationResult:
     """Run K retrieval rounds with ``policy`` for every interaction of ``split``.
 
@@ -178,12 +171,17 @@ def evaluate_policy(
         episodes = stratified_subset(first.episodes.label, limit, 0)
     episodes = np.asarray(episodes, dtype=np.int64)
     n = len(episodes)
-    shared = EnvResources(dataset=first.dataset, scorer=first.scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder)
+    shared = EnvResources(
+        dataset=first.dataset, scorer=first.scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder
+    )
     batch = EpisodeBatch([first] + [make_env(cfg, resources=shared) for _ in range(max(1, min(batch_size, n)) - 1)])
     p = np.zeros((rounds + 1, n))
     records: list[dict[str, Any]] = []
     query_mode = cfg.action_mode == "query"
-    bar = tqdm(total=n, desc=f"{getattr(policy, 'name', 'policy')} on {split}", unit="episode", disable=not progress, leave=False)
+    bar = tqdm(
+        total=n, desc=f"{getattr(policy, 'name', 'policy')} on {split}", unit="episode", disable=not progress,
+        leave=False,
+    )
     for begin in range(0, n, len(batch)):
         size = min(len(batch), n - begin)
         bar.update(size)
@@ -198,9 +196,9 @@ def evaluate_policy(
                 break
             actions = policy.act(obs[live], [batch.envs[k] for k in live])
             if query_mode:
-                for k, a in zip(live, np.asarray(actions, dtype=np.float64).reshape(len(live), -1)):
+                for k, a in zip(live, np.asarray(actions, dtype=np.float64).reshape(len(live), -1), strict=False):
                     abs_actions[k].append(float(np.mean(np.abs(np.clip(a, -1.0, 1.0)))))
-            for k, (o, *_rest) in zip(live, batch.step(live, actions)):
+            for k, (o, *_rest) in zip(live, batch.step(live, actions), strict=False):
                 obs[k] = o
         for k in envs:
             env = batch.envs[k]
@@ -250,7 +248,9 @@ def mean_return(result: EvaluationResult) -> float:
     return float(np.mean(np.abs(result.p[0] - result.labels) - np.abs(result.p[-1] - result.labels)))
 
 
-def round_metrics(test: EvaluationResult, valid: EvaluationResult | None = None, n_boot: int = 1000) -> list[dict[str, float]]:
+def round_metrics(
+    test: EvaluationResult, valid: EvaluationResult | None = None, n_boot: int = 1000
+) -> list[dict[str, float]]:
     """``coral.metrics.binary_metrics`` after each round 0..K, with the round number in ``round``.
 
     :param test: the evaluated split.
@@ -276,15 +276,8 @@ THRESHOLDS = ("valid", "0.5")
 
 
 def result_rows(
-    test: EvaluationResult,
-    valid: EvaluationResult | None,
-    *,
-    dataset: str,
-    model: str,
-    seed: int,
-    config: dict[str, Any],
-    train_seconds: float = 0.0,
-    n_boot: int = 1000,
+    test: EvaluationResult, valid: EvaluationResult | None, *, dataset: str, model: str, seed: int,
+    config: dict[str, Any], train_seconds: float = 0.0, n_boot: int = 1000,
 ) -> list[dict[str, Any]]:
     """Rows in the shared results.csv format, one per round 0..K (column ``round``).
 
@@ -299,9 +292,8 @@ def result_rows(
     :param train_seconds: training time of the policy.
     :param n_boot: bootstrap resamples of the AUC interval.
     """
-    from coral.results import make_row
-
     from coral.policies.label_aware import require_reference_name
+    from coral.results import make_row
 
     if test.label_aware or (valid is not None and valid.label_aware):
         require_reference_name(model)
@@ -311,32 +303,19 @@ def result_rows(
         r = int(metrics.pop("round"))
         rows.append(
             make_row(
-                dataset=dataset,
-                model=model,
-                seed=seed,
-                split=test.split,
-                metrics=metrics,
+                dataset=dataset, model=model, seed=seed, split=test.split, metrics=metrics,
                 config={**config, "f1_threshold_from": "valid" if valid is not None else "0.5"},
-                train_seconds=train_seconds,
-                round=r,
-                eval_seconds=round(test.seconds + (valid.seconds if valid is not None else 0.0), 3),
-                **statistics,
+                train_seconds=train_seconds, round=r,
+                eval_seconds=round(test.seconds + (valid.seconds if valid is not None else 0.0), 3), **statistics,
             )
         )
     return rows
 
 
 def evaluate_run(
-    run: str | Path,
-    split: str = "test",
-    threshold: str = "valid",
-    results: str | Path | None = None,
-    batch_size: int = 16,
-    limit: int | None = None,
-    n_boot: int = 1000,
-    valid_limit: int | None = None,
-    resources: EnvResources | None = None,
-    rows: str = "all",
+    run: str | Path, split: str = "test", threshold: str = "valid", results: str | Path | None = None,
+    batch_size: int = 16, limit: int | None = None, n_boot: int = 1000, valid_limit: int | None = None,
+    resources: EnvResources | None = None, rows: str = "all",
 ) -> list[dict[str, Any]]:
     """Evaluate a ``coral train`` run: rows appended to ``results`` and episodes saved as JSONL.
 
@@ -352,11 +331,12 @@ def evaluate_run(
     :param n_boot: bootstrap resamples of the AUC interval (0: none).
     :param valid_limit: the same for the validation split that tunes the F1 threshold (None: ``limit``).
     :param resources: objects replacing the run config's names (a loaded dataset, a scorer, ...).
-    :param rows: with ``split="valid"``: "all" validation rows, or "tuning" (:func:`tuning_episodes`, ``limit`` of them).
+    :param rows: with ``split="valid"``: "all" validation rows, or "tuning" (:func:`tuning_episodes`, ``limit`` of
+        them).
     """
     from coral.envs.resources import resolve_dataset
-    from coral.results import append_rows
     from coral.policies.run_dir import load_run_policy, read_summary
+    from coral.results import append_rows
 
     if threshold not in THRESHOLDS:
         raise CoralError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {threshold!r}")
@@ -367,16 +347,32 @@ def evaluate_run(
         raise CoralError(f"rows must be all, or tuning with split valid; got rows {rows!r} with split {split!r}")
     episodes = None
     if rows == "tuning":
-        dataset = resources.dataset if resources is not None and resources.dataset is not None else resolve_dataset(cfg.data)
+        dataset = (
+            resources.dataset if resources is not None and resources.dataset is not None else resolve_dataset(cfg.data)
+        )
         episodes = tuning_episodes(dataset, limit)
     test = evaluate_policy(policy, cfg, resources, split=split, batch_size=batch_size, limit=limit, episodes=episodes)
     valid = None
     if threshold == "valid" and split != "valid":
-        valid = evaluate_policy(policy, cfg, resources, split="valid", batch_size=batch_size, limit=valid_limit if valid_limit is not None else limit)
+        valid = evaluate_policy(
+            policy, cfg, resources, split="valid", batch_size=batch_size,
+            limit=valid_limit if valid_limit is not None else limit,
+        )
     write_records(run / f"eval_{split}.jsonl", [test])
     if valid is not None:
         write_records(run / "eval_valid.jsonl", [valid])
-    identity = {**config.to_dict(), "scorer_fingerprint": test.scorer_fingerprint, "limit": limit, "valid_limit": valid_limit, "rows": rows}
-    rows = result_rows(test, valid, dataset=test.dataset, model=config.model_name, seed=config.seed, config=identity, train_seconds=float(read_summary(run).get("train_seconds", 0.0)), n_boot=n_boot)
-    append_rows(results if results is not None else run / "results.csv", rows, replace_keys=("dataset", "model", "seed", "split", "round"))
+    identity = {
+        **config.to_dict(), "scorer_fingerprint": test.scorer_fingerprint, "limit": limit, "valid_limit": valid_limit,
+        "rows": rows,
+    }
+    rows = result_rows(
+        test, valid, dataset=test.dataset, model=config.model_name, seed=config.seed, config=identity,
+        train_seconds=float(read_summary(run).get("train_seconds", 0.0)),
+        n_boot=n_boot,
+    )
+    append_rows(
+        results if results is not None else run / "results.csv",
+        rows,
+        replace_keys=("dataset", "model", "seed", "split", "round"),
+    )
     return rows

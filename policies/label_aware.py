@@ -22,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from coral.errors import CoralError
 from coral.envs.collab_retrieval import CollabRetrievalEnv
+from coral.errors import CoralError
 
 #: Names of label-aware rows start with this; no method of ``coral run`` does.
 REFERENCE_PREFIX = "reference-"
@@ -36,7 +36,10 @@ def require_reference_name(model: str) -> None:
     :raises CoralError: unless ``model`` starts with :data:`REFERENCE_PREFIX`.
     """
     if not model.startswith(REFERENCE_PREFIX):
-        raise CoralError(f"a label-aware evaluation reads the targets' labels: its rows must be named {REFERENCE_PREFIX}..., not {model!r} (it is no method and enters no claim)")
+        raise CoralError(
+            f"a label-aware evaluation reads the targets' labels: its rows must be named {REFERENCE_PREFIX}..., not "
+            f"{model!r} (it is no method and enters no claim)"
+        )
 
 
 def is_reference(model: str) -> bool:
@@ -65,7 +68,10 @@ class LabelAwarePolicy:
 
     def __init__(self, n_nearest: int = 50, n_random: int = 50, seed: int = 0) -> None:
         if n_nearest < 0 or n_random < 0 or n_nearest + n_random < 1:
-            raise CoralError(f"the label-aware reference needs at least one candidate, got n_nearest={n_nearest}, n_random={n_random}")
+            raise CoralError(
+                f"the label-aware reference needs at least one candidate, got n_nearest={n_nearest}, "
+                f"n_random={n_random}"
+            )
         self.n_nearest = int(n_nearest)
         self.n_random = int(n_random)
         self.seed = int(seed)
@@ -86,17 +92,20 @@ class LabelAwarePolicy:
 
     def act(self, observations: np.ndarray, envs: Sequence[CollabRetrievalEnv]) -> np.ndarray:
         if any(env.config.episode_mode == "train" for env in envs):
-            raise CoralError("the label-aware reference is evaluation only: it reads the target's label and may not act in training episodes")
+            raise CoralError(
+                "the label-aware reference is evaluation only: it reads the target's label and may not act in training "
+                "episodes"
+            )
         rows = [self.candidate_rows(env) for env in envs]
         prompts = [
             env.prompt_builder.build(env.user, env.item, (*env.evidence, env.index.take(int(r), env.user, env.item)))
-            for env, env_rows in zip(envs, rows)
+            for env, env_rows in zip(envs, rows, strict=False)
             for r in env_rows
         ]
         scores = np.asarray(envs[0].scorer.score(prompts), dtype=np.float64) if prompts else np.zeros(0)
         self.prompts_scored += len(prompts)
         actions, start = [], 0
-        for env, env_rows in zip(envs, rows):
+        for env, env_rows in zip(envs, rows, strict=False):
             errors = np.abs(scores[start : start + len(env_rows)] - env.label)
             start += len(env_rows)
             best = int(env_rows[int(np.argmin(errors))]) if len(env_rows) else -1

@@ -1,7 +1,8 @@
 """A ``coral train`` run directory: its config, its model and its training summary.
 
 Layout: ``config.json`` (the :class:`~coral.policies.config.TrainConfig`), ``checkpoints/``
-(``model_<t>.zip``, DDPG's ``replay_buffer_<t>.pkl``, ``vecnormalize_<t>.pkl``, ``totals_<t>.json``, ``latest.json``), ``logs/segment<k>/``
+(``model_<t>.zip``, DDPG's ``replay_buffer_<t>.pkl``, ``vecnormalize_<t>.pkl``, ``totals_<t>.json``, ``latest.json``),
+``logs/segment<k>/``
 (SB3's CSV and TensorBoard output; one segment per start or resume), ``model.zip`` (the final
 policy) and ``vecnormalize.pkl`` (its observation statistics, when ``normalize_obs``),
 ``train_summary.json``, and after ``coral evaluate`` ``eval_<split>.jsonl`` and ``results.csv``.
@@ -20,7 +21,6 @@ from typing import Any
 
 from coral.errors import CoralError
 from coral.io import atomic_write_json
-
 from coral.policies.callbacks import latest_checkpoint
 from coral.policies.config import TrainConfig
 
@@ -59,7 +59,9 @@ def checkpoint_state(out: Path, resume: bool) -> dict[str, Any] | None:
     if resume and state is None:
         raise CoralError(f"{out}: no checkpoint to resume from (expected {ckpt_dir / 'latest.json'})")
     if not resume and state is not None:
-        raise CoralError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose another --out")
+        raise CoralError(
+            f"{out} already holds a run with checkpoints; pass --resume to continue it or choose another --out"
+        )
     return state
 
 
@@ -70,7 +72,10 @@ def warn_on_scorer_change(out: Path, state: dict[str, Any] | None, fingerprint: 
         # since the reward function changes mid-run.
         import warnings
 
-        warnings.warn(f"{out}: resuming with scorer {fingerprint!r}, but the checkpoint was trained with {state['scorer']!r}", stacklevel=3)
+        warnings.warn(
+            f"{out}: resuming with scorer {fingerprint!r}, but the checkpoint was trained with {state['scorer']!r}",
+            stacklevel=3,
+        )
 
 
 def totals_path(out: Path, timesteps: int) -> Path:
@@ -87,7 +92,10 @@ def write_totals(out: Path, timesteps: int, train_seconds: float, prompts_scored
     :param train_seconds: training seconds of all segments up to it.
     :param prompts_scored: prompts scored by all segments up to it.
     """
-    atomic_write_json(totals_path(out, timesteps), {"timesteps": int(timesteps), "train_seconds": float(train_seconds), "prompts_scored": int(prompts_scored)})
+    atomic_write_json(
+        totals_path(out, timesteps),
+        {"timesteps": int(timesteps), "train_seconds": float(train_seconds), "prompts_scored": int(prompts_scored)},
+    )
 
 
 def read_totals(out: Path, state: dict[str, Any] | None) -> dict[str, Any]:

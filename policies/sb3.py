@@ -6,11 +6,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from coral.errors import CoralError
 from coral.envs.collab_retrieval import CollabRetrievalEnv
+from coral.errors import CoralError
 from coral.policies.config import ALGOS
-
-
 
 #: Learning rates of ``learning_rate=None``. PPO's Gaussian over 2 x 128 query dimensions sums its
 #: KL over all of them: at SB3's 3e-4 one update moved the policy by KL 0.6-1 even with 4 epochs
@@ -37,8 +35,8 @@ def algo_class(algo: str) -> type:
 
 
 def build_model(
-    algo: str, vec_env: Any, *, seed: int, learning_rate: float | None, n_steps: int, batch_size: int, n_epochs: int = 10, log_std_init: float = 0.0,
-    candidate_features: bool = False,
+    algo: str, vec_env: Any, *, seed: int, learning_rate: float | None, n_steps: int, batch_size: int,
+    n_epochs: int = 10, log_std_init: float = 0.0, candidate_features: bool = False,
 ) -> Any:
     """A new SB3 model for ``vec_env``.
 
@@ -69,15 +67,9 @@ def build_model(
         if vec_env.num_envs > 1:
             noise = VectorizedActionNoise(noise, vec_env.num_envs)
         model = cls(
-            "MlpPolicy",
-            vec_env,
-            buffer_size=1000,
-            batch_size=16,
-            learning_starts=10,
-            learning_rate=DEFAULT_LEARNING_RATES[algo] if learning_rate is None else learning_rate,
-            action_noise=noise,
-            seed=seed,
-            verbose=0,
+            "MlpPolicy", vec_env, buffer_size=1000, batch_size=16, learning_starts=10,
+            learning_rate=DEFAULT_LEARNING_RATES[algo] if learning_rate is None else learning_rate, action_noise=noise,
+            seed=seed, verbose=0,
         )
         start_at_zero_action(model)
         return model
@@ -88,15 +80,9 @@ def build_model(
 
         policy = CandidatePolicy
     return cls(
-        policy,
-        vec_env,
-        n_steps=n_steps,
-        batch_size=batch_size,
-        n_epochs=n_epochs,
+        policy, vec_env, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
         learning_rate=DEFAULT_LEARNING_RATES[algo] if learning_rate is None else learning_rate,
-        policy_kwargs=policy_kwargs,
-        seed=seed,
-        verbose=0,
+        policy_kwargs=policy_kwargs, seed=seed, verbose=0,
     )
 
 
@@ -126,7 +112,9 @@ class SB3Policy:
 
     needs_embeddings = True
 
-    def __init__(self, model: Any, name: str = "sb3", deterministic: bool = True, obs_normalizer: Any | None = None) -> None:
+    def __init__(
+        self, model: Any, name: str = "sb3", deterministic: bool = True, obs_normalizer: Any | None = None
+    ) -> None:
         self.model = model
         self.name = name
         self.deterministic = deterministic

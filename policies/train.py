@@ -12,16 +12,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coral.errors import CoralError
-from coral.io import atomic_write_json
 from coral.envs import EnvResources
 from coral.envs.resources import resolve_dataset
-
-from coral.policies.callbacks import PeriodicCallback, RetrievalMetricsCallback, cache_rates, save_aside, save_checkpoint
-from coral.policies.validation import VALIDATION_FILE, ValidationLog
+from coral.errors import CoralError
+from coral.io import atomic_write_json
+from coral.policies.callbacks import (
+    PeriodicCallback,
+    RetrievalMetricsCallback,
+    cache_rates,
+    save_aside,
+    save_checkpoint,
+)
 from coral.policies.config import TrainConfig
-from coral.policies.run_dir import CONFIG_FILE, MODEL_FILE, SUMMARY_FILE, VECNORM_FILE, checkpoint_state, log_formats, new_log_segment, read_totals, warn_on_scorer_change, write_totals
+from coral.policies.run_dir import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    SUMMARY_FILE,
+    VECNORM_FILE,
+    checkpoint_state,
+    log_formats,
+    new_log_segment,
+    read_totals,
+    warn_on_scorer_change,
+    write_totals,
+)
 from coral.policies.sb3 import SB3Policy, algo_class, build_model
+from coral.policies.validation import VALIDATION_FILE, ValidationLog
 
 
 def _set_threads(n: int) -> None:
@@ -42,8 +58,9 @@ def _model(config: TrainConfig, vec: Any, state: dict[str, Any] | None, out: Pat
     ckpt_dir = out / "checkpoints"
     if not state:
         return build_model(
-            config.algo, vec, seed=config.seed, learning_rate=config.learning_rate, n_steps=config.n_steps, batch_size=config.batch_size,
-            n_epochs=config.n_epochs, log_std_init=config.log_std_init, candidate_features=config.env.observe == "candidates",
+            config.algo, vec, seed=config.seed, learning_rate=config.learning_rate, n_steps=config.n_steps,
+            batch_size=config.batch_size, n_epochs=config.n_epochs, log_std_init=config.log_std_init,
+            candidate_features=config.env.observe == "candidates",
         )
     model = algo_class(config.algo).load(ckpt_dir / state["model"], env=vec, seed=config.seed)
     if "replay_buffer" in state:
@@ -71,12 +88,16 @@ def _callbacks(config: TrainConfig, model: Any, vec: Any, out: Path, totals: "_T
     first = retrieval_envs[0]
     scorer = first.scorer
     fingerprint = getattr(scorer, "fingerprint", "")
-    shared = EnvResources(dataset=first.dataset, scorer=scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder)
+    shared = EnvResources(
+        dataset=first.dataset, scorer=scorer, embeddings=first.embeddings, prompt_builder=first.prompt_builder
+    )
     config_dict = config.to_dict()
     validation = ValidationLog(config, shared, out / VALIDATION_FILE)
 
     def validate(timesteps: int) -> None:
-        for key, value in validation.run(SB3Policy(model, obs_normalizer=model.get_vec_normalize_env()), timesteps).items():
+        for key, value in validation.run(
+            SB3Policy(model, obs_normalizer=model.get_vec_normalize_env()), timesteps
+        ).items():
             model.logger.record(f"coral/{key}", value)
 
     def checkpoint(_: int) -> None:
@@ -106,7 +127,9 @@ class _Totals:
 
     def now(self) -> tuple[float, int]:
         """(train seconds, prompts scored) of all segments up to now."""
-        return self.seconds + time.perf_counter() - self.started, self.prompts + sum(e.prompts_scored for e in self.retrieval_envs)
+        return self.seconds + time.perf_counter() - self.started, self.prompts + sum(
+            e.prompts_scored for e in self.retrieval_envs
+        )
 
     def write(self, out: Path, timesteps: int) -> None:
         write_totals(out, timesteps, *self.now())
@@ -138,12 +161,8 @@ def _finish(config: TrainConfig, model: Any, vec: Any, out: Path, totals: _Total
     if normalizer is not None:
         save_aside(normalizer.save, out / VECNORM_FILE)
     summary = {
-        "timesteps": int(model.num_timesteps),
-        "train_seconds": seconds,
-        "prompts_scored": prompts,
-        "scorer": getattr(scorer, "fingerprint", ""),
-        "segments": segment + 1,
-        **_update_count(model),
+        "timesteps": int(model.num_timesteps), "train_seconds": seconds, "prompts_scored": prompts,
+        "scorer": getattr(scorer, "fingerprint", ""), "segments": segment + 1, **_update_count(model),
         **{f"scorer_{k}": v for k, v in cache_rates(scorer.stats()).items()},
     }
     atomic_write_json(out / SUMMARY_FILE, summary)
@@ -168,7 +187,10 @@ def _require_more_timesteps(out: Path, config: TrainConfig, state: dict[str, Any
         return
     done = int(state["timesteps"])
     if config.timesteps < done or (config.timesteps == done and (out / MODEL_FILE).is_file()):
-        raise CoralError(f"{out}: the run has trained {done} timesteps; --timesteps is the total, so give more than {done} to train further (got {config.timesteps})")
+        raise CoralError(
+            f"{out}: the run has trained {done} timesteps; --timesteps is the total, so give more than {done} to train "
+            f"further (got {config.timesteps})"
+        )
 
 
 def train(config: TrainConfig, resources: EnvResources | None = None, resume: bool = False) -> Path:
@@ -200,7 +222,9 @@ def train(config: TrainConfig, resources: EnvResources | None = None, resume: bo
     set_random_seed(config.seed)
     done_before = int(state["timesteps"]) if state else 0
     # A resumed run draws fresh episodes rather than replaying the first ones.
-    vec = make_batched_vec_env(config.env_config("train"), n_envs=config.n_envs, seed=config.seed + 7919 * done_before, resources=resources)
+    vec = make_batched_vec_env(
+        config.env_config("train"), n_envs=config.n_envs, seed=config.seed + 7919 * done_before, resources=resources
+    )
     vec = _normalized(config, vec, state, out)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / CONFIG_FILE)

@@ -21,14 +21,15 @@ import numpy as np
 from coral.envs import EnvResources
 from coral.io import atomic_write_text
 from coral.metrics import binary_metrics
-
 from coral.policies.config import TrainConfig
 from coral.policies.evaluate import EvaluationResult, evaluate_policy, mean_return, tuning_episodes
 from coral.policies.greedy import GreedyPolicy
 
 VALIDATION_FILE = "validation.csv"
 #: The columns of ``validation.csv``.
-VALIDATION_COLUMNS = ("timesteps", "val_return", "val_auc", "val_auc_round0", "val_mean_pieces", "greedy_return", "greedy_auc", "n")
+VALIDATION_COLUMNS = (
+    "timesteps", "val_return", "val_auc", "val_auc_round0", "val_mean_pieces", "greedy_return", "greedy_auc", "n",
+)
 
 
 def _summary(result: EvaluationResult) -> dict[str, float]:
@@ -38,7 +39,10 @@ def _summary(result: EvaluationResult) -> dict[str, float]:
     def auc(p: np.ndarray) -> float:
         return float(binary_metrics(result.labels, p, n_boot=0)["auc"]) if both else float("nan")
 
-    return {"return": mean_return(result), "auc": auc(result.p[-1]), "auc_round0": auc(result.p[0]), "mean_pieces": result.retrieval_statistics()["mean_pieces"]}
+    return {
+        "return": mean_return(result), "auc": auc(result.p[-1]), "auc_round0": auc(result.p[0]),
+        "mean_pieces": result.retrieval_statistics()["mean_pieces"],
+    }
 
 
 class ValidationLog:
@@ -65,7 +69,10 @@ class ValidationLog:
         return self._rows
 
     def _evaluate(self, policy: Any) -> EvaluationResult:
-        return evaluate_policy(policy, self.env, self.resources, split="valid", batch_size=self.config.n_envs, episodes=self.rows, progress=False)
+        return evaluate_policy(
+            policy, self.env, self.resources, split="valid", batch_size=self.config.n_envs, episodes=self.rows,
+            progress=False,
+        )
 
     def greedy(self) -> dict[str, float]:
         """Greedy retrieval's return and AUC on the same rows (evaluated once)."""

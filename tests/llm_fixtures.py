@@ -27,7 +27,9 @@ def small_dataset():
             ratings.append(float(rng.integers(1, 6)))
             ts.append(int(rng.integers(1_000, 100_000)))
     texts = {f"i{i}": f"Gift card number {i} in a {['red', 'blue', 'gold'][i % 3]} box" for i in range(15)}
-    return build_dataset(RawData(users, items, ratings, ts, item_text=texts, source="small"), DataConfig(k_core=2), name="small")
+    return build_dataset(
+        RawData(users, items, ratings, ts, item_text=texts, source="small"), DataConfig(k_core=2), name="small"
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -47,14 +49,8 @@ def tiny_llama(seed: int = 0):
 
     tokenizer = embedded_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         initializer_range=0.2,  # large random weights: P(Yes) then varies visibly between prompts
     )
@@ -107,5 +103,14 @@ def evidence_episodes(dataset, n: int, steps: int, seed: int) -> list[tuple[int,
     for k in range(n):
         u, i = int(dataset.valid.user[k]), int(dataset.valid.item[k])
         rows = rng.choice(len(dataset.train), steps, replace=False)
-        out.append((u, i, [Evidence(int(dataset.train.user[r]), int(dataset.train.item[r]), int(dataset.train.label[r])) for r in rows]))
+        out.append(
+            (
+                u,
+                i,
+                [
+                    Evidence(int(dataset.train.user[r]), int(dataset.train.item[r]), int(dataset.train.label[r]))
+                    for r in rows
+                ],
+            )
+        )
     return out

@@ -15,12 +15,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from coral.align import AlignConfig  # noqa: E402
-from coral.config import from_dict  # noqa: E402
-from coral.retrieval import WarmStartConfig  # noqa: E402
 from coral.align.examples import AlignExample, EvidenceSampler, check_no_heldout, load_examples  # noqa: E402
+from coral.config import from_dict  # noqa: E402
 from coral.data import load_dataset  # noqa: E402
 from coral.errors import CoralError  # noqa: E402
 from coral.evidence import Evidence  # noqa: E402
+from coral.retrieval import WarmStartConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +42,8 @@ def tiny_model(tmp_path_factory) -> str:
 
 def tiny_config(tiny_model: str, **changes) -> AlignConfig:
     base = dict(
-        base_model=tiny_model,
-        dtype="float32",
-        n_train=12,
-        grad_accum=4,
-        rounds=2,
-        warm_start="none",
-        n_valid=12,
-        lr=2e-2,
-        lora_layers=0,
-        lora_dropout=0.0,
-        threads=1,
-        checkpoint_steps=1,
+        base_model=tiny_model, dtype="float32", n_train=12, grad_accum=4, rounds=2, warm_start="none", n_valid=12,
+        lr=2e-2, lora_layers=0, lora_dropout=0.0, threads=1, checkpoint_steps=1,
     )
     base.update(changes)
     return from_dict(AlignConfig, base)
@@ -83,7 +73,7 @@ def test_training_examples_never_include_a_validation_or_test_interaction(datase
         assert np.isin(keys, train_keys).all()
     assert all((ev.user, ev.item) != (e.user, e.item) for e in examples for ev in e.evidence)
     # Labels are the interactions' own, and balancing by sampling makes half of them negatives.
-    train_label = dict(zip(train_keys.tolist(), dataset.train.label.tolist()))
+    train_label = dict(zip(train_keys.tolist(), dataset.train.label.tolist(), strict=False))
     assert [e.label for e in examples] == [train_label[k] for k in targets.tolist()]
     assert sum(e.label == 0 for e in examples) == 32
     assert {e.policy for e in examples} >= {"random", "greedy", "none"}
@@ -108,7 +98,10 @@ def test_greedy_evidence_is_the_nearest_observed_interactions(dataset):
     index = sampler.index
     dist = index.distances(index.pair_vector(user, item))
     dist[index.row_of(user, item)] = np.inf
-    expected = [Evidence(int(index.pool.user[r]), int(index.pool.item[r]), int(index.pool.label[r])) for r in np.argsort(dist, kind="stable")[:4]]
+    expected = [
+        Evidence(int(index.pool.user[r]), int(index.pool.item[r]), int(index.pool.label[r]))
+        for r in np.argsort(dist, kind="stable")[:4]
+    ]
     assert list(got) == expected
 
 
@@ -118,7 +111,14 @@ def _prompts(dataset, tokenizer, n: int = 6):
 
     builder = PromptBuilder(dataset, tokenizer=tokenizer)
     rows = range(n)
-    return [builder.build(int(dataset.valid.user[r]), int(dataset.valid.item[r]), () if r % 2 else (Evidence(int(dataset.train.user[r]), int(dataset.train.item[r]), 1),)) for r in rows]
+    return [
+        builder.build(
+            int(dataset.valid.user[r]),
+            int(dataset.valid.item[r]),
+            () if r % 2 else (Evidence(int(dataset.train.user[r]), int(dataset.train.item[r]), 1),),
+        )
+        for r in rows
+    ]
 
 
 @pytest.mark.parametrize("method", ["lora", "head"])
@@ -147,15 +147,18 @@ def test_aligned_scorer_round_trips(dataset, tiny_model, tmp_path, method):
         head = fit_head(hidden_features(model, ids, progress=False), labels, config.replace(head_c=10.0))
         in_memory = HFScorer(model, tokenizer, model_id="tiny", kv_reuse=False, head=head).score(prompts)
     assert np.abs(in_memory - before).max() > 1e-3, "training must change the scores"
-    ident = save_result(tmp_path, config, peft_model=peft_model, head=head, dataset_name=dataset.name, dataset_fingerprint=dataset.fingerprint, prompt_version=prompts[0].version, summary={})
+    ident = save_result(
+        tmp_path, config, peft_model=peft_model, head=head, dataset_name=dataset.name,
+        dataset_fingerprint=dataset.fingerprint, prompt_version=prompts[0].version, summary={},
+    )
 
-    loaded = load_aligned_scorer(tmp_path, layout="float32")  # in_memory is fp32; the CPU default may be bf16
+    loaded = load_aligned_scorer(tmp_path, precision="float32")  # in_memory is fp32; the CPU default may be bf16
     np.testing.assert_allclose(loaded.score(prompts), in_memory, atol=1e-5)
     assert ident in loaded.fingerprint and identity(tmp_path) == ident
     assert loaded.prompt_version == prompts[0].version
     # Through the factory every --scorer option uses, with its cache: the same scores, and the
     # identity is in the fingerprint (so in every cache key).
-    via_spec = make_scorer(f"aligned:{tmp_path}", cache=tmp_path / "scores.sqlite", layout="float32")
+    via_spec = make_scorer(f"aligned:{tmp_path}", cache=tmp_path / "scores.sqlite", precision="float32")
     assert ident in via_spec.fingerprint
     np.testing.assert_allclose(via_spec.score(prompts), in_memory, atol=1e-5)
 
@@ -210,7 +213,9 @@ def test_lora_training_resumes_where_it_stopped(dataset, tiny_model, tmp_path):
     model, ids, tokens = fresh()
     summary = train_lora(model, ids, labels, tokens, config, tmp_path / "resumed", progress=False)
     assert summary["step"] == 6
-    assert (tmp_path / "resumed" / "checkpoints" / "epoch-1").is_dir() and (tmp_path / "resumed" / "checkpoints" / "epoch-2").is_dir()
+    assert (tmp_path / "resumed" / "checkpoints" / "epoch-1").is_dir() and (
+        tmp_path / "resumed" / "checkpoints" / "epoch-2"
+    ).is_dir()
     got = adapter(model)
     assert got.keys() == expected.keys()
     for key in expected:
@@ -224,11 +229,17 @@ def test_diagnostics_measure_how_evidence_moves_p(dataset):
     from coral.llm.scripted import ScriptedConfig, ScriptedScorer
 
     builder = PromptBuilder(dataset)
-    follows = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=1.0)), dataset, builder, "valid", rounds=3, warm=WarmStartConfig(warm_start="none"), n_pairs=30, n_boot=0, progress=False)
+    follows = evidence_diagnostics(
+        ScriptedScorer(ScriptedConfig(weight=1.0)), dataset, builder, "valid", rounds=3,
+        warm=WarmStartConfig(warm_start="none"), n_pairs=30, n_boot=0, progress=False,
+    )
     assert follows["n_pairs"] == 30 and follows["n_negative"] == int((dataset.valid.label == 0).sum())
     assert follows["share_toward_label"] == 1.0 and follows["mean_abs_dp"] > 0.05
     assert follows["mean_dp_liked"] > 0
-    deaf = evidence_diagnostics(ScriptedScorer(ScriptedConfig(weight=0.0)), dataset, builder, "valid", rounds=3, warm=WarmStartConfig(warm_start="none"), n_pairs=30, n_boot=0, progress=False)
+    deaf = evidence_diagnostics(
+        ScriptedScorer(ScriptedConfig(weight=0.0)), dataset, builder, "valid", rounds=3,
+        warm=WarmStartConfig(warm_start="none"), n_pairs=30, n_boot=0, progress=False,
+    )
     assert deaf["mean_abs_dp"] == 0.0 and deaf["share_toward_label"] == 0.0
     # Same seed, same evidence: the LLM-only scores do not depend on the evidence weight.
     assert deaf["auc_llm_only"] == follows["auc_llm_only"]
@@ -239,7 +250,10 @@ def test_cli_align_then_score_with_the_spec(dataset, tiny_model, tmp_path, capsy
     from coral.cli import main
 
     out = tmp_path / "aligned"
-    common = ["--dataset", "gift_cards", "--base-model", tiny_model, "--dtype", "float32", "--warm-start", "none", "--rounds", "1", "--threads", "1", "--no-progress", "--out", str(out)]
+    common = [
+        "--dataset", "gift_cards", "--base-model", tiny_model, "--dtype", "float32", "--warm-start", "none", "--rounds",
+        "1", "--threads", "1", "--no-progress", "--out", str(out),
+    ]
     assert main(["align", "--method", "head", "--n-train", "8", "--n-valid", "10", *common]) == 0
     printed = capsys.readouterr().out
     assert f"aligned:{out}" in printed
@@ -249,5 +263,13 @@ def test_cli_align_then_score_with_the_spec(dataset, tiny_model, tmp_path, capsy
     # A second run with another config refuses to mix results in one directory.
     assert main(["align", "--method", "head", "--n-train", "10", *common]) == 2
     assert "another config" in capsys.readouterr().err
-    assert main(["align-diagnostics", "--scorer", f"aligned:{out}", "--rounds", "1", "--n-pairs", "6", "--warm-start", "none", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "align-diagnostics", "--scorer", f"aligned:{out}",
+                "--rounds", "1", "--n-pairs", "6", "--warm-start", "none", "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["n_pairs"] == 6

@@ -9,13 +9,29 @@ import torch
 from llm_fixtures import small_dataset, tiny_llama
 
 from coral.align.config import AlignConfig
-from coral.align.precision import ALIGN_TOLERANCE, MIN_PAIRS, AlignParityRecord, default_align_dtype, load_align_records, resolve_align_dtype
-from coral.align.topk import TopKHead, TreeBuilder, TreeSource, compute_trunk, nearest_and_random, predict, train_topk, tree_sources
+from coral.align.precision import (
+    ALIGN_TOLERANCE,
+    MIN_PAIRS,
+    AlignParityRecord,
+    default_align_dtype,
+    load_align_records,
+    resolve_align_dtype,
+)
+from coral.align.topk import (
+    TopKHead,
+    TreeBuilder,
+    TreeSource,
+    compute_trunk,
+    nearest_and_random,
+    predict,
+    train_topk,
+    tree_sources,
+)
 from coral.align.tree import layer_forward
 from coral.errors import CoralError
 from coral.evidence import Evidence
 from coral.llm.labels import resolve_label_tokens
-from coral.llm.layout import numerics
+from coral.llm.precision import numerics
 from coral.llm.prompt import PromptBuilder, PromptConfig
 
 torch.set_num_threads(1)
@@ -35,12 +51,14 @@ def trees(dataset):
     model.eval()
     builder = PromptBuilder(dataset, PromptConfig(), tokenizer)
     train = dataset.train
-    pieces = [Evidence(int(a), int(b), int(c)) for a, b, c in zip(train.user, train.item, train.label)]
+    pieces = [Evidence(int(a), int(b), int(c)) for a, b, c in zip(train.user, train.item, train.label, strict=False)]
     sources = []
     for row in range(6):
         u, i, y = int(dataset.valid.user[row]), int(dataset.valid.item[row]), int(dataset.valid.label[row])
         own = [e for e in pieces if (e.user, e.item) != (u, i)]
-        sources.append(TreeSource(u, i, y, {"nearest": tuple(own[row : row + 3]), "random": tuple(own[20 + row : 22 + row])}))
+        sources.append(
+            TreeSource(u, i, y, {"nearest": tuple(own[row : row + 3]), "random": tuple(own[20 + row : 22 + row])})
+        )
     built = TreeBuilder(builder, tokenizer)
     return model, tokenizer, [built.tree(s) for s in sources], [s.label for s in sources]
 
@@ -50,7 +68,7 @@ def test_frozen_trunk_is_bitwise_the_layers_own_output_in_fp32(trees):
     model, _, tree_list, labels = trees
     cache = compute_trunk(model, tree_list, labels, depth=2, store=np.float32)
     with torch.inference_mode():
-        for tree, hidden in zip(tree_list, cache.hidden):
+        for tree, hidden in zip(tree_list, cache.hidden, strict=False):
             h = model.model.embed_tokens(torch.tensor([tree.ids]))
             cos_sin = model.model.rotary_emb(h, torch.tensor(tree.positions)[None])
             mask = tree.attention_mask()  # the boolean mask and each layer's own modules: the path before issue 26
@@ -64,10 +82,12 @@ def test_bf16_trunk_and_head_stay_close_to_fp32_and_train(trees):
     fp32 = compute_trunk(model, tree_list, labels, depth=1, store=np.float32)
     bf16 = compute_trunk(model, tree_list, labels, depth=1, store=np.float32, dtype=torch.bfloat16)
     scale = max(float(np.abs(h).max()) for h in fp32.hidden)
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(fp32.hidden, bf16.hidden))
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(fp32.hidden, bf16.hidden, strict=False))
     assert 0 < diff < 0.05 * scale  # computed another way, and close
     ids = resolve_label_tokens(tokenizer)
-    heads = {dtype: TopKHead(model, 1, 1, ids.yes_ids, ids.no_ids, dtype=dtype) for dtype in (torch.float32, torch.bfloat16)}
+    heads = {
+        dtype: TopKHead(model, 1, 1, ids.yes_ids, ids.no_ids, dtype=dtype) for dtype in (torch.float32, torch.bfloat16)
+    }
     p = {dtype: predict(head, fp32 if dtype == torch.float32 else bf16) for dtype, head in heads.items()}
     for key in p[torch.float32]:
         assert np.abs(p[torch.float32][key] - p[torch.bfloat16][key]).max() < 0.05
@@ -76,7 +96,9 @@ def test_bf16_trunk_and_head_stay_close_to_fp32_and_train(trees):
     log = train_topk(heads[torch.bfloat16], bf16, lambda h: 0.0, lr=1e-2, epochs=1, trees_per_step=3, seed=0)
     after = heads[torch.bfloat16].state_for_model()
     assert log.steps == 2 and set(after) == set(heads[torch.float32].state_for_model())
-    assert all(v.dtype == torch.float32 for v in after.values()) and any(not torch.equal(before[k], after[k]) for k in after)
+    assert all(v.dtype == torch.float32 for v in after.values()) and any(
+        not torch.equal(before[k], after[k]) for k in after
+    )
 
 
 def test_batched_evidence_draw_equals_one_target_at_a_time(dataset):
@@ -88,15 +110,24 @@ def test_batched_evidence_draw_equals_one_target_at_a_time(dataset):
     picked = np.arange(len(rows))
     batched = tree_sources(rows, picked, index, 3, 2, seed=0)
     rng = np.random.default_rng([0, 6])
-    alone = [TreeSource(int(rows.user[r]), int(rows.item[r]), int(rows.label[r]), nearest_and_random(index, int(rows.user[r]), int(rows.item[r]), 3, 2, rng)) for r in picked]
+    alone = [
+        TreeSource(
+            int(rows.user[r]), int(rows.item[r]), int(rows.label[r]),
+            nearest_and_random(index, int(rows.user[r]), int(rows.item[r]), 3, 2, rng),
+        )
+        for r in picked
+    ]
     assert batched == alone
 
 
-def _record(flags, low: float, high: float, pairs: int = MIN_PAIRS, method: str = "topk", date: str = "2026-12-05") -> AlignParityRecord:
+def _record(
+    flags, low: float, high: float, pairs: int = MIN_PAIRS, method: str = "topk", date: str = "2026-12-05"
+) -> AlignParityRecord:
     cell = {"auc_fp32": 0.6, "auc": 0.6 + (low + high) / 2, "delta": (low + high) / 2, "low": low, "high": high}
     return AlignParityRecord(
-        dtype="bfloat16", numerics=numerics("bfloat16", flags), cpu_class="test", method=method, recipe="test", dataset="movielens_small",
-        pairs=pairs, cells={"none": cell, "nearest-5": cell}, speedup=1.8, date=date, command="python test",
+        dtype="bfloat16", numerics=numerics("bfloat16", flags),
+        cpu_class="test", method=method, recipe="test", dataset="movielens_small", pairs=pairs,
+        cells={"none": cell, "nearest-5": cell}, speedup=1.8, date=date, command="python test",
     )
 
 
@@ -107,7 +138,9 @@ def test_auto_dtype_needs_native_bf16_a_passing_record_and_method_topk():
     assert default_align_dtype("topk", AVX2, [passing]) == "float32"  # bf16 emulated there
     assert default_align_dtype("head", BF16, [passing]) == "float32"  # the whole model in bf16: never checked
     assert default_align_dtype("topk", BF16, [_record(BF16, -0.012, 0.002)]) == "float32"  # interval leaves +-0.01
-    assert default_align_dtype("topk", BF16, [_record(BF16, -0.002, 0.002, pairs=MIN_PAIRS - 1)]) == "float32"  # too few pairs
+    assert (
+        default_align_dtype("topk", BF16, [_record(BF16, -0.002, 0.002, pairs=MIN_PAIRS - 1)]) == "float32"
+    )  # too few pairs
     # The latest record decides.
     assert default_align_dtype("topk", BF16, [passing, _record(BF16, -0.02, 0.0, date="2026-12-06")]) == "float32"
     assert ALIGN_TOLERANCE == 0.01
@@ -130,4 +163,9 @@ def test_config_resolves_auto_and_refuses_unknown_dtypes(tmp_path):
 def test_shipped_alignment_records_are_well_formed():
     for r in load_align_records():
         assert r.dtype == "bfloat16" and r.method == "topk" and r.command.startswith("python ") and r.cells
-        assert r.passed == (r.pairs >= MIN_PAIRS and all(-ALIGN_TOLERANCE <= c["low"] <= c["delta"] <= c["high"] <= ALIGN_TOLERANCE for c in r.cells.values()))
+        assert r.passed == (
+            r.pairs >= MIN_PAIRS
+            and all(
+                -ALIGN_TOLERANCE <= c["low"] <= c["delta"] <= c["high"] <= ALIGN_TOLERANCE for c in r.cells.values()
+            )
+        )

@@ -26,7 +26,11 @@ def dataset():
 def _source(dataset, row: int) -> TreeSource:
     u, i, y = int(dataset.valid.user[row]), int(dataset.valid.item[row]), int(dataset.valid.label[row])
     train = dataset.train
-    pieces = [Evidence(int(a), int(b), int(c)) for a, b, c in zip(train.user, train.item, train.label) if (int(a), int(b)) != (u, i)]
+    pieces = [
+        Evidence(int(a), int(b), int(c))
+        for a, b, c in zip(train.user, train.item, train.label, strict=False)
+        if (int(a), int(b)) != (u, i)
+    ]
     return TreeSource(u, i, y, {"nearest": tuple(pieces[:3]), "random": tuple(pieces[10:12])})
 
 
@@ -50,7 +54,9 @@ def test_tree_forward_equals_scoring_each_prompt(dataset):
         assert abs(float(p[0]) - float(expected)) < 1e-5, (name, k)
         assert abs(float(predict(head, half)[(name, k)][0]) - float(expected)) < 1e-3  # the float16 cache of training
     # Every prompt of the tree is read once: 1 without evidence, then one per piece of each branch.
-    assert sorted(tree_p) == sorted([("none", 0)] + [("nearest", k) for k in (1, 2, 3)] + [("random", k) for k in (1, 2)])
+    assert sorted(tree_p) == sorted(
+        [("none", 0)] + [("nearest", k) for k in (1, 2, 3)] + [("random", k) for k in (1, 2)]
+    )
 
 
 def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset, tiny_model_dir, tmp_path):
@@ -61,8 +67,9 @@ def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset
     from coral.llm.model import load_model
 
     config = AlignConfig(
-        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="none", embedding_dim=8), topk_trunk=1, topk_layers=1,
-        topk_targets=12, topk_stop_pairs=8, topk_epochs=1, topk_batch=4, topk_lr=1e-2, threads=1,
+        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="none", embedding_dim=8),
+        topk_trunk=1, topk_layers=1, topk_targets=12, topk_stop_pairs=8, topk_epochs=1, topk_batch=4, topk_lr=1e-2,
+        threads=1,
     )
     out = tmp_path / "aligned"
     meta = run_alignment(dataset, config, out, validate=False, progress=False)
@@ -70,19 +77,23 @@ def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset
     summary = meta["summary"]
     assert summary["steps"] == 3 and summary["n_targets"] == 12 and summary["model_layers"] == 2
     base, _ = load_model(str(tiny_model_dir), "float32")
-    layer_and_norm = sum(p.numel() for p in base.model.layers[1].parameters()) + sum(p.numel() for p in base.model.norm.parameters())
+    layer_and_norm = sum(p.numel() for p in base.model.layers[1].parameters()) + sum(
+        p.numel() for p in base.model.norm.parameters()
+    )
     assert summary["trainable_parameters"] == layer_and_norm
     saved = load_file(str(out / TOPK_FILE))
     assert saved and all(k.startswith(("model.layers.1.", "model.norm.")) for k in saved)
 
-    scorer = load_aligned_scorer(out, layout="float32")  # compared weight by weight with the fp32 base
+    scorer = load_aligned_scorer(out, precision="float32")  # compared weight by weight with the fp32 base
     layers = scorer.model.model.layers
     assert len(layers) == 2
     for name, value in layers[0].state_dict().items():  # the trunk is frozen
         assert torch.equal(value, base.model.layers[0].state_dict()[name])
     assert any(not torch.equal(v, base.model.layers[1].state_dict()[n]) for n, v in layers[1].state_dict().items())
     builder = PromptBuilder(dataset, PromptConfig(), scorer.tokenizer)
-    p = scorer.score([builder.build(int(u), int(i)) for u, i in zip(dataset.valid.user[:4], dataset.valid.item[:4])])
+    p = scorer.score(
+        [builder.build(int(u), int(i)) for u, i in zip(dataset.valid.user[:4], dataset.valid.item[:4], strict=False)]
+    )
     assert np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
 
 
@@ -92,8 +103,12 @@ def test_alignment_targets_come_from_the_align_fold_only(dataset):
     assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
     assert set().union(*parts) == set(range(len(dataset.tail_train)))
     align = fold_interactions(dataset, "align")
-    held_out = {(int(u), int(i)) for split in (dataset.valid, dataset.test) for u, i in zip(split.user, split.item)}
-    assert not held_out & {(int(u), int(i)) for u, i in zip(align.user, align.item)}
+    held_out = {
+        (int(u), int(i))
+        for split in (dataset.valid, dataset.test)
+        for u, i in zip(split.user, split.item, strict=False)
+    }
+    assert not held_out & {(int(u), int(i)) for u, i in zip(align.user, align.item, strict=False)}
 
 
 class _EvidenceReader:
@@ -113,7 +128,9 @@ def test_evidence_controls_are_paired_and_leak_nothing(dataset):
     index = evidence_index(dataset, random_embeddings(dataset, dim=8, seed=0))
     rows = np.arange(len(dataset.valid))
     builder = PromptBuilder(dataset, PromptConfig(), None)
-    figures = evidence_controls(_EvidenceReader(), dataset, builder, "valid", rows, index, k=3, seed=0, n_boot=200, progress=False)
+    figures = evidence_controls(
+        _EvidenceReader(), dataset, builder, "valid", rows, index, k=3, seed=0, n_boot=200, progress=False
+    )
     controls = figures["controls"]
     assert list(controls) == ["none", "nearest", "random", "shuffled"]
     assert controls["none"]["auc"] == 0.5  # a constant score
@@ -122,7 +139,11 @@ def test_evidence_controls_are_paired_and_leak_nothing(dataset):
         assert c["low"] <= c["delta_vs_none"] <= c["high"] and abs(c["delta_vs_none"] - (c["auc"] - 0.5)) < 1e-12
     assert len(figures["nearest_by_pieces"]) == 4 and figures["nearest_by_pieces"][0] == 0.5
     evidence = control_evidence(index, dataset.valid.user, dataset.valid.item, 3, 0)
-    held_out = {(int(u), int(i)) for split in (dataset.valid, dataset.test) for u, i in zip(split.user, split.item)}
+    held_out = {
+        (int(u), int(i))
+        for split in (dataset.valid, dataset.test)
+        for u, i in zip(split.user, split.item, strict=False)
+    }
     for name, per_target in evidence.items():
         for pieces in per_target:
             assert not {(e.user, e.item) for e in pieces} & held_out, name
@@ -134,7 +155,9 @@ def _cf_projection(dataset, n_tokens: int, width: int, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    cf = CFProjection(rng.normal(size=(dataset.n_users, 4)), rng.normal(size=(dataset.n_items, 4)), n_tokens, width, hidden=8)
+    cf = CFProjection(
+        rng.normal(size=(dataset.n_users, 4)), rng.normal(size=(dataset.n_items, 4)), n_tokens, width, hidden=8
+    )
     with torch.no_grad():
         cf.outer.weight.normal_(0, 0.5)
     return cf
@@ -156,17 +179,23 @@ def test_soft_tokens_in_the_tree_equal_soft_tokens_in_the_scorer(dataset):
     scorer = HFScorer(model, tokenizer, model_id="tiny", kv_reuse=True, soft_tokens=SoftTokens(cf, marker, layer=1))
     for row in (0, 1):
         source = _source(dataset, row)
-        cache = compute_trunk(model, [TreeBuilder(builder, tokenizer).tree(source)], [source.label], depth=1, store=np.float32)
+        cache = compute_trunk(
+            model, [TreeBuilder(builder, tokenizer).tree(source)], [source.label], depth=1, store=np.float32
+        )
         cache.pairs = np.array([[source.user, source.item]])
         tree_p, without = predict(head, cache), predict(plain, cache)
         for (name, k), p in tree_p.items():
             evidence = () if name == "none" else source.branches[name][:k]
-            expected = scorer.score([builder.build(source.user, source.item, evidence)])[0]  # later prompts reuse the cached prefix
+            expected = scorer.score([builder.build(source.user, source.item, evidence)])[
+                0
+            ]  # later prompts reuse the cached prefix
             assert abs(float(p[0]) - float(expected)) < 1e-5, (row, name, k)
         assert max(abs(float(tree_p[key][0]) - float(without[key][0])) for key in tree_p) > 1e-3
 
 
-def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerprints_its_projection(dataset, tiny_model_dir, tmp_path):
+def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerprints_its_projection(
+    dataset, tiny_model_dir, tmp_path
+):
     from safetensors.torch import load_file, save_file
 
     from coral.align.run import run_alignment
@@ -175,21 +204,26 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
 
     prompt = PromptConfig(base_rates=True, cf_tokens=2)
     config = AlignConfig(
-        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="none", embedding_dim=8), topk_trunk=1, topk_layers=1,
-        topk_targets=12, topk_stop_pairs=8, topk_epochs=1, topk_batch=4, topk_lr=1e-2, cf_lr=1e-1, threads=1, prompt=prompt,
+        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="none", embedding_dim=8),
+        topk_trunk=1, topk_layers=1, topk_targets=12, topk_stop_pairs=8, topk_epochs=1, topk_batch=4, topk_lr=1e-2,
+        cf_lr=1e-1, threads=1, prompt=prompt,
     )
     out = tmp_path / "aligned"
     run_alignment(dataset, config, out, validate=False, progress=False)
     meta = read_meta(out)
     assert scorer_name(meta) == "top1-finetune+rates+cf2"
     state = load_file(str(out / CF_FILE))
-    assert state["user_table"].shape == (dataset.n_users, 8) and float(state["outer.weight"].abs().sum()) > 0  # trained away from zero
+    assert (
+        state["user_table"].shape == (dataset.n_users, 8) and float(state["outer.weight"].abs().sum()) > 0
+    )  # trained away from zero
 
-    scorer = load_aligned_scorer(out, layout="float32")
+    scorer = load_aligned_scorer(out, precision="float32")
     assert scorer.prompt_config == prompt and scorer.soft_tokens is not None and scorer.soft_tokens.layer == 1
     builder = scorer_prompt_builder(dataset, scorer)  # what the environment and the controls build
     assert builder.config == prompt and builder.version == meta["prompt_version"]
-    prompts = [builder.build(int(u), int(i)) for u, i in zip(dataset.valid.user[:4], dataset.valid.item[:4])]
+    prompts = [
+        builder.build(int(u), int(i)) for u, i in zip(dataset.valid.user[:4], dataset.valid.item[:4], strict=False)
+    ]
     p = scorer.score(prompts)
     assert np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
     # The saved head on a cached trunk (how the tuning ablation reads scorers) scores as the loaded scorer.
@@ -199,13 +233,21 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
     base, tokenizer = load_model(str(tiny_model_dir), "float32")
     head = load_head(base, tokenizer, out)
     source = _source(dataset, 2)
-    cache = compute_trunk(base, [TreeBuilder(builder, tokenizer).tree(source)], [source.label], depth=1, store=np.float32)
+    cache = compute_trunk(
+        base, [TreeBuilder(builder, tokenizer).tree(source)], [source.label], depth=1, store=np.float32
+    )
     cache.pairs = np.array([[source.user, source.item]])
     for (name, k), value in predict(head, cache).items():
         evidence = () if name == "none" else source.branches[name][:k]
         assert abs(float(value[0]) - float(scorer.score([builder.build(source.user, source.item, evidence)])[0])) < 1e-5
     with pytest.raises(Exception, match="trained on prompts"):  # prompts of other settings are refused
-        scorer.score([PromptBuilder(dataset, PromptConfig(), scorer.tokenizer).build(int(dataset.valid.user[0]), int(dataset.valid.item[0]))])
+        scorer.score(
+            [
+                PromptBuilder(dataset, PromptConfig(), scorer.tokenizer).build(
+                    int(dataset.valid.user[0]), int(dataset.valid.item[0])
+                )
+            ]
+        )
 
     # The environment (and so every policy stage of coral run) writes the prompts this scorer was trained on.
     from test_env_fixtures import tiny_env
@@ -221,19 +263,21 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
     state["outer.bias"] = state["outer.bias"] + 1.0
     save_file(state, str(out / CF_FILE))
     assert identity(out) != before
-    changed = load_aligned_scorer(out, layout="float32")
+    changed = load_aligned_scorer(out, precision="float32")
     assert changed.fingerprint != scorer.fingerprint
     assert np.max(np.abs(changed.score(prompts) - p)) > 1e-6
 
 
-def test_cf_tables_alignment_targets_and_rl_episodes_come_from_three_disjoint_folds(dataset, tiny_model_dir, tmp_path, monkeypatch):
+def test_cf_tables_alignment_targets_and_rl_episodes_come_from_three_disjoint_folds(
+    dataset, tiny_model_dir, tmp_path, monkeypatch
+):
     """Checked on the objects used: the rows the warm start's CF model is actually fitted on (recorded at the
     fitting call), the targets the alignment actually trained and stopped on (its targets.npz), and the
     targets of the environment's training episodes (its episode pool and the targets its resets draw)."""
-    import coral.baselines.export as export
-    import coral.retrieval.warm_start as warm_start
     from test_env_fixtures import tiny_env
 
+    import coral.baselines.export as export
+    import coral.retrieval.warm_start as warm_start
     from coral.align.run import run_alignment
     from coral.llm.aligned import TARGETS_FILE
     from coral.retrieval import RandomEmbeddings
@@ -241,36 +285,47 @@ def test_cf_tables_alignment_targets_and_rl_episodes_come_from_three_disjoint_fo
     fitted: list[set[tuple[int, int]]] = []
 
     def recording_fit(ds, baseline):
-        fitted.append({(int(u), int(i)) for u, i in zip(ds.train.user, ds.train.item)})
+        fitted.append({(int(u), int(i)) for u, i in zip(ds.train.user, ds.train.item, strict=False)})
         rng = np.random.default_rng(0)
-        return RandomEmbeddings(user=rng.normal(size=(ds.n_users, 8)).astype(np.float32), item=rng.normal(size=(ds.n_items, 8)).astype(np.float32))
+        return RandomEmbeddings(
+            user=rng.normal(size=(ds.n_users, 8)).astype(np.float32),
+            item=rng.normal(size=(ds.n_items, 8)).astype(np.float32),
+        )
 
     monkeypatch.setattr(export, "warm_start_embeddings", recording_fit)
     monkeypatch.setattr(warm_start, "_tables", {})
     config = AlignConfig(
-        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="dfm", embedding_dim=8), topk_trunk=1, topk_layers=1,
-        topk_targets=1000, topk_stop_pairs=8, topk_epochs=1, topk_batch=16, threads=1, prompt=PromptConfig(cf_tokens=1),
+        method="topk", base_model=str(tiny_model_dir), warm=WarmStartConfig(warm_start="dfm", embedding_dim=8),
+        topk_trunk=1, topk_layers=1, topk_targets=1000, topk_stop_pairs=8, topk_epochs=1, topk_batch=16, threads=1,
+        prompt=PromptConfig(cf_tokens=1),
     )
     out = tmp_path / "aligned"
     run_alignment(dataset, config, out, validate=False, progress=False)
     assert len(fitted) == 1  # the CF tables (evidence distances and soft tokens) come from this one fit
     saved = np.load(out / TARGETS_FILE)
-    targets = {(int(u), int(i)) for u, i in zip(saved["train_user"], saved["train_item"])}
-    stop = {(int(u), int(i)) for u, i in zip(saved["stop_user"], saved["stop_item"])}
+    targets = {(int(u), int(i)) for u, i in zip(saved["train_user"], saved["train_item"], strict=False)}
+    stop = {(int(u), int(i)) for u, i in zip(saved["stop_user"], saved["stop_item"], strict=False)}
 
     env = tiny_env(dataset, split="train")
-    pool = {(int(u), int(i)) for u, i in zip(env.episodes.user, env.episodes.item)}
+    pool = {(int(u), int(i)) for u, i in zip(env.episodes.user, env.episodes.item, strict=False)}
     drawn = set()
     for seed in range(30):
         env.reset(seed=seed)
         drawn.add((env.user, env.item))
     from coral.align.twins import alignment_targets
 
-    assert {(int(u), int(i)) for u, i in zip(*(alignment_targets(dataset, out).user, alignment_targets(dataset, out).item))} == targets
+    assert {
+        (int(u), int(i))
+        for u, i in zip(*(alignment_targets(dataset, out).user, alignment_targets(dataset, out).item), strict=False)
+    } == targets
     assert len(targets) > 10 and len(pool) > 10 and drawn <= pool
     assert not fitted[0] & targets and not fitted[0] & pool and not targets & pool
-    tail_train = {(int(u), int(i)) for u, i in zip(dataset.tail_train.user, dataset.tail_train.item)}
+    tail_train = {(int(u), int(i)) for u, i in zip(dataset.tail_train.user, dataset.tail_train.item, strict=False)}
     assert targets <= tail_train and pool <= tail_train
-    held_out = {(int(u), int(i)) for split in (dataset.valid, dataset.test) for u, i in zip(split.user, split.item)}
-    valid = {(int(u), int(i)) for u, i in zip(dataset.valid.user, dataset.valid.item)}
+    held_out = {
+        (int(u), int(i))
+        for split in (dataset.valid, dataset.test)
+        for u, i in zip(split.user, split.item, strict=False)
+    }
+    valid = {(int(u), int(i)) for u, i in zip(dataset.valid.user, dataset.valid.item, strict=False)}
     assert not (fitted[0] | targets | pool) & held_out and stop <= valid

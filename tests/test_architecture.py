@@ -1,4 +1,4 @@
-"""The layout: imports only run down the layers, no module cycles, light packages stay light.
+"""The map of the code: imports only run down the layers, no module cycles, light packages stay light.
 
 The import graph is built from the source with ``ast``: every import statement of every module
 (at module level and inside functions), relative imports resolved, ``envs/`` and ``policies/``
@@ -22,7 +22,10 @@ PACKAGE_DIRS = {"coral": ROOT / "coral", "coral.envs": ROOT / "envs", "coral.pol
 
 #: Layers, low to high; a module may import its own layer and lower ones only.
 LAYERS: list[tuple[str, ...]] = [
-    ("coral", "coral.errors", "coral.io", "coral.config", "coral.evidence", "coral.metrics", "coral.stats", "coral.results"),
+    (
+        "coral", "coral.errors", "coral.io", "coral.config", "coral.evidence", "coral.metrics", "coral.stats",
+        "coral.results",
+    ),
     ("coral.data",),
     ("coral.baselines",),
     ("coral.llm",),
@@ -68,7 +71,8 @@ def layer_of(module: str) -> int:
 
 
 def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
-    """The coral modules that ``module`` imports anywhere in its source (``from pkg import sub`` counts as ``pkg.sub``)."""
+    """The coral modules that ``module`` imports anywhere in its source (``from pkg import sub`` counts as
+    ``pkg.sub``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     is_package = path.name == "__init__.py"
     out: set[str] = set()
@@ -120,7 +124,9 @@ def test_imports_only_run_down_the_layers(graph) -> None:
     for module, targets in sorted(graph.items()):
         for target in sorted(targets):
             if layer_of(target) > layer_of(module):
-                upward.append(f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})")
+                upward.append(
+                    f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+                )
     assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
 
 
@@ -216,7 +222,8 @@ def test_scripted_env_needs_neither_torch_nor_transformers_nor_sb3(tmp_path) -> 
         import gymnasium as gym
         import coral.envs
 
-        env = gym.make("CoRAL/CollabRetrieval-Scripted-v1", render_mode="ansi", split="test")  # 5 steps, never terminated
+        # 5 steps, never terminated
+        env = gym.make("CoRAL/CollabRetrieval-Scripted-v1", render_mode="ansi", split="test")
         obs, info = env.reset(seed=0)
         for _ in range(3):
             obs, reward, terminated, truncated, info = env.step(env.action_space.sample())

@@ -28,7 +28,9 @@ from coral.results import COLUMNS, read_rows
 FAST = BaselineConfig(embedding_dim=16, hidden_units=(32,), epochs=12, patience=3, batch_size=256, threads=1)
 
 
-def planted_dataset(shuffle_labels: bool = False, seed: int = 0, noise: float = 0.05, with_features: bool = False, split_seed: int = 0):
+def planted_dataset(
+    shuffle_labels: bool = False, seed: int = 0, noise: float = 0.05, with_features: bool = False, split_seed: int = 0
+):
     """Users and items in two hidden groups; a user likes an item of its own group (``noise`` flipped).
 
     Item popularity is skewed so that head and tail items exist. With ``shuffle_labels`` the
@@ -47,14 +49,13 @@ def planted_dataset(shuffle_labels: bool = False, seed: int = 0, noise: float = 
     # A side feature unrelated to the labels, to exercise the extra fields.
     meta = {f"i{i}": {"brand": f"b{i % 7}"} for i in range(n_items) if i % 5} if with_features else {}
     raw = RawData(
-        users=np.char.add("u", users.astype(str)),
-        items=np.char.add("i", items.astype(str)),
-        ratings=ratings,
-        timestamps=np.arange(len(users)),
-        item_text={f"i{i}": f"item number {i}" for i in range(n_items)},
+        users=np.char.add("u", users.astype(str)), items=np.char.add("i", items.astype(str)), ratings=ratings,
+        timestamps=np.arange(len(users)), item_text={f"i{i}": f"item number {i}" for i in range(n_items)},
         item_meta=meta,
     )
-    return build_dataset(raw, DataConfig(k_core=2, split_seed=split_seed), name="planted-shuffled" if shuffle_labels else "planted")
+    return build_dataset(
+        raw, DataConfig(k_core=2, split_seed=split_seed), name="planted-shuffled" if shuffle_labels else "planted"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,9 @@ def test_same_seed_reproduces_and_other_seed_differs(planted, model):
 
 
 def test_metrics_carry_interval_and_both_f1s(planted):
-    metrics = evaluate_baseline(train_baseline(planted, dataclasses.replace(FAST, model="wdl", epochs=4)), planted, n_boot=200)
+    metrics = evaluate_baseline(
+        train_baseline(planted, dataclasses.replace(FAST, model="wdl", epochs=4)), planted, n_boot=200
+    )
     assert metrics["auc_ci_low"] <= metrics["auc"] <= metrics["auc_ci_high"]
     assert metrics["n_test"] == len(planted.test)
     assert 0.0 < metrics["f1"] <= 1.0 and 0.0 < metrics["f1_at_05"] <= 1.0 and metrics["logloss"] > 0
@@ -164,7 +167,9 @@ def test_warm_start_is_cached(planted, tmp_path, monkeypatch):
         raise AssertionError("warm start retrained instead of reading its cache")
 
     monkeypatch.setattr(export, "train_baseline", no_training)
-    second = warm_start_embeddings(planted, BaselineConfig(model="ips", embedding_dim=8, threads=None))  # threads are not part of the key
+    second = warm_start_embeddings(
+        planted, BaselineConfig(model="ips", embedding_dim=8, threads=None)
+    )  # threads are not part of the key
     np.testing.assert_array_equal(first.item, second.item)
     assert first.user.shape == (planted.n_users, 8)
     assert list((tmp_path / "cache" / "embeddings").iterdir())
@@ -172,11 +177,17 @@ def test_warm_start_is_cached(planted, tmp_path, monkeypatch):
 
 def test_run_baselines_writes_rows_and_resumes(planted, tmp_path):
     template = dataclasses.replace(FAST, epochs=2)
-    rows = run_baselines(planted, ["dfm", "ips"], [0, 1], tmp_path / "out", template, export_embeddings=True, show_progress=False, n_boot=50)
+    rows = run_baselines(
+        planted, ["dfm", "ips"], [0, 1], tmp_path / "out",
+        template, export_embeddings=True, show_progress=False, n_boot=50,
+    )
     written = read_rows(tmp_path / "out" / "results.csv")
     assert len(rows) == len(written) == 4
     assert {(r["model"], r["seed"]) for r in written} == {("dfm", "0"), ("dfm", "1"), ("ips", "0"), ("ips", "1")}
-    required = {"dataset", "model", "seed", "auc", "auc_ci_low", "auc_ci_high", "f1", "f1_at_05", "logloss", "n_test", "positive_rate", "train_seconds", "config_hash", "versions"}
+    required = {
+        "dataset", "model", "seed", "auc", "auc_ci_low", "auc_ci_high", "f1", "f1_at_05", "logloss", "n_test",
+        "positive_rate", "train_seconds", "config_hash", "versions",
+    }
     assert required <= set(written[0]) and set(COLUMNS) <= set(written[0])
     assert all(float(r["auc"]) > 0.5 for r in written)
     load_embeddings(tmp_path / "out" / "embeddings" / "ips-seed1", planted)
@@ -190,13 +201,16 @@ def test_cli_writes_results_and_rejects_bad_input(planted, tmp_path, capsys):
     lines = ["user,item,rating,timestamp"] + [
         f"{planted.user_ids[u]},{planted.item_ids[i]},{r},{t}"
         for split in (planted.train, planted.valid, planted.test)
-        for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp)
+        for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp, strict=False)
     ]
     data_dir = tmp_path / "csvdata"
     data_dir.mkdir()
     (data_dir / "interactions.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "cli-out"
-    argv = ["baselines", "--dataset", str(data_dir), "--k-core", "2", "--models", "wdl,cause", "--seeds", "3", "--embedding-dim", "8", "--epochs", "2", "--threads", "1", "--n-boot", "20", "--no-progress", "--out", str(out)]
+    argv = [
+        "baselines", "--dataset", str(data_dir), "--k-core", "2", "--models", "wdl,cause", "--seeds", "3",
+        "--embedding-dim", "8", "--epochs", "2", "--threads", "1", "--n-boot", "20", "--no-progress", "--out", str(out),
+    ]
     assert main(argv) == 0
     written = read_rows(out / "results.csv")
     assert [(r["model"], r["seed"]) for r in written] == [("wdl", "3"), ("cause", "3")]

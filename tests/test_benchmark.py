@@ -25,15 +25,25 @@ def noisy(y: np.ndarray, signal: float, seed: int) -> np.ndarray:
 
 
 Y_TEST, Y_VALID = labels(N_TEST, 1), labels(N_VALID, 2)
-PAIRS = SharedPairs(stratified_subset(Y_TEST, 300, 0, proportional=True), stratified_subset(Y_VALID, 100, 1, proportional=True), 0)
+PAIRS = SharedPairs(
+    stratified_subset(Y_TEST, 300, 0, proportional=True), stratified_subset(Y_VALID, 100, 1, proportional=True), 0
+)
 
 
-def method(model: str, seed: int, test: np.ndarray, valid: np.ndarray, rows: SharedPairs | None = None, rounds: int = 0) -> MethodScores:
-    """Scores of ``model`` on the shared pairs (``rows`` given) or on the whole splits; test/valid: (n,) or (rounds+1, n)."""
+def method(
+    model: str, seed: int, test: np.ndarray, valid: np.ndarray, rows: SharedPairs | None = None, rounds: int = 0
+) -> MethodScores:
+    """Scores of ``model`` on the shared pairs (``rows`` given) or on the whole splits; test/valid: (n,) or (rounds+1,
+    n)."""
     t_rows = PAIRS.test if rows else np.arange(N_TEST)
     v_rows = PAIRS.valid if rows else np.arange(N_VALID)
     test, valid = np.atleast_2d(test), np.atleast_2d(valid)
-    return MethodScores(model, seed, SplitScores(t_rows, Y_TEST[t_rows], test[:, t_rows]), SplitScores(v_rows, Y_VALID[v_rows], valid[:, v_rows]))
+    return MethodScores(
+        model,
+        seed,
+        SplitScores(t_rows, Y_TEST[t_rows], test[:, t_rows]),
+        SplitScores(v_rows, Y_VALID[v_rows], valid[:, v_rows]),
+    )
 
 
 def test_shared_pairs_keep_the_class_shares_and_depend_only_on_the_seed() -> None:
@@ -51,7 +61,13 @@ def test_shared_pairs_keep_the_class_shares_and_depend_only_on_the_seed() -> Non
 
 
 def test_scores_round_trip(tmp_path) -> None:
-    m = method("coral-ppo-dfm@probe", 0, np.stack([noisy(Y_TEST, s, 0) for s in (0.5, 1.0)]), np.stack([noisy(Y_VALID, s, 1) for s in (0.5, 1.0)]), PAIRS)
+    m = method(
+        "coral-ppo-dfm@probe",
+        0,
+        np.stack([noisy(Y_TEST, s, 0) for s in (0.5, 1.0)]),
+        np.stack([noisy(Y_VALID, s, 1) for s in (0.5, 1.0)]),
+        PAIRS,
+    )
     m = MethodScores(m.model, m.seed, m.test, m.valid, {"evidence_diversity": 0.5})
     save_scores(tmp_path / "s.npz", [m])
     (back,) = load_scores(tmp_path / "s.npz")
@@ -85,7 +101,9 @@ def test_paired_differences_use_the_same_pairs_and_the_right_references() -> Non
     assert c["llm_only"].low <= c["llm_only"].estimate <= c["llm_only"].high
     assert c["llm_only"].low > 0 and c["llm_only"].p_value < 0.05
     assert c["best_ctr"].reference == "dfm"
-    assert c["best_ctr"].estimate == pytest.approx(roc_auc_score(Y_TEST[rows], t_ppo[rows]) - roc_auc_score(Y_TEST[rows], t_dfm[rows]), abs=1e-12)
+    assert c["best_ctr"].estimate == pytest.approx(
+        roc_auc_score(Y_TEST[rows], t_ppo[rows]) - roc_auc_score(Y_TEST[rows], t_dfm[rows]), abs=1e-12
+    )
     # CTR rows are compared with the LLM rows of the primary (aligned) scorer, on the shared pairs.
     assert run.comparisons("dcn")["llm_only"].reference == "llm-only@probe"
     assert set(run.full) == {"dfm", "dcn"}  # scored on the whole split as well
@@ -104,11 +122,44 @@ def test_input_twins_and_side_feature_baselines_as_references() -> None:
     from coral.pipeline.report import dataset_report, display_name
 
     tag = "top2-finetune+rates+cf4"
-    t = {name: noisy(Y_TEST, signal, seed) for seed, (name, signal) in enumerate((("llm", 0.5), ("greedy", 1.5), ("twin", 1.0), ("twin_share", 2.0), ("dfm", 1.0), ("dfm_side", 1.0), ("twin_rates", 3.0)))}
-    v = {name: noisy(Y_VALID, signal, 50 + seed) for seed, (name, signal) in enumerate((("llm", 0.5), ("greedy", 1.5), ("twin", 1.0), ("twin_share", 2.0), ("dfm", 1.0), ("dfm_side", 3.0), ("twin_rates", 0.3)))}
+    t = {
+        name: noisy(Y_TEST, signal, seed)
+        for seed, (name, signal) in enumerate(
+            (
+                ("llm", 0.5),
+                ("greedy", 1.5),
+                ("twin", 1.0),
+                ("twin_share", 2.0),
+                ("dfm", 1.0),
+                ("dfm_side", 1.0),
+                ("twin_rates", 3.0),
+            )
+        )
+    }
+    v = {
+        name: noisy(Y_VALID, signal, 50 + seed)
+        for seed, (name, signal) in enumerate(
+            (
+                ("llm", 0.5),
+                ("greedy", 1.5),
+                ("twin", 1.0),
+                ("twin_share", 2.0),
+                ("dfm", 1.0),
+                ("dfm_side", 3.0),
+                ("twin_rates", 0.3),
+            )
+        )
+    }
     scores = [
         method(f"llm-only@{tag}", 0, t["llm"], v["llm"], PAIRS),
-        method(f"coral-greedy-dfm@{tag}", 0, np.stack([t["llm"], t["greedy"]]), np.stack([v["llm"], v["greedy"]]), PAIRS, rounds=1),
+        method(
+            f"coral-greedy-dfm@{tag}",
+            0,
+            np.stack([t["llm"], t["greedy"]]),
+            np.stack([v["llm"], v["greedy"]]),
+            PAIRS,
+            rounds=1,
+        ),
         method("llm-only@zero-shot", 0, t["llm"], v["llm"], PAIRS),
         method("twin-rates", 0, t["twin_rates"], v["twin_rates"], PAIRS),  # best on test, worst on validation
         method("twin-rates+cf-dfm", 0, t["twin"], v["twin"], PAIRS),
@@ -123,17 +174,32 @@ def test_input_twins_and_side_feature_baselines_as_references() -> None:
     assert run.reference(f"llm-only@{tag}", "twin") == "twin-rates+cf-dfm"
     assert run.reference(f"coral-greedy-dfm@{tag}", "twin") == "twin-rates+cf+share-dfm"
     assert run.valid_auc("twin-rates+cf+share-dfm") > run.valid_auc("twin-rates+cf-dfm") > run.valid_auc("twin-rates")
-    assert run.reference("llm-only@zero-shot", "twin") is None and run.reference("dfm", "twin") is None and run.reference("twin-rates", "twin") is None
+    assert (
+        run.reference("llm-only@zero-shot", "twin") is None
+        and run.reference("dfm", "twin") is None
+        and run.reference("twin-rates", "twin") is None
+    )
     rows = PAIRS.test
     c = run.comparisons(f"coral-greedy-dfm@{tag}")["twin"]
-    assert c.estimate == pytest.approx(roc_auc_score(Y_TEST[rows], t["greedy"][rows]) - roc_auc_score(Y_TEST[rows], t["twin_share"][rows]), abs=1e-12)
+    assert c.estimate == pytest.approx(
+        roc_auc_score(Y_TEST[rows], t["greedy"][rows]) - roc_auc_score(Y_TEST[rows], t["twin_share"][rows]), abs=1e-12
+    )
     # The best CTR baseline is chosen by validation among the baselines with and without side features.
     assert run.best_ctr() == "dfm+side"
-    assert display_name("dfm+side") == "DFM + side features" and display_name("twin-rates+cf+share-dfm") == "LR(base rates + CF embeddings + like-share) (DFM)"
+    assert (
+        display_name("dfm+side") == "DFM + side features"
+        and display_name("twin-rates+cf+share-dfm") == "LR(base rates + CF embeddings + like-share) (DFM)"
+    )
     report = dataset_report(run, "d", paper_claims(run))
     table = report[: report.index("## Δ AUC")]
-    names = [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Method")]
-    assert names[:2] == ["DFM", "DFM + side features"] and names.index("LR(base rates)") < names.index("LLM-Language [zero-shot]")
+    names = [
+        line.split(" | ")[0][2:]
+        for line in table.splitlines()
+        if line.startswith("| ") and not line.startswith("| Method")
+    ]
+    assert names[:2] == ["DFM", "DFM + side features"] and names.index("LR(base rates)") < names.index(
+        "LLM-Language [zero-shot]"
+    )
     assert "best CTR baseline (DFM + side features, by validation AUC)" in report and "Δ vs input twin" in report
 
 

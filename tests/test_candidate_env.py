@@ -45,7 +45,11 @@ def check_both(env: gym.Env) -> None:
 
 @pytest.mark.parametrize("stop_action", [False, True])
 def test_candidate_env_passes_both_env_checkers(dataset, stop_action):
-    env = gym.make(CANDIDATE_ENV_ID, config=env_config(action_mode="candidates", observe="candidates", stop_action=stop_action), resources=resources(dataset))
+    env = gym.make(
+        CANDIDATE_ENV_ID,
+        config=env_config(action_mode="candidates", observe="candidates", stop_action=stop_action),
+        resources=resources(dataset),
+    )
     check_both(env.unwrapped)
     m = env.unwrapped.config.n_candidates
     assert env.observation_space.shape == (CollabRetrievalEnv.N_SCALARS + len(CANDIDATE_FEATURES) * m,)
@@ -60,7 +64,9 @@ def test_planted_ids_pass_both_env_checkers(env_id):
 def test_scripted_candidate_id_defaults_to_the_scripted_scorer_and_random_tables():
     spec = gym.spec(SCRIPTED_CANDIDATE_ENV_ID)
     assert spec.entry_point.endswith("make_scripted_candidate_env")
-    env = gym.make(SCRIPTED_CANDIDATE_ENV_ID, config={"embedding_dim": 4}, resources=resources(tiny_dataset())).unwrapped
+    env = gym.make(
+        SCRIPTED_CANDIDATE_ENV_ID, config={"embedding_dim": 4}, resources=resources(tiny_dataset())
+    ).unwrapped
     assert isinstance(env, CandidateRetrievalEnv)
     assert env.config.scorer.scorer == "scripted" and env.config.warm.warm_start == "none"
 
@@ -93,7 +99,9 @@ def test_stop_action_ends_the_episode_without_scoring(dataset):
     assert not (terminated or truncated) and env.prompts_scored == scored + 1 and not info["stopped"]
     _, r2, terminated, truncated, info = env.step(env.stop_index)
     assert terminated and not truncated and info["stopped"] and r2 == 0.0
-    assert env.prompts_scored == scored + 1 and len(env.trace) == 2 and len(env.evidence) == 1  # the stop step is no round
+    assert (
+        env.prompts_scored == scored + 1 and len(env.trace) == 2 and len(env.evidence) == 1
+    )  # the stop step is no round
     assert env.action_masks()[-1]  # stop is never masked
     with pytest.raises(CoralError, match="after the episode ended"):
         env.step(1)

@@ -15,9 +15,13 @@ from coral.stats import NOT_SUPPORTED, SUPPORTED, UNDECIDED
 TAG = "top2-finetune"
 
 
-def _method(model: str, seed: int, y: np.ndarray, p: np.ndarray, valid_y: np.ndarray, valid_p: np.ndarray) -> MethodScores:
+def _method(
+    model: str, seed: int, y: np.ndarray, p: np.ndarray, valid_y: np.ndarray, valid_p: np.ndarray
+) -> MethodScores:
     rows, valid_rows = np.arange(len(y)), np.arange(len(valid_y))
-    return MethodScores(model, seed, SplitScores(rows, y, np.atleast_2d(p)), SplitScores(valid_rows, valid_y, np.atleast_2d(valid_p)))
+    return MethodScores(
+        model, seed, SplitScores(rows, y, np.atleast_2d(p)), SplitScores(valid_rows, valid_y, np.atleast_2d(valid_p))
+    )
 
 
 def _run(per_seed: dict[int, dict[str, np.ndarray]], n: int) -> RunScores:
@@ -61,7 +65,9 @@ def test_claims_pair_each_method_with_its_strongest_simple_alternative():
     claims = {c.number: c for c in claims_of(run)[0]}
     assert (claims[1].a, claims[1].b) == (f"coral-ppo-dfm@{TAG}", f"llm-only@{TAG}")
     assert (claims[2].a, claims[2].b) == (f"coral-ppo-dfm@{TAG}", f"coral-greedy-dfm@{TAG}")
-    assert (claims[3].a, claims[3].b, claims[3].a_round, claims[3].b_round) == (f"coral-ppo-dfm@{TAG}", f"coral-ppo-dfm@{TAG}", None, 1)
+    assert (claims[3].a, claims[3].b, claims[3].a_round, claims[3].b_round) == (
+        f"coral-ppo-dfm@{TAG}", f"coral-ppo-dfm@{TAG}", None, 1,
+    )
     assert claims[4].b in ("dfm", "wdl")  # chosen by validation AUC
     assert (claims[5].a, claims[5].b) == (f"coral-greedy-dfm@{TAG}", "knn-share-dfm")
 
@@ -101,7 +107,9 @@ def test_one_seed_decides_from_the_pair_bootstrap_and_says_so():
     assert results[4].claim.a.startswith("coral-greedy-")
     assert table.count("(one training run)") == 6
     for r in results:
-        assert (r.verdict_interval.low, r.verdict_interval.high) == pytest.approx((r.pooled.low, r.pooled.high), abs=0.02)
+        assert (r.verdict_interval.low, r.verdict_interval.high) == pytest.approx(
+            (r.pooled.low, r.pooled.high), abs=0.02
+        )
 
 
 def test_like_share_is_the_share_of_liked_among_greedys_own_pieces():
@@ -123,7 +131,7 @@ def test_like_share_is_the_share_of_liked_among_greedys_own_pieces():
     # by hand: the k nearest training interactions to [e_u, e_i], the target itself excluded
     train = dataset.train
     vectors = np.concatenate([tables.user[train.user], tables.item[train.item]], axis=1).astype(np.float64)
-    for j, (u, i) in enumerate(zip(users, items)):
+    for j, (u, i) in enumerate(zip(users, items, strict=False)):
         d = ((vectors - np.concatenate([tables.user[u], tables.item[i]])) ** 2).sum(1)
         d[(train.user == u) & (train.item == i)] = np.inf
         order = np.lexsort((np.arange(len(d)), d))[:k]
@@ -134,7 +142,10 @@ def test_like_share_is_the_share_of_liked_among_greedys_own_pieces():
         assert weighted[k, j] == pytest.approx((w * liked).sum() / w.sum())
     # and the pieces are greedy's own evidence, round by round
     env = EnvConfig.from_any(scorer="scripted", warm_start="none", rounds=k)
-    result = evaluate_policy(GreedyPolicy(), env, EnvResources(dataset=dataset, scorer=ScriptedScorer(), embeddings=tables), split="valid", episodes=rows, progress=False)
+    result = evaluate_policy(
+        GreedyPolicy(), env, EnvResources(dataset=dataset, scorer=ScriptedScorer(), embeddings=tables), split="valid",
+        episodes=rows, progress=False,
+    )
     for j, record in enumerate(result.records):
         labels = [step["label"] for step in record["rounds"] if step.get("user_index", -1) >= 0]
         assert plain[len(labels), j] == pytest.approx(np.mean(labels))

@@ -34,15 +34,24 @@ def fails(argv: list[str], capsys) -> str:
         (["--sep", ""], "error: --sep must be a single character (\\t for tab), got ''"),
         (["--sep", ";;"], "error: --sep must be a single character (\\t for tab), got ';;'"),
         (["--head-fraction", "1.5"], "error: --head-fraction must be in (0, 1), got 1.5"),
-        (["--split-ratios", "0.5,0.5,0.5"], "error: --split-ratios must be three non-negative shares summing to 1, got (0.5, 0.5, 0.5)"),
-        (["--split-ratios", "0.5,0.5"], "error: argument --split-ratios: expected a list of 3 float (comma-separated), got '0.5,0.5'"),
+        (
+            ["--split-ratios", "0.5,0.5,0.5"],
+            "error: --split-ratios must be three non-negative shares summing to 1, got (0.5, 0.5, 0.5)",
+        ),
+        (
+            ["--split-ratios", "0.5,0.5"],
+            "error: argument --split-ratios: expected a list of 3 float (comma-separated), got '0.5,0.5'",
+        ),
         (["--label-rule", "gte"], "error: argument --label-rule: invalid choice: 'gte' (choose from gt, ge)"),
         (["--format", "parquet"], None),
         (["--dataset", ""], "error: --dataset must name a dataset or a path, got ''"),
     ],
 )
 def test_bad_data_values_on_every_data_command(args, message, tmp_path, capsys) -> None:
-    for command in (["data", "stats"], ["baselines", "--out", str(tmp_path / "b")], ["train", "--scorer", "scripted", "--out", str(tmp_path / "t")], ["run", "--out", str(tmp_path / "r")]):
+    for command in (
+        ["data", "stats"], ["baselines", "--out", str(tmp_path / "b")],
+        ["train", "--scorer", "scripted", "--out", str(tmp_path / "t")], ["run", "--out", str(tmp_path / "r")],
+    ):
         line = fails([*command, *args], capsys)
         if message is not None:
             assert line == message, (command, line)
@@ -53,13 +62,35 @@ def test_bad_data_values_on_every_data_command(args, message, tmp_path, capsys) 
 
 def test_a_single_class_split_is_refused_before_training_or_scoring(tmp_path, capsys) -> None:
     # Every gift_cards rating is at most 5: with threshold 5, no label is positive.
-    message = "error: gift_cards: the train split has a single class (all negative: 0 of 2521 labels are 1); AUC is undefined - change --positive-threshold/--label-rule"
+    message = (
+        "error: gift_cards: the train split has a single class (all negative: 0 of 2521 labels are 1); "
+        "AUC is undefined - change --positive-threshold/--label-rule"
+    )
     assert fails(["baselines", "--positive-threshold", "5", "--out", str(tmp_path / "b")], capsys) == message
-    assert fails(["train", "--positive-threshold", "5", "--scorer", "scripted", "--out", str(tmp_path / "t")], capsys) == message
-    assert fails(["run", "--dataset", "gift_cards", "--positive-threshold", "5", "--scorer", "scripted", "--no-align", "--out", str(tmp_path / "r")], capsys) == message
+    assert (
+        fails(["train", "--positive-threshold", "5", "--scorer", "scripted", "--out", str(tmp_path / "t")], capsys)
+        == message
+    )
+    assert (
+        fails(
+            [
+                "run", "--dataset", "gift_cards", "--positive-threshold", "5", "--scorer", "scripted", "--no-align",
+                "--out",
+                str(tmp_path / "r"),
+            ],
+            capsys,
+        )
+        == message
+    )
     line = fails(["score", "--positive-threshold", "5", "--scorer", "scripted", "--out", str(tmp_path / "s")], capsys)
     assert line.startswith("error: gift_cards: the valid split has a single class (all negative: 0 of 210")
-    line = fails(["evaluate", "--policy", "random", "--positive-threshold", "5", "--scorer", "scripted", "--out", str(tmp_path / "e")], capsys)
+    line = fails(
+        [
+            "evaluate", "--policy", "random", "--positive-threshold", "5", "--scorer", "scripted", "--out",
+            str(tmp_path / "e"),
+        ],
+        capsys,
+    )
     assert "the test split has a single class" in line
     assert not any(tmp_path.glob("[btrse]"))
 
@@ -97,6 +128,9 @@ def test_stats_json_is_strict_json(capsys) -> None:
 
 
 def test_bad_values_in_a_real_process_have_no_traceback(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "coral.cli", "data", "stats", "--positive-threshold", "nan"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "coral.cli", "data", "stats", "--positive-threshold", "nan"], capture_output=True,
+        text=True, timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == "error: --positive-threshold must be a finite number, got nan\n"

@@ -11,8 +11,22 @@ from typing import Literal, Optional
 import pytest
 import yaml
 
-from coral.config import ArgumentParser, add_arguments, dump_yaml, field_docs, from_args, from_dict, leaves, load_yaml, require, section, to_dict
+from coral.cli import main as cli_main
+from coral.config import (
+    ArgumentParser,
+    add_arguments,
+    dump_yaml,
+    field_docs,
+    from_args,
+    from_dict,
+    leaves,
+    load_yaml,
+    require,
+    section,
+    to_dict,
+)
 from coral.errors import CoralError
+from coral.pipeline.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -63,8 +77,12 @@ def parse(argv: list[str]) -> Root:
 
 
 def test_keys_follow_sections_flat_ones_merged_and_skipped_ones_left_out() -> None:
-    assert to_dict(Root()) == {"rate": 0.5, "mode": "x", "inner": {"size": 4, "names": ["a", "b"]}, "on": True, "limit": None, "out": None}
-    assert [leaf.flag for leaf in leaves(Root)] == ["--rate", "--mode", "--inner.size", "--inner.names", "--on", "--limit", "--out"]
+    assert to_dict(Root()) == {
+        "rate": 0.5, "mode": "x", "inner": {"size": 4, "names": ["a", "b"]}, "on": True, "limit": None, "out": None,
+    }
+    assert [leaf.flag for leaf in leaves(Root)] == [
+        "--rate", "--mode", "--inner.size", "--inner.names", "--on", "--limit", "--out",
+    ]
     assert field_docs(Inner) == {"size": "How big.", "names": "Some names."}
 
 
@@ -82,9 +100,13 @@ def test_from_dict_round_trips_and_refuses_unknown_keys_and_bad_types() -> None:
         from_dict(Root, {"on": 1})
     with pytest.raises(CoralError, match="mode must be one of x, y, got 'z'"):
         from_dict(Root, {"mode": "z"})
-    with pytest.raises(CoralError, match=r"^config: inner.size must be >= 1, got 0$"):  # __post_init__'s check, named by its key
+    with pytest.raises(
+        CoralError, match=r"^config: inner.size must be >= 1, got 0$"
+    ):  # __post_init__'s check, named by its key
         from_dict(Root, {"inner": {"size": 0}})
-    assert from_dict(Root, {"rate": 1, "inner": {"names": "c"}}) == Root(flat=Flat(rate=1.0), inner=Inner(size=4, names=("c",)))
+    assert from_dict(Root, {"rate": 1, "inner": {"names": "c"}}) == Root(
+        flat=Flat(rate=1.0), inner=Inner(size=4, names=("c",))
+    )
 
 
 def test_yaml_files_use_the_same_keys(tmp_path: Path) -> None:
@@ -97,8 +119,15 @@ def test_yaml_files_use_the_same_keys(tmp_path: Path) -> None:
 
 
 def test_flags_types_booleans_optionals_and_the_required_check() -> None:
-    config = parse(["--rate", "2", "--mode", "y", "--inner.size", "5", "--inner.names", "p,q", "--no-on", "--limit", "7", "--out", "d"])
-    assert config == Root(flat=Flat(rate=2.0, mode="y"), inner=Inner(size=5, names=("p", "q")), on=False, limit=7, out="d")
+    config = parse(
+        [
+            "--rate", "2", "--mode", "y", "--inner.size", "5", "--inner.names", "p,q", "--no-on", "--limit", "7",
+            "--out", "d",
+        ]
+    )
+    assert config == Root(
+        flat=Flat(rate=2.0, mode="y"), inner=Inner(size=5, names=("p", "q")), on=False, limit=7, out="d"
+    )
     assert parse(["--out", "d", "--limit", "none"]).limit is None
     with pytest.raises(CoralError, match="^the following arguments are required: --out$"):
         parse([])
@@ -155,7 +184,10 @@ def commands() -> list[tuple[list[str], type]]:
 
 def test_every_command_is_generated_from_a_config_class() -> None:
     names = {" ".join(p) for p, _ in commands()}
-    assert names == {"data stats", "data download", "score", "baselines", "train", "evaluate", "align", "align-diagnostics", "run", "explain", "serve-scorer"}
+    assert names == {
+        "data stats", "data download", "score", "baselines", "train", "evaluate", "align", "align-diagnostics", "run",
+        "explain", "serve-scorer",
+    }
 
 
 def _flatten(d: dict, prefix: str = "") -> set[str]:
@@ -177,7 +209,9 @@ def _fields(cls: type, prefix: str = "", skip: frozenset = frozenset()) -> set[s
             continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            inner = frozenset(s[len(f.name) + 1 :] for s in skip if s.startswith(f.name + ".")) | frozenset(f.metadata.get("skip", ()))
+            inner = frozenset(s[len(f.name) + 1 :] for s in skip if s.startswith(f.name + ".")) | frozenset(
+                f.metadata.get("skip", ())
+            )
             out |= _fields(tp, prefix if f.metadata.get("flat") else f"{prefix}{f.name}.", inner)
         else:
             out.add(prefix + f.name)
@@ -191,7 +225,11 @@ def test_help_text_yaml_keys_and_fields_are_the_same_set(argv, cls, capsys) -> N
     assert main([*argv, "--help"]) == 0
     text = capsys.readouterr().out
     # The options section: one line per flag ("  --x, --no-x" for a boolean), then its help.
-    flags = set(re.findall(r"^\s{2}(?:-h, )?--([a-z0-9][a-z0-9.-]*)", text, flags=re.MULTILINE)) - {"help", "config"}
+    flags = set(re.findall(r"^\s{2}(?:-h, )?--([a-z0-9][a-z0-9.-]*)", text, flags=re.MULTILINE)) - {
+        "help",
+        "config",
+        "print-config",
+    }
     positional = {leaf.name for leaf in leaves(cls) if leaf.metadata.get("positional")}
     as_keys = {f.replace("-", "_") for f in flags} | positional
     yaml_keys = _flatten(yaml.safe_load(dump_yaml(cls())))
@@ -203,3 +241,70 @@ def test_help_text_yaml_keys_and_fields_are_the_same_set(argv, cls, capsys) -> N
         first_words = " ".join(leaf.doc.split()[:4])
         assert first_words in " ".join(text.split()), (leaf.flag, first_words)
     assert "(default:" in text
+
+
+# ---- --print-config and skip paths ---------------------------------------------------------------
+#: Positional arguments of commands that have them (their values are only read back, never used).
+REQUIRED = {("data", "download"): ["ml-100k"]}
+
+
+def test_every_command_prints_a_config_that_reads_back(tmp_path: Path, capsys) -> None:
+    every = [(tuple(argv), cls) for argv, cls in commands()]
+    assert ("run",) in [words for words, _ in every] and len(every) >= 10
+    for words, _ in every:
+        flags = [*words, *REQUIRED.get(words, []), "--print-config"]
+        assert cli_main(flags) == 0, words
+        printed = capsys.readouterr().out
+        path = tmp_path / f"{'-'.join(words)}.yaml"
+        path.write_text(printed)
+        assert cli_main([*words, *REQUIRED.get(words, []), "--config", str(path), "--print-config"]) == 0, words
+        assert capsys.readouterr().out == printed, words
+
+
+def test_run_print_config_round_trip(tmp_path: Path, capsys) -> None:
+    flags = [
+        "--seeds", "0,3", "--precision", "int8", "--sep", "tab", "--train.rounds", "3", "--no-align", "--warm-starts",
+        "dfm,wdl",
+    ]
+    assert cli_main(["run", *flags, "--print-config"]) == 0
+    path = tmp_path / "run.yaml"
+    path.write_text(capsys.readouterr().out)
+    from coral.cli import build_parser
+    from coral.cli.run import RunCommand
+
+    parser = build_parser()
+
+    given = from_args(RunCommand, parser.parse_args(["run", *flags]))
+    read_back = from_args(RunCommand, parser.parse_args(["run", "--config", str(path)]))
+    assert read_back == given and read_back != RunCommand()
+    assert (
+        read_back.run.scorer.precision == "int8"
+        and read_back.run.seeds == (0, 3)
+        and read_back.run.data.csv.sep == "\t"
+    )
+    assert isinstance(read_back.run, RunConfig)
+
+
+@dataclass(frozen=True)
+class _Inner:
+    kept: int = 1
+    """A setting."""
+    hidden: int = 2
+    """A setting the parent sets itself."""
+
+
+@dataclass(frozen=True)
+class _Outer:
+    inner: _Inner = section(_Inner, skip=("hiden",))
+    """A section whose skip path is misspelt."""
+
+
+def test_a_misspelt_skip_path_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="_Outer.inner: skip path 'hiden' names no setting"):
+        leaves(_Outer)
+
+
+def test_every_declared_skip_path_names_a_setting() -> None:
+    """The project's own configs: building every command's flags checks their skip paths."""
+    for _, config_class in commands():
+        leaves(config_class)

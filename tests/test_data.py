@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from coral.cli import main
-from coral.data import DataConfig, RawData, build_dataset, load_dataset, load_raw
+from coral.data import CsvColumns, DataConfig, RawData, build_dataset, load_dataset, load_raw
 from coral.data.dataset import _dedup_latest
 from coral.errors import CoralError, DataError
 
@@ -61,7 +61,7 @@ def test_real_dedup_appliances(amazon2018: Path) -> None:
     assert len(raw) == 2277
     keep, _ = _dedup_latest(raw)
     assert len(keep) == 183
-    assert len(set(zip(raw.users[keep], raw.items[keep]))) == 183
+    assert len(set(zip(raw.users[keep], raw.items[keep], strict=False))) == 183
     ds = build_dataset(raw, DataConfig(k_core=1))
     assert ds.stats()["interactions"] == 183
     # The 2018 5-core was computed on the repeated rows: after deduplication nothing is 5-core.
@@ -86,7 +86,10 @@ def test_embedded_equals_official_files(amazon2018: Path) -> None:
 def test_stats_json_fresh_clone_without_shared(tmp_path: Path) -> None:
     """`coral data stats --dataset gift_cards --json` works with no data directory and a fresh cache."""
     env = {**os.environ, "CORAL_CACHE_DIR": str(tmp_path / "cache"), "CORAL_DATA_DIR": ""}
-    out = subprocess.run([sys.executable, "-m", "coral.cli", "data", "stats", "--dataset", "gift_cards", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "coral.cli", "data", "stats", "--dataset", "gift_cards", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     assert {"users", "items", "interactions", "splits"} <= set(stats)
@@ -108,7 +111,7 @@ def test_history_in_time_order() -> None:
         items, labels = ds.history(user)
         rows = np.flatnonzero(ds.train.user == user)
         assert sorted(items.tolist()) == sorted(ds.train.item[rows].tolist())
-        times = {i: t for i, t in zip(ds.train.item[rows], ds.train.timestamp[rows])}
+        times = {i: t for i, t in zip(ds.train.item[rows], ds.train.timestamp[rows], strict=False)}
         assert [times[i] for i in items] == sorted(times[i] for i in items)
 
 
@@ -119,7 +122,9 @@ def synthetic_raw(n_users: int = 40, n_items: int = 30, seed: int = 0) -> RawDat
     rng = np.random.default_rng(seed)
     users, items, ratings, times = [], [], [], []
     for u in range(n_users):
-        for i in rng.choice(n_items, size=12, replace=False, p=np.linspace(2, 1, n_items) / np.linspace(2, 1, n_items).sum()):
+        for i in rng.choice(
+            n_items, size=12, replace=False, p=np.linspace(2, 1, n_items) / np.linspace(2, 1, n_items).sum()
+        ):
             users.append(f"u{u}")
             items.append(f"i{i}")
             ratings.append(float(rng.integers(1, 6)))
@@ -157,7 +162,7 @@ def test_fallback_text_warns_once() -> None:
     with pytest.warns(UserWarning, match=r"of \d+ items have no text") as record:
         ds = build_dataset(raw, DataConfig(k_core=2))
     assert len(record) == 1
-    assert all(t == f"item {r}" for t, r in zip(ds.item_text, ds.item_ids))
+    assert all(t == f"item {r}" for t, r in zip(ds.item_text, ds.item_ids, strict=False))
 
 
 # ---- every format ------------------------------------------------------------------------------
@@ -174,8 +179,17 @@ def grid(n_users: int = 8, n_items: int = 8) -> list[tuple[str, str, int, int]]:
 
 
 def test_amazon2018_with_meta(tmp_path: Path) -> None:
-    write_gz(tmp_path / "Software.json.gz", [json.dumps({"reviewerID": u, "asin": i, "overall": r, "unixReviewTime": t, "reviewText": "x"}) for u, i, r, t in grid()])
-    meta = [json.dumps({"asin": "i0", "title": "<b>Great</b> &amp; tool"}), json.dumps({"asin": "i1", "title": "", "description": ["A description"], "brand": "B"})]
+    write_gz(
+        tmp_path / "Software.json.gz",
+        [
+            json.dumps({"reviewerID": u, "asin": i, "overall": r, "unixReviewTime": t, "reviewText": "x"})
+            for u, i, r, t in grid()
+        ],
+    )
+    meta = [
+        json.dumps({"asin": "i0", "title": "<b>Great</b> &amp; tool"}),
+        json.dumps({"asin": "i1", "title": "", "description": ["A description"], "brand": "B"}),
+    ]
     write_gz(tmp_path / "meta_Software.json.gz", meta)
     with pytest.warns(UserWarning, match="6 of 8 items"):
         ds = load_dataset(str(tmp_path / "Software.json.gz"), use_cache=False)
@@ -193,15 +207,27 @@ def test_amazon2018_with_meta(tmp_path: Path) -> None:
 @pytest.mark.parametrize("category", ["Software", "Prime_Pantry", "Gift_Cards", "Appliances"])
 def test_paper_categories_by_name(tmp_path: Path, monkeypatch, category: str) -> None:
     (tmp_path / "amazon2018").mkdir()
-    write_gz(tmp_path / "amazon2018" / f"{category}.json.gz", [json.dumps({"reviewerID": u, "asin": i, "overall": r, "unixReviewTime": t}) for u, i, r, t in grid()])
+    write_gz(
+        tmp_path / "amazon2018" / f"{category}.json.gz",
+        [json.dumps({"reviewerID": u, "asin": i, "overall": r, "unixReviewTime": t}) for u, i, r, t in grid()],
+    )
     monkeypatch.setenv("CORAL_DATA_DIR", str(tmp_path))
     with pytest.warns(UserWarning):
         assert load_dataset(category, use_cache=False).n_users == 8
 
 
 def test_amazon2023(tmp_path: Path) -> None:
-    write_gz(tmp_path / "Toys.jsonl.gz", [json.dumps({"user_id": u, "parent_asin": i, "rating": r, "timestamp": t * 1000}) for u, i, r, t in grid()])
-    write_gz(tmp_path / "meta_Toys.jsonl.gz", [json.dumps({"parent_asin": f"i{i}", "title": f"Toy {i}", "store": "S", "categories": ["Toys", "Cars"]}) for i in range(8)])
+    write_gz(
+        tmp_path / "Toys.jsonl.gz",
+        [json.dumps({"user_id": u, "parent_asin": i, "rating": r, "timestamp": t * 1000}) for u, i, r, t in grid()],
+    )
+    write_gz(
+        tmp_path / "meta_Toys.jsonl.gz",
+        [
+            json.dumps({"parent_asin": f"i{i}", "title": f"Toy {i}", "store": "S", "categories": ["Toys", "Cars"]})
+            for i in range(8)
+        ],
+    )
     ds = load_dataset(str(tmp_path / "Toys.jsonl.gz"), use_cache=False)
     assert ds.item_text[0] == "Toy 0" and ds.train.timestamp.max() < 10_000
     assert set(ds.item_features) == {"brand", "category"}
@@ -212,7 +238,9 @@ def test_movielens_100k_and_1m(tmp_path: Path) -> None:
     d100.mkdir(), d1m.mkdir()
     rows = grid()
     (d100 / "u.data").write_text("".join(f"{u[1:]}\t{i[1:]}\t{r}\t{t}\n" for u, i, r, t in rows))
-    (d100 / "u.item").write_bytes("".join(f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|0|1\n" for i in range(8)).encode("latin-1"))
+    (d100 / "u.item").write_bytes(
+        "".join(f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|0|1\n" for i in range(8)).encode("latin-1")
+    )
     (d1m / "ratings.dat").write_text("".join(f"{u[1:]}::{i[1:]}::{r}::{t}\n" for u, i, r, t in rows))
     (d1m / "movies.dat").write_bytes("".join(f"{i}::Film {i} (1995)::Drama\n" for i in range(8)).encode("latin-1"))
     a, b = load_dataset(str(d100), use_cache=False), load_dataset(str(d1m), use_cache=False)
@@ -221,23 +249,42 @@ def test_movielens_100k_and_1m(tmp_path: Path) -> None:
 
 
 def test_recbole_atomic(tmp_path: Path) -> None:
-    (tmp_path / "toy.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in grid()))
-    (tmp_path / "toy.item").write_text("item_id:token\tmovie_title:token_seq\n" + "".join(f"i{i}\tTitle {i}\n" for i in range(8)))
+    (tmp_path / "toy.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in grid())
+    )
+    (tmp_path / "toy.item").write_text(
+        "item_id:token\tmovie_title:token_seq\n" + "".join(f"i{i}\tTitle {i}\n" for i in range(8))
+    )
     ds = load_dataset(str(tmp_path), use_cache=False)
     assert ds.item_text[0] == "Title 0" and ds.n_items == 8
 
 
 def test_generic_csv_and_tsv_with_options(tmp_path: Path, capsys) -> None:
-    (tmp_path / "interactions.csv").write_text("user,item,rating,timestamp\n" + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in grid()))
+    (tmp_path / "interactions.csv").write_text(
+        "user,item,rating,timestamp\n" + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in grid())
+    )
     (tmp_path / "items.csv").write_text("item,title,genre\n" + "".join(f"i{i},Thing {i},g{i % 2}\n" for i in range(8)))
     ds = load_dataset(str(tmp_path), use_cache=False)
     assert ds.item_text[1] == "Thing 1" and set(ds.item_features) == {"genre"}
     tsv = tmp_path / "tsv"
     tsv.mkdir()
     (tsv / "interactions.tsv").write_text("uid\tiid\tstars\n" + "".join(f"{u}\t{i}\t{r}\n" for u, i, r, _ in grid()))
-    other = load_dataset(DataConfig(dataset=str(tsv), sep="\t", user_col="uid", item_col="iid", rating_col="stars"), use_cache=False)
+    other = load_dataset(
+        DataConfig(dataset=str(tsv), csv=CsvColumns(sep="\t", user_col="uid", item_col="iid", rating_col="stars")),
+        use_cache=False,
+    )
     assert other.train.pairs() == ds.train.pairs()
-    assert main(["data", "stats", "--dataset", str(tsv), "--sep", "\\t", "--user-col", "uid", "--item-col", "iid", "--rating-col", "stars", "--json"]) == 0
+    assert (
+        main(
+            [
+                "data", "stats", "--dataset", str(tsv), "--sep",
+                "\\t",
+                "--user-col", "uid", "--item-col", "iid", "--rating-col", "stars", "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["users"] == 8
 
 
@@ -256,7 +303,9 @@ def test_cache_keyed_by_config_and_contents(tmp_path: Path, monkeypatch) -> None
     other_seed = load_dataset(DataConfig(dataset=str(src), split_seed=3))
     assert other_seed.fingerprint != first.fingerprint
     # Change one rating: the cache must not serve the stale version.
-    (src / "interactions.csv").write_text("user,item,rating\n" + "".join(f"{u},{i},{5 if (u, i) == ('u0', 'i0') else r}\n" for u, i, r, _ in grid()))
+    (src / "interactions.csv").write_text(
+        "user,item,rating\n" + "".join(f"{u},{i},{5 if (u, i) == ('u0', 'i0') else r}\n" for u, i, r, _ in grid())
+    )
     changed = load_dataset(str(src))
     assert changed.fingerprint != first.fingerprint
     assert len(list((tmp_path / "cache" / "datasets").iterdir())) == 3
@@ -352,9 +401,13 @@ def test_bad_empty_after_k_core(tmp_path: Path, capsys) -> None:
 def test_bad_input_exit_status_in_a_real_process(tmp_path: Path) -> None:
     path = tmp_path / "Software.json.gz"
     path.write_bytes(b"\x1f\x8b\x08\x00garbage")
-    out = subprocess.run([sys.executable, "-m", "coral.cli", "data", "stats", "--dataset", str(path)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "coral.cli", "data", "stats", "--dataset", str(path)], capture_output=True, text=True
+    )
     assert out.returncode == 2
-    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert (
+        out.stderr.startswith("error: ") and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_bad_config_values() -> None:

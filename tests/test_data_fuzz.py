@@ -68,20 +68,44 @@ def sources() -> dict[str, dict[str, bytes]]:
     gift = dense_slice(read_embedded("gift_cards", "interactions.csv.gz"), n_items=20, n_users=60)
     gift_items = {r["item"]: r for r in read_embedded("gift_cards", "items.csv.gz")}
     reviews = "".join(
-        json.dumps({"overall": float(r["rating"]), "verified": True, "reviewerID": r["user"], "asin": r["item"], "unixReviewTime": int(r["timestamp"])}) + "\n"
+        json.dumps(
+            {
+                "overall": float(r["rating"]), "verified": True, "reviewerID": r["user"], "asin": r["item"],
+                "unixReviewTime": int(r["timestamp"]),
+            }
+        )
+        + "\n"
         for r in gift
     ).encode()
     meta = "".join(
-        json.dumps({"asin": i, "title": gift_items[i]["title"], "brand": gift_items[i]["brand"], "category": ["Gift Cards", gift_items[i]["category"]]}) + "\n"
+        json.dumps(
+            {
+                "asin": i, "title": gift_items[i]["title"], "brand": gift_items[i]["brand"],
+                "category": ["Gift Cards", gift_items[i]["category"]],
+            }
+        )
+        + "\n"
         for i in sorted({r["item"] for r in gift})
     ).encode()
     movies = dense_slice(read_embedded("movielens_small", "interactions.csv.gz"), n_items=40, n_users=30)
     movie_rows = {r["item"]: r for r in read_embedded("movielens_small", "items.csv.gz")}
-    ratings = csv_bytes(["userId", "movieId", "rating", "timestamp"], [[r["user"], r["item"], f"{float(r['rating']):.1f}", r["timestamp"]] for r in movies])
-    titles = csv_bytes(["movieId", "title", "genres"], [[i, movie_rows[i]["title"], movie_rows[i]["genres"] or "(no genres listed)"] for i in sorted({r["item"] for r in movies}, key=int)])
+    ratings = csv_bytes(
+        ["userId", "movieId", "rating", "timestamp"],
+        [[r["user"], r["item"], f"{float(r['rating']):.1f}", r["timestamp"]] for r in movies],
+    )
+    titles = csv_bytes(
+        ["movieId", "title", "genres"],
+        [
+            [i, movie_rows[i]["title"], movie_rows[i]["genres"] or "(no genres listed)"]
+            for i in sorted({r["item"] for r in movies}, key=int)
+        ],
+    )
     return {
         "amazon_json": {"Gift_Cards_5.json": reviews, "meta_Gift_Cards.json": meta},
-        "amazon_gzip": {"Gift_Cards_5.json.gz": gzip.compress(reviews, mtime=0), "meta_Gift_Cards.json.gz": gzip.compress(meta, mtime=0)},
+        "amazon_gzip": {
+            "Gift_Cards_5.json.gz": gzip.compress(reviews, mtime=0),
+            "meta_Gift_Cards.json.gz": gzip.compress(meta, mtime=0),
+        },
         "grouplens_dir": {"": b"", "ratings.csv": ratings, "movies.csv": titles},
         "grouplens_file": {"ratings.csv": ratings, "movies.csv": titles},
     }
@@ -120,7 +144,10 @@ def cut_line(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 #: Values that a field may be changed into, JSON-encoded for JSON lines.
-WEIRD_VALUES = [None, [], {}, "", "abc", "five", True, -1, 0, 1e308, "1e400", "nan", "inf", 10**30, "99999999999999999999999", [1, [2]], {"a": 1}, "\u00e9\u4e2d", "\ud800", "a\nb", 3.5]
+WEIRD_VALUES = [
+    None, [], {}, "", "abc", "five", True, -1, 0, 1e308, "1e400", "nan", "inf", 10**30, "99999999999999999999999",
+    [1, [2]], {"a": 1}, "\u00e9\u4e2d", "\ud800", "a\nb", 3.5,
+]
 
 
 def change_field(data: bytes, rng: np.random.Generator) -> bytes:
@@ -153,7 +180,9 @@ def change_field(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 #: Numbers no column can hold: overflow to infinity, beyond int64, not a number at all.
-EXTREME_NUMBERS = [b"1" + b"0" * 400, b"1e400", b"-1e999", b"99999999999999999999", b"NaN", b"Infinity", b"-0", b"0x1F", b"1_000"]
+EXTREME_NUMBERS = [
+    b"1" + b"0" * 400, b"1e400", b"-1e999", b"99999999999999999999", b"NaN", b"Infinity", b"-0", b"0x1F", b"1_000",
+]
 _DIGITS = re.compile(rb"\d+(\.\d+)?")
 
 
@@ -184,7 +213,10 @@ def empty(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 def insert_junk(data: bytes, rng: np.random.Generator) -> bytes:
-    junk = [b"\x00", b"\xff\xfe\xfd", b"\r", b'"', b'"unterminated', b"[" * 5000, b"x" * 200_000, b"\x1f\x8b\x08\x00", b",,,,", b"\t"]
+    junk = [
+        b"\x00", b"\xff\xfe\xfd", b"\r", b'"', b'"unterminated', b"[" * 5000, b"x" * 200_000, b"\x1f\x8b\x08\x00",
+        b",,,,", b"\t",
+    ]
     pos = int(rng.integers(0, len(data) + 1))
     return data[:pos] + junk[int(rng.integers(0, len(junk)))] + data[pos:]
 
@@ -199,7 +231,8 @@ NOT_UTF8 = [b"\xe9", b"\xe8", b"\x80", b"\xc3", b"\xff", b"\xc0\xaf", b"\xed\xa0
 
 
 def not_utf8(data: bytes, rng: np.random.Generator) -> tuple[bytes, int]:
-    """Bytes outside UTF-8 inserted into a random line (a non-empty one if there is); returns the data and that line (1-based)."""
+    """Bytes outside UTF-8 inserted into a random line (a non-empty one if there is); returns the data and that line
+    (1-based)."""
     lines = _lines(data)
     candidates = [j for j, line in enumerate(lines) if line.strip()] or [0]
     j = candidates[int(rng.integers(0, len(candidates)))]
@@ -213,7 +246,8 @@ OFF_SCALE = ["99", "-1", "0", "5.5", "0.25", "1000000"]
 
 
 def _rated(line: bytes) -> bool:
-    """Whether a line is an interaction with a rating: a JSON review with ``overall``, or a CSV row with a number third."""
+    """Whether a line is an interaction with a rating: a JSON review with ``overall``, or a CSV row with a number
+    third."""
     try:
         return isinstance(json.loads(line), dict) and "overall" in json.loads(line)
     except ValueError:
@@ -241,7 +275,9 @@ def rating_off_scale(data: bytes, rng: np.random.Generator) -> tuple[bytes, int]
     return b"\n".join(lines), j + 1
 
 
-def mutation(name: str, corrupt: Callable[[bytes, np.random.Generator], tuple[bytes, int]]) -> Callable[[bytes, np.random.Generator], bytes]:
+def mutation(
+    name: str, corrupt: Callable[[bytes, np.random.Generator], tuple[bytes, int]]
+) -> Callable[[bytes, np.random.Generator], bytes]:
     """A fuzz mutation from a corruption that also reports its line."""
 
     def mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -253,7 +289,8 @@ def mutation(name: str, corrupt: Callable[[bytes, np.random.Generator], tuple[by
 
 MUTATIONS: list[Callable[[bytes, np.random.Generator], bytes]] = [
     flip_bytes, cut_at_byte, delete_lines, cut_line, change_field, change_field, extreme_number, extreme_number,
-    add_bom, empty, insert_junk, line_endings, mutation("not_utf8", not_utf8), mutation("rating_off_scale", rating_off_scale),
+    add_bom, empty, insert_junk, line_endings, mutation("not_utf8", not_utf8),
+    mutation("rating_off_scale", rating_off_scale),
 ]
 
 
@@ -348,8 +385,12 @@ def test_fuzz_corrupted_files(sources: dict[str, dict[str, bytes]], tmp_path: Pa
     assert elapsed < 60, f"{N_VARIANTS} variants took {elapsed:.0f} s"
 
 
-@pytest.mark.parametrize("corrupt,message", [(not_utf8, "not valid utf-8 text (byte 0x"), (rating_off_scale, "is outside the")])
-def test_encoding_and_range_corruptions_are_refused_with_file_and_line(corrupt, message, sources: dict[str, dict[str, bytes]], tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "corrupt,message", [(not_utf8, "not valid utf-8 text (byte 0x"), (rating_off_scale, "is outside the")]
+)
+def test_encoding_and_range_corruptions_are_refused_with_file_and_line(
+    corrupt, message, sources: dict[str, dict[str, bytes]], tmp_path: Path, monkeypatch
+) -> None:
     """Bytes outside UTF-8 and ratings outside the scale, in the interactions file of every source:
     always exit 2, one line naming the file and the corrupted line (before: U+FFFD and a silent label)."""
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))

@@ -258,7 +258,9 @@ def test_missing_file_on_server_is_an_http_error(serve, cache, capsys):
     assert run_cli(["data", "download", "All_Beauty", "--variant", "5core", "--mirror", mirror.url]) == 2
     err = capsys.readouterr().err
     assert "meta_All_Beauty.json.gz: HTTP 404" in err
-    assert (cache / "amazon2018" / "All_Beauty_5.json.gz").read_bytes() == (SHARED / "All_Beauty_5.json.gz").read_bytes()
+    assert (cache / "amazon2018" / "All_Beauty_5.json.gz").read_bytes() == (
+        SHARED / "All_Beauty_5.json.gz"
+    ).read_bytes()
     assert not (cache / "amazon2018" / "meta_All_Beauty.json.gz.part").exists()
 
 
@@ -280,7 +282,11 @@ def test_names_map_to_official_urls_and_layout():
     ]
     assert release_files("AMAZON_FASHION")[0].source_url("http://m/x/") == "http://m/x/AMAZON_FASHION.json.gz"
     (ml,) = release_files("ML-1M")
-    assert (ml.url, ml.relpath, ml.extract_to) == ("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip", "ml-1m")
+    assert (ml.url, ml.relpath, ml.extract_to) == (
+        "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+        "ml-1m.zip",
+        "ml-1m",
+    )
     with pytest.raises(CoralError, match="unknown variant"):
         release_files("Software", "10core")
 

@@ -93,7 +93,10 @@ def test_scripted_id_passes_the_env_checker_and_renders_the_evidence_block(tmp_p
         block = env.render()
         inner = env.unwrapped
         assert block == "".join(inner.prompt.segments[-(t + 1):-1]) and block.count("\n") == t
-        assert all(f"user {e.user} " in line or line.startswith("this user ") for e, line in zip(inner.evidence, block.splitlines()))
+        assert all(
+            f"user {e.user} " in line or line.startswith("this user ")
+            for e, line in zip(inner.evidence, block.splitlines(), strict=False)
+        )
     assert inner.config.scorer.scorer == "scripted" and inner.config.warm.warm_start == "none"
 
 
@@ -102,7 +105,9 @@ def test_both_env_checkers_pass(dataset, action_mode, query_match):
     from gymnasium.utils.env_checker import check_env as gym_check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = gym.make(ENV_ID, config=env_config(action_mode=action_mode, query_match=query_match), resources=resources(dataset)).unwrapped
+    env = gym.make(
+        ENV_ID, config=env_config(action_mode=action_mode, query_match=query_match), resources=resources(dataset)
+    ).unwrapped
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any checker warning fails the test
         gym_check_env(env)
@@ -115,7 +120,7 @@ def test_reward_is_decrease_of_abs_error_and_telescopes(dataset, action_mode, qu
     for seed in range(5):
         p0, rewards, infos, _, _ = rollout(env, seed)
         prev = p0
-        for r, info in zip(rewards, infos):
+        for r, info in zip(rewards, infos, strict=False):
             assert r == pytest.approx(abs(prev - info["label"]) - abs(info["p"] - info["label"]))
             prev = info["p"]
         assert sum(rewards) == pytest.approx(abs(p0 - env.label) - abs(prev - env.label))
@@ -184,8 +189,10 @@ def test_a_batch_of_queries_finds_the_rows_each_query_finds_alone(dataset):
     np.testing.assert_allclose(index.distances(queries), alone, rtol=1e-12, atol=1e-12)
     excluded = np.zeros(len(index), dtype=bool)
     excluded[::3] = True
-    for q, d in zip(queries, together):
-        np.testing.assert_array_equal(index.nearest_rows(q, excluded, 5, distances=d), index.nearest_rows(q, excluded, 5))
+    for q, d in zip(queries, together, strict=False):
+        np.testing.assert_array_equal(
+            index.nearest_rows(q, excluded, 5, distances=d), index.nearest_rows(q, excluded, 5)
+        )
 
 
 def test_an_episode_batch_scores_all_its_prompts_in_one_forward_pass(dataset):
@@ -277,7 +284,11 @@ def test_episodes_are_deterministic_under_a_seed(dataset):
 def test_default_prompt_builder_puts_one_segment_per_evidence(dataset):
     env = tiny_env(dataset, prompt_builder=None, split="test")  # coral.llm.prompt.PromptBuilder
     prompts: list[Prompt] = []
-    env.scorer = type("Rec", (ScriptedScorer,), {"score_details": lambda self, ps: (prompts.extend(ps), ScriptedScorer.score_details(self, ps))[1]})()
+    env.scorer = type(
+        "Rec",
+        (ScriptedScorer,),
+        {"score_details": lambda self, ps: (prompts.extend(ps), ScriptedScorer.score_details(self, ps))[1]},
+    )()
     env.reset(seed=0)
     for _ in range(3):
         env.step(env.action_space.sample())
@@ -293,7 +304,9 @@ def test_scripted_scorer_is_deterministic_and_rises_with_liked_evidence():
     liked = [Evidence(1, 2, 1), Evidence(3, 4, 1)]
     p = s.score([build(7, 9, ()), build(7, 9, liked[:1]), build(7, 9, liked), build(7, 9, [Evidence(1, 2, 0)])])
     assert p[0] < p[1] < p[2] and p[3] < p[0]
-    np.testing.assert_array_equal(p, s.score([build(7, 9, ()), build(7, 9, liked[:1]), build(7, 9, liked), build(7, 9, [Evidence(1, 2, 0)])]))
+    np.testing.assert_array_equal(
+        p, s.score([build(7, 9, ()), build(7, 9, liked[:1]), build(7, 9, liked), build(7, 9, [Evidence(1, 2, 0)])])
+    )
     assert s.score([build(7, 9, ())])[0] != s.score([build(8, 9, ())])[0]  # a per-target offset
     with pytest.raises(CoralError):
         ScriptedScorer.from_spec("scripted:temperature=2")
@@ -319,7 +332,7 @@ def test_training_episodes_come_from_the_fold_that_warm_start_and_alignment_neve
     from coral.data.folds import fold_interactions, warm_start_dataset
 
     def pairs(rows) -> set[tuple[int, int]]:
-        return {(int(u), int(i)) for u, i in zip(rows.user, rows.item)}
+        return {(int(u), int(i)) for u, i in zip(rows.user, rows.item, strict=False)}
 
     episodes, align = pairs(fold_interactions(dataset, "episodes")), pairs(fold_interactions(dataset, "align"))
     env = tiny_env(dataset, split="train")

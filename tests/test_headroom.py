@@ -17,8 +17,17 @@ from coral.policies.curves import training_summary
 from coral.results import read_rows
 
 TINY = {
-    "scorer": "scripted", "align": False, "baselines": ["ips"], "baseline": {"epochs": 1}, "methods": ["coral-greedy", "coral-ppo"], "warm_starts": ["none"],
-    "count_references": False, "ppo_timesteps": 16, "eval_pairs": 30, "valid_pairs": 8, "n_boot": 50,
+    "scorer": "scripted",
+    "align": False,
+    "baselines": ["ips"],
+    "baseline": {"epochs": 1},
+    "methods": ["coral-greedy", "coral-ppo"],
+    "warm_starts": ["none"],
+    "count_references": False,
+    "ppo_timesteps": 16,
+    "eval_pairs": 30,
+    "valid_pairs": 8,
+    "n_boot": 50,
     "train": {"n_envs": 2, "batch_size": 32, "val_every": 8, "val_size": 8},
 }
 REFERENCE = {"label_aware_pairs": 20, "label_aware_nearest": 3, "label_aware_random": 2}
@@ -58,7 +67,7 @@ def test_the_reference_adds_a_stage_and_a_section_and_changes_no_other_stage(run
     assert first.count("[run ]") == log.count("[skip]")
 
     table = (out / "results.md").read_text()
-    section = table[table.index("## Headroom (label-aware reference, evaluation only)"):]
+    section = table[table.index("## Headroom (label-aware reference, evaluation only)") :]
     assert "| Reference: label-aware (NONE) [zero-shot] |" in section
     assert "| CoRAL-PPO (NONE) [zero-shot] (best learned, by validation AUC) |" in section
     # Never a method: not in the main table, the Δ table, the claims or results.csv.
@@ -81,14 +90,17 @@ def test_the_reference_adds_a_stage_and_a_section_and_changes_no_other_stage(run
 def test_the_training_section(runs) -> None:
     out = runs[0]
     table = (out / "results.md").read_text()
-    section = table[table.index("## Training of the learned policies"):]
+    section = table[table.index("## Training of the learned policies") :]
     row = next(line for line in section.splitlines() if line.startswith("| CoRAL-PPO (NONE) [zero-shot] | 0 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert int(cells[2]) == 1 and float(cells[3]) >= 0  # 16 steps in rollouts of 2 x 4: two updates, SB3 logs the first
     first, last = (float(x) for x in cells[4].split(" → "))
     assert cells[5] == ("yes" if last > first else "no")
     assert float(cells[7]) == pytest.approx(last - float(cells[6]), abs=2e-4)
-    assert "- CoRAL-PPO (NONE) [zero-shot]: median approx_kl" in section and "ended above greedy's on the same 8 rows" in section
+    assert (
+        "- CoRAL-PPO (NONE) [zero-shot]: median approx_kl" in section
+        and "ended above greedy's on the same 8 rows" in section
+    )
     assert (out / "training_curves.png").stat().st_size > 1000
 
 
@@ -97,13 +109,21 @@ def test_training_summary_reads_every_log_segment(tmp_path) -> None:
     for segment, rows in ((0, [(8, "", "0.1"), (16, "0.02", "0.2")]), (1, [(24, "0.04", "0.3"), (32, "0.5", "0.4")])):
         path = run / "logs" / f"segment{segment}" / "progress.csv"
         path.parent.mkdir(parents=True)
-        path.write_text("time/total_timesteps,train/approx_kl,rollout/ep_rew_mean\n" + "".join(f"{t},{k},{r}\n" for t, k, r in rows))
+        path.write_text(
+            "time/total_timesteps,train/approx_kl,rollout/ep_rew_mean\n" + "".join(f"{t},{k},{r}\n" for t, k, r in rows)
+        )
     (run / "validation.csv").write_text(
         "timesteps,val_return,val_auc,val_auc_round0,val_mean_pieces,greedy_return,greedy_auc,n\n0,0.10,0.6,0.5,5,0.12,0.6,8\n32,0.15,0.7,0.5,5,0.12,0.6,8\n"
     )
     summary = training_summary(run)
     assert summary.updates == 3 and summary.median_approx_kl == pytest.approx(0.04)
-    assert (summary.val_first, summary.val_last, summary.greedy_return, summary.val_checks, summary.val_rows) == (0.10, 0.15, 0.12, 2, 8)
+    assert (summary.val_first, summary.val_last, summary.greedy_return, summary.val_checks, summary.val_rows) == (
+        0.10,
+        0.15,
+        0.12,
+        2,
+        8,
+    )
     assert summary.rose
     empty = training_summary(tmp_path / "nothing")
     assert empty.updates == 0 and np.isnan(empty.median_approx_kl) and not empty.rose
@@ -114,7 +134,9 @@ def test_the_reference_needs_greedy_and_a_candidate() -> None:
         from_dict(RunConfig, {"label_aware_pairs": 10, "methods": ["llm-only", "coral-ppo"]})
     with pytest.raises(CoralError, match="at least one candidate"):
         from_dict(RunConfig, {"label_aware_pairs": 10, "label_aware_nearest": 0, "label_aware_random": 0})
-    assert from_dict(RunConfig, {"label_aware_nearest": 0, "label_aware_random": 0}).label_aware_pairs == 0  # off: not checked
+    assert (
+        from_dict(RunConfig, {"label_aware_nearest": 0, "label_aware_random": 0}).label_aware_pairs == 0
+    )  # off: not checked
 
 
 def test_headroom_over_seeds_pairs_every_row_on_the_reference_pairs() -> None:
@@ -136,24 +158,52 @@ def test_headroom_over_seeds_pairs_every_row_on_the_reference_pairs() -> None:
 
     def method(name, seed, test_quality, valid_quality):
         y_test, y_valid = labels[seed]
-        return MethodScores(name, seed, split(y_test, test_quality, test_rows[seed]), split(y_valid, valid_quality, np.arange(n_valid)), {})
+        return MethodScores(
+            name,
+            seed,
+            split(y_test, test_quality, test_rows[seed]),
+            split(y_valid, valid_quality, np.arange(n_valid)),
+            {},
+        )
 
-    scores = [m for s in (0, 1) for m in (
-        method(f"coral-greedy-dfm@{tag}", s, 0.2, 0.2), method(f"coral-ppo-dfm@{tag}", s, 0.6, 0.0), method(f"coral-maskable_ppo-features-dfm@{tag}", s, 0.0, 0.8),
-    )]
+    scores = [
+        m
+        for s in (0, 1)
+        for m in (
+            method(f"coral-greedy-dfm@{tag}", s, 0.2, 0.2),
+            method(f"coral-ppo-dfm@{tag}", s, 0.6, 0.0),
+            method(f"coral-maskable_ppo-features-dfm@{tag}", s, 0.0, 0.8),
+        )
+    ]
     references = [
-        MethodScores(f"reference-label-aware-dfm@{tag}", s, split(labels[s][0][::2], 1.5, subset[s]), SplitScores(np.zeros(0), np.zeros(0), np.zeros((2, 0))),
-                     {"config": {"candidates": "the 10 nearest and 5 random"}, "prompts_scored": 100, "eval_seconds": 10.0})
+        MethodScores(
+            f"reference-label-aware-dfm@{tag}",
+            s,
+            split(labels[s][0][::2], 1.5, subset[s]),
+            SplitScores(np.zeros(0), np.zeros(0), np.zeros((2, 0))),
+            {"config": {"candidates": "the 10 nearest and 5 random"}, "prompts_scored": 100, "eval_seconds": 10.0},
+        )
         for s in (0, 1)
     ]
     run = RunScores(scores, {s: SharedPairs(test_rows[s], np.arange(n_valid), s) for s in (0, 1)}, n_boot=200)
     records = {r["row"]: r for r in headroom(run, references)}
-    assert set(records) == {f"reference-label-aware-dfm@{tag}", f"coral-ppo-dfm@{tag}", f"coral-maskable_ppo-features-dfm@{tag}"}
-    assert all(r["pairs"] == [100, 100] and r["interval"] == "two-level bootstrap (seeds, then pairs)" for r in records.values())
-    assert records[f"coral-maskable_ppo-features-dfm@{tag}"]["best_by_validation_auc"]  # its validation AUC, not its test AUC
+    assert set(records) == {
+        f"reference-label-aware-dfm@{tag}",
+        f"coral-ppo-dfm@{tag}",
+        f"coral-maskable_ppo-features-dfm@{tag}",
+    }
+    assert all(
+        r["pairs"] == [100, 100] and r["interval"] == "two-level bootstrap (seeds, then pairs)"
+        for r in records.values()
+    )
+    assert records[f"coral-maskable_ppo-features-dfm@{tag}"][
+        "best_by_validation_auc"
+    ]  # its validation AUC, not its test AUC
     assert not records[f"coral-ppo-dfm@{tag}"]["best_by_validation_auc"]
     reference = records[f"reference-label-aware-dfm@{tag}"]
-    assert reference["low"] > 0 and records[f"coral-ppo-dfm@{tag}"]["low"] > 0  # better on test, whatever validation says
+    assert (
+        reference["low"] > 0 and records[f"coral-ppo-dfm@{tag}"]["low"] > 0
+    )  # better on test, whatever validation says
     assert records[f"coral-maskable_ppo-features-dfm@{tag}"]["difference"] < 0
     # Every row's greedy AUC is greedy's on the reference's 100 pairs, not on the 200 shared ones.
     from coral.stats import delong

@@ -31,7 +31,9 @@ print(json.dumps({"p": [float(x).hex() for x in p], "stats": scorer.stats()}))
 
 def _run(db: Path, mode: str) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
-    out = subprocess.run([sys.executable, "-c", _SCRIPT, str(db), mode], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(db), mode], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

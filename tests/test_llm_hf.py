@@ -41,9 +41,13 @@ def test_batch_of_one_equals_batch_of_eight(dataset, tiny):
     model, tok = tiny
     builder = PromptBuilder(dataset, PromptConfig(), tok)
     # Different lengths (0-4 evidence pieces) so the batch is padded.
-    prompts = [builder.build(u, i, ev[: k % 5]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=5, seed=1))]
+    prompts = [
+        builder.build(u, i, ev[: k % 5]) for k, (u, i, ev) in enumerate(evidence_episodes(dataset, 8, steps=5, seed=1))
+    ]
     assert len({len(p.text) for p in prompts}) > 4
-    one = np.concatenate([HFScorer(model, tok, model_id="tiny", kv_reuse=False, batch_size=1).score([p]) for p in prompts])
+    one = np.concatenate(
+        [HFScorer(model, tok, model_id="tiny", kv_reuse=False, batch_size=1).score([p]) for p in prompts]
+    )
     eight = HFScorer(model, tok, model_id="tiny", kv_reuse=False, batch_size=8).score_details(prompts)
     np.testing.assert_allclose(eight.p_yes, one, atol=1e-4, rtol=0)
     assert one.std() > 1e-3  # the comparison means something: p differs between prompts
@@ -111,13 +115,18 @@ def test_a_stored_step_shares_the_chunks_of_the_prefix_it_extends(dataset, tiny)
         prompt = builder.build(u, i, ev[:step])
         scorer.score([prompt])
         prefixes.append(scorer.kv_store.get(prefix_keys(prompt.segments[:-1])[-1]))
-    for earlier, later in zip(prefixes[1:], prefixes[2:]):
-        assert len(later) == len(earlier) + 1 and all(a is b for a, b in zip(earlier, later))
-    assert prefix_length(prefixes[-1]) == len(scorer.token_ids(builder.build(u, i, ev[:3]))) - len(scorer._ids(builder.build(u, i, ev[:3]).segments[-1]))
+    for earlier, later in zip(prefixes[1:], prefixes[2:], strict=False):
+        assert len(later) == len(earlier) + 1 and all(a is b for a, b in zip(earlier, later, strict=False))
+    assert prefix_length(prefixes[-1]) == len(scorer.token_ids(builder.build(u, i, ev[:3]))) - len(
+        scorer._ids(builder.build(u, i, ev[:3]).segments[-1])
+    )
 
 
 def test_prefix_store_is_bounded_lru():
-    kv = (torch.zeros(1, 2, 1, 6, 4), torch.zeros(1, 2, 1, 4, 4))  # 320 bytes: chunks of (layers, keys|values, kv heads, length, head dim)
+    kv = (
+        torch.zeros(1, 2, 1, 6, 4),
+        torch.zeros(1, 2, 1, 4, 4),
+    )  # 320 bytes: chunks of (layers, keys|values, kv heads, length, head dim)
     store = PrefixKVStore(max_bytes=700)
     store.put("a", kv)
     store.put("b", kv)

@@ -46,8 +46,19 @@ class _Server:
                         return self._send(503, {"error": "busy"})
                     p = pseudo_p(body["prompt"])
                     top = {"Yes": math.log(0.8 * p), "No": math.log(0.8 * (1 - p)), "The": math.log(0.1)}
-                    logprobs = {"tokens": ["Yes"], "token_logprobs": [top["Yes"]], "top_logprobs": [top]} if with_logprobs else None
-                    self._send(200, {"object": "text_completion", "model": body["model"], "choices": [{"index": 0, "text": "Yes", "logprobs": logprobs, "finish_reason": "length"}]})
+                    logprobs = (
+                        {"tokens": ["Yes"], "token_logprobs": [top["Yes"]], "top_logprobs": [top]}
+                        if with_logprobs
+                        else None
+                    )
+                    self._send(
+                        200,
+                        {
+                            "object": "text_completion",
+                            "model": body["model"],
+                            "choices": [{"index": 0, "text": "Yes", "logprobs": logprobs, "finish_reason": "length"}],
+                        },
+                    )
                 finally:
                     with lock:
                         server.in_flight -= 1
@@ -82,7 +93,9 @@ def test_scores_from_logprobs_with_a_concurrency_limit():
     np.testing.assert_allclose(result.yes_no_mass, 0.8, atol=1e-9)
     assert 1 < server.max_in_flight <= 3
     body = server.requests[0]
-    assert body["model"] == "tiny-model" and body["max_tokens"] == 1 and body["logprobs"] >= 2 and body["temperature"] == 0
+    assert (
+        body["model"] == "tiny-model" and body["max_tokens"] == 1 and body["logprobs"] >= 2 and body["temperature"] == 0
+    )
     assert scorer.stats()["prompts"] == 12
 
 
@@ -145,14 +158,22 @@ class _VLLMStub(_Server):
             stub.requests.append(body)
             p = pseudo_p(body["prompt"])
             # The labels far down the distribution: a raw top-2 would not contain them.
-            weights = {"Yes": 0.01 * p, " Yes": 0.002 * p, "No": 0.01 * (1 - p), " No": 0.002 * (1 - p), "The": 0.5, "A": 0.4}
+            weights = {
+                "Yes": 0.01 * p, " Yes": 0.002 * p, "No": 0.01 * (1 - p), " No": 0.002 * (1 - p), "The": 0.5, "A": 0.4,
+            }
             if stub.processed:
                 allowed = [stub.tokenizer.decode([t]) for t in body["allowed_token_ids"]]
                 total = sum(weights[s] for s in allowed)
                 top = {s: math.log(weights[s] / total) for s in allowed}
             else:
                 top = {s: math.log(weights[s]) for s in ("The", "A")}
-            self._send(200, {"object": "text_completion", "choices": [{"index": 0, "text": "The", "logprobs": {"top_logprobs": [top]}}]})
+            self._send(
+                200,
+                {
+                    "object": "text_completion",
+                    "choices": [{"index": 0, "text": "The", "logprobs": {"top_logprobs": [top]}}],
+                },
+            )
 
         handler.do_POST = do_POST
 

@@ -7,7 +7,15 @@ from llm_fixtures import embedded_tokenizer, small_dataset
 
 from coral.errors import CoralError
 from coral.evidence import Evidence
-from coral.llm.prompt import COLLAB_HEADER, EVIDENCE_HEADER, ROLE_PLAY, SHORT_SYSTEM, SUMMARISE, PromptBuilder, PromptConfig
+from coral.llm.prompt import (
+    COLLAB_HEADER,
+    EVIDENCE_HEADER,
+    ROLE_PLAY,
+    SHORT_SYSTEM,
+    SUMMARISE,
+    PromptBuilder,
+    PromptConfig,
+)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +25,7 @@ def dataset():
 
 def _evidence(dataset, n: int, skip: tuple[int, int]) -> list[Evidence]:
     out = []
-    for u, i, y in zip(dataset.train.user, dataset.train.item, dataset.train.label):
+    for u, i, y in zip(dataset.train.user, dataset.train.item, dataset.train.label, strict=False):
         if (int(u), int(i)) != skip:
             out.append(Evidence(int(u), int(i), int(y)))
         if len(out) == n:
@@ -73,7 +81,13 @@ def test_chat_prompt_parts_and_order(dataset):
     assert text.endswith("<|im_start|>assistant\n")
     assert "SmolLM" not in text  # the role-play replaces the template's default system prompt
     # Incremental order: history, target, evidence lines, then summarisation + query last.
-    assert text.index(f"User {u} liked") < text.index("The target item is") < text.index(COLLAB_HEADER) < text.index(SUMMARISE) < text.index("Would you recommend")
+    assert (
+        text.index(f"User {u} liked")
+        < text.index("The target item is")
+        < text.index(COLLAB_HEADER)
+        < text.index(SUMMARISE)
+        < text.index("Would you recommend")
+    )
     assert len(prompt.segments) == 1 + len(ev) + 1
     for k, e in enumerate(ev):
         assert f"by user {e.user}." in prompt.segments[1 + k]
@@ -95,7 +109,7 @@ def test_each_step_extends_the_previous_prefix(dataset):
     u, i = int(dataset.valid.user[1]), int(dataset.valid.item[1])
     ev = _evidence(dataset, 5, (u, i))
     prompts = [builder.build(u, i, ev[:t]) for t in range(6)]
-    for before, after in zip(prompts, prompts[1:]):
+    for before, after in zip(prompts, prompts[1:], strict=False):
         assert after.segments[: len(before.segments) - 1] == before.segments[:-1]
         assert len(after.segments) == len(before.segments) + 1
 
@@ -109,7 +123,12 @@ def test_paper_order_groups_evidence_per_item(dataset):
     text = builder.build(u, i, ev).text
     assert f"liked by the users [{others[0]}, {others[1]}] and disliked by the users [{others[2]}]" in text
     # Paper order: collaborative block, summarisation, history, query.
-    assert text.index(COLLAB_HEADER) < text.index(SUMMARISE) < text.index(f"User {u} liked") < text.index("Would you recommend")
+    assert (
+        text.index(COLLAB_HEADER)
+        < text.index(SUMMARISE)
+        < text.index(f"User {u} liked")
+        < text.index("Would you recommend")
+    )
     assert builder.version != PromptBuilder(dataset, PromptConfig(), embedded_tokenizer()).version
 
 
@@ -157,6 +176,6 @@ def test_summarisation_can_precede_the_evidence(dataset):
     ev = _evidence(dataset, 3, (u, i))
     prompts = [builder.build(u, i, ev[:t]) for t in range(4)]
     assert SUMMARISE in prompts[1].segments[1] and SUMMARISE not in prompts[1].segments[-1]
-    for before, after in zip(prompts, prompts[1:]):
+    for before, after in zip(prompts, prompts[1:], strict=False):
         assert after.segments[: len(before.segments) - 1] == before.segments[:-1]
     assert SUMMARISE not in prompts[0].text

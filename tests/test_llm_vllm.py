@@ -39,7 +39,9 @@ def _label_logits(p_of_ids, *, competitors: int = 0):
         x = np.random.default_rng(len(ids)).normal(0.0, 1.0, vocab)  # the rest of the vocabulary
         p = p_of_ids(ids)
         (y0, y1), (n0, n1) = labels.yes_ids, labels.no_ids
-        x[[y0, y1, n0, n1]] = np.log([0.7 * p, 0.3 * p, 0.6 * (1 - p), 0.4 * (1 - p)]) + (8.0 if not competitors else -2.0)
+        x[[y0, y1, n0, n1]] = np.log([0.7 * p, 0.3 * p, 0.6 * (1 - p), 0.4 * (1 - p)]) + (
+            8.0 if not competitors else -2.0
+        )
         if competitors:
             others = [t for t in range(vocab) if t not in (y0, y1, n0, n1)][:competitors]
             x[others] = 6.0
@@ -70,7 +72,9 @@ def test_the_request_is_the_hf_backends_tokens_one_greedy_token_restricted_to_th
     prompts = _prompts()
     scorer.score(prompts)
 
-    assert fake.recorder.llm_options == [{"model": MODEL, "enable_prefix_caching": True, "logprobs_mode": "processed_logprobs", "dtype": "bfloat16"}]
+    assert fake.recorder.llm_options == [
+        {"model": MODEL, "enable_prefix_caching": True, "logprobs_mode": "processed_logprobs", "dtype": "bfloat16"}
+    ]
     [(sent, params, options)] = fake.recorder.generate_calls
     label_ids = [*_labels().yes_ids, *_labels().no_ids]
     assert (params.max_tokens, params.temperature, params.logprobs) == (1, 0.0, len(label_ids))
@@ -81,7 +85,7 @@ def test_the_request_is_the_hf_backends_tokens_one_greedy_token_restricted_to_th
     # Each step extends the previous prompt's tokens, so vLLM's prefix cache serves the shared part.
     steps = [s["prompt_token_ids"] for s in sent[:4]]
     tail = len(tok(prompts[0].segments[-1], add_special_tokens=False).input_ids)
-    for shorter, longer in zip(steps, steps[1:]):
+    for shorter, longer in zip(steps, steps[1:], strict=False):
         assert len(longer) > len(shorter) and longer[: len(shorter) - tail] == shorter[:-tail]
     assert scorer.stats() == {"llm_calls": 1, "prompts": len(prompts)}
     assert "vllm|" + MODEL + "|bfloat16|" in scorer.fingerprint
@@ -111,7 +115,11 @@ def test_a_label_outside_the_top_20_still_gets_its_exact_probability(monkeypatch
     prompt = _prompts()[2]
     ids = scorer.token_ids(prompt)
     raw = make_fake_vllm(embedded_tokenizer(), logits).LLM(MODEL)
-    ranks = raw.generate([{"prompt_token_ids": ids}], SamplingParams(max_tokens=1, temperature=0.0, logprobs=20))[0].outputs[0].logprobs[0]
+    ranks = (
+        raw.generate([{"prompt_token_ids": ids}], SamplingParams(max_tokens=1, temperature=0.0, logprobs=20))[0]
+        .outputs[0]
+        .logprobs[0]
+    )
     assert not set(ranks) & set(scorer._label_ids)  # no label among the raw top 20
     p = scorer.score([prompt])[0]
     assert p == pytest.approx(_true_p(logits, ids), abs=1e-9) and p == pytest.approx(0.3, abs=1e-9)
@@ -165,13 +173,13 @@ def test_the_double_is_as_strict_as_vllm():
 def test_make_scorer_builds_it_with_the_layout_as_dtype_and_caches_its_scores(monkeypatch, tmp_path):
     fake = _install(monkeypatch, _label_logits(lambda ids: pseudo_p(str(ids))))
     with pytest.raises(CoralError, match="not int8"):
-        make_scorer(f"vllm:{MODEL}", layout="int8", cache=False)
-    scorer = make_scorer(f"vllm:{MODEL}", layout="float32", cache=tmp_path / "scores.sqlite")
+        make_scorer(f"vllm:{MODEL}", precision="int8", cache=False)
+    scorer = make_scorer(f"vllm:{MODEL}", precision="float32", cache=tmp_path / "scores.sqlite")
     assert fake.recorder.llm_options[-1]["dtype"] == "float32"
     prompts = _prompts()
     first = scorer.score_details(prompts)
     again = scorer.score_details(prompts)
     np.testing.assert_array_equal(first.p_yes, again.p_yes)
     assert len(fake.recorder.generate_calls) == 1 and scorer.stats()["cache_hits"] == len(prompts)
-    make_scorer(f"vllm:{MODEL}", layout="auto", cache=False)
+    make_scorer(f"vllm:{MODEL}", precision="auto", cache=False)
     assert "dtype" not in fake.recorder.llm_options[-1]

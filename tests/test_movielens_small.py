@@ -34,7 +34,9 @@ def grouplens_release() -> Path:
 
 def test_embedded_files_and_licence() -> None:
     folder = EMBEDDED["movielens_small"]
-    assert sorted(p.name for p in folder.iterdir()) == ["PROVENANCE.md", "README.txt", "interactions.csv.gz", "items.csv.gz"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "PROVENANCE.md", "README.txt", "interactions.csv.gz", "items.csv.gz",
+    ]
     readme = (folder / "README.txt").read_text(encoding="utf-8")
     assert "Usage License" in readme and "same license conditions" in readme
     assert "Harper and Joseph A. Konstan. 2015" in (folder / "PROVENANCE.md").read_text(encoding="utf-8")
@@ -87,7 +89,10 @@ def test_stats_json_fresh_clone_without_shared(tmp_path: Path) -> None:
     """`coral data stats --dataset movielens_small --json` with no data directory and an empty cache:
     a test split big enough to compare methods (issue 12)."""
     env = {**os.environ, "CORAL_CACHE_DIR": str(tmp_path / "cache"), "CORAL_DATA_DIR": str(tmp_path / "none")}
-    out = subprocess.run([sys.executable, "-m", "coral.cli", "data", "stats", "--dataset", "movielens_small", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "coral.cli", "data", "stats", "--dataset", "movielens_small", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     test = stats["splits"]["test"]

@@ -41,8 +41,21 @@ FAST = {
 }
 
 EXPECTED = [
-    "DFM", "DCN", "WDL", "AFM", "IPS", "CausE", *(f"{name} + side features" for name in ("DFM", "DCN", "WDL", "AFM", "IPS", "CausE")), "User+item mean", "kNN like-share (DFM)", "kNN like-share, distance-weighted (DFM)",
-    "LLM-Language [zero-shot]", "CoRAL-random [zero-shot]", "CoRAL-greedy (DFM) [zero-shot]", "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-DDPG (DFM) [zero-shot]",
+    "DFM",
+    "DCN",
+    "WDL",
+    "AFM",
+    "IPS",
+    "CausE",
+    *(f"{name} + side features" for name in ("DFM", "DCN", "WDL", "AFM", "IPS", "CausE")),
+    "User+item mean",
+    "kNN like-share (DFM)",
+    "kNN like-share, distance-weighted (DFM)",
+    "LLM-Language [zero-shot]",
+    "CoRAL-random [zero-shot]",
+    "CoRAL-greedy (DFM) [zero-shot]",
+    "CoRAL-PPO (DFM) [zero-shot]",
+    "CoRAL-DDPG (DFM) [zero-shot]",
     "CoRAL-MaskablePPO, candidate features (DFM) [zero-shot]",
 ]
 
@@ -80,7 +93,22 @@ def test_table_has_every_method(uninterrupted) -> None:
         assert f"| {name} |" in table, (name, table)
     assert "LLM-Language" in log  # the table is printed at the end
     rows = read_rows(out / "results.csv")
-    for column in ("dataset", "model", "seed", "auc", "auc_ci_low", "auc_ci_high", "f1", "f1_at_05", "logloss", "n_test", "positive_rate", "train_seconds", "config_hash", "versions"):
+    for column in (
+        "dataset",
+        "model",
+        "seed",
+        "auc",
+        "auc_ci_low",
+        "auc_ci_high",
+        "f1",
+        "f1_at_05",
+        "logloss",
+        "n_test",
+        "positive_rate",
+        "train_seconds",
+        "config_hash",
+        "versions",
+    ):
         assert column in rows[0]
     # Per-round rows 0..5 for the retrieval methods (the paper's Fig. 3).
     rounds = {int(r["round"]) for r in rows if r["model"] == "coral-ppo-dfm@zero-shot"}
@@ -98,14 +126,21 @@ def test_table_has_every_method(uninterrupted) -> None:
     assert json.loads(final["dfm"]["config"])["baseline"]["use_side_features"] is False
     # The claims, each against its strongest simple alternative, one verdict row each.
     assert "## The claims" in table
-    for number, a, b in ((1, "CoRAL-PPO (DFM) [zero-shot]", "LLM-Language [zero-shot]"), (2, "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-greedy (DFM) [zero-shot]"),
-                         (3, "CoRAL-PPO (DFM) [zero-shot], round K", "CoRAL-PPO (DFM) [zero-shot], round 1"), (5, "CoRAL-greedy (DFM) [zero-shot]", "kNN like-share (DFM)")):
+    for number, a, b in (
+        (1, "CoRAL-PPO (DFM) [zero-shot]", "LLM-Language [zero-shot]"),
+        (2, "CoRAL-PPO (DFM) [zero-shot]", "CoRAL-greedy (DFM) [zero-shot]"),
+        (3, "CoRAL-PPO (DFM) [zero-shot], round K", "CoRAL-PPO (DFM) [zero-shot], round 1"),
+        (5, "CoRAL-greedy (DFM) [zero-shot]", "kNN like-share (DFM)"),
+    ):
         line = next(line for line in table.splitlines() if line.startswith(f"| ({number}) "))
         assert f"| {a} | {b} |" in line and "(one training run)" in line, line
     assert table.count("| (4) CoRAL beats the best CTR baseline | CoRAL-PPO (DFM) [zero-shot] |") == 1
     # Greedy and PPO of one seed search the very same warm-start tables.
     configs = {r["model"]: json.loads(r["config"]) for r in rows if r["split"] == "test" and r["round"] in ("", "5")}
-    fingerprints = {configs[m]["warm_start_fingerprint"] for m in ("coral-greedy-dfm@zero-shot", "coral-ppo-dfm@zero-shot", "coral-ddpg-dfm@zero-shot", "knn-share-dfm")}
+    fingerprints = {
+        configs[m]["warm_start_fingerprint"]
+        for m in ("coral-greedy-dfm@zero-shot", "coral-ppo-dfm@zero-shot", "coral-ddpg-dfm@zero-shot", "knn-share-dfm")
+    }
     assert len(fingerprints) == 1 and "" not in fingerprints
     # The evidence controls on the same shared pairs, each with its paired difference vs none.
     assert "## Does the scorer read the evidence?" in table and "60 pairs" in table
@@ -166,11 +201,27 @@ def test_config_errors(tmp_path: Path, capsys) -> None:
 def test_side_feature_baselines_need_item_features(tmp_path: Path, capsys) -> None:
     data = tmp_path / "plain" / "interactions.csv"
     data.parent.mkdir()
-    data.write_text("user,item,rating,timestamp\n" + "".join(f"u{u},i{i},{1 + (u + i) % 5},{1000 + 10 * u + i}\n" for u in range(30) for i in range(8)))
+    data.write_text(
+        "user,item,rating,timestamp\n"
+        + "".join(f"u{u},i{i},{1 + (u + i) % 5},{1000 + 10 * u + i}\n" for u in range(30) for i in range(8))
+    )
     out = tmp_path / "o"
-    args = ["run", "--dataset", str(data), "--scorer", "scripted", "--no-align", "--side-feature-baselines", "--out", str(out)]
+    args = [
+        "run",
+        "--dataset",
+        str(data),
+        "--scorer",
+        "scripted",
+        "--no-align",
+        "--side-feature-baselines",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
-    assert capsys.readouterr().err.strip() == "error: side_feature_baselines: dataset 'plain' has no item side features; turn it off for this dataset"
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: side_feature_baselines: dataset 'plain' has no item side features; turn it off for this dataset"
+    )
     assert not out.exists() or not any(out.rglob("*.csv"))
     with pytest.raises(CoralError, match="baseline.use_side_features must then stay off"):
         from_dict(RunConfig, {"side_feature_baselines": True, "baseline": {"use_side_features": True}})
@@ -207,8 +258,19 @@ def test_a_changed_deep_default_reruns_its_stage(tmp_path, monkeypatch) -> None:
     from coral.policies.config import TrainConfig
 
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
-    tiny = {"scorer": "scripted", "align": False, "baselines": ["ips"], "baseline": {"epochs": 1}, "methods": ["coral-ppo"], "warm_starts": ["none"],
-            "ppo_timesteps": 16, "eval_pairs": 8, "valid_pairs": 8, "train": {"n_envs": 2, "batch_size": 32}, "n_boot": 0}
+    tiny = {
+        "scorer": "scripted",
+        "align": False,
+        "baselines": ["ips"],
+        "baseline": {"epochs": 1},
+        "methods": ["coral-ppo"],
+        "warm_starts": ["none"],
+        "ppo_timesteps": 16,
+        "eval_pairs": 8,
+        "valid_pairs": 8,
+        "train": {"n_envs": 2, "batch_size": 32},
+        "n_boot": 0,
+    }
 
     def run_job() -> str:
         log = io.StringIO()
@@ -230,10 +292,46 @@ def test_a_changed_deep_default_reruns_its_stage(tmp_path, monkeypatch) -> None:
 
 def test_report_table_layout() -> None:
     rows = [
-        {"dataset": "d", "model": "dfm", "seed": "0", "auc": "0.8", "f1": "0.7", "auc_ci_low": "0.7", "auc_ci_high": "0.9", "round": ""},
-        {"dataset": "d", "model": "dfm", "seed": "1", "auc": "0.6", "f1": "0.5", "auc_ci_low": "0.5", "auc_ci_high": "0.7", "round": ""},
-        {"dataset": "d", "model": "coral-ppo-dfm@aligned", "seed": "0", "auc": "0.5", "f1": "0.1", "auc_ci_low": "0.4", "auc_ci_high": "0.6", "round": "0"},
-        {"dataset": "d", "model": "coral-ppo-dfm@aligned", "seed": "0", "auc": "0.9", "f1": "0.8", "auc_ci_low": "0.8", "auc_ci_high": "1.0", "round": "5"},
+        {
+            "dataset": "d",
+            "model": "dfm",
+            "seed": "0",
+            "auc": "0.8",
+            "f1": "0.7",
+            "auc_ci_low": "0.7",
+            "auc_ci_high": "0.9",
+            "round": "",
+        },
+        {
+            "dataset": "d",
+            "model": "dfm",
+            "seed": "1",
+            "auc": "0.6",
+            "f1": "0.5",
+            "auc_ci_low": "0.5",
+            "auc_ci_high": "0.7",
+            "round": "",
+        },
+        {
+            "dataset": "d",
+            "model": "coral-ppo-dfm@aligned",
+            "seed": "0",
+            "auc": "0.5",
+            "f1": "0.1",
+            "auc_ci_low": "0.4",
+            "auc_ci_high": "0.6",
+            "round": "0",
+        },
+        {
+            "dataset": "d",
+            "model": "coral-ppo-dfm@aligned",
+            "seed": "0",
+            "auc": "0.9",
+            "f1": "0.8",
+            "auc_ci_low": "0.8",
+            "auc_ci_high": "1.0",
+            "round": "5",
+        },
     ]
     assert len(final_rows(rows)) == 3
     table = markdown_table(rows)

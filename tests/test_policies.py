@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_env_fixtures import DIM, env_config, resources as tiny_resources, tiny_dataset, tiny_env, write_dataset_csv
+from test_env_fixtures import DIM, env_config, tiny_dataset, tiny_env, write_dataset_csv
+from test_env_fixtures import resources as tiny_resources
 
 from coral.config import from_dict
 from coral.policies.callbacks import latest_checkpoint
@@ -36,8 +37,8 @@ def resources(dataset):
 
 def quick_config(out: Path, **keys) -> TrainConfig:
     base = dict(
-        dataset="tiny", warm_start="none", scorer="scripted", out=str(out), embedding_dim=DIM, n_envs=4, n_steps=32, batch_size=64,
-        checkpoint_every=0, val_every=0, progress=False, threads=1,
+        dataset="tiny", warm_start="none", scorer="scripted", out=str(out), embedding_dim=DIM, n_envs=4, n_steps=32,
+        batch_size=64, checkpoint_every=0, val_every=0, progress=False, threads=1,
     )
     return from_dict(TrainConfig, base | keys)
 
@@ -62,7 +63,10 @@ def test_evaluate_policy_random_and_greedy(dataset, resources):
     assert all(r["label"] in (0, 1) for r in rec["rounds"][1:])
     # records name users and items by the dataset's own ids, with the indices beside them
     assert rec["user"] == dataset.user_ids[rec["user_index"]] and rec["item"] == dataset.item_ids[rec["item_index"]]
-    assert all(r["user"] == dataset.user_ids[r["user_index"]] and r["item"] == dataset.item_ids[r["item_index"]] for r in rec["rounds"][1:])
+    assert all(
+        r["user"] == dataset.user_ids[r["user_index"]] and r["item"] == dataset.item_ids[r["item_index"]]
+        for r in rec["rounds"][1:]
+    )
     # random evidence does not depend on how the evaluation is batched
     again = evaluate_policy(RandomPolicy(seed=1), cfg, resources, split="test", batch_size=16)
     np.testing.assert_array_equal(res.p, again.p)
@@ -78,7 +82,9 @@ def test_evaluate_policy_random_and_greedy(dataset, resources):
         assert got == expected.tolist()
     rows = round_metrics(res, other, n_boot=0)
     assert [r["round"] for r in rows] == list(range(6)) and all(0 <= r["auc"] <= 1 for r in rows)
-    csv_rows = result_rows(res, None, dataset="tiny", model="coral-random", seed=1, config={"policy": "random"}, n_boot=0)
+    csv_rows = result_rows(
+        res, None, dataset="tiny", model="coral-random", seed=1, config={"policy": "random"}, n_boot=0
+    )
     assert [r["round"] for r in csv_rows] == list(range(6)) and csv_rows[0]["model"] == "coral-random"
 
 
@@ -134,7 +140,9 @@ def test_resume_continues_from_checkpoint_timestep(tmp_path, resources, algo):
     # The observation statistics resume with the model: they keep counting from the first segment.
     from coral.policies.run_dir import load_obs_normalizer
 
-    stats = [load_obs_normalizer(tmp_path / algo / "checkpoints" / s["vecnormalize"]).obs_rms.count for s in (first, state)]
+    stats = [
+        load_obs_normalizer(tmp_path / algo / "checkpoints" / s["vecnormalize"]).obs_rms.count for s in (first, state)
+    ]
     assert stats[1] > stats[0] > 0
     with open(tmp_path / algo / "logs" / "segment1" / "progress.csv") as f:
         steps = [int(float(r["time/total_timesteps"])) for r in csv.DictReader(f) if r.get("time/total_timesteps")]
@@ -167,7 +175,9 @@ def test_metrics_and_validation_auc_are_logged(tmp_path, resources):
     quiet_train(config, resources)
     with open(tmp_path / "log" / "logs" / "segment0" / "progress.csv") as f:
         rows = list(csv.DictReader(f))
-    for key in ("coral/reward", "coral/abs_error", "coral/llm_calls", "coral/val_auc", "rollout/ep_rew_mean", "train/loss"):
+    for key in (
+        "coral/reward", "coral/abs_error", "coral/llm_calls", "coral/val_auc", "rollout/ep_rew_mean", "train/loss",
+    ):
         assert any(r.get(key) not in (None, "") for r in rows), key
     # TensorBoard is an optional extra: its event file is written exactly when it is installed.
     events = list((tmp_path / "log" / "logs" / "segment0").glob("events.out.tfevents*"))
@@ -180,12 +190,24 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
     data = write_dataset_csv(dataset, tmp_path / "data")
     run = tmp_path / "run"
-    args = ["train", "--dataset", str(data), "--algo", "ppo", "--warm-start", "none", "--timesteps", "64", "--seed", "1", "--out", str(run),
-            "--scorer", "scripted:weight=0.6", "--n-envs", "2", "--embedding-dim", "8", "--val-every", "0", "--no-progress"]
+    args = [
+        "train", "--dataset", str(data), "--algo", "ppo", "--warm-start", "none", "--timesteps", "64", "--seed", "1",
+        "--out", str(run), "--scorer", "scripted:weight=0.6", "--n-envs", "2", "--embedding-dim", "8", "--val-every",
+        "0", "--no-progress",
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(args) == 0
         assert main(["evaluate", "--run", str(run), "--split", "test", "--limit", "12", "--n-boot", "0"]) == 0
-        assert main(["evaluate", "--policy", "random", "--dataset", str(data), "--scorer", "scripted", "--out", str(tmp_path / "base"), "--limit", "12", "--n-boot", "0"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate", "--policy", "random", "--dataset", str(data), "--scorer", "scripted", "--out",
+                    str(tmp_path / "base"),
+                    "--limit", "12", "--n-boot", "0",
+                ]
+            )
+            == 0
+        )
     with open(run / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["round"] for r in rows] == [str(k) for k in range(6)] and rows[0]["model"] == "coral-ppo-none"
@@ -196,7 +218,12 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, dataset):
     first = episodes[0]
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
-        assert main(["explain", "--run", str(run), "--dataset", str(data), "--user", first["user"], "--item", first["item"]]) == 0
+        assert (
+            main(
+                ["explain", "--run", str(run), "--dataset", str(data), "--user", first["user"], "--item", first["item"]]
+            )
+            == 0
+        )
     account = text.getvalue()
     assert f"user {first['user']} (index {first['user_index']})" in account
     assert all(f"user {r['user']} " in account for r in first["rounds"][1:] if r.get("label") is not None)
@@ -208,7 +235,9 @@ def test_evidence_diversity_counts_distinct_sequences_and_the_common_first_piece
     from coral.policies.evaluate import EvaluationResult
 
     def record(*pieces):
-        rounds = [{"t": 0, "p": 0.5}] + [{"t": k + 1, "user_index": u, "item_index": i, "p": 0.5} for k, (u, i) in enumerate(pieces)]
+        rounds = [{"t": 0, "p": 0.5}] + [
+            {"t": k + 1, "user_index": u, "item_index": i, "p": 0.5} for k, (u, i) in enumerate(pieces)
+        ]
         return {"rounds": rounds}
 
     records = [record((1, 2), (3, 4)), record((1, 2), (3, 4)), record((1, 2), (5, 6)), record((7, 8), (-1, -1))]

@@ -23,8 +23,8 @@ from coral.policies.run_dir import load_run_policy
 
 def planted_train_config(out: Path, **keys) -> TrainConfig:
     base = dict(
-        dataset="planted", warm_start="none", scorer="scripted", embedding_dim=PLANTED_DIM, out=str(out), n_envs=8, checkpoint_every=0,
-        val_every=0, progress=False, threads=1, seed=0,
+        dataset="planted", warm_start="none", scorer="scripted", embedding_dim=PLANTED_DIM, out=str(out), n_envs=8,
+        checkpoint_every=0, val_every=0, progress=False, threads=1, seed=0,
     )
     return from_dict(TrainConfig, base | keys)
 
@@ -43,7 +43,10 @@ def test_a_policy_trained_on_the_planted_problem_beats_greedy(tmp_path):
     assert mean_return(greedy) < 0 < mean_return(learned) - 0.2, (mean_return(greedy), mean_return(learned))
     from coral.metrics import binary_metrics
 
-    assert binary_metrics(learned.labels, learned.p[-1], n_boot=0)["auc"] > binary_metrics(greedy.labels, greedy.p[-1], n_boot=0)["auc"] + 0.3
+    assert (
+        binary_metrics(learned.labels, learned.p[-1], n_boot=0)["auc"]
+        > binary_metrics(greedy.labels, greedy.p[-1], n_boot=0)["auc"] + 0.3
+    )
 
 
 def test_label_aware_reference_is_evaluation_only(dataset, resources):
@@ -83,7 +86,10 @@ def test_label_aware_rows_never_enter_the_claims(dataset, resources):
 
         return MethodScores(name, 0, split(y_test, test_rows), split(y_valid, valid_rows), {})
 
-    methods = [scores("llm-only@x", 0.0), scores("coral-random@x", 0.05), scores("coral-greedy@x", 0.3), scores("coral-ppo-dfm@x", 0.2), scores("reference-label-aware-dfm@x", 0.9)]
+    methods = [
+        scores("llm-only@x", 0.0), scores("coral-random@x", 0.05), scores("coral-greedy@x", 0.3),
+        scores("coral-ppo-dfm@x", 0.2), scores("reference-label-aware-dfm@x", 0.9),
+    ]
     pairs = {0: SharedPairs(test=test_rows, valid=valid_rows, seed=0)}
     assert RunScores(methods, pairs, n_boot=0).claims_method() == "coral-ppo-dfm@x"
     without_policy = [m for m in methods if m.model != "coral-ppo-dfm@x"]
@@ -92,21 +98,33 @@ def test_label_aware_rows_never_enter_the_claims(dataset, resources):
 
 def test_retrieval_statistics_against_greedy(dataset, resources):
     cfg = env_config()
-    greedy = evaluate_policy(GreedyPolicy(), cfg, resources, split="test", limit=12, progress=False).retrieval_statistics()
+    greedy = evaluate_policy(
+        GreedyPolicy(), cfg, resources, split="test", limit=12, progress=False
+    ).retrieval_statistics()
     assert greedy == {"greedy_jaccard": 1.0, "greedy_first_share": 1.0, "mean_abs_action": 0.0, "mean_pieces": 5.0}
-    random = evaluate_policy(RandomPolicy(0), cfg, resources, split="test", limit=12, progress=False).retrieval_statistics()
+    random = evaluate_policy(
+        RandomPolicy(0), cfg, resources, split="test", limit=12, progress=False
+    ).retrieval_statistics()
     assert random["greedy_jaccard"] < 0.5 and random["mean_abs_action"] > 0.05 and random["mean_pieces"] == 5.0
-    candidates = evaluate_policy(GreedyPolicy(), env_config(action_mode="candidates"), resources, split="test", limit=12, progress=False)
+    candidates = evaluate_policy(
+        GreedyPolicy(), env_config(action_mode="candidates"), resources, split="test", limit=12, progress=False
+    )
     stats = candidates.retrieval_statistics()
     assert stats["greedy_jaccard"] == 1.0 and np.isnan(stats["mean_abs_action"])  # no query actions to measure
 
 
 def test_retrieval_statistics_of_a_stopping_policy() -> None:
     def record(pieces, greedy):
-        rounds = [{"t": 0, "p": 0.5}] + [{"t": k + 1, "user_index": u, "item_index": i, "label": 1, "p": 0.5} for k, (u, i) in enumerate(pieces)]
+        rounds = [{"t": 0, "p": 0.5}] + [
+            {"t": k + 1, "user_index": u, "item_index": i, "label": 1, "p": 0.5} for k, (u, i) in enumerate(pieces)
+        ]
         return {"rounds": rounds, "greedy": [list(g) for g in greedy]}
 
-    records = [record([(1, 2)], [(1, 2), (3, 4)]), record([(5, 6), (1, 2), (7, 8)], [(1, 2), (3, 4)]), record([], [(1, 2), (3, 4)])]
+    records = [
+        record([(1, 2)], [(1, 2), (3, 4)]),
+        record([(5, 6), (1, 2), (7, 8)], [(1, 2), (3, 4)]),
+        record([], [(1, 2), (3, 4)]),
+    ]
     stats = EvaluationResult("valid", np.array([1, 0, 1]), np.zeros((4, 3)), records, 0, 0.0).retrieval_statistics()
     assert stats["greedy_jaccard"] == pytest.approx((1 / 2 + 1 / 4 + 0) / 3)
     assert stats["greedy_first_share"] == pytest.approx(1 / 3) and stats["mean_pieces"] == pytest.approx(4 / 3)
@@ -119,17 +137,23 @@ def test_validation_on_tuning_rows_beside_greedy_and_the_training_curves(tmp_pat
 
     runs = []
     for seed in (0, 1):
-        config = from_dict(TrainConfig, dict(
-            dataset="tiny", warm_start="none", scorer="scripted", out=str(tmp_path / f"run{seed}"), embedding_dim=DIM, n_envs=4, n_steps=16,
-            batch_size=32, checkpoint_every=0, val_every=64, val_size=8, progress=False, threads=1, algo="ppo", timesteps=128, seed=seed,
-        ))
+        config = from_dict(
+            TrainConfig,
+            dict(
+                dataset="tiny", warm_start="none", scorer="scripted", out=str(tmp_path / f"run{seed}"),
+                embedding_dim=DIM, n_envs=4, n_steps=16, batch_size=32, checkpoint_every=0, val_every=64, val_size=8,
+                progress=False, threads=1, algo="ppo", timesteps=128, seed=seed,
+            ),
+        )
         quiet_train(config, resources)
         points = read_validation(Path(config.out) / "validation.csv")
         assert [p["timesteps"] for p in points] == [0, 64, 128]  # the untrained policy first
         assert len({p["greedy_return"] for p in points}) == 1 and all(p["n"] == 8 for p in points)
         runs.append(Path(config.out))
     rows = tuning_episodes(resources.dataset, 8)
-    assert set(rows) <= set(__import__("coral.data.folds", fromlist=["validation_roles"]).validation_roles(resources.dataset).tuning)
+    assert set(rows) <= set(
+        __import__("coral.data.folds", fromlist=["validation_roles"]).validation_roles(resources.dataset).tuning
+    )
     png = tmp_path / "training_curves.png"
     plot_training_curves({"PPO": runs}, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -162,9 +186,11 @@ def test_cli_evaluates_the_label_aware_reference_on_tuning_rows(tmp_path, monkey
 
     monkeypatch.setenv("CORAL_CACHE_DIR", str(tmp_path / "cache"))
     data = write_dataset_csv(dataset, tmp_path / "data")
-    args = ["evaluate", "--policy", "label-aware", "--dataset", str(data), "--scorer", "scripted", "--warm-start", "none", "--embedding-dim", "8",
-            "--split", "valid", "--rows", "tuning", "--limit", "8", "--label-aware-nearest", "3", "--label-aware-random", "2", "--n-boot", "0",
-            "--out", str(tmp_path / "ref")]
+    args = [
+        "evaluate", "--policy", "label-aware", "--dataset", str(data), "--scorer", "scripted", "--warm-start", "none",
+        "--embedding-dim", "8", "--split", "valid", "--rows", "tuning", "--limit", "8", "--label-aware-nearest", "3",
+        "--label-aware-random", "2", "--n-boot", "0", "--out", str(tmp_path / "ref"),
+    ]
     printed = text_io.StringIO()
     with redirect_stdout(printed):
         assert main(args) == 0
@@ -172,4 +198,6 @@ def test_cli_evaluates_the_label_aware_reference_on_tuning_rows(tmp_path, monkey
         rows = list(csv.DictReader(f))
     assert rows[0]["model"] == "reference-label-aware-none" and rows[0]["split"] == "valid" and rows[0]["n_test"] == "8"
     assert "overlap with greedy retrieval" in printed.getvalue()
-    assert main(["evaluate", "--policy", "greedy", "--dataset", str(data), "--rows", "tuning"]) == 2  # tuning rows are validation rows
+    assert (
+        main(["evaluate", "--policy", "greedy", "--dataset", str(data), "--rows", "tuning"]) == 2
+    )  # tuning rows are validation rows

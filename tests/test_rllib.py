@@ -34,8 +34,11 @@ def write_dataset(directory: Path) -> Path:
 
 def tiny_train_args(data: Path, run: Path, *extra: str) -> list[str]:
     """``coral train`` on the tiny dataset with the scripted scorer: 2 x 64 steps per PPO iteration."""
-    return ["train", "--dataset", str(data), "--warm-start", "none", "--scorer", "scripted:weight=0.6", "--embedding-dim", "4", "--n-candidates", "8",
-            "--n-envs", "2", "--n-steps", "64", "--batch-size", "64", "--val-every", "0", "--threads", "1", "--no-progress", "--out", str(run), *extra]
+    return [
+        "train", "--dataset", str(data), "--warm-start", "none", "--scorer", "scripted:weight=0.6", "--embedding-dim",
+        "4", "--n-candidates", "8", "--n-envs", "2", "--n-steps", "64", "--batch-size", "64", "--val-every", "0",
+        "--threads", "1", "--no-progress", "--out", str(run), *extra,
+    ]
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -74,7 +77,9 @@ def test_both_engines_rows_can_share_one_results_file():
 
 def run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "CORAL_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).parent)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).parent
+    )
 
 
 def test_without_ray_engine_rllib_is_one_line_telling_how_to_install(tmp_path):
@@ -125,7 +130,15 @@ def test_rllib_ppo_trains_checkpoints_resumes_and_evaluates(tmp_path):
     run = tmp_path / "run"
     t0 = time.perf_counter()
     # One remote env runner: the environment is built from names in another process.
-    assert quiet(tiny_train_args(data, run, "--engine", "rllib", "--num-env-runners", "1", "--timesteps", "256", "--checkpoint-every", "128", "--val-every", "256")) == 0
+    assert (
+        quiet(
+            tiny_train_args(
+                data, run, "--engine", "rllib", "--num-env-runners", "1", "--timesteps", "256", "--checkpoint-every",
+                "128", "--val-every", "256",
+            )
+        )
+        == 0
+    )
     t1 = time.perf_counter()
     config = json.loads((run / "config.json").read_text())
     assert config["engine"] == "rllib" and config["num_env_runners"] == 1
@@ -134,8 +147,11 @@ def test_rllib_ppo_trains_checkpoints_resumes_and_evaluates(tmp_path):
     assert len(list((run / "checkpoints").glob("algo_*"))) == 2  # the periodic one and the final one
     first = rows(run / "logs" / "segment0" / "progress.csv")
     assert len(first) == 2  # one row per PPO iteration of 2 x 64 steps
-    for column in ("rollout/ep_rew_mean", "rollout/ep_len_mean", "time/total_timesteps", "time/iterations", "time/fps", "train/loss",
-                   "train/value_loss", "train/entropy_loss", "train/learning_rate", "coral/reward", "coral/abs_error", "coral/llm_calls"):
+    for column in (
+        "rollout/ep_rew_mean", "rollout/ep_len_mean", "time/total_timesteps", "time/iterations", "time/fps",
+        "train/loss", "train/value_loss", "train/entropy_loss", "train/learning_rate", "coral/reward",
+        "coral/abs_error", "coral/llm_calls",
+    ):
         assert first[-1][column] != "", column
     assert float(first[-1]["coral/llm_calls"]) >= 256  # at least one prompt per step
     assert first[0]["coral/val_auc"] == "" and 0.0 <= float(first[-1]["coral/val_auc"]) <= 1.0  # --val-every 256: once
@@ -146,11 +162,18 @@ def test_rllib_ppo_trains_checkpoints_resumes_and_evaluates(tmp_path):
     assert quiet(["train", "--out", str(run), "--resume", "--timesteps", "384", "--num-env-runners", "0"]) == 0
     t2 = time.perf_counter()
     second = rows(run / "logs" / "segment1" / "progress.csv")
-    assert float(second[0]["time/total_timesteps"]) > float(first[-1]["time/total_timesteps"])  # the step counter carried over
+    assert float(second[0]["time/total_timesteps"]) > float(
+        first[-1]["time/total_timesteps"]
+    )  # the step counter carried over
     assert float(second[0]["time/iterations"]) == float(first[-1]["time/iterations"]) + 1
     assert latest_checkpoint(run / "checkpoints")["timesteps"] >= 384
     summary = json.loads((run / "train_summary.json").read_text())
-    assert summary["engine"] == "rllib" and summary["segments"] == 2 and summary["timesteps"] >= 384 and summary["scorer"].startswith("scripted")
+    assert (
+        summary["engine"] == "rllib"
+        and summary["segments"] == 2
+        and summary["timesteps"] >= 384
+        and summary["scorer"].startswith("scripted")
+    )
     assert summary["prompts_scored"] >= 384 and summary["policy_updates"] == 3  # counted over both segments
 
     after = load_rllib_policy(run / "rllib_model")
@@ -163,7 +186,9 @@ def test_rllib_ppo_trains_checkpoints_resumes_and_evaluates(tmp_path):
     assert quiet(["evaluate", "--run", str(run), "--split", "test", "--limit", "12", "--n-boot", "0"]) == 0
     t3 = time.perf_counter()
     results = rows(run / "results.csv")
-    assert [r["round"] for r in results] == [str(k) for k in range(6)] and {r["model"] for r in results} == {"coral-rllib-ppo-none"}
+    assert [r["round"] for r in results] == [str(k) for k in range(6)] and {r["model"] for r in results} == {
+        "coral-rllib-ppo-none"
+    }
     assert float(results[0]["train_seconds"]) > 0
     assert len((run / "eval_test.jsonl").read_text().splitlines()) == 12
     print(f"train {t1 - t0:.1f}s, resume {t2 - t1:.1f}s, evaluate {t3 - t2:.1f}s")

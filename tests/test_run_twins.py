@@ -28,7 +28,9 @@ TINY = {"dataset": "gift_cards", "scorer": "hf", "eval_pairs": 40, "valid_pairs"
 def job(tmp_path, prompt: PromptConfig) -> MainJob:
     # Warm start "none" (seeded random tables): no CTR training, the same code path as dfm's tables.
     alignment = AlignConfig(method="topk", warm=WarmStartConfig(warm_start="none"), prompt=prompt)
-    return MainJob(dataclasses.replace(from_dict(RunConfig, TINY), alignment=alignment), tmp_path / "out", log=lambda msg: None)
+    return MainJob(
+        dataclasses.replace(from_dict(RunConfig, TINY), alignment=alignment), tmp_path / "out", log=lambda msg: None
+    )
 
 
 @pytest.fixture()
@@ -42,13 +44,23 @@ def setup(tmp_path, monkeypatch):
     fold = fold_interactions(ds, "align", run.alignment_config(0).warm.folds)
     rng = np.random.default_rng(0)
     # gift_cards is mostly liked: every negative of the fold (8) and 32 positives, so that C can be cross-validated.
-    picked = np.concatenate([np.flatnonzero(fold.label == 0), rng.choice(np.flatnonzero(fold.label == 1), size=40 - int((fold.label == 0).sum()), replace=False)])
+    picked = np.concatenate(
+        [
+            np.flatnonzero(fold.label == 0),
+            rng.choice(np.flatnonzero(fold.label == 1), size=40 - int((fold.label == 0).sum()), replace=False),
+        ]
+    )
     targets = fold.take(np.sort(picked))
     aligned = tmp_path / "aligned"
     aligned.mkdir()
     atomic_write_npz(
-        aligned / TARGETS_FILE, train_user=targets.user, train_item=targets.item, train_label=targets.label,
-        stop_user=ds.valid.user[:3], stop_item=ds.valid.item[:3], stop_label=ds.valid.label[:3],
+        aligned / TARGETS_FILE,
+        train_user=targets.user,
+        train_item=targets.item,
+        train_label=targets.label,
+        stop_user=ds.valid.user[:3],
+        stop_item=ds.valid.item[:3],
+        stop_label=ds.valid.label[:3],
     )
     return run, ds, pairs, fold, targets, aligned
 
@@ -59,7 +71,7 @@ def test_twin_stage_fits_on_exactly_the_alignment_targets(setup, monkeypatch) ->
     fit = InputTwin.fit.__func__
 
     def spy(cls, dataset, index, rows, *args, **kwargs):
-        seen.append(set(zip(rows.user.tolist(), rows.item.tolist(), rows.label.tolist())))
+        seen.append(set(zip(rows.user.tolist(), rows.item.tolist(), rows.label.tolist(), strict=False)))
         return fit(cls, dataset, index, rows, *args, **kwargs)
 
     monkeypatch.setattr(InputTwin, "fit", classmethod(spy))
@@ -67,7 +79,7 @@ def test_twin_stage_fits_on_exactly_the_alignment_targets(setup, monkeypatch) ->
     directory, skipped = run_stage(stage, run.out, lambda msg: None)
     assert not skipped
     # One twin per input set, each fitted on the 40 targets of targets.npz and nothing else.
-    expected = set(zip(targets.user.tolist(), targets.item.tolist(), targets.label.tolist()))
+    expected = set(zip(targets.user.tolist(), targets.item.tolist(), targets.label.tolist(), strict=False))
     assert len(seen) == 4 and all(rows == expected for rows in seen)
     scores = {m.model: m for m in load_scores(directory / SCORES_FILE)}
     assert list(scores) == ["twin-rates", "twin-cf-none", "twin-rates+cf-none", "twin-rates+cf+share-none"]
@@ -75,7 +87,7 @@ def test_twin_stage_fits_on_exactly_the_alignment_targets(setup, monkeypatch) ->
     config = run.alignment_config(0)
     index = evidence_index(ds, resolve_embeddings(ds, config.warm, seed=config.seed))
     rounds = run.config.train.env.rounds
-    for inputs, model in zip(twin_input_sets(config.prompt), scores):
+    for inputs, model in zip(twin_input_sets(config.prompt), scores, strict=False):
         twin = InputTwin.fit(ds, index, targets, inputs, rounds, c=None)
         assert scores[model].info["config"]["c"] == twin.c and twin.c in C_GRID
         for split, rows in (("test", pairs.test), ("valid", pairs.valid)):
@@ -87,7 +99,10 @@ def test_twin_stage_fits_on_exactly_the_alignment_targets(setup, monkeypatch) ->
         assert scores[model].info["config"]["n_fit"] == 40
     # A twin fitted on the whole align fold scores otherwise: the check above can fail.
     whole = InputTwin.fit(ds, index, fold, ("rates", "cf"), rounds, c=None)
-    assert not np.allclose(scores["twin-rates+cf-none"].test.p[0], whole.predict(ds, index, ds.test.user[pairs.test], ds.test.item[pairs.test]))
+    assert not np.allclose(
+        scores["twin-rates+cf-none"].test.p[0],
+        whole.predict(ds, index, ds.test.user[pairs.test], ds.test.item[pairs.test]),
+    )
 
 
 def test_twin_stage_depends_on_the_alignment_and_is_absent_without_numbers(setup, tmp_path) -> None:

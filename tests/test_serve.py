@@ -34,7 +34,9 @@ TOLERANCE = 1e-5
 def tiny_server(tiny_model_dir, tmp_path_factory):
     """A server of the tiny llama (float32, 1 thread), shared by the module's tests."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    served = start_server(["--scorer", f"hf:{tiny_model_dir}", "--layout", "float32", "--threads", "1", "--max-wait-ms", "20"], log=log)
+    served = start_server(
+        ["--scorer", f"hf:{tiny_model_dir}", "--precision", "float32", "--threads", "1", "--max-wait-ms", "20"], log=log
+    )
     served.log = log  # type: ignore[attr-defined]
     yield served
     served.stop(timeout=10)
@@ -85,12 +87,17 @@ def two_workers_against_in_process(served: ServedScorer, in_process_spec: str) -
         results = list(pool.map(env_worker, [served.spec] * 2, [0, 100]))
     segments = [s for r in results for s in r["segments"]]
     served_p = np.array([p for r in results for p in r["p"]])
-    local = make_scorer(in_process_spec, layout="float32", cache=False)
+    local = make_scorer(in_process_spec, precision="float32", cache=False)
     local_p = local.score([Prompt(segments=tuple(s)) for s in segments])
-    assert len(segments) >= 8 and all("<|im_start|>assistant" in "".join(s) for s in segments)  # the server's chat template
+    assert len(segments) >= 8 and all(
+        "<|im_start|>assistant" in "".join(s) for s in segments
+    )  # the server's chat template
     assert {r["fingerprint"] for r in results} == {local.fingerprint}  # port-free: shared with in-process scoring
     diff = float(np.max(np.abs(served_p - local_p)))
-    print(f"{len(segments)} prompts from 2 worker processes: max |served - in-process| = {diff:.2e}; server {served.metrics()}")
+    print(
+        f"{len(segments)} prompts from 2 worker processes: max |served - in-process| = {diff:.2e}; server "
+        f"{served.metrics()}"
+    )
     np.testing.assert_allclose(served_p, local_p, atol=TOLERANCE, rtol=0)
     return diff
 
@@ -112,8 +119,7 @@ def test_requests_and_clear_errors(tiny_server) -> None:
     assert {"Yes", "No"} <= set(top) and len(top) >= 3  # the label tokens always come back
     assert 0.0 < choice["coral"]["p_yes"] < 1.0 and body["usage"]["completion_tokens"] == 1
     bad = [
-        (b"{not json", 400, "not valid JSON", None),
-        ({**ok, "model": "other"}, 404, "does not exist", "model"),
+        (b"{not json", 400, "not valid JSON", None), ({**ok, "model": "other"}, 404, "does not exist", "model"),
         ({**ok, "max_tokens": 5}, 400, "max_tokens must be 1", "max_tokens"),
         ({**ok, "logprobs": None}, 400, "logprobs must be an integer", "logprobs"),
         ({**ok, "logprobs": 50}, 400, "logprobs must be an integer in [0, 20]", "logprobs"),
@@ -125,7 +131,10 @@ def test_requests_and_clear_errors(tiny_server) -> None:
     for request, status, fragment, param in bad:
         response = _post(tiny_server, request)
         error = response.json()["error"]
-        assert (response.status_code, error["code"], error["param"]) == (status, status, param), (request, response.text)
+        assert (response.status_code, error["code"], error["param"]) == (status, status, param), (
+            request,
+            response.text,
+        )
         assert fragment in error["message"] and error["type"].endswith("_error"), error
     response = requests.get(tiny_server.root + "/v2/nothing", timeout=30)
     assert response.status_code == 404 and "no route GET /v2/nothing" in response.json()["error"]["message"]
@@ -141,12 +150,15 @@ def test_a_client_killed_mid_request_does_not_break_the_server(tiny_server) -> N
     client = make_scorer(tiny_server.spec, cache=False)
     before = client.score(probe)
     # 1. a client that leaves half-way through sending its request
-    with socket.create_connection((tiny_server.url.split("//")[1].split(":")[0], int(tiny_server.url.rsplit(":", 1)[1].split("/")[0]))) as sock:
+    with socket.create_connection(
+        (tiny_server.url.split("//")[1].split(":")[0], int(tiny_server.url.rsplit(":", 1)[1].split("/")[0]))
+    ) as sock:
         sock.sendall(b'POST /v1/completions HTTP/1.1\r\nContent-Length: 5000\r\n\r\n{"model":')
     # 2. a client process SIGKILLed while its requests (256 long prompts each) wait or are scored
     code = textwrap.dedent(f"""
         import requests, sys
-        body = {{"model": {tiny_server.model!r}, "prompt": ["word " * 100 + str(k) for k in range(256)], "max_tokens": 1, "logprobs": 20}}
+        prompts = ["word " * 100 + str(k) for k in range(256)]
+        body = {{"model": {tiny_server.model!r}, "prompt": prompts, "max_tokens": 1, "logprobs": 20}}
         while True:
             print("sending", flush=True)
             requests.post({tiny_server.url + '/completions'!r}, json=body, timeout=600)
@@ -173,7 +185,9 @@ def cache_worker(spec: str, cache: str, start: int, stop: int) -> list[float]:
     return [float(p) for p in make_scorer(spec, cache=cache).score(text_prompts(12)[start:stop])]
 
 
-def test_the_score_cache_is_shared_by_clients_and_with_in_process_scoring(tiny_server, tiny_model_dir, tmp_path) -> None:
+def test_the_score_cache_is_shared_by_clients_and_with_in_process_scoring(
+    tiny_server, tiny_model_dir, tmp_path
+) -> None:
     from llm_fixtures import text_prompts
 
     from coral.llm import make_scorer
@@ -193,7 +207,7 @@ def test_the_score_cache_is_shared_by_clients_and_with_in_process_scoring(tiny_s
     np.testing.assert_allclose(again, first + second[4:], atol=TOLERANCE, rtol=0)
     # The cache namespace is the in-process scorer's, not the URL's: a server on another port
     # (or in-process scoring of the same model and layout) shares these entries.
-    assert scorer.fingerprint == make_scorer(f"hf:{tiny_model_dir}", layout="float32", cache=False).fingerprint
+    assert scorer.fingerprint == make_scorer(f"hf:{tiny_model_dir}", precision="float32", cache=False).fingerprint
     assert tiny_server.url.rsplit(":", 1)[1].split("/")[0] not in scorer.fingerprint
 
 
@@ -201,9 +215,13 @@ def test_openai_spec_takes_a_tokenizer(tiny_model_dir) -> None:
     from coral.errors import CoralError
     from coral.llm.openai_backend import parse_openai_spec
 
-    assert parse_openai_spec("http://h:1/v1#org/model;tokenizer=embedded") == ("http://h:1/v1", "org/model", "embedded", False)
+    assert parse_openai_spec("http://h:1/v1#org/model;tokenizer=embedded") == (
+        "http://h:1/v1", "org/model", "embedded", False,
+    )
     assert parse_openai_spec("http://h:1/v1#m") == ("http://h:1/v1", "m", None, False)
-    assert parse_openai_spec("http://h:1/v1#m;tokenizer=embedded;labels_only") == ("http://h:1/v1", "m", "embedded", True)
+    assert parse_openai_spec("http://h:1/v1#m;tokenizer=embedded;labels_only") == (
+        "http://h:1/v1", "m", "embedded", True,
+    )
     with pytest.raises(CoralError, match="unknown option 'tok=x'"):
         parse_openai_spec("http://h:1/v1#m;tok=x")
 
@@ -216,7 +234,10 @@ def _fails(argv: list[str], capsys) -> str:
 
 
 def test_cli_errors_are_one_line(capsys) -> None:
-    assert _fails(["serve-scorer", "--scorer", "scripted"], capsys) == "error: --scorer must be hf, hf:PATH or aligned:DIR to be served, got 'scripted'"
+    assert (
+        _fails(["serve-scorer", "--scorer", "scripted"], capsys)
+        == "error: --scorer must be hf, hf:PATH or aligned:DIR to be served, got 'scripted'"
+    )
     assert _fails(["serve-scorer", "--port", "70000"], capsys) == "error: --port must be in 0..65535, got 70000"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -237,7 +258,10 @@ def test_sigterm_stops_the_server_cleanly(tiny_server) -> None:
 
 @pytest.mark.slow
 def test_embedded_model_two_env_workers_match_in_process(tmp_path) -> None:
-    served = start_server(["--scorer", "hf", "--layout", "float32", "--threads", "1", "--max-wait-ms", "20"], log=tmp_path / "server.log")
+    served = start_server(
+        ["--scorer", "hf", "--precision", "float32", "--threads", "1", "--max-wait-ms", "20"],
+        log=tmp_path / "server.log",
+    )
     try:
         print(f"embedded server up in {served.startup_seconds:.1f}s")
         two_workers_against_in_process(served, "hf")

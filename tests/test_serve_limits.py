@@ -22,7 +22,10 @@ from coral.serve.client import ServedScorer, start_server, stop_under_load
 
 #: 11 tokens of the embedded tokenizer; the issue's report sent 5,000 of them (about 55k tokens).
 SENTENCE = "I liked the movie Heat (1995). "
-SERVER_ARGS = ["--layout", "float32", "--threads", "1", "--max-wait-ms", "20", "--max-prompt-tokens", "2048", "--chunk-tokens", "4096"]
+SERVER_ARGS = [
+    "--precision", "float32", "--threads", "1", "--max-wait-ms", "20", "--max-prompt-tokens", "2048", "--chunk-tokens",
+    "4096",
+]
 
 
 def rss_mb(served: ServedScorer) -> float:
@@ -39,7 +42,9 @@ def body(served: ServedScorer, prompt) -> dict:
 
 def post(served: ServedScorer, payload, timeout: float = 120) -> requests.Response:
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return requests.post(served.url + "/completions", data=data, headers={"Content-Type": "application/json"}, timeout=timeout)
+    return requests.post(
+        served.url + "/completions", data=data, headers={"Content-Type": "application/json"}, timeout=timeout
+    )
 
 
 def address(served: ServedScorer) -> tuple[str, int]:
@@ -100,8 +105,14 @@ def test_malformed_bodies_get_400(server) -> None:
     ]
     for data, fragment in cases:
         response = post(server, data)
-        assert response.status_code == 400 and fragment in response.json()["error"]["message"], (data[:40], response.text)
-    for head in (b"POST /v1/completions HTTP/1.1\r\nContent-Length: abc\r\n\r\n", b"POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"):
+        assert response.status_code == 400 and fragment in response.json()["error"]["message"], (
+            data[:40],
+            response.text,
+        )
+    for head in (
+        b"POST /v1/completions HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ):
         answer = raw_request(server, head)
         assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert post(server, body(server, "Hello\nWorld")).status_code == 200
@@ -116,7 +127,9 @@ def test_64_concurrent_clients_are_all_answered(server) -> None:
     def client(k: int) -> None:
         start_together.wait()
         try:  # a fresh connection per client: all 64 connect at once
-            outcomes[k] = post(server, body(server, f"You judge movies.\nDoes user {k} like Heat (1995)? Answer:"), timeout=120).status_code
+            outcomes[k] = post(
+                server, body(server, f"You judge movies.\nDoes user {k} like Heat (1995)? Answer:"), timeout=120
+            ).status_code
         except requests.RequestException as err:
             outcomes[k] = repr(err)
 
@@ -138,7 +151,10 @@ def test_a_client_that_leaves_stops_its_work_and_frees_its_memory(server) -> Non
     before = server.metrics()
     data = json.dumps(body(server, [SENTENCE * 170 + str(k) for k in range(256)])).encode()  # 128 chunks of 2 prompts
     with socket.create_connection(address(server)) as sock:
-        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+        sock.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data)
+            + data
+        )
         deadline = time.monotonic() + 60
         while server.metrics()["chunks"] < before["chunks"] + 3:  # it is being scored
             assert time.monotonic() < deadline, "the request never started"
@@ -150,7 +166,11 @@ def test_a_client_that_leaves_stops_its_work_and_frees_its_memory(server) -> Non
     time.sleep(0.5)
     after = server.metrics()
     memory = rss_mb(server)
-    print(f"next request answered {waited:.2f} s after the client left; chunks run {after['chunks'] - before['chunks']}, prompts dropped {after['dropped_prompts'] - before['dropped_prompts']}; RSS idle {idle:.0f} MB, after {memory:.0f} MB")
+    print(
+        f"next request answered {waited:.2f} s after the client left; chunks run {after['chunks'] - before['chunks']}, "
+        f"prompts dropped {after['dropped_prompts'] - before['dropped_prompts']}; RSS idle {idle:.0f} MB, after "
+        f"{memory:.0f} MB"
+    )
     assert after["cancelled"] == before["cancelled"] + 1
     assert after["dropped_prompts"] - before["dropped_prompts"] >= 200  # at most a few of the 128 chunks ran
     assert waited < 3.0
@@ -171,7 +191,10 @@ def test_sigterm_under_load_answers_in_flight_requests_and_exits_0(tiny_model_di
 
     code, seconds, outcomes = stop_under_load(served, send)
     output = log.read_text()
-    print(f"exit {code} {seconds:.1f} s after SIGTERM; outcomes {sorted({str(s) for s in outcomes})}; {output.strip().splitlines()[-1]}")
+    print(
+        f"exit {code} {seconds:.1f} s after SIGTERM; outcomes {sorted({str(s) for s in outcomes})}; "
+        f"{output.strip().splitlines()[-1]}"
+    )
     assert code == 0 and seconds < 10
     assert (503, "the server is stopping") in outcomes  # in-flight requests got an answer, not a dropped connection
     assert "Traceback" not in output and "terminate called" not in output
@@ -182,5 +205,16 @@ def test_limit_settings_are_checked(tiny_model_dir, capsys) -> None:
 
     assert main(["serve-scorer", "--chunk-tokens", "100"]) == 2
     assert capsys.readouterr().err == "error: --chunk-tokens must be >= --max-prompt-tokens (2048), got 100\n"
-    assert main(["serve-scorer", "--scorer", f"hf:{tiny_model_dir}", "--port", "0", "--max-prompt-tokens", "5000", "--chunk-tokens", "8192"]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == "error: --max-prompt-tokens 5000 exceeds the model's context of 4096 tokens"
+    assert (
+        main(
+            [
+                "serve-scorer", "--scorer", f"hf:{tiny_model_dir}",
+                "--port", "0", "--max-prompt-tokens", "5000", "--chunk-tokens", "8192",
+            ]
+        )
+        == 2
+    )
+    assert (
+        capsys.readouterr().err.splitlines()[-1]
+        == "error: --max-prompt-tokens 5000 exceeds the model's context of 4096 tokens"
+    )

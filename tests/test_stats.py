@@ -16,10 +16,10 @@ from coral.stats import (
     UNDECIDED,
     bootstrap_aucs,
     bootstrap_counts,
-    claim_verdict,
-    claim_verdicts,
     delong,
     delong_variance,
+    interval_verdict,
+    interval_verdicts,
     mean_std,
     paired_auc_difference,
     paired_auc_differences,
@@ -34,8 +34,12 @@ from coral.stats import (
 # and S+ to analyze and compare ROC curves", BMC Bioinformatics 12:77; data from Turck et al. 2010,
 # Intensive Care Medicine 36:107-115): 113 patients after aneurysmal subarachnoid haemorrhage.
 # Outcome 1 = "Poor" (41 patients), 0 = "Good" (72); the WFNS grade (1-5) and S100B (ug/l).
-ASAH_POOR = "00001101001011001011101000000000100110110000000001100010001010011101101111000110100000010000000000001111110001000"
-ASAH_WFNS = "11113254125255125225211112121134214541425511241125521251222151125214524414121421232421451154221113125225552445111"
+ASAH_POOR = (
+    "00001101001011001011101000000000100110110000000001100010001010011101101111000110100000010000000000001111110001000"
+)
+ASAH_WFNS = (
+    "11113254125255125225211112121134214541425511241125521251222151125214524414121421232421451154221113125225552445111"
+)
 ASAH_S100B = """
 0.13 0.14 0.1 0.04 0.13 0.1 0.47 0.16 0.18 0.1 0.12 0.1 0.44 0.71 0.04 0.08 0.49 0.04 0.07 0.33
 0.09 0.09 0.07 0.11 0.07 0.17 0.07 0.11 0.13 0.19 0.05 0.16 0.41 0.14 0.34 0.35 0.48 0.09 0.96
@@ -241,7 +245,9 @@ def test_pooled_difference_by_hand_and_with_one_seed():
 
 def test_pooled_interval_narrows_with_more_seeds():
     runs = [planted(n=400, seed=s) for s in range(4)]
-    one = pooled_auc_difference([r[0] for r in runs[:1]], [r[1] for r in runs[:1]], [r[2] for r in runs[:1]], n_boot=500)
+    one = pooled_auc_difference(
+        [r[0] for r in runs[:1]], [r[1] for r in runs[:1]], [r[2] for r in runs[:1]], n_boot=500
+    )
     four = pooled_auc_difference([r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs], n_boot=500)
     assert four.high - four.low < 0.7 * (one.high - one.low)
 
@@ -267,14 +273,14 @@ def test_pooled_interval_narrows_with_more_seeds():
     ],
 )
 def test_verdict_table_reads_both_sides_symmetrically(low, high, better, worse):
-    assert claim_verdicts(low, high) == (better, worse)
-    assert claim_verdict(low, high) == better
-    assert claim_verdicts(-high, -low) == (worse, better)  # the mirror image swaps the readings
+    assert interval_verdicts(low, high) == (better, worse)
+    assert interval_verdict(low, high) == better
+    assert interval_verdicts(-high, -low) == (worse, better)  # the mirror image swaps the readings
 
 
 def test_verdict_margin():
-    assert claim_verdict(-0.01, 0.03, margin=0.05) == NOT_SUPPORTED
-    assert claim_verdicts(-0.03, 0.01, margin=0.05) == (NOT_SUPPORTED, NOT_SUPPORTED)
+    assert interval_verdict(-0.01, 0.03, margin=0.05) == NOT_SUPPORTED
+    assert interval_verdicts(-0.03, 0.01, margin=0.05) == (NOT_SUPPORTED, NOT_SUPPORTED)
 
 
 def _seeds_that_disagree(n: int = 3000, n_seeds: int = 5):
@@ -296,8 +302,8 @@ def test_two_level_bootstrap_is_undecided_where_seeds_disagree_though_pairs_are_
     pooled = pooled_auc_difference(ys, a, b, n_boot=400, seed=1)
     two_level = two_level_auc_difference(ys, a, b, n_boot=400, seed=1)
     assert pooled.estimate == pytest.approx(two_level.estimate)
-    assert claim_verdict(pooled.low, pooled.high) == SUPPORTED  # the pairs alone exclude 0
-    assert claim_verdict(two_level.low, two_level.high) == UNDECIDED  # the seeds do not
+    assert interval_verdict(pooled.low, pooled.high) == SUPPORTED  # the pairs alone exclude 0
+    assert interval_verdict(two_level.low, two_level.high) == UNDECIDED  # the seeds do not
     assert two_level.low < 0 < two_level.high
     assert two_level.t_low < 0 < two_level.t_high
 
@@ -307,7 +313,7 @@ def test_two_level_bootstrap_of_agreeing_seeds_is_close_to_the_pooled_one_and_on
     ys, a, b = ([r[k] for r in runs] for k in range(3))
     two_level = two_level_auc_difference(ys, a, b, n_boot=600, seed=2)
     pooled = pooled_auc_difference(ys, a, b, n_boot=600, seed=2)
-    assert claim_verdict(two_level.low, two_level.high) == SUPPORTED
+    assert interval_verdict(two_level.low, two_level.high) == SUPPORTED
     assert two_level.high - two_level.low >= 0.9 * (pooled.high - pooled.low)  # it adds the seed spread, never removes
     one = two_level_auc_difference(ys[:1], a[:1], b[:1], n_boot=2000, seed=3)
     pair = paired_auc_difference(ys[0], a[0], b[0], n_boot=2000, seed=3)
@@ -354,8 +360,13 @@ def test_bootstrap_auc_ci_is_the_rank_based_percentile_interval():
     y, informative, _ = planted(n=300)
     low, high = bootstrap_auc_ci(y, informative, n_boot=150, seed=3)
     counts = np.concatenate(list(bootstrap_counts(len(y), 150, np.random.default_rng(3))))
-    reference = [roc_auc_score(y[np.repeat(np.arange(len(y)), c)], informative[np.repeat(np.arange(len(y)), c)]) for c in counts]
-    assert (low, high) == (pytest.approx(np.quantile(reference, 0.025), abs=1e-12), pytest.approx(np.quantile(reference, 0.975), abs=1e-12))
+    reference = [
+        roc_auc_score(y[np.repeat(np.arange(len(y)), c)], informative[np.repeat(np.arange(len(y)), c)]) for c in counts
+    ]
+    assert (low, high) == (
+        pytest.approx(np.quantile(reference, 0.025), abs=1e-12),
+        pytest.approx(np.quantile(reference, 0.975), abs=1e-12),
+    )
     assert low < roc_auc_score(y, informative) < high
 
 

@@ -20,7 +20,7 @@ def dataset():
 def hand_counts(dataset, user: int, item: int) -> tuple[int, int, int, int]:
     """Loops over the training rows, the pair's own row skipped."""
     ul = ur = il = ir = 0
-    for u, i, y in zip(dataset.train.user, dataset.train.item, dataset.train.label):
+    for u, i, y in zip(dataset.train.user, dataset.train.item, dataset.train.label, strict=False):
         if (int(u), int(i)) == (user, item):
             continue
         if int(u) == user:
@@ -32,13 +32,16 @@ def hand_counts(dataset, user: int, item: int) -> tuple[int, int, int, int]:
 
 def test_like_counts_leave_the_pairs_own_interaction_out(dataset):
     counts = LikeCounts.of(dataset)
-    train_pairs = list(zip(dataset.train.user[:20], dataset.train.item[:20]))
-    valid_pairs = list(zip(dataset.valid.user, dataset.valid.item))
+    train_pairs = list(zip(dataset.train.user[:20], dataset.train.item[:20], strict=False))
+    valid_pairs = list(zip(dataset.valid.user, dataset.valid.item, strict=False))
     for u, i in train_pairs + valid_pairs:
         assert counts.pair(int(u), int(i)) == hand_counts(dataset, int(u), int(i))
     # A training pair's own label is gone: its counts equal the full counts minus its row.
     u, i, y = int(dataset.train.user[0]), int(dataset.train.item[0]), int(dataset.train.label[0])
-    assert counts.pair(u, i)[1] == int((dataset.train.user == u).sum()) - 1 and counts.pair(u, i)[0] == int(dataset.train.label[dataset.train.user == u].sum()) - y
+    assert (
+        counts.pair(u, i)[1] == int((dataset.train.user == u).sum()) - 1
+        and counts.pair(u, i)[0] == int(dataset.train.label[dataset.train.user == u].sum()) - y
+    )
 
 
 def test_base_rate_prompt_lines_state_the_hand_counted_shares(dataset):
@@ -49,9 +52,19 @@ def test_base_rate_prompt_lines_state_the_hand_counted_shares(dataset):
     text = builder.build(u, i).text
     assert f"User {u} liked {round(100 * ul / ur)}% of {ur} rated items.\n" in text
     assert f"This item was liked by {round(100 * il / ir)}% of {ir} raters.\n" in text
-    assert text.replace(f"User {u} liked {round(100 * ul / ur)}% of {ur} rated items.\nThis item was liked by {round(100 * il / ir)}% of {ir} raters.\n", "") == plain.build(u, i).text
+    assert (
+        text.replace(
+            f"User {u} liked {round(100 * ul / ur)}% of {ur} rated items.\nThis item was liked by "
+            f"{round(100 * il / ir)}% of {ir} raters.\n",
+            "",
+        )
+        == plain.build(u, i).text
+    )
     assert builder.version != plain.version and "-rates-" in builder.version
-    assert plain.version == PromptBuilder(dataset, PromptConfig(chat_template=False, base_rates=False, cf_tokens=0)).version
+    assert (
+        plain.version
+        == PromptBuilder(dataset, PromptConfig(chat_template=False, base_rates=False, cf_tokens=0)).version
+    )
 
 
 def test_base_rate_features_are_the_prompts_numbers():
@@ -75,10 +88,15 @@ def test_base_rate_twin_equals_a_hand_fitted_logistic_regression(dataset):
 
     def features(users, items):
         out = []
-        for u, i in zip(users, items):
+        for u, i in zip(users, items, strict=False):
             ul, ur, il, ir = hand_counts(dataset, int(u), int(i))
             # the whole percents the prompt writes (Python's round, as "liked 45% of 120")
-            out.append([round(100 * ul / ur) / 100 if ur else 0.5, np.log1p(ur), ur == 0, round(100 * il / ir) / 100 if ir else 0.5, np.log1p(ir), ir == 0])
+            out.append(
+                [
+                    round(100 * ul / ur) / 100 if ur else 0.5, np.log1p(ur), ur == 0,
+                    round(100 * il / ir) / 100 if ir else 0.5, np.log1p(ir), ir == 0,
+                ]
+            )
         return np.array(out, dtype=np.float64)
 
     x = features(rows.user, rows.item)
@@ -101,7 +119,11 @@ def test_score_twins_fits_each_input_set_once_and_scores_every_split(dataset):
     index = evidence_index(dataset, random_embeddings(dataset, dim=4, seed=0))
     rows = fold_interactions(dataset, "align")
     pairs = {"test": (dataset.test.user, dataset.test.item), "valid": (dataset.valid.user, dataset.valid.item)}
-    assert inputs_of(PromptConfig()) == ("share",) and inputs_of(PromptConfig(base_rates=True, cf_tokens=4)) == ("rates", "cf", "share")
+    assert inputs_of(PromptConfig()) == ("share",) and inputs_of(PromptConfig(base_rates=True, cf_tokens=4)) == (
+        "rates",
+        "cf",
+        "share",
+    )
     out = score_twins(dataset, index, rows, pairs, [("rates",), ("rates", "cf", "share")])
     assert list(out) == ["LR(base rates)", "LR(base rates + CF embeddings + like-share@5)"]
     single = InputTwin.fit(dataset, index, rows, ("rates",))

@@ -32,7 +32,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 #: Engine arguments the double accepts: the ones coral passes or documents (a subset of EngineArgs).
-LLM_OPTIONS = frozenset({"dtype", "enable_prefix_caching", "max_logprobs", "logprobs_mode", "gpu_memory_utilization", "max_model_len", "seed", "tensor_parallel_size", "enforce_eager", "generation_config"})
+LLM_OPTIONS = frozenset(
+    {
+        "dtype", "enable_prefix_caching", "max_logprobs", "logprobs_mode", "gpu_memory_utilization", "max_model_len",
+        "seed", "tensor_parallel_size", "enforce_eager", "generation_config",
+    }
+)
 LOGPROBS_MODES = ("raw_logits", "raw_logprobs", "processed_logits", "processed_logprobs")
 
 
@@ -122,11 +127,17 @@ def make_fake_vllm(tokenizer: Any, logits_fn: Callable[[list[int]], np.ndarray])
         def get_tokenizer(self) -> Any:
             return tokenizer
 
-        def generate(self, prompts: Sequence[Any], sampling_params: SamplingParams | None = None, *, use_tqdm: bool = True, **options: Any) -> list[RequestOutput]:
+        def generate(
+            self, prompts: Sequence[Any], sampling_params: SamplingParams | None = None, *, use_tqdm: bool = True,
+            **options: Any,
+        ) -> list[RequestOutput]:
             params = sampling_params if sampling_params is not None else SamplingParams()
             recorder.generate_calls.append((list(prompts), params, {"use_tqdm": use_tqdm, **options}))
             if params.logprobs is not None and params.logprobs > self.max_logprobs:
-                raise ValueError(f"Requested sample logprobs of {params.logprobs}, which is greater than max allowed: {self.max_logprobs}")
+                raise ValueError(
+                    f"Requested sample logprobs of {params.logprobs}, which is greater than max allowed: "
+                    f"{self.max_logprobs}"
+                )
             if params.allowed_token_ids is not None:
                 if not params.allowed_token_ids:
                     raise ValueError("allowed_token_ids is not None and empty!")
@@ -135,7 +146,10 @@ def make_fake_vllm(tokenizer: Any, logits_fn: Callable[[list[int]], np.ndarray])
             outputs = []
             for n, prompt in enumerate(prompts):
                 if not isinstance(prompt, dict) or set(prompt) != {"prompt_token_ids"}:
-                    raise TypeError(f"prompt {n}: the double takes token-id prompts only, {{'prompt_token_ids': [...]}}, got {prompt!r:.80}")
+                    raise TypeError(
+                        f"prompt {n}: the double takes token-id prompts only, {{'prompt_token_ids': [...]}}, got "
+                        f"{prompt!r:.80}"
+                    )
                 ids = prompt["prompt_token_ids"]
                 if not ids:
                     raise ValueError("The decoder prompt cannot be empty")
@@ -173,7 +187,9 @@ def make_fake_vllm(tokenizer: Any, logits_fn: Callable[[list[int]], np.ndarray])
                 table = {int(t): entry(int(t)) for t in order[: params.logprobs]}
                 table.setdefault(sampled, entry(sampled))
             text = tokenizer.decode([sampled])
-            return RequestOutput(request_id, ids, [CompletionOutput(0, text, [sampled], [table] if table is not None else None)])
+            return RequestOutput(
+                request_id, ids, [CompletionOutput(0, text, [sampled], [table] if table is not None else None)]
+            )
 
     module = types.ModuleType("vllm")
     module.LLM = LLM  # type: ignore[attr-defined]

@@ -7,12 +7,31 @@ from typing import Any
 
 from coral.align.config import AlignConfig
 from coral.io import atomic_write_json
-from coral.llm.aligned import ADAPTER_DIR, CF_FILE, EXAMPLES_FILE, FORMAT_VERSION, HEAD_FILE, LOG_FILE, META_FILE, METRICS_FILE, TOPK_FILE, identity, load_aligned_scorer, read_meta
+from coral.llm.aligned import (
+    ADAPTER_DIR,
+    CF_FILE,
+    EXAMPLES_FILE,
+    FORMAT_VERSION,
+    HEAD_FILE,
+    LOG_FILE,
+    META_FILE,
+    METRICS_FILE,
+    TOPK_FILE,
+    identity,
+    load_aligned_scorer,
+    read_meta,
+)
 
-__all__ = ["ADAPTER_DIR", "EXAMPLES_FILE", "HEAD_FILE", "TOPK_FILE", "LOG_FILE", "META_FILE", "METRICS_FILE", "identity", "load_aligned_scorer", "read_meta", "save_result"]
+__all__ = [
+    "ADAPTER_DIR", "EXAMPLES_FILE", "HEAD_FILE", "TOPK_FILE", "LOG_FILE", "META_FILE", "METRICS_FILE", "identity",
+    "load_aligned_scorer", "read_meta", "save_result",
+]
 
 
-def save_result(directory: Path, config: AlignConfig, *, peft_model: Any = None, head: Any = None, topk_state: dict | None = None, cf_state: dict | None = None, dataset_name: str, dataset_fingerprint: str, prompt_version: str, summary: dict) -> str:
+def save_result(
+    directory: Path, config: AlignConfig, *, peft_model: Any = None, head: Any = None, topk_state: dict | None = None,
+    cf_state: dict | None = None, dataset_name: str, dataset_fingerprint: str, prompt_version: str, summary: dict,
+) -> str:
     """Write the weights and ``align.json`` (last, so a directory with it is complete); returns the identity.
 
     :param peft_model: the trained peft model (method "lora").
@@ -33,13 +52,8 @@ def save_result(directory: Path, config: AlignConfig, *, peft_model: Any = None,
     atomic_write_json(
         directory / META_FILE,
         {
-            "format": FORMAT_VERSION,
-            "method": config.method,
-            "config": config.to_dict(),
-            "dataset": dataset_name,
-            "dataset_fingerprint": dataset_fingerprint,
-            "prompt_version": prompt_version,
-            "summary": summary,
+            "format": FORMAT_VERSION, "method": config.method, "config": config.to_dict(), "dataset": dataset_name,
+            "dataset_fingerprint": dataset_fingerprint, "prompt_version": prompt_version, "summary": summary,
         },
     )
     return identity(directory)

@@ -36,18 +36,22 @@ class AlignConfig:
     seed: int = 0
     """Seed of the example sampling, the evidence draws and the LoRA initialisation."""
     n_train: int = 128
-    """Training prompts (sub-sampled from the training split; a negative may appear several times with different evidence)."""
+    """Training prompts (sub-sampled from the training split; a negative may appear several times with different
+    evidence)."""
     source_split: Literal["train", "tail_train"] = "train"
     """Where training targets come from: the whole training split or its tail-item part."""
     balance: Balancing = "sample"
-    """Class balance: sample = half the prompts are negatives (re-drawn with other evidence); weight = inverse-frequency loss weights."""
+    """Class balance: sample = half the prompts are negatives (re-drawn with other evidence); weight = inverse-frequency
+    loss weights."""
     rounds: int = ROUNDS
     """K: each prompt gets a collaborative block of 0..K pieces of evidence (uniform), as the evaluation's K rounds."""
     policies: tuple[Policy, ...] = POLICIES
     """Retrieval policies that pick the evidence, one drawn uniformly per prompt: random (uniform over training
-    interactions) and greedy (the observed training interactions nearest to the target pair in warm-start embeddings)."""
+    interactions) and greedy (the observed training interactions nearest to the target pair in warm-start
+    embeddings)."""
     warm: WarmStartConfig = section(WarmStartConfig, flat=True)
-    """The greedy policy's and method topk's evidence embeddings (as the environment's warm start, seed 0), and the tail-train folds: the warm start is fitted on head + its fold, alignment targets come from the align fold."""
+    """The greedy policy's and method topk's evidence embeddings (as the environment's warm start, seed 0), and the
+    tail-train folds: the warm start is fitted on head + its fold, alignment targets come from the align fold."""
     prompt: PromptConfig = section(PromptConfig)
     """How the training prompts are written; saved with the scorer, so that every place that scores it builds the same
     prompts (coral.llm.prompt.scorer_prompt_builder). prompt.cf_tokens > 0 trains a projection of the warm-start
@@ -90,7 +94,8 @@ class AlignConfig:
     topk_batch: int = 8
     """Targets (trees) per optimiser step."""
     cf_hidden: int = 256
-    """Method topk with prompt.cf_tokens: hidden units of the two-layer projection of [e_u, e_i, e_u * e_i] into the soft tokens."""
+    """Method topk with prompt.cf_tokens: hidden units of the two-layer projection of [e_u, e_i, e_u * e_i] into the
+    soft tokens."""
     cf_lr: float = 1e-3
     """Method topk with prompt.cf_tokens: AdamW peak learning rate of the projection (its output layer starts at zero:
     the scorer starts as the model without soft tokens)."""
@@ -99,19 +104,34 @@ class AlignConfig:
     """Inverse L2 strength (scikit-learn's C) of the logistic readout, on standardised features."""
     # ---- validation ----
     n_valid: int = 40
-    """Validation interactions scored to report the result (0 = all): every negative (up to half) plus random positives."""
+    """Validation interactions scored to report the result (0 = all): every negative (up to half) plus random
+    positives."""
     threads: int = 2
     """torch threads."""
 
     def __post_init__(self) -> None:
-        require(bool(self.policies) and set(self.policies) <= set(POLICIES), "policies", f"must be a non-empty subset of {', '.join(POLICIES)}, got {self.policies}")
+        require(
+            bool(self.policies) and set(self.policies) <= set(POLICIES),
+            "policies",
+            f"must be a non-empty subset of {', '.join(POLICIES)}, got {self.policies}",
+        )
         require(self.n_train >= 2, "n_train", f"must be >= 2, got {self.n_train}")
         require(self.rounds >= 0, "rounds", f"must be >= 0, got {self.rounds}")
-        for name in ("epochs", "grad_accum", "lora_r", "threads", "topk_layers", "topk_targets", "topk_epochs", "topk_batch"):
+        for name in (
+            "epochs", "grad_accum", "lora_r", "threads", "topk_layers", "topk_targets", "topk_epochs", "topk_batch",
+        ):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         require(self.topk_lr > 0, "topk_lr", f"must be > 0, got {self.topk_lr}")
-        require(self.cf_lr > 0 and self.cf_hidden >= 1, "cf_lr", f"cf_lr must be > 0 and cf_hidden >= 1, got {self.cf_lr}, {self.cf_hidden}")
-        require(self.method == "topk" or not self.prompt.cf_tokens, "prompt.cf_tokens", f"soft tokens are trained by method topk only, not {self.method!r}")
+        require(
+            self.cf_lr > 0 and self.cf_hidden >= 1,
+            "cf_lr",
+            f"cf_lr must be > 0 and cf_hidden >= 1, got {self.cf_lr}, {self.cf_hidden}",
+        )
+        require(
+            self.method == "topk" or not self.prompt.cf_tokens,
+            "prompt.cf_tokens",
+            f"soft tokens are trained by method topk only, not {self.method!r}",
+        )
         for name in ("lora_layers", "checkpoint_steps", "n_valid", "topk_trunk", "topk_stop_pairs"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         object.__setattr__(self, "policies", tuple(self.policies))
@@ -121,7 +141,8 @@ class AlignConfig:
         return to_dict(self)
 
     def resolved(self) -> "AlignConfig":
-        """This config with ``dtype`` ``auto`` replaced by what this machine picks (:func:`coral.align.precision.resolve_align_dtype`),
+        """This config with ``dtype`` ``auto`` replaced by what this machine picks
+        (:func:`coral.align.precision.resolve_align_dtype`),
         so that a result and a stage identity name the arithmetic that produced them."""
         from coral.align.precision import resolve_align_dtype
 

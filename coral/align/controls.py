@@ -50,13 +50,15 @@ def transplant(piece: Evidence, partner: tuple[int, int], target: tuple[int, int
     return piece
 
 
-def control_evidence(index: Any, users: np.ndarray, items: np.ndarray, k: int, seed: int) -> dict[str, list[tuple[Evidence, ...]]]:
+def control_evidence(
+    index: Any, users: np.ndarray, items: np.ndarray, k: int, seed: int
+) -> dict[str, list[tuple[Evidence, ...]]]:
     """Evidence of each control for each target (nearest, random, shuffled), all through the leakage guard.
 
     :param index: the evidence index (:class:`coral.retrieval.EvidenceIndex`).
     """
     rng = np.random.default_rng([seed, 7])
-    branches = [nearest_and_random(index, int(u), int(i), k, k, rng) for u, i in zip(users, items)]
+    branches = [nearest_and_random(index, int(u), int(i), k, k, rng) for u, i in zip(users, items, strict=False)]
     nearest = [b["nearest"] for b in branches]
     shuffled = []
     for j, partner in enumerate(shuffled_partners(users, items, seed)):
@@ -73,7 +75,10 @@ def control_evidence(index: Any, users: np.ndarray, items: np.ndarray, k: int, s
     return {"nearest": nearest, "random": [b["random"] for b in branches], "shuffled": shuffled}
 
 
-def evidence_controls(scorer: Any, dataset: CoralDataset, builder: Any, split: str, rows: np.ndarray, index: Any, k: int = 5, seed: int = 0, n_boot: int = 2000, progress: bool = True) -> dict[str, Any]:
+def evidence_controls(
+    scorer: Any, dataset: CoralDataset, builder: Any, split: str, rows: np.ndarray, index: Any, k: int = 5,
+    seed: int = 0, n_boot: int = 2000, progress: bool = True,
+) -> dict[str, Any]:
     """AUC of ``scorer`` on ``rows`` of ``split`` under each control, and the paired difference vs no evidence.
 
     :param scorer: the scorer examined (any :class:`coral.llm.Scorer`).
@@ -106,7 +111,7 @@ def evidence_controls(scorer: Any, dataset: CoralDataset, builder: Any, split: s
             for name in ("random", "shuffled"):
                 prompts.append(builder.build(u, i, evidence[name][j]))
                 slots.append((name, j))
-        for (slot, j), p in zip(slots, scorer.score(prompts)):
+        for (slot, j), p in zip(slots, scorer.score(prompts), strict=False):
             if isinstance(slot, int):
                 by_pieces[slot, j] = p
             else:
@@ -121,13 +126,17 @@ def evidence_controls(scorer: Any, dataset: CoralDataset, builder: Any, split: s
         result = paired_auc_difference(y, scores[name], scores["none"], n_boot=n_boot, seed=seed)
         controls[name] = {"auc": result.auc_a, "pieces": k if name != "none" else 0}
         if name != "none":
-            controls[name].update({"delta_vs_none": result.diff, "low": result.low, "high": result.high, "p_value": result.p_value})
+            controls[name].update(
+                {"delta_vs_none": result.diff, "low": result.low, "high": result.high, "p_value": result.p_value}
+            )
     from sklearn.metrics import roc_auc_score
 
     return {
         "controls": controls,
         "nearest_by_pieces": [float(roc_auc_score(y, by_pieces[m])) for m in range(k + 1)],
-        "mean_pieces": {name: float(np.mean([len(e) for e in evidence[name]])) for name in ("nearest", "random", "shuffled")},
+        "mean_pieces": {
+            name: float(np.mean([len(e) for e in evidence[name]])) for name in ("nearest", "random", "shuffled")
+        },
         "n": int(len(rows)),
         "n_negative": int((y == 0).sum()),
         "p": {name: scores[name] for name in CONTROLS},
@@ -136,7 +145,8 @@ def evidence_controls(scorer: Any, dataset: CoralDataset, builder: Any, split: s
 
 
 def controls_table(figures: dict[str, Any], percent: bool = False) -> str:
-    """The controls as a Markdown table (AUC, paired Δ vs no evidence with its 95% interval and p), in :data:`CONTROLS` order.
+    """The controls as a Markdown table (AUC, paired Δ vs no evidence with its 95% interval and p), in :data:`CONTROLS`
+    order.
 
     :param figures: :func:`evidence_controls`' result, or its ``controls`` part read back from JSON.
     :param percent: AUC points x100 with two decimals (results.md) instead of AUC with three.

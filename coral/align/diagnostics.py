@@ -32,12 +32,8 @@ from coral.retrieval import WarmStartConfig
 
 
 def score_trajectories(
-    scorer: Scorer,
-    builder: Any,
-    targets: Sequence[tuple[int, int]],
-    evidence: Sequence[Sequence[Any]],
-    chunk: int = 32,
-    progress: bool = True,
+    scorer: Scorer, builder: Any, targets: Sequence[tuple[int, int]], evidence: Sequence[Sequence[Any]],
+    chunk: int = 32, progress: bool = True,
 ) -> np.ndarray:
     """(n, K+1) P(Yes) after 0..K pieces of each target's evidence (NaN past a shorter trajectory).
 
@@ -66,18 +62,9 @@ def score_trajectories(
 
 
 def evidence_diagnostics(
-    scorer: Scorer,
-    dataset: CoralDataset,
-    builder: Any,
-    split: str = "valid",
-    *,
-    rounds: int = ROUNDS,
-    policies: Sequence[str] = ("random", "greedy"),
-    warm: Any = WarmStartConfig(),
-    n_pairs: int = 0,
-    seed: int = 0,
-    n_boot: int = 1000,
-    progress: bool = True,
+    scorer: Scorer, dataset: CoralDataset, builder: Any, split: str = "valid", *, rounds: int = ROUNDS,
+    policies: Sequence[str] = ("random", "greedy"), warm: Any = WarmStartConfig(), n_pairs: int = 0, seed: int = 0,
+    n_boot: int = 1000, progress: bool = True,
 ) -> dict[str, Any]:
     """LLM-only AUC, AUC with K pieces of evidence, and how much and which way one piece moves p.
 
@@ -88,7 +75,8 @@ def evidence_diagnostics(
     :param rounds: evidence pieces per trajectory (K).
     :param policies: retrieval policies, alternated over pairs.
     :param warm: the greedy policy's embeddings: a warm start, or tables (an object with user and item arrays).
-    :param n_pairs: score this many pairs, a seeded sample keeping both classes (0 = all; :func:`coral.data.sample.stratified_subset`).
+    :param n_pairs: score this many pairs, a seeded sample keeping both classes (0 = all;
+        :func:`coral.data.sample.stratified_subset`).
     :param seed: seed of the sample and of the random policy.
     :param n_boot: bootstrap resamples of the AUC intervals of p_0 and p_K (0 = none).
     :param progress: show a progress bar.
@@ -108,14 +96,8 @@ def evidence_diagnostics(
     for j, ev in enumerate(evidence):
         ev_labels[j, : len(ev)] = [e.label for e in ev]
     return {
-        "split": split,
-        "n_pairs": len(targets),
-        "n_negative": int((labels == 0).sum()),
-        "rounds": int(p.shape[1] - 1),
-        **_auc_figures(p, labels, n_boot, seed),
-        **_movement_figures(p, ev_labels),
-        "p": p,
-        "labels": labels,
+        "split": split, "n_pairs": len(targets), "n_negative": int((labels == 0).sum()), "rounds": int(p.shape[1] - 1),
+        **_auc_figures(p, labels, n_boot, seed), **_movement_figures(p, ev_labels), "p": p, "labels": labels,
         "evidence_labels": ev_labels,
     }
 
@@ -130,12 +112,8 @@ def _auc_figures(p: np.ndarray, labels: np.ndarray, n_boot: int, seed: int) -> d
     at_0, at_k = metrics(p[:, 0], n_boot), metrics(p[:, -1], n_boot)
     aucs = [metrics(p[:, t], 0)["auc"] for t in range(p.shape[1])]
     return {
-        "auc_llm_only": at_0["auc"],
-        "auc_llm_only_ci": [at_0["auc_ci_low"], at_0["auc_ci_high"]],
-        "auc_k": at_k["auc"],
-        "auc_k_ci": [at_k["auc_ci_low"], at_k["auc_ci_high"]],
-        "auc_by_t": aucs,
-        "auc_mean_0k": float(np.mean(aucs)),
+        "auc_llm_only": at_0["auc"], "auc_llm_only_ci": [at_0["auc_ci_low"], at_0["auc_ci_high"]], "auc_k": at_k["auc"],
+        "auc_k_ci": [at_k["auc_ci_low"], at_k["auc_ci_high"]], "auc_by_t": aucs, "auc_mean_0k": float(np.mean(aucs)),
         "mean_p0": float(np.nanmean(p[:, 0])),
     }
 
@@ -153,7 +131,9 @@ def _movement_figures(p: np.ndarray, ev_labels: np.ndarray) -> dict[str, Any]:
         "share_toward_label": float(toward.sum() / moved.sum()) if moved.any() else float("nan"),
         # Random evidence on a 98%-positive dataset is nearly all "liked": a scorer that raises p
         # on any evidence scores high on the plain share, so the per-label mean also matters.
-        "share_toward_label_balanced": float(np.mean([toward[m].mean() for m in (liked, disliked) if m.any()])) if moved.any() else float("nan"),
+        "share_toward_label_balanced": float(np.mean([toward[m].mean() for m in (liked, disliked) if m.any()]))
+        if moved.any()
+        else float("nan"),
         "mean_dp_liked": float(dp[liked].mean()) if liked.any() else float("nan"),
         "mean_dp_disliked": float(dp[disliked].mean()) if disliked.any() else float("nan"),
         "n_pieces": int(moved.sum()),

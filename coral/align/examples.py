@@ -35,12 +35,20 @@ class AlignExample:
     """Which retrieval policy chose the evidence ("none" for an empty block)."""
 
     def to_json(self) -> str:
-        return json.dumps({"user": self.user, "item": self.item, "label": self.label, "policy": self.policy, "evidence": [list(e) for e in self.evidence]})
+        return json.dumps(
+            {
+                "user": self.user, "item": self.item, "label": self.label, "policy": self.policy,
+                "evidence": [list(e) for e in self.evidence],
+            }
+        )
 
     @classmethod
     def from_json(cls, line: str) -> "AlignExample":
         d = json.loads(line)
-        return cls(int(d["user"]), int(d["item"]), int(d["label"]), tuple(Evidence(*map(int, e)) for e in d["evidence"]), str(d["policy"]))
+        return cls(
+            int(d["user"]), int(d["item"]), int(d["label"]), tuple(Evidence(*map(int, e)) for e in d["evidence"]),
+            str(d["policy"]),
+        )
 
 
 def save_examples(path: str | Path, examples: Sequence[AlignExample]) -> None:
@@ -62,7 +70,8 @@ class EvidenceSampler:
     the evidence index's leakage guard.
 
     :param dataset: the dataset (its training split is the pool).
-    :param warm: a warm start (:class:`coral.retrieval.WarmStartConfig`) or embedding tables (an object with user/item arrays).
+    :param warm: a warm start (:class:`coral.retrieval.WarmStartConfig`) or embedding tables (an object with user/item
+        arrays).
     :param seed: seed of the warm-start embeddings (as the environment's ``embedding_seed``).
     """
 
@@ -103,7 +112,10 @@ def _pick_targets(pool: Interactions, config: AlignConfig, rng: np.random.Genera
     for label, share in ((0, n // 2), (1, n - n // 2)):
         candidates = np.flatnonzero(pool.label == label)
         if len(candidates) == 0:
-            raise CoralError(f"cannot balance alignment examples: the training split has no {'negative' if label == 0 else 'positive'} interactions")
+            raise CoralError(
+                "cannot balance alignment examples: the training split has no "
+                f"{'negative' if label == 0 else 'positive'} interactions"
+            )
         # Every candidate once (shuffled) before any repeats; a repeat gets different evidence.
         reps = -(-share // len(candidates))
         order = np.concatenate([rng.permutation(candidates) for _ in range(reps)])[:share]
@@ -111,7 +123,9 @@ def _pick_targets(pool: Interactions, config: AlignConfig, rng: np.random.Genera
     return rng.permutation(np.concatenate(rows))
 
 
-def build_examples(dataset: CoralDataset, config: AlignConfig, sampler: EvidenceSampler, split: str | None = None, n: int | None = None) -> list[AlignExample]:
+def build_examples(
+    dataset: CoralDataset, config: AlignConfig, sampler: EvidenceSampler, split: str | None = None, n: int | None = None
+) -> list[AlignExample]:
     """Sample alignment examples: targets from a split, each with 0..K evidence from one policy.
 
     :param dataset: the dataset.

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from coral.align.config import AlignConfig
-from coral.llm.readout import last_hidden, yes_no_logit
 from coral.errors import CoralError
 from coral.llm.labels import LabelTokens
+from coral.llm.readout import last_hidden, yes_no_logit
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
@@ -37,13 +37,8 @@ def lora_config(config: AlignConfig, n_layers: int):
 
     layers = list(range(max(0, n_layers - config.lora_layers), n_layers)) if config.lora_layers else None
     return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_targets),
-        layers_to_transform=layers,
-        bias="none",
-        task_type="CAUSAL_LM",
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_targets), layers_to_transform=layers, bias="none", task_type="CAUSAL_LM",
     )
 
 
@@ -90,14 +85,18 @@ def _load_state(directory: Path, model: Any, optimizer: torch.optim.Optimizer, c
         return None
     state = json.loads(state_file.read_text())
     if state.get("config_hash") != config_hash:
-        raise CoralError(f"{directory} holds a checkpoint of another alignment config ({state.get('config_hash')} vs {config_hash}); use a new --out or --restart")
+        raise CoralError(
+            f"{directory} holds a checkpoint of another alignment config ({state.get('config_hash')} vs "
+            f"{config_hash}); use a new --out or --restart"
+        )
     set_peft_model_state_dict(model, load_file(directory / "adapter_model.safetensors"))
     optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
     return state
 
 
 def lr_schedule(config: AlignConfig, total_steps: int) -> Callable[[int], float]:
-    """The learning rate of each optimiser step: linear warm-up over the first 10% of steps, then linear decay to 10%."""
+    """The learning rate of each optimiser step: linear warm-up over the first 10% of steps, then linear decay to
+    10%."""
 
     def lr_at(step: int) -> float:
         warm = max(1, total_steps // 10)
@@ -108,7 +107,10 @@ def lr_schedule(config: AlignConfig, total_steps: int) -> Callable[[int], float]
     return lr_at
 
 
-def _accumulate(peft_model: Any, token_ids: Sequence[Sequence[int]], labels: np.ndarray, chunk: np.ndarray, weights: tuple[float, float], label_tokens: LabelTokens, bar: Any) -> list[float]:
+def _accumulate(
+    peft_model: Any, token_ids: Sequence[Sequence[int]], labels: np.ndarray, chunk: np.ndarray,
+    weights: tuple[float, float], label_tokens: LabelTokens, bar: Any,
+) -> list[float]:
     """Forward and backward passes of one optimiser step's prompts, one prompt at a time (gradients
     accumulate, each loss weighted by its class weight over the chunk's sum); returns their losses."""
     w_neg, w_pos = weights
@@ -126,7 +128,10 @@ def _accumulate(peft_model: Any, token_ids: Sequence[Sequence[int]], labels: np.
     return losses
 
 
-def _end_epoch(state: dict, running: list[float], peft_model: Any, optimizer: Any, config: AlignConfig, out_dir: Path, log: Callable[[dict], None]) -> None:
+def _end_epoch(
+    state: dict, running: list[float], peft_model: Any, optimizer: Any, config: AlignConfig, out_dir: Path,
+    log: Callable[[dict], None],
+) -> None:
     """Log the epoch's mean loss, checkpoint as ``last`` and keep a copy as ``epoch-<k>``."""
     epoch = state["epoch"]
     last_dir = out_dir / CHECKPOINT_DIR / "last"
@@ -140,14 +145,8 @@ def _end_epoch(state: dict, running: list[float], peft_model: Any, optimizer: An
 
 
 def train_lora(
-    peft_model: Any,
-    token_ids: Sequence[Sequence[int]],
-    labels: np.ndarray,
-    label_tokens: LabelTokens,
-    config: AlignConfig,
-    out_dir: Path,
-    progress: bool = True,
-    log: Callable[[dict], None] = lambda row: None,
+    peft_model: Any, token_ids: Sequence[Sequence[int]], labels: np.ndarray, label_tokens: LabelTokens,
+    config: AlignConfig, out_dir: Path, progress: bool = True, log: Callable[[dict], None] = lambda row: None,
 ) -> dict:
     """Fine-tune the adapters of ``peft_model`` on prompts (token ids) and their 0/1 labels.
 
@@ -172,12 +171,17 @@ def train_lora(
     lr_at = lr_schedule(config, -(-n // config.grad_accum) * config.epochs)
     weights = loss_weights(labels, config.balance)
     last_dir = out_dir / CHECKPOINT_DIR / "last"
-    state = _load_state(last_dir, peft_model, optimizer, config.hash) or {"epoch": 0, "done": 0, "step": 0, "seconds": 0.0, "epoch_losses": []}
+    state = _load_state(last_dir, peft_model, optimizer, config.hash) or {
+        "epoch": 0, "done": 0, "step": 0, "seconds": 0.0, "epoch_losses": [],
+    }
     if state["epoch"] >= config.epochs:  # finished earlier: the adapters are restored, nothing to do
         peft_model.eval()
         return {k: state[k] for k in ("step", "seconds", "epoch_losses")}
     peft_model.train()
-    bar = tqdm(total=n * config.epochs, initial=state["epoch"] * n + state["done"], desc="align (lora)", unit="prompt", disable=not progress)
+    bar = tqdm(
+        total=n * config.epochs, initial=state["epoch"] * n + state["done"], desc="align (lora)", unit="prompt",
+        disable=not progress,
+    )
     started = time.monotonic() - state["seconds"]
     while state["epoch"] < config.epochs:
         epoch = state["epoch"]
@@ -195,7 +199,12 @@ def train_lora(
             running.extend(losses)
             state["running"] = running
             state["seconds"] = time.monotonic() - started
-            log({"epoch": epoch, "step": state["step"], "loss": float(np.mean(losses)), "lr": lr_at(state["step"] - 1), "seconds": round(state["seconds"], 2)})
+            log(
+                {
+                    "epoch": epoch, "step": state["step"], "loss": float(np.mean(losses)),
+                    "lr": lr_at(state["step"] - 1), "seconds": round(state["seconds"], 2),
+                }
+            )
             bar.set_postfix(loss=f"{np.mean(running[-64:]):.3f}")
             if config.checkpoint_steps and state["step"] % config.checkpoint_steps == 0 and state["done"] < n:
                 _save_state(last_dir, peft_model, optimizer, {**state, "config_hash": config.hash})

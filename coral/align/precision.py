@@ -1,10 +1,10 @@
 """The alignment's arithmetic (``AlignConfig.dtype``): fp32, or bf16 products where the CPU runs
-them natively and a recorded parity check passed; ``auto`` picks, as the scoring layout does.
+them natively and a recorded parity check passed; ``auto`` picks, as the scoring precision does.
 
 Method topk in ``bfloat16`` computes the frozen trunk and the trained layers' linear products in
-bf16 with fp32 accumulation (the numerics of the bfloat16 scoring layout, ``bfloat16-linear``);
+bf16 with fp32 accumulation (the numerics of the bfloat16 scoring precision, ``bfloat16-linear``);
 norms, attention, the residual stream, the loss, the weights and the optimiser stay fp32. It is
-*eligible* on a CPU only with native bf16 (AMX-BF16 or AVX512-BF16: :func:`coral.llm.layout.supported`)
+*eligible* on a CPU only with native bf16 (AMX-BF16 or AVX512-BF16: :func:`coral.llm.precision.supported`)
 and a passing record in ``parity.json`` (key ``alignment``, written by
 ``python experiments/bench/speed.py align-parity --write``): the default run's alignment trained
 twice with the same seed and targets, in fp32 and in bf16, both scored on at least
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 from coral.errors import CoralError
-from coral.llm.layout import PARITY_FILE, cpu_flags, numerics, supported
+from coral.llm.precision import PARITY_FILE, cpu_flags, numerics, supported
 
 #: The values of ``AlignConfig.dtype``.
 ALIGN_DTYPES = ("auto", "float32", "bfloat16")
@@ -39,9 +39,10 @@ class AlignParityRecord:
     dtype: str
     """The dtype checked (bfloat16)."""
     numerics: str
-    """Its numerics on the CPU it was measured on (:func:`coral.llm.layout.numerics`): the record applies to CPUs with the same."""
+    """Its numerics on the CPU it was measured on (:func:`coral.llm.precision.numerics`): the record applies to CPUs
+    with the same."""
     cpu_class: str
-    """:func:`coral.llm.layout.feature_class` of the CPU it was measured on."""
+    """:func:`coral.llm.precision.feature_class` of the CPU it was measured on."""
     method: str
     """The alignment method (topk)."""
     recipe: str
@@ -62,7 +63,11 @@ class AlignParityRecord:
     @property
     def passed(self) -> bool:
         """Enough pairs, and every cell's interval inside +-:data:`ALIGN_TOLERANCE`."""
-        return self.pairs >= MIN_PAIRS and bool(self.cells) and all(-ALIGN_TOLERANCE <= c["low"] and c["high"] <= ALIGN_TOLERANCE for c in self.cells.values())
+        return (
+            self.pairs >= MIN_PAIRS
+            and bool(self.cells)
+            and all(-ALIGN_TOLERANCE <= c["low"] and c["high"] <= ALIGN_TOLERANCE for c in self.cells.values())
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,10 +80,14 @@ def load_align_records(path=PARITY_FILE) -> list[AlignParityRecord]:
     try:
         return [AlignParityRecord(**entry) for entry in json.loads(path.read_text()).get("alignment", [])]
     except (ValueError, KeyError, TypeError) as exc:
-        raise CoralError(f"{path}: not a parity record file ({type(exc).__name__}: {exc}); restore it from the repository") from None
+        raise CoralError(
+            f"{path}: not a parity record file ({type(exc).__name__}: {exc}); restore it from the repository"
+        ) from None
 
 
-def default_align_dtype(method: str, flags: Iterable[str] | None = None, records: Sequence[AlignParityRecord] | None = None) -> str:
+def default_align_dtype(
+    method: str, flags: Iterable[str] | None = None, records: Sequence[AlignParityRecord] | None = None
+) -> str:
     """bfloat16 for method topk where this CPU runs bf16 natively and the latest record with its
     numerics passed; float32 otherwise.
 
@@ -105,4 +114,7 @@ def resolve_align_dtype(dtype: str, method: str) -> str:
     return default_align_dtype(method) if dtype == "auto" else dtype
 
 
-__all__ = ["ALIGN_DTYPES", "ALIGN_TOLERANCE", "MIN_PAIRS", "AlignParityRecord", "default_align_dtype", "load_align_records", "resolve_align_dtype"]
+__all__ = [
+    "ALIGN_DTYPES", "ALIGN_TOLERANCE", "MIN_PAIRS", "AlignParityRecord", "default_align_dtype", "load_align_records",
+    "resolve_align_dtype",
+]

@@ -81,7 +81,11 @@ class TreeBuilder:
         evidence = [e for branch in source.branches.values() for e in branch]
         whole = self.builder.build(source.user, source.item, evidence)  # checks leakage of every piece
         n = len(evidence)
-        prefix_segments, lines, tail = whole.segments[: len(whole.segments) - n - 1], whole.segments[-n - 1 : -1], whole.segments[-1]
+        prefix_segments, lines, tail = (
+            whole.segments[: len(whole.segments) - n - 1],
+            whole.segments[-n - 1 : -1],
+            whole.segments[-1],
+        )
         prefix = self.bos + [t for s in prefix_segments for t in self._ids(s)]
         line_ids = [self._ids(line) for line in lines]
         branches, k = {}, 0
@@ -111,7 +115,8 @@ class TrunkCache:
 
 @torch.inference_mode()
 def compute_trunk(
-    model: Any, trees: Sequence[PromptTree], labels: Sequence[int], depth: int, progress: bool = False, store: Any = np.float16, dtype: torch.dtype = torch.float32
+    model: Any, trees: Sequence[PromptTree], labels: Sequence[int], depth: int, progress: bool = False,
+    store: Any = np.float16, dtype: torch.dtype = torch.float32,
 ) -> TrunkCache:
     """Run the embedding and decoder layers [0, depth) over every tree; keep their output.
 
@@ -120,7 +125,7 @@ def compute_trunk(
     :param store: dtype the outputs are kept in (float16 halves the memory; the research measured
         no difference in the trained scorer, and the saved scorer recomputes the trunk in fp32).
     :param dtype: the linear layers' products: torch.float32 (bitwise the layers' own output) or
-        torch.bfloat16 (bf16 linears with fp32 accumulation, as the bfloat16 scoring layout).
+        torch.bfloat16 (bf16 linears with fp32 accumulation, as the bfloat16 scoring precision).
     """
     from tqdm.auto import tqdm
 
@@ -172,7 +177,9 @@ class TopKHead(torch.nn.Module):
             compute_linears_in_bf16(self.layers)
         self.cf, self.marker_id = cf, int(marker_id)
 
-    def forward(self, hidden: np.ndarray, tree: PromptTree, mask: torch.Tensor | None = None, pair: Sequence[int] | None = None) -> torch.Tensor:
+    def forward(
+        self, hidden: np.ndarray, tree: PromptTree, mask: torch.Tensor | None = None, pair: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """Yes-vs-No logits (one per scored prompt of ``tree``) from its cached trunk output.
 
         :param pair: the tree's (user, item), for the soft tokens.
@@ -207,7 +214,9 @@ class TopKHead(torch.nn.Module):
                 j, rest = name.removeprefix("model.layers.").split(".", 1)
                 layers[f"{int(j) - self.depth}.{rest}"] = value
         self.layers.load_state_dict(layers)
-        self.norm.load_state_dict({n.removeprefix("model.norm."): v for n, v in state.items() if n.startswith("model.norm.")})
+        self.norm.load_state_dict(
+            {n.removeprefix("model.norm."): v for n, v in state.items() if n.startswith("model.norm.")}
+        )
 
 
 @torch.no_grad()
@@ -215,9 +224,9 @@ def predict(head: TopKHead, cache: TrunkCache) -> dict[tuple[str, int], np.ndarr
     """P(Yes) of every scored prompt: (branch, pieces) -> (n_trees,) array (NaN where a tree lacks it)."""
     head.eval()
     out: dict[tuple[str, int], np.ndarray] = {}
-    for r, (tree, hidden) in enumerate(zip(cache.trees, cache.hidden)):
+    for r, (tree, hidden) in enumerate(zip(cache.trees, cache.hidden, strict=False)):
         p = torch.sigmoid(head(hidden, tree, pair=None if cache.pairs is None else cache.pairs[r])).numpy()
-        for (_, name, k), value in zip(tree.outputs, p):
+        for (_, name, k), value in zip(tree.outputs, p, strict=False):
             out.setdefault((name, k), np.full(len(cache.trees), np.nan))[r] = value
     return out
 
@@ -234,16 +243,8 @@ class TrainLog:
 
 
 def train_topk(
-    head: TopKHead,
-    cache: TrunkCache,
-    score_stop: Callable[[TopKHead], float],
-    *,
-    lr: float,
-    epochs: int,
-    trees_per_step: int,
-    seed: int,
-    checks_per_epoch: int = 2,
-    cf_lr: float | None = None,
+    head: TopKHead, cache: TrunkCache, score_stop: Callable[[TopKHead], float], *, lr: float, epochs: int,
+    trees_per_step: int, seed: int, checks_per_epoch: int = 2, cf_lr: float | None = None,
     log: Callable[[dict], None] = lambda row: None,
 ) -> TrainLog:
     """Fine-tune ``head`` on the cached trees (every prompt of a tree carries the tree's label) with
@@ -253,7 +254,9 @@ def train_topk(
     :param cf_lr: peak learning rate of the head's soft-token projection (default ``lr``).
     """
     cf_params = [p for p in head.cf.parameters() if p.requires_grad] if head.cf is not None else []
-    groups = [{"params": [p for n, p in head.named_parameters() if p.requires_grad and not n.startswith("cf.")], "peak": lr}]
+    groups = [
+        {"params": [p for n, p in head.named_parameters() if p.requires_grad and not n.startswith("cf.")], "peak": lr}
+    ]
     if cf_params:
         groups.append({"params": cf_params, "peak": cf_lr or lr})
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
@@ -268,7 +271,10 @@ def train_topk(
 
     def check(epoch: int, loss: float) -> None:
         score = score_stop(head)
-        row = {"step": state.steps, "epoch": epoch, "train_loss": round(loss, 5), "stop_score": round(score, 5), "cpu_s": round(time.process_time() - t0, 1)}
+        row = {
+            "step": state.steps, "epoch": epoch, "train_loss": round(loss, 5), "stop_score": round(score, 5),
+            "cpu_s": round(time.process_time() - t0, 1),
+        }
         state.checks.append(row)
         log(row)
         if score > state.best_score:
@@ -284,7 +290,9 @@ def train_topk(
             head.train()
             s = state.steps
             for group in opt.param_groups:
-                group["lr"] = group["peak"] * ((s + 1) / warm if s < warm else max(0.1, 1 - (s - warm) / max(1, total - warm)))
+                group["lr"] = group["peak"] * (
+                    (s + 1) / warm if s < warm else max(0.1, 1 - (s - warm) / max(1, total - warm))
+                )
             opt.zero_grad(set_to_none=True)
             chunk = order[b : b + trees_per_step]
             for j in chunk:
@@ -315,7 +323,8 @@ def stop_score(y: np.ndarray, predictions: dict[tuple[str, int], np.ndarray]) ->
 
 
 def nearest_and_random(
-    index: Any, user: int, item: int, n_nearest: int, n_random: int, rng: np.random.Generator, distances: np.ndarray | None = None
+    index: Any, user: int, item: int, n_nearest: int, n_random: int, rng: np.random.Generator,
+    distances: np.ndarray | None = None,
 ) -> dict[str, tuple[Evidence, ...]]:
     """Evidence branches of a target: ``n_nearest`` nearest observed interactions to the pair
     [e_u, e_i] (the greedy policy) and ``n_random`` uniform ones, through the leakage guard.
@@ -341,10 +350,14 @@ DISTANCE_BATCH = 64
 
 def pick_targets(rows: Interactions, n: int, seed: int) -> np.ndarray:
     """``n`` row indices of ``rows`` (all when fewer), drawn with a seeded permutation."""
-    return np.sort(np.random.default_rng([seed, 5]).permutation(len(rows))[:n]) if n < len(rows) else np.arange(len(rows))
+    return (
+        np.sort(np.random.default_rng([seed, 5]).permutation(len(rows))[:n]) if n < len(rows) else np.arange(len(rows))
+    )
 
 
-def tree_sources(rows: Interactions, picked: np.ndarray, index: Any, n_nearest: int, n_random: int, seed: int) -> list[TreeSource]:
+def tree_sources(
+    rows: Interactions, picked: np.ndarray, index: Any, n_nearest: int, n_random: int, seed: int
+) -> list[TreeSource]:
     """One :class:`TreeSource` per picked row of ``rows``.
 
     The targets' distances to the index are computed :data:`DISTANCE_BATCH` at a time in one
@@ -355,9 +368,15 @@ def tree_sources(rows: Interactions, picked: np.ndarray, index: Any, n_nearest: 
     rng = np.random.default_rng([seed, 6])
     out: list[TreeSource] = []
     for start in range(0, len(picked), DISTANCE_BATCH):
-        chunk = [(int(rows.user[r]), int(rows.item[r]), int(rows.label[r])) for r in picked[start : start + DISTANCE_BATCH]]
-        distances = index.distances_batch(np.stack([index.pair_vector(u, i) for u, i, _ in chunk])) if n_nearest else [None] * len(chunk)
-        for (u, i, y), row in zip(chunk, distances):
+        chunk = [
+            (int(rows.user[r]), int(rows.item[r]), int(rows.label[r])) for r in picked[start : start + DISTANCE_BATCH]
+        ]
+        distances = (
+            index.distances_batch(np.stack([index.pair_vector(u, i) for u, i, _ in chunk]))
+            if n_nearest
+            else [None] * len(chunk)
+        )
+        for (u, i, y), row in zip(chunk, distances, strict=False):
             out.append(TreeSource(u, i, y, nearest_and_random(index, u, i, n_nearest, n_random, rng, distances=row)))
     return out
 
@@ -391,9 +410,17 @@ def load_head(model: Any, tokenizer: Any, directory: Any) -> TopKHead:
     depth, k = int(meta["config"]["topk_trunk"]), int(meta["config"]["topk_layers"])
     soft = load_soft_tokens(directory, meta, tokenizer)
     labels = resolve_label_tokens(tokenizer)
-    head = TopKHead(model, depth, k, labels.yes_ids, labels.no_ids, cf=None if soft is None else soft.projection, marker_id=-1 if soft is None else soft.marker_id)
+    head = TopKHead(
+        model, depth, k, labels.yes_ids, labels.no_ids,
+        cf=None if soft is None else soft.projection,
+        marker_id=-1 if soft is None else soft.marker_id,
+    )
     state = load_file(str(directory / TOPK_FILE))
-    layers = {f"{int(name.split('.')[2]) - depth}.{name.split('.', 3)[3]}": v for name, v in state.items() if name.startswith("model.layers.")}
+    layers = {
+        f"{int(name.split('.')[2]) - depth}.{name.split('.', 3)[3]}": v
+        for name, v in state.items()
+        if name.startswith("model.layers.")
+    }
     head.layers.load_state_dict(layers)
     head.norm.load_state_dict({name.split(".", 2)[2]: v for name, v in state.items() if name.startswith("model.norm.")})
     return head.eval()

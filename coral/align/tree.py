@@ -107,7 +107,8 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
 
 
 def layer_forward(
-    model: Any, layer: Any, h: torch.Tensor, mask: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor | None = None
+    model: Any, layer: Any, h: torch.Tensor, mask: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor],
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One Llama decoder layer on (1, T, d) hidden states under a (T, T) attention mask (bool, or
     0/-inf floats: :func:`additive_mask`).
@@ -136,7 +137,8 @@ def layer_forward(
 
 
 def run_layers(
-    model: Any, layers: Sequence[Any], h: torch.Tensor, tree: PromptTree, mask: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    model: Any, layers: Sequence[Any], h: torch.Tensor, tree: PromptTree, mask: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run ``layers`` of ``model`` in order over the tree's hidden states ``h`` (1, T, d).
 
@@ -174,10 +176,15 @@ class FrozenLayer:
             self.qkv = weight(attn.q_proj, attn.k_proj, attn.v_proj)
             self.gate_up = weight(mlp.gate_proj, mlp.up_proj)
             self.o, self.down = weight(attn.o_proj), weight(mlp.down_proj)
-        if any(m.bias is not None for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)):
+        if any(
+            m.bias is not None
+            for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+        ):
             raise ValueError("FrozenLayer: linear layers with a bias are not supported (Llama has none)")
         self.splits = [attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features]
-        self.input_norm, self.post_norm, self.head_dim, self.dtype = layer.input_layernorm, layer.post_attention_layernorm, attn.head_dim, dtype
+        self.input_norm, self.post_norm, self.head_dim, self.dtype = (
+            layer.input_layernorm, layer.post_attention_layernorm, attn.head_dim, dtype,
+        )
         self.act = mlp.act_fn
 
     def _linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -185,7 +192,9 @@ class FrozenLayer:
             return F.linear(x, weight)
         return F.linear(x.to(self.dtype), weight).float()
 
-    def __call__(self, model: Any, h: torch.Tensor, mask: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def __call__(
+        self, model: Any, h: torch.Tensor, mask: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         T, d = h.shape[1], self.head_dim
@@ -204,4 +213,10 @@ def supports_trees(model: Any) -> bool:
     """Whether ``model`` is a Llama-type decoder whose layers :func:`layer_forward` can run."""
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
-    return layers is not None and len(layers) > 0 and hasattr(layers[0], "self_attn") and hasattr(inner, "rotary_emb") and hasattr(layers[0].self_attn, "q_proj")
+    return (
+        layers is not None
+        and len(layers) > 0
+        and hasattr(layers[0], "self_attn")
+        and hasattr(inner, "rotary_emb")
+        and hasattr(layers[0].self_attn, "q_proj")
+    )

@@ -35,10 +35,21 @@ _INPUT_NAMES = {"rates": "base rates", "cf": "CF embeddings", "share": "like-sha
 
 def twin_name(inputs: Sequence[str], k: int | None = 5) -> str:
     """The result-row name of a twin, e.g. ``LR(base rates + like-share@5)`` (``k`` None: ``like-share``)."""
-    return "LR(" + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" and k is not None else "") for name in inputs) + ")"
+    return (
+        "LR("
+        + " + ".join(_INPUT_NAMES[name] + (f"@{k}" if name == "share" and k is not None else "") for name in inputs)
+        + ")"
+    )
 
 
-def twin_inputs(dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, inputs: Sequence[str] = TWIN_INPUTS, k: int = 5) -> dict[str, np.ndarray]:
+def twin_inputs(
+    dataset: CoralDataset,
+    index: Any,
+    users: np.ndarray,
+    items: np.ndarray,
+    inputs: Sequence[str] = TWIN_INPUTS,
+    k: int = 5,
+) -> dict[str, np.ndarray]:
     """Each input's (n, features) block for the pairs (compute them once for several twins).
 
     :param index: the evidence index; its (unit-RMS) tables are the CF embeddings.
@@ -82,7 +93,16 @@ class InputTwin:
         return twin_name(self.inputs, self.k)
 
     @classmethod
-    def fit(cls, dataset: CoralDataset, index: Any, rows: Interactions, inputs: Sequence[str], k: int = 5, c: float | None = 1.0, blocks: dict[str, np.ndarray] | None = None) -> "InputTwin":
+    def fit(
+        cls,
+        dataset: CoralDataset,
+        index: Any,
+        rows: Interactions,
+        inputs: Sequence[str],
+        k: int = 5,
+        c: float | None = 1.0,
+        blocks: dict[str, np.ndarray] | None = None,
+    ) -> "InputTwin":
         """Fit on ``rows`` (the alignment's targets: :func:`coral.data.folds.fold_interactions` of ``align``).
 
         :param index: the evidence index of the alignment (its tables are the soft tokens' inputs).
@@ -105,16 +125,31 @@ class InputTwin:
         if c is None:
             minority = int(np.bincount(labels).min())
             if minority < 2:
-                raise CoralError(f"the twin's {len(labels)} targets in {dataset.name!r} hold {minority} of one class: too few to cross-validate its C")
+                raise CoralError(
+                    f"the twin's {len(labels)} targets in {dataset.name!r} hold {minority} of one class: too few "
+                    "to cross-validate its C"
+                )
             folds = StratifiedKFold(n_splits=min(5, minority), shuffle=True, random_state=0)
-            search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), {"logisticregression__C": list(C_GRID)}, scoring="roc_auc", cv=folds)
+            search = GridSearchCV(
+                make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                {"logisticregression__C": list(C_GRID)},
+                scoring="roc_auc",
+                cv=folds,
+            )
             model = search.fit(x, labels).best_estimator_
             c = float(search.best_params_["logisticregression__C"])
         else:
             model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(x, labels)
         return cls(inputs, k, model, len(labels), c)
 
-    def predict(self, dataset: CoralDataset, index: Any, users: np.ndarray, items: np.ndarray, blocks: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    def predict(
+        self,
+        dataset: CoralDataset,
+        index: Any,
+        users: np.ndarray,
+        items: np.ndarray,
+        blocks: dict[str, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """P(like) of each (user, item) pair.
 
         :param blocks: :func:`twin_inputs` of the pairs when already computed.
@@ -145,7 +180,13 @@ def twin_input_sets(prompt: Any) -> list[tuple[str, ...]]:
 
 
 def score_twins(
-    dataset: CoralDataset, index: Any, targets: Interactions, pairs: dict[str, tuple[np.ndarray, np.ndarray]], input_sets: Sequence[Sequence[str]], k: int = 5, c: float | None = 1.0
+    dataset: CoralDataset,
+    index: Any,
+    targets: Interactions,
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+    input_sets: Sequence[Sequence[str]],
+    k: int = 5,
+    c: float | None = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """Fit one twin per input set on ``targets`` and score ``pairs``: ``{twin name: {split: P(like), "c": its C}}``.
 
@@ -159,11 +200,19 @@ def score_twins(
     """
     needed = sorted({name for inputs in input_sets for name in inputs}, key=TWIN_INPUTS.index)
     fit_blocks = twin_inputs(dataset, index, targets.user, targets.item, needed, k)
-    split_blocks = {split: twin_inputs(dataset, index, users, items, needed, k) for split, (users, items) in pairs.items()}
+    split_blocks = {
+        split: twin_inputs(dataset, index, users, items, needed, k) for split, (users, items) in pairs.items()
+    }
     out: dict[str, dict[str, np.ndarray]] = {}
     for inputs in input_sets:
         twin = InputTwin.fit(dataset, index, targets, inputs, k, c=c, blocks=fit_blocks)
-        out[twin.name] = {**{split: twin.predict(dataset, index, *pairs[split], blocks=blocks) for split, blocks in split_blocks.items()}, "c": twin.c}
+        out[twin.name] = {
+            **{
+                split: twin.predict(dataset, index, *pairs[split], blocks=blocks)
+                for split, blocks in split_blocks.items()
+            },
+            "c": twin.c,
+        }
     return out
 
 
@@ -178,9 +227,11 @@ def alignment_targets(dataset: CoralDataset, directory: Any) -> Interactions:
     from coral.llm.aligned import TARGETS_FILE
 
     with np.load(Path(directory).expanduser() / TARGETS_FILE) as saved:
-        wanted = set(zip(saved["train_user"].tolist(), saved["train_item"].tolist()))
+        wanted = set(zip(saved["train_user"].tolist(), saved["train_item"].tolist(), strict=False))
     train = dataset.train
-    rows = np.flatnonzero([(int(u), int(i)) in wanted for u, i in zip(train.user, train.item)])
+    rows = np.flatnonzero([(int(u), int(i)) in wanted for u, i in zip(train.user, train.item, strict=False)])
     if len(rows) != len(wanted):
-        raise CoralError(f"{directory}: {len(wanted) - len(rows)} of its targets are not training interactions of {dataset.name!r}")
+        raise CoralError(
+            f"{directory}: {len(wanted) - len(rows)} of its targets are not training interactions of {dataset.name!r}"
+        )
     return train.take(rows)

@@ -79,7 +79,11 @@ class BaselineConfig:
         for name in ("embedding_dim", "epochs", "batch_size", "patience"):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         require(0.0 < self.propensity_clip <= 1.0, "propensity_clip", f"must be in (0, 1], got {self.propensity_clip}")
-        require(0.0 < self.cause_treatment_fraction < 1.0, "cause_treatment_fraction", f"must be in (0, 1), got {self.cause_treatment_fraction}")
+        require(
+            0.0 < self.cause_treatment_fraction < 1.0,
+            "cause_treatment_fraction",
+            f"must be in (0, 1), got {self.cause_treatment_fraction}",
+        )
         require(self.threads is None or self.threads >= 1, "threads", f"must be >= 1 (or none), got {self.threads}")
 
     def to_dict(self) -> dict:
@@ -89,7 +93,10 @@ class BaselineConfig:
 
     def learned_dict(self) -> dict:
         """The fields that change what is learned, with the code version: what result rows record."""
-        return {"baselines_version": BASELINES_VERSION, **{k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}}
+        return {
+            "baselines_version": BASELINES_VERSION,
+            **{k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED},
+        }
 
     @property
     def hash(self) -> str:
@@ -119,7 +126,9 @@ class FeatureFields:
             for name in sorted(dataset.item_features):
                 column = np.asarray(dataset.item_features[name], dtype=np.int64)
                 if column.shape != (dataset.n_items,) or column.min(initial=0) < 0:
-                    raise CoralError(f"dataset {dataset.name!r}: item feature {name!r} must be (n_items,) non-negative codes")
+                    raise CoralError(
+                        f"dataset {dataset.name!r}: item feature {name!r} must be (n_items,) non-negative codes"
+                    )
                 names.append(name)
                 sizes.append(int(column.max(initial=0)) + 1)
                 codes.append(column)
@@ -130,7 +139,10 @@ class FeatureFields:
         users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
         if users.shape != items.shape:
             raise CoralError(f"{len(users)} users but {len(items)} items to score")
-        for what, ids, n in (("user", users, self.vocab_sizes[USER_FIELD]), ("item", items, self.vocab_sizes[ITEM_FIELD])):
+        for what, ids, n in (
+            ("user", users, self.vocab_sizes[USER_FIELD]),
+            ("item", items, self.vocab_sizes[ITEM_FIELD]),
+        ):
             if len(ids) and (ids.min() < 0 or ids.max() >= n):
                 raise CoralError(f"{what} index out of range [0, {n}): {int(ids.min())}..{int(ids.max())}")
         return np.stack([users, items, *(codes[items] for codes in self.side_codes)], axis=1)

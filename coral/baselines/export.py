@@ -46,7 +46,10 @@ def save_embeddings(directory: str | Path, trained: TrainedBaseline, dataset: Co
     :returns: the directory.
     """
     if trained.dataset_fingerprint != dataset.fingerprint:
-        raise CoralError(f"baseline was trained on dataset {trained.dataset_fingerprint}, not on {dataset.name!r} ({dataset.fingerprint})")
+        raise CoralError(
+            f"baseline was trained on dataset {trained.dataset_fingerprint}, not on {dataset.name!r} "
+            f"({dataset.fingerprint})"
+        )
     directory = Path(directory)
     buf = io.BytesIO()
     np.savez(buf, user=trained.user_embeddings(), item=trained.item_embeddings())
@@ -54,15 +57,9 @@ def save_embeddings(directory: str | Path, trained: TrainedBaseline, dataset: Co
     atomic_write_json(
         directory / META_FILE,
         {
-            "dataset": dataset.name,
-            "dataset_fingerprint": dataset.fingerprint,
-            "model": trained.config.model,
-            "config": trained.config.to_dict(),
-            "config_hash": trained.config.hash,
-            "best_epoch": trained.best_epoch,
-            "valid_history": trained.history,
-            "train_seconds": trained.train_seconds,
-            "user_ids": dataset.user_ids,
+            "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint, "model": trained.config.model,
+            "config": trained.config.to_dict(), "config_hash": trained.config.hash, "best_epoch": trained.best_epoch,
+            "valid_history": trained.history, "train_seconds": trained.train_seconds, "user_ids": dataset.user_ids,
             "item_ids": dataset.item_ids,
         },
     )
@@ -86,7 +83,9 @@ def load_embeddings(directory: str | Path, dataset: CoralDataset | None = None) 
         user, item = z["user"], z["item"]
     user_ids, item_ids = meta.pop("user_ids"), meta.pop("item_ids")
     if user.shape[0] != len(user_ids) or item.shape[0] != len(item_ids):
-        raise CoralError(f"{directory}: {user.shape[0]}x{item.shape[0]} embedding rows but {len(user_ids)}x{len(item_ids)} ids")
+        raise CoralError(
+            f"{directory}: {user.shape[0]}x{item.shape[0]} embedding rows but {len(user_ids)}x{len(item_ids)} ids"
+        )
     if dataset is not None:
         if user_ids != dataset.user_ids or item_ids != dataset.item_ids:
             raise CoralError(f"{directory}: embedding id maps do not match dataset {dataset.name!r}")

@@ -77,7 +77,7 @@ class CrossNetwork(nn.Module):
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0
-        for w, b in zip(self.weights, self.biases):
+        for w, b in zip(self.weights, self.biases, strict=False):
             x = x0 * w(x) + b + x
         return x
 
@@ -87,7 +87,9 @@ class AttentionalPooling(nn.Module):
 
     def __init__(self, dim: int, attention_dim: int, dropout: float) -> None:
         super().__init__()
-        self.attention = nn.Sequential(nn.Linear(dim, attention_dim), nn.ReLU(), nn.Linear(attention_dim, 1, bias=False))
+        self.attention = nn.Sequential(
+            nn.Linear(dim, attention_dim), nn.ReLU(), nn.Linear(attention_dim, 1, bias=False)
+        )
         self.dropout = nn.Dropout(dropout)
         self.project = nn.Linear(dim, 1, bias=False)
 

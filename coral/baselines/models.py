@@ -76,14 +76,14 @@ class CTRModel(nn.Module):
         return self.embedding.tables[ITEM_FIELD].weight
 
     @classmethod
-    def training_set(cls, fields: FeatureFields, rows: Interactions, config: BaselineConfig, rng: np.random.Generator) -> TrainingSet:
+    def training_set(
+        cls, fields: FeatureFields, rows: Interactions, config: BaselineConfig, rng: np.random.Generator
+    ) -> TrainingSet:
         """The rows as tensors, every weight 1, nothing treated."""
         n = len(rows)
         return TrainingSet(
-            torch.from_numpy(fields.encode(rows.user, rows.item)),
-            torch.from_numpy(rows.label.astype(np.float32)),
-            torch.ones(n),
-            torch.zeros(n, dtype=torch.bool),
+            torch.from_numpy(fields.encode(rows.user, rows.item)), torch.from_numpy(rows.label.astype(np.float32)),
+            torch.ones(n), torch.zeros(n, dtype=torch.bool),
         )
 
 
@@ -168,9 +168,13 @@ class IPS(MatrixFactorization):
     """
 
     @classmethod
-    def training_set(cls, fields: FeatureFields, rows: Interactions, config: BaselineConfig, rng: np.random.Generator) -> TrainingSet:
+    def training_set(
+        cls, fields: FeatureFields, rows: Interactions, config: BaselineConfig, rng: np.random.Generator
+    ) -> TrainingSet:
         data = super().training_set(fields, rows, config, rng)
-        data.weight = torch.from_numpy(ips_weights(rows.item, fields.vocab_sizes[ITEM_FIELD], config.propensity_power, config.propensity_clip))
+        data.weight = torch.from_numpy(
+            ips_weights(rows.item, fields.vocab_sizes[ITEM_FIELD], config.propensity_power, config.propensity_clip)
+        )
         return data
 
 
@@ -221,7 +225,9 @@ class CausE(MatrixFactorization):
         return self.treatment.weight
 
     @classmethod
-    def training_set(cls, fields: FeatureFields, rows: Interactions, config: BaselineConfig, rng: np.random.Generator) -> TrainingSet:
+    def training_set(
+        cls, fields: FeatureFields, rows: Interactions, config: BaselineConfig, rng: np.random.Generator
+    ) -> TrainingSet:
         data = super().training_set(fields, rows, config, rng)
         inverse_popularity = ips_weights(rows.item, fields.vocab_sizes[ITEM_FIELD], 1.0, 1e-12).astype(np.float64)
         n_treated = max(1, int(round(config.cause_treatment_fraction * len(rows))))

@@ -39,13 +39,12 @@ class LikeCounts:
         """
         train = dataset.train
         user, item, label = (np.asarray(a, dtype=np.int64) for a in (train.user, train.item, train.label))
-        own = {(int(u), int(i)): int(y) for u, i, y in zip(user, item, label)}
+        own = {(int(u), int(i)): int(y) for u, i, y in zip(user, item, label, strict=False)}
         return cls(
             np.bincount(user, label, minlength=dataset.n_users).astype(np.int64),
             np.bincount(user, minlength=dataset.n_users).astype(np.int64),
             np.bincount(item, label, minlength=dataset.n_items).astype(np.int64),
-            np.bincount(item, minlength=dataset.n_items).astype(np.int64),
-            own,
+            np.bincount(item, minlength=dataset.n_items).astype(np.int64), own,
         )
 
     def pair(self, user: int, item: int) -> tuple[int, int, int, int]:
@@ -53,15 +52,15 @@ class LikeCounts:
         own = self.own_label.get((int(user), int(item)))
         drop_liked, drop_rated = (own, 1) if own is not None else (0, 0)
         return (
-            int(self.user_liked[user]) - drop_liked,
-            int(self.user_rated[user]) - drop_rated,
-            int(self.item_liked[item]) - drop_liked,
-            int(self.item_rated[item]) - drop_rated,
+            int(self.user_liked[user]) - drop_liked, int(self.user_rated[user]) - drop_rated,
+            int(self.item_liked[item]) - drop_liked, int(self.item_rated[item]) - drop_rated,
         )
 
     def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(n, 4) int array of :meth:`pair` for each (user, item)."""
-        return np.array([self.pair(int(u), int(i)) for u, i in zip(users, items)], dtype=np.int64).reshape(-1, 4)
+        return np.array(
+            [self.pair(int(u), int(i)) for u, i in zip(users, items, strict=False)], dtype=np.int64
+        ).reshape(-1, 4)
 
 
 def percent(liked: int, rated: int) -> int:

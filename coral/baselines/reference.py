@@ -31,7 +31,8 @@ class ReferenceConfig:
     """The reference's one setting."""
 
     damping: float = 3.0
-    """Pseudo-ratings at the global mean added to every user's and item's mean (3: the best validation AUC of 0, 1, 2, 3, 5, 10, 20 on movielens_small)."""
+    """Pseudo-ratings at the global mean added to every user's and item's mean (3: the best validation AUC of 0, 1, 2,
+    3, 5, 10, 20 on movielens_small)."""
 
     def __post_init__(self) -> None:
         require(self.damping >= 0, "damping", f"must be >= 0, got {self.damping}")
@@ -87,18 +88,29 @@ class MeanRatingReference:
             return np.where(count + k > 0, out, mu)
 
         # Leave-one-out: each training row's own rating removed from its user's and item's sums.
-        loo = means(user_sum[train.user] - ratings, user_count[train.user] - 1) + means(item_sum[train.item] - ratings, item_count[train.item] - 1) - mu
+        loo = (
+            means(user_sum[train.user] - ratings, user_count[train.user] - 1)
+            + means(item_sum[train.item] - ratings, item_count[train.item] - 1)
+            - mu
+        )
         labels = np.asarray(train.label, dtype=np.int64)
         if labels.min() == labels.max():
             slope, intercept = 0.0, float(np.log(max(labels.mean(), 1e-6) / max(1 - labels.mean(), 1e-6)))
         else:
             fit = LogisticRegression(C=1e6).fit(loo.reshape(-1, 1), labels)
             slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
-        return cls(means(user_sum, user_count), means(item_sum, item_count), mu, slope, intercept, config, dataset.fingerprint, time.perf_counter() - start)
+        return cls(
+            means(user_sum, user_count), means(item_sum, item_count), mu, slope, intercept, config, dataset.fingerprint,
+            time.perf_counter() - start,
+        )
 
     def rating(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """The additive rating prediction m_u + m_i - mu of each (user, item) pair."""
-        return self.user_mean[np.asarray(users, dtype=np.int64)] + self.item_mean[np.asarray(items, dtype=np.int64)] - self.global_mean
+        return (
+            self.user_mean[np.asarray(users, dtype=np.int64)]
+            + self.item_mean[np.asarray(items, dtype=np.int64)]
+            - self.global_mean
+        )
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """P(like) of each (user, item) pair, float64.

@@ -23,12 +23,20 @@ RESULTS_FILE = "results.csv"
 
 def row_config(dataset: CoralDataset, config: BaselineConfig) -> dict:
     """What a result row records as its config: the baseline's learned settings and the data's."""
-    return {"baseline": config.learned_dict(), "data": dataset.config.to_dict(), "dataset_fingerprint": dataset.fingerprint}
+    return {
+        "baseline": config.learned_dict(),
+        "data": dataset.config.to_dict(),
+        "dataset_fingerprint": dataset.fingerprint,
+    }
 
 
 def reference_row_config(dataset: CoralDataset, config: ReferenceConfig) -> dict:
     """The config a row of the mean-rating reference records."""
-    return {"reference": dataclasses.asdict(config), "data": dataset.config.to_dict(), "dataset_fingerprint": dataset.fingerprint}
+    return {
+        "reference": dataclasses.asdict(config),
+        "data": dataset.config.to_dict(),
+        "dataset_fingerprint": dataset.fingerprint,
+    }
 
 
 @dataclass
@@ -54,7 +62,8 @@ class FittedScores:
 
 
 def fit_and_score(
-    dataset: CoralDataset, model: str, seed: int, template: BaselineConfig = BaselineConfig(), reference: ReferenceConfig = ReferenceConfig(), on_epoch: EpochCallback | None = None
+    dataset: CoralDataset, model: str, seed: int, template: BaselineConfig = BaselineConfig(),
+    reference: ReferenceConfig = ReferenceConfig(), on_epoch: EpochCallback | None = None,
 ) -> FittedScores:
     """Fit ``model`` on the training split and score every validation and test interaction.
 
@@ -68,26 +77,29 @@ def fit_and_score(
     valid, test = dataset.valid, dataset.test
     if model == REFERENCE_NAME:
         fitted = MeanRatingReference.fit(dataset, reference)
-        return FittedScores(model, None, fitted.predict(valid.user, valid.item), fitted.predict(test.user, test.item), fitted.train_seconds, reference_row_config(dataset, reference))
+        return FittedScores(
+            model, None, fitted.predict(valid.user, valid.item), fitted.predict(test.user, test.item),
+            fitted.train_seconds, reference_row_config(dataset, reference),
+        )
     try:
         config = dataclasses.replace(template, model=model, seed=seed)
     except CoralError as err:
         raise CoralError(f"unknown model {model!r}: {err}") from None
     trained = train_baseline(dataset, config, on_epoch=on_epoch)
-    details = {"best_epoch": trained.best_epoch, "epochs_run": len(trained.history), "best_valid_logloss": min(trained.history), "valid_auc": trained.valid_auc}
-    return FittedScores(model, seed, trained.predict(valid.user, valid.item), trained.predict(test.user, test.item), trained.train_seconds, row_config(dataset, config), details, trained)
+    details = {
+        "best_epoch": trained.best_epoch, "epochs_run": len(trained.history),
+        "best_valid_logloss": min(trained.history), "valid_auc": trained.valid_auc,
+    }
+    return FittedScores(
+        model, seed, trained.predict(valid.user, valid.item), trained.predict(test.user, test.item),
+        trained.train_seconds, row_config(dataset, config), details, trained,
+    )
 
 
 def run_baselines(
-    dataset: CoralDataset,
-    models: Sequence[str],
-    seeds: Sequence[int],
-    out: str | Path,
-    template: BaselineConfig = BaselineConfig(),
-    export_embeddings: bool = False,
-    force: bool = False,
-    show_progress: bool = True,
-    n_boot: int = 1000,
+    dataset: CoralDataset, models: Sequence[str], seeds: Sequence[int], out: str | Path,
+    template: BaselineConfig = BaselineConfig(), export_embeddings: bool = False, force: bool = False,
+    show_progress: bool = True, n_boot: int = 1000,
 ) -> list[dict]:
     """Train every (model, seed), evaluate it on the test split and append its row to ``out/results.csv``.
 
@@ -110,9 +122,14 @@ def run_baselines(
     out = Path(out)
     results = out / RESULTS_FILE
     configs = {(m, s): dataclasses.replace(template, model=m, seed=s) for m in models for s in seeds}
-    done = {(r["model"], r["seed"], r["config_hash"]): r for r in read_rows(results) if r.get("dataset") == dataset.name}
+    done = {
+        (r["model"], r["seed"], r["config_hash"]): r for r in read_rows(results) if r.get("dataset") == dataset.name
+    }
     rows: list[dict] = []
-    with Progress(TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn(), disable=not show_progress) as progress:
+    with Progress(
+        TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), disable=not show_progress,
+    ) as progress:
         for model in models:
             task = progress.add_task(model, total=len(seeds) * template.epochs, status="")
             for k, seed in enumerate(seeds):
@@ -123,29 +140,28 @@ def run_baselines(
                     progress.update(task, completed=(k + 1) * template.epochs, status=f"seed {seed}: resumed")
                     continue
 
-                def on_epoch(epoch: int, loss: float, k: int = k, seed: int = seed) -> None:
-                    progress.update(task, completed=k * template.epochs + epoch, status=f"seed {seed} epoch {epoch} val log loss {loss:.4f}")
+                def on_epoch(epoch: int, loss: float, k: int = k, seed: int = seed, task: Any = task) -> None:
+                    progress.update(
+                        task,
+                        completed=k * template.epochs + epoch,
+                        status=f"seed {seed} epoch {epoch} val log loss {loss:.4f}",
+                    )
 
                 trained = train_baseline(dataset, config, on_epoch=on_epoch)
                 metrics = evaluate_baseline(trained, dataset, "test", n_boot=n_boot, seed=seed)
                 row = make_row(
-                    dataset=dataset.name,
-                    model=model,
-                    seed=seed,
-                    metrics=metrics,
-                    config=row_config(dataset, config),
-                    train_seconds=trained.train_seconds,
-                    best_epoch=trained.best_epoch,
-                    epochs_run=len(trained.history),
-                    best_valid_logloss=min(trained.history),
-                    valid_auc=trained.valid_auc,
+                    dataset=dataset.name, model=model, seed=seed, metrics=metrics, config=row_config(dataset, config),
+                    train_seconds=trained.train_seconds, best_epoch=trained.best_epoch, epochs_run=len(trained.history),
+                    best_valid_logloss=min(trained.history), valid_auc=trained.valid_auc,
                     dataset_fingerprint=dataset.fingerprint,
                 )
                 append_rows(results, [row])
                 if export_embeddings:
                     save_embeddings(out / "embeddings" / f"{model}-seed{seed}", trained, dataset)
                 rows.append(row)
-                progress.update(task, completed=(k + 1) * template.epochs, status=f"seed {seed}: test AUC {metrics['auc']:.4f}")
+                progress.update(
+                    task, completed=(k + 1) * template.epochs, status=f"seed {seed}: test AUC {metrics['auc']:.4f}"
+                )
     return rows
 
 
@@ -167,15 +183,12 @@ def summary_table(rows: Sequence[dict], title: str = ""):
 
     for model, group in by_model.items():
         auc = values(group, "auc")
-        low, high = (values(group, "auc_ci_low")[0], values(group, "auc_ci_high")[0]) if len(group) == 1 else t_interval(auc)
+        low, high = (
+            (values(group, "auc_ci_low")[0], values(group, "auc_ci_high")[0]) if len(group) == 1 else t_interval(auc)
+        )
         table.add_row(
-            model,
-            str(len(group)),
-            mean_std(auc).format(3),
-            f"[{low:.3f}, {high:.3f}]",
-            mean_std(values(group, "f1")).format(3),
-            mean_std(values(group, "mcc")).format(3),
-            mean_std(values(group, "logloss")).format(3),
-            f"{np.mean(values(group, 'train_seconds')):.1f}",
+            model, str(len(group)), mean_std(auc).format(3), f"[{low:.3f}, {high:.3f}]",
+            mean_std(values(group, "f1")).format(3), mean_std(values(group, "mcc")).format(3),
+            mean_std(values(group, "logloss")).format(3), f"{np.mean(values(group, 'train_seconds')):.1f}",
         )
     return table

@@ -76,7 +76,9 @@ def _parameter_groups(model: CTRModel, weight_decay: float) -> list[dict]:
     return [{"params": sparse, "weight_decay": 0.0}, {"params": dense, "weight_decay": weight_decay}]
 
 
-def train_baseline(dataset: CoralDataset, config: BaselineConfig, on_epoch: EpochCallback | None = None) -> TrainedBaseline:
+def train_baseline(
+    dataset: CoralDataset, config: BaselineConfig, on_epoch: EpochCallback | None = None
+) -> TrainedBaseline:
     """Train one baseline on the training split, keeping the epoch with the lowest validation log loss.
 
     :param dataset: the processed dataset.
@@ -131,11 +133,15 @@ def _train(dataset: CoralDataset, config: BaselineConfig, on_epoch: EpochCallbac
     model.load_state_dict(best_state)
     model.eval()
     trained.train_seconds = time.perf_counter() - start
-    trained.valid_auc = binary_metrics(dataset.valid.label, trained.predict(dataset.valid.user, dataset.valid.item), n_boot=0)["auc"]
+    trained.valid_auc = binary_metrics(
+        dataset.valid.label, trained.predict(dataset.valid.user, dataset.valid.item), n_boot=0
+    )["auc"]
     return trained
 
 
-def evaluate_baseline(trained: TrainedBaseline, dataset: CoralDataset, split: str = "test", n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+def evaluate_baseline(
+    trained: TrainedBaseline, dataset: CoralDataset, split: str = "test", n_boot: int = 1000, seed: int = 0
+) -> dict[str, float]:
     """Metrics of a trained baseline on ``split``, F1 threshold tuned on the validation split.
 
     :param trained: the output of :func:`train_baseline`.
@@ -145,13 +151,12 @@ def evaluate_baseline(trained: TrainedBaseline, dataset: CoralDataset, split: st
     :param seed: bootstrap seed.
     """
     if trained.dataset_fingerprint != dataset.fingerprint:
-        raise CoralError(f"baseline was trained on dataset {trained.dataset_fingerprint}, not on {dataset.name!r} ({dataset.fingerprint})")
+        raise CoralError(
+            f"baseline was trained on dataset {trained.dataset_fingerprint}, not on {dataset.name!r} "
+            f"({dataset.fingerprint})"
+        )
     rows, valid = dataset.split(split), dataset.valid
     return binary_metrics(
-        rows.label,
-        trained.predict(rows.user, rows.item),
-        valid.label,
-        trained.predict(valid.user, valid.item),
-        n_boot=n_boot,
-        seed=seed,
+        rows.label, trained.predict(rows.user, rows.item), valid.label, trained.predict(valid.user, valid.item),
+        n_boot=n_boot, seed=seed,
     )

@@ -18,19 +18,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 #: Modules that add sub-commands. Heavy imports (torch, transformers) belong inside the handlers.
 COMMAND_MODULES = [
-    "coral.cli.data",
-    "coral.cli.score",
-    "coral.cli.baselines",
-    "coral.cli.train",
-    "coral.cli.align",
-    "coral.cli.run",
+    "coral.cli.data", "coral.cli.score", "coral.cli.baselines", "coral.cli.train", "coral.cli.align", "coral.cli.run",
     "coral.cli.serve",
 ]
 
 
 #: errno values of file-system errors that the user can fix (a read-only or full disk, permissions,
 #: a file where a directory is expected): one line and exit 2, like bad input.
-USER_FILE_ERRORS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR})
+USER_FILE_ERRORS = frozenset(
+    {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
+)
 
 
 def cache_hint(filename: object) -> str:
@@ -47,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     from coral import __version__
     from coral.config import ArgumentParser
 
-    parser = ArgumentParser(prog="coral", description="Collaborative retrieval-augmented LLMs for long-tail recommendation.")
+    parser = ArgumentParser(
+        prog="coral", description="Collaborative retrieval-augmented LLMs for long-tail recommendation."
+    )
     parser.add_argument("--version", action="version", version=f"coral {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
@@ -55,10 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_config(args: argparse.Namespace) -> int:
+    """``--print-config``: the YAML of the settings that ``--config`` and the flags give (a command
+    whose own base replaces them, such as ``train --resume``, is shown without that base)."""
+    from coral.config import dump_yaml, from_args
+
+    print(dump_yaml(from_args(args.config_class, args, check_required=False)), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a sub-command; a :class:`~coral.errors.CoralError` becomes one line and exit 2."""
     import warnings
 
+    from coral.config import PRINT_CONFIG_DEST
     from coral.errors import CoralError
 
     # Warnings about the user's data are one line each, like errors.
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
-        result = args.func(args)
+        result = _print_config(args) if getattr(args, PRINT_CONFIG_DEST, False) else args.func(args)
     except CoralError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

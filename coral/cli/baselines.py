@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from coral.baselines.config import MODEL_NAMES, BaselineConfig, BaselineName
+from coral.cli.common import add_command, load_data, require_output_dir
 from coral.config import require, section
 from coral.data.dataset import DataConfig
-
-from coral.cli.common import add_command, load_data, require_output_dir
 
 
 @dataclass(frozen=True)
@@ -18,7 +17,7 @@ class BaselinesCommand:
     """``coral baselines``: every (model, seed) trained on the training split and evaluated on the test split."""
 
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    """The dataset, how its files are read and its preprocessing."""
     models: tuple[BaselineName, ...] = MODEL_NAMES
     """Baselines to train (comma-separated)."""
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -49,7 +48,10 @@ def baselines(config: BaselinesCommand) -> int:
 
     require_output_dir(config.out)
     dataset = load_data(config.data, "train", "valid", "test")
-    rows = run_baselines(dataset, config.models, config.seeds, config.out, config.baseline, config.export_embeddings, config.force, config.progress, config.n_boot)
+    rows = run_baselines(
+        dataset, config.models, config.seeds, config.out, config.baseline, config.export_embeddings, config.force,
+        config.progress, config.n_boot,
+    )
     console = Console()
     console.print(summary_table(rows, title=f"{dataset.name}: long-tail test split ({rows[0]['n_test']} pairs)"))
     console.print(f"rows written to {config.out}/{RESULTS_FILE}")
@@ -57,4 +59,7 @@ def baselines(config: BaselinesCommand) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    add_command(subparsers, "baselines", BaselinesCommand, baselines, help="train and evaluate the CTR baselines (DFM, DCN, WDL, AFM, IPS, CausE)")
+    add_command(
+        subparsers, "baselines", BaselinesCommand, baselines,
+        help="train and evaluate the CTR baselines (DFM, DCN, WDL, AFM, IPS, CausE)",
+    )

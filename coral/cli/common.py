@@ -12,7 +12,10 @@ from coral.config import add_arguments, from_args
 from coral.errors import CoralError
 
 
-def add_command(subparsers: argparse._SubParsersAction, name: str, config_class: type, handler: Callable[[Any], int], help: str, description: str | None = None) -> argparse.ArgumentParser:
+def add_command(
+    subparsers: argparse._SubParsersAction, name: str, config_class: type, handler: Callable[[Any], int], help: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
     """A sub-command whose flags are generated from ``config_class`` and whose handler gets the config.
 
     :param subparsers: the parent's sub-command group.
@@ -29,7 +32,8 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, config_class:
 
 
 def load_data(data: Any, *splits: str):
-    """The dataset of a data section, refused when one of ``splits`` (those the command learns or scores on) has a single class."""
+    """The dataset of a data section, refused when one of ``splits`` (those the command learns or scores on) has a
+    single class."""
     from coral.data import load_dataset
 
     dataset = load_dataset(data)
@@ -72,7 +76,8 @@ def require_output_dir(path: str | Path, flag: str = "--out") -> Path:
 
 
 def require_output_file(path: str | Path, flag: str) -> Path:
-    """Check, before anything is computed, that the file ``path`` can be written (its folder writable, itself not a directory).
+    """Check, before anything is computed, that the file ``path`` can be written (its folder writable, itself not a
+    directory).
 
     :param path: the output file.
     :param flag: how the user named it, for the message.
@@ -90,7 +95,10 @@ def _require_writable(directory: Path, flag: str, shown: Path) -> None:
     if not base.is_dir():
         raise CoralError(f"{flag} {shown}: {base} is a file, so nothing can be made under it")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise CoralError(f"{flag} {shown}: {base} is not writable ({'a read-only file system' if _read_only(base) else 'permission denied'})")
+        raise CoralError(
+            f"{flag} {shown}: {base} is not writable "
+            f"({'a read-only file system' if _read_only(base) else 'permission denied'})"
+        )
 
 
 def _read_only(path: Path) -> bool:

@@ -7,12 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
+from coral.cli.common import add_command, json_safe
 from coral.config import section
 from coral.data.dataset import DataConfig
 from coral.data.download import DownloadConfig
 from coral.data.registry import AMAZON2018_CATEGORIES, MOVIELENS
-
-from coral.cli.common import add_command, json_safe
 
 
 @dataclass(frozen=True)
@@ -20,7 +19,7 @@ class StatsCommand:
     """``coral data stats``: counts of a dataset after preprocessing."""
 
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    """The dataset, how its files are read and its preprocessing."""
     json: bool = False
     """Print one JSON object (non-finite numbers as null) instead of a table."""
 
@@ -70,15 +69,15 @@ def download(config: DownloadCommand) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="inspect and download datasets", description="Inspect and download datasets.")
+    data = subparsers.add_parser(
+        "data", help="inspect and download datasets", description="Inspect and download datasets."
+    )
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-    add_command(data_sub, "stats", StatsCommand, stats, help="users, items, interactions, head/tail and per-split counts")
+    add_command(
+        data_sub, "stats", StatsCommand, stats, help="users, items, interactions, head/tail and per-split counts"
+    )
     parser = add_command(
-        data_sub,
-        "download",
-        DownloadCommand,
-        download,
-        help="download a dataset's official files into the cache",
+        data_sub, "download", DownloadCommand, download, help="download a dataset's official files into the cache",
         description=(
             "Download a dataset's official files, resuming partial downloads and verifying what "
             "arrived. Amazon 2018 files go to DEST/amazon2018/, MovieLens to DEST/ml-100k/ and "

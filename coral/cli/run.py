@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from coral.cli.common import require_output_dir
 from coral.config import CONFIG_FILE_DEST, add_arguments, from_args, leaves, section
 from coral.data.dataset import DataConfig
 from coral.pipeline.config import RunConfig
-
-from coral.cli.common import require_output_dir
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,8 @@ class ExplainCommand:
     item: Optional[str] = field(default=None, metadata={"required": True})
     """Item: the dataset's own id, or an index."""
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset the ids are resolved in: by default the run's own (as its config records it); flags given here change it."""
+    """The dataset the ids are resolved in: by default the run's own (as its config records it); flags given here change
+    it."""
     prompt: bool = True
     """Show the final prompt's text."""
 
@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     command = from_args(RunCommand, args)
     config_file = getattr(args, CONFIG_FILE_DEST, None)
-    out = require_output_dir(Path(command.out) if command.out else Path("runs") / (Path(config_file).stem if config_file else "default"))
+    out = require_output_dir(
+        Path(command.out) if command.out else Path("runs") / (Path(config_file).stem if config_file else "default")
+    )
     console = Console()
     outputs = MainJob(command.run, out, log=lambda msg: console.print(msg, highlight=False, markup=False)).run()
     console.print(Markdown(outputs.summary))
@@ -110,12 +112,18 @@ def _scorer_help(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     # Not add_command: the default output directory is named after the --config file.
-    parser = subparsers.add_parser("run", help="the main job: every method, the paper's table and plots (resumes)", description="The main job: every method, the paper's table and plots; finished stages are skipped on a re-run.")
+    parser = subparsers.add_parser(
+        "run",
+        help="the main job: every method, the paper's table and plots (resumes)",
+        description="The main job: every method, the paper's table and plots; finished stages are skipped on a re-run.",
+    )
     add_arguments(parser, RunCommand)
     _scorer_help(parser)
     parser.set_defaults(func=run, config_class=RunCommand)
     # Not add_command: the run's own data section is the base that the flags change.
     help_text = "the prompt, the retrieved evidence and p_t per round of one interaction"
-    parser = subparsers.add_parser("explain", help=help_text, description=help_text + " (ids are resolved in the run's own dataset)")
+    parser = subparsers.add_parser(
+        "explain", help=help_text, description=help_text + " (ids are resolved in the run's own dataset)"
+    )
     add_arguments(parser, ExplainCommand)
     parser.set_defaults(func=explain, config_class=ExplainCommand)

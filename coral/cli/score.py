@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
+from coral.cli.common import add_command, load_data, require_output_dir
 from coral.config import config_hash, require, section, to_dict
 from coral.data.dataset import DataConfig
 from coral.llm import ScorerConfig
 from coral.llm.prompt import PromptConfig
-
-from coral.cli.common import add_command, load_data, require_output_dir
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,7 @@ class ScoreCommand:
     """``coral score``: P(Yes) of every pair of a split from the LLM alone, and its metrics."""
 
     data: DataConfig = section(DataConfig, flat=True)
-    """The dataset, its layout and its preprocessing."""
+    """The dataset, how its files are read and its preprocessing."""
     scorer: ScorerConfig = section(ScorerConfig, flat=True)
     """The LLM."""
     prompt: PromptConfig = section(PromptConfig, flat=True)
@@ -44,7 +43,11 @@ class ScoreCommand:
     """torch threads; 0: torch's choice."""
 
     def __post_init__(self) -> None:
-        require(self.limit == 0 or self.limit >= 2, "limit", f"must be 0 (all pairs) or >= 2 (a sample that keeps both classes), got {self.limit}")
+        require(
+            self.limit == 0 or self.limit >= 2,
+            "limit",
+            f"must be 0 (all pairs) or >= 2 (a sample that keeps both classes), got {self.limit}",
+        )
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.threads >= 0, "threads", f"must be >= 0, got {self.threads}")
 
@@ -66,7 +69,9 @@ def score(config: ScoreCommand) -> int:
 
         torch.set_num_threads(config.threads)
     cache = (config.cache_file or True) if config.cache else False
-    scorer = make_scorer(config.scorer.scorer, cache=cache, layout=config.scorer.layout, batch_size=config.batch_size)
+    scorer = make_scorer(
+        config.scorer.scorer, cache=cache, precision=config.scorer.precision, batch_size=config.batch_size
+    )
     builder = scorer_prompt_builder(dataset, scorer, config.prompt)  # an aligned scorer's own settings win
 
     def run(split: str):
@@ -83,31 +88,23 @@ def score(config: ScoreCommand) -> int:
     out.mkdir(parents=True, exist_ok=True)
     _write_predictions(out / f"predictions_{config.split}.csv", dataset, rows, test)
     run_config = {
-        "method": "llm-only",
-        "command": to_dict(config),
-        "scorer_fingerprint": scorer.fingerprint,
-        "prompt_version": builder.version,
-        "dataset_fingerprint": dataset.fingerprint,
+        "method": "llm-only", "command": to_dict(config), "scorer_fingerprint": scorer.fingerprint,
+        "prompt_version": builder.version, "dataset_fingerprint": dataset.fingerprint,
     }
     row = make_row(
-        dataset=dataset.name,
-        model="llm-only",
-        seed=0,
-        metrics=metrics,
-        config=run_config,
-        split=config.split,
-        train_seconds=0.0,
-        prompt_version=builder.version,
-        scorer=scorer.fingerprint,
-        score_seconds=round(seconds, 2),
-        yes_no_mass=float(np.mean(test.yes_no_mass)),
-        command_hash=config_hash(config),
+        dataset=dataset.name, model="llm-only", seed=0, metrics=metrics, config=run_config, split=config.split,
+        train_seconds=0.0, prompt_version=builder.version, scorer=scorer.fingerprint, score_seconds=round(seconds, 2),
+        yes_no_mass=float(np.mean(test.yes_no_mass)), command_hash=config_hash(config),
     )
     append_rows(out / "results.csv", [row])
     stats = scorer.stats()
-    print(f"llm-only {dataset.name} {config.split}: AUC {metrics['auc']:.4f} [{metrics['auc_ci_low']:.3f}, {metrics['auc_ci_high']:.3f}]  "
-          f"F1 {metrics['f1']:.4f} (threshold {metrics['f1_threshold']:.3f})  F1@0.5 {metrics['f1_at_05']:.4f}  "
-          f"n={metrics['n_test']}  {seconds:.1f}s  cache hits {stats.get('cache_hits', 0)} misses {stats.get('cache_misses', 0)}")
+    print(
+        f"llm-only {dataset.name} {config.split}: AUC {metrics['auc']:.4f} [{metrics['auc_ci_low']:.3f}, "
+        f"{metrics['auc_ci_high']:.3f}]  "
+        f"F1 {metrics['f1']:.4f} (threshold {metrics['f1_threshold']:.3f})  F1@0.5 {metrics['f1_at_05']:.4f}  "
+        f"n={metrics['n_test']}  {seconds:.1f}s  cache hits {stats.get('cache_hits', 0)} misses "
+        f"{stats.get('cache_misses', 0)}"
+    )
     print(f"wrote {out / 'results.csv'}")
     return 0
 
@@ -124,9 +121,17 @@ def _write_predictions(path: Path, dataset, rows, result) -> None:
     writer.writerow(["user", "item", "user_index", "item_index", "label", "p_yes", "yes_no_mass"])
     for k in range(len(result.p_yes)):
         u, i = int(rows.user[k]), int(rows.item[k])
-        writer.writerow([dataset.user_ids[u], dataset.item_ids[i], u, i, int(rows.label[k]), f"{result.p_yes[k]:.8f}", f"{result.yes_no_mass[k]:.8f}"])
+        writer.writerow(
+            [
+                dataset.user_ids[u], dataset.item_ids[i], u, i, int(rows.label[k]), f"{result.p_yes[k]:.8f}",
+                f"{result.yes_no_mass[k]:.8f}",
+            ]
+        )
     atomic_write_text(path, buf.getvalue())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    add_command(subparsers, "score", ScoreCommand, score, help="score a split with the LLM alone (LLM-Language baseline) and append results.csv rows")
+    add_command(
+        subparsers, "score", ScoreCommand, score,
+        help="score a split with the LLM alone (LLM-Language baseline) and append results.csv rows",
+    )

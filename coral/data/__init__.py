@@ -1,7 +1,9 @@
 """Data: loaders for real formats, preprocessing, the embedded default dataset."""
 
-from coral.data.dataset import CoralDataset, DataConfig, Interactions, RawData, build_dataset
-from coral.data.loaders import CsvLayout, load_raw
+from coral.data.dataset import CoralDataset, CsvColumns, DataConfig, Interactions, RawData, build_dataset
+from coral.data.loaders import load_raw
 from coral.data.registry import load_dataset
 
-__all__ = ["CoralDataset", "DataConfig", "Interactions", "RawData", "build_dataset", "CsvLayout", "load_raw", "load_dataset"]
+__all__ = [
+    "CoralDataset", "DataConfig", "Interactions", "RawData", "build_dataset", "CsvColumns", "load_raw", "load_dataset",
+]

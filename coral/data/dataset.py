@@ -1,6 +1,6 @@
 """The processed dataset every part of coral reads: integer ids, labels, head/tail, splits.
 
-Preprocessing follows ``shared/docs/coral-method.md`` (and the README's "Deviations"):
+Preprocessing follows ``shared/docs/coral-method.md`` (and coral/docs/deviations.md):
 deduplicate repeated (user, item) rows keeping the latest, iterative k-core, binary labels,
 head = the most popular ``head_fraction`` of items, tail interactions split train/valid/test
 with a seeded permutation, every head interaction in train.
@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from coral.config import section
 from coral.errors import DataError
 from coral.io import atomic_write_json, atomic_write_npz
 
@@ -33,40 +34,90 @@ SPLITS = ("train", "valid", "test")
 DataFormat = Literal["auto", "amazon2018", "amazon2023", "movielens100k", "movielens1m", "recbole", "csv"]
 """The source formats of :data:`coral.data.loaders.FORMATS`, and "auto" (detect from file names)."""
 
-#: Fields of :class:`DataConfig` that say how the files are read (part of the dataset's identity).
-LAYOUT_FIELDS = ("format", "sep", "user_col", "item_col", "rating_col", "timestamp_col", "title_col")
+#: Keys of :class:`DataConfig` that say how the files are read (part of the dataset's identity).
+READING_FIELDS = ("format", "sep", "user_col", "item_col", "rating_col", "timestamp_col", "title_col")
 #: Fields of :class:`DataConfig` that say how the rows are preprocessed (part of the dataset's identity).
 PREPROCESSING_FIELDS = ("k_core", "positive_threshold", "label_rule", "head_fraction", "split_ratios", "split_seed")
+
+
+#: Spellings of the tab separator accepted on the command line and in configs.
+TAB_NAMES = {"\\t": "\t", "tab": "\t"}
+#: Fields of :class:`CsvColumns` that name interactions columns; no two may name the same column.
+INTERACTION_COLUMNS = ("user_col", "item_col", "rating_col", "timestamp_col")
+
+
+@dataclass(frozen=True)
+class CsvColumns:
+    """The separator and column names of a generic CSV/TSV file: the ``csv`` section of
+    :class:`DataConfig` (flat: its keys and flags are ``sep``, ``user_col``, ... ``--sep``, ``--user-col``, ...).
+
+    With every column name at its default, a file whose header has GroupLens's ``userId`` and
+    ``movieId`` in place of ``user`` and ``item`` is read with those names (the ``ratings.csv``
+    and ``movies.csv`` of MovieLens ml-latest, ml-latest-small, ml-25m and ml-20m).
+
+    :raises DataError: for a separator that is not one character, an empty column name, or
+        two interactions columns with the same name.
+    """
+
+    sep: str = ","
+    """Field separator: one character; \\t or tab mean TSV."""
+    user_col: str = "user"
+    """The interactions column with the user id."""
+    item_col: str = "item"
+    """The interactions column with the item id (also the key column of items.csv)."""
+    rating_col: str = "rating"
+    """The interactions column with the rating."""
+    timestamp_col: str = "timestamp"
+    """The optional interactions column with a Unix timestamp."""
+    title_col: str = "title"
+    """The items.csv column with the item text; its other columns become categorical side features."""
+
+    def __post_init__(self) -> None:
+        from coral.config import require
+
+        sep = TAB_NAMES.get(self.sep, self.sep)
+        require(len(sep) == 1, "sep", f"must be a single character (\\t for tab), got {self.sep!r}", DataError)
+        require(sep not in '"\r\n', "sep", f"must not be a quote or a line break, got {sep!r}", DataError)
+        object.__setattr__(self, "sep", sep)
+        for name in (*INTERACTION_COLUMNS, "title_col"):
+            require(
+                bool(getattr(self, name).strip()), name, f"must name a column, got {getattr(self, name)!r}", DataError
+            )
+            object.__setattr__(self, name, getattr(self, name).strip())  # header names are read stripped too
+        for j, first in enumerate(INTERACTION_COLUMNS):
+            for second in INTERACTION_COLUMNS[j + 1 :]:
+                value = getattr(self, second)
+                require(
+                    getattr(self, first) != value, second,
+                    f"must differ from the {first.removesuffix('_col')} column, both are {value!r}", DataError,
+                )
+        require(
+            self.title_col != self.item_col, "title_col",
+            f"must differ from the item column, both are {self.item_col!r}", DataError,
+        )
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """The data section of every command: which dataset, how its files are read, how its rows are preprocessed.
 
-    The layout and preprocessing fields (not the name) are hashed into the dataset's fingerprint,
+    The reading and preprocessing fields (not the name) are hashed into the dataset's fingerprint,
     which keys the on-disk cache and every result row.
     """
 
     dataset: str = "gift_cards"
-    """Built-in name (gift_cards, movielens_small), Amazon 2018 category, ml-100k, ml-1m, or a file or directory path."""
+    """Built-in name (gift_cards, movielens_small), Amazon 2018 category, ml-100k, ml-1m, or a file or directory
+    path."""
     format: DataFormat = "auto"
     """Source format; auto: detect it from the file names."""
-    sep: str = ","
-    """CSV layout: field separator (\\t or tab for TSV)."""
-    user_col: str = "user"
-    """CSV layout: the interactions column with the user id."""
-    item_col: str = "item"
-    """CSV layout: the interactions column with the item id (also the key column of items.csv)."""
-    rating_col: str = "rating"
-    """CSV layout: the interactions column with the rating."""
-    timestamp_col: str = "timestamp"
-    """CSV layout: the optional interactions column with a Unix timestamp."""
-    title_col: str = "title"
-    """CSV layout: the items.csv column with the item text."""
+    csv: CsvColumns = section(CsvColumns, flat=True)
+    """How a generic CSV/TSV file is read: separator and column names (keys sep, user_col, ...)."""
     encoding: str = "utf-8"
-    """Text encoding of the files (e.g. latin-1, cp1252 for older exports); bytes that are not valid in it are an error naming the file and line."""
+    """Text encoding of the files (e.g. latin-1, cp1252 for older exports); bytes that are not valid in it are an error
+    naming the file and line."""
     rating_scale: tuple[float, ...] = ()
-    """MIN,MAX (a negative MIN as --rating-scale=-1,10): a rating outside is an error; empty: the format's own scale (MovieLens and Amazon 1-5, GroupLens ratings.csv 0.5-5; any finite rating in other CSV and RecBole files)."""
+    """MIN,MAX (a negative MIN as --rating-scale=-1,10): a rating outside is an error; empty: the format's own scale
+    (MovieLens and Amazon 1-5, GroupLens ratings.csv 0.5-5; any finite rating in other CSV and RecBole files)."""
     k_core: int = 5
     """Iterative k-core: drop users and items with fewer than k interactions until none remain."""
     positive_threshold: float = 3.0
@@ -86,15 +137,14 @@ class DataConfig:
         require(bool(self.dataset.strip()), "dataset", "must name a dataset or a path, got ''", DataError)
         if self.format is None:
             object.__setattr__(self, "format", "auto")
-        if self.sep in ("\\t", "tab"):
-            object.__setattr__(self, "sep", "\t")
-        require(len(self.sep) == 1 and self.sep not in "\r\n\"", "sep", f"must be a single character (\\t for tab), got {self.sep!r}", DataError)
-        for name in ("user_col", "item_col", "rating_col", "timestamp_col", "title_col"):
-            require(bool(getattr(self, name)), name, "must name a column, got ''", DataError)
         try:
             codecs.lookup(self.encoding)
         except LookupError:
-            require(False, "encoding", f"must name a text encoding Python knows (e.g. utf-8, latin-1, cp1252), got {self.encoding!r}", DataError)
+            require(
+                False, "encoding",
+                f"must name a text encoding Python knows (e.g. utf-8, latin-1, cp1252), got {self.encoding!r}",
+                DataError,
+            )
         scale = tuple(float(r) for r in self.rating_scale)
         require(
             not scale or (len(scale) == 2 and all(math.isfinite(r) for r in scale) and scale[0] < scale[1]),
@@ -104,15 +154,20 @@ class DataConfig:
         )
         object.__setattr__(self, "rating_scale", scale)
         require(self.k_core >= 1, "k_core", f"must be >= 1, got {self.k_core}", DataError)
-        require(math.isfinite(self.positive_threshold), "positive_threshold", f"must be a finite number, got {self.positive_threshold}", DataError)
-        require(self.label_rule in ("gt", "ge"), "label_rule", f"must be 'gt' or 'ge', got {self.label_rule!r}", DataError)
-        require(0.0 < self.head_fraction < 1.0, "head_fraction", f"must be in (0, 1), got {self.head_fraction}", DataError)
+        require(
+            math.isfinite(self.positive_threshold), "positive_threshold",
+            f"must be a finite number, got {self.positive_threshold}", DataError,
+        )
+        require(
+            self.label_rule in ("gt", "ge"), "label_rule", f"must be 'gt' or 'ge', got {self.label_rule!r}", DataError
+        )
+        require(
+            0.0 < self.head_fraction < 1.0, "head_fraction", f"must be in (0, 1), got {self.head_fraction}", DataError
+        )
         ratios = tuple(float(r) for r in self.split_ratios)
         require(
             len(ratios) == 3 and all(math.isfinite(r) and r >= 0 for r in ratios) and abs(sum(ratios) - 1.0) <= 1e-6,
-            "split_ratios",
-            f"must be three non-negative shares summing to 1, got {self.split_ratios}",
-            DataError,
+            "split_ratios", f"must be three non-negative shares summing to 1, got {self.split_ratios}", DataError,
         )
         object.__setattr__(self, "split_ratios", ratios)
 
@@ -123,20 +178,24 @@ class DataConfig:
         return pos.astype(np.int8)
 
     def to_dict(self) -> dict:
-        """Every field, as ``DataConfig(**d)`` accepts it back."""
+        """Every setting, as :func:`coral.config.from_dict` reads it back."""
         from coral.config import to_dict
 
         return to_dict(self)
 
     @property
     def hash(self) -> str:
-        """A short stable hash of the layout and preprocessing fields and the preprocessing version (not the name).
+        """A short stable hash of the reading and preprocessing fields and the preprocessing version (not the name).
 
         ``encoding`` counts only when it is not UTF-8, so that datasets read before the field
         existed keep their fingerprint; ``rating_scale`` only checks the data, it does not change it.
         """
         config = self.to_dict()
-        fields = LAYOUT_FIELDS + PREPROCESSING_FIELDS + (("encoding",) if codecs.lookup(self.encoding).name != "utf-8" else ())
+        fields = (
+            READING_FIELDS
+            + PREPROCESSING_FIELDS
+            + (("encoding",) if codecs.lookup(self.encoding).name != "utf-8" else ())
+        )
         blob = json.dumps({"v": PREPROCESS_VERSION, **{k: config[k] for k in fields}}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -201,7 +260,7 @@ class Interactions:
 
     def pairs(self) -> set[tuple[int, int]]:
         """The (user, item) pairs as a set of Python int tuples."""
-        return set(zip(self.user.tolist(), self.item.tolist()))
+        return set(zip(self.user.tolist(), self.item.tolist(), strict=False))
 
     def keys(self, n_items: int) -> np.ndarray:
         """One int64 key per row, ``user * n_items + item``: fast membership tests with np.isin."""
@@ -209,7 +268,9 @@ class Interactions:
 
     @staticmethod
     def concat(parts: list["Interactions"]) -> "Interactions":
-        return Interactions(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Interactions)))
+        return Interactions(
+            *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Interactions))
+        )
 
 
 @dataclass
@@ -273,7 +334,8 @@ class CoralDataset:
                 continue
             which = "all positive" if positives else "all negative"
             raise DataError(
-                f"{self.name}: the {name} split has a single class ({which}: {positives} of {len(labels)} labels are 1); "
+                f"{self.name}: the {name} split has a single class ({which}: {positives} of {len(labels)} labels are "
+                "1); "
                 "AUC is undefined - change --positive-threshold/--label-rule"
             )
 
@@ -313,7 +375,9 @@ class CoralDataset:
             "head_items": n_head,
             "tail_items": self.n_items - n_head,
             "positive_rate": float(np.concatenate([self.split(s).label for s in SPLITS]).mean()),
-            "splits": {s: {"interactions": len(self.split(s)), "positive_rate": self.split(s).positive_rate} for s in SPLITS},
+            "splits": {
+                s: {"interactions": len(self.split(s)), "positive_rate": self.split(s).positive_rate} for s in SPLITS
+            },
             "config": self.config.to_dict(),
             "fingerprint": self.fingerprint,
         }
@@ -321,7 +385,9 @@ class CoralDataset:
     # ---- on-disk cache -------------------------------------------------------------------
     def fallback_text_warnings(self) -> list[str]:
         """The warnings that loading this dataset prints: items that have only the fallback text."""
-        missing = sum(text == fallback_item_text(raw_id) for text, raw_id in zip(self.item_text, self.item_ids))
+        missing = sum(
+            text == fallback_item_text(raw_id) for text, raw_id in zip(self.item_text, self.item_ids, strict=False)
+        )
         if not missing:
             return []
         return [f"{self.name}: {missing} of {self.n_items} items have no text; using the fallback 'item <id>'"]
@@ -342,14 +408,9 @@ class CoralDataset:
         atomic_write_json(
             directory / "meta.json",
             {
-                "name": self.name,
-                "config": self.config.to_dict(),
-                "user_ids": self.user_ids,
-                "item_ids": self.item_ids,
-                "item_text": self.item_text,
-                "source_hash": self.source_hash,
-                "preprocess_version": PREPROCESS_VERSION,
-                "warnings": self.notices + self.fallback_text_warnings(),
+                "name": self.name, "config": self.config.to_dict(), "user_ids": self.user_ids,
+                "item_ids": self.item_ids, "item_text": self.item_text, "source_hash": self.source_hash,
+                "preprocess_version": PREPROCESS_VERSION, "warnings": self.notices + self.fallback_text_warnings(),
             },
         )
 
@@ -363,19 +424,14 @@ class CoralDataset:
         splits = {
             s: Interactions(*(arrays[f"{s}.{f.name}"] for f in dataclasses.fields(Interactions))) for s in SPLITS
         }
-        cfg = meta["config"]
-        cfg["split_ratios"] = tuple(cfg["split_ratios"])
+        from coral.config import from_dict
+
         dataset = cls(
-            name=meta["name"],
-            config=DataConfig(**cfg),
-            user_ids=meta["user_ids"],
-            item_ids=meta["item_ids"],
-            item_text=meta["item_text"],
-            is_head=arrays["is_head"],
-            item_popularity=arrays["item_popularity"],
+            name=meta["name"], config=from_dict(DataConfig, meta["config"], where=str(directory / "meta.json")),
+            user_ids=meta["user_ids"], item_ids=meta["item_ids"], item_text=meta["item_text"],
+            is_head=arrays["is_head"], item_popularity=arrays["item_popularity"],
             item_features={k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("feature.")},
-            source_hash=meta["source_hash"],
-            **splits,
+            source_hash=meta["source_hash"], **splits,
         )
         # Entries written before warnings were stored: derive them from the texts.
         messages = meta.get("warnings", dataset.fallback_text_warnings())
@@ -434,7 +490,9 @@ def _source_hash(raw: RawData) -> str:
     return h.hexdigest()[:16]
 
 
-def _core_interactions(raw: RawData, config: DataConfig, notices: list[str]) -> tuple[Interactions, list[str], list[str]]:
+def _core_interactions(
+    raw: RawData, config: DataConfig, notices: list[str]
+) -> tuple[Interactions, list[str], list[str]]:
     """Deduplicated (latest row per pair), k-core filtered, densely re-indexed and labelled rows:
     (rows, index -> raw user id, index -> raw item id).
 
@@ -461,12 +519,15 @@ def _core_interactions(raw: RawData, config: DataConfig, notices: list[str]) -> 
     u_kept, user = np.unique(u_codes[core], return_inverse=True)
     i_kept, item = np.unique(i_codes[core], return_inverse=True)
     rating, timestamp = ratings[core].astype(np.float32), ts[core]
-    rows = Interactions(user.astype(np.int64), item.astype(np.int64), rating, config.label(rating), timestamp.astype(np.int64))
+    rows = Interactions(
+        user.astype(np.int64), item.astype(np.int64), rating, config.label(rating), timestamp.astype(np.int64)
+    )
     return rows, [str(x) for x in u_names[u_kept]], [str(x) for x in i_names[i_kept]]
 
 
 def _head_items(item: np.ndarray, n_items: int, head_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(popularity, is_head): interactions per item, and the most popular ``head_fraction`` of items (ties: lower index first)."""
+    """(popularity, is_head): interactions per item, and the most popular ``head_fraction`` of items (ties: lower index
+    first)."""
     popularity = np.bincount(item, minlength=n_items).astype(np.int64)
     n_head = max(1, int(round(head_fraction * n_items)))
     by_popularity = np.lexsort((np.arange(n_items), -popularity))
@@ -492,7 +553,10 @@ def _split_rows(rows: Interactions, is_head: np.ndarray, config: DataConfig, sou
     splits = {"train": train_rows, "valid": valid_rows, "test": test_rows}
     for s, chosen in splits.items():
         if len(chosen) == 0:
-            raise DataError(f"{source}: the {s} split is empty after preprocessing ({len(rows)} interactions, {n_tail} on tail items)")
+            raise DataError(
+                f"{source}: the {s} split is empty after preprocessing ({len(rows)} interactions, {n_tail} on tail "
+                "items)"
+            )
     return splits
 
 
@@ -508,7 +572,10 @@ def _item_texts(raw: RawData, item_ids: list[str]) -> list[str]:
     if missing:
         import warnings
 
-        warnings.warn(f"{raw.source}: {missing} of {len(item_ids)} items have no text; using the fallback 'item <id>'", stacklevel=3)
+        warnings.warn(
+            f"{raw.source}: {missing} of {len(item_ids)} items have no text; using the fallback 'item <id>'",
+            stacklevel=3,
+        )
     return texts
 
 
@@ -522,7 +589,9 @@ def _item_features(raw: RawData, item_ids: list[str]) -> dict[str, np.ndarray]:
     return features
 
 
-def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "", source_hash: str | None = None) -> CoralDataset:
+def build_dataset(
+    raw: RawData, config: DataConfig = DataConfig(), name: str = "", source_hash: str | None = None
+) -> CoralDataset:
     """Preprocess raw interactions into a :class:`CoralDataset`.
 
     :param raw: the loader's table.
@@ -539,15 +608,8 @@ def build_dataset(raw: RawData, config: DataConfig = DataConfig(), name: str = "
     popularity, is_head = _head_items(all_rows.item, len(item_ids), config.head_fraction)
     splits = _split_rows(all_rows, is_head, config, raw.source)
     return CoralDataset(
-        name=name,
-        config=config,
-        user_ids=user_ids,
-        item_ids=item_ids,
-        item_text=_item_texts(raw, item_ids),
-        is_head=is_head,
-        item_popularity=popularity,
-        item_features=_item_features(raw, item_ids),
-        source_hash=source_hash if source_hash is not None else _source_hash(raw),
-        notices=notices,
+        name=name, config=config, user_ids=user_ids, item_ids=item_ids, item_text=_item_texts(raw, item_ids),
+        is_head=is_head, item_popularity=popularity, item_features=_item_features(raw, item_ids),
+        source_hash=source_hash if source_hash is not None else _source_hash(raw), notices=notices,
         **{s: all_rows.take(rows) for s, rows in splits.items()},
     )

@@ -59,12 +59,9 @@ MOVIELENS_BASE_URL = "https://files.grouplens.org/datasets/movielens"
 #: from third-party repositories. Files not listed are checked against Content-Length only.
 KNOWN_FILES: dict[str, tuple[int, str | None]] = {
     "ml-100k.zip": (4_924_029, "0e33842e24a9c977be4e0107933c0723"),
-    "ml-1m.zip": (5_917_549, "c4d9eecfca2ab87c1945afe126590906"),
-    "AMAZON_FASHION_5.json.gz": (287_013, None),
-    "All_Beauty_5.json.gz": (633_507, None),
-    "Appliances_5.json.gz": (74_112, None),
-    "Gift_Cards_5.json.gz": (176_952, None),
-    "meta_Gift_Cards.json.gz": (389_825, None),
+    "ml-1m.zip": (5_917_549, "c4d9eecfca2ab87c1945afe126590906"), "AMAZON_FASHION_5.json.gz": (287_013, None),
+    "All_Beauty_5.json.gz": (633_507, None), "Appliances_5.json.gz": (74_112, None),
+    "Gift_Cards_5.json.gz": (176_952, None), "meta_Gift_Cards.json.gz": (389_825, None),
 }
 
 Variant = Literal["full", "5core"]
@@ -99,7 +96,8 @@ class DownloadConfig:
     """How to download: where to, from where, and how patiently."""
 
     dest: Path | None = None
-    """Destination folder; None: the coral cache's data/ folder, where dataset names are looked up (for another folder, point CORAL_DATA_DIR at it)."""
+    """Destination folder; None: the coral cache's data/ folder, where dataset names are looked up (for another folder,
+    point CORAL_DATA_DIR at it)."""
     mirror: str | None = None
     """Base URL of a mirror serving every file by its bare name (e.g. URL/ml-100k.zip); None: the official hosts."""
     retries: int = 3
@@ -117,11 +115,16 @@ class DownloadConfig:
         require(self.retries >= 0, "retries", f"must be >= 0, got {self.retries}")
         for name in ("backoff_s", "connect_timeout_s", "read_timeout_s"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        require(self.mirror is None or urlsplit(self.mirror).scheme in ("http", "https"), "mirror", f"must be an http:// or https:// URL, got {self.mirror!r}")
+        require(
+            self.mirror is None or urlsplit(self.mirror).scheme in ("http", "https"),
+            "mirror",
+            f"must be an http:// or https:// URL, got {self.mirror!r}",
+        )
 
 
 def _lookup(name: str) -> tuple[str, str]:
-    """``(kind, canonical name)`` of a dataset name, as the registry spells them; kind is "amazon2018" or "movielens"."""
+    """``(kind, canonical name)`` of a dataset name, as the registry spells them; kind is "amazon2018" or
+    "movielens"."""
     category = amazon_category(name)
     if category is not None:
         return "amazon2018", category

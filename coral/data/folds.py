@@ -50,7 +50,8 @@ class FoldConfig:
     """How the tail-item training interactions are shared out between warm start, alignment and RL episodes."""
 
     fold_shares: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
-    """Shares of tail-train in the warm_start, align and episodes folds (disjoint, stratified by label, seeded by split_seed); warm_start 0 = the warm start sees head interactions only."""
+    """Shares of tail-train in the warm_start, align and episodes folds (disjoint, stratified by label, seeded by
+    split_seed); warm_start 0 = the warm start sees head interactions only."""
 
     def __post_init__(self) -> None:
         shares = tuple(float(s) for s in self.fold_shares)
@@ -59,7 +60,11 @@ class FoldConfig:
             "fold_shares",
             f"must be three non-negative shares summing to 1, got {self.fold_shares}",
         )
-        require(shares[2] > 0, "fold_shares", f"must give the episodes fold (the third share) a positive share, got {self.fold_shares}")
+        require(
+            shares[2] > 0,
+            "fold_shares",
+            f"must give the episodes fold (the third share) a positive share, got {self.fold_shares}",
+        )
         object.__setattr__(self, "fold_shares", shares)
 
 
@@ -85,7 +90,7 @@ def _cut(rows: np.ndarray, shares: tuple[float, ...]) -> list[np.ndarray]:
     """``rows`` cut into consecutive parts of the given shares (rounded so that the parts add up)."""
     bounds = np.round(np.cumsum((0.0,) + shares) * len(rows)).astype(np.int64)
     bounds[-1] = len(rows)
-    return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
 
 
 def _cut_each_nonempty(rows: np.ndarray, shares: tuple[float, ...]) -> list[np.ndarray]:
@@ -99,7 +104,7 @@ def _cut_each_nonempty(rows: np.ndarray, shares: tuple[float, ...]) -> list[np.n
             sizes[np.argmax(sizes)] -= 1
             sizes[k] = 1
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
 
 
 def tail_train_folds(dataset: CoralDataset, config: FoldConfig = FoldConfig()) -> TailTrainFolds:

@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from coral.data.dataset import RawData
+from coral.data.dataset import CsvColumns, RawData
 from coral.errors import DataError
 
 #: Longest item text kept for prompts (characters); longer titles are cut at a word boundary.
@@ -86,7 +86,10 @@ def _undecodable(path: Path, encoding: str) -> DataError:
                 try:
                     decoder.decode(raw)
                 except UnicodeDecodeError as err:
-                    return DataError(f"{path}:{lineno}: not valid {encoding} text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); {how}")
+                    return DataError(
+                        f"{path}:{lineno}: not valid {encoding} text (byte 0x{raw[err.start]:02x} at column "
+                        f"{err.start + 1}); {how}"
+                    )
     except READ_ERRORS as err:
         return _read_error(path, err)
     return DataError(f"{path}: not valid {encoding} text; {how}")
@@ -169,7 +172,7 @@ def _number_column(values: list[str], lines: list[int], name: str, path: Path) -
     try:
         column = np.asarray(values, dtype=np.float64)
     except (ValueError, OverflowError):  # find the culprit (or accept what only numpy refused)
-        column = np.array([_number(v, name, path, n) for v, n in zip(values, lines)], dtype=np.float64)
+        column = np.array([_number(v, name, path, n) for v, n in zip(values, lines, strict=False)], dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(column))
     if len(bad):
         raise DataError(f"{path}:{lines[bad[0]]}: {name} {show(values[bad[0]])} is not a finite number")
@@ -200,8 +203,11 @@ class ReadOptions:
     rating_scale: tuple[float, ...] = ()
     """(MIN, MAX) that every rating must lie in; empty: the format's own scale where it has one."""
 
-    def check_ratings(self, ratings: np.ndarray, lines: Sequence[int], path: Path, own: tuple[float, float] | None, source: str) -> None:
-        """Refuse ratings outside the scale: ``rating_scale`` if given, else the format's ``own`` (None: any finite rating).
+    def check_ratings(
+        self, ratings: np.ndarray, lines: Sequence[int], path: Path, own: tuple[float, float] | None, source: str
+    ) -> None:
+        """Refuse ratings outside the scale: ``rating_scale`` if given, else the format's ``own`` (None: any finite
+        rating).
 
         :param ratings: the ratings read.
         :param lines: the line of each rating in ``path``.
@@ -220,10 +226,15 @@ class ReadOptions:
         first = outside[0]
         which = f"--rating-scale {low:g},{high:g}" if self.rating_scale else f"the {source} scale {low:g}..{high:g}"
         how = "" if self.rating_scale else "; pass --rating-scale MIN,MAX if this file uses another scale"
-        raise DataError(f"{path}:{lines[first]}: rating {ratings[first]:g} is outside {which} ({len(outside)} of {len(ratings)} ratings are){how}")
+        raise DataError(
+            f"{path}:{lines[first]}: rating {ratings[first]:g} is outside {which} ({len(outside)} of {len(ratings)} "
+            f"ratings are){how}"
+        )
 
 
-def _reviews(path: Path, user_key: str, item_key: str, rating_key: str, time_key: str, time_scale: float, options: ReadOptions) -> tuple[list, list, np.ndarray, list]:
+def _reviews(
+    path: Path, user_key: str, item_key: str, rating_key: str, time_key: str, time_scale: float, options: ReadOptions
+) -> tuple[list, list, np.ndarray, list]:
     users, items, ratings, times, lines = [], [], [], [], []
     for lineno, rec in _json_records(path, options.encoding):
         users.append(str(_field(rec, user_key, path, lineno)))
@@ -243,7 +254,9 @@ def _last_category(value: object) -> str:
     return clean_text(value) if isinstance(value, str) else ""
 
 
-def _meta(path: Path | None, item_key: str, brand_key: str, category_key: str, encoding: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+def _meta(
+    path: Path | None, item_key: str, brand_key: str, category_key: str, encoding: str
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     texts: dict[str, str] = {}
     side: dict[str, dict[str, str]] = {}
     if path is None:
@@ -322,11 +335,15 @@ def _delimited_titles(path: Path, sep: str, title_column: int, encoding: str) ->
 
 
 def load_movielens_100k(directory: Path, options: ReadOptions = ReadOptions()) -> RawData:
-    """MovieLens 100K: ``u.data`` (tab-separated user, item, rating, timestamp) and ``u.item`` (``|``-separated, title 2nd; Latin-1)."""
+    """MovieLens 100K: ``u.data`` (tab-separated user, item, rating, timestamp) and ``u.item`` (``|``-separated, title
+    2nd; Latin-1)."""
     data = directory / "u.data"
     users, items, ratings, times = _delimited_interactions(data, "\t", options)
     titles = _delimited_titles(directory / "u.item", "|", 1, "latin-1")
-    return RawData(users, items, ratings, times, titles, source=str(directory), files=tuple(p for p in (data, directory / "u.item") if p.exists()))
+    return RawData(
+        users, items, ratings, times, titles, source=str(directory),
+        files=tuple(p for p in (data, directory / "u.item") if p.exists()),
+    )
 
 
 def load_movielens_1m(directory: Path, options: ReadOptions = ReadOptions()) -> RawData:
@@ -334,7 +351,10 @@ def load_movielens_1m(directory: Path, options: ReadOptions = ReadOptions()) -> 
     data = directory / "ratings.dat"
     users, items, ratings, times = _delimited_interactions(data, "::", options)
     titles = _delimited_titles(directory / "movies.dat", "::", 1, "latin-1")
-    return RawData(users, items, ratings, times, titles, source=str(directory), files=tuple(p for p in (data, directory / "movies.dat") if p.exists()))
+    return RawData(
+        users, items, ratings, times, titles, source=str(directory),
+        files=tuple(p for p in (data, directory / "movies.dat") if p.exists()),
+    )
 
 
 def _recbole_header(path: Path, lineno: int, header: list[str]) -> list[str]:
@@ -375,67 +395,15 @@ def load_recbole(inter: Path, options: ReadOptions = ReadOptions()) -> RawData:
         text_cols = [j for j, n in enumerate(inames) if "title" in n or n.endswith("name")]
         if "item_id" in inames and text_cols:
             cid, ctext = inames.index("item_id"), text_cols[0]
-            for lineno, row in item_rows:
+            for _, row in item_rows:
                 if len(row) > max(cid, ctext):
                     titles[row[cid]] = clean_text(row[ctext])
     return RawData(users, items, ratings, times, titles, source=str(inter), files=tuple(files))
 
 
-#: Spellings of the tab separator accepted on the command line and in configs.
-TAB_NAMES = {"\\t": "\t", "tab": "\t"}
-
-#: CsvLayout fields that name interactions columns; no two may name the same column.
-_INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp")
-
-
-@dataclass(frozen=True)
-class CsvLayout:
-    """Column names and separator of the generic CSV/TSV layout.
-
-    With every column name at its default, a file whose header has GroupLens's ``userId`` and
-    ``movieId`` in place of ``user`` and ``item`` is read with those names (the ``ratings.csv``
-    and ``movies.csv`` of MovieLens ml-latest, ml-latest-small, ml-25m and ml-20m).
-
-    :raises DataError: for a separator that is not one character, an empty column name, or
-        two interactions columns with the same name.
-    """
-
-    sep: str = ","
-    """Field separator: one character; "\\t" or "tab" mean TSV."""
-    user: str = "user"
-    """Interactions column with the user id."""
-    item: str = "item"
-    """Interactions column with the item id (also the key column of items.csv)."""
-    rating: str = "rating"
-    """Interactions column with the rating."""
-    timestamp: str = "timestamp"
-    """Optional interactions column with a Unix timestamp."""
-    title: str = "title"
-    """items.csv column with the item text; any other items.csv columns become categorical side features."""
-
-    def __post_init__(self) -> None:
-        sep = TAB_NAMES.get(self.sep, self.sep) if isinstance(self.sep, str) else self.sep
-        if not isinstance(sep, str) or len(sep) != 1:
-            raise DataError(f"sep must be one character, got {self.sep!r}")
-        if sep in '"\r\n':
-            raise DataError(f"sep must not be a quote or a line break, got {sep!r}")
-        object.__setattr__(self, "sep", sep)
-        for name in (*_INTERACTION_COLUMNS, "title"):
-            column = getattr(self, name)
-            if not isinstance(column, str) or not column.strip():
-                raise DataError(f"{name} column must be a non-empty name, got {column!r}")
-            object.__setattr__(self, name, column.strip())  # header names are read stripped too
-        for j, first in enumerate(_INTERACTION_COLUMNS):
-            for second in _INTERACTION_COLUMNS[j + 1 :]:
-                if getattr(self, first) == getattr(self, second):
-                    raise DataError(f"{first} and {second} columns must differ, both are {getattr(self, first)!r}")
-        if self.title == self.item:
-            raise DataError(f"title and item columns must differ, both are {self.item!r}")
-
-
 #: The column names of GroupLens's CSV releases (ratings.csv: userId,movieId,rating,timestamp;
 #: movies.csv: movieId,title,genres).
-GROUPLENS = CsvLayout(user="userId", item="movieId")
+GROUPLENS = CsvColumns(user_col="userId", item_col="movieId")
 
 #: GroupLens's genres value of a movie without genres: no side feature.
 GROUPLENS_NO_GENRES = "(no genres listed)"
@@ -472,21 +440,25 @@ def _column(path: Path, header: list[str], column: str) -> int:
     return header.index(column)
 
 
-def _sep_for(path: Path, layout: CsvLayout) -> str:
-    """The layout's separator, except that a ``.tsv`` file with the default ``,`` is read as TSV."""
-    return "\t" if layout.sep == "," and ".tsv" in path.name.lower() else layout.sep
+def _sep_for(path: Path, columns: CsvColumns) -> str:
+    """The separator, except that a ``.tsv`` file with the default ``,`` is read as TSV."""
+    return "\t" if columns.sep == "," and ".tsv" in path.name.lower() else columns.sep
 
 
-def _layout_for(header: list[str], layout: CsvLayout) -> tuple[CsvLayout, bool]:
-    """The layout to read a file with this header: GroupLens's names when the defaults are absent.
+def _columns_for(header: list[str], columns: CsvColumns) -> tuple[CsvColumns, bool]:
+    """The columns to read a file with this header: GroupLens's names when the defaults are absent.
 
-    :returns: the layout, and whether it is GroupLens's (whose ratings are 0.5-5).
+    :returns: the columns, and whether it is GroupLens's (whose ratings are 0.5-5).
     """
     names = set(header)
-    untouched = dataclasses.replace(layout, sep=CsvLayout.sep) == CsvLayout()
-    if untouched and not {layout.user, layout.item} <= names and {GROUPLENS.user, GROUPLENS.item} <= names:
-        return dataclasses.replace(GROUPLENS, sep=layout.sep), True
-    return layout, False
+    untouched = dataclasses.replace(columns, sep=CsvColumns.sep) == CsvColumns()
+    if (
+        untouched
+        and not {columns.user_col, columns.item_col} <= names
+        and {GROUPLENS.user_col, GROUPLENS.item_col} <= names
+    ):
+        return dataclasses.replace(GROUPLENS, sep=columns.sep), True
+    return columns, False
 
 
 _CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
@@ -494,7 +466,12 @@ _CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 
 def _find_all(directory: Path, *stems: str) -> list[Path]:
     """Every ``<stem>.csv``/``.tsv`` (optionally gzip) in ``directory``, stems in order."""
-    return [directory / f"{stem}{suffix}" for stem in stems for suffix in _CSV_SUFFIXES if (directory / f"{stem}{suffix}").is_file()]
+    return [
+        directory / f"{stem}{suffix}"
+        for stem in stems
+        for suffix in _CSV_SUFFIXES
+        if (directory / f"{stem}{suffix}").is_file()
+    ]
 
 
 def _find(directory: Path, *stems: str) -> Path | None:
@@ -503,43 +480,46 @@ def _find(directory: Path, *stems: str) -> Path | None:
     return found[0] if found else None
 
 
-def _csv_items(path: Path, layout: CsvLayout, encoding: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """Item texts and categorical side features from an items file keyed by ``layout.item``."""
-    rows = _csv_table(path, _sep_for(path, layout), encoding)
+def _csv_items(path: Path, columns: CsvColumns, encoding: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Item texts and categorical side features from an items file keyed by ``columns.item_col``."""
+    rows = _csv_table(path, _sep_for(path, columns), encoding)
     header = _header(path, rows)
-    key = _column(path, header, layout.item)
-    title = header.index(layout.title) if layout.title in header else None
-    extra = [(j, name) for j, name in enumerate(header) if name and name not in (layout.item, layout.title)]
+    key = _column(path, header, columns.item_col)
+    title = header.index(columns.title_col) if columns.title_col in header else None
+    extra = [(j, name) for j, name in enumerate(header) if name and name not in (columns.item_col, columns.title_col)]
     texts: dict[str, str] = {}
     side: dict[str, dict[str, str]] = {}
     for lineno, row in rows:
-        item = _cell(path, lineno, row, key, layout.item)
+        item = _cell(path, lineno, row, key, columns.item_col)
         texts[item] = clean_text(row[title]) if title is not None and title < len(row) else ""
         values = {name: row[j].strip() for j, name in extra if j < len(row)}
         side[item] = {name: v for name, v in values.items() if v and v != GROUPLENS_NO_GENRES}
     return texts, side
 
 
-def load_csv(interactions: Path, layout: CsvLayout = CsvLayout(), items: Path | None = None, source: str | None = None, options: ReadOptions = ReadOptions()) -> RawData:
+def load_csv(
+    interactions: Path, columns: CsvColumns = CsvColumns(), items: Path | None = None, source: str | None = None,
+    options: ReadOptions = ReadOptions(),
+) -> RawData:
     """A CSV/TSV interactions file (user, item, rating[, timestamp] columns, any file name).
 
     :param interactions: the interactions file (``.csv``, ``.tsv``, optionally ``.gz``).
-    :param layout: column names and separator; see :class:`CsvLayout` for GroupLens headers.
+    :param columns: column names and separator; see :class:`CsvColumns` for GroupLens headers.
     :param items: the items file (item, title, side features); by default ``items.csv`` beside
         ``interactions``, else ``movies.csv`` (GroupLens), else none.
     :param source: where the data came from, for messages (default: the interactions file).
     :param options: the encoding and the rating scale (GroupLens's 0.5-5 for its header, else any finite rating).
     """
-    rows = _csv_table(interactions, _sep_for(interactions, layout), options.encoding)
+    rows = _csv_table(interactions, _sep_for(interactions, columns), options.encoding)
     header = _header(interactions, rows)
-    layout, grouplens = _layout_for(header, layout)
-    cu, ci, cr = (_column(interactions, header, c) for c in (layout.user, layout.item, layout.rating))
-    ct = header.index(layout.timestamp) if layout.timestamp in header else None
+    columns, grouplens = _columns_for(header, columns)
+    cu, ci, cr = (_column(interactions, header, c) for c in (columns.user_col, columns.item_col, columns.rating_col))
+    ct = header.index(columns.timestamp_col) if columns.timestamp_col in header else None
     users, item_ids, ratings, stamps, lines = [], [], [], [], []
     width = max(cu, ci, cr) + 1
     for lineno, row in rows:
         if len(row) < width or not (row[cu].strip() and row[ci].strip() and row[cr].strip()):
-            for index, column in ((cu, layout.user), (ci, layout.item), (cr, layout.rating)):
+            for index, column in ((cu, columns.user_col), (ci, columns.item_col), (cr, columns.rating_col)):
                 _cell(interactions, lineno, row, index, column)
         users.append(row[cu].strip())
         item_ids.append(row[ci].strip())
@@ -548,21 +528,23 @@ def load_csv(interactions: Path, layout: CsvLayout = CsvLayout(), items: Path | 
         lines.append(lineno)
     # Numbers are parsed column-wise: GroupLens's larger releases have 20-33 million rows.
     rating_column = _number_column(ratings, lines, "rating", interactions)
-    options.check_ratings(rating_column, lines, interactions, GROUPLENS_SCALE if grouplens else None, "GroupLens ratings.csv")
+    options.check_ratings(
+        rating_column, lines, interactions, GROUPLENS_SCALE if grouplens else None, "GroupLens ratings.csv"
+    )
     times = _timestamp_column(stamps, lines, interactions)
     items = items if items is not None else _find(interactions.parent, "items", "movies")
-    texts, side = _csv_items(items, layout, options.encoding) if items is not None else ({}, {})
+    texts, side = _csv_items(items, columns, options.encoding) if items is not None else ({}, {})
     files = (interactions,) + ((items,) if items is not None else ())
     return RawData(users, item_ids, rating_column, times, texts, side, source=source or str(interactions), files=files)
 
 
-def load_csv_dir(directory: Path, layout: CsvLayout = CsvLayout(), options: ReadOptions = ReadOptions()) -> RawData:
+def load_csv_dir(directory: Path, columns: CsvColumns = CsvColumns(), options: ReadOptions = ReadOptions()) -> RawData:
     """A directory holding ``interactions.csv`` (user,item,rating[,timestamp]) and optionally
     ``items.csv`` (item,title,...), or GroupLens's ``ratings.csv`` and ``movies.csv``."""
     inter = _find(directory, "interactions", "ratings")
     if inter is None:
         raise DataError(f"{directory}: no interactions.csv or ratings.csv (or .tsv, .csv.gz) found")
-    return load_csv(inter, layout, source=str(directory), options=options)
+    return load_csv(inter, columns, source=str(directory), options=options)
 
 
 # ---- format detection ------------------------------------------------------------------------
@@ -586,7 +568,11 @@ def directory_sources(directory: Path) -> list[tuple[Path, str]]:
     """The interactions files in a dataset directory that a reader would take, with their formats,
     in the order that format detection tries them."""
     found = [(p, "csv") for p in _find_all(directory, "interactions")]
-    found += [(directory / name, fmt) for name, fmt in (("u.data", "movielens100k"), ("ratings.dat", "movielens1m")) if (directory / name).is_file()]
+    found += [
+        (directory / name, fmt)
+        for name, fmt in (("u.data", "movielens100k"), ("ratings.dat", "movielens1m"))
+        if (directory / name).is_file()
+    ]
     found += [(p, "csv") for p in _find_all(directory, "ratings")]  # GroupLens ml-latest(-small), ml-25m, ml-20m
     found += [(p, "recbole") for p in sorted(directory.glob("*.inter"))]
     return found
@@ -598,7 +584,11 @@ def _warn_if_ambiguous(directory: Path, fmt: str) -> None:
     chosen = next((p for p, f in found if f == fmt), None)
     others = [p.name for p, _ in found if p != chosen]
     if chosen is not None and others:
-        warnings.warn(f"{directory} holds {chosen.name} and {', '.join(others)}; reading {chosen.name} ({fmt}); pass --format or the file itself to read another", stacklevel=3)
+        warnings.warn(
+            f"{directory} holds {chosen.name} and {', '.join(others)}; reading {chosen.name} ({fmt}); pass --format or "
+            "the file itself to read another",
+            stacklevel=3,
+        )
 
 
 def detect_format(path: Path) -> str:
@@ -629,16 +619,18 @@ def detect_format(path: Path) -> str:
     raise DataError(f"{path}: cannot tell the dataset format from the file name; pass --format ({', '.join(FORMATS)})")
 
 
-def load_raw(path: Path, format: str | None = None, layout: CsvLayout = CsvLayout(), options: ReadOptions = ReadOptions()) -> RawData:
+def load_raw(
+    path: Path, format: str | None = None, columns: CsvColumns = CsvColumns(), options: ReadOptions = ReadOptions()
+) -> RawData:
     """Read a dataset file or directory in any supported format.
 
     A directory holding the interactions files of several datasets (``u.data`` and ``ratings.csv``,
     say) is read as detection or ``format`` chooses, with one warning naming what was read.
 
     :param path: a review file, a MovieLens/RecBole/CSV directory, a file inside one, or a
-        CSV/TSV interactions file of any name (read with ``layout``).
+        CSV/TSV interactions file of any name (read with ``columns``).
     :param format: one of :data:`FORMATS`; detected from the names when omitted.
-    :param layout: column names for the generic CSV layout.
+    :param columns: separator and column names of a generic CSV file.
     :param options: the files' encoding and the ratings' scale.
     """
     path = Path(path)
@@ -651,7 +643,9 @@ def load_raw(path: Path, format: str | None = None, layout: CsvLayout = CsvLayou
         "movielens100k": lambda: load_movielens_100k(path if path.is_dir() else path.parent, options),
         "movielens1m": lambda: load_movielens_1m(path if path.is_dir() else path.parent, options),
         "recbole": lambda: load_recbole(path if path.is_file() else _recbole_file(path), options),
-        "csv": lambda: load_csv_dir(path, layout, options) if path.is_dir() else load_csv(path, layout, options=options),
+        "csv": lambda: (
+            load_csv_dir(path, columns, options) if path.is_dir() else load_csv(path, columns, options=options)
+        ),
     }
     if fmt not in readers:
         raise DataError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -667,7 +661,9 @@ def _recbole_file(directory: Path) -> Path:
     return found[0]
 
 
-def _amazon(path: Path, reader: Callable[[Path, Path | None, ReadOptions], RawData], ext: str, options: ReadOptions) -> RawData:
+def _amazon(
+    path: Path, reader: Callable[[Path, Path | None, ReadOptions], RawData], ext: str, options: ReadOptions
+) -> RawData:
     if path.is_dir():
         raise DataError(f"{path}: pass the Amazon review file itself, e.g. {path}/Appliances.json.gz")
     m = _AMAZON.match(path.name)

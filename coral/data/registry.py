@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from coral.data.dataset import CoralDataset, DataConfig, build_dataset
-from coral.data.loaders import CsvLayout, ReadOptions, load_csv_dir, load_raw
+from coral.data.loaders import ReadOptions, load_csv_dir, load_raw
 from coral.errors import CoralError, DataError
 from coral.io import cache_dir
 
@@ -99,7 +99,11 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
         for root in data_dirs():
             if (root / name_or_path).is_dir():
                 return name_or_path, root / name_or_path
-        how = f"run `coral data download {name_or_path}`" if name_or_path in MOVIELENS else "get it from https://grouplens.org/datasets/movielens/ and unzip it there"
+        how = (
+            f"run `coral data download {name_or_path}`"
+            if name_or_path in MOVIELENS
+            else "get it from https://grouplens.org/datasets/movielens/ and unzip it there"
+        )
         raise DataError(f"dataset {name_or_path!r}: not found in {', '.join(map(str, data_dirs()))}; {how}")
     path = Path(name_or_path).expanduser()
     if path.exists():
@@ -118,15 +122,18 @@ def load_dataset(config: DataConfig | str = DataConfig(), use_cache: bool = True
         Amazon 2018 category, ``ml-100k``, ``ml-1m``, or a file/directory in any supported format),
         how its files are read and how it is preprocessed. A string is ``DataConfig(dataset=that)``.
     :param use_cache: read and write the processed-dataset cache, keyed by the source files'
-        contents and the layout and preprocessing fields.
+        contents and the reading and preprocessing fields.
     """
     if isinstance(config, str):
         config = DataConfig(dataset=config)
     name, path = resolve(config.dataset)
-    layout = CsvLayout(config.sep, config.user_col, config.item_col, config.rating_col, config.timestamp_col, config.title_col)
     fmt = None if config.format == "auto" else config.format
     options = ReadOptions(config.encoding, config.rating_scale)
-    raw = load_csv_dir(path, options=ReadOptions(rating_scale=config.rating_scale)) if name in EMBEDDED and path == EMBEDDED[name] else load_raw(path, fmt, layout, options)
+    raw = (
+        load_csv_dir(path, options=ReadOptions(rating_scale=config.rating_scale))
+        if name in EMBEDDED and path == EMBEDDED[name]
+        else load_raw(path, fmt, config.csv, options)
+    )
     if not use_cache:
         return build_dataset(raw, config, name)
     from coral.data.dataset import _source_hash
@@ -136,7 +143,7 @@ def load_dataset(config: DataConfig | str = DataConfig(), use_cache: bool = True
     if (directory / "meta.json").exists():
         try:
             return CoralDataset.load(directory)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, CoralError):
             pass  # a damaged (or older) cache entry is rebuilt below
     dataset = build_dataset(raw, config, name, source_hash=source_hash)
     dataset.save(directory)

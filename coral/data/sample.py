@@ -6,8 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def stratified_subset(labels: np.ndarray, size: int | None, rng: np.random.Generator | int = 0, proportional: bool = False) -> np.ndarray:
-    """Sorted row indices of ``size`` rows drawn so that both classes are kept (all rows when ``size`` is None, 0 or too big).
+def stratified_subset(
+    labels: np.ndarray, size: int | None, rng: np.random.Generator | int = 0, proportional: bool = False
+) -> np.ndarray:
+    """Sorted row indices of ``size`` rows drawn so that both classes are kept (all rows when ``size`` is None, 0 or too
+    big).
 
     Balanced (the default): negatives fill up to half the subset (all of them when there are
     fewer), positives the rest. On the long-tail splits of Amazon data 2-3% of labels are

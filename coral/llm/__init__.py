@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from coral.config import renamed
 from coral.errors import CoralError
 from coral.llm.base import Prompt, Scorer, ScoreResult
-from coral.llm.layout import LAYOUTS, default_layout
 from coral.llm.model import embedded_model_path, load_embedded_model, load_model
+from coral.llm.precision import PRECISIONS, default_precision
 from coral.llm.spec import ScorerSpec, parse_scorer_spec
 
 __all__ = [
-    "Prompt", "Scorer", "ScoreResult", "ScorerConfig", "ScorerSpec", "make_scorer", "parse_scorer_spec", "default_cache_path",
-    "LAYOUTS", "default_layout", "embedded_model_path", "load_embedded_model", "load_model",
+    "Prompt", "Scorer", "ScoreResult", "ScorerConfig", "ScorerSpec", "make_scorer", "parse_scorer_spec",
+    "default_cache_path", "PRECISIONS", "default_precision", "embedded_model_path", "load_embedded_model", "load_model",
 ]  # fmt: skip
 
 
@@ -40,9 +41,12 @@ class ScorerConfig:
     """Which LLM scores the prompts: the scorer section of every command that scores."""
 
     scorer: str = "hf"
-    """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral align`), vllm:MODEL, openai:URL#MODEL[;tokenizer=DIR][;labels_only] (e.g. a `coral serve-scorer`; ;labels_only for vllm serve), scripted[:k=v,...]."""
-    layout: Optional[Literal["auto", "float32", "int8", "bfloat16"]] = None
-    """How hf/aligned weights compute (vllm: its dtype); None/auto: the fastest layout this CPU runs natively whose recorded parity check passed (coral.llm.layout)."""
+    """Scorer spec: hf (the embedded SmolLM2-135M-Instruct), hf:PATH (HF dir or .gguf), aligned:DIR (from `coral
+    align`), vllm:MODEL, openai:URL#MODEL[;tokenizer=DIR][;labels_only] (e.g. a `coral serve-scorer`; ;labels_only for
+    vllm serve), scripted[:k=v,...]."""
+    precision: Optional[Literal["auto", "float32", "int8", "bfloat16"]] = renamed(None, old="layout")
+    """How hf/aligned weights compute (vllm: its dtype); None/auto: the fastest precision this CPU runs natively whose
+    recorded parity check passed (coral.llm.precision)."""
 
 
 def default_cache_path() -> Path:
@@ -53,20 +57,15 @@ def default_cache_path() -> Path:
 
 
 def make_scorer(
-    spec: str = ScorerConfig.scorer,
-    *,
-    cache: str | Path | bool | None = True,
-    layout: str | None = None,
-    batch_size: int = 8,
-    kv_reuse: bool = True,
-    labels: tuple[str, str] = ("Yes", "No"),
+    spec: str = ScorerConfig.scorer, *, cache: str | Path | bool | None = True, precision: str | None = None,
+    batch_size: int = 8, kv_reuse: bool = True, labels: tuple[str, str] = ("Yes", "No"),
 ) -> Scorer:
     """Build a scorer from ``spec`` (see the module docstring), wrapped in the persistent cache.
 
     :param spec: "hf", "hf:PATH", "aligned:DIR", "vllm:MODEL", "openai:URL#MODEL[;tokenizer=DIR]" or "scripted[:...]".
     :param cache: True = the default cache file, a path = that file, False/None = no cache.
-    :param layout: "float32", "int8" or "bfloat16" (hf, aligned; vllm: its dtype, int8 not offered);
-        None / "auto" = :func:`~coral.llm.layout.default_layout` for hf and aligned.
+    :param precision: "float32", "int8" or "bfloat16" (hf, aligned; vllm: its dtype, int8 not offered);
+        None / "auto" = :func:`~coral.llm.precision.default_precision` for hf and aligned.
     :param batch_size: prompts per forward pass (hf).
     :param kv_reuse: reuse prefix key/value caches across prompts (hf).
     :param labels: (positive, negative) label text.
@@ -83,18 +82,20 @@ def make_scorer(
         from coral.llm.model import model_identity
 
         path = arg or None
-        model, tokenizer = load_model(path, layout)
-        scorer: Scorer = HFScorer(model, tokenizer, model_id=model_identity(path), labels=labels, batch_size=batch_size, kv_reuse=kv_reuse)
+        model, tokenizer = load_model(path, precision)
+        scorer: Scorer = HFScorer(
+            model, tokenizer, model_id=model_identity(path), labels=labels, batch_size=batch_size, kv_reuse=kv_reuse
+        )
     elif backend == "aligned":
         from coral.llm.aligned import load_aligned_scorer
 
-        scorer = load_aligned_scorer(arg, layout=layout, batch_size=batch_size, kv_reuse=kv_reuse)
+        scorer = load_aligned_scorer(arg, precision=precision, batch_size=batch_size, kv_reuse=kv_reuse)
     elif backend == "vllm":
         from coral.llm.vllm_backend import VLLMScorer
 
-        if layout == "int8":
-            raise CoralError("the vllm backend takes layout float32 or bfloat16 (its dtype), not int8")
-        scorer = VLLMScorer(arg, dtype=None if layout in (None, "auto") else layout, labels=labels)
+        if precision == "int8":
+            raise CoralError("the vllm backend takes precision float32 or bfloat16 (its dtype), not int8")
+        scorer = VLLMScorer(arg, dtype=None if precision in (None, "auto") else precision, labels=labels)
     else:  # openai (parse_scorer_spec knows no other backend)
         from coral.llm.openai_backend import OpenAIScorer, parse_openai_spec
 

@@ -68,7 +68,10 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     """
     path = Path(directory).expanduser() / META_FILE
     if not path.is_file():
-        raise CoralError(f"{Path(directory)} is not a finished alignment directory (no {META_FILE}); run `coral align --out {directory}`")
+        raise CoralError(
+            f"{Path(directory)} is not a finished alignment directory (no {META_FILE}); run `coral align --out "
+            f"{directory}`"
+        )
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT_VERSION:
         raise CoralError(f"{path}: alignment format {meta.get('format')} is not supported (expected {FORMAT_VERSION})")
@@ -80,7 +83,9 @@ def identity(directory: str | Path) -> str:
     directory = Path(directory).expanduser()
     meta = read_meta(directory)
     h = hashlib.sha256()
-    h.update(json.dumps({k: meta[k] for k in ("config", "method", "prompt_version", "format")}, sort_keys=True).encode())
+    h.update(
+        json.dumps({k: meta[k] for k in ("config", "method", "prompt_version", "format")}, sort_keys=True).encode()
+    )
     files = weight_files(directory, meta)
     if not files or not all(f.is_file() for f in files):
         raise CoralError(f"{directory}: the {meta['method']} weights are missing")
@@ -90,22 +95,22 @@ def identity(directory: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def load_aligned_model(directory: str | Path, layout: str | None = None) -> tuple[Any, Any, Any, dict]:
+def load_aligned_model(directory: str | Path, precision: str | None = None) -> tuple[Any, Any, Any, dict]:
     """(model, tokenizer, head or None, meta): the base LLM with the LoRA adapter merged in, or with its head.
 
-    The weights are put together in fp32 and then converted to ``layout``, so that an int8 layout
+    The weights are put together in fp32 and then converted to ``precision``, so that an int8 precision
     quantises the fine-tuned weights (and calibrates on the aligned model itself).
 
     :param directory: an alignment directory.
-    :param layout: "float32", "int8", "bfloat16", or None / "auto" (:func:`coral.llm.layout.default_layout`).
+    :param precision: "float32", "int8", "bfloat16", or None / "auto" (:func:`coral.llm.precision.default_precision`).
     """
-    from coral.llm.layout import apply_layout, resolve_layout
     from coral.llm.model import load_model
+    from coral.llm.precision import apply_precision, resolve_precision
 
     directory = Path(directory).expanduser()
     meta = read_meta(directory)
     config = meta["config"]
-    layout = resolve_layout(layout)
+    precision = resolve_precision(precision)
     model, tokenizer = load_model(config["base_model"], "float32")
     head = None
     if meta["method"] == "lora":
@@ -124,7 +129,7 @@ def load_aligned_model(directory: str | Path, layout: str | None = None) -> tupl
         head = LinearReadout(int(state["linear.weight"].shape[1]))
         head.load_state_dict(state)
         head.eval()
-    model = apply_layout(model.eval(), layout, tokenizer=tokenizer, model_key=f"aligned:{identity(directory)}")
+    model = apply_precision(model.eval(), precision, tokenizer=tokenizer, model_key=f"aligned:{identity(directory)}")
     return model, tokenizer, head, meta
 
 
@@ -170,7 +175,9 @@ def scorer_name(meta: dict[str, Any]) -> str:
     return "probe"
 
 
-def load_aligned_scorer(directory: str | Path, *, layout: str | None = None, batch_size: int = 8, kv_reuse: bool = True):
+def load_aligned_scorer(
+    directory: str | Path, *, precision: str | None = None, batch_size: int = 8, kv_reuse: bool = True
+):
     """An :class:`~coral.llm.hf.HFScorer` of an aligned LLM; ``make_scorer("aligned:DIR")`` calls this.
 
     Its fingerprint holds the alignment's :func:`identity`, so caches never mix aligned and raw scores.
@@ -179,22 +186,17 @@ def load_aligned_scorer(directory: str | Path, *, layout: str | None = None, bat
     :func:`coral.llm.prompt.scorer_prompt_builder`) and ``alignment`` (the directory's ``align.json``).
 
     :param directory: an alignment directory written by ``coral align``.
-    :param layout: "float32", "int8", "bfloat16", or None / "auto" (the default layout).
+    :param precision: "float32", "int8", "bfloat16", or None / "auto" (the default precision).
     :param batch_size: prompts per forward pass.
     :param kv_reuse: reuse prefix key/value caches.
     """
     from coral.llm.hf import HFScorer
     from coral.llm.model import model_identity
 
-    model, tokenizer, head, meta = load_aligned_model(directory, layout)
+    model, tokenizer, head, meta = load_aligned_model(directory, precision)
     scorer = HFScorer(
-        model,
-        tokenizer,
-        model_id=model_identity(meta["config"]["base_model"]),
-        batch_size=batch_size,
-        kv_reuse=kv_reuse,
-        head=head,
-        fingerprint_extra=f"aligned={meta['method']}:{identity(directory)}",
+        model, tokenizer, model_id=model_identity(meta["config"]["base_model"]), batch_size=batch_size,
+        kv_reuse=kv_reuse, head=head, fingerprint_extra=f"aligned={meta['method']}:{identity(directory)}",
         soft_tokens=load_soft_tokens(directory, meta, tokenizer),
     )
     scorer.prompt_version = meta["prompt_version"]

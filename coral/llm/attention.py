@@ -22,15 +22,9 @@ NAME = "coral_sdpa_gqa"
 
 
 def sdpa_gqa_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    is_causal: bool | None = None,
-    **kwargs: Any,
+    module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+    attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+    is_causal: bool | None = None, **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention-function signature: ``query`` (batch, heads, q, dim), ``key``/``value``
     (batch, kv heads, kv, dim), ``attention_mask`` as made by transformers' ``sdpa_mask``.
@@ -38,11 +32,16 @@ def sdpa_gqa_attention(
     :returns: (batch, q, heads, dim) attention output, and no weights.
     """
     q_length = query.shape[2]
-    causal = bool(q_length > 1 and attention_mask is None and (is_causal if is_causal is not None else getattr(module, "is_causal", True)))
+    causal = bool(
+        q_length > 1
+        and attention_mask is None
+        and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
+    )
     if attention_mask is not None and attention_mask.dtype == torch.bool:
         attention_mask = _additive(attention_mask, query.dtype)
     out = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=causal, enable_gqa=query.shape[1] != key.shape[1]
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=causal,
+        enable_gqa=query.shape[1] != key.shape[1],
     )
     return out.transpose(1, 2).contiguous(), None
 

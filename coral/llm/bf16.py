@@ -34,7 +34,7 @@ class Bf16ComputeLinear(torch.nn.Linear):
     runs as :class:`Bf16Linear`'s: input and weight rounded to bf16, fp32 accumulation, fp32 out.
 
     Layers trained this way (the alignment's top layers in bf16) train for the arithmetic that the
-    bfloat16 layout scores them with; the saved weights are fp32, the same state-dict keys.
+    bfloat16 precision scores them with; the saved weights are fp32, the same state-dict keys.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

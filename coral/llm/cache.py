@@ -21,7 +21,10 @@ import numpy as np
 from coral.errors import CoralError
 from coral.llm.base import Prompt, Scorer, ScoreResult
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, p_yes REAL NOT NULL, mass REAL NOT NULL, created REAL NOT NULL)"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS scores "
+    "(key TEXT PRIMARY KEY, p_yes REAL NOT NULL, mass REAL NOT NULL, created REAL NOT NULL)"
+)
 #: SQLite caps the number of bound parameters per statement.
 _LOOKUP_CHUNK = 500
 
@@ -89,7 +92,8 @@ class CachedScorer(Scorer):
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
-            rows = self._retry(lambda: conn.execute(f"SELECT key, p_yes, mass FROM scores WHERE key IN ({marks})", chunk).fetchall())
+            query = f"SELECT key, p_yes, mass FROM scores WHERE key IN ({marks})"
+            rows = self._retry(lambda query=query, chunk=chunk: conn.execute(query, chunk).fetchall())
             found.update({k: (p, m) for k, p, m in rows})
         return found
 
@@ -100,7 +104,9 @@ class CachedScorer(Scorer):
         def write() -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany("INSERT OR IGNORE INTO scores VALUES (?, ?, ?, ?)", [(k, p, m, now) for k, p, m in rows])
+                conn.executemany(
+                    "INSERT OR IGNORE INTO scores VALUES (?, ?, ?, ?)", [(k, p, m, now) for k, p, m in rows]
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -112,7 +118,7 @@ class CachedScorer(Scorer):
         keys = [prompt_key(self.fingerprint, p) for p in prompts]
         found = self.lookup(keys)
         missing: dict[str, Prompt] = {}
-        for key, prompt in zip(keys, prompts):
+        for key, prompt in zip(keys, prompts, strict=False):
             if key not in found and key not in missing:
                 missing[key] = prompt
         # A miss is a prompt the inner scorer computes; repeats within the call count as hits.
@@ -120,7 +126,7 @@ class CachedScorer(Scorer):
         self.hits += len(prompts) - len(missing)
         if missing:
             result = self.inner.score_details(list(missing.values()))
-            new = [(k, float(p), float(m)) for k, p, m in zip(missing, result.p_yes, result.yes_no_mass)]
+            new = [(k, float(p), float(m)) for k, p, m in zip(missing, result.p_yes, result.yes_no_mass, strict=False)]
             self._insert(new)
             found.update({k: (p, m) for k, p, m in new})
         p_yes = np.array([found[k][0] for k in keys], dtype=np.float64)

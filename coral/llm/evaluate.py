@@ -15,13 +15,8 @@ EvidenceFn = Callable[[int, int], Sequence[Evidence]]
 
 
 def score_pairs(
-    scorer: Scorer,
-    builder: PromptBuilder,
-    users: np.ndarray,
-    items: np.ndarray,
-    evidence: EvidenceFn | None = None,
-    chunk: int = 64,
-    progress: bool = False,
+    scorer: Scorer, builder: PromptBuilder, users: np.ndarray, items: np.ndarray, evidence: EvidenceFn | None = None,
+    chunk: int = 64, progress: bool = False,
 ) -> ScoreResult:
     """P(Yes) and the Yes/No mass for each (user, item) pair.
 
@@ -36,7 +31,10 @@ def score_pairs(
     :param chunk: prompts per call to the scorer.
     :param progress: show a progress bar.
     """
-    prompts = [builder.build(int(u), int(i), evidence(int(u), int(i)) if evidence else ()) for u, i in zip(users, items)]
+    prompts = [
+        builder.build(int(u), int(i), evidence(int(u), int(i)) if evidence else ())
+        for u, i in zip(users, items, strict=False)
+    ]
     p, mass = np.zeros(len(prompts)), np.zeros(len(prompts))
     starts = range(0, len(prompts), chunk)
     if progress:

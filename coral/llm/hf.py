@@ -33,8 +33,8 @@ import torch  # noqa: E402
 from coral.errors import CoralError  # noqa: E402
 from coral.llm.attention import use_gqa_attention  # noqa: E402
 from coral.llm.base import Prompt, Scorer, ScoreResult  # noqa: E402
-from coral.llm.labels import DEFAULT_LABELS, resolve_label_tokens, readout_from_logits  # noqa: E402
-from coral.llm.layout import layout_tag  # noqa: E402
+from coral.llm.labels import DEFAULT_LABELS, readout_from_logits, resolve_label_tokens  # noqa: E402
+from coral.llm.precision import precision_tag  # noqa: E402
 
 #: One cached prefix: its keys and values as consecutive chunks along the sequence, each holding
 #: every layer in one tensor of shape (layers, 2, kv_heads, length, head_dim) (index 0 keys, 1
@@ -116,7 +116,9 @@ class _Job:
     item: int = -1
 
 
-def _stacked_prefixes(jobs: list[_Job], p_max: int, room: int, buffer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _stacked_prefixes(
+    jobs: list[_Job], p_max: int, room: int, buffer: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The jobs' stored prefixes, (layers, 2, batch, kv heads, ``p_max + room``, head dim): each
     left-padded with zeros to end at ``p_max``; the last ``room`` positions are left for the forward
     pass to fill.
@@ -131,7 +133,9 @@ def _stacked_prefixes(jobs: list[_Job], p_max: int, room: int, buffer: torch.Ten
     shape = (n_layers, 2, len(jobs), heads, p_max + room, dim)
     size = n_layers * 2 * len(jobs) * heads * (p_max + room) * dim
     if buffer is None or buffer.dtype != reference.dtype or buffer.numel() < size:
-        buffer = torch.empty(size + size // 2, dtype=reference.dtype)  # room to grow: later steps of an episode are longer
+        buffer = torch.empty(
+            size + size // 2, dtype=reference.dtype
+        )  # room to grow: later steps of an episode are longer
     stacked = buffer[:size].view(shape)
     for r, job in enumerate(jobs):
         pad = p_max - job.past_len
@@ -182,7 +186,9 @@ def _prefilled_layer_class() -> type:
             self.keys, self.values, self.filled = keys, values, filled
             self.device, self.is_initialized = keys.device, True
 
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             end = self.filled + key_states.shape[-2]
             self.keys[..., self.filled : end, :] = key_states
             self.values[..., self.filled : end, :] = value_states
@@ -236,19 +242,9 @@ class HFScorer(Scorer):
     grouped_attention: bool = True
 
     def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        *,
-        model_id: str,
-        labels: tuple[str, str] = DEFAULT_LABELS,
-        batch_size: int = 8,
-        max_batch_tokens: int = 16384,
-        kv_reuse: bool = True,
-        kv_cache_bytes: int = 1 << 30,
-        head: torch.nn.Module | None = None,
-        fingerprint_extra: str = "",
-        soft_tokens: Any = None,
+        self, model: Any, tokenizer: Any, *, model_id: str, labels: tuple[str, str] = DEFAULT_LABELS,
+        batch_size: int = 8, max_batch_tokens: int = 16384, kv_reuse: bool = True, kv_cache_bytes: int = 1 << 30,
+        head: torch.nn.Module | None = None, fingerprint_extra: str = "", soft_tokens: Any = None,
     ) -> None:
         self.model = model.eval()
         _one_numpy_blas_thread()
@@ -264,8 +260,9 @@ class HFScorer(Scorer):
         self.soft_tokens = soft_tokens
         #: How the weights compute (float32, bfloat16, int8-a7/a8...): part of the fingerprint, so of
         #: every score-cache key and result row.
-        self.layout = layout_tag(model)
-        self.fingerprint = f"hf|{model_id}|{self.layout}|{self.labels.describe()}|head={'yes' if head is not None else 'no'}|{fingerprint_extra}"
+        self.precision = precision_tag(model)
+        label_text, with_head = self.labels.describe(), "yes" if head is not None else "no"
+        self.fingerprint = f"hf|{model_id}|{self.precision}|{label_text}|head={with_head}|{fingerprint_extra}"
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad if pad is not None else 0)
         probe = tokenizer("a").input_ids
@@ -350,11 +347,19 @@ class HFScorer(Scorer):
         if p_max > 0:
             room = n_max if self.prefilled_cache else 0
             stacked, self._kv_buffer = _stacked_prefixes(jobs, p_max, room, self._kv_buffer)
-            cache = _prefilled_cache(stacked, p_max) if self.prefilled_cache else _dynamic_cache(stacked, self.model.config)
+            cache = (
+                _prefilled_cache(stacked, p_max) if self.prefilled_cache else _dynamic_cache(stacked, self.model.config)
+            )
         decoder = self.model.get_decoder()
-        soft = self.soft_tokens.added(self.model, input_ids, [j.user for j in jobs], [j.item for j in jobs]) if self.soft_tokens is not None else contextlib.nullcontext()
+        soft = (
+            self.soft_tokens.added(self.model, input_ids, [j.user for j in jobs], [j.item for j in jobs])
+            if self.soft_tokens is not None
+            else contextlib.nullcontext()
+        )
         with soft:
-            out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+            out = decoder(
+                input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+            )
         hidden = out.last_hidden_state[:, -1]
         logits = self.model.get_output_embeddings()(hidden)
         if self.on_logits is not None:
@@ -365,7 +370,10 @@ class HFScorer(Scorer):
             p = torch.sigmoid(self.head(hidden.float()).reshape(-1)).double().cpu().numpy()
         if any(job.stores for job in jobs):
             # The prefilled cache was written in place: ``stacked`` holds the whole batch already.
-            self._store(jobs, stacked if cache is not None and self.prefilled_cache else _stacked_cache(out.past_key_values), p_max, n_max)
+            self._store(
+                jobs, stacked if cache is not None and self.prefilled_cache else _stacked_cache(out.past_key_values),
+                p_max, n_max,
+            )
         self._counters["llm_calls"] += 1
         self._counters["tokens_computed"] += sum(len(j.new_ids) for j in jobs)
         self._counters["tokens_reused"] += sum(j.past_len for j in jobs)
@@ -392,7 +400,10 @@ class HFScorer(Scorer):
             # A prompt without a version (raw text, e.g. a served request) cannot be checked here.
             wrong = next((pr.version for pr in prompts if pr.version and pr.version != self.prompt_version), None)
             if wrong is not None:
-                raise CoralError(f"this scorer was trained on prompts {self.prompt_version}, got {wrong!r}: build its prompts with coral.llm.prompt.scorer_prompt_builder")
+                raise CoralError(
+                    f"this scorer was trained on prompts {self.prompt_version}, got {wrong!r}: build its prompts with "
+                    "coral.llm.prompt.scorer_prompt_builder"
+                )
         # All prompts are planned against the prefixes cached before this call (deterministic
         # whatever the batching); prefixes computed here serve later calls.
         jobs = [self._plan(i, pr) for i, pr in enumerate(prompts)]

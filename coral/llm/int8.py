@@ -76,13 +76,19 @@ class Int8Linear(torch.nn.Module):
         if self.inv_smooth is not None:
             x = x * self.inv_smooth
         row_scale = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-        y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x / row_scale, self._x_scale, self._x_zero, self._packed) * row_scale
+        y = (
+            torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+                x / row_scale, self._x_scale, self._x_zero, self._packed
+            )
+            * row_scale
+        )
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, smooth={self.inv_smooth is not None}, act_bits={self.bits}"
+        smooth = self.inv_smooth is not None
+        return f"in={self.in_features}, out={self.out_features}, smooth={smooth}, act_bits={self.bits}"
 
 
 def _decoder_linears(model) -> list[tuple[str, torch.nn.Linear]]:
@@ -112,7 +118,10 @@ def activation_absmax(model, batches: Sequence[torch.Tensor]) -> dict[str, torch
     return stats
 
 
-def quantize_int8(model, bits: int, absmax: dict[str, torch.Tensor] | None = None, alpha: float = DEFAULT_ALPHA, skip: tuple[str, ...] = DEFAULT_SKIP) -> int:
+def quantize_int8(
+    model, bits: int, absmax: dict[str, torch.Tensor] | None = None, alpha: float = DEFAULT_ALPHA,
+    skip: tuple[str, ...] = DEFAULT_SKIP,
+) -> int:
     """Replace the decoder's linear layers by :class:`Int8Linear` in place; returns how many.
 
     :param model: an fp32 causal LM.

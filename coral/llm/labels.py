@@ -50,7 +50,10 @@ def resolve_label_tokens(tokenizer: Any, labels: tuple[str, str] = DEFAULT_LABEL
         bare = _single_token(tokenizer, label)
         if bare is None:
             pieces = tokenizer.encode(label, add_special_tokens=False)
-            raise CoralError(f"label {label!r} is not a single token of this tokenizer (it encodes to {len(pieces)} tokens: {pieces})")
+            raise CoralError(
+                f"label {label!r} is not a single token of this tokenizer (it encodes to {len(pieces)} tokens: "
+                f"{pieces})"
+            )
         ids, strings = [bare], [label]
         spaced = _single_token(tokenizer, " " + label)
         if spaced is not None and spaced != bare:

@@ -111,33 +111,33 @@ def resolve_model_dir(path: str | Path | None = None) -> Path:
     return target
 
 
-def load_model(path: str | Path | None = None, layout: str | None = None):
-    """Load (model, tokenizer) from an HF directory or a GGUF file, in eval mode, in ``layout``.
+def load_model(path: str | Path | None = None, precision: str | None = None):
+    """Load (model, tokenizer) from an HF directory or a GGUF file, in eval mode, in ``precision``.
 
     :param path: HF model directory or ``.gguf`` file; None = the embedded model.
-    :param layout: "float32", "int8", "bfloat16", or None / "auto"
-        (:func:`coral.llm.layout.default_layout`: the fastest layout this CPU runs natively whose
+    :param precision: "float32", "int8", "bfloat16", or None / "auto"
+        (:func:`coral.llm.precision.default_precision`: the fastest precision this CPU runs natively whose
         recorded parity check passed).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from coral.llm.layout import apply_layout, resolve_layout
+    from coral.llm.precision import apply_precision, resolve_precision
 
-    layout = resolve_layout(layout)
+    precision = resolve_precision(precision)
     directory = resolve_model_dir(path)
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
     model.eval()
-    return apply_layout(model, layout, tokenizer=tokenizer, model_key=model_identity(path)), tokenizer
+    return apply_precision(model, precision, tokenizer=tokenizer, model_key=model_identity(path)), tokenizer
 
 
-def load_embedded_model(layout: str | None = None):
+def load_embedded_model(precision: str | None = None):
     """(model, tokenizer) of the embedded SmolLM2-135M-Instruct, via the safetensors cache.
 
-    :param layout: "float32", "int8", "bfloat16", or None / "auto" (the default layout).
+    :param precision: "float32", "int8", "bfloat16", or None / "auto" (the default precision).
     """
-    return load_model(None, layout)
+    return load_model(None, precision)
 
 
 def model_identity(path: str | Path | None = None) -> str:

@@ -74,18 +74,9 @@ class OpenAIScorer(Scorer):
     backend = "openai"
 
     def __init__(
-        self,
-        base_url: str,
-        model: str,
-        *,
-        labels: tuple[str, str] = DEFAULT_LABELS,
-        top_logprobs: int = 20,
-        timeout: float | None = None,
-        retries: int = 4,
-        max_concurrency: int = 8,
-        api_key: str | None = None,
-        tokenizer: Any = None,
-        labels_only: bool = False,
+        self, base_url: str, model: str, *, labels: tuple[str, str] = DEFAULT_LABELS, top_logprobs: int = 20,
+        timeout: float | None = None, retries: int = 4, max_concurrency: int = 8, api_key: str | None = None,
+        tokenizer: Any = None, labels_only: bool = False,
     ) -> None:
         import requests
 
@@ -116,7 +107,8 @@ class OpenAIScorer(Scorer):
             if self.served.get("prompt_version"):  # an aligned scorer: the template it was trained on
                 self.prompt_version = self.served["prompt_version"]
         else:
-            self.fingerprint = f"openai|{self.base_url}|{model}|yes={list(self.yes_keys)};no={list(self.no_keys)}|top={self.top_logprobs}"
+            label_keys = f"yes={list(self.yes_keys)};no={list(self.no_keys)}"
+            self.fingerprint = f"openai|{self.base_url}|{model}|{label_keys}|top={self.top_logprobs}"
         if isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = load_tokenizer(None if str(tokenizer) == "embedded" else tokenizer)
         elif tokenizer is None and self.served is not None:
@@ -130,7 +122,9 @@ class OpenAIScorer(Scorer):
             if self.served is not None:
                 raise CoralError(f"{self.base_url}: ;labels_only is for vllm serve; a coral server reads P(Yes) itself")
             if tokenizer is None:
-                raise CoralError("the openai spec's ;labels_only needs the model's tokenizer (;tokenizer=DIR) to find the label ids")
+                raise CoralError(
+                    "the openai spec's ;labels_only needs the model's tokenizer (;tokenizer=DIR) to find the label ids"
+                )
             from coral.llm.labels import resolve_label_tokens
 
             tokens = resolve_label_tokens(tokenizer, labels)
@@ -180,13 +174,18 @@ class OpenAIScorer(Scorer):
         if not isinstance(meta, dict) or "fingerprint" not in meta:
             return None
         if meta.get("protocol") != PROTOCOL_VERSION:
-            raise CoralError(f"{self.base_url}: coral server protocol {meta.get('protocol')} is not {PROTOCOL_VERSION}; use the same coral version on both sides")
+            raise CoralError(
+                f"{self.base_url}: coral server protocol {meta.get('protocol')} is not {PROTOCOL_VERSION}; use the "
+                "same coral version on both sides"
+            )
         return meta
 
     def _check_labels(self, labels: tuple[str, str]) -> None:
         served = tuple(self.served.get("labels", DEFAULT_LABELS))  # type: ignore[union-attr]
         if served != tuple(labels):
-            raise CoralError(f"{self.base_url}: the server scores labels {served}, this client asks for {tuple(labels)}")
+            raise CoralError(
+                f"{self.base_url}: the server scores labels {served}, this client asks for {tuple(labels)}"
+            )
 
     def _served_tokenizer(self) -> Any:
         """The coral server's tokenizer, from the local copy named by its digest (fetched once)."""
@@ -197,15 +196,22 @@ class OpenAIScorer(Scorer):
         if not directory.is_dir():
             response = self._call("GET", self.base_url + TOKENIZER_PATH)
             if response.status_code != 200:
-                raise CoralError(f"{self.base_url}{TOKENIZER_PATH}: HTTP {response.status_code}: {response.text[:200]!r}")
+                raise CoralError(
+                    f"{self.base_url}{TOKENIZER_PATH}: HTTP {response.status_code}: {response.text[:200]!r}"
+                )
             files = response.json()["files"]
             if tokenizer_digest(files) != digest:
-                raise CoralError(f"{self.base_url}{TOKENIZER_PATH}: the tokenizer files do not match the digest the server announced")
+                raise CoralError(
+                    f"{self.base_url}{TOKENIZER_PATH}: the tokenizer files do not match the digest the server announced"
+                )
             write_tokenizer_files(directory, files)
         return load_tokenizer(directory)
 
     def _request(self, prompt: Prompt) -> tuple[float, float]:
-        body: dict[str, Any] = {"model": self.model, "prompt": prompt.text, "max_tokens": 1, "temperature": 0.0, "logprobs": self.top_logprobs}
+        body: dict[str, Any] = {
+            "model": self.model, "prompt": prompt.text, "max_tokens": 1, "temperature": 0.0,
+            "logprobs": self.top_logprobs,
+        }
         if self.served is not None:
             body[SEGMENTS_FIELD] = list(prompt.segments)
         if self.allowed_token_ids is not None:
@@ -221,13 +227,16 @@ class OpenAIScorer(Scorer):
                 return float(served["p_yes"]), float(served["yes_no_mass"])
             top = choice["logprobs"]["top_logprobs"][0]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise CoralError(f"{self.url}: the response has no next-token top_logprobs (does the server support logprobs?)") from None
+            raise CoralError(
+                f"{self.url}: the response has no next-token top_logprobs (does the server support logprobs?)"
+            ) from None
         if self.allowed_token_ids is not None:
             missing = [s for s in self._label_strings if s not in top]
             if missing:
                 raise CoralError(
                     f"{self.url}: label tokens {missing} missing from the restricted next-token log-probabilities; "
-                    "start vllm serve with --logprobs-mode processed_logprobs (raw log-probabilities ignore allowed_token_ids)"
+                    "start vllm serve with --logprobs-mode processed_logprobs (raw log-probabilities ignore "
+                    "allowed_token_ids)"
                 )
         return readout_from_top_logprobs(top, self.yes_keys, self.no_keys)
 
@@ -323,7 +332,10 @@ def parse_openai_spec(arg: str) -> tuple[str, str, str | None, bool]:
         elif option == "labels_only":
             labels_only = True
         else:
-            raise CoralError(f"unknown option {option!r} in the openai spec; expected ;tokenizer=DIR (an HF dir, a .gguf, or embedded) or ;labels_only")
+            raise CoralError(
+                f"unknown option {option!r} in the openai spec; expected ;tokenizer=DIR (an HF dir, a .gguf, or "
+                "embedded) or ;labels_only"
+            )
     if not url or not model:
         raise CoralError(f"the openai spec needs a URL and a model: openai:URL#MODEL, got 'openai:{arg}'")
     return url, model, tokenizer, labels_only

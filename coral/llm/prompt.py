@@ -86,7 +86,8 @@ class PromptConfig:
     """How prompts are written. Everything here is part of :attr:`PromptBuilder.version`."""
 
     order: Literal["shared", "incremental", "paper"] = "shared"
-    """"shared": short wording, instructions / target block / one segment per evidence line / tiny tail (caches shared across prompts);
+    """"shared": short wording, instructions / target block / one segment per evidence line / tiny tail (caches shared
+    across prompts);
     "incremental": role-play wording, fixed part, one segment per evidence piece, query in the tail;
     "paper": the paper's order with evidence grouped per retrieved item."""
     max_history: int = 4
@@ -94,18 +95,21 @@ class PromptConfig:
     max_title_chars: int = 24
     """Item titles longer than this are cut at a word boundary (no ellipsis)."""
     relational_evidence: bool = True
-    """Shared order: write a piece on the target item as "user 412 liked this item" and one by the target user as 'this user disliked "X"'; False names user and item in every line."""
+    """Shared order: write a piece on the target item as "user 412 liked this item" and one by the target user as 'this
+    user disliked "X"'; False names user and item in every line."""
     chat_template: bool = True
     """Wrap the prompt in the tokenizer's chat template when it has one (plain text otherwise)."""
     summarise: bool = True
-    """Incremental and paper orders: include the summarisation instruction (only when there is evidence to summarise)."""
+    """Incremental and paper orders: include the summarisation instruction (only when there is evidence to
+    summarise)."""
     summarise_in_tail: bool = False
     """Incremental order: False (default) puts the summarisation instruction in the first evidence
     segment, just before the evidence, which shortens the tail recomputed at every retrieval step;
     True puts it after the evidence, the paper's relative order."""
     base_rates: bool = False
     """Shared order: the target block also states how often the user likes what they rate and how often the item is
-    liked ("User 412 liked 45% of 120 rated items."), from training interactions, the pair's own left out (coral.baselines.rates)."""
+    liked ("User 412 liked 45% of 120 rated items."), from training interactions, the pair's own left out
+    (coral.baselines.rates)."""
     cf_tokens: int = 0
     """Shared order: this many placeholder tokens in the target block, where an aligned scorer adds its collaborative-
     filtering soft tokens (the warm-start user and item embeddings through a trained projection); 0 = none."""
@@ -113,12 +117,20 @@ class PromptConfig:
     def __post_init__(self) -> None:
         from coral.config import require
 
-        require(self.order in ("shared", "incremental", "paper"), "order", f"must be 'shared', 'incremental' or 'paper', got {self.order!r}")
+        require(
+            self.order in ("shared", "incremental", "paper"),
+            "order",
+            f"must be 'shared', 'incremental' or 'paper', got {self.order!r}",
+        )
         require(self.max_history >= 0, "max_history", f"must be >= 0, got {self.max_history}")
         require(self.max_title_chars >= 4, "max_title_chars", f"must be >= 4, got {self.max_title_chars}")
         require(self.cf_tokens >= 0, "cf_tokens", f"must be >= 0, got {self.cf_tokens}")
         for name in ("base_rates", "cf_tokens"):
-            require(self.order == "shared" or not getattr(self, name), name, f"needs the shared order, got order {self.order!r}")
+            require(
+                self.order == "shared" or not getattr(self, name),
+                name,
+                f"needs the shared order, got order {self.order!r}",
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PromptConfig":
@@ -137,7 +149,9 @@ def _settings_repr(config: PromptConfig) -> str:
     """``repr(config)`` without the later settings that are at their defaults."""
     import dataclasses
 
-    shown = [f for f in dataclasses.fields(config) if f.name not in _LATER_SETTINGS or getattr(config, f.name) != f.default]
+    shown = [
+        f for f in dataclasses.fields(config) if f.name not in _LATER_SETTINGS or getattr(config, f.name) != f.default
+    ]
     return f"{type(config).__name__}({', '.join(f'{f.name}={getattr(config, f.name)!r}' for f in shown)})"
 
 
@@ -157,14 +171,23 @@ class PromptBuilder:
         system = SHORT_SYSTEM if config.order == "shared" else ROLE_PLAY
         self._system = system
         self._header, self._footer = self._chat_frame(tokenizer, system) if config.chat_template else (None, None)
-        texts = [TEMPLATE_REVISION, ROLE_PLAY, SUMMARISE, QUERY, QUERY_SHORT, ANSWER, COLLAB_HEADER, PLAIN_ANSWER_CUE, SHORT_SYSTEM, SHORT_QUERY, EVIDENCE_HEADER]
-        if config.base_rates or config.cf_tokens:  # the texts of the options join the hash only when used (older versions stay as they were)
+        texts = [
+            TEMPLATE_REVISION, ROLE_PLAY, SUMMARISE, QUERY, QUERY_SHORT, ANSWER, COLLAB_HEADER, PLAIN_ANSWER_CUE,
+            SHORT_SYSTEM, SHORT_QUERY, EVIDENCE_HEADER,
+        ]
+        if (
+            config.base_rates or config.cf_tokens
+        ):  # the texts of the options join the hash only when used (older versions stay as they were)
             texts += [USER_RATE, ITEM_RATE, NO_RATINGS, CF_LINE, CF_MARKER]
-        digest = hashlib.sha256("\x00".join([*texts, _settings_repr(config), str(self._header), str(self._footer)]).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(
+            "\x00".join([*texts, _settings_repr(config), str(self._header), str(self._footer)]).encode()
+        ).hexdigest()[:10]
         style = "chat" if self._header is not None else "plain"
         #: Identity of the template: goes into every cache key and result row.
         options = ("-rates" if config.base_rates else "") + (f"-cf{config.cf_tokens}" if config.cf_tokens else "")
-        self.version = f"coral-prompt-v{TEMPLATE_REVISION}-{config.order}-h{config.max_history}{options}-{style}-{digest}"
+        self.version = (
+            f"coral-prompt-v{TEMPLATE_REVISION}-{config.order}-h{config.max_history}{options}-{style}-{digest}"
+        )
         self._counts: Any = None
 
     @staticmethod
@@ -179,7 +202,9 @@ class PromptBuilder:
             add_generation_prompt=True,
         )
         if text.count(marker) != 1:
-            raise CoralError("the tokenizer's chat template does not keep the user message verbatim; use chat_template=False")
+            raise CoralError(
+                "the tokenizer's chat template does not keep the user message verbatim; use chat_template=False"
+            )
         header, footer = text.split(marker)
         return header, footer
 
@@ -226,14 +251,24 @@ class PromptBuilder:
         if self._counts is None:
             self._counts = LikeCounts.of(self.dataset)
         user_liked, user_rated, item_liked, item_rated = self._counts.pair(user, item)
-        user_line = USER_RATE.format(user=user, percent=percent(user_liked, user_rated), rated=user_rated) if user_rated else NO_RATINGS.format(who=f"User {user}")
-        item_line = ITEM_RATE.format(percent=percent(item_liked, item_rated), rated=item_rated) if item_rated else NO_RATINGS.format(who="This item")
+        user_line = (
+            USER_RATE.format(user=user, percent=percent(user_liked, user_rated), rated=user_rated)
+            if user_rated
+            else NO_RATINGS.format(who=f"User {user}")
+        )
+        item_line = (
+            ITEM_RATE.format(percent=percent(item_liked, item_rated), rated=item_rated)
+            if item_rated
+            else NO_RATINGS.format(who="This item")
+        )
         return f"{user_line}\n{item_line}\n"
 
     def _short_target_block(self, user: int, item: int) -> str:
         liked, disliked = self._recent(user, item)
         rates = self._rate_lines(user, item) if self.config.base_rates else ""
-        cf = CF_LINE.format(item=item, markers=CF_MARKER * self.config.cf_tokens) + "\n" if self.config.cf_tokens else ""
+        cf = (
+            CF_LINE.format(item=item, markers=CF_MARKER * self.config.cf_tokens) + "\n" if self.config.cf_tokens else ""
+        )
         return (
             f"User {user} liked: {'; '.join(liked) or 'none'}.\n"
             f"User {user} disliked: {'; '.join(disliked) or 'none'}.\n"
@@ -279,7 +314,9 @@ class PromptBuilder:
 
     def _shared_segments(self, user: int, item: int, evidence: tuple[Evidence, ...]) -> list[str]:
         """[instructions][target block][evidence line]...[tail] (the "shared" order)."""
-        header, footer = (self._header, self._footer) if self._header is not None else (self._system + "\n\n", PLAIN_ANSWER_CUE)
+        header, footer = (
+            (self._header, self._footer) if self._header is not None else (self._system + "\n\n", PLAIN_ANSWER_CUE)
+        )
         lines = [self._short_evidence_line(ev, user, item) for ev in evidence]
         return [header, self._short_target_block(user, item), *lines, footer]
 
@@ -298,7 +335,10 @@ class PromptBuilder:
             if ev.user == user and ev.item == item:
                 raise ValueError(f"evidence {ev} is the target interaction (user {user}, item {item}): leakage")
         if self.config.order == "shared":
-            return Prompt(tuple(self._shared_segments(user, item, evidence)), user=user, item=item, evidence=evidence, version=self.version)
+            return Prompt(
+                tuple(self._shared_segments(user, item, evidence)),
+                user=user, item=item, evidence=evidence, version=self.version,
+            )
         history = self._history_lines(user, item)
         target = f'The target item is "{self.item_text(item)}".\n'
         summarise = SUMMARISE + "\n" if (evidence and self.config.summarise) else ""
@@ -307,7 +347,9 @@ class PromptBuilder:
             static = history + target
             in_tail = self.config.summarise_in_tail
             header = COLLAB_HEADER if in_tail else COLLAB_HEADER + summarise
-            middle = [header + self._evidence_line(ev) if k == 0 else self._evidence_line(ev) for k, ev in enumerate(evidence)]
+            middle = [
+                header + self._evidence_line(ev) if k == 0 else self._evidence_line(ev) for k, ev in enumerate(evidence)
+            ]
             tail = (summarise if in_tail else "") + query
             segments = self._frame([static, *middle, tail])
         else:
@@ -333,4 +375,8 @@ def scorer_prompt_builder(dataset: ItemTextDataset, scorer: Any, config: PromptC
     :param config: the settings for a scorer that carries none.
     """
     trained = getattr(scorer, "prompt_config", None)
-    return PromptBuilder(dataset, trained if trained is not None else (config or PromptConfig()), tokenizer=getattr(scorer, "tokenizer", None))
+    return PromptBuilder(
+        dataset,
+        trained if trained is not None else (config or PromptConfig()),
+        tokenizer=getattr(scorer, "tokenizer", None),
+    )

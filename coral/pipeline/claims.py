@@ -1,7 +1,7 @@
 """The claims a run tests, each against its strongest simple alternative, and their verdicts.
 
 Each claim is "A beats B" on the same test pairs, decided from the interval of AUC(A) - AUC(B)
-alone (:func:`coral.stats.claim_verdicts`, margin ``m``): *supported* if the interval lies above
+alone (:func:`coral.stats.interval_verdicts`, margin ``m``): *supported* if the interval lies above
 0; *not supported* if its upper end is below m; *undecided* otherwise; and the same rule read
 from B's side says whether A is *worse*.
 
@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 
 from coral.pipeline.compare import RunScores, base_name, is_trained_policy, scorer_tag
-from coral.stats import PooledEstimate, claim_verdicts, pooled_auc_difference
+from coral.stats import PooledEstimate, interval_verdicts, pooled_auc_difference
 
 #: The smallest AUC difference that counts as a real gain.
 MARGIN = 0.01
@@ -82,12 +82,12 @@ class ClaimResult:
     @property
     def better(self) -> str:
         """The verdict on "A beats B"."""
-        return claim_verdicts(self.verdict_interval.low, self.verdict_interval.high, self.margin)[0]
+        return interval_verdicts(self.verdict_interval.low, self.verdict_interval.high, self.margin)[0]
 
     @property
     def worse(self) -> str:
         """The verdict on "A is worse than B" (the same rule read from B's side)."""
-        return claim_verdicts(self.verdict_interval.low, self.verdict_interval.high, self.margin)[1]
+        return interval_verdicts(self.verdict_interval.low, self.verdict_interval.high, self.margin)[1]
 
 
 def claims_of(run: RunScores) -> tuple[list[Claim], list[str]]:
@@ -131,7 +131,9 @@ def evaluate_claim(run: RunScores, claim: Claim, margin: float = MARGIN) -> Clai
     """The intervals and verdicts of one claim on ``run``'s shared test pairs."""
     two_level = run.compare_two_level(claim.a, claim.b, claim.a_round, claim.b_round)
     seeds, ys, sa, sb = run.paired(claim.a, claim.b, claim.a_round, claim.b_round)
-    pooled = pooled_auc_difference(ys, sa, sb, n_boot=max(run.n_boot, 1), seed=0, shared_pairs=run.shared_pairs and len(seeds) > 1)
+    pooled = pooled_auc_difference(
+        ys, sa, sb, n_boot=max(run.n_boot, 1), seed=0, shared_pairs=run.shared_pairs and len(seeds) > 1
+    )
     assert two_level is not None  # claims_of only makes claims whose rows share seeds
     return ClaimResult(claim, two_level, pooled, tuple(len(y) for y in ys), margin)
 
@@ -172,8 +174,10 @@ def claims_table(results: list[ClaimResult], missing: list[str], display) -> str
     lines = [
         f"Verdicts from the interval of Δ = AUC(A) − AUC(B) (AUC points x100, margin m = {100 * margin:.0f}): "
         "*supported* if the interval lies above 0, *not supported* if its upper end is below m, *undecided* otherwise; "
-        "\"A worse\" reads the same rule from B's side. The deciding interval is the two-level bootstrap (seeds, then pairs "
-        "within each drawn seed); the pair bootstrap pooled over seeds (given the trained models) and the t-interval over "
+        '"A worse" reads the same rule from B\'s side. The deciding interval is the two-level bootstrap (seeds, then '
+        "pairs "
+        "within each drawn seed); the pair bootstrap pooled over seeds (given the trained models) and the t-interval "
+        "over "
         "the seeds' differences stand beside it. One seed: the pair bootstrap of one training run.",
         "",
         "| claim | A | B | Δ | deciding interval | A better | A worse | pooled pairs | t over seeds | seeds x pairs |",
@@ -197,12 +201,29 @@ def claims_records(results: list[ClaimResult]) -> list[dict]:
     records = []
     for res in results:
         c, v, p = res.claim, res.verdict_interval, res.pooled
-        records.append({
-            "claim": c.number, "text": c.text, "a": c.a, "b": c.b, "a_round": c.a_round, "b_round": c.b_round,
-            "estimate": v.estimate, "low": v.low, "high": v.high, "interval": "two-level" if res.n_seeds > 1 else "pairs (one training run)",
-            "pooled_low": p.low, "pooled_high": p.high, "t_low": v.t_low, "t_high": v.t_high, "per_seed": list(v.per_seed),
-            "n_pairs": list(res.n_pairs), "margin": res.margin, "better": res.better, "worse": res.worse,
-        })
+        records.append(
+            {
+                "claim": c.number,
+                "text": c.text,
+                "a": c.a,
+                "b": c.b,
+                "a_round": c.a_round,
+                "b_round": c.b_round,
+                "estimate": v.estimate,
+                "low": v.low,
+                "high": v.high,
+                "interval": "two-level" if res.n_seeds > 1 else "pairs (one training run)",
+                "pooled_low": p.low,
+                "pooled_high": p.high,
+                "t_low": v.t_low,
+                "t_high": v.t_high,
+                "per_seed": list(v.per_seed),
+                "n_pairs": list(res.n_pairs),
+                "margin": res.margin,
+                "better": res.better,
+                "worse": res.worse,
+            }
+        )
     return records
 
 
@@ -213,17 +234,32 @@ def claims_summary(results: list[ClaimResult], display) -> list[str]:
         c, v = res.claim, res.verdict_interval
         worse = " (A is worse: supported)" if res.worse == "supported" else ""
         a, b = _sides(c, display)
-        lines.append(f"- ({c.number}) {c.text}: **{res.better}**{worse}: {a} − {b} {_pts(v.estimate)} {_interval(v.low, v.high)}")
+        lines.append(
+            f"- ({c.number}) {c.text}: **{res.better}**{worse}: {a} − {b} {_pts(v.estimate)} {_interval(v.low, v.high)}"
+        )
     return lines
 
 
 def round_curve(run: RunScores, model: str) -> str:
     """The claims policy's AUC after each round 0..K, mean over seeds (descriptive; claim 3 decides)."""
     values = [run.pooled(model, r).estimate for r in range(run.rounds(model) + 1)]
-    return f"{base_name(model)}: AUC after rounds 0..K: " + ", ".join(f"{100 * v:.2f}" for v in values) + " (descriptive; claim 3's interval decides)."
+    return (
+        f"{base_name(model)}: AUC after rounds 0..K: "
+        + ", ".join(f"{100 * v:.2f}" for v in values)
+        + " (descriptive; claim 3's interval decides)."
+    )
 
 
 __all__ = [
-    "CLAIM_TEXTS", "MARGIN", "Claim", "ClaimResult",
-    "claims_of", "claims_records", "claims_summary", "claims_table", "evaluate_claim", "paper_claims", "round_curve",
+    "CLAIM_TEXTS",
+    "MARGIN",
+    "Claim",
+    "ClaimResult",
+    "claims_of",
+    "claims_records",
+    "claims_summary",
+    "claims_table",
+    "evaluate_claim",
+    "paper_claims",
+    "round_curve",
 ]

@@ -44,7 +44,14 @@ from coral.stats import (
 #: The reference methods of the Δ table, by column key.
 REFERENCES = ("llm_only", "random", "greedy", "knn_share", "twin", "best_ctr")
 #: Column titles of the references.
-REFERENCE_TITLES = {"llm_only": "LLM-only", "random": "CoRAL-random", "greedy": "CoRAL-greedy", "knn_share": "kNN like-share", "twin": "input twin", "best_ctr": "best CTR"}
+REFERENCE_TITLES = {
+    "llm_only": "LLM-only",
+    "random": "CoRAL-random",
+    "greedy": "CoRAL-greedy",
+    "knn_share": "kNN like-share",
+    "twin": "input twin",
+    "best_ctr": "best CTR",
+}
 #: Methods whose evidence comes from a fixed rule, not a trained policy.
 FIXED_RETRIEVAL = ("coral-random", "coral-greedy")
 #: Suffix of a CTR baseline's row trained with the dataset's item side features (``dfm+side``).
@@ -87,14 +94,19 @@ def twin_inputs_of(model: str) -> tuple[str, ...]:
     base = base_name(model)
     if not base.startswith(TWIN):
         return ()
-    return tuple(base[len(TWIN):].split("-", 1)[0].split("+"))
+    return tuple(base[len(TWIN) :].split("-", 1)[0].split("+"))
 
 
 def warm_start_of(model: str) -> str:
     """The warm start a retrieval row searched: ``coral-ppo-dfm@x`` -> ``dfm``,
-    ``coral-greedy-dfm@x`` -> ``dfm``, ``knn-share-dist-dfm`` -> ``dfm``, ``twin-cf-dfm`` -> ``dfm``; "" for other rows."""
+    ``coral-greedy-dfm@x`` -> ``dfm``, ``knn-share-dist-dfm`` -> ``dfm``, ``twin-cf-dfm`` -> ``dfm``;
+    "" for other rows."""
     base = base_name(model)
-    if base.startswith("knn-share") or (base.startswith("coral-") and base.count("-") >= 2) or (base.startswith(TWIN) and base.count("-") >= 2):
+    if (
+        base.startswith("knn-share")
+        or (base.startswith("coral-") and base.count("-") >= 2)
+        or (base.startswith(TWIN) and base.count("-") >= 2)
+    ):
         return base.rsplit("-", 1)[1]
     return ""
 
@@ -157,7 +169,9 @@ class RunScores:
         """binary_metrics of ``model`` (seed ``seed``) after round ``r`` (None: the last)."""
         m = self.methods[model][seed]
         r = m.test.rounds if r is None else r
-        return binary_metrics(m.test.labels, m.test.p[r], m.valid.labels, m.valid.p[min(r, m.valid.rounds)], n_boot=self.n_boot, seed=seed)
+        return binary_metrics(
+            m.test.labels, m.test.p[r], m.valid.labels, m.valid.p[min(r, m.valid.rounds)], n_boot=self.n_boot, seed=seed
+        )
 
     def valid_auc(self, model: str) -> float:
         """Mean over seeds of the validation AUC (last round) on the shared validation pairs."""
@@ -171,8 +185,18 @@ class RunScores:
         runs = list(self.methods[model].values())
         ys, scores = [m.test.labels for m in runs], [m.test.p[m.test.rounds if r is None else r] for m in runs]
         if self.n_boot == 0:  # point estimates only
-            values = [delong(y, s, s).auc_a for y, s in zip(ys, scores)]
-            return PooledEstimate(float(np.mean(values)), math.nan, math.nan, tuple(values), mean_std(values).std, math.nan, math.nan, 0, 0.95)
+            values = [delong(y, s, s).auc_a for y, s in zip(ys, scores, strict=False)]
+            return PooledEstimate(
+                float(np.mean(values)),
+                math.nan,
+                math.nan,
+                tuple(values),
+                mean_std(values).std,
+                math.nan,
+                math.nan,
+                0,
+                0.95,
+            )
         return pooled_auc(ys, scores, n_boot=self.n_boot, seed=0, shared_pairs=self.shared_pairs and len(runs) > 1)
 
     # ---- references -----------------------------------------------------------------------------
@@ -206,7 +230,11 @@ class RunScores:
         else:
             tag = scorer_tag(model) or self.primary_tag()
             prefix = "coral-greedy" if kind == "greedy" else "knn-share"
-            candidates = sorted(m for m in self.methods if base_name(m).startswith(prefix + "-") and not base_name(m).startswith("knn-share-dist"))
+            candidates = sorted(
+                m
+                for m in self.methods
+                if base_name(m).startswith(prefix + "-") and not base_name(m).startswith("knn-share-dist")
+            )
             if kind == "greedy":
                 candidates = [m for m in candidates if scorer_tag(m) == tag]
             warm = warm_start_of(model)
@@ -223,11 +251,17 @@ class RunScores:
         if tag in ("", "zero-shot") or not base.startswith(("llm-only", "coral-")):
             return None
         reads_evidence = not base.startswith(("llm-only", "coral-random"))
-        twins = {m: self.valid_auc(m) for m in self.methods if base_name(m).startswith(TWIN) and (reads_evidence or "share" not in twin_inputs_of(m))}
+        twins = {
+            m: self.valid_auc(m)
+            for m in self.methods
+            if base_name(m).startswith(TWIN) and (reads_evidence or "share" not in twin_inputs_of(m))
+        }
         twins = {m: v for m, v in sorted(twins.items()) if np.isfinite(v)}
         return max(twins, key=twins.__getitem__) if twins else None
 
-    def paired(self, model: str, reference: str, r: int | None = None, r_ref: int | None = None) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    def paired(
+        self, model: str, reference: str, r: int | None = None, r_ref: int | None = None
+    ) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """Per seed both have (a reference with one run on shared pairs serves every seed): the
         labels, ``model``'s scores after round ``r`` and ``reference``'s after ``r_ref`` (None: last)
         on the same test pairs.
@@ -244,13 +278,17 @@ class RunScores:
             sb.append(b.test.p[b.test.rounds if r_ref is None else r_ref])
         return seeds, ys, sa, sb
 
-    def compare_two_level(self, model: str, reference: str, r: int | None = None, r_ref: int | None = None) -> PooledEstimate | None:
+    def compare_two_level(
+        self, model: str, reference: str, r: int | None = None, r_ref: int | None = None
+    ) -> PooledEstimate | None:
         """AUC(model after round r) - AUC(reference after round r_ref), mean over seeds with the
         two-level (seeds, then pairs) bootstrap interval (:func:`coral.stats.two_level_auc_difference`)."""
         seeds, ys, sa, sb = self.paired(model, reference, r, r_ref)
         if not seeds:
             return None
-        return two_level_auc_difference(ys, sa, sb, n_boot=max(self.n_boot, 1), seed=0, shared_pairs=self.shared_pairs and len(seeds) > 1)
+        return two_level_auc_difference(
+            ys, sa, sb, n_boot=max(self.n_boot, 1), seed=0, shared_pairs=self.shared_pairs and len(seeds) > 1
+        )
 
     def compare(self, model: str, reference: str, r: int | None = None, r_ref: int | None = None) -> Comparison | None:
         """AUC(model after round r) - AUC(reference after round r_ref) over the seeds both have
@@ -260,10 +298,17 @@ class RunScores:
         if not seeds:
             return None
         if len(seeds) == 1 or self.n_boot == 0:
-            per_seed = [self._paired(y, a, b, reference) for y, a, b in zip(ys, sa, sb)]
+            per_seed = [self._paired(y, a, b, reference) for y, a, b in zip(ys, sa, sb, strict=False)]
             if len(per_seed) == 1:
                 return per_seed[0]
-            return Comparison(reference, float(np.mean([c.estimate for c in per_seed])), math.nan, math.nan, math.nan, tuple(c.estimate for c in per_seed))
+            return Comparison(
+                reference,
+                float(np.mean([c.estimate for c in per_seed])),
+                math.nan,
+                math.nan,
+                math.nan,
+                tuple(c.estimate for c in per_seed),
+            )
         res = pooled_auc_difference(ys, sa, sb, n_boot=self.n_boot, seed=0, shared_pairs=self.shared_pairs)
         return Comparison(reference, res.estimate, res.low, res.high, math.nan, res.per_seed)
 
@@ -280,7 +325,9 @@ class RunScores:
         """One seed's paired difference with DeLong's p (no interval when ``n_boot`` is 0)."""
         if self.n_boot == 0:
             test = delong(y, a, b)
-            return Comparison(reference, test.auc_a - test.auc_b, math.nan, math.nan, test.p_value, (test.auc_a - test.auc_b,))
+            return Comparison(
+                reference, test.auc_a - test.auc_b, math.nan, math.nan, test.p_value, (test.auc_a - test.auc_b,)
+            )
         res = paired_auc_difference(y, a, b, n_boot=self.n_boot, seed=0)
         return Comparison(reference, res.diff, res.low, res.high, res.p_value, (res.diff,))
 
@@ -306,7 +353,8 @@ class RunScores:
 def _same(a: MethodScores, b: MethodScores) -> bool:
     """Identical scores on identical pairs."""
     return all(
-        np.array_equal(x.rows, y.rows) and x.p.shape == y.p.shape and np.array_equal(x.p, y.p) for x, y in ((a.test, b.test), (a.valid, b.valid))
+        np.array_equal(x.rows, y.rows) and x.p.shape == y.p.shape and np.array_equal(x.p, y.p)
+        for x, y in ((a.test, b.test), (a.valid, b.valid))
     )
 
 
@@ -317,7 +365,19 @@ def seeds_summary(values: Sequence[float], digits: int = 2, scale: float = 100.0
 
 
 __all__ = [
-    "Comparison", "RunScores", "REFERENCES", "REFERENCE_TITLES",
-    "base_name", "scorer_tag", "is_ctr", "is_trained_policy", "seeds_summary", "warm_start_of",
-    "SIDE_FEATURES", "TWIN", "side_feature_model", "twin_inputs_of", "twin_model",
+    "Comparison",
+    "RunScores",
+    "REFERENCES",
+    "REFERENCE_TITLES",
+    "base_name",
+    "scorer_tag",
+    "is_ctr",
+    "is_trained_policy",
+    "seeds_summary",
+    "warm_start_of",
+    "SIDE_FEATURES",
+    "TWIN",
+    "side_feature_model",
+    "twin_inputs_of",
+    "twin_model",
 ]

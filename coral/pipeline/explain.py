@@ -15,7 +15,11 @@ def episode_files(run: Path) -> list[Path]:
     """The evaluation JSONL files under a ``coral train`` run or a ``coral run`` output directory."""
     if not run.is_dir():
         raise CoralError(f"{run}: no such run directory")
-    files = sorted(run.glob("eval_test.jsonl")) + sorted(run.glob("stages/*/eval_test.jsonl")) + sorted(run.glob("stages/*/run/eval_test.jsonl"))
+    files = (
+        sorted(run.glob("eval_test.jsonl"))
+        + sorted(run.glob("stages/*/eval_test.jsonl"))
+        + sorted(run.glob("stages/*/run/eval_test.jsonl"))
+    )
     if not files:
         raise CoralError(f"{run}: no eval_test.jsonl (run `coral evaluate --run {run}` first)")
     return files
@@ -61,7 +65,10 @@ def explain(run: Path, dataset: CoralDataset, user: str, item: str, show_prompt:
             continue
         found = True
         label = "liked" if rec["label"] else "disliked"
-        out.append(f"## {method_name(path, run)}: user {dataset.user_ids[u]} (index {u}) and item {dataset.item_ids[i]} (index {i}) \"{dataset.item_text[i]}\", truly {label}")
+        out.append(
+            f"## {method_name(path, run)}: user {dataset.user_ids[u]} (index {u}) and item {dataset.item_ids[i]} "
+            f"(index {i}) \"{dataset.item_text[i]}\", truly {label}"
+        )
         evidence: list[Evidence] = []
         for step in rec["rounds"]:
             if step["t"] == 0:
@@ -73,7 +80,10 @@ def explain(run: Path, dataset: CoralDataset, user: str, item: str, show_prompt:
             ev = Evidence(int(step["user_index"]), int(step["item_index"]), int(step["label"]))
             evidence.append(ev)
             verb = "liked" if ev.label else "disliked"
-            out.append(f"  round {step['t']}: user {dataset.user_ids[ev.user]} {verb} item {dataset.item_ids[ev.item]} \"{dataset.item_text[ev.item]}\"  p = {step['p']:.4f}")
+            out.append(
+                f"  round {step['t']}: user {dataset.user_ids[ev.user]} {verb} item {dataset.item_ids[ev.item]} "
+                f"\"{dataset.item_text[ev.item]}\"  p = {step['p']:.4f}"
+            )
         if show_prompt:
             prompt = PromptBuilder(dataset, PromptConfig(chat_template=False)).build(u, i, evidence)
             out.append("  final prompt:")

@@ -60,26 +60,55 @@ def headroom(run: RunScores, references: Sequence[MethodScores]) -> list[dict[st
         runs = {m.seed: m for m in references if m.model == model}
         seeds = sorted(s for s in runs if greedy in run.methods and s in run.methods[greedy])
         if not seeds:
-            records.append({"reference": model, "row": model, "greedy": greedy, "missing": "greedy retrieval of this scorer and warm start was not run"})
+            records.append(
+                {
+                    "reference": model,
+                    "row": model,
+                    "greedy": greedy,
+                    "missing": "greedy retrieval of this scorer and warm start was not run",
+                }
+            )
             continue
-        learned = sorted(m for m in run.methods if scorer_tag(m) == tag and is_trained_policy(m) and not is_reference(m) and any(s in run.methods[m] for s in seeds))
+        learned = sorted(
+            m
+            for m in run.methods
+            if scorer_tag(m) == tag
+            and is_trained_policy(m)
+            and not is_reference(m)
+            and any(s in run.methods[m] for s in seeds)
+        )
         best = max(learned, key=run.valid_auc) if learned else None
         # The same pairs for every row: each seed's reference rows, no validation pairs.
         sub_pairs = {s: SharedPairs(runs[s].test.rows, np.zeros(0, dtype=np.int64), run.pairs[s].seed) for s in seeds}
-        compared = [runs[s] for s in seeds] + [run.methods[m][s] for m in [greedy, *learned] for s in seeds if s in run.methods[m]]
+        compared = [runs[s] for s in seeds] + [
+            run.methods[m][s] for m in [greedy, *learned] for s in seeds if s in run.methods[m]
+        ]
         sub = RunScores(compared, sub_pairs, n_boot=run.n_boot)
         for row in [model, *learned]:
             difference = sub.compare_two_level(row, greedy)
             auc, greedy_auc = sub.pooled(row), sub.pooled(greedy)
-            records.append({
-                "reference": model, "row": row, "greedy": greedy, "label_aware": row == model, "best_by_validation_auc": row == best,
-                "seeds": seeds, "pairs": [len(sub_pairs[s].test) for s in seeds],
-                "negatives": [int((runs[s].test.labels == 0).sum()) for s in seeds],
-                "auc": auc.estimate, "greedy_auc": greedy_auc.estimate,
-                "difference": difference.estimate, "low": difference.low, "high": difference.high, "per_seed": list(difference.per_seed),
-                "interval": "two-level bootstrap (seeds, then pairs)" if len(seeds) > 1 else "pair bootstrap (one seed)",
-                **(_cost([runs[s] for s in seeds]) if row == model else {}),
-            })
+            records.append(
+                {
+                    "reference": model,
+                    "row": row,
+                    "greedy": greedy,
+                    "label_aware": row == model,
+                    "best_by_validation_auc": row == best,
+                    "seeds": seeds,
+                    "pairs": [len(sub_pairs[s].test) for s in seeds],
+                    "negatives": [int((runs[s].test.labels == 0).sum()) for s in seeds],
+                    "auc": auc.estimate,
+                    "greedy_auc": greedy_auc.estimate,
+                    "difference": difference.estimate,
+                    "low": difference.low,
+                    "high": difference.high,
+                    "per_seed": list(difference.per_seed),
+                    "interval": "two-level bootstrap (seeds, then pairs)"
+                    if len(seeds) > 1
+                    else "pair bootstrap (one seed)",
+                    **(_cost([runs[s] for s in seeds]) if row == model else {}),
+                }
+            )
     return records
 
 
@@ -108,26 +137,41 @@ def headroom_section(records: Sequence[dict[str, Any]], display: Callable[[str],
             lines += [f"{display(reference)}: not compared ({ref['missing']}).", ""]
             continue
         lines += [
-            f"The label-aware reference reads each target's label: at every round it takes, among {ref['candidates']} unused observed "
-            f"interactions in the {_warm_start(reference).upper()} warm start, the piece whose prompt's P(Yes) lands nearest to the label. It is "
-            f"no method and enters no claim, and it is no upper bound on every policy (it is greedy in the label); it shows how much room a "
-            f"label-free policy has over greedy retrieval with the same scorer. On {_per_seed(ref['pairs'])} of each seed's shared test pairs "
-            f"(seeds {', '.join(map(str, ref['seeds']))}; {_per_seed(ref['negatives'])} negative; a seeded stratified subset), every row on the same pairs: AUC x100 (mean over seeds) "
-            f"and AUC(row) − AUC({display(ref['greedy'])}) with its 95% {ref['interval']} interval. The best learned policy is chosen by "
-            "validation AUC on the shared validation pairs, never on these pairs.",
+            f"The label-aware reference reads each target's label: at every round it takes, among {ref['candidates']} "
+            "unused observed "
+            f"interactions in the {_warm_start(reference).upper()} warm start, the piece whose prompt's P(Yes) "
+            "lands nearest to the label. It is no method and enters no claim, and it is no upper bound on every "
+            "policy (it is greedy in the label); it shows how much room a "
+            f"label-free policy has over greedy retrieval with the same scorer. On {_per_seed(ref['pairs'])} of "
+            "each seed's shared test pairs "
+            f"(seeds {', '.join(map(str, ref['seeds']))}; {_per_seed(ref['negatives'])} negative; a seeded stratified "
+            "subset), every row on the same pairs: AUC x100 (mean over seeds) "
+            f"and AUC(row) − AUC({display(ref['greedy'])}) with its 95% {ref['interval']} interval. The best learned "
+            "policy is chosen by validation AUC on the shared validation pairs, never on these pairs.",
             "",
             f"| Row | AUC | {display(ref['greedy'])} AUC | Δ vs greedy [95% CI] | per seed |",
             "|---|---|---|---|---|",
         ]
         for r in rows:
-            name = f"Reference: label-aware ({_warm_start(r['row']).upper()}) [{scorer_tag(r['row'])}]" if r["label_aware"] else display(r["row"])
+            name = (
+                f"Reference: label-aware ({_warm_start(r['row']).upper()}) [{scorer_tag(r['row'])}]"
+                if r["label_aware"]
+                else display(r["row"])
+            )
             if r["best_by_validation_auc"]:
                 name += " (best learned, by validation AUC)"
             per_seed = ", ".join(f"{100 * d:+.2f}" for d in r["per_seed"])
-            lines.append(f"| {name} | {_pct(r['auc'])} | {_pct(r['greedy_auc'])} | {100 * r['difference']:+.2f} [{_signed(r['low'])}, {_signed(r['high'])}] | {per_seed} |")
+            lines.append(
+                f"| {name} | {_pct(r['auc'])} | {_pct(r['greedy_auc'])} | {100 * r['difference']:+.2f} "
+                f"[{_signed(r['low'])}, {_signed(r['high'])}] | {per_seed} |"
+            )
         seconds, prompts = ref.get("seconds", 0.0), ref.get("prompts", 0)
         rate = f" ({prompts / seconds:.1f} prompts/s)" if seconds > 0 else ""
-        lines += ["", f"Cost of the reference: {prompts} prompts in {seconds:.0f} s over {len(ref['seeds'])} seed(s){rate}.", ""]
+        lines += [
+            "",
+            f"Cost of the reference: {prompts} prompts in {seconds:.0f} s over {len(ref['seeds'])} seed(s){rate}.",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -72,5 +72,10 @@ class SharedPairs:
         for name, rows in (("test", self.test), ("valid", self.valid)):
             split = dataset.split(name)
             for row in rows:
-                writer.writerow([name, int(row), dataset.user_ids[int(split.user[row])], dataset.item_ids[int(split.item[row])], int(split.label[row])])
+                writer.writerow(
+                    [
+                        name, int(row), dataset.user_ids[int(split.user[row])], dataset.item_ids[int(split.item[row])],
+                        int(split.label[row]),
+                    ]
+                )
         atomic_write_text(path, buf.getvalue())

@@ -36,7 +36,11 @@ DISPLAY = {
 
 
 #: Retrieval statistics of a row (its scores' info keys) and their column titles.
-RETRIEVAL_STATS = {"greedy_jaccard": "overlap with greedy (Jaccard)", "greedy_first_share": "first piece = greedy's", "mean_abs_action": "mean abs action"}
+RETRIEVAL_STATS = {
+    "greedy_jaccard": "overlap with greedy (Jaccard)",
+    "greedy_first_share": "first piece = greedy's",
+    "mean_abs_action": "mean abs action",
+}
 
 
 def display_name(model: str) -> str:
@@ -48,7 +52,9 @@ def display_name(model: str) -> str:
     if base.endswith(SIDE_FEATURES) and base[: -len(SIDE_FEATURES)] in DISPLAY:
         name = f"{DISPLAY[base[: -len(SIDE_FEATURES)]]} + side features"
     elif base.startswith(TWIN):
-        name = twin_name(twin_inputs_of(base), None) + (f" ({warm_start_of(base).upper()})" if warm_start_of(base) else "")
+        name = twin_name(twin_inputs_of(base), None) + (
+            f" ({warm_start_of(base).upper()})" if warm_start_of(base) else ""
+        )
     elif base in DISPLAY:
         name = DISPLAY[base]
     elif family in DISPLAY and family not in ("llm-only",):
@@ -59,7 +65,11 @@ def display_name(model: str) -> str:
         warm_name = f" ({words.pop().upper()})" if len(words) > 1 else ""
         options = [w for w in ("features", "stop") if w in words]
         algo = "-".join(w for w in words if w not in options)
-        algo = {"maskable-ppo": "MaskablePPO", "rllib-ppo": "PPO, RLlib", "rllib-maskable-ppo": "MaskablePPO, RLlib"}.get(algo, algo.upper())
+        algo = {
+            "maskable-ppo": "MaskablePPO",
+            "rllib-ppo": "PPO, RLlib",
+            "rllib-maskable-ppo": "MaskablePPO, RLlib",
+        }.get(algo, algo.upper())
         extra = {"features": "candidate features", "stop": "stop action"}
         name = f"CoRAL-{algo}" + "".join(f", {extra[o]}" for o in options) + warm_name
     else:
@@ -134,7 +144,11 @@ def markdown_table(rows: Iterable[dict]) -> str:
         cells = [display_name(m)]
         for d in datasets:
             group = grouped.get((m, d), [])
-            cells += [_mean_std([_f(r["auc"]) for r in group]), _mean_std([_f(r["f1"]) for r in group]), str(len(group))] if group else ["", "", ""]
+            cells += (
+                [_mean_std([_f(r["auc"]) for r in group]), _mean_std([_f(r["f1"]) for r in group]), str(len(group))]
+                if group
+                else ["", "", ""]
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -167,17 +181,54 @@ def score_rows(run: "RunScores", dataset: str) -> list[dict]:
             train_seconds = float(info.pop("train_seconds", 0.0))
             for r in range(m.test.rounds + 1):
                 metrics = run.round_metrics(model, seed, r)
-                extra = dict(info, round=r if m.test.rounds > 0 else "", pairs=len(m.test.rows), pairs_fingerprint=run.pairs[seed].fingerprint)
+                extra = dict(
+                    info,
+                    round=r if m.test.rounds > 0 else "",
+                    pairs=len(m.test.rows),
+                    pairs_fingerprint=run.pairs[seed].fingerprint,
+                )
                 if r == m.test.rounds:
                     for kind in REFERENCES:
                         ref = run.reference(model, kind)
                         c = run.compare_seed(model, ref, seed) if ref else None
-                        extra.update({f"ref_{kind}": ref or "", f"d_{kind}": c.estimate if c else "", f"d_{kind}_low": c.low if c else "", f"d_{kind}_high": c.high if c else "", f"d_{kind}_p": c.p_value if c else ""})
-                rows.append(make_row(dataset=dataset, model=model, seed=seed, split="test", metrics=metrics, config=config, train_seconds=train_seconds, **extra))
+                        extra.update(
+                            {
+                                f"ref_{kind}": ref or "",
+                                f"d_{kind}": c.estimate if c else "",
+                                f"d_{kind}_low": c.low if c else "",
+                                f"d_{kind}_high": c.high if c else "",
+                                f"d_{kind}_p": c.p_value if c else "",
+                            }
+                        )
+                rows.append(
+                    make_row(
+                        dataset=dataset,
+                        model=model,
+                        seed=seed,
+                        split="test",
+                        metrics=metrics,
+                        config=config,
+                        train_seconds=train_seconds,
+                        **extra,
+                    )
+                )
             full = run.full.get(model, {}).get(seed)
             if full is not None:
                 metrics = binary_metrics_full(full, run.n_boot, seed)
-                rows.append(make_row(dataset=dataset, model=model, seed=seed, split="test_full", metrics=metrics, config=config, train_seconds=train_seconds, round="", pairs=len(full.test.rows), **info))
+                rows.append(
+                    make_row(
+                        dataset=dataset,
+                        model=model,
+                        seed=seed,
+                        split="test_full",
+                        metrics=metrics,
+                        config=config,
+                        train_seconds=train_seconds,
+                        round="",
+                        pairs=len(full.test.rows),
+                        **info,
+                    )
+                )
     return rows
 
 
@@ -202,22 +253,29 @@ def controls_section(controls: list[dict]) -> str:
         "## Does the scorer read the evidence?",
         "",
         "The aligned scorer on the shared test pairs with no evidence, the K nearest observed training interactions "
-        "(the greedy retrieval), K random ones, and the K nearest pieces of another target (shuffled); "
-        "paired differences vs no evidence (same pairs, same bootstrap resamples) and DeLong's p.",
+        "(the greedy retrieval), K random ones, and the K nearest pieces of another target (shuffled); paired "
+        "differences vs no evidence (same pairs, same bootstrap resamples) and DeLong's p.",
     ]
     for c in controls:
-        lines += ["", f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):", "", controls_table(c, percent=True)]
+        lines += [
+            "",
+            f"Scorer {c['scorer']}, seed {c['seed']}, {c['n']} pairs ({c['n_negative']} negative):",
+            "",
+            controls_table(c, percent=True),
+        ]
         lines += ["", "AUC after 0..K nearest pieces: " + ", ".join(_pct(a) for a in c["nearest_by_pieces"]) + "."]
     return "\n".join(lines) + "\n"
 
 
-def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResult"], list[str]], preamble: str = "") -> str:
+def dataset_report(
+    run: "RunScores", dataset: str, claims: tuple[list["ClaimResult"], list[str]], preamble: str = ""
+) -> str:
     """results.md of one dataset: the main table, the paired Δ table and the claims' verdict table.
 
     :param claims: :func:`coral.pipeline.claims.paper_claims` of ``run``.
     """
     from coral.pipeline.claims import claims_table, round_curve
-    from coral.pipeline.compare import REFERENCES, REFERENCE_TITLES, seeds_summary
+    from coral.pipeline.compare import REFERENCE_TITLES, REFERENCES, seeds_summary
 
     models = sorted(run.methods, key=_order)
     seeds = sorted(run.pairs)
@@ -232,11 +290,14 @@ def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResu
         f"Every row on the same {n_test} test pairs ({n_neg} negative; a seeded stratified subset of the test split"
         + (", one per seed" if not run.shared_pairs else "")
         + f"); F1 and MCC at the threshold that maximises F1 on the same {n_valid} validation pairs for every method; "
-        f"seeds {', '.join(map(str, seeds))} (mean ± sample std over seeds, ddof=1; a method whose scores do not change with the seed counts once). "
-        "AUC interval: 95% pair bootstrap pooled over seeds. Scorer in brackets: zero-shot = the LLM as shipped; probe = a logistic head on its last hidden state; "
-        "topK-finetune / LoRA-topN = the top layers trained on prompts with evidence.",
+        f"seeds {', '.join(map(str, seeds))} (mean ± sample std over seeds, ddof=1; a method whose scores do not "
+        "change with the seed counts once). AUC interval: 95% pair bootstrap pooled over seeds. Scorer in brackets: "
+        "zero-shot = the LLM as shipped; probe = a logistic head on its last hidden state; topK-finetune / LoRA-topN "
+        "= the top layers trained on prompts with evidence.",
         "",
-        "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | " + " | ".join(RETRIEVAL_STATS.values()) + " |",
+        "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | "
+        + " | ".join(RETRIEVAL_STATS.values())
+        + " |",
         "|---|---|---|---|---|---|---|---|" + "---|" * len(RETRIEVAL_STATS),
     ]
     all_yes = []
@@ -247,42 +308,57 @@ def dataset_report(run: "RunScores", dataset: str, claims: tuple[list["ClaimResu
         pooled = run.pooled(model)
         full = run.full.get(model, {})
         full_auc = seeds_summary([binary_metrics_full(f, 0, s)["auc"] for s, f in full.items()]) if full else ""
-        stats = {key: [float(m.info[key]) for m in runs.values() if m.info.get(key) not in (None, "")] for key in RETRIEVAL_STATS}
+        stats = {
+            key: [float(m.info[key]) for m in runs.values() if m.info.get(key) not in (None, "")]
+            for key in RETRIEVAL_STATS
+        }
         lines.append(
-            "| " + " | ".join([
-                display_name(model),
-                seeds_summary([pooled_v for pooled_v in pooled.per_seed]),
-                f"[{_pct(pooled.low)}, {_pct(pooled.high)}]",
-                seeds_summary([m["f1"] for m in metrics]),
-                seeds_summary([m["mcc"] for m in metrics], 3, 1.0),
-                seeds_summary([m["balanced_accuracy"] for m in metrics]),
-                full_auc,
-                str(len(runs)),
-                *(f"{np.mean(values):.3f}" if values else "" for values in stats.values()),
-            ]) + " |"
+            "| "
+            + " | ".join(
+                [
+                    display_name(model),
+                    seeds_summary([pooled_v for pooled_v in pooled.per_seed]),
+                    f"[{_pct(pooled.low)}, {_pct(pooled.high)}]",
+                    seeds_summary([m["f1"] for m in metrics]),
+                    seeds_summary([m["mcc"] for m in metrics], 3, 1.0),
+                    seeds_summary([m["balanced_accuracy"] for m in metrics]),
+                    full_auc,
+                    str(len(runs)),
+                    *(f"{np.mean(values):.3f}" if values else "" for values in stats.values()),
+                ]
+            )
+            + " |"
         )
     if all_yes:
-        lines += ["", f"Reference: answering \"yes\" to every pair gives F1 {100 * float(np.mean(all_yes)):.2f} (MCC 0, balanced accuracy 50)."]
+        lines += [
+            "",
+            f'Reference: answering "yes" to every pair gives F1 {100 * float(np.mean(all_yes)):.2f} (MCC 0, balanced '
+            "accuracy 50).",
+        ]
     lines += [
         "",
-        "How a retrieval row's evidence relates to greedy's (the K nearest observed interactions in the same warm start): "
-        "mean Jaccard overlap of a target's pieces with greedy's, and the share of targets whose first piece is greedy's first; "
-        "mean |a| per dimension of a query policy's deterministic actions (0 is greedy).",
+        "How a retrieval row's evidence relates to greedy's (the K nearest observed interactions in the same warm "
+        "start): mean Jaccard overlap of a target's pieces with greedy's, and the share of targets whose first piece "
+        "is greedy's first; mean |a| per dimension of a query policy's deterministic actions (0 is greedy).",
     ]
     best = run.best_ctr()
     lines += [
         "",
-        f"## Δ AUC vs LLM-only, CoRAL-random, CoRAL-greedy, the kNN like-share, the input twin and the best CTR baseline ({display_name(best) if best else 'none run'}, by validation AUC)",
+        "## Δ AUC vs LLM-only, CoRAL-random, CoRAL-greedy, the kNN like-share, the input twin and the best CTR "
+        "baseline "
+        f"({display_name(best) if best else 'none run'}, by validation AUC)",
         "",
-        "Paired on the same pairs (AUC points x100): difference [95% pair bootstrap interval, pooled over seeds] and DeLong's p (one seed). "
-        "LLM-only, CoRAL-random and CoRAL-greedy are those of the row's own scorer (CTR rows: of the "
-        + (run.primary_tag() or "zero-shot") + " scorer); greedy and the like-share search the row's own warm start. "
-        "The input twin of an aligned scorer's LLM row is a logistic regression (no LLM) on the numbers its prompts give it, "
-        "fitted on the alignment's own training targets: of the twins given no more than the row's LLM (LLM-only and CoRAL-random: "
-        "base rates and CF embeddings; rows that read retrieved evidence: also the like-share of the nearest pieces), the one with the "
-        "highest validation AUC; the Δ is what the LLM adds over its inputs. "
-        "The best CTR baseline is chosen among the baselines with and without item side features. "
-        "The claims below decide from the two-level interval instead.",
+        "Paired on the same pairs (AUC points x100): difference [95% pair bootstrap interval, pooled over seeds] and "
+        "DeLong's p (one seed). LLM-only, CoRAL-random and CoRAL-greedy are those of the row's own scorer (CTR rows: "
+        "of the "
+        + (run.primary_tag() or "zero-shot")
+        + " scorer); greedy and the like-share search the row's own warm start. "
+        "The input twin of an aligned scorer's LLM row is a logistic regression (no LLM) on the numbers its prompts "
+        "give it, fitted on the alignment's own training targets: of the twins given no more than the row's LLM "
+        "(LLM-only and CoRAL-random: base rates and CF embeddings; rows that read retrieved evidence: also the "
+        "like-share of the nearest pieces), the one with the highest validation AUC; the Δ is what the LLM adds over "
+        "its inputs. The best CTR baseline is chosen among the baselines with and without item side features. The "
+        "claims below decide from the two-level interval instead.",
         "",
         "| Method | " + " | ".join(f"Δ vs {REFERENCE_TITLES[k]}" for k in REFERENCES) + " |",
         "|---|" + "---|" * len(REFERENCES),
@@ -315,13 +391,14 @@ def training_section(runs: Mapping[str, Mapping[int, Path]], display: Callable[[
         "",
         "## Training of the learned policies",
         "",
-        "From each trained policy's logs: SB3's `approx_kl` per update (PPO's usual range is about 0.01-0.03; SB3 writes an update's statistics "
-        "with the next rollout, so the last update is not among them) and the deterministic "
-        "policy's return |p0 − y| − |pK − y| on the validation split's tuning rows (at the first check, before any update, and at the "
-        "last), beside greedy retrieval's return on the same rows. `training_curves.png` draws both returns over training "
-        "(mean over seeds, band: min to max).",
+        "From each trained policy's logs: SB3's `approx_kl` per update (PPO's usual range is about 0.01-0.03; SB3 "
+        "writes an update's statistics with the next rollout, so the last update is not among them) and the "
+        "deterministic policy's return |p0 − y| − |pK − y| on the validation split's tuning rows (at the first check, "
+        "before any update, and at the last), beside greedy retrieval's return on the same rows. "
+        "`training_curves.png` draws both returns over training (mean over seeds, band: min to max).",
         "",
-        "| Method | seed | updates logged | median approx_kl | validation return, first → last | rose | greedy's validation return | last − greedy |",
+        "| Method | seed | updates logged | median approx_kl | validation return, first → last | rose | greedy's "
+        "validation return | last − greedy |",
         "|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
@@ -329,21 +406,36 @@ def training_section(runs: Mapping[str, Mapping[int, Path]], display: Callable[[
         summaries = {seed: training_summary(path) for seed, path in sorted(runs[model].items())}
         for seed, t in summaries.items():
             validated = t.val_checks > 0
-            lines.append("| " + " | ".join([
-                display(model), str(seed), str(t.updates), _num(t.median_approx_kl, 3),
-                f"{t.val_first:+.4f} → {t.val_last:+.4f}" if validated else "not validated",
-                ("yes" if t.rose else "no") if validated else "",
-                _num(t.greedy_return, 4, signed=True), _num(t.val_last - t.greedy_return, 4, signed=True),
-            ]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        display(model),
+                        str(seed),
+                        str(t.updates),
+                        _num(t.median_approx_kl, 3),
+                        f"{t.val_first:+.4f} → {t.val_last:+.4f}" if validated else "not validated",
+                        ("yes" if t.rose else "no") if validated else "",
+                        _num(t.greedy_return, 4, signed=True),
+                        _num(t.val_last - t.greedy_return, 4, signed=True),
+                    ]
+                )
+                + " |"
+            )
         validated = [t for t in summaries.values() if t.val_checks > 0]
         kl = [t.median_approx_kl for t in summaries.values() if t.updates]
-        text = f"- {display(model)}: median approx_kl " + (f"{float(np.median(kl)):.3f} (median of the seeds' medians)" if kl else "not logged (no PPO updates)")
+        text = f"- {display(model)}: median approx_kl " + (
+            f"{float(np.median(kl)):.3f} (median of the seeds' medians)" if kl else "not logged (no PPO updates)"
+        )
         if validated:
             n = len(validated)
             above = sum(t.val_last > t.greedy_return for t in validated)
             gap = float(np.mean([t.val_last - t.greedy_return for t in validated]))
-            text += (f"; the validation return rose for {sum(t.rose for t in validated)} of {n} seed(s) and ended above greedy's on the same "
-                     f"{validated[0].val_rows} rows for {above} of {n} (mean last − greedy {gap:+.4f}).")
+            text += (
+                f"; the validation return rose for {sum(t.rose for t in validated)} of {n} seed(s) and ended above "
+                "greedy's on the same "
+                f"{validated[0].val_rows} rows for {above} of {n} (mean last − greedy {gap:+.4f})."
+            )
         else:
             text += "; no validation during training (`train.val_every` 0)."
         verdicts.append(text)
@@ -362,7 +454,12 @@ def console_summary(run: "RunScores", dataset: str, claims: tuple[list["ClaimRes
     """
     from coral.pipeline.claims import claims_summary
 
-    lines = [f"**{dataset}**: AUC x100 on the shared test pairs (mean over seeds, 95% pooled pair interval)", "", "| Method | AUC | 95% CI |", "|---|---|---|"]
+    lines = [
+        f"**{dataset}**: AUC x100 on the shared test pairs (mean over seeds, 95% pooled pair interval)",
+        "",
+        "| Method | AUC | 95% CI |",
+        "|---|---|---|",
+    ]
     for model in sorted(run.methods, key=_order):
         pooled = run.pooled(model)
         lines.append(f"| {display_name(model)} | {_pct(pooled.estimate)} | [{_pct(pooled.low)}, {_pct(pooled.high)}] |")
@@ -389,7 +486,9 @@ def plot_round_bands(run: "RunScores", path: Path, title: str = "") -> None:
         est = [run.pooled(model, r) for r in xs]
         line = ax.plot(xs, [e.estimate for e in est], marker="o", label=display_name(model))[0]
         ax.fill_between(xs, [e.low for e in est], [e.high for e in est], color=line.get_color(), alpha=0.15)
-    for style, model in zip((":", "--", "-."), sorted(m for m in run.methods if base_name(m) == "llm-only")):
+    for style, model in zip(
+        (":", "--", "-."), sorted(m for m in run.methods if base_name(m) == "llm-only"), strict=False
+    ):
         e = run.pooled(model)
         line = ax.axhline(e.estimate, linestyle=style, color="grey", label=display_name(model))
         ax.axhspan(e.low, e.high, color="grey", alpha=0.08)

@@ -51,14 +51,24 @@ from coral.config import to_dict
 from coral.data.dataset import CoralDataset, DataConfig
 from coral.envs import EnvConfig
 from coral.errors import CoralError, DataError
-from coral.llm import ScorerConfig, ScorerSpec, parse_scorer_spec
-from coral.pipeline.config import RunConfig
-from coral.pipeline.compare import SIDE_FEATURES, RunScores, side_feature_model, twin_model
-from coral.pipeline.pairs import SharedPairs
 from coral.io import atomic_write_json
+from coral.llm import ScorerConfig, ScorerSpec, parse_scorer_spec
 from coral.pipeline.claims import claims_records, paper_claims
+from coral.pipeline.compare import SIDE_FEATURES, RunScores, side_feature_model, twin_model
+from coral.pipeline.config import RunConfig
 from coral.pipeline.headroom import HEADROOM_FILE, headroom, headroom_section, reference_rows
-from coral.pipeline.report import console_summary, controls_section, dataset_report, display_name, markdown_table, plot_round_bands, score_rows, training_section, write_text
+from coral.pipeline.pairs import SharedPairs
+from coral.pipeline.report import (
+    console_summary,
+    controls_section,
+    dataset_report,
+    display_name,
+    markdown_table,
+    plot_round_bands,
+    score_rows,
+    training_section,
+    write_text,
+)
 from coral.pipeline.scores import SCORES_FILE, MethodScores, SplitScores, load_scores, save_scores
 from coral.pipeline.stages import Stage, run_stage
 from coral.results import append_rows, library_versions
@@ -92,7 +102,7 @@ def stage_identity(kind: str, dataset: CoralDataset, **parts: Any) -> dict[str, 
         "stage": kind,
         "dataset_fingerprint": dataset.fingerprint,
         "versions": library_versions(),
-        **{k: to_dict(v) if dataclasses.is_dataclass(v) else v for k, v in parts.items()},
+        **{k: to_dict(v, identity=True) if dataclasses.is_dataclass(v) else v for k, v in parts.items()},
     }
 
 
@@ -126,12 +136,15 @@ class MainJob:
         spec.require_files()
         if self.config.align and spec.backend != "hf":
             raise CoralError(
-                f"--scorer {spec.text}: alignment (method {self.config.alignment.method}) fine-tunes a local model, hf or hf:PATH, "
+                f"--scorer {spec.text}: alignment (method {self.config.alignment.method}) fine-tunes a local model, hf "
+                "or hf:PATH, "
                 f"and {spec.backend} is not one; pass --no-align to run the methods with {spec.text} as it is"
             )
         base = self.config.alignment.base_model
         if self.config.align and spec.path is not None and base is not None and Path(base).expanduser() != spec.path:
-            raise CoralError(f"--scorer {spec.text} and --alignment.base-model {base} name different models; give only --scorer")
+            raise CoralError(
+                f"--scorer {spec.text} and --alignment.base-model {base} name different models; give only --scorer"
+            )
         return spec
 
     def alignment_config(self, seed: int) -> AlignConfig:
@@ -144,15 +157,15 @@ class MainJob:
     def scorer_config(self, spec: str) -> ScorerConfig:
         """The scorer section of a stage: the run's, with the stage's spec (zero-shot or aligned).
 
-        An "auto" layout is resolved here (for the in-process backends), so that the layout this
-        machine picks is part of every stage identity.
+        An "auto" precision is resolved here (for the in-process backends), so that the precision
+        this machine picks is part of every stage identity.
         """
-        layout = self.config.scorer.layout
+        precision = self.config.scorer.precision
         if parse_scorer_spec(spec).local:
-            from coral.llm.layout import resolve_layout
+            from coral.llm.precision import resolve_precision
 
-            layout = resolve_layout(layout)
-        return dataclasses.replace(self.config.scorer, scorer=spec, layout=layout)
+            precision = resolve_precision(precision)
+        return dataclasses.replace(self.config.scorer, scorer=spec, precision=precision)
 
     def scorer(self, spec: str):
         """One scorer per spec for the whole process (the model loads once)."""
@@ -174,7 +187,9 @@ class MainJob:
 
     def pairs(self, ds: CoralDataset, root: Path, seed: int) -> SharedPairs:
         """The shared evaluation pairs of ``ds`` (seeded by its split seed), also written as CSV."""
-        pairs = SharedPairs.draw(ds, self.config.eval_pairs, self.config.valid_pairs, self._data[ds.fingerprint].split_seed)
+        pairs = SharedPairs.draw(
+            ds, self.config.eval_pairs, self.config.valid_pairs, self._data[ds.fingerprint].split_seed
+        )
         pairs.write(root / f"pairs-seed{seed}.csv", ds)
         return pairs
 
@@ -184,7 +199,9 @@ class MainJob:
         retrieval method of one seed, trained or not, searches the same warm-start tables)."""
         env = self.config.train.env
         warm = dataclasses.replace(env.warm, warm_start=warm_start)
-        return dataclasses.replace(env, data=self._data[ds.fingerprint], scorer=self.scorer_config(spec), warm=warm, embedding_seed=seed)
+        return dataclasses.replace(
+            env, data=self._data[ds.fingerprint], scorer=self.scorer_config(spec), warm=warm, embedding_seed=seed
+        )
 
     def _eval_identity(self, pairs: SharedPairs) -> dict[str, Any]:
         return {"pairs": pairs.fingerprint, "batch_size": self.config.train.n_envs}
@@ -214,28 +231,44 @@ class MainJob:
                 if path.exists():
                     continue
                 fitted = fit_and_score(ds, model, seed, template)
-                splits = {name: SplitScores(np.arange(len(ds.split(name))), ds.split(name).label, getattr(fitted, name)) for name in ("test", "valid")}
+                splits = {
+                    name: SplitScores(np.arange(len(ds.split(name))), ds.split(name).label, getattr(fitted, name))
+                    for name in ("test", "valid")
+                }
                 info = {"config": fitted.config, "train_seconds": round(fitted.train_seconds, 3), **fitted.details}
                 row = side_feature_model(model) if side_features else model
                 save_scores(path, [MethodScores(row, seed, splits["test"], splits["valid"], info)])
-                self.log(f"       {row}: validation AUC {info.get('valid_auc', float('nan')):.4f}, {fitted.train_seconds:.0f} s" if "valid_auc" in info else f"       {row}: {fitted.train_seconds:.1f} s")
-            save_scores(directory / SCORES_FILE, [m for model in models for m in load_scores(directory / f"{model}.npz")])
+                self.log(
+                    f"       {row}: validation AUC {info.get('valid_auc', float('nan')):.4f}, "
+                    f"{fitted.train_seconds:.0f} s"
+                    if "valid_auc" in info
+                    else f"       {row}: {fitted.train_seconds:.1f} s"
+                )
+            save_scores(
+                directory / SCORES_FILE, [m for model in models for m in load_scores(directory / f"{model}.npz")]
+            )
 
         # The stage without side features keeps the identity it had before side_feature_baselines existed.
         identity = stage_identity("baselines", ds, baseline=template, models=models, seed=seed)
         return Stage(f"baselines{SIDE_FEATURES if side_features else ''}-seed{seed}", identity, run)
 
-    def fixed_policy_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, policy_name: str, seed: int) -> Stage:
+    def fixed_policy_stage(
+        self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, policy_name: str, seed: int
+    ) -> Stage:
         """Random (or greedy) retrieval on the shared pairs, K rounds; round 0 is the LLM alone.
 
         ``llm-only`` alone runs 0 rounds: only the prompts without evidence are scored.
         """
         from coral.envs import EnvResources
+        from coral.policies.fixed import fixed_policy_env
+        from coral.policies.greedy import GreedyPolicy
+        from coral.policies.random_policy import RandomPolicy
 
         rounds = 0 if policy_name == "llm-only" else self.config.train.env.rounds
-        # Random retrieval ignores the embeddings ("none": random tables); greedy searches the warm start that the trained policies use.
-        warm = self.config.warm_starts[0] if policy_name == "coral-greedy" else "none"
-        env = self.env_config(ds, spec, warm, seed)
+        policy = GreedyPolicy() if policy_name == "coral-greedy" else RandomPolicy(seed=seed)
+        # Greedy searches the warm start that the trained policies use first.
+        env = fixed_policy_env(self.env_config(ds, spec, self.config.warm_starts[0], seed), policy, seed)
+        warm = env.warm.warm_start
         batch = self.config.train.n_envs
 
         # Greedy's row names its warm start, as a trained policy's does: claim 2 pairs the two.
@@ -243,28 +276,58 @@ class MainJob:
 
         def run(directory: Path) -> None:
             from coral.policies.evaluate import evaluate_policy, write_records
-            from coral.policies.greedy import GreedyPolicy
-            from coral.policies.random_policy import RandomPolicy
 
-            policy = GreedyPolicy() if policy_name == "coral-greedy" else RandomPolicy(seed=seed)
             scorer = self.scorer(spec)
             resources = EnvResources(dataset=ds, scorer=scorer)
-            test = evaluate_policy(policy, env, resources, split="test", rounds=rounds, batch_size=batch, episodes=pairs.test)
-            valid = evaluate_policy(policy, env, resources, split="valid", rounds=rounds, batch_size=batch, episodes=pairs.valid)
+            test = evaluate_policy(
+                policy, env, resources, split="test", rounds=rounds, batch_size=batch, episodes=pairs.test
+            )
+            valid = evaluate_policy(
+                policy, env, resources, split="valid", rounds=rounds, batch_size=batch, episodes=pairs.valid
+            )
             write_records(directory / "eval_test.jsonl", [test])
-            config = {"policy": policy_name, "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": rounds, "warm_start_fingerprint": test.warm_start_fingerprint}
-            methods = [] if policy_name == "llm-only" else [_scores(f"{model}@{tag}", seed, test, valid, dict(config), test.retrieval_statistics())]
+            config = {
+                "policy": policy_name,
+                "scorer": tag,
+                "scorer_fingerprint": scorer.fingerprint,
+                "rounds": rounds,
+                "warm_start_fingerprint": test.warm_start_fingerprint,
+            }
+            methods = (
+                []
+                if policy_name == "llm-only"
+                else [_scores(f"{model}@{tag}", seed, test, valid, dict(config), test.retrieval_statistics())]
+            )
             if policy_name in ("llm-only", "coral-random"):
-                methods.append(_scores(f"llm-only@{tag}", seed, test, valid, dict(config, policy="llm-only", rounds=0), {}, last_round=0))
+                methods.append(
+                    _scores(
+                        f"llm-only@{tag}",
+                        seed,
+                        test,
+                        valid,
+                        dict(config, policy="llm-only", rounds=0),
+                        {},
+                        last_round=0,
+                    )
+                )
             save_scores(directory / SCORES_FILE, methods)
 
         identity = stage_identity(
-            "fixed-policy", ds, policy=policy_name, seed=seed, rounds=rounds, env=env, prompt=_prompt_config(),
-            warm_start_model=env.warm.baseline(env.embedding_seed), **self._eval_identity(pairs),
+            "fixed-policy",
+            ds,
+            policy=policy_name,
+            seed=seed,
+            rounds=rounds,
+            env=env,
+            prompt=_prompt_config(),
+            warm_start_model=env.warm.baseline(env.embedding_seed),
+            **self._eval_identity(pairs),
         )
         return Stage(f"{policy_name}@{tag}-seed{seed}", identity, run)
 
-    def trained_policy_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, method: str, warm: str, seed: int) -> Stage:
+    def trained_policy_stage(
+        self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, method: str, warm: str, seed: int
+    ) -> Stage:
         from coral.envs import EnvResources
 
         algo = TRAINED[method]
@@ -291,20 +354,47 @@ class MainJob:
                     shutil.rmtree(run_dir)  # a killed training restarts, so results equal an uninterrupted run's
                 train(train_config, resources, resume=resume)
             config, policy = load_run_policy(run_dir)
-            test = evaluate_policy(policy, config.env_config("test"), resources, split="test", batch_size=batch, episodes=pairs.test)
-            valid = evaluate_policy(policy, config.env_config("valid"), resources, split="valid", batch_size=batch, episodes=pairs.valid)
+            test = evaluate_policy(
+                policy, config.env_config("test"), resources, split="test", batch_size=batch, episodes=pairs.test
+            )
+            valid = evaluate_policy(
+                policy, config.env_config("valid"), resources, split="valid", batch_size=batch, episodes=pairs.valid
+            )
             write_records(run_dir / "eval_test.jsonl", [test])
             summary = read_summary(run_dir)
             updates = {k: int(summary[k]) for k in ("policy_updates", "gradient_steps") if k in summary}
-            fingerprints = {"scorer_fingerprint": test.scorer_fingerprint, "warm_start_fingerprint": test.warm_start_fingerprint}
-            info = {"config": {**config.to_dict(), "scorer": tag, **fingerprints}, "train_seconds": float(summary.get("train_seconds", 0.0)), **updates}
-            save_scores(directory / SCORES_FILE, [_scores(f"{config.model_name}@{tag}", seed, test, valid, info.pop("config"), {**info, **test.retrieval_statistics()})])
+            fingerprints = {
+                "scorer_fingerprint": test.scorer_fingerprint,
+                "warm_start_fingerprint": test.warm_start_fingerprint,
+            }
+            info = {
+                "config": {**config.to_dict(), "scorer": tag, **fingerprints},
+                "train_seconds": float(summary.get("train_seconds", 0.0)),
+                **updates,
+            }
+            save_scores(
+                directory / SCORES_FILE,
+                [
+                    _scores(
+                        f"{config.model_name}@{tag}",
+                        seed,
+                        test,
+                        valid,
+                        info.pop("config"),
+                        {**info, **test.retrieval_statistics()},
+                    )
+                ],
+            )
 
         # The run directory lives inside the stage directory, whose name the identity gives: not part of it.
-        train_identity = {k: v for k, v in to_dict(template).items() if k != "out"}
+        train_identity = {k: v for k, v in to_dict(template, identity=True).items() if k != "out"}
         identity = stage_identity(
-            "trained-policy", ds, train=train_identity, prompt=_prompt_config(),
-            warm_start_model=template.env.warm.baseline(seed), **self._eval_identity(pairs),
+            "trained-policy",
+            ds,
+            train=train_identity,
+            prompt=_prompt_config(),
+            warm_start_model=template.env.warm.baseline(seed),
+            **self._eval_identity(pairs),
         )
         return Stage(f"{method}-{warm}@{tag}-seed{seed}", identity, run)
 
@@ -317,7 +407,10 @@ class MainJob:
             run_alignment(ds, align_config, directory / "aligned", validate=False)
 
         identity = stage_identity(
-            "align", ds, alignment=align_config, prompt=align_config.prompt,
+            "align",
+            ds,
+            alignment=align_config,
+            prompt=align_config.prompt,
             warm_start_model=align_config.warm.baseline(align_config.seed),
         )
         return Stage(f"align-seed{seed}", identity, run)
@@ -335,17 +428,37 @@ class MainJob:
 
             tables = resolve_embeddings(ds, env.warm, seed=seed)
             index = EvidenceIndex(ds, tables)
-            config = {"policy": "greedy", "reader": "like-share", "rounds": rounds, "warm_start": warm_start, "warm_start_fingerprint": tables_fingerprint(tables)}
+            config = {
+                "policy": "greedy",
+                "reader": "like-share",
+                "rounds": rounds,
+                "warm_start": warm_start,
+                "warm_start_fingerprint": tables_fingerprint(tables),
+            }
             methods = []
             for name, weighted in ((f"knn-share-{warm_start}", False), (f"knn-share-dist-{warm_start}", True)):
                 splits = []
                 for split, rows in (("test", pairs.test), ("valid", pairs.valid)):
                     part = ds.split(split)
-                    splits.append(SplitScores(rows, part.label[rows], like_share_scores(index, part.user[rows], part.item[rows], rounds, weighted)))
+                    splits.append(
+                        SplitScores(
+                            rows,
+                            part.label[rows],
+                            like_share_scores(index, part.user[rows], part.item[rows], rounds, weighted),
+                        )
+                    )
                 methods.append(MethodScores(name, seed, *splits, info={"config": dict(config, weighted=weighted)}))
             save_scores(directory / SCORES_FILE, methods)
 
-        identity = stage_identity("like-share", ds, seed=seed, rounds=rounds, warm=env.warm, warm_start_model=env.warm.baseline(seed), pairs=pairs.fingerprint)
+        identity = stage_identity(
+            "like-share",
+            ds,
+            seed=seed,
+            rounds=rounds,
+            warm=env.warm,
+            warm_start_model=env.warm.baseline(seed),
+            pairs=pairs.fingerprint,
+        )
         return Stage(f"knn-share-{warm_start}-seed{seed}", identity, run)
 
     def controls_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int) -> Stage:
@@ -365,17 +478,38 @@ class MainJob:
             scorer = self.scorer(spec)
             index = evidence_index(ds, resolve_embeddings(ds, warm, seed=seed))  # fitted on head + its fold
             builder = scorer_prompt_builder(ds, scorer)  # as the environment builds it
-            figures = evidence_controls(scorer, ds, builder, "test", pairs.test, index, k=rounds, seed=seed, n_boot=n_boot, progress=False)
+            figures = evidence_controls(
+                scorer, ds, builder, "test", pairs.test, index, k=rounds, seed=seed, n_boot=n_boot, progress=False
+            )
             report = {
-                "scorer": tag, "seed": seed, "n": figures["n"], "n_negative": figures["n_negative"],
+                "scorer": tag,
+                "seed": seed,
+                "n": figures["n"],
+                "n_negative": figures["n_negative"],
                 "controls": {name: {k: float(v) for k, v in row.items()} for name, row in figures["controls"].items()},
                 "nearest_by_pieces": [float(a) for a in figures["nearest_by_pieces"]],
                 "mean_pieces": figures["mean_pieces"],
             }
-            atomic_write_npz(directory / "controls.npz", rows=pairs.test, labels=figures["labels"], **{f"p_{k}": v for k, v in figures["p"].items()})
+            atomic_write_npz(
+                directory / "controls.npz",
+                rows=pairs.test,
+                labels=figures["labels"],
+                **{f"p_{k}": v for k, v in figures["p"].items()},
+            )
             atomic_write_json(directory / CONTROLS_FILE, report)
 
-        identity = stage_identity("controls", ds, seed=seed, rounds=rounds, n_boot=n_boot, prompt=_prompt_config(), warm_start_model=warm.baseline(seed), warm=warm, scorer=self.scorer_config(spec), pairs=pairs.fingerprint)
+        identity = stage_identity(
+            "controls",
+            ds,
+            seed=seed,
+            rounds=rounds,
+            n_boot=n_boot,
+            prompt=_prompt_config(),
+            warm_start_model=warm.baseline(seed),
+            warm=warm,
+            scorer=self.scorer_config(spec),
+            pairs=pairs.fingerprint,
+        )
         return Stage(f"controls@{tag}-seed{seed}", identity, run)
 
     def label_aware_stage(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int) -> Stage:
@@ -398,19 +532,53 @@ class MainJob:
             require_reference_name(model)
             policy = LabelAwarePolicy(nearest, random, seed=seed)
             scorer = self.scorer(spec)
-            test = evaluate_policy(policy, env, EnvResources(dataset=ds, scorer=scorer), split="test", batch_size=self.config.train.n_envs, episodes=rows)
+            test = evaluate_policy(
+                policy,
+                env,
+                EnvResources(dataset=ds, scorer=scorer),
+                split="test",
+                batch_size=self.config.train.n_envs,
+                episodes=rows,
+            )
             write_records(directory / "eval_test.jsonl", [test])
             config = {
-                "policy": "label-aware", "evaluation_only": True, "candidates": f"the {nearest} nearest and {random} random", "n_nearest": nearest, "n_random": random,
-                "scorer": tag, "scorer_fingerprint": scorer.fingerprint, "rounds": test.rounds, "warm_start_fingerprint": test.warm_start_fingerprint,
+                "policy": "label-aware",
+                "evaluation_only": True,
+                "candidates": f"the {nearest} nearest and {random} random",
+                "n_nearest": nearest,
+                "n_random": random,
+                "scorer": tag,
+                "scorer_fingerprint": scorer.fingerprint,
+                "rounds": test.rounds,
+                "warm_start_fingerprint": test.warm_start_fingerprint,
             }
-            info = {"config": config, "eval_seconds": round(test.seconds, 3), "prompts_scored": test.prompts_scored + policy.prompts_scored, "candidate_prompts": policy.prompts_scored, **test.retrieval_statistics()}
-            no_pairs = SplitScores(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((test.rounds + 1, 0)))
-            save_scores(directory / SCORES_FILE, [MethodScores(model, seed, SplitScores(test.rows, test.labels, test.p), no_pairs, info)])
+            info = {
+                "config": config,
+                "eval_seconds": round(test.seconds, 3),
+                "prompts_scored": test.prompts_scored + policy.prompts_scored,
+                "candidate_prompts": policy.prompts_scored,
+                **test.retrieval_statistics(),
+            }
+            no_pairs = SplitScores(
+                np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((test.rounds + 1, 0))
+            )
+            save_scores(
+                directory / SCORES_FILE,
+                [MethodScores(model, seed, SplitScores(test.rows, test.labels, test.p), no_pairs, info)],
+            )
 
         identity = stage_identity(
-            "label-aware", ds, seed=seed, env=env, prompt=_prompt_config(), warm_start_model=env.warm.baseline(env.embedding_seed),
-            pairs=pairs.fingerprint, label_aware_pairs=self.config.label_aware_pairs, n_nearest=nearest, n_random=random, batch_size=self.config.train.n_envs,
+            "label-aware",
+            ds,
+            seed=seed,
+            env=env,
+            prompt=_prompt_config(),
+            warm_start_model=env.warm.baseline(env.embedding_seed),
+            pairs=pairs.fingerprint,
+            label_aware_pairs=self.config.label_aware_pairs,
+            n_nearest=nearest,
+            n_random=random,
+            batch_size=self.config.train.n_envs,
         )
         return Stage(f"{model}-seed{seed}", identity, run)
 
@@ -436,31 +604,55 @@ class MainJob:
             from coral.align.twins import alignment_targets, score_twins, twin_name
             from coral.retrieval import resolve_embeddings, tables_fingerprint
 
-            tables = resolve_embeddings(ds, align_config.warm, seed=align_config.seed)  # the alignment's: fitted on head + its fold
+            tables = resolve_embeddings(
+                ds, align_config.warm, seed=align_config.seed
+            )  # the alignment's: fitted on head + its fold
             index = evidence_index(ds, tables)
             targets = alignment_targets(ds, aligned)
-            shared = {split: (ds.split(split).user[rows], ds.split(split).item[rows]) for split, rows in (("test", pairs.test), ("valid", pairs.valid))}
+            shared = {
+                split: (ds.split(split).user[rows], ds.split(split).item[rows])
+                for split, rows in (("test", pairs.test), ("valid", pairs.valid))
+            }
             # C chosen by cross-validation on the targets themselves: never on a validation or test pair.
             scored = score_twins(ds, index, targets, shared, input_sets, k=rounds, c=None)
             methods = []
             for inputs in input_sets:
                 p = scored[twin_name(inputs, rounds)]
-                splits = [SplitScores(rows, ds.split(split).label[rows], p[split]) for split, rows in (("test", pairs.test), ("valid", pairs.valid))]
+                splits = [
+                    SplitScores(rows, ds.split(split).label[rows], p[split])
+                    for split, rows in (("test", pairs.test), ("valid", pairs.valid))
+                ]
                 config = {
-                    "reader": "logistic regression", "inputs": list(inputs), "k": rounds, "c": p["c"], "c_chosen_by": "5-fold cross-validated AUC on the targets",
-                    "fitted_on": "alignment targets", "n_fit": len(targets), "warm_start": warm, "warm_start_fingerprint": tables_fingerprint(tables),
+                    "reader": "logistic regression",
+                    "inputs": list(inputs),
+                    "k": rounds,
+                    "c": p["c"],
+                    "c_chosen_by": "5-fold cross-validated AUC on the targets",
+                    "fitted_on": "alignment targets",
+                    "n_fit": len(targets),
+                    "warm_start": warm,
+                    "warm_start_fingerprint": tables_fingerprint(tables),
                 }
                 methods.append(MethodScores(twin_model(inputs, warm), seed, *splits, info={"config": config}))
             save_scores(directory / SCORES_FILE, methods)
 
         identity = stage_identity(
-            "input-twins", ds, alignment=align_config, prompt=align_config.prompt, warm_start_model=align_config.warm.baseline(align_config.seed),
-            inputs=[list(i) for i in input_sets], rounds=rounds, c_grid=list(C_GRID), pairs=pairs.fingerprint,
+            "input-twins",
+            ds,
+            alignment=align_config,
+            prompt=align_config.prompt,
+            warm_start_model=align_config.warm.baseline(align_config.seed),
+            inputs=[list(i) for i in input_sets],
+            rounds=rounds,
+            c_grid=list(C_GRID),
+            pairs=pairs.fingerprint,
         )
         return Stage(f"twins-seed{seed}", identity, run)
 
     # ---- the whole job ------------------------------------------------------------------------
-    def llm_stages(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, methods: Sequence[str], seed: int) -> list[Stage]:
+    def llm_stages(
+        self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, methods: Sequence[str], seed: int
+    ) -> list[Stage]:
         """The LLM methods' stages for one scorer and seed; llm-only and coral-random share one stage."""
         unknown = [m for m in methods if m not in FIXED and m not in TRAINED]
         if unknown:
@@ -473,7 +665,9 @@ class MainJob:
         if "coral-greedy" in methods:
             stages.append(self.fixed_policy_stage(ds, pairs, spec, tag, "coral-greedy", seed))
         for method in (m for m in methods if m in TRAINED):
-            stages.extend(self.trained_policy_stage(ds, pairs, spec, tag, method, warm, seed) for warm in self.config.warm_starts)
+            stages.extend(
+                self.trained_policy_stage(ds, pairs, spec, tag, method, warm, seed) for warm in self.config.warm_starts
+            )
         return stages
 
     def run(self) -> RunOutputs:
@@ -524,10 +718,16 @@ class MainJob:
             ds = self.dataset(name, seed if self.config.vary_split else 0)
             dataset_name = ds.name
             if self.config.side_feature_baselines and self.config.baselines and not ds.item_features:
-                raise CoralError(f"side_feature_baselines: dataset {ds.name!r} has no item side features; turn it off for this dataset")
+                raise CoralError(
+                    f"side_feature_baselines: dataset {ds.name!r} has no item side features; turn it off for this "
+                    "dataset"
+                )
             ds.require_both_classes("train", "valid", "test")
             pairs = pairs_by_seed[seed] = self.pairs(ds, root, seed)
-            self.log(f"== {ds.name} seed {seed}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions, {len(pairs.test)} shared test pairs, {len(pairs.valid)} validation pairs")
+            self.log(
+                f"== {ds.name} seed {seed}: {ds.n_users} users, {ds.n_items} items, test {len(ds.test)} interactions, "
+                f"{len(pairs.test)} shared test pairs, {len(pairs.valid)} validation pairs"
+            )
             stages = [self.baselines_stage(ds, seed)] if self.config.baselines else []
             if self.config.baselines and self.config.side_feature_baselines:
                 stages.append(self.baselines_stage(ds, seed, side_features=True))
@@ -556,28 +756,43 @@ class MainJob:
                     controls.append(self._controls(ds, pairs, f"aligned:{aligned}", tag, seed, root))
                 if self.config.label_aware_pairs:
                     reference_stages.append(self.label_aware_stage(ds, pairs, f"aligned:{aligned}", tag, seed))
-        references = [m for stage in reference_stages for m in load_scores(run_stage(stage, root, self.log)[0] / SCORES_FILE)]
+        references = [
+            m for stage in reference_stages for m in load_scores(run_stage(stage, root, self.log)[0] / SCORES_FILE)
+        ]
         run = RunScores(scores, pairs_by_seed, n_boot=self.config.n_boot)
-        plot_round_bands(run, root / "auc_by_round.png", title=f"{dataset_name}: AUC after each retrieval round (95% bands)")
+        plot_round_bands(
+            run, root / "auc_by_round.png", title=f"{dataset_name}: AUC after each retrieval round (95% bands)"
+        )
         from coral.policies.curves import plot_training_curves
 
-        plot_training_curves({display_name(m): [d for _, d in sorted(runs.items())] for m, runs in curves.items()}, root / "training_curves.png",
-                             title=f"{dataset_name}: retrieval policy training (mean over seeds, band: min to max)")
+        plot_training_curves(
+            {display_name(m): [d for _, d in sorted(runs.items())] for m, runs in curves.items()},
+            root / "training_curves.png",
+            title=f"{dataset_name}: retrieval policy training (mean over seeds, band: min to max)",
+        )
         preamble = f"`coral run` on {dataset_name}; config and library versions in every row of results.csv."
         claims = paper_claims(run)
         atomic_write_json(root / CLAIMS_FILE, claims_records(claims[0]))
         room = headroom(run, references)
         if references:
             atomic_write_json(root / HEADROOM_FILE, room)
-        text = dataset_report(run, dataset_name, claims, preamble) + training_section(curves, display_name) + headroom_section(room, display_name) + controls_section(controls)
+        text = (
+            dataset_report(run, dataset_name, claims, preamble)
+            + training_section(curves, display_name)
+            + headroom_section(room, display_name)
+            + controls_section(controls)
+        )
         return text, score_rows(run, dataset_name), console_summary(run, dataset_name, claims)
 
-    def _controls(self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path) -> dict[str, Any]:
+    def _controls(
+        self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path
+    ) -> dict[str, Any]:
         directory, _ = run_stage(self.controls_stage(ds, pairs, spec, tag, seed), root, self.log)
         return json.loads((directory / CONTROLS_FILE).read_text())
 
     def _run(self, stage: Stage, root: Path, curves: dict[str, dict[int, Path]]) -> list[MethodScores]:
-        """Run (or skip) ``stage``; a trained policy's run directory goes into ``curves`` (model -> seed -> directory)."""
+        """Run (or skip) ``stage``; a trained policy's run directory goes into ``curves`` (model -> seed ->
+        directory)."""
         directory, _ = run_stage(stage, root, self.log)
         scores = load_scores(directory / SCORES_FILE)
         if (directory / "run" / "logs").is_dir():
@@ -586,11 +801,15 @@ class MainJob:
         return scores
 
 
-def _scores(model: str, seed: int, test, valid, config: dict, info: dict, last_round: int | None = None) -> MethodScores:
+def _scores(
+    model: str, seed: int, test, valid, config: dict, info: dict, last_round: int | None = None
+) -> MethodScores:
     """MethodScores of an evaluation (:class:`coral.policies.evaluate.EvaluationResult`) on test and valid."""
     stop = None if last_round is None else last_round + 1
     splits = [SplitScores(res.rows, res.labels, res.p[:stop]) for res in (test, valid)]
-    return MethodScores(model, seed, *splits, info={"config": config, "eval_seconds": round(test.seconds + valid.seconds, 3), **info})
+    return MethodScores(
+        model, seed, *splits, info={"config": config, "eval_seconds": round(test.seconds + valid.seconds, 3), **info}
+    )
 
 
 __all__ = ["MainJob", "RunConfig", "RunOutputs"]

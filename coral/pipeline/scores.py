@@ -30,14 +30,17 @@ class SplitScores:
     labels: np.ndarray
     """(n,) 0/1 labels of the pairs."""
     p: np.ndarray
-    """(rounds + 1, n) P(like) after each retrieval round (round 0: no evidence); one row for methods without retrieval."""
+    """(rounds + 1, n) P(like) after each retrieval round (round 0: no evidence); one row for methods without
+    retrieval."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rows", np.asarray(self.rows, dtype=np.int64).ravel())
         object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.int64).ravel())
         object.__setattr__(self, "p", np.atleast_2d(np.asarray(self.p, dtype=np.float64)))
         if not (len(self.rows) == len(self.labels) == self.p.shape[1]):
-            raise CoralError(f"scores of {len(self.rows)} rows, {len(self.labels)} labels and {self.p.shape[1]} columns of p")
+            raise CoralError(
+                f"scores of {len(self.rows)} rows, {len(self.labels)} labels and {self.p.shape[1]} columns of p"
+            )
 
     @property
     def rounds(self) -> int:
@@ -86,7 +89,11 @@ def save_scores(path: Path, methods: Sequence[MethodScores]) -> None:
     meta = []
     for k, m in enumerate(methods):
         for split, scores in (("test", m.test), ("valid", m.valid)):
-            arrays[f"{k}.{split}.rows"], arrays[f"{k}.{split}.labels"], arrays[f"{k}.{split}.p"] = scores.rows, scores.labels, scores.p
+            arrays[f"{k}.{split}.rows"], arrays[f"{k}.{split}.labels"], arrays[f"{k}.{split}.p"] = (
+                scores.rows,
+                scores.labels,
+                scores.p,
+            )
         meta.append({"model": m.model, "seed": m.seed, "info": m.info})
     arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True, default=str))
     buf = io.BytesIO()
@@ -104,7 +111,10 @@ def load_scores(path: Path) -> list[MethodScores]:
             MethodScores(
                 entry["model"],
                 entry["seed"],
-                *(SplitScores(data[f"{k}.{split}.rows"], data[f"{k}.{split}.labels"], data[f"{k}.{split}.p"]) for split in ("test", "valid")),
+                *(
+                    SplitScores(data[f"{k}.{split}.rows"], data[f"{k}.{split}.labels"], data[f"{k}.{split}.p"])
+                    for split in ("test", "valid")
+                ),
                 info=entry["info"],
             )
             for k, entry in enumerate(meta)

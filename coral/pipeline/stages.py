@@ -48,5 +48,7 @@ def run_stage(stage: Stage, root: Path, log: Callable[[str], None] = print) -> t
     log(f"[run ] {stage.name}")
     start = time.perf_counter()
     stage.run(directory)
-    atomic_write_json(done, {"seconds": round(time.perf_counter() - start, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    atomic_write_json(
+        done, {"seconds": round(time.perf_counter() - start, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    )
     return directory, False

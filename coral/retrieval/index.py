@@ -36,7 +36,8 @@ class EmbeddingTables(Protocol):
 
 @dataclass(frozen=True)
 class RandomEmbeddings:
-    """Plain user and item tables: random ones (the "w/o init" ablation, :func:`random_embeddings`) or rescaled ones (:func:`unit_rms_tables`)."""
+    """Plain user and item tables: random ones (the "w/o init" ablation, :func:`random_embeddings`) or rescaled ones
+    (:func:`unit_rms_tables`)."""
 
     user: np.ndarray
     """(n_users, d) float32."""
@@ -138,7 +139,9 @@ class EvidenceIndex:
                 f"dataset {dataset.name!r} has {dataset.n_users} and {dataset.n_items}"
             )
         if self.user_emb.shape[1] != self.item_emb.shape[1]:
-            raise CoralError(f"user and item embeddings differ in size: {self.user_emb.shape[1]} vs {self.item_emb.shape[1]}")
+            raise CoralError(
+                f"user and item embeddings differ in size: {self.user_emb.shape[1]} vs {self.item_emb.shape[1]}"
+            )
         self.dim = int(self.user_emb.shape[1])
         self.n_items = int(dataset.n_items)
         self.pool = dataset.train if pool is None else pool
@@ -195,7 +198,9 @@ class EvidenceIndex:
         dots += np.einsum("...j,...j->...", q, q)[..., None]
         return dots
 
-    def nearest_rows(self, query: np.ndarray, excluded: np.ndarray, k: int = 1, distances: np.ndarray | None = None) -> np.ndarray:
+    def nearest_rows(
+        self, query: np.ndarray, excluded: np.ndarray, k: int = 1, distances: np.ndarray | None = None
+    ) -> np.ndarray:
         """The ``k`` pool rows nearest to ``query``, nearest first, skipping ``excluded`` rows.
 
         Ties are broken by the lower row index, so results are deterministic.

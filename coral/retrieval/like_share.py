@@ -43,7 +43,9 @@ def nearest_evidence(index: EvidenceIndex, user: int, item: int, k: int) -> tupl
     return rows, np.sqrt(np.maximum(distances[rows], 0.0))
 
 
-def like_share_scores(index: EvidenceIndex, users: np.ndarray, items: np.ndarray, k: int, weighted: bool = False) -> np.ndarray:
+def like_share_scores(
+    index: EvidenceIndex, users: np.ndarray, items: np.ndarray, k: int, weighted: bool = False
+) -> np.ndarray:
     """(k + 1, n) scores: after r = 0..k nearest pieces, the (distance-weighted) share of liked ones.
 
     Round 0 is :data:`NO_EVIDENCE` for every target; a target with fewer than k pieces keeps its
@@ -56,7 +58,7 @@ def like_share_scores(index: EvidenceIndex, users: np.ndarray, items: np.ndarray
     :param weighted: weigh each piece by 1 / (eps + its distance to the target).
     """
     out = np.full((k + 1, len(users)), NO_EVIDENCE)
-    for j, (user, item) in enumerate(zip(users, items)):
+    for j, (user, item) in enumerate(zip(users, items, strict=False)):
         rows, distances = nearest_evidence(index, int(user), int(item), k)
         if len(rows) == 0:
             continue

@@ -30,11 +30,13 @@ class WarmStartConfig:
     """Which embeddings retrieval searches by, and which tail-train fold each learner sees."""
 
     warm_start: WarmStart = "dfm"
-    """Embeddings: dfm, wdl, afm, dcn (a CTR model's, fitted on head + the warm_start fold, cached) or none (random, "w/o init")."""
+    """Embeddings: dfm, wdl, afm, dcn (a CTR model's, fitted on head + the warm_start fold, cached) or none (random,
+    "w/o init")."""
     embedding_dim: int = BaselineConfig.embedding_dim
     """Embedding size d of the warm start (the CTR model's, or the random tables')."""
     unit_rms: bool = True
-    """Scale the user table and the item table each to unit RMS row norm, so that nearest-neighbour retrieval mixes the target item's raters and the target user's similar items."""
+    """Scale the user table and the item table each to unit RMS row norm, so that nearest-neighbour retrieval mixes the
+    target item's raters and the target user's similar items."""
     folds: FoldConfig = section(FoldConfig, flat=True)
     """The disjoint tail-train folds of warm start, alignment and RL episodes."""
 
@@ -54,7 +56,9 @@ class WarmStartConfig:
 _tables: dict[tuple[str, WarmStartConfig, int], EmbeddingTables] = {}
 
 
-def resolve_embeddings(dataset: CoralDataset, config: WarmStartConfig = WarmStartConfig(), seed: int = 0) -> EmbeddingTables:
+def resolve_embeddings(
+    dataset: CoralDataset, config: WarmStartConfig = WarmStartConfig(), seed: int = 0
+) -> EmbeddingTables:
     """The embedding tables of a warm start for ``dataset``, loaded (or trained) once per process.
 
     A CTR model is trained on :func:`coral.data.folds.warm_start_dataset` (head interactions and

@@ -64,7 +64,10 @@ class ServedScorer:
         return int(self.process.returncode)
 
 
-def start_server(args: Sequence[str] = (), *, timeout: float = 300.0, log: str | Path | None = None, env: dict[str, str] | None = None) -> ServedScorer:
+def start_server(
+    args: Sequence[str] = (), *, timeout: float = 300.0, log: str | Path | None = None,
+    env: dict[str, str] | None = None,
+) -> ServedScorer:
     """Start ``coral serve-scorer --port 0 ARGS`` and wait until it accepts requests.
 
     :param args: further command-line options (``--scorer``, ``--threads``, ...).
@@ -78,13 +81,19 @@ def start_server(args: Sequence[str] = (), *, timeout: float = 300.0, log: str |
     command = [sys.executable, "-m", "coral.cli", "serve-scorer", "--port", "0", "--ready-file", str(ready), *args]
     start = time.perf_counter()
     try:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT if out else None, env=env if env is not None else dict(os.environ))
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT if out else None,
+            env=env if env is not None else dict(os.environ),
+        )
     finally:
         if out:
             out.close()  # the child holds its own descriptor
     while not ready.exists():
         if process.poll() is not None:
-            raise RuntimeError(f"coral serve-scorer exited with {process.returncode} before accepting requests" + (f" (see {log})" if log else ""))
+            raise RuntimeError(
+                f"coral serve-scorer exited with {process.returncode} before accepting requests"
+                + (f" (see {log})" if log else "")
+            )
         if time.perf_counter() - start > timeout:
             process.kill()
             process.wait()
@@ -94,7 +103,10 @@ def start_server(args: Sequence[str] = (), *, timeout: float = 300.0, log: str |
     return ServedScorer(process, info["url"], info["model"], time.perf_counter() - start)
 
 
-def stop_under_load(served: ServedScorer, send: Callable[[int], tuple[bool, Any]], clients: int = 16, load_seconds: float = 2.0, timeout: float = 60.0) -> tuple[int, float, list[Any]]:
+def stop_under_load(
+    served: ServedScorer, send: Callable[[int], tuple[bool, Any]], clients: int = 16, load_seconds: float = 2.0,
+    timeout: float = 60.0,
+) -> tuple[int, float, list[Any]]:
     """SIGTERM ``served`` while ``clients`` threads keep sending requests (tests, benchmarks).
 
     :param served: the server.

@@ -54,8 +54,8 @@ class NextTokenReader:
         def read(index: int, logits: torch.Tensor, length: int) -> None:
             logp = torch.log_softmax(logits.float(), dim=-1)
             values, ids = torch.topk(logp, self.top_k)
-            top = [(self._text(int(t)), float(v)) for t, v in zip(ids.tolist(), values.tolist())]
-            rows[index] = (top, dict(zip(self._label_text, logp[list(self._label_ids)].tolist())), length)
+            top = [(self._text(int(t)), float(v)) for t, v in zip(ids.tolist(), values.tolist(), strict=False)]
+            rows[index] = (top, dict(zip(self._label_text, logp[list(self._label_ids)].tolist(), strict=False)), length)
 
         scorer.on_logits = read
         try:
@@ -66,7 +66,12 @@ class NextTokenReader:
         for k, row in enumerate(rows):
             assert row is not None, "HFScorer did not report the logits of every prompt"
             top, labels, length = row
-            out.append(NextToken(tuple(top), labels, top[0][0], top[0][1], length, float(result.p_yes[k]), float(result.yes_no_mass[k])))
+            out.append(
+                NextToken(
+                    tuple(top), labels, top[0][0], top[0][1], length, float(result.p_yes[k]),
+                    float(result.yes_no_mass[k]),
+                )
+            )
         return out
 
 
@@ -133,7 +138,10 @@ class BatchingEngine:
     :param chunk_tokens: padded prompt tokens per ``score`` call at most.
     """
 
-    def __init__(self, score: Callable[[list[Prompt]], list[Any]], max_batch: int = 32, max_wait_s: float = 0.005, chunk_prompts: int = 8, chunk_tokens: int = 4096) -> None:
+    def __init__(
+        self, score: Callable[[list[Prompt]], list[Any]], max_batch: int = 32, max_wait_s: float = 0.005,
+        chunk_prompts: int = 8, chunk_tokens: int = 4096,
+    ) -> None:
         self.score = score
         self.max_batch = max(1, int(max_batch))
         self.max_wait_s = float(max_wait_s)
@@ -143,7 +151,10 @@ class BatchingEngine:
         self._thread = threading.Thread(target=self._run, name="scoring-engine", daemon=True)
         self._stopping = threading.Event()
         self._tokens_since_trim = 0
-        self.stats = {"requests": 0, "prompts": 0, "batches": 0, "chunks": 0, "largest_batch": 0, "errors": 0, "skipped": 0, "dropped_prompts": 0, "stopped_requests": 0}
+        self.stats = {
+            "requests": 0, "prompts": 0, "batches": 0, "chunks": 0, "largest_batch": 0, "errors": 0, "skipped": 0,
+            "dropped_prompts": 0, "stopped_requests": 0,
+        }
 
     def start(self) -> "BatchingEngine":
         """Start the engine thread; returns self."""
@@ -237,7 +248,7 @@ class BatchingEngine:
                 continue
             self.stats["chunks"] += 1
             self._tokens_since_trim += sum(w.tokens[k] for w, k in todo)
-            for (w, k), result in zip(todo, results):
+            for (w, k), result in zip(todo, results, strict=False):
                 w.results[k] = result
                 w.pending -= 1
                 if w.pending == 0 and not w.future.done():
@@ -256,7 +267,7 @@ def describe_scorer(scorer: HFScorer) -> tuple[dict[str, Any], dict[str, Any]]:
     """What a server tells its clients about ``scorer``: (``/v1/models`` metadata, tokenizer route body).
 
     The metadata carries the scorer's fingerprint (clients use it as theirs, so the score cache
-    is shared with in-process scoring whatever the server's URL), its labels, its weight layout,
+    is shared with in-process scoring whatever the server's URL), its labels, its precision (wire key "layout"),
     the digest of its tokenizer files, and for an aligned scorer the prompt version it was
     trained on.
 
@@ -267,7 +278,10 @@ def describe_scorer(scorer: HFScorer) -> tuple[dict[str, Any], dict[str, Any]]:
     files = read_tokenizer_files(scorer.tokenizer)
     digest = tokenizer_digest(files)
     labels = [scorer.labels.yes_strings[0], scorer.labels.no_strings[0]]
-    info: dict[str, Any] = {"fingerprint": scorer.fingerprint, "labels": labels, "layout": scorer.layout, "tokenizer_sha256": digest, "device": "cpu"}
+    info: dict[str, Any] = {
+        "fingerprint": scorer.fingerprint, "labels": labels, "layout": scorer.precision, "tokenizer_sha256": digest,
+        "device": "cpu",
+    }
     prompt_version = getattr(scorer, "prompt_version", None)
     if prompt_version:
         info["prompt_version"] = prompt_version

@@ -30,7 +30,16 @@ from typing import Any
 
 from coral.llm.openai_backend import TOKENIZER_PATH
 from coral.serve.limits import release_memory
-from coral.serve.protocol import MAX_BODY_BYTES, ClientGone, RequestError, ServerStopping, completion_response, error_body, models_response, parse_completion_request
+from coral.serve.protocol import (
+    MAX_BODY_BYTES,
+    ClientGone,
+    RequestError,
+    ServerStopping,
+    completion_response,
+    error_body,
+    models_response,
+    parse_completion_request,
+)
 
 #: How often a waiting handler checks whether its client is still there.
 CLIENT_CHECK_S = 0.25
@@ -67,11 +76,17 @@ class ScorerHTTPServer(ThreadingHTTPServer):
         self.scorer_stats: Any = dict
         self.created = int(time.time())
         self.stopping = threading.Event()
-        self.counters = {"bad_requests": 0, "too_long": 0, "client_gone": 0, "cancelled": 0, "timed_out": 0, "stopped": 0, "handler_errors": 0}
+        self.counters = {
+            "bad_requests": 0, "too_long": 0, "client_gone": 0, "cancelled": 0, "timed_out": 0, "stopped": 0,
+            "handler_errors": 0,
+        }
         self._in_flight = 0
         self._in_flight_lock = threading.Condition()
 
-    def attach(self, engine: Any, limit: Any, scorer_info: dict[str, Any], tokenizer_files: dict[str, Any], scorer_stats: Any = dict) -> None:
+    def attach(
+        self, engine: Any, limit: Any, scorer_info: dict[str, Any], tokenizer_files: dict[str, Any],
+        scorer_stats: Any = dict,
+    ) -> None:
         """Plug in the started engine and what ``/v1/models`` and the tokenizer route report.
 
         :param engine: a started :class:`~coral.serve.engine.BatchingEngine`.
@@ -80,7 +95,9 @@ class ScorerHTTPServer(ThreadingHTTPServer):
         :param tokenizer_files: the body of the tokenizer route (``{"sha256", "files"}``).
         :param scorer_stats: a function returning the scorer's counters (for ``/metrics.json``).
         """
-        self.engine, self.limit, self.scorer_info, self.tokenizer_files, self.scorer_stats = engine, limit, scorer_info, tokenizer_files, scorer_stats
+        self.engine, self.limit, self.scorer_info, self.tokenizer_files, self.scorer_stats = (
+            engine, limit, scorer_info, tokenizer_files, scorer_stats,
+        )
 
     @property
     def url(self) -> str:
@@ -117,7 +134,12 @@ class ScorerHTTPServer(ThreadingHTTPServer):
         that connection, never the server."""
         self.count("handler_errors")
         err = sys.exc_info()[1]
-        print(f"coral serve-scorer: connection from {client_address[0]} closed after an error: {type(err).__name__}: {' '.join(str(err).split())[:200]}", file=sys.stderr, flush=True)
+        print(
+            f"coral serve-scorer: connection from {client_address[0]} closed after an error: {type(err).__name__}: "
+            f"{' '.join(str(err).split())[:200]}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -138,7 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.server.tokenizer_files)
         elif path == "/metrics.json":
             scorer = {f"scorer_{k}": v for k, v in self.server.scorer_stats().items()}
-            self._send(200, {**self.server.engine.stats, **self.server.counters, **scorer, "cpu_seconds": time.process_time()})
+            self._send(
+                200, {**self.server.engine.stats, **self.server.counters, **scorer, "cpu_seconds": time.process_time()}
+            )
         else:
             self._error(RequestError(404, f"no route GET {path}"))
 
@@ -157,7 +181,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not 0 <= length <= MAX_BODY_BYTES:
             self.close_connection = True  # the body is not read: the connection cannot be reused
             self.server.count("bad_requests")
-            return self._error(RequestError(413 if length > 0 else 400, f"request body must have a Content-Length of at most {MAX_BODY_BYTES} bytes"))
+            return self._error(
+                RequestError(
+                    413 if length > 0 else 400,
+                    f"request body must have a Content-Length of at most {MAX_BODY_BYTES} bytes",
+                )
+            )
         body = self.rfile.read(length)
         if len(body) < length:  # the client left half-way through its request
             self.server.count("client_gone")
@@ -196,7 +225,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if time.monotonic() > deadline:
                     work.cancel()
                     self.server.count("timed_out")
-                    return self._error(RequestError(503, f"no result within the server's request timeout ({self.server.request_timeout:.0f} s)"))
+                    return self._error(
+                        RequestError(
+                            503, f"no result within the server's request timeout ({self.server.request_timeout:.0f} s)"
+                        )
+                    )
             except (ServerStopping, ClientGone) as err:
                 self.server.count("stopped")
                 self.close_connection = True
@@ -258,7 +291,11 @@ def serve(server: ScorerHTTPServer, ready_file: str | None = None) -> dict[str, 
     try:
         if ready_file:
             atomic_write_json(ready_file, {"url": server.url, "model": server.model_name, "pid": os.getpid()})
-        print(f"coral serve-scorer: {server.model_name} on {server.url} (stop with Ctrl-C or SIGTERM)", file=sys.stderr, flush=True)
+        print(
+            f"coral serve-scorer: {server.model_name} on {server.url} (stop with Ctrl-C or SIGTERM)",
+            file=sys.stderr,
+            flush=True,
+        )
         while not done.wait(1.0):  # a timed wait: signal handlers run in the main thread between waits
             pass
     finally:
@@ -270,6 +307,9 @@ def serve(server: ScorerHTTPServer, ready_file: str | None = None) -> dict[str, 
         server.server_close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    stats = {**server.engine.stats, **server.counters, "engine_stopped": engine_stopped, "unanswered_at_exit": left, "stop_seconds": round(time.monotonic() - stop_began, 2), "uptime_seconds": round(stop_began - started, 1)}
+    stats = {
+        **server.engine.stats, **server.counters, "engine_stopped": engine_stopped, "unanswered_at_exit": left,
+        "stop_seconds": round(time.monotonic() - stop_began, 2), "uptime_seconds": round(stop_began - started, 1),
+    }
     print(f"coral serve-scorer: stopped ({json.dumps(stats)})", file=sys.stderr, flush=True)
     return stats

@@ -24,7 +24,8 @@ _PIECE_END = re.compile(r"\s")
 
 
 def _pieces(text: str) -> list[str]:
-    """``text`` cut into pieces of about :data:`PIECE_CHARS` characters, each ending before whitespace where possible."""
+    """``text`` cut into pieces of about :data:`PIECE_CHARS` characters, each ending before whitespace where
+    possible."""
     pieces, start = [], 0
     while len(text) - start > PIECE_CHARS:
         match = _PIECE_END.search(text, start + PIECE_CHARS, start + 2 * PIECE_CHARS)
@@ -93,7 +94,12 @@ class PromptTokenLimit:
             if n > self.max_tokens:
                 which = "the prompt" if len(prompts) == 1 else f"prompt {index}"
                 # (n is exact up to the limit, a lower bound beyond it)
-                raise RequestError(400, f"{which} is too long: at least {n} tokens; this server accepts at most {self.max_tokens} (--max-prompt-tokens)", "prompt")
+                raise RequestError(
+                    400,
+                    f"{which} is too long: at least {n} tokens; this server accepts at most {self.max_tokens} "
+                    "(--max-prompt-tokens)",
+                    "prompt",
+                )
             lengths.append(n)
         return lengths
 

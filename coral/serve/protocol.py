@@ -36,7 +36,9 @@ MAX_PROMPTS_PER_REQUEST = 256
 #: After a newline followed by visible text: where :func:`segments_of` cuts.
 SEGMENT_BOUNDARY = re.compile(r"(?<=\n)(?=\S)")
 #: OpenAI's error ``type`` per HTTP status.
-ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error", 503: "service_unavailable"}
+ERROR_TYPES = {
+    400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error", 503: "service_unavailable",
+}
 
 
 class RequestError(Exception):
@@ -101,7 +103,9 @@ def _prompts(data: dict[str, Any]) -> tuple[Prompt, ...]:
     elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
         texts = list(prompt)
     elif isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
-        raise RequestError(400, "token-id prompts are not supported by coral serve-scorer; send the prompt text", "prompt")
+        raise RequestError(
+            400, "token-id prompts are not supported by coral serve-scorer; send the prompt text", "prompt"
+        )
     else:
         raise RequestError(400, "prompt must be a non-empty string or a list of strings", "prompt")
     if len(texts) > MAX_PROMPTS_PER_REQUEST:
@@ -113,15 +117,23 @@ def _prompts(data: dict[str, Any]) -> tuple[Prompt, ...]:
     segments = data.get(SEGMENTS_FIELD)
     if segments is None:
         return tuple(Prompt(segments=segments_of(t)) for t in texts)
-    if len(texts) != 1 or not isinstance(segments, list) or not segments or not all(isinstance(s, str) and s for s in segments):
-        raise RequestError(400, f"{SEGMENTS_FIELD} must be a list of non-empty strings, with a single string prompt", SEGMENTS_FIELD)
+    if (
+        len(texts) != 1
+        or not isinstance(segments, list)
+        or not segments
+        or not all(isinstance(s, str) and s for s in segments)
+    ):
+        raise RequestError(
+            400, f"{SEGMENTS_FIELD} must be a list of non-empty strings, with a single string prompt", SEGMENTS_FIELD
+        )
     if "".join(segments) != texts[0]:
         raise RequestError(400, f"the {SEGMENTS_FIELD} do not add up to the prompt", SEGMENTS_FIELD)
     return (Prompt(segments=tuple(segments)),)
 
 
 def _encodable(text: str) -> bool:
-    """Whether ``text`` can be written as UTF-8 (JSON allows lone surrogates such as ``"\\ud800"``; tokenizers do not)."""
+    """Whether ``text`` can be written as UTF-8 (JSON allows lone surrogates such as ``"\\ud800"``; tokenizers do
+    not)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -150,12 +162,19 @@ def parse_completion_request(body: bytes, served_model: str) -> CompletionReques
     prompts = _prompts(data)
     max_tokens = data.get("max_tokens", 16)
     if max_tokens != 1:
-        raise RequestError(400, f"this server only scores the next token: max_tokens must be 1, got {max_tokens!r}", "max_tokens")
+        raise RequestError(
+            400, f"this server only scores the next token: max_tokens must be 1, got {max_tokens!r}", "max_tokens"
+        )
     logprobs = data.get("logprobs")
     if not isinstance(logprobs, int) or isinstance(logprobs, bool) or not 0 <= logprobs <= MAX_LOGPROBS:
         raise RequestError(400, f"logprobs must be an integer in [0, {MAX_LOGPROBS}], got {logprobs!r}", "logprobs")
     temperature = data.get("temperature", 1.0)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
         raise RequestError(400, f"temperature must be a number >= 0, got {temperature!r}", "temperature")
     for unsupported in ("echo", "stream", "suffix"):
         if data.get(unsupported):
@@ -185,7 +204,9 @@ def segments_of(text: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def completion_response(request: CompletionRequest, results: list[NextToken], request_id: str, created: int) -> dict[str, Any]:
+def completion_response(
+    request: CompletionRequest, results: list[NextToken], request_id: str, created: int
+) -> dict[str, Any]:
     """The OpenAI ``text_completion`` object for ``results`` (one choice per prompt).
 
     :param request: the request answered.
@@ -202,7 +223,12 @@ def completion_response(request: CompletionRequest, results: list[NextToken], re
             {
                 "index": index,
                 "text": res.token,
-                "logprobs": {"tokens": [res.token], "token_logprobs": [res.logprob], "top_logprobs": [dict(ranked)], "text_offset": [0]},
+                "logprobs": {
+                    "tokens": [res.token],
+                    "token_logprobs": [res.logprob],
+                    "top_logprobs": [dict(ranked)],
+                    "text_offset": [0],
+                },
                 "finish_reason": "length",
                 CORAL_CHOICE_FIELD: {"p_yes": res.p_yes, "yes_no_mass": res.yes_no_mass},
             }
@@ -214,7 +240,11 @@ def completion_response(request: CompletionRequest, results: list[NextToken], re
         "created": created,
         "model": request.model,
         "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(results), "total_tokens": prompt_tokens + len(results)},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(results),
+            "total_tokens": prompt_tokens + len(results),
+        },
     }
 
 
@@ -238,4 +268,6 @@ def error_body(status: int, message: str, param: str | None = None) -> dict[str,
     :param message: one line saying what is wrong.
     :param param: the request field at fault, if one is.
     """
-    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": param, "code": status}}
+    return {
+        "error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": param, "code": status}
+    }

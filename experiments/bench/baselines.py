@@ -51,7 +51,9 @@ def _reset_peak() -> bool:
         return False
 
 
-def bench_one(path: str, data_format: str | None, model: str, epochs: int, batch_size: int, dim: int, threads: int) -> dict:
+def bench_one(
+    path: str, data_format: str | None, model: str, epochs: int, batch_size: int, dim: int, threads: int
+) -> dict:
     """Train ``model`` for exactly ``epochs`` epochs in this process; time each epoch, measure memory."""
     import numpy as np
     import torch
@@ -70,9 +72,11 @@ def bench_one(path: str, data_format: str | None, model: str, epochs: int, batch
     rss_before_training = _status_mib("VmRSS")
     peak_was_reset = _reset_peak()
     stamps = [time.perf_counter()]
-    config = BaselineConfig(model=model, epochs=epochs, patience=epochs + 1, batch_size=batch_size, embedding_dim=dim, threads=threads)
+    config = BaselineConfig(
+        model=model, epochs=epochs, patience=epochs + 1, batch_size=batch_size, embedding_dim=dim, threads=threads
+    )
     trained = train_baseline(dataset, config, on_epoch=lambda epoch, auc: stamps.append(time.perf_counter()))
-    epoch_seconds = [b - a for a, b in zip(stamps, stamps[1:])]
+    epoch_seconds = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     training_peak = _status_mib("VmHWM") if peak_was_reset else None
     return {
         "model": model,
@@ -100,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", help="dataset file or directory (or a built-in name such as gift_cards)")
     parser.add_argument("--format", default=None, help="force the loader format (e.g. recbole)")
     parser.add_argument("--models", default="dfm,dcn,wdl,afm,ips,cause", help="comma-separated baselines")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs timed per model; the first (warm-up) is reported apart (default 3)")
+    parser.add_argument(
+        "--epochs", type=int, default=3,
+        help="epochs timed per model; the first (warm-up) is reported apart (default 3)",
+    )
     parser.add_argument("--batch-size", type=int, default=1024, help="training batch size (default 1024)")
     parser.add_argument("--dim", type=int, default=128, help="embedding size (default 128)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as `coral baselines`)")
@@ -111,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")
     for model in args.models.split(","):
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            result = pool.submit(bench_one, args.path, args.format, model, args.epochs, args.batch_size, args.dim, args.threads).result()
+            result = pool.submit(
+                bench_one, args.path, args.format, model, args.epochs, args.batch_size, args.dim, args.threads
+            ).result()
         results.append(result)
         training_peak = result["training_peak_rss_mib"]
         print(
-            f"{model:>6}: {result['seconds_per_epoch']:8.2f} s/epoch (incl. validation pass; epochs 2.. of {result['epochs']}; first {result['first_epoch_seconds']:.1f} s), "
+            f"{model:>6}: {result['seconds_per_epoch']:8.2f} s/epoch (incl. validation pass; epochs 2.. of "
+            f"{result['epochs']}; first {result['first_epoch_seconds']:.1f} s), "
             f"peak RSS {result['peak_rss_mib']:.0f} MiB: loading {result['load_peak_rss_mib']:.0f}, "
             f"training {'n/a' if training_peak is None else f'{training_peak:.0f}'} "
             f"(from {result['rss_before_training_mib'] or float('nan'):.0f} before), "
@@ -123,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     first = results[0]
-    print(f"dataset {first['dataset']}: {first['train_rows']:,} training rows, {first['valid_rows']:,} validation rows; "
-          f"batch {args.batch_size}, d={args.dim}, {args.threads} threads")
+    print(
+        f"dataset {first['dataset']}: {first['train_rows']:,} training rows, {first['valid_rows']:,} validation rows; "
+        f"batch {args.batch_size}, d={args.dim}, {args.threads} threads"
+    )
     if args.json:
         from coral.io import atomic_write_json
 

@@ -70,7 +70,10 @@ def bench(dataset: str, scorer: TimedScorer, n_envs: int, steps: int, seed: int)
             vec.step(rng.uniform(-1, 1, (n_envs, *vec.action_space.shape)).astype(np.float32))
     total = time.perf_counter() - start
     env_steps = steps * n_envs
-    return {"n_envs": n_envs, "env_steps": env_steps, "seconds": total, "steps_per_s": env_steps / total, "llm_share": scorer.seconds / total, "prompts": scorer.prompts}
+    return {
+        "n_envs": n_envs, "env_steps": env_steps, "seconds": total, "steps_per_s": env_steps / total,
+        "llm_share": scorer.seconds / total, "prompts": scorer.prompts,
+    }
 
 
 def main() -> None:
@@ -95,10 +98,17 @@ def main() -> None:
 
         inner = make_scorer(args.scorer)
     scorer = TimedScorer(inner)
-    print(f"scorer {inner.fingerprint}, dataset {args.dataset}, {args.steps} vector steps per setting, torch threads {args.threads}")
+    print(
+        f"scorer {inner.fingerprint}, dataset {args.dataset}, {args.steps} vector steps per setting, torch threads "
+        f"{args.threads}"
+    )
     for n in args.n_envs:
         r = bench(args.dataset, scorer, n, args.steps, args.seed)
-        print(f"n_envs={r['n_envs']:>3}  env steps {r['env_steps']:>5}  {r['seconds']:8.1f} s  {r['steps_per_s']:8.2f} env steps/s  LLM share {100 * r['llm_share']:5.1f}%  prompts scored {r['prompts']}", flush=True)
+        print(
+            f"n_envs={r['n_envs']:>3}  env steps {r['env_steps']:>5}  {r['seconds']:8.1f} s  {r['steps_per_s']:8.2f} "
+            f"env steps/s  LLM share {100 * r['llm_share']:5.1f}%  prompts scored {r['prompts']}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("--scorer", required=True, help="the methods' scorer, e.g. aligned:PATH (or scripted)")
     parser.add_argument("--pairs", type=int, default=16, help="test pairs per candidate set")
     parser.add_argument("--candidates", nargs="+", default=["20+10", "50+50"], help="NEAREST+RANDOM candidate sets")
-    parser.add_argument("--for-pairs", type=int, default=300, help="extrapolate the minutes per seed for this many pairs")
+    parser.add_argument(
+        "--for-pairs", type=int, default=300, help="extrapolate the minutes per seed for this many pairs"
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -47,7 +49,17 @@ def main() -> None:
     from coral.policies.evaluate import evaluate_policy
     from coral.policies.label_aware import LabelAwarePolicy
 
-    config = from_dict(RunConfig, {"dataset": args.dataset, "scorer": args.scorer, "align": False, "seeds": [0], "eval_pairs": 900, "valid_pairs": 300})
+    config = from_dict(
+        RunConfig,
+        {
+            "dataset": args.dataset,
+            "scorer": args.scorer,
+            "align": False,
+            "seeds": [0],
+            "eval_pairs": 900,
+            "valid_pairs": 300,
+        },
+    )
     job = MainJob(config, out=None, log=lambda _: None)  # type: ignore[arg-type]
     ds = job.dataset(args.dataset, 0)
     pairs = SharedPairs.draw(ds, config.eval_pairs, config.valid_pairs, config.data.split_seed)
@@ -55,21 +67,36 @@ def main() -> None:
     scorer = make_scorer(args.scorer, cache=False, layout=env.scorer.layout)
     resources = EnvResources(dataset=ds, scorer=scorer)
     rows = reference_rows(ds, pairs, args.pairs * len(args.candidates))
-    print(f"{args.dataset}, scorer {args.scorer}, {os.cpu_count()} CPUs, torch threads {args.threads}, K = {env.rounds}, {config.train.n_envs} episodes per batch")
-    print(f"{'candidates':>12} {'pairs':>6} {'cand. prompts':>14} {'seconds':>8} {'prompts/s':>10} {'s/pair':>7} {f'min/{args.for_pairs} pairs':>16} {'tokens computed/prompt':>23} {'reused/prompt':>14}")
+    print(
+        f"{args.dataset}, scorer {args.scorer}, {os.cpu_count()} CPUs, torch threads {args.threads}, K = {env.rounds}, "
+        f"{config.train.n_envs} episodes per batch"
+    )
+    print(
+        f"{'candidates':>12} {'pairs':>6} {'cand. prompts':>14} {'seconds':>8} {'prompts/s':>10} {'s/pair':>7} "
+        f"{f'min/{args.for_pairs} pairs':>16} "
+        f"{'tokens computed/prompt':>23} {'reused/prompt':>14}"
+    )
     for k, spec in enumerate(args.candidates):
         nearest, random = (int(x) for x in spec.split("+"))
         policy = LabelAwarePolicy(nearest, random, seed=0)
-        chunk = rows[k::len(args.candidates)][: args.pairs]
+        chunk = rows[k :: len(args.candidates)][: args.pairs]
         before = scorer.stats()
         start = time.perf_counter()
-        result = evaluate_policy(policy, env, resources, split="test", batch_size=config.train.n_envs, episodes=chunk, progress=False)
+        result = evaluate_policy(
+            policy, env, resources, split="test", batch_size=config.train.n_envs, episodes=chunk, progress=False
+        )
         seconds = time.perf_counter() - start
         prompts = policy.prompts_scored + result.prompts_scored
         per_pair = seconds / len(chunk)
         after = scorer.stats()
-        computed, reused = ((after.get(k, 0) - before.get(k, 0)) / prompts for k in ("tokens_computed", "tokens_reused"))
-        print(f"{spec:>12} {len(chunk):>6} {policy.prompts_scored:>14} {seconds:>8.1f} {prompts / seconds:>10.1f} {per_pair:>7.2f} {per_pair * args.for_pairs / 60:>16.1f} {computed:>23.1f} {reused:>14.1f}")
+        computed, reused = (
+            (after.get(k, 0) - before.get(k, 0)) / prompts for k in ("tokens_computed", "tokens_reused")
+        )
+        print(
+            f"{spec:>12} {len(chunk):>6} {policy.prompts_scored:>14} {seconds:>8.1f} {prompts / seconds:>10.1f} "
+            f"{per_pair:>7.2f} "
+            f"{per_pair * args.for_pairs / 60:>16.1f} {computed:>23.1f} {reused:>14.1f}"
+        )
 
 
 if __name__ == "__main__":

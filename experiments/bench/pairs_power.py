@@ -46,11 +46,22 @@ def main() -> None:
         start = time.perf_counter()
         fitted = fit_and_score(ds, name, 0, BaselineConfig())
         scores[name] = fitted.test
-        print(f"{name}: test AUC {delong(labels, fitted.test, fitted.test).auc_a:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"{name}: test AUC {delong(labels, fitted.test, fitted.test).auc_a:.4f} ({time.perf_counter() - start:.0f} "
+            "s)",
+            flush=True,
+        )
 
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"\ntest split: {len(labels)} pairs, {int((labels == 0).sum())} negative; {args.repeats} subsets per size, {args.n_boot} resamples")
-    print("pair         " + "".join(f"  N={n:<5}" for n in sizes) + "   c=hw*sqrt(N)  N for hw<=%.3f  corr  hw if uncorrelated (N=1000)" % args.target)
+    print(
+        f"\ntest split: {len(labels)} pairs, {int((labels == 0).sum())} negative; {args.repeats} subsets per size, "
+        f"{args.n_boot} resamples"
+    )
+    print(
+        "pair         "
+        + "".join(f"  N={n:<5}" for n in sizes)
+        + "   c=hw*sqrt(N)  N for hw<=%.3f  corr  hw if uncorrelated (N=1000)" % args.target
+    )
     worst = 0.0
     for a, b in itertools.combinations(scores, 2):
         widths, cs = [], []
@@ -67,8 +78,14 @@ def main() -> None:
         corr = full.cov_ab / math.sqrt(full.var_a * full.var_b)
         uncorrelated = 1.96 * math.sqrt(full.var_a + full.var_b) * math.sqrt(len(labels) / 1000)
         worst = max(worst, c)
-        print(f"{a:>5} - {b:<5}" + "".join(f"  {w:.4f} " for w in widths) + f"   {c:.3f}        {math.ceil((c / args.target) ** 2):>5}        {corr:.2f}  {uncorrelated:.4f}")
-    print(f"\nworst pair: c = {worst:.3f}, N = {math.ceil((worst / args.target) ** 2)} for a half-width of {args.target}")
+        print(
+            f"{a:>5} - {b:<5}"
+            + "".join(f"  {w:.4f} " for w in widths)
+            + f"   {c:.3f}        {math.ceil((c / args.target) ** 2):>5}        {corr:.2f}  {uncorrelated:.4f}"
+        )
+    print(
+        f"\nworst pair: c = {worst:.3f}, N = {math.ceil((worst / args.target) ** 2)} for a half-width of {args.target}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ def _worker(spec: str, dataset: str, seconds: float, seed: int, threads: int, ba
     from coral.envs import EnvConfig, EnvResources, make_env
     from coral.llm import make_scorer
 
-    config = EnvConfig.from_any(dataset=dataset, scorer=spec, layout="float32", warm_start="none", embedding_dim=64, embedding_seed=seed)
+    config = EnvConfig.from_any(
+        dataset=dataset, scorer=spec, precision="float32", warm_start="none", embedding_dim=64, embedding_seed=seed
+    )
     # Built before the barrier, without the score cache: every step costs a forward pass.
-    scorer = make_scorer(spec, cache=False, layout="float32")
+    scorer = make_scorer(spec, cache=False, precision="float32")
     env = make_env(config, resources=EnvResources(scorer=scorer))
     env.action_space.seed(seed)
     env.reset(seed=seed)
@@ -48,7 +50,12 @@ def _worker(spec: str, dataset: str, seconds: float, seed: int, threads: int, ba
             episodes += 1
             env.reset()
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    results.put({"cpu_seconds": cpu, "steps": steps, "episodes": episodes, "seconds": elapsed, "prompts": env.prompts_scored, "stats": {k: float(v) for k, v in scorer.stats().items()}})
+    results.put(
+        {
+            "cpu_seconds": cpu, "steps": steps, "episodes": episodes, "seconds": elapsed, "prompts": env.prompts_scored,
+            "stats": {k: float(v) for k, v in scorer.stats().items()},
+        }
+    )
 
 
 def run(spec: str, workers: int, seconds: float, dataset: str, threads: int, server: Any = None) -> dict[str, Any]:
@@ -63,7 +70,10 @@ def run(spec: str, workers: int, seconds: float, dataset: str, threads: int, ser
     """
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(workers), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(spec, dataset, seconds, 1000 + w, threads, barrier, results)) for w in range(workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(spec, dataset, seconds, 1000 + w, threads, barrier, results))
+        for w in range(workers)
+    ]
     before = server.metrics() if server else {}
     for p in procs:
         p.start()
@@ -84,13 +94,10 @@ def run(spec: str, workers: int, seconds: float, dataset: str, threads: int, ser
         reused = sum(r["stats"].get("tokens_reused", 0.0) for r in rows)
         served_prompts, batches = prompts, sum(r["stats"].get("llm_calls", 0.0) for r in rows)
     return {
-        "mode": "served" if server else "in-process",
-        "workers": workers,
-        "steps": steps,
+        "mode": "served" if server else "in-process", "workers": workers, "steps": steps,
         "steps_per_s": sum(r["steps"] / r["seconds"] for r in rows),
         "cpu_s_per_step": (sum(r["cpu_seconds"] for r in rows) + server_cpu) / steps if steps else None,
-        "server_cpu_s": server_cpu,
-        "prompts_per_step": prompts / steps if steps else None,
+        "server_cpu_s": server_cpu, "prompts_per_step": prompts / steps if steps else None,
         "tokens_computed_per_prompt": computed / served_prompts if served_prompts else None,
         "tokens_reused_per_prompt": reused / served_prompts if served_prompts else None,
         "prompts_per_batch": served_prompts / batches if batches else None,
@@ -103,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per row")
     parser.add_argument("--dataset", default="gift_cards")
     parser.add_argument("--modes", nargs="+", default=["in-process", "served"], choices=["in-process", "served"])
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per in-process worker and of the server (1: pinned threads collapse on a shared, oversubscribed CPU)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per in-process worker and of the server (1: pinned threads collapse on a shared, "
+             "oversubscribed CPU)",
+    )
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the server's batching window")
     parser.add_argument("--out", help="write the rows as JSON here")
     args = parser.parse_args(argv)
@@ -116,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     if "served" in args.modes:
         from coral.serve.client import start_server
 
-        server = start_server(["--scorer", "hf", "--layout", "float32", "--threads", str(args.threads), "--max-wait-ms", str(args.max_wait_ms)])
+        server = start_server(
+            [
+                "--scorer", "hf", "--precision", "float32", "--threads", str(args.threads), "--max-wait-ms",
+                str(args.max_wait_ms),
+            ]
+        )
         print(json.dumps({"server_startup_s": round(server.startup_seconds, 1)}), flush=True)
         try:
             for n in args.workers:
@@ -125,12 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
     by = {(r["mode"], r["workers"]): r for r in rows}
-    print("\n| env workers | in-process steps/s | served steps/s | in-process CPU s/step | served CPU s/step | served prompts/batch |")
+    print(
+        "\n| env workers | in-process steps/s | served steps/s | in-process CPU s/step | served CPU s/step | served "
+        "prompts/batch |"
+    )
     print("|---|---|---|---|---|---|")
     for n in args.workers:
         cells = []
         for key, fmt in (("steps_per_s", "{:.3f}"), ("cpu_s_per_step", "{:.2f}")):
-            cells += [fmt.format(by[(m, n)][key]) if (m, n) in by and by[(m, n)][key] is not None else "-" for m in ("in-process", "served")]
+            cells += [
+                fmt.format(by[(m, n)][key]) if (m, n) in by and by[(m, n)][key] is not None else "-"
+                for m in ("in-process", "served")
+            ]
         batch = by.get(("served", n), {}).get("prompts_per_batch")
         print(f"| {n} | {' | '.join(cells)} | {batch:.2f} |" if batch else f"| {n} | {' | '.join(cells)} | - |")
     if args.out:

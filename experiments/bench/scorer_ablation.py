@@ -49,7 +49,8 @@ BRANCHES = ("nearest", "random", "shuffled")
 
 
 def align_config(meta: dict):
-    """The :class:`~coral.align.config.AlignConfig` of an ``align.json`` (also one written before the prompt section)."""
+    """The :class:`~coral.align.config.AlignConfig` of an ``align.json`` (also one written before the prompt
+    section)."""
     from coral.align.config import AlignConfig
 
     data = dict(meta["config"])
@@ -84,7 +85,7 @@ def cached_trunk(out: Path, key: str, model, trees, labels, depth: int):
     if path.is_file():
         flat = np.load(path, mmap_mode="r")
         ends = np.cumsum([len(t.ids) for t in trees])
-        hidden = [np.asarray(flat[a:b]) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]
+        hidden = [np.asarray(flat[a:b]) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends, strict=False)]
         meta = json.loads((out / f"trunk-{key}.json").read_text())
         return TrunkCache(list(trees), hidden, np.asarray(labels), meta["seconds"])
     cache = compute_trunk(model, trees, labels, depth, progress=True)
@@ -95,11 +96,16 @@ def cached_trunk(out: Path, key: str, model, trees, labels, depth: int):
 
 def episode_prompts(builder, users, items, nearest, n_pairs: int) -> list:
     """None + 1..5 nearest pieces of the first ``n_pairs`` pairs: the prompts of a greedy episode."""
-    return [builder.build(int(u), int(i), nearest[j][:m]) for j, (u, i) in enumerate(zip(users[:n_pairs], items[:n_pairs])) for m in range(K + 1)]
+    return [
+        builder.build(int(u), int(i), nearest[j][:m])
+        for j, (u, i) in enumerate(zip(users[:n_pairs], items[:n_pairs], strict=False))
+        for m in range(K + 1)
+    ]
 
 
 def scoring_speed(directory: Path, builder, users, items, nearest, n_pairs: int) -> dict:
-    """Prompt tokens/s of the saved scorer (default layout) scoring none + 1..5 nearest per pair, an episode's prompts."""
+    """Prompt tokens/s of the saved scorer (default layout) scoring none + 1..5 nearest per pair, an episode's
+    prompts."""
     from coral.llm.aligned import load_aligned_scorer
 
     scorer = load_aligned_scorer(directory)
@@ -111,20 +117,36 @@ def scoring_speed(directory: Path, builder, users, items, nearest, n_pairs: int)
     p = scorer.score(prompts)
     seconds = time.perf_counter() - start
     computed = scorer.stats()["tokens_computed"] - before["tokens_computed"]
-    return {"layout": scorer.layout, "pairs": n_pairs, "seconds": seconds, "tokens_computed": int(computed), "tokens_per_s": computed / seconds, "pairs_per_s": n_pairs / seconds, "p": p}
+    return {
+        "precision": scorer.precision, "pairs": n_pairs, "seconds": seconds, "tokens_computed": int(computed),
+        "tokens_per_s": computed / seconds, "pairs_per_s": n_pairs / seconds, "p": p,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variant", action="append", required=True, help="NAME=DIR, an alignment directory of method topk")
-    parser.add_argument("--reference", required=True, help="the variant every other is compared with (today's top2-finetune)")
+    parser.add_argument(
+        "--variant", action="append", required=True, help="NAME=DIR, an alignment directory of method topk"
+    )
+    parser.add_argument(
+        "--reference", required=True, help="the variant every other is compared with (today's top2-finetune)"
+    )
     parser.add_argument("--pairs", type=int, default=1000, help="tuning rows")
     parser.add_argument("--speed-pairs", type=int, default=30, help="pairs of the scoring-speed measurement (0: none)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--no-twins", action="store_true")
-    parser.add_argument("--baselines", default="", help="a baselines stage directory of `coral run` on the same split (RUN/stages/baselines-seed0-*): its models' validation scores as references")
-    parser.add_argument("--controls", default="", help="NAME,... variants also scored with 5 random and 5 shuffled pieces (others: none and 1..5 nearest)")
+    parser.add_argument(
+        "--baselines",
+        default="",
+        help="a baselines stage directory of `coral run` on the same split (RUN/stages/baselines-seed0-*): its models' "
+             "validation scores as references",
+    )
+    parser.add_argument(
+        "--controls",
+        default="",
+        help="NAME,... variants also scored with 5 random and 5 shuffled pieces (others: none and 1..5 nearest)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -150,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_dataset(first["dataset"])
     configs = {name: align_config(meta) for name, meta in metas.items()}
     for name, meta in metas.items():
-        if meta["dataset_fingerprint"] != dataset.fingerprint or configs[name].warm != configs[args.reference].warm or configs[name].seed != configs[args.reference].seed:
+        if (
+            meta["dataset_fingerprint"] != dataset.fingerprint
+            or configs[name].warm != configs[args.reference].warm
+            or configs[name].seed != configs[args.reference].seed
+        ):
             parser.error(f"variant {name} was aligned on another dataset, warm start or seed than {args.reference}")
     warm = configs[args.reference].warm
     index = evidence_index(dataset, resolve_embeddings(dataset, warm, seed=configs[args.reference].seed))
@@ -175,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             scores[name] = dict(np.load(saved.with_suffix(".npz")))
             print(f"{name}: read back from {saved}", flush=True)
             continue
-        sources = [TreeSource(int(u), int(i), int(label), {b: evidence[b][j] for b in branches}) for j, (u, i, label) in enumerate(zip(users, items, y))]
+        sources = [
+            TreeSource(int(u), int(i), int(label), {b: evidence[b][j] for b in branches})
+            for j, (u, i, label) in enumerate(zip(users, items, y, strict=False))
+        ]
         trees = TreeBuilder(builder, tokenizer)
         t0 = time.process_time()
         cache = cached_trunk(out, key, model, [trees.tree(s) for s in sources], y, depth)
@@ -184,19 +213,25 @@ def main(argv: list[str] | None = None) -> int:
         scores[name] = {f"{b}{k}": v for (b, k), v in p.items()}
         summary = meta["summary"]
         info[name] = {
-            "dir": str(directory), "scorer": scorer_name(meta), "prompt_version": meta["prompt_version"], "targets": summary["n_targets"],
-            "layers": int(meta["config"]["topk_layers"]), "trunk": depth, "align_cpu_s": round(summary["trunk_cpu_seconds"] + summary["train_cpu_seconds"], 1),
-            "trunk_cpu_s": summary["trunk_cpu_seconds"], "train_cpu_s": summary["train_cpu_seconds"], "best_step": summary["best_step"], "steps": summary["steps"],
-            "stop_score": summary["stop_score_best"], "eval_cpu_s": round(time.process_time() - t0, 1), "tree_tokens_per_pair": cache.tokens / len(rows),
+            "dir": str(directory), "scorer": scorer_name(meta), "prompt_version": meta["prompt_version"],
+            "targets": summary["n_targets"], "layers": int(meta["config"]["topk_layers"]), "trunk": depth,
+            "align_cpu_s": round(summary["trunk_cpu_seconds"] + summary["train_cpu_seconds"], 1),
+            "trunk_cpu_s": summary["trunk_cpu_seconds"], "train_cpu_s": summary["train_cpu_seconds"],
+            "best_step": summary["best_step"], "steps": summary["steps"], "stop_score": summary["stop_score_best"],
+            "eval_cpu_s": round(time.process_time() - t0, 1), "tree_tokens_per_pair": cache.tokens / len(rows),
         }
         del cache
         if args.speed_pairs:
             speed = scoring_speed(Path(directory), builder, users, items, evidence["nearest"], args.speed_pairs)
-            tree_p = np.stack([scores[name][f"nearest{m}" if m else "none0"][: args.speed_pairs] for m in range(K + 1)], axis=1).ravel()
+            tree_p = np.stack(
+                [scores[name][f"nearest{m}" if m else "none0"][: args.speed_pairs] for m in range(K + 1)], axis=1
+            ).ravel()
             speed["max_abs_dp_vs_tree_fp32"] = float(np.max(np.abs(speed.pop("p") - tree_p)))
             # The saved scorer in fp32 on a few pairs: the tree path reads what it computes (float16 trunk store aside).
             n_parity = min(3, args.speed_pairs)
-            fp32 = load_aligned_scorer(directory, layout="float32").score(episode_prompts(builder, users, items, evidence["nearest"], n_parity))
+            fp32 = load_aligned_scorer(directory, precision="float32").score(
+                episode_prompts(builder, users, items, evidence["nearest"], n_parity)
+            )
             speed["parity_fp32_max_abs_dp"] = float(np.max(np.abs(fp32 - tree_p[: n_parity * (K + 1)])))
             info[name]["speed"] = speed
         np.savez(saved.with_suffix(".npz"), **scores[name])
@@ -208,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         from coral.align.twins import InputTwin, twin_inputs
 
         align_rows = fold_interactions(dataset, "align", warm.folds)
-        fit_blocks, eval_blocks = twin_inputs(dataset, index, align_rows.user, align_rows.item, k=K), twin_inputs(dataset, index, users, items, k=K)
+        fit_blocks, eval_blocks = (
+            twin_inputs(dataset, index, align_rows.user, align_rows.item, k=K),
+            twin_inputs(dataset, index, users, items, k=K),
+        )
         for inputs in (("rates",), ("cf",), ("share",), ("rates", "cf", "share")):
             twin = InputTwin.fit(dataset, index, align_rows, inputs, K, blocks=fit_blocks)
             references[twin.name] = twin.predict(dataset, index, users, items, blocks=eval_blocks)
@@ -217,7 +255,10 @@ def main(argv: list[str] | None = None) -> int:
 
         stage = json.loads((Path(args.baselines) / "config.json").read_text())
         if stage.get("dataset_fingerprint") != dataset.fingerprint:
-            parser.error(f"{args.baselines} was run on another split ({stage.get('dataset_fingerprint')}, not {dataset.fingerprint})")
+            parser.error(
+                f"{args.baselines} was run on another split ({stage.get('dataset_fingerprint')}, not "
+                f"{dataset.fingerprint})"
+            )
         for path in sorted(Path(args.baselines).glob("*.npz")):
             for method in load_scores(path) if path.name != "scores.npz" else ():
                 valid = method.valid
@@ -226,7 +267,13 @@ def main(argv: list[str] | None = None) -> int:
                 references[f"{method.model} (CTR, early-stopped on all validation)"] = valid.p[-1][rows]
     np.savez(out / "p-references.npz", rows=rows, labels=y, **{k.replace("/", "_"): v for k, v in references.items()})
     report = figures(y, scores, references, info, args.reference, args.n_boot, paired_auc_differences)
-    report.update({"command": " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]), "n_pairs": len(rows), "n_negative": int((y == 0).sum()), "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint})
+    report.update(
+        {
+            "command": " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]),
+            "n_pairs": len(rows), "n_negative": int((y == 0).sum()), "dataset": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint,
+        }
+    )
     (out / "ablation.json").write_text(json.dumps(report, indent=1, default=float))
     (out / "ablation.md").write_text(table(report))
     print(table(report))
@@ -253,19 +300,28 @@ def figures(y, scores, references, info, reference, n_boot, paired_auc_differenc
 
     nearest = {name: s[f"nearest{K}"] for name, s in scores.items()}
     vs_reference = paired_auc_differences(y, {**nearest, **references}, reference, n_boot=n_boot)
-    vs_share = paired_auc_differences(y, {**nearest, "like-share@5": references["like-share@5"]}, "like-share@5", n_boot=n_boot)
+    vs_share = paired_auc_differences(
+        y, {**nearest, "like-share@5": references["like-share@5"]}, "like-share@5", n_boot=n_boot
+    )
     rows = {}
     for name, s in scores.items():
-        controls = paired_auc_differences(y, {"none": s["none0"], "random": s[f"random{K}"], "shuffled": s[f"shuffled{K}"]}, "none", n_boot=n_boot) if f"random{K}" in s else {}
+        controls = (
+            paired_auc_differences(
+                y, {"none": s["none0"], "random": s[f"random{K}"], "shuffled": s[f"shuffled{K}"]}, "none", n_boot=n_boot
+            )
+            if f"random{K}" in s
+            else {}
+        )
         rows[name] = {
-            **info[name],
-            "auc_none": roc_auc_score(y, s["none0"]), "auc_nearest": roc_auc_score(y, nearest[name]),
+            **info[name], "auc_none": roc_auc_score(y, s["none0"]), "auc_nearest": roc_auc_score(y, nearest[name]),
             "by_pieces": [roc_auc_score(y, s["none0"] if m == 0 else s[f"nearest{m}"]) for m in range(K + 1)],
             "vs_reference": None if name == reference else vs_reference[name].__dict__,
-            "vs_share": vs_share[name].__dict__,
-            **{f"{c}_vs_none": controls[c].__dict__ for c in controls},
+            "vs_share": vs_share[name].__dict__, **{f"{c}_vs_none": controls[c].__dict__ for c in controls},
         }
-    refs = {name: {"auc": roc_auc_score(y, p), "vs_reference": vs_reference[name].__dict__} for name, p in references.items()}
+    refs = {
+        name: {"auc": roc_auc_score(y, p), "vs_reference": vs_reference[name].__dict__}
+        for name, p in references.items()
+    }
     return {"reference": reference, "variants": rows, "references": refs}
 
 
@@ -282,20 +338,28 @@ def _c(row: dict, control: str) -> str:
 
 def table(report: dict) -> str:
     lines = [
-        f"{report['n_pairs']} validation tuning pairs ({report['n_negative']} negative), one seed; AUC x100; Δ = paired difference [95% bootstrap interval], DeLong p.",
+        f"{report['n_pairs']} validation tuning pairs ({report['n_negative']} negative), one seed; AUC x100; Δ = "
+        "paired difference [95% bootstrap interval], DeLong p.",
         "",
-        "| variant | scorer | targets | layers | AUC none | AUC 5 nearest | Δ 5 nearest vs reference | Δ vs like-share of the same 5 | random − none | shuffled − none | AUC after 0..5 nearest | align CPU-s (trunk + train) | best step / steps | scoring tokens/s (layout) |",
+        "| variant | scorer | targets | layers | AUC none | AUC 5 nearest | Δ 5 nearest vs reference | Δ vs like-share "
+        "of the same 5 | random − none | shuffled − none | AUC after 0..5 nearest | align CPU-s (trunk + train) | best "
+        "step / steps | scoring tokens/s (layout) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["variants"].items():
         speed = r.get("speed")
-        speed_text = f"{speed['tokens_per_s']:.0f} ({speed['layout']})" if speed else ""
+        speed_text = f"{speed['tokens_per_s']:.0f} ({speed['precision']})" if speed else ""
         lines.append(
-            f"| {name} | {r['scorer']} | {r['targets']} | {r['layers']} | {100 * r['auc_none']:.2f} | {100 * r['auc_nearest']:.2f} | {_d(r['vs_reference'])} | {_d(r['vs_share'])} | "
+            f"| {name} | {r['scorer']} | {r['targets']} | {r['layers']} | {100 * r['auc_none']:.2f} | "
+            f"{100 * r['auc_nearest']:.2f} | {_d(r['vs_reference'])} | {_d(r['vs_share'])} | "
             f"{_c(r, 'random')} | {_c(r, 'shuffled')} | {' '.join(f'{100 * a:.1f}' for a in r['by_pieces'])} | "
-            f"{r['align_cpu_s']:.0f} ({r['trunk_cpu_s']:.0f} + {r['train_cpu_s']:.0f}) | {r['best_step']} / {r['steps']} | {speed_text} |"
+            f"{r['align_cpu_s']:.0f} ({r['trunk_cpu_s']:.0f} + {r['train_cpu_s']:.0f}) | {r['best_step']} / "
+            f"{r['steps']} | {speed_text} |"
         )
-    lines += ["", "Non-LLM references on the same pairs (twins fitted on the align fold):", "", "| reference | AUC | Δ vs reference variant |", "|---|---|---|"]
+    lines += [
+        "", "Non-LLM references on the same pairs (twins fitted on the align fold):", "",
+        "| reference | AUC | Δ vs reference variant |", "|---|---|---|",
+    ]
     for name, r in report["references"].items():
         lines.append(f"| {name} | {100 * r['auc']:.2f} | {_d(r['vs_reference'])} |")
     return "\n".join(lines) + "\n"

@@ -31,7 +31,7 @@ and targets), both scored on validation pairs of the tuning role; it prints each
 difference and interval and with ``--write`` records them under ``alignment`` in ``parity.json``.
 
 ``python experiments/bench/speed.py parity --aligned DIR [--write]`` is the eligibility check of
-:mod:`coral.llm.layout`: the default run's validation pairs (``coral run``'s defaults, seed 0),
+:mod:`coral.llm.precision`: the default run's validation pairs (``coral run``'s defaults, seed 0),
 scored by the scorer in fp32 and in each layout, without evidence and with 5 random pieces; it
 prints the AUCs, mean/max |dp| and speed-up, and with ``--write`` records them in
 ``coral/llm/parity.json`` (a record replaces the one of the same layout and numerics).
@@ -64,8 +64,8 @@ def load_scorer(aligned: str | None, layout: str):
     from coral.llm.aligned import load_aligned_scorer
 
     if aligned:
-        return load_aligned_scorer(aligned, layout=layout)
-    return make_scorer("hf", cache=False, layout=layout)
+        return load_aligned_scorer(aligned, precision=layout)
+    return make_scorer("hf", cache=False, precision=layout)
 
 
 def default_pairs(valid_pairs: int | None = None):
@@ -80,7 +80,9 @@ def default_pairs(valid_pairs: int | None = None):
 
     config = RunConfig()
     dataset = load_dataset(config.data)  # seed 0: split_seed + 0
-    pairs = SharedPairs.draw(dataset, config.eval_pairs, config.valid_pairs if valid_pairs is None else valid_pairs, config.data.split_seed)
+    pairs = SharedPairs.draw(
+        dataset, config.eval_pairs, config.valid_pairs if valid_pairs is None else valid_pairs, config.data.split_seed
+    )
     return dataset, pairs.valid
 
 
@@ -107,7 +109,7 @@ def decoder_gflop_per_token(model) -> float:
 def gemm_gflops(kind: str, m: int = 256, k: int = 576, n: int = 1536, seconds: float = 1.5) -> float:
     """GFLOP/s of an (m x k) @ (k x n) product in ``kind`` (float32, bfloat16, int8 = the int8 layer's kernel)."""
     from coral.llm.int8 import Int8Linear, activation_bits
-    from coral.llm.layout import cpu_flags
+    from coral.llm.precision import cpu_flags
 
     x = torch.randn(m, k)
     if kind == "int8":
@@ -181,14 +183,22 @@ def step_costs(scorer, builder, eps_a, eps_b, rounds: int) -> dict[str, float]:
             scorer.kv_store.clear()
         reset = timed(lambda: scorer.score([builder.build(u, i, ()) for u, i, _ in eps]))
         before = scorer.stats()["tokens_computed"]
-        steps = [timed(lambda r=r: scorer.score([builder.build(u, i, ev[:r]) for u, i, ev in eps])) for r in range(1, rounds + 1)]
+        steps = [
+            timed(lambda r=r: scorer.score([builder.build(u, i, ev[:r]) for u, i, ev in eps]))
+            for r in range(1, rounds + 1)
+        ]
         return reset, float(np.mean(steps)), (scorer.stats()["tokens_computed"] - before) / rounds
 
     full_reset, full, full_tokens = run(eps_a, reuse=False, clear=True)
     cold_reset, incremental, step_tokens = run(eps_a, reuse=True, clear=True)
     warm_reset, shared, _ = run(eps_b, reuse=True, clear=False)
     return {
-        "full": full, "incremental": incremental, "shared": shared, "full_reset": full_reset, "cold_reset": cold_reset, "warm_reset": warm_reset,
+        "full": full,
+        "incremental": incremental,
+        "shared": shared,
+        "full_reset": full_reset,
+        "cold_reset": cold_reset,
+        "warm_reset": warm_reset,
         # If time were proportional to tokens computed, incremental could be at most this much cheaper than full.
         "token_bound": full_tokens / max(step_tokens, 1.0),
     }
@@ -208,7 +218,11 @@ def env_steps_per_s(scorer, n_envs: int, steps: int, batch: int, seed: int = 0) 
     rng = np.random.default_rng(seed)
     vec.reset()
     vec.step(rng.uniform(-1, 1, (n_envs, *vec.action_space.shape)).astype(np.float32))  # warm-up
-    seconds = timed(lambda: [vec.step(rng.uniform(-1, 1, (n_envs, *vec.action_space.shape)).astype(np.float32)) for _ in range(steps)])
+    seconds = timed(
+        lambda: [
+            vec.step(rng.uniform(-1, 1, (n_envs, *vec.action_space.shape)).astype(np.float32)) for _ in range(steps)
+        ]
+    )
     vec.close()
     scorer.batch_size = 8
     return steps * n_envs / seconds
@@ -235,7 +249,8 @@ def invariance(scorer, builder, eps) -> tuple[float, float]:
 
 # ---- the alignment ------------------------------------------------------------------------------
 def alignment_setup():
-    """(dataset, alignment config, evidence index, prompt builder, fp32 model, tokenizer) of the default run's alignment, seed 0."""
+    """(dataset, alignment config, evidence index, prompt builder, fp32 model, tokenizer) of the default run's
+    alignment, seed 0."""
     from coral.align.run import prompt_builder
     from coral.align.topk import evidence_index
     from coral.llm.model import load_model
@@ -266,9 +281,14 @@ def default_alignment_trees(setup, n_train: int, n_stop: int) -> tuple[tuple[lis
 
     dataset, config = setup[:2]
     rows = fold_interactions(dataset, "align", config.warm.folds)
-    train = alignment_trees(setup, rows, pick_targets(rows, config.topk_targets, config.seed)[:n_train], TRAIN_NEAREST, TRAIN_RANDOM)
+    train = alignment_trees(
+        setup, rows, pick_targets(rows, config.topk_targets, config.seed)[:n_train], TRAIN_NEAREST, TRAIN_RANDOM
+    )
     pool = validation_roles(dataset).stop
-    stop = alignment_trees(setup, dataset.valid, pool[pick_targets(dataset.valid.take(pool), config.topk_stop_pairs, config.seed + 1)][:n_stop], STOP_NEAREST, 0)
+    stop = alignment_trees(
+        setup, dataset.valid,
+        pool[pick_targets(dataset.valid.take(pool), config.topk_stop_pairs, config.seed + 1)][:n_stop], STOP_NEAREST, 0,
+    )
     return train, stop
 
 
@@ -281,14 +301,19 @@ def alignment_costs(setup, train, stop, dtype: str, repeats: int = 1) -> dict[st
     config, model, tokenizer = setup[1], setup[4], setup[5]
     torch_dtype = getattr(torch, dtype)
     compute_trunk(model, train[0][:1], train[1][:1], config.topk_trunk, dtype=torch_dtype)  # warm-up
-    trunk = min(timed(lambda: compute_trunk(model, *train, config.topk_trunk, dtype=torch_dtype)) for _ in range(repeats)) / len(train[0])
+    trunk = min(
+        timed(lambda: compute_trunk(model, *train, config.topk_trunk, dtype=torch_dtype)) for _ in range(repeats)
+    ) / len(train[0])
     cache = compute_trunk(model, *train, config.topk_trunk, dtype=torch_dtype)
     stop_cache = compute_trunk(model, *stop, config.topk_trunk, dtype=torch_dtype)
     labels = resolve_label_tokens(tokenizer)
     head = TopKHead(model, config.topk_trunk, config.topk_layers, labels.yes_ids, labels.no_ids, dtype=torch_dtype)
 
     def train_epoch():
-        return train_topk(head, cache, lambda h: 0.0, lr=config.topk_lr, epochs=1, trees_per_step=config.topk_batch, seed=config.seed, checks_per_epoch=1)
+        return train_topk(
+            head, cache, lambda h: 0.0,
+            lr=config.topk_lr, epochs=1, trees_per_step=config.topk_batch, seed=config.seed, checks_per_epoch=1,
+        )
 
     steps = train_epoch().steps  # and a warm-up
     step = min(timed(train_epoch) for _ in range(repeats)) / steps
@@ -301,18 +326,27 @@ def default_alignment_seconds(config, costs: dict[str, float]) -> float:
     (the checks: one before training, two an epoch, one more at each epoch's end)."""
     steps_per_epoch = -(-config.topk_targets // config.topk_batch)
     checks = 1 + config.topk_epochs * 3
-    return costs["trunk"] * (config.topk_targets + config.topk_stop_pairs) + costs["step"] * steps_per_epoch * config.topk_epochs + costs["check"] * config.topk_stop_pairs * checks
+    return (
+        costs["trunk"] * (config.topk_targets + config.topk_stop_pairs)
+        + costs["step"] * steps_per_epoch * config.topk_epochs
+        + costs["check"] * config.topk_stop_pairs * checks
+    )
 
 
 # ---- the commands --------------------------------------------------------------------------
 def speed(args: argparse.Namespace) -> None:
-    from coral.llm.layout import LAYOUTS, cpu_flags, default_layout, feature_class, supported
+    from coral.llm.precision import PRECISIONS, cpu_flags, default_precision, feature_class, supported
     from coral.llm.prompt import PromptBuilder
 
     flags = cpu_flags()
-    default = default_layout()
-    layouts = ["float32"] + [name for name in (args.layouts.split(",") if args.layouts else LAYOUTS) if name != "float32"]
-    print(f"CPU class {feature_class(flags)}; native: {', '.join(n for n in LAYOUTS if supported(n))}; default layout here: {default}; torch threads {torch.get_num_threads()}")
+    default = default_precision()
+    layouts = ["float32"] + [
+        name for name in (args.layouts.split(",") if args.layouts else PRECISIONS) if name != "float32"
+    ]
+    print(
+        f"CPU class {feature_class(flags)}; native: {', '.join(n for n in PRECISIONS if supported(n))}; default layout "
+        f"here: {default}; torch threads {torch.get_num_threads()}"
+    )
     dataset, rows = default_pairs()
     scorers = {name: load_scorer(args.aligned, name) for name in layouts}
     ref = scorers["float32"]
@@ -322,13 +356,17 @@ def speed(args: argparse.Namespace) -> None:
     print(f"decoder linear layers: {gflop:.3f} GFLOP per prompt token\n")
 
     ceiling = {}
-    for name in LAYOUTS if 1 in args.sections else ():
+    for name in PRECISIONS if 1 in args.sections else ():
         if not ceiling:
             print("[1] raw GEMM (256 x 576 @ 576 x 1536), and the tokens/s it allows")
         g = gemm_gflops(name)
         ceiling[name] = g / gflop
         note = "" if supported(name) else "  (emulated on this CPU)"
-        print(f"  {name:9s} {g:7.1f} GFLOP/s  -> ceiling {ceiling[name]:6.0f} tok/s  x{ceiling[name] / ceiling['float32']:.2f} fp32{note}", flush=True)
+        print(
+            f"  {name:9s} {g:7.1f} GFLOP/s  -> ceiling {ceiling[name]:6.0f} tok/s  "
+            f"x{ceiling[name] / ceiling['float32']:.2f} fp32{note}",
+            flush=True,
+        )
 
     prompts = [builder.build(u, i, ev) for u, i, ev in episodes(dataset, rows[: args.prompts], 5, seed=0)]
     if 2 in args.sections:
@@ -348,14 +386,20 @@ def speed(args: argparse.Namespace) -> None:
 def section_2(args: argparse.Namespace, scorers: dict, prompts: list, ceiling: dict[str, float]) -> None:
     ref = scorers["float32"]
     mean_len = np.mean([len(ref.token_ids(p)) for p in prompts])
-    print(f"\n[2] full prompts: {len(prompts)} validation prompts with 5 random pieces, {mean_len:.0f} tokens on average, no reuse")
+    print(
+        f"\n[2] full prompts: {len(prompts)} validation prompts with 5 random pieces, {mean_len:.0f} tokens on "
+        "average, no reuse"
+    )
     fp32_rate = {}
     for name in scorers:
         for batch in args.batches:
             rate = prompt_tokens_per_s(scorers[name], prompts, batch)
             fp32_rate.setdefault(batch, rate)
             share = f"  {100 * rate / ceiling[name]:5.1f}% of its GEMM ceiling" if name in ceiling else ""
-            print(f"  {name:9s} batch {batch:2d}  {rate:7.0f} tok/s  x{rate / fp32_rate[batch]:.2f} fp32{share}", flush=True)
+            print(
+                f"  {name:9s} batch {batch:2d}  {rate:7.0f} tok/s  x{rate / fp32_rate[batch]:.2f} fp32{share}",
+                flush=True,
+            )
 
 
 def section_3(args: argparse.Namespace, scorers: dict, builder, dataset, rows) -> None:
@@ -368,9 +412,12 @@ def section_3(args: argparse.Namespace, scorers: dict, builder, dataset, rows) -
             c = step_costs(scorers[name], builder, eps_a, eps_b, 5)
             label = f"{name} {'old' if old else 'new'}"
             print(
-                f"  {label:18s} full {c['full']:6.2f} s   incremental {c['incremental']:6.2f} s (x{c['full'] / c['incremental']:.1f})   "
-                f"shared-prefix {c['shared']:6.2f} s (x{c['full'] / c['shared']:.1f})   reset: full {c['full_reset']:.2f} s, "
-                f"cold store {c['cold_reset']:.2f} s, target block stored {c['warm_reset']:.2f} s (x{c['full_reset'] / c['warm_reset']:.1f}); "
+                f"  {label:18s} full {c['full']:6.2f} s   incremental {c['incremental']:6.2f} s "
+                f"(x{c['full'] / c['incremental']:.1f})   "
+                f"shared-prefix {c['shared']:6.2f} s (x{c['full'] / c['shared']:.1f})   reset: full "
+                f"{c['full_reset']:.2f} s, "
+                f"cold store {c['cold_reset']:.2f} s, target block stored {c['warm_reset']:.2f} s "
+                f"(x{c['full_reset'] / c['warm_reset']:.1f}); "
                 f"bound from tokens computed per step: x{c['token_bound']:.1f}",
                 flush=True,
             )
@@ -378,9 +425,18 @@ def section_3(args: argparse.Namespace, scorers: dict, builder, dataset, rows) -
 
 def section_4(args: argparse.Namespace, scorers: dict, default: str) -> None:
     ref = scorers["float32"]
-    print(f"\n[4] environment steps/s, default training environment, random actions, {args.env_steps} x 8 / N vector steps of N environments")
-    print(f"    old path = the fp32 scorer before issue 14: DynamicCache, transformers' sdpa (grouped heads copied), 8 prompts per forward pass, {BLAS_THREADS} BLAS threads, distances per environment;")
-    print("    new path = prefilled cache, grouped attention, N prompts per forward pass (the vector's step in one call), 1 BLAS thread, a step's distances in one product; in each layout")
+    print(
+        f"\n[4] environment steps/s, default training environment, random actions, {args.env_steps} x 8 / N vector "
+        "steps of N environments"
+    )
+    print(
+        "    old path = the fp32 scorer before issue 14: DynamicCache, transformers' sdpa (grouped heads copied), 8 "
+        f"prompts per forward pass, {BLAS_THREADS} BLAS threads, distances per environment;"
+    )
+    print(
+        "    new path = prefilled cache, grouped attention, N prompts per forward pass (the vector's step in one "
+        "call), 1 BLAS thread, a step's distances in one product; in each layout"
+    )
     rates: dict[tuple[str, int], float] = {}
     for n in args.n_envs:
         steps = max(4, args.env_steps * 8 // n)
@@ -394,23 +450,37 @@ def section_4(args: argparse.Namespace, scorers: dict, default: str) -> None:
         print(line, flush=True)
     if 8 in args.n_envs and default in scorers:
         best = max(args.n_envs, key=lambda n: rates[default, n])
-        print(f"  new path ({default}, N={best}, the fastest N) vs old path at N=8 (coral run's training before issue 14): x{rates[default, best] / rates['old', 8]:.2f}; at equal N: "
-              + ", ".join(f"x{rates[default, n] / rates['old', n]:.2f} (N={n})" for n in args.n_envs))
+        print(
+            f"  new path ({default}, N={best}, the fastest N) vs old path at N=8 (coral run's training before issue "
+            f"14): x{rates[default, best] / rates['old', 8]:.2f}; at equal N: "
+            + ", ".join(f"x{rates[default, n] / rates['old', n]:.2f} (N={n})" for n in args.n_envs)
+        )
 
 
 def section_5(args: argparse.Namespace, scorers: dict, builder, dataset, rows) -> None:
-    print(f"\n[5] does a prompt's P(Yes) depend on its batch or on prefix reuse? ({args.prompts} validation prompts, 0-5 random pieces)")
+    print(
+        f"\n[5] does a prompt's P(Yes) depend on its batch or on prefix reuse? ({args.prompts} validation prompts, 0-5 "
+        "random pieces)"
+    )
     eps = episodes(dataset, rows[: args.prompts], 5, seed=0)
     paths = {}
     for old in (True, False):
         set_path(scorers["float32"], old)
         scorers["float32"].kv_reuse = True
         scorers["float32"].kv_store.clear()
-        paths[old] = np.concatenate([scorers["float32"].score([builder.build(u, i, ev[:r]) for u, i, ev in eps]) for r in range(6)])
-    print(f"  float32   new path vs old path, incremental steps 0-5: max |dp| {np.abs(paths[True] - paths[False]).max():.1e}")
+        paths[old] = np.concatenate(
+            [scorers["float32"].score([builder.build(u, i, ev[:r]) for u, i, ev in eps]) for r in range(6)]
+        )
+    print(
+        "  float32   new path vs old path, incremental steps 0-5: max |dp| "
+        f"{np.abs(paths[True] - paths[False]).max():.1e}"
+    )
     for name in scorers:
         batch_dp, reuse_dp = invariance(scorers[name], builder, eps)
-        print(f"  {name:9s} batch of 8 vs alone: max |dp| {batch_dp:.1e}   incremental vs whole: max |dp| {reuse_dp:.1e}", flush=True)
+        print(
+            f"  {name:9s} batch of 8 vs alone: max |dp| {batch_dp:.1e}   incremental vs whole: max |dp| {reuse_dp:.1e}",
+            flush=True,
+        )
 
 
 def section_6(args: argparse.Namespace) -> None:
@@ -421,16 +491,21 @@ def section_6(args: argparse.Namespace) -> None:
     default = resolve_align_dtype("auto", config.method)
     train, stop = default_alignment_trees(setup, args.align_trees, args.align_trees)
     tokens = np.mean([len(t.ids) for t in train[0]])
-    print(f"\n[6] the alignment (top{config.topk_layers} of {config.topk_trunk + config.topk_layers} layers, the default recipe): {len(train[0])} training trees "
-          f"({tokens:.0f} tokens on average), {len(stop[0])} early-stopping trees; default dtype here: {default}")
+    print(
+        f"\n[6] the alignment (top{config.topk_layers} of {config.topk_trunk + config.topk_layers} layers, the default "
+        f"recipe): {len(train[0])} training trees "
+        f"({tokens:.0f} tokens on average), {len(stop[0])} early-stopping trees; default dtype here: {default}"
+    )
     costs = {}
     for dtype in dict.fromkeys(["float32", "bfloat16" if args.align_dtypes == "both" else default]):
         costs[dtype] = c = alignment_costs(setup, train, stop, dtype, args.repeats)
         ref = costs["float32"]
         total, total_ref = default_alignment_seconds(config, c), default_alignment_seconds(config, ref)
         print(
-            f"  {dtype:9s}{' (default)' if dtype == default else '          '}  trunk {1 / c['trunk']:5.2f} trees/s (x{ref['trunk'] / c['trunk']:.2f})   "
-            f"training {c['step']:5.2f} s/step of {config.topk_batch} trees, {config.topk_batch / c['step']:5.2f} trees/s (x{ref['step'] / c['step']:.2f})   "
+            f"  {dtype:9s}{' (default)' if dtype == default else '          '}  trunk {1 / c['trunk']:5.2f} trees/s "
+            f"(x{ref['trunk'] / c['trunk']:.2f})   "
+            f"training {c['step']:5.2f} s/step of {config.topk_batch} trees, {config.topk_batch / c['step']:5.2f} "
+            f"trees/s (x{ref['step'] / c['step']:.2f})   "
             f"check {1 / c['check']:5.1f} trees/s (x{ref['check'] / c['check']:.2f})   "
             f"default alignment (trunk + training + checks) {total:4.0f} s (x{total_ref / total:.2f})",
             flush=True,
@@ -446,7 +521,10 @@ def section_7(args: argparse.Namespace, scorer, builder, dataset, rows) -> None:
     dtype = resolve_align_dtype("auto", config.method)
     train, stop = default_alignment_trees(setup, args.align_trees, 0)
     threads = torch.get_num_threads()
-    print(f"\n[7] each LLM stage's same work on 1 and on 2 torch threads, wall seconds (alignment in {dtype}, scoring in {scorer.layout}); min of {args.repeats} runs")
+    print(
+        f"\n[7] each LLM stage's same work on 1 and on 2 torch threads, wall seconds (alignment in {dtype}, scoring in "
+        f"{scorer.precision}); min of {args.repeats} runs"
+    )
 
     def stage_work() -> dict[str, Callable[[], float]]:
         """Each stage's work, as a function returning its seconds."""
@@ -469,12 +547,22 @@ def section_7(args: argparse.Namespace, scorer, builder, dataset, rows) -> None:
                     scorer.score([builder.build(u, i, ev[:r]) for u, i, ev in batch])
 
         return {
-            f"alignment trunk ({len(train[0])} trees)": lambda: timed(lambda: compute_trunk(model, *train, config.topk_trunk, dtype=torch_dtype)),
-            f"alignment training ({len(train[0])} trees, {-(-len(train[0]) // config.topk_batch)} steps)": lambda: timed(
-                lambda: train_topk(head, cache, lambda h: 0.0, lr=config.topk_lr, epochs=1, trees_per_step=config.topk_batch, seed=config.seed, checks_per_epoch=1)
+            f"alignment trunk ({len(train[0])} trees)": lambda: timed(
+                lambda: compute_trunk(model, *train, config.topk_trunk, dtype=torch_dtype)
+            ),
+            f"alignment training ({len(train[0])} trees, {-(-len(train[0]) // config.topk_batch)} steps)": lambda: (
+                timed(
+                    lambda: train_topk(
+                        head, cache, lambda h: 0.0,
+                        lr=config.topk_lr, epochs=1, trees_per_step=config.topk_batch, seed=config.seed,
+                        checks_per_epoch=1,
+                    )
+                )
             ),
             f"evaluation episodes ({len(eps)} pairs x 0..5 random pieces, 8 at a time)": lambda: timed(evaluation),
-            f"PPO rollouts (8 environments, {args.env_steps} vector steps)": lambda: args.env_steps * 8 / env_steps_per_s(scorer, 8, args.env_steps, batch=8),
+            f"PPO rollouts (8 environments, {args.env_steps} vector steps)": lambda: (
+                args.env_steps * 8 / env_steps_per_s(scorer, 8, args.env_steps, batch=8)
+            ),
         }
 
     work = stage_work()
@@ -491,9 +579,18 @@ def section_7(args: argparse.Namespace, scorer, builder, dataset, rows) -> None:
 
 
 def parity(args: argparse.Namespace) -> None:
-    from coral.llm.layout import AUC_TOLERANCE, PARITY_FILE, ParityRecord, cpu_flags, feature_class, numerics, supported
-    from coral.llm.prompt import PromptBuilder
     from sklearn.metrics import roc_auc_score
+
+    from coral.llm.precision import (
+        AUC_TOLERANCE,
+        PARITY_FILE,
+        ParityRecord,
+        cpu_flags,
+        feature_class,
+        numerics,
+        supported,
+    )
+    from coral.llm.prompt import PromptBuilder
 
     flags = cpu_flags()
     dataset, rows = default_pairs(args.valid_pairs)
@@ -514,7 +611,10 @@ def parity(args: argparse.Namespace) -> None:
         return out, tokens / (time.perf_counter() - start)
 
     base, base_rate = score(ref)
-    print(f"{scorer} on {dataset.name} validation pairs: {len(rows)} ({int((y == 0).sum())} negatives), {sum(len(v) for v in sets.values())} prompts; fp32 {base_rate:.0f} tok/s")
+    print(
+        f"{scorer} on {dataset.name} validation pairs: {len(rows)} ({int((y == 0).sum())} negatives), "
+        f"{sum(len(v) for v in sets.values())} prompts; fp32 {base_rate:.0f} tok/s"
+    )
     for k, p in base.items():
         print(f"  float32    {k:16s} AUC {roc_auc_score(y, p):.4f}")
     records = []
@@ -525,20 +625,30 @@ def parity(args: argparse.Namespace) -> None:
         worst = max(deltas, key=lambda k: abs(deltas[k]))
         dp = np.concatenate([np.abs(got[k] - base[k]) for k in sets])
         rec = ParityRecord(
-            layout=layout, numerics=numerics(layout, flags), cpu_class=feature_class(flags), scorer=scorer, dataset=dataset.name,
-            pairs=int(len(rows)), prompt_version=builder.version, auc_fp32=float(roc_auc_score(y, base[worst])), auc=float(roc_auc_score(y, got[worst])),
-            mean_abs_dp=float(dp.mean()), max_abs_dp=float(dp.max()), speedup=float(rate / base_rate), date=datetime.date.today().isoformat(),
-            command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+            precision=layout, numerics=numerics(layout, flags), cpu_class=feature_class(flags), scorer=scorer,
+            dataset=dataset.name, pairs=int(len(rows)), prompt_version=builder.version,
+            auc_fp32=float(roc_auc_score(y, base[worst])), auc=float(roc_auc_score(y, got[worst])),
+            mean_abs_dp=float(dp.mean()), max_abs_dp=float(dp.max()), speedup=float(rate / base_rate),
+            date=datetime.date.today().isoformat(), command="python " + " ".join(shlex.quote(a) for a in sys.argv),
         )
         for k in sets:
             print(f"  {layout:9s}  {k:16s} AUC {roc_auc_score(y, got[k]):.4f}  dAUC {deltas[k]:+.4f}")
         verdict = "PASSES" if rec.passed else "FAILS"
         native = "" if supported(layout) else " (emulated here: the speed-up is not this layout's real one)"
-        print(f"  {layout:9s}  numerics {rec.numerics}: worst dAUC {rec.auc_delta:+.4f} -> {verdict} the {AUC_TOLERANCE} rule; mean |dp| {rec.mean_abs_dp:.4f}, max {rec.max_abs_dp:.4f}; x{rec.speedup:.2f} fp32 tokens/s{native}", flush=True)
+        print(
+            f"  {layout:9s}  numerics {rec.numerics}: worst dAUC {rec.auc_delta:+.4f} -> {verdict} the {AUC_TOLERANCE} "
+            f"rule; mean |dp| {rec.mean_abs_dp:.4f}, max {rec.max_abs_dp:.4f}; x{rec.speedup:.2f} fp32 "
+            f"tokens/s{native}",
+            flush=True,
+        )
         records.append(rec)
     if args.write:
         data = json.loads(PARITY_FILE.read_text()) if PARITY_FILE.is_file() else {"records": []}
-        keep = [r for r in data["records"] if (r["layout"], r["numerics"]) not in {(x.layout, x.numerics) for x in records}]
+        keep = [
+            r
+            for r in data["records"]
+            if (r.get("precision", r.get("layout")), r["numerics"]) not in {(x.precision, x.numerics) for x in records}
+        ]
         data["records"] = keep + [r.to_json() for r in records]
         tmp = PARITY_FILE.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -562,7 +672,7 @@ def align_parity(args: argparse.Namespace) -> None:
     from coral.data.folds import validation_roles
     from coral.llm.aligned import TOPK_FILE
     from coral.llm.labels import resolve_label_tokens
-    from coral.llm.layout import PARITY_FILE, cpu_flags, feature_class, numerics, supported
+    from coral.llm.precision import PARITY_FILE, cpu_flags, feature_class, numerics, supported
     from coral.stats import paired_auc_difference
 
     setup = alignment_setup()
@@ -574,48 +684,87 @@ def align_parity(args: argparse.Namespace) -> None:
         meta = run_alignment(dataset, config.replace(dtype=dtype), out, validate=False, progress=True)
         trained[dtype] = out
         m = meta["summary"]
-        print(f"  trained {dtype:9s} {out}: stop score {m['stop_score_before']:.4f} -> {m['stop_score_best']:.4f} (best step {m['best_step']} of {m['steps']}); "
-              f"trunk {m.get('trunk_wall_seconds', float('nan'))} s, training {m.get('train_wall_seconds', float('nan'))} s wall", flush=True)
+        print(
+            f"  trained {dtype:9s} {out}: stop score {m['stop_score_before']:.4f} -> {m['stop_score_best']:.4f} (best "
+            f"step {m['best_step']} of {m['steps']}); "
+            f"trunk {m.get('trunk_wall_seconds', float('nan'))} s, training "
+            f"{m.get('train_wall_seconds', float('nan'))} s wall",
+            flush=True,
+        )
     pool = validation_roles(dataset).tuning
     n = min(args.valid_pairs or len(pool), len(pool))
     picked = pool[pick_targets(dataset.valid.take(pool), n, config.seed + 2)]
     trees, labels = alignment_trees(setup, dataset.valid, picked, STOP_NEAREST, 0)
     y = np.asarray(labels)
-    print(f"{dataset.name}: {len(trees)} validation pairs of the tuning role ({int((y == 0).sum())} negatives), each with 0..{STOP_NEAREST} nearest pieces")
+    print(
+        f"{dataset.name}: {len(trees)} validation pairs of the tuning role ({int((y == 0).sum())} negatives), each "
+        f"with 0..{STOP_NEAREST} nearest pieces"
+    )
     ids = resolve_label_tokens(tokenizer)
     scores: dict[tuple[str, str], dict] = {}  # (trained in, scored in) -> predictions
     for arithmetic in ("float32", "bfloat16"):
-        cache = compute_trunk(model, trees, labels, config.topk_trunk, progress=True, store=np.float32, dtype=getattr(torch, arithmetic))
+        cache = compute_trunk(
+            model, trees, labels, config.topk_trunk, progress=True, store=np.float32, dtype=getattr(torch, arithmetic)
+        )
         for dtype, out in trained.items():
-            head = TopKHead(model, config.topk_trunk, config.topk_layers, ids.yes_ids, ids.no_ids, dtype=getattr(torch, arithmetic))
+            head = TopKHead(
+                model, config.topk_trunk, config.topk_layers, ids.yes_ids, ids.no_ids, dtype=getattr(torch, arithmetic)
+            )
             head.load_state_for_model(load_file(str(out / TOPK_FILE)))
             scores[dtype, arithmetic] = predict(head, cache)
         del cache
     cells = {}
-    comparisons = {"fp32 arithmetic": (("bfloat16", "float32"), ("float32", "float32")), "each its own": (("bfloat16", "bfloat16"), ("float32", "float32"))}
+    comparisons = {
+        "fp32 arithmetic": (("bfloat16", "float32"), ("float32", "float32")),
+        "each its own": (("bfloat16", "bfloat16"), ("float32", "float32")),
+    }
     for label, (a, b) in comparisons.items():
         for key in [("none", 0)] + [("nearest", k) for k in range(1, STOP_NEAREST + 1)]:
             r = paired_auc_difference(y, scores[a][key], scores[b][key], n_boot=2000, seed=0)
             name = f"{'none' if key[1] == 0 else f'nearest-{key[1]}'}, {label}"
             decides = key in (("none", 0), ("nearest", STOP_NEAREST))
-            print(f"  {name:28s} AUC fp32 {r.auc_b:.4f}  bf16 {r.auc_a:.4f}  diff {r.diff:+.4f} [{r.low:+.4f}, {r.high:+.4f}]{'  (decides)' if decides else ''}", flush=True)
+            print(
+                f"  {name:28s} AUC fp32 {r.auc_b:.4f}  bf16 {r.auc_a:.4f}  diff {r.diff:+.4f} [{r.low:+.4f}, "
+                f"{r.high:+.4f}]{'  (decides)' if decides else ''}",
+                flush=True,
+            )
             if decides:
                 cells[name] = {"auc_fp32": r.auc_b, "auc": r.auc_a, "delta": r.diff, "low": r.low, "high": r.high}
     train_trees, stop_trees = default_alignment_trees(setup, args.align_trees, args.align_trees)
-    costs = {dtype: default_alignment_seconds(config, alignment_costs(setup, train_trees, stop_trees, dtype, args.repeats)) for dtype in ("float32", "bfloat16")}
+    costs = {
+        dtype: default_alignment_seconds(config, alignment_costs(setup, train_trees, stop_trees, dtype, args.repeats))
+        for dtype in ("float32", "bfloat16")
+    }
     flags = cpu_flags()
     record = AlignParityRecord(
-        dtype="bfloat16", numerics=numerics("bfloat16", flags), cpu_class=feature_class(flags), method=config.method,
-        recipe=f"top{config.topk_layers} of {config.topk_trunk + config.topk_layers} layers, {config.topk_targets} targets, {config.topk_epochs} epochs, seed {config.seed}",
-        dataset=dataset.name, pairs=len(trees), cells=cells, speedup=costs["float32"] / costs["bfloat16"],
-        date=datetime.date.today().isoformat(), command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+        dtype="bfloat16",
+        numerics=numerics("bfloat16", flags),
+        cpu_class=feature_class(flags),
+        method=config.method,
+        recipe=f"top{config.topk_layers} of {config.topk_trunk + config.topk_layers} layers, {config.topk_targets} "
+               f"targets, {config.topk_epochs} epochs, seed {config.seed}",
+        dataset=dataset.name,
+        pairs=len(trees),
+        cells=cells,
+        speedup=costs["float32"] / costs["bfloat16"],
+        date=datetime.date.today().isoformat(),
+        command="python " + " ".join(shlex.quote(a) for a in sys.argv),
     )
     native = "" if supported("bfloat16") else " (bf16 emulated here: not this dtype's real speed)"
-    print(f"  bfloat16: {'PASSES' if record.passed else 'FAILS'} (every deciding interval inside +-0.01 on >= 2,000 pairs); "
-          f"default alignment x{record.speedup:.2f} fp32 ({costs['float32']:.0f} s vs {costs['bfloat16']:.0f} s, {args.align_trees} trees each){native}", flush=True)
+    print(
+        f"  bfloat16: {'PASSES' if record.passed else 'FAILS'} (every deciding interval inside +-0.01 on >= 2,000 "
+        "pairs); "
+        f"default alignment x{record.speedup:.2f} fp32 ({costs['float32']:.0f} s vs {costs['bfloat16']:.0f} s, "
+        f"{args.align_trees} trees each){native}",
+        flush=True,
+    )
     if args.write:
         data = json.loads(PARITY_FILE.read_text()) if PARITY_FILE.is_file() else {"records": []}
-        keep = [r.to_json() for r in load_align_records() if (r.dtype, r.numerics, r.method) != (record.dtype, record.numerics, record.method)]
+        keep = [
+            r.to_json()
+            for r in load_align_records()
+            if (r.dtype, r.numerics, r.method) != (record.dtype, record.numerics, record.method)
+        ]
         data["alignment"] = keep + [record.to_json()]
         tmp = PARITY_FILE.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -626,21 +775,46 @@ def align_parity(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", default="speed", choices=["speed", "parity", "align-parity"])
-    parser.add_argument("--aligned", help="alignment directory of the scorer to measure (default: the embedded zero-shot model)")
-    parser.add_argument("--layouts", default="", help="comma-separated layouts besides float32 (default: all; parity: int8,bfloat16)")
+    parser.add_argument(
+        "--aligned", help="alignment directory of the scorer to measure (default: the embedded zero-shot model)"
+    )
+    parser.add_argument(
+        "--layouts", default="", help="comma-separated layouts besides float32 (default: all; parity: int8,bfloat16)"
+    )
     parser.add_argument("--prompts", type=int, default=16, help="[2] full prompts")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="[2] batch sizes")
     parser.add_argument("--episodes", type=int, default=8, help="[3] parallel episodes")
     parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8, 16, 32], help="[4] batched environments N")
-    parser.add_argument("--env-steps", type=int, default=40, help="[4] vector steps per setting at N=8 (x 8/N at other N: the same environment steps)")
+    parser.add_argument(
+        "--env-steps", type=int, default=40,
+        help="[4] vector steps per setting at N=8 (x 8/N at other N: the same environment steps)",
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7], help="which of the sections [1]-[7] to run")
-    parser.add_argument("--align-trees", type=int, default=24, help="[6], [7] training and early-stopping trees of the default alignment")
-    parser.add_argument("--align-dtypes", choices=["default", "both"], default="default", help="[6] fp32 and the default dtype, or fp32 and bf16 whatever the default")
+    parser.add_argument(
+        "--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7], help="which of the sections [1]-[7] to run"
+    )
+    parser.add_argument(
+        "--align-trees", type=int, default=24,
+        help="[6], [7] training and early-stopping trees of the default alignment",
+    )
+    parser.add_argument(
+        "--align-dtypes", choices=["default", "both"], default="default",
+        help="[6] fp32 and the default dtype, or fp32 and bf16 whatever the default",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="[6], [7] runs of each setting (the minimum is printed)")
-    parser.add_argument("--valid-pairs", type=int, default=None, help="parity: validation pairs to score (default: coral run's 70; 0: the whole split; more resolve the 0.005 rule better); align-parity: pairs of the tuning role (default 2,000; 0: all)")
-    parser.add_argument("--write", action="store_true", help="parity, align-parity: record the results in coral/llm/parity.json")
-    parser.add_argument("--work", default="runs/align-parity", help="align-parity: where the two alignments are trained (resumable)")
+    parser.add_argument(
+        "--valid-pairs",
+        type=int,
+        default=None,
+        help="parity: validation pairs to score (default: coral run's 70; 0: the whole split; more resolve the 0.005 "
+             "rule better); align-parity: pairs of the tuning role (default 2,000; 0: all)",
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="parity, align-parity: record the results in coral/llm/parity.json"
+    )
+    parser.add_argument(
+        "--work", default="runs/align-parity", help="align-parity: where the two alignments are trained (resumable)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "parity":

@@ -22,12 +22,9 @@ SCORER_COUNTERS = ("cache_hits", "cache_misses", "tokens_reused", "tokens_comput
 #: RLlib result keys (flattened with "/") -> SB3 column names. No train/approx_kl: RLlib computes
 #: its KL only with use_kl_loss, which SB3's PPO (and so ppo_config) does not use.
 RESULT_COLUMNS = {
-    "env_runners/episode_return_mean": "rollout/ep_rew_mean",
-    "env_runners/episode_len_mean": "rollout/ep_len_mean",
-    "num_env_steps_sampled_lifetime": "time/total_timesteps",
-    "training_iteration": "time/iterations",
-    "time_since_restore": "time/time_elapsed",
-    "learners/default_policy/total_loss": "train/loss",
+    "env_runners/episode_return_mean": "rollout/ep_rew_mean", "env_runners/episode_len_mean": "rollout/ep_len_mean",
+    "num_env_steps_sampled_lifetime": "time/total_timesteps", "training_iteration": "time/iterations",
+    "time_since_restore": "time/time_elapsed", "learners/default_policy/total_loss": "train/loss",
     "learners/default_policy/policy_loss": "train/policy_gradient_loss",
     "learners/default_policy/vf_loss": "train/value_loss",
     "learners/default_policy/vf_explained_var": "train/explained_variance",
@@ -116,6 +113,8 @@ def result_row(result: Mapping[str, Any], steps_at_start: int = 0) -> dict[str, 
         row["coral/abs_error"] = float(coral["abs_error"])
     if _finite(coral.get("llm_calls")):
         row["coral/llm_calls"] = float(coral["llm_calls"])
-    counters = {name: float(coral[f"scorer_{name}"]) for name in SCORER_COUNTERS if _finite(coral.get(f"scorer_{name}"))}
+    counters = {
+        name: float(coral[f"scorer_{name}"]) for name in SCORER_COUNTERS if _finite(coral.get(f"scorer_{name}"))
+    }
     row.update({f"coral/{k}": v for k, v in cache_rates(counters).items()})
     return row

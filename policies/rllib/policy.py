@@ -24,7 +24,11 @@ OBS_FILTER = "obs_filter"
 def policy_parts(directory: Path) -> tuple[Path, Path | None]:
     """(module dir, observation filter dir or None) of an Algorithm checkpoint or an ``rllib_model/``."""
     directory = Path(directory)
-    module, obs_filter = (directory / ALGO_MODULE, directory / ALGO_OBS_FILTER) if (directory / ALGO_MODULE).is_dir() else (directory / MODULE, directory / OBS_FILTER)
+    module, obs_filter = (
+        (directory / ALGO_MODULE, directory / ALGO_OBS_FILTER)
+        if (directory / ALGO_MODULE).is_dir()
+        else (directory / MODULE, directory / OBS_FILTER)
+    )
     return module, obs_filter if obs_filter.is_dir() else None
 
 
@@ -47,14 +51,17 @@ def load_obs_filter(directory: Path | None, observation_space: Any) -> Any | Non
 
 
 def frozen_obs_filter(connector_state: dict[Any, Any]) -> Any:
-    """A ``ray.rllib.utils.filter.MeanStdFilter`` holding a MeanStdFilter connector's statistics (applied with ``update=False``).
+    """A ``ray.rllib.utils.filter.MeanStdFilter`` holding a MeanStdFilter connector's statistics (applied with
+    ``update=False``).
 
     :param connector_state: the connector's ``get_state()``: {agent id: filter state}.
     """
     from ray.rllib.utils.filter import MeanStdFilter, RunningStat
 
     (state,) = connector_state.values()  # single agent
-    obs_filter = MeanStdFilter(state["shape"], demean=state["de_mean_to_zero"], destd=state["de_std_to_one"], clip=state["clip_by_value"])
+    obs_filter = MeanStdFilter(
+        state["shape"], demean=state["de_mean_to_zero"], destd=state["de_std_to_one"], clip=state["clip_by_value"]
+    )
     (stats,) = state["running_stats"]  # one Box observation
     obs_filter.running_stats = RunningStat.from_state(stats)
     return obs_filter

@@ -14,16 +14,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coral.errors import CoralError
-from coral.io import atomic_write_json
 from coral.envs import EnvResources
 from coral.envs.resources import resolve_dataset
-
+from coral.errors import CoralError
+from coral.io import atomic_write_json
 from coral.policies.callbacks import save_aside
 from coral.policies.config import TrainConfig
 from coral.policies.rllib import require_rllib
+from coral.policies.run_dir import (
+    CONFIG_FILE,
+    RLLIB_MODEL_DIR,
+    SUMMARY_FILE,
+    checkpoint_state,
+    log_formats,
+    new_log_segment,
+    read_summary,
+    warn_on_scorer_change,
+)
 from coral.policies.sb3 import DEFAULT_LEARNING_RATES
-from coral.policies.run_dir import CONFIG_FILE, RLLIB_MODEL_DIR, SUMMARY_FILE, checkpoint_state, log_formats, new_log_segment, read_summary, warn_on_scorer_change
 
 #: A resumed run draws fresh episodes (seed + RESUME_SEED_STRIDE x steps done), as the SB3 path.
 RESUME_SEED_STRIDE = 7919
@@ -78,13 +86,14 @@ def ppo_config(config: TrainConfig, env_config: dict[str, Any], seed: int) -> An
             clip_param=0.2,
             vf_clip_param=float("inf"),  # SB3: no value clipping
             use_kl_loss=False,  # SB3: no KL penalty
-            entropy_coeff=0.0,
-            vf_loss_coeff=0.5,
-            grad_clip=0.5,
-            grad_clip_by="global_norm",
+            entropy_coeff=0.0, vf_loss_coeff=0.5, grad_clip=0.5, grad_clip_by="global_norm",
         )
         # SB3's MlpPolicy: separate 64-64 tanh networks for policy and value, state-independent log std.
-        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64], fcnet_activation="tanh", vf_share_layers=False, free_log_std=True))
+        .rl_module(
+            model_config=DefaultModelConfig(
+                fcnet_hiddens=[64, 64], fcnet_activation="tanh", vf_share_layers=False, free_log_std=True
+            )
+        )
         .callbacks(CoralMetricsCallback)
         .debugging(seed=seed)
         .reporting(metrics_num_episodes_for_smoothing=100)  # SB3's ep_info_buffer length
@@ -98,7 +107,9 @@ def _replace_dir(save: Any, path: Path) -> Path:
     return save_aside(save, path)
 
 
-def save_rllib_checkpoint(algo: Any, directory: Path, steps: int, config: dict[str, Any], scorer_fingerprint: str) -> Path:
+def save_rllib_checkpoint(
+    algo: Any, directory: Path, steps: int, config: dict[str, Any], scorer_fingerprint: str
+) -> Path:
     """``algo.save`` as ``algo_<steps>/`` (written aside, renamed), then ``latest.json`` (the SB3 path's contract).
 
     :param algo: the RLlib Algorithm.
@@ -109,7 +120,10 @@ def save_rllib_checkpoint(algo: Any, directory: Path, steps: int, config: dict[s
     """
     directory.mkdir(parents=True, exist_ok=True)
     path = _replace_dir(lambda tmp: algo.save(str(tmp)), directory / f"algo_{steps}")
-    atomic_write_json(directory / "latest.json", {"timesteps": steps, "model": path.name, "config": config, "scorer": scorer_fingerprint, "engine": "rllib"})
+    atomic_write_json(
+        directory / "latest.json",
+        {"timesteps": steps, "model": path.name, "config": config, "scorer": scorer_fingerprint, "engine": "rllib"},
+    )
     return path
 
 
@@ -136,7 +150,8 @@ def _scorer_fingerprint(algo: Any, runners: int) -> str:
 
 
 def _start_ray(runners: int) -> bool:
-    """Start a local Ray instance unless one runs (``ray.init`` as the caller wishes, e.g. a cluster); True if started here."""
+    """Start a local Ray instance unless one runs (``ray.init`` as the caller wishes, e.g. a cluster); True if started
+    here."""
     import ray
 
     if ray.is_initialized():
@@ -156,11 +171,16 @@ def train_rllib(config: TrainConfig, resources: EnvResources | None = None, resu
     """
     require_rllib()
     if resources is not None and any(vars(resources).values()):
-        raise CoralError("engine rllib builds its environments from names in every runner process; pass names in the config, not objects in resources")
+        raise CoralError(
+            "engine rllib builds its environments from names in every runner process; pass names in the config, not "
+            "objects in resources"
+        )
     out = Path(config.out)
     state = checkpoint_state(out, resume)
     # Fail before the run directory is written (as the SB3 path).
-    resolve_dataset(config.env.data).require_both_classes("train", *(("valid",) if config.val_every and config.val_size else ()))
+    resolve_dataset(config.env.data).require_both_classes(
+        "train", *(("valid",) if config.val_every and config.val_size else ())
+    )
     import torch
     from stable_baselines3.common.logger import configure
 
@@ -197,7 +217,11 @@ def train_rllib(config: TrainConfig, resources: EnvResources | None = None, resu
         "scorer": fingerprint,
         "segments": segment + 1,
         "policy_updates": int(row.get("time/iterations", previous.get("policy_updates", 0))),
-        **{k.replace("coral/", "scorer_"): v for k, v in row.items() if k in ("coral/cache_hit_rate", "coral/kv_reuse_rate")},
+        **{
+            k.replace("coral/", "scorer_"): v
+            for k, v in row.items()
+            if k in ("coral/cache_hit_rate", "coral/kv_reuse_rate")
+        },
     }
     atomic_write_json(out / SUMMARY_FILE, summary)
     return out
@@ -216,7 +240,9 @@ def live_policy(algo: Any, name: str) -> Any:
 
     from coral.policies.rllib.policy import RLlibPolicy, frozen_obs_filter
 
-    connectors = algo.env_runner.get_state(components=COMPONENT_ENV_TO_MODULE_CONNECTOR)[COMPONENT_ENV_TO_MODULE_CONNECTOR]
+    connectors = algo.env_runner.get_state(components=COMPONENT_ENV_TO_MODULE_CONNECTOR)[
+        COMPONENT_ENV_TO_MODULE_CONNECTOR
+    ]
     obs_filter = connectors.get("MeanStdFilter")
     return RLlibPolicy(algo.get_module(), name=name, obs_filter=frozen_obs_filter(obs_filter) if obs_filter else None)
 
@@ -229,7 +255,11 @@ def _validate(config: TrainConfig, algo: Any, logger: Any) -> None:
     from coral.policies.evaluate import evaluate_policy, mean_return, tuning_episodes
 
     rows = tuning_episodes(resolve_dataset(config.env.data), config.val_size)
-    res = evaluate_policy(live_policy(algo, config.model_name), config.env_config("valid"), split="valid", batch_size=config.n_envs, episodes=rows, progress=False)
+    res = evaluate_policy(
+        live_policy(algo, config.model_name),
+        config.env_config("valid"),
+        split="valid", batch_size=config.n_envs, episodes=rows, progress=False,
+    )
     logger.record("coral/val_return", mean_return(res))
     logger.record("coral/val_auc", binary_metrics(res.labels, res.p[-1], n_boot=0)["auc"])
     logger.record("coral/val_auc_round0", binary_metrics(res.labels, res.p[0], n_boot=0)["auc"])
@@ -240,7 +270,9 @@ def _crossed(every: int, before: int, now: int) -> bool:
     return every > 0 and now // every > before // every
 
 
-def _learn(config: TrainConfig, algo: Any, logger: Any, out: Path, done_before: int, fingerprint: str) -> tuple[int, dict[str, float], float]:
+def _learn(
+    config: TrainConfig, algo: Any, logger: Any, out: Path, done_before: int, fingerprint: str
+) -> tuple[int, dict[str, float], float]:
     """``algo.train()`` until ``config.timesteps``: a CSV row per iteration, validation every
     ``val_every`` and checkpoints every ``checkpoint_every`` steps; returns (steps, the last row, seconds)."""
     from coral.policies.rllib.metrics import result_row

@@ -1,7 +1,7 @@
-"""Weight layouts of a loaded LLM: how its decoder's linear layers compute, chosen per CPU.
+"""Weight precisions of a loaded LLM: how its decoder's linear layers compute, chosen per CPU.
 
-A *layout* names the arithmetic of the decoder's linear layers (q/k/v/o and the MLP); the
-embeddings, norms, attention, the residual stream and the LM head stay fp32 in every layout.
+A *precision* names the arithmetic of the decoder's linear layers (q/k/v/o and the MLP); the
+embeddings, norms, attention, the residual stream and the LM head stay fp32 in every precision.
 
 - ``float32``: dense fp32 (MKL/oneDNN sgemm). Always available; the reference.
 - ``int8``: int8 weights per output channel, per-token int8 activations (batch-invariant),
@@ -12,13 +12,14 @@ embeddings, norms, attention, the residual stream and the LM head stay fp32 in e
   moved P(Yes) more). Fast only with native bf16 (AMX-BF16 or AVX512-BF16); elsewhere torch
   emulates it (measured about 100x slower than fp32 per GEMM on an AVX2-only CPU).
 
-A layout other than fp32 is *eligible* only with a passing parity record for its numerics on
+A precision other than fp32 is *eligible* only with a passing parity record for its numerics on
 this CPU class (``parity.json`` beside this module, written by
 ``python experiments/bench/speed.py parity``): the default run's scorer (``coral run``'s alignment on
 the powered default dataset, movielens_small) scores the run's validation pairs without evidence
 and with 5 random pieces; both validation AUCs must lie within :data:`AUC_TOLERANCE` of fp32's on
-the same prompts, and the mean |dp| is recorded. :func:`default_layout` is the
-preferred (:data:`PREFERENCE`) eligible layout that this CPU runs natively, fp32 otherwise. The layout (:func:`layout_tag`) is part of every scorer fingerprint, hence of every
+the same prompts, and the mean |dp| is recorded. :func:`default_precision` is the
+preferred (:data:`PREFERENCE`) eligible precision that this CPU runs natively, fp32 otherwise. The precision
+(:func:`precision_tag`) is part of every scorer fingerprint, hence of every
 score-cache key and result row.
 """
 
@@ -32,12 +33,12 @@ from typing import Any, Iterable, Sequence
 
 from coral.errors import CoralError
 
-LAYOUTS = ("float32", "int8", "bfloat16")
-#: The issue's eligibility rule: |AUC(layout) - AUC(fp32)| on the same validation pairs.
+PRECISIONS = ("float32", "int8", "bfloat16")
+#: The issue's eligibility rule: |AUC(precision) - AUC(fp32)| on the same validation pairs.
 AUC_TOLERANCE = 0.005
 #: The recorded parity checks shipped with the package.
 PARITY_FILE = Path(__file__).with_name("parity.json")
-#: Calibration prompts of the int8 layout (SmoothQuant factors); bump to recompute cached factors.
+#: Calibration prompts of the int8 precision (SmoothQuant factors); bump to recompute cached factors.
 CALIBRATION_PROMPTS = 16
 CALIBRATION_VERSION = "1"
 
@@ -56,7 +57,9 @@ def cpu_flags() -> frozenset[str]:
     import torch
 
     capability = str(torch.backends.cpu.get_cpu_capability()).lower()  # "avx2", "avx512", "default", ...
-    return frozenset({"avx2"} if capability == "avx2" else {"avx2", "avx512f"} if capability.startswith("avx512") else set())
+    return frozenset(
+        {"avx2"} if capability == "avx2" else {"avx2", "avx512f"} if capability.startswith("avx512") else set()
+    )
 
 
 def feature_class(flags: Iterable[str]) -> str:
@@ -78,33 +81,33 @@ def feature_class(flags: Iterable[str]) -> str:
     return "baseline"
 
 
-def numerics(layout: str, flags: Iterable[str]) -> str:
-    """What decides a layout's results on a CPU: ``float32``, ``bfloat16-linear``, ``int8-a7`` or ``int8-a8``.
+def numerics(precision: str, flags: Iterable[str]) -> str:
+    """What decides a precision's results on a CPU: ``float32``, ``bfloat16-linear``, ``int8-a7`` or ``int8-a8``.
 
     A parity record measured for one numerics applies to every CPU with the same numerics.
 
-    :param layout: one of :data:`LAYOUTS`.
+    :param precision: one of :data:`PRECISIONS`.
     :param flags: CPU feature flags.
     """
-    check_layout(layout)
-    if layout == "int8":
+    check_precision(precision)
+    if precision == "int8":
         from coral.llm.int8 import activation_bits
 
         return f"int8-a{activation_bits(frozenset(flags))}"
-    return "bfloat16-linear" if layout == "bfloat16" else layout
+    return "bfloat16-linear" if precision == "bfloat16" else precision
 
 
-def supported(layout: str, flags: Iterable[str] | None = None) -> bool:
-    """Whether this CPU runs ``layout`` with native kernels (not emulated).
+def supported(precision: str, flags: Iterable[str] | None = None) -> bool:
+    """Whether this CPU runs ``precision`` with native kernels (not emulated).
 
-    :param layout: one of :data:`LAYOUTS`.
+    :param precision: one of :data:`PRECISIONS`.
     :param flags: CPU feature flags (default: this machine's).
     """
-    check_layout(layout)
+    check_precision(precision)
     flags = cpu_flags() if flags is None else frozenset(flags)
-    if layout == "float32":
+    if precision == "float32":
         return True
-    if layout == "int8":
+    if precision == "int8":
         import torch
 
         # fbgemm's kernels need AVX2 at least; torch's x86 engine is what runs them.
@@ -112,19 +115,19 @@ def supported(layout: str, flags: Iterable[str] | None = None) -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def check_layout(layout: str) -> None:
-    """:raises CoralError: unless ``layout`` is one of :data:`LAYOUTS`."""
-    if layout not in LAYOUTS:
-        raise CoralError(f"unknown layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}")
+def check_precision(precision: str) -> None:
+    """:raises CoralError: unless ``precision`` is one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise CoralError(f"unknown precision {precision!r}; expected auto or one of {', '.join(PRECISIONS)}")
 
 
 # ---- parity records -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ParityRecord:
-    """One recorded parity check of a layout against fp32 (an entry of ``parity.json``)."""
+    """One recorded parity check of a precision against fp32 (an entry of ``parity.json``)."""
 
-    layout: str
-    """The layout checked."""
+    precision: str
+    """The precision checked."""
     numerics: str
     """Its numerics on the CPU it was measured on (:func:`numerics`): the record applies to CPUs with the same."""
     cpu_class: str
@@ -140,13 +143,13 @@ class ParityRecord:
     auc_fp32: float
     """Validation AUC of fp32 (the worse-matching of the two prompt sets: no evidence, 5 random pieces)."""
     auc: float
-    """Validation AUC of the layout on the same prompts."""
+    """Validation AUC of the precision on the same prompts."""
     mean_abs_dp: float
     """Mean |P(Yes) - P(Yes) of fp32| over all the prompts scored."""
     max_abs_dp: float
     """Largest |dp| over the pairs."""
     speedup: float
-    """Prompt tokens/s of the layout over fp32's, same run."""
+    """Prompt tokens/s of the precision over fp32's, same run."""
     date: str
     """When it was measured (YYYY-MM-DD)."""
     command: str
@@ -154,7 +157,7 @@ class ParityRecord:
 
     @property
     def auc_delta(self) -> float:
-        """AUC(layout) - AUC(fp32)."""
+        """AUC(precision) - AUC(fp32)."""
         return self.auc - self.auc_fp32
 
     @property
@@ -166,32 +169,39 @@ class ParityRecord:
         return asdict(self)
 
 
+def _renamed_keys(entry: dict[str, Any]) -> dict[str, Any]:
+    """A record as written before ``layout`` was renamed ``precision`` (files of older releases)."""
+    return {("precision" if key == "layout" else key): value for key, value in entry.items()}
+
+
 def load_parity_records(path: Path = PARITY_FILE) -> list[ParityRecord]:
     """The parity records of ``path`` (the package's ``parity.json`` by default; none if it is absent)."""
     if not path.is_file():
         return []
     try:
-        return [ParityRecord(**entry) for entry in json.loads(path.read_text())["records"]]
+        return [ParityRecord(**_renamed_keys(entry)) for entry in json.loads(path.read_text())["records"]]
     except (ValueError, KeyError, TypeError) as exc:
-        raise CoralError(f"{path}: not a parity record file ({type(exc).__name__}: {exc}); restore it from the repository") from None
+        raise CoralError(
+            f"{path}: not a parity record file ({type(exc).__name__}: {exc}); restore it from the repository"
+        ) from None
 
 
-def record_for(layout: str, flags: Iterable[str], records: Sequence[ParityRecord]) -> ParityRecord | None:
-    """The most recent record of ``layout`` with this CPU's numerics, or None."""
-    want = numerics(layout, flags)
-    matching = [r for r in records if r.layout == layout and r.numerics == want]
+def record_for(precision: str, flags: Iterable[str], records: Sequence[ParityRecord]) -> ParityRecord | None:
+    """The most recent record of ``precision`` with this CPU's numerics, or None."""
+    want = numerics(precision, flags)
+    matching = [r for r in records if r.precision == precision and r.numerics == want]
     return max(matching, key=lambda r: r.date) if matching else None
 
 
-#: Which eligible layout wins where several are: bf16 on AMX runs about 2x fp32
+#: Which eligible precision wins where several are: bf16 on AMX runs about 2x fp32
 #: (../shared/docs/cpu-llm-notes.md), the int8 layer 1.2-1.35x on AVX2 (experiments/notes/speed.md).
-#: A fixed order rather than the records' speed-ups: a record measured where the layout is
+#: A fixed order rather than the records' speed-ups: a record measured where the precision is
 #: emulated (bf16 on an AVX2 CPU) has a valid AUC but a meaningless speed.
 PREFERENCE = ("bfloat16", "int8")
 
 
-def default_layout(flags: Iterable[str] | None = None, records: Sequence[ParityRecord] | None = None) -> str:
-    """The preferred layout (:data:`PREFERENCE`) that this CPU runs natively and whose parity
+def default_precision(flags: Iterable[str] | None = None, records: Sequence[ParityRecord] | None = None) -> str:
+    """The preferred precision (:data:`PREFERENCE`) that this CPU runs natively and whose parity
     record for its numerics passed; fp32 (which needs no record) when none does.
 
     :param flags: CPU feature flags (default: this machine's).
@@ -199,30 +209,30 @@ def default_layout(flags: Iterable[str] | None = None, records: Sequence[ParityR
     """
     flags = cpu_flags() if flags is None else frozenset(flags)
     records = load_parity_records() if records is None else records
-    for layout in PREFERENCE:
-        if supported(layout, flags):
-            record = record_for(layout, flags, records)
+    for precision in PREFERENCE:
+        if supported(precision, flags):
+            record = record_for(precision, flags, records)
             if record is not None and record.passed:
-                return layout
+                return precision
     return "float32"
 
 
-def resolve_layout(layout: str | None) -> str:
-    """``layout`` itself, or :func:`default_layout` for None / ``"auto"``.
+def resolve_precision(precision: str | None) -> str:
+    """``precision`` itself, or :func:`default_precision` for None / ``"auto"``.
 
     :raises CoralError: for an unknown name.
     """
-    if layout in (None, "auto"):
-        return default_layout()
-    check_layout(layout)
-    return layout
+    if precision in (None, "auto"):
+        return default_precision()
+    check_precision(precision)
+    return precision
 
 
-# ---- applying a layout to a model ------------------------------------------------------------
+# ---- applying a precision to a model ------------------------------------------------------------
 def calibration_batches(tokenizer: Any) -> list:
     """Token ids of the int8 calibration prompts: default prompts of the embedded MovieLens training split.
 
-    A fixed dataset (not the one being scored) keeps the int8 layout a property of the model alone.
+    A fixed dataset (not the one being scored) keeps the int8 precision a property of the model alone.
     """
     import numpy as np
     import torch
@@ -271,20 +281,22 @@ def smoothing_stats(model: Any, tokenizer: Any, model_key: str) -> dict:
     return stats
 
 
-def apply_layout(model: Any, layout: str, tokenizer: Any = None, model_key: str = "", flags: Iterable[str] | None = None) -> Any:
-    """Convert a loaded fp32 causal LM to ``layout`` in place; returns the model to use.
+def apply_precision(
+    model: Any, precision: str, tokenizer: Any = None, model_key: str = "", flags: Iterable[str] | None = None
+) -> Any:
+    """Convert a loaded fp32 causal LM to ``precision`` in place; returns the model to use.
 
     :param model: an fp32 transformers causal LM in eval mode.
-    :param layout: one of :data:`LAYOUTS`.
+    :param precision: one of :data:`PRECISIONS`.
     :param tokenizer: int8: the tokenizer for the calibration prompts (None: no SmoothQuant).
     :param model_key: int8: identity of the weights, to cache the calibration statistics.
     :param flags: int8: CPU flags deciding the activation bits (default: this machine's).
     """
-    check_layout(layout)
-    if layout == "float32":
+    check_precision(precision)
+    if precision == "float32":
         return model
 
-    if layout == "bfloat16":
+    if precision == "bfloat16":
         from coral.llm.bf16 import convert_linears
 
         convert_linears(model)
@@ -296,8 +308,8 @@ def apply_layout(model: Any, layout: str, tokenizer: Any = None, model_key: str 
     return model
 
 
-def layout_tag(model: Any) -> str:
-    """The layout of a loaded model as it goes into fingerprints: float32, bfloat16-linear, int8-a7[-sqN],
+def precision_tag(model: Any) -> str:
+    """The precision of a loaded model as it goes into fingerprints: float32, bfloat16-linear, int8-a7[-sqN],
     int8-a8[-sqN] (bfloat16 for a model converted whole by hand).
 
     Read from the modules themselves, so a model converted by hand is named right too.
