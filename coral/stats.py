@@ -490,18 +490,26 @@ def _per_seed_quantity(aucs: np.ndarray) -> np.ndarray:
     return aucs[..., 0] if aucs.shape[-1] == 1 else aucs[..., 0] - aucs[..., 1]
 
 
+def _checked_seeds(
+    ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], level: float, what: str
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[float]]:
+    """Each seed's checked (labels, scores) and its per-seed quantity; ``what`` names the caller in errors."""
+    _check_level(level)
+    if len(ys) == 0 or len(ys) != len(per_seed_scores):
+        raise CoralError(
+            f"{what} needs one label array per seed: {len(ys)} label arrays, {len(per_seed_scores)} score arrays"
+        )
+    checked = [_labels_and_scores(y, matrix) for y, matrix in zip(ys, per_seed_scores, strict=True)]
+    values = [float(_per_seed_quantity(_delong_components(labels, matrix)[0])) for labels, matrix in checked]
+    return checked, values
+
+
 def _pooled(
     ys: Sequence[np.ndarray], per_seed_scores: Sequence[np.ndarray], n_boot: int, seed: int, level: float,
     shared_pairs: bool,
 ) -> PooledEstimate:
     """Pool (k, n_s) scores of every seed, k=1 (AUC) or 2 (difference); see :func:`pooled_auc`."""
-    _check_level(level)
-    if len(ys) == 0 or len(ys) != len(per_seed_scores):
-        raise CoralError(
-            f"pooling needs one label array per seed: {len(ys)} label arrays, {len(per_seed_scores)} score arrays"
-        )
-    checked = [_labels_and_scores(y, matrix) for y, matrix in zip(ys, per_seed_scores, strict=False)]
-    values = [float(_per_seed_quantity(_delong_components(labels, matrix)[0])) for labels, matrix in checked]
+    checked, values = _checked_seeds(ys, per_seed_scores, level, "pooling")
     rng = np.random.default_rng(seed)
     if shared_pairs:
         labels = checked[0][0]
@@ -570,14 +578,7 @@ def _two_level(
     shared_pairs: bool,
 ) -> PooledEstimate:
     """Two-level bootstrap of a per-seed quantity: resample seeds, then pairs within each drawn seed."""
-    _check_level(level)
-    if len(ys) == 0 or len(ys) != len(per_seed_scores):
-        raise CoralError(
-            f"the two-level bootstrap needs one label array per seed: {len(ys)} label arrays, {len(per_seed_scores)} "
-            "score arrays"
-        )
-    checked = [_labels_and_scores(y, matrix) for y, matrix in zip(ys, per_seed_scores, strict=False)]
-    values = [float(_per_seed_quantity(_delong_components(labels, matrix)[0])) for labels, matrix in checked]
+    checked, values = _checked_seeds(ys, per_seed_scores, level, "the two-level bootstrap")
     n_seeds = len(checked)
     rng = np.random.default_rng(seed)
     chosen = rng.integers(0, n_seeds, size=(n_boot, n_seeds))  # each replicate's seeds, with replacement
