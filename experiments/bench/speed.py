@@ -336,7 +336,7 @@ def default_alignment_seconds(config, costs: dict[str, float]) -> float:
 # ---- the commands --------------------------------------------------------------------------
 def speed(args: argparse.Namespace) -> None:
     from coral.llm.precision import PRECISIONS, cpu_flags, default_precision, feature_class, supported
-    from coral.llm.prompt import PromptBuilder
+    from coral.llm.prompt import scorer_prompt_builder
 
     flags = cpu_flags()
     default = default_precision()
@@ -351,7 +351,7 @@ def speed(args: argparse.Namespace) -> None:
     scorers = {name: load_scorer(args.aligned, name) for name in layouts}
     ref = scorers["float32"]
     print(f"scorer: {ref.fingerprint}")
-    builder = PromptBuilder(dataset, tokenizer=ref.tokenizer)
+    builder = scorer_prompt_builder(dataset, ref)  # an aligned scorer's own prompt settings (base rates, CF tokens)
     gflop = decoder_gflop_per_token(ref.model)
     print(f"decoder linear layers: {gflop:.3f} GFLOP per prompt token\n")
 
@@ -590,13 +590,13 @@ def parity(args: argparse.Namespace) -> None:
         numerics,
         supported,
     )
-    from coral.llm.prompt import PromptBuilder
+    from coral.llm.prompt import scorer_prompt_builder
 
     flags = cpu_flags()
     dataset, rows = default_pairs(args.valid_pairs)
     y = dataset.valid.label[rows]
     ref = load_scorer(args.aligned, "float32")
-    builder = PromptBuilder(dataset, tokenizer=ref.tokenizer)
+    builder = scorer_prompt_builder(dataset, ref)
     sets = {"no evidence": [builder.build(u, i, ()) for u, i, _ in episodes(dataset, rows, 5, 0)],
             "5 random pieces": [builder.build(u, i, ev) for u, i, ev in episodes(dataset, rows, 5, 0)]}
     from coral.llm.aligned import identity, scorer_name
