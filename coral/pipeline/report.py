@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -179,6 +180,9 @@ def score_rows(run: "RunScores", dataset: str) -> list[dict]:
             info = dict(m.info)
             config = info.pop("config", {})
             train_seconds = float(info.pop("train_seconds", 0.0))
+            model_row = functools.partial(
+                make_row, dataset=dataset, model=model, seed=seed, config=config, train_seconds=train_seconds
+            )
             for r in range(m.test.rounds + 1):
                 metrics = run.round_metrics(model, seed, r)
                 extra = dict(
@@ -200,35 +204,11 @@ def score_rows(run: "RunScores", dataset: str) -> list[dict]:
                                 f"d_{kind}_p": c.p_value if c else "",
                             }
                         )
-                rows.append(
-                    make_row(
-                        dataset=dataset,
-                        model=model,
-                        seed=seed,
-                        split="test",
-                        metrics=metrics,
-                        config=config,
-                        train_seconds=train_seconds,
-                        **extra,
-                    )
-                )
+                rows.append(model_row(split="test", metrics=metrics, **extra))
             full = run.full.get(model, {}).get(seed)
             if full is not None:
                 metrics = binary_metrics_full(full, run.n_boot, seed)
-                rows.append(
-                    make_row(
-                        dataset=dataset,
-                        model=model,
-                        seed=seed,
-                        split="test_full",
-                        metrics=metrics,
-                        config=config,
-                        train_seconds=train_seconds,
-                        round="",
-                        pairs=len(full.test.rows),
-                        **info,
-                    )
-                )
+                rows.append(model_row(split="test_full", metrics=metrics, round="", pairs=len(full.test.rows), **info))
     return rows
 
 

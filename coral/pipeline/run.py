@@ -113,6 +113,16 @@ def _prompt_config():
     return PromptConfig()
 
 
+def _alignment_parts(align_config: AlignConfig) -> dict[str, Any]:
+    """What an aligned scorer depends on, in a stage identity: the align stage's and those of the
+    stages that read its outputs (the input twins fit its targets)."""
+    return {
+        "alignment": align_config,
+        "prompt": align_config.prompt,
+        "warm_start_model": align_config.warm.baseline(align_config.seed),
+    }
+
+
 class MainJob:
     """Builds and runs the stages of one ``coral run``."""
 
@@ -406,13 +416,7 @@ class MainJob:
 
             run_alignment(ds, align_config, directory / "aligned", validate=False)
 
-        identity = stage_identity(
-            "align",
-            ds,
-            alignment=align_config,
-            prompt=align_config.prompt,
-            warm_start_model=align_config.warm.baseline(align_config.seed),
-        )
+        identity = stage_identity("align", ds, **_alignment_parts(align_config))
         return Stage(f"align-seed{seed}", identity, run)
 
     def like_share_stage(self, ds: CoralDataset, pairs: SharedPairs, warm_start: str, seed: int) -> Stage:
@@ -639,9 +643,7 @@ class MainJob:
         identity = stage_identity(
             "input-twins",
             ds,
-            alignment=align_config,
-            prompt=align_config.prompt,
-            warm_start_model=align_config.warm.baseline(align_config.seed),
+            **_alignment_parts(align_config),
             inputs=[list(i) for i in input_sets],
             rounds=rounds,
             c_grid=list(C_GRID),
