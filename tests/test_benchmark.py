@@ -119,7 +119,7 @@ def test_paired_differences_use_the_same_pairs_and_the_right_references() -> Non
 
 
 def test_input_twins_and_side_feature_baselines_as_references() -> None:
-    from coral.pipeline.report import dataset_report, display_name
+    from coral.pipeline.report import _delta, dataset_report, display_name
 
     tag = "top2-finetune+rates+cf4"
     names = ("llm", "greedy", "twin", "twin_share", "dfm", "dfm_side", "twin_rates")
@@ -179,6 +179,17 @@ def test_input_twins_and_side_feature_baselines_as_references() -> None:
         "LLM-Language [zero-shot]"
     )
     assert "best CTR baseline (DFM + side features, by validation AUC)" in report and "Δ vs input twin" in report
+    # What the nearest pieces add to a linear reader: the twin with the like-share against the one
+    # with the same other inputs and without it (not against the rates-only twin), paired on test.
+    section = report[report.index("## What the nearest pieces add") : report.index("## The claims")]
+    expected = roc_auc_score(Y_TEST[rows], t["twin_share"][rows]) - roc_auc_score(Y_TEST[rows], t["twin"][rows])
+    rows_shown = [line for line in section.splitlines() if line.startswith("| LR(")]
+    assert rows_shown == [
+        "| LR(base rates + CF embeddings + like-share) (DFM) | LR(base rates + CF embeddings) (DFM) | "
+        + _delta(run.compare("twin-rates+cf+share-dfm", "twin-rates+cf-dfm"))
+        + " |"
+    ]
+    assert f"| {100 * expected:+.2f} [" in rows_shown[0]
 
 
 def test_a_deterministic_method_counts_once_and_seeds_use_ddof_1() -> None:

@@ -247,6 +247,39 @@ def controls_section(controls: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def evidence_information_lines(run: "RunScores") -> list[str]:
+    """What the K nearest pieces add to a linear reader of the same numbers (no LLM): each input twin given the
+    like-share of the nearest pieces against the twin with the same other inputs and without it (both fitted on the
+    same alignment targets), paired on the test pairs. An LLM given those numbers can only read more from the evidence
+    than this if it reads what a share leaves out (which pieces, whose ratings); [] without such twin pairs."""
+    lines = []
+    for model in sorted(run.methods):
+        inputs = twin_inputs_of(model)
+        if "share" not in inputs or len(inputs) < 2:
+            continue
+        without = [m for m in run.methods if twin_inputs_of(m) == tuple(i for i in inputs if i != "share")
+                   and warm_start_of(m) in (warm_start_of(model), "")]
+        if not without:
+            continue
+        c = run.compare(model, without[0])
+        lines.append(f"| {display_name(model)} | {display_name(without[0])} | {_delta(c)} |")
+    if not lines:
+        return []
+    return [
+        "",
+        "## What the nearest pieces add to their reader's numbers (no LLM)",
+        "",
+        "An input twin given the like-share of the K nearest pieces against the twin with the same other inputs, "
+        "paired on the test pairs (AUC points x100, pair bootstrap pooled over seeds): the evidence's information "
+        "beyond those numbers for a linear reader. Where it is near 0, a scorer given the numbers has little reason to "
+        "read its evidence, and a retrieval policy's reward little to work with.",
+        "",
+        "| with the like-share | without | Δ |",
+        "|---|---|---|",
+        *lines,
+    ]
+
+
 def dataset_report(
     run: "RunScores", dataset: str, claims: tuple[list["ClaimResult"], list[str]], preamble: str = ""
 ) -> str:
@@ -346,6 +379,7 @@ def dataset_report(
     for model in models:
         comparisons = run.comparisons(model)
         lines.append("| " + display_name(model) + " | " + " | ".join(_delta(comparisons[k]) for k in REFERENCES) + " |")
+    lines += evidence_information_lines(run)
     lines += ["", "## The claims", "", claims_table(*claims, display_name)]
     method = run.claims_method()
     if method is not None:
