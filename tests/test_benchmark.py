@@ -222,3 +222,50 @@ def test_mean_rating_reference_is_level_with_the_ctr_models_on_movielens_small()
     assert auc > 0.75, auc  # 0.785 measured; the CTR baselines reach 0.78-0.80
     # P(like) is a monotone map of the rating prediction: same AUC.
     assert roc_auc_score(ds.test.label, ref.rating(ds.test.user, ds.test.item)) == pytest.approx(auc)
+
+
+def test_a_stopping_policy_is_compared_with_greedy_stopped_after_every_k_up_to_its_pieces() -> None:
+    import dataclasses
+
+    from coral.pipeline.report import dataset_report
+
+    tag = "top2-finetune"
+    # Greedy's AUC by pieces: round 2 is its best among k <= 3, and round 5 is better still.
+    signal = (0.2, 1.0, 2.0, 1.5, 1.8, 3.0)
+    greedy_t = np.stack([noisy(Y_TEST, s, 60) for s in signal])
+    greedy_v = np.stack([noisy(Y_VALID, s, 61) for s in signal])
+    stop_t, stop_v = noisy(Y_TEST, 1.2, 62), noisy(Y_VALID, 1.2, 63)
+    stopping = method(f"coral-maskable-ppo-features-stop-dfm@{tag}", 0, stop_t, stop_v, PAIRS)
+    stopping = dataclasses.replace(stopping, info={"mean_pieces": 2.4})
+    # K rounds, filled forward after the stop (as evaluate_policy writes them)
+    stopping = dataclasses.replace(
+        stopping,
+        test=SplitScores(stopping.test.rows, stopping.test.labels, np.repeat(stopping.test.p, 6, axis=0)),
+        valid=SplitScores(stopping.valid.rows, stopping.valid.labels, np.repeat(stopping.valid.p, 6, axis=0)),
+    )
+    full = dataclasses.replace(
+        method(f"coral-ppo-dfm@{tag}", 0, greedy_t, greedy_v, PAIRS, rounds=5), info={"mean_pieces": 5.0}
+    )
+    run = RunScores(
+        [
+            method(f"llm-only@{tag}", 0, greedy_t[0], greedy_v[0], PAIRS),
+            method(f"coral-greedy-dfm@{tag}", 0, greedy_t, greedy_v, PAIRS, rounds=5),
+            stopping,
+            full,
+        ],
+        {0: PAIRS},
+        n_boot=200,
+    )
+    report = dataset_report(run, "d", paper_claims(run))
+    section = report[report.index("## Policies that stop") : report.index("## The claims")]
+    rows = [line for line in section.splitlines() if line.startswith("| CoRAL")]
+    assert len(rows) == 1 and "stop action" in rows[0]  # the policy that uses all K pieces is not here
+    t = PAIRS.test
+    by_k = [roc_auc_score(Y_TEST[t], greedy_t[k][t]) for k in (1, 2, 3)]
+    best = 1 + int(np.argmax(by_k))
+    assert best == 2
+    expected = roc_auc_score(Y_TEST[t], stop_t[t]) - by_k[best - 1]
+    cells = rows[0].split(" | ")
+    assert cells[1] == "2.40" and cells[2] == "3.40"
+    assert cells[4] == ", ".join(f"{k}: {100 * a:.2f}" for k, a in zip((1, 2, 3), by_k, strict=True))
+    assert cells[5].startswith(f"k = 2: {100 * expected:+.2f} [")

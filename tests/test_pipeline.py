@@ -227,6 +227,29 @@ def test_side_feature_baselines_need_item_features(tmp_path: Path, capsys) -> No
         from_dict(RunConfig, {"side_feature_baselines": True, "baseline": {"use_side_features": True}})
 
 
+def test_maskable_ppo_may_stop_at_a_price_per_piece(tmp_path: Path) -> None:
+    """candidate_stop gives coral-maskable_ppo CandidateRetrieval's stop action and candidate_piece_cost its price;
+    its row is named for it; a price without the stop action is refused."""
+    config = write_config(
+        tmp_path / "stop.yaml",
+        baselines=["dfm"],
+        side_feature_baselines=False,
+        controls=False,
+        methods=["coral-greedy", "coral-maskable_ppo"],
+        candidate_stop=True,
+        candidate_piece_cost=0.05,
+    )
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--out", str(out)]) == 0
+    [run_config] = list(out.rglob("run/config.json"))
+    env = json.loads(run_config.read_text())
+    assert env["stop_action"] is True and env["piece_cost"] == 0.05 and env["observe"] == "candidates"
+    names = [display_name(r["model"]) for r in final_rows(read_rows(out / "results.csv"))]
+    assert "CoRAL-MaskablePPO, candidate features, stop action (DFM) [zero-shot]" in names
+    with pytest.raises(CoralError, match="candidate_piece_cost prices the pieces of a policy that may stop"):
+        from_dict(RunConfig, {"candidate_piece_cost": 0.1})
+
+
 def test_experiment_configs_parse() -> None:
     experiments = Path(__file__).resolve().parents[1] / "experiments"
     config = RunConfig.from_yaml(experiments / "paper_table1.yaml")

@@ -72,6 +72,12 @@ class RunConfig:
     )
     """The policies' training and evaluation environment: K = train.rounds, parallel episodes = train.n_envs (the main
     job checkpoints every 64 steps, does not validate while training, and updates PPO every 8 x 4 = 32 steps)."""
+    candidate_stop: bool = False
+    """coral-maskable_ppo may also stop (CandidateRetrieval-v0's stop action): fewer pieces, fewer LLM calls; its row
+    is then compared in results.md with greedy stopped after a fixed number of pieces (model name ...-stop-WARM)."""
+    candidate_piece_cost: float = 0.0
+    """With `candidate_stop`: subtracted from the training reward of every step that adds a piece (a price on LLM
+    calls; 0: stopping pays only where the next piece would move P(Yes) away from the label)."""
     input_twins: bool = True
     """With `align` on and an alignment prompt that states base rates or holds CF soft tokens: add the input-twin rows
     (no LLM), logistic regressions on the numbers the aligned LLM is given (base rates, the CF embeddings of its soft
@@ -132,6 +138,13 @@ class RunConfig:
                 "label_aware_pairs",
                 "needs coral-greedy in methods (the headroom section compares with greedy retrieval)",
             )
+        cost = self.candidate_piece_cost
+        require(cost >= 0, "candidate_piece_cost", f"must be >= 0, got {cost}")
+        require(
+            self.candidate_stop or self.candidate_piece_cost == 0,
+            "candidate_piece_cost",
+            "prices the pieces of a policy that may stop: it needs candidate_stop",
+        )
         require(
             not (self.side_feature_baselines and self.baseline.use_side_features),
             "side_feature_baselines",

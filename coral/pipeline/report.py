@@ -41,6 +41,7 @@ RETRIEVAL_STATS = {
     "greedy_jaccard": "overlap with greedy (Jaccard)",
     "greedy_first_share": "first piece = greedy's",
     "mean_abs_action": "mean abs action",
+    "mean_pieces": "pieces per target",
 }
 
 
@@ -280,6 +281,46 @@ def evidence_information_lines(run: "RunScores") -> list[str]:
     ]
 
 
+def stopping_lines(run: "RunScores") -> list[str]:
+    """results.md's section on policies that may stop (fewer than K pieces per target on average): each against greedy
+    retrieval stopped after a fixed k pieces, for every k up to the policy's mean pieces rounded up, paired on the
+    same test pairs; [] without such a row.
+
+    The deciding line is the k of those with the highest test AUC (chosen on test: a strict comparison for the
+    policy, which must beat every fixed k it could be traded for)."""
+    lines = []
+    for model in sorted(run.methods):
+        greedy = run.reference(model, "greedy")
+        pieces = [float(m.info["mean_pieces"]) for m in run.methods[model].values() if m.info.get("mean_pieces")]
+        k_max = run.rounds(model)
+        if greedy is None or greedy == model or not pieces or np.mean(pieces) >= k_max - 1e-9:
+            continue
+        mean_pieces = float(np.mean(pieces))
+        ceiling = min(max(1, math.ceil(mean_pieces - 1e-9)), run.rounds(greedy))
+        by_k = {k: run.pooled(greedy, r=k).estimate for k in range(1, ceiling + 1)}
+        best = max(by_k, key=by_k.__getitem__)
+        c = run.compare(model, greedy, r_ref=best)
+        lines.append(
+            f"| {display_name(model)} | {mean_pieces:.2f} | {mean_pieces + 1:.2f} | {_pct(run.pooled(model).estimate)} "
+            f"| {', '.join(f'{k}: {_pct(a)}' for k, a in by_k.items())} | k = {best}: {_delta(c)} |"
+        )
+    if not lines:
+        return []
+    return [
+        "",
+        "## Policies that stop against greedy stopped after k pieces",
+        "",
+        "A policy that may stop uses fewer pieces, and fewer LLM calls (pieces + 1 prompts per target, the prefix "
+        "reused), than K. It is compared with greedy retrieval (its own scorer and warm start) stopped after each k up "
+        "to its mean pieces rounded up, on the same test pairs (AUC x100); Δ is against the best of those k (chosen "
+        "on test: the policy must beat every fixed k it could be traded for), pair bootstrap pooled over seeds.",
+        "",
+        "| Method | pieces per target | prompts per target | AUC | greedy after k pieces: AUC | Δ vs the best k |",
+        "|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
 def dataset_report(
     run: "RunScores", dataset: str, claims: tuple[list["ClaimResult"], list[str]], preamble: str = ""
 ) -> str:
@@ -322,7 +363,7 @@ def dataset_report(
         full = run.full.get(model, {})
         full_auc = seeds_summary([binary_metrics_full(f, 0, s)["auc"] for s, f in full.items()]) if full else ""
         stats = {
-            key: [float(m.info[key]) for m in runs.values() if m.info.get(key) not in (None, "")]
+            key: [v for v in (float(m.info[key]) for m in runs.values() if m.info.get(key) not in (None, "")) if v == v]
             for key in RETRIEVAL_STATS
         }
         lines.append(
@@ -380,6 +421,7 @@ def dataset_report(
         comparisons = run.comparisons(model)
         lines.append("| " + display_name(model) + " | " + " | ".join(_delta(comparisons[k]) for k in REFERENCES) + " |")
     lines += evidence_information_lines(run)
+    lines += stopping_lines(run)
     lines += ["", "## The claims", "", claims_table(*claims, display_name)]
     method = run.claims_method()
     if method is not None:

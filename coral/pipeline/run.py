@@ -346,7 +346,12 @@ class MainJob:
         if algo == "maskable_ppo":
             # MaskablePPO picks among candidates; without their features it has nothing to choose by
             # (experiments/notes/env-policies.md, the scripted table), so it always sees them.
-            env = dataclasses.replace(env, observe="candidates")
+            env = dataclasses.replace(
+                env,
+                observe="candidates",
+                stop_action=self.config.candidate_stop,
+                piece_cost=self.config.candidate_piece_cost,
+            )
         template = dataclasses.replace(self.config.train, env=env, algo=algo, timesteps=timesteps, seed=seed)
         batch = self.config.train.n_envs
 
