@@ -180,12 +180,20 @@ class RunScores:
             values.append(delong(m.valid.labels, m.valid.p[-1], m.valid.p[-1]).auc_a)
         return float(np.mean(values))
 
+    def _test_scores(self, model: str, r: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per seed, the test labels and ``model``'s scores after round ``r`` (None: last)."""
+        runs = list(self.methods[model].values())
+        return [m.test.labels for m in runs], [m.test.p[m.test.rounds if r is None else r] for m in runs]
+
+    def test_aucs(self, model: str, r: int | None = None) -> list[float]:
+        """Per seed, the test AUC after round ``r`` (None: last): point estimates, no resampling."""
+        return [delong(y, s, s).auc_a for y, s in zip(*self._test_scores(model, r), strict=True)]
+
     def pooled(self, model: str, r: int | None = None):
         """The AUC after round ``r`` (None: last) pooled over seeds (:func:`coral.stats.pooled_auc`)."""
-        runs = list(self.methods[model].values())
-        ys, scores = [m.test.labels for m in runs], [m.test.p[m.test.rounds if r is None else r] for m in runs]
+        ys, scores = self._test_scores(model, r)
         if self.n_boot == 0:  # point estimates only
-            values = [delong(y, s, s).auc_a for y, s in zip(ys, scores, strict=False)]
+            values = self.test_aucs(model, r)
             return PooledEstimate(
                 float(np.mean(values)),
                 math.nan,
@@ -197,7 +205,7 @@ class RunScores:
                 0,
                 0.95,
             )
-        return pooled_auc(ys, scores, n_boot=self.n_boot, seed=0, shared_pairs=self.shared_pairs and len(runs) > 1)
+        return pooled_auc(ys, scores, n_boot=self.n_boot, seed=0, shared_pairs=self.shared_pairs and len(ys) > 1)
 
     # ---- references -----------------------------------------------------------------------------
     def primary_tag(self) -> str:
