@@ -39,6 +39,25 @@ def score_prompts(scorer: "Scorer", prompts: Sequence["Prompt | None"]) -> list[
     return out
 
 
+#: Scores are clipped to [LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP] before the log-odds reward reads them.
+LOG_ODDS_CLIP = 1e-4
+
+
+def step_reward(p_before: float, p_after: float, label: int, reward: str = "abs_error") -> float:
+    """One step's reward: the decrease of |p - y| (``abs_error``) or the log-odds move toward y (``log_odds``).
+
+    :param p_before: p_{t-1}.
+    :param p_after: p_t.
+    :param label: y in {0, 1}.
+    :param reward: ``EnvConfig.reward``.
+    """
+    if reward == "log_odds":
+        before, after = (float(np.clip(p, LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP)) for p in (p_before, p_after))
+        move = np.log(after / (1 - after)) - np.log(before / (1 - before))
+        return float(move if label == 1 else -move)
+    return abs(p_before - label) - abs(p_after - label)
+
+
 class CollabRetrievalEnv(gym.Env):
     """Retrieve collaborative evidence, one interaction per step, to correct an LLM's P(Yes).
 
@@ -88,7 +107,10 @@ class CollabRetrievalEnv(gym.Env):
 
     ## Rewards
 
-    r_t = |p_{t-1} - y| - |p_t - y|, so the undiscounted return is |p_0 - y| - |p_T - y|.
+    ``reward="abs_error"`` (default, the paper): r_t = |p_{t-1} - y| - |p_t - y|, so the
+    undiscounted return is |p_0 - y| - |p_T - y|. ``reward="log_odds"``: r_t = (2y - 1) *
+    (logit p_t - logit p_{t-1}), p clipped to [1e-4, 1 - 1e-4], so the return is the move of the
+    log-odds toward the label: unsaturated near 0 and 1, on the scale a ranking metric reads.
 
     ## Starting State
 
@@ -130,6 +152,7 @@ class CollabRetrievalEnv(gym.Env):
 
     ## Version History
 
+    * v1 (later argument, default unchanged): ``reward="log_odds"``.
     * v1: training episodes from the ``episodes`` fold of tail-train (no label leakage through
       the warm start or the aligned scorer); query actions around the target by default
       (``query_origin``); observation 4d + 7 with p_0, evidence counts and t divided by one
@@ -385,7 +408,7 @@ class CollabRetrievalEnv(gym.Env):
         if p is not None:
             self.prompts_scored += 1
             self.p = float(p)
-        reward = abs(prev - self.label) - abs(self.p - self.label)
+        reward = step_reward(prev, self.p, self.label, self.config.reward)
         self.trace.append({**self._last, "p": self.p})
         terminated = self.stop_error is not None and abs(self.p - self.label) < self.stop_error
         exhausted = self._exhausted()

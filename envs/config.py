@@ -15,6 +15,8 @@ QueryOrigin = Literal["target", "center"]
 # : What an observation holds: the target's and the evidence's embeddings (v1), or the candidates' features
 # (CandidateRetrieval).
 Observe = Literal["embeddings", "candidates"]
+#: How a step is rewarded (see CollabRetrievalEnv's "Rewards").
+Reward = Literal["abs_error", "log_odds"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class EnvConfig:
     piece_cost: float = 0.0
     """Subtracted from the reward of every step that adds a piece of evidence (a price on LLM calls, for a policy that
     may stop)."""
+    reward: Reward = "abs_error"
+    """abs_error (the paper): the decrease of |p - y|; log_odds: the move of the score's log-odds toward the label,
+    (2y - 1) * (logit p_t - logit p_{t-1}), which does not saturate near 0 and 1 and is on the scale a ranking metric
+    reads."""
     max_train_steps: int = 10
     """Retrieval steps allowed per training episode; also the K that t and the evidence counts are divided by in every
     observation."""

@@ -95,9 +95,13 @@ class TrainConfig:
         """The name in result rows, e.g. coral-ppo-dfm (coral-rllib-ppo-dfm: the rows of both engines can share one
         results file;
         coral-maskable-ppo-features-dfm: the candidate features of CandidateRetrieval-v0, -stop with its stop
-        action)."""
+        action, -logodds trained on the log-odds reward)."""
         engine = "rllib-" if self.engine == "rllib" else ""
-        variant = ("-features" if self.env.observe == "candidates" else "") + ("-stop" if self.env.stop_action else "")
+        variant = (
+            ("-features" if self.env.observe == "candidates" else "")
+            + ("-stop" if self.env.stop_action else "")
+            + ("-logodds" if self.env.reward == "log_odds" else "")
+        )
         return f"coral-{engine}{self.algo.replace('_', '-')}{variant}-{self.env.warm.warm_start}"
 
     def env_config(self, split: str = "train") -> EnvConfig:

@@ -120,6 +120,28 @@ def test_piece_cost_is_charged_per_piece_added(dataset):
     assert r_free == 0.0 and r_cost == 0.0
 
 
+def test_log_odds_reward_is_the_move_of_the_log_odds_toward_the_label(dataset):
+    """reward="log_odds": each step's reward is (2y - 1) * (logit p_t - logit p_{t-1}) from the trace's scores, and
+    the return telescopes to the whole episode's move; the same pieces give the abs-error rewards otherwise."""
+    plain, log_odds = candidate_env(dataset, split="test"), candidate_env(dataset, split="test", reward="log_odds")
+    for index in range(4):
+        plain.reset(options={"index": index})
+        log_odds.reset(options={"index": index})
+        rewards, plain_rewards = [], []
+        for k in range(3):
+            rewards.append(log_odds.step(k)[1])
+            plain_rewards.append(plain.step(k)[1])
+        raw = [row["p"] for row in log_odds.trace]
+        assert [row["p"] for row in plain.trace] == pytest.approx(raw)  # same pieces, same scores
+        p = np.clip(raw, 1e-4, 1 - 1e-4)
+        sign = 1.0 if log_odds.label == 1 else -1.0
+        logit = np.log(p / (1 - p))
+        assert rewards == pytest.approx(list(sign * np.diff(logit)))
+        assert sum(rewards) == pytest.approx(sign * (logit[-1] - logit[0]))
+        p_plain = np.array([row["p"] for row in plain.trace])
+        assert plain_rewards == pytest.approx(list(-np.diff(np.abs(p_plain - plain.label))))
+
+
 def test_candidate_observation_needs_the_candidates_action_mode(dataset):
     with pytest.raises(CoralError, match="needs action_mode candidates"):
         make_env(env_config(observe="candidates"), resources=resources(dataset))
