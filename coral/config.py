@@ -80,6 +80,15 @@ def renamed(default: Any, *, old: str) -> Any:
     return dataclasses.field(default=default, metadata={"old_name": old})
 
 
+def added(default: Any) -> Any:
+    """A setting added after stages were hashed: at its default it stays out of stage identities (:func:`to_dict`
+    with ``identity=True``), so that adding it moves no finished stage, cache or result; any other value enters them.
+
+    :param default: the field's default value (the behaviour from before the setting existed).
+    """
+    return dataclasses.field(default=default, metadata={"added_default": default})
+
+
 def require(ok: bool, field: str, message: str, error: type[CoralError] = CoralError) -> None:
     """Raise ``error("<field> <message>")`` unless ``ok``; the field is rewritten as a key or flag by the loaders.
 
@@ -228,11 +237,13 @@ def _plain(value: Any) -> Any:
 def to_dict(obj: Any, *, identity: bool = False) -> dict[str, Any]:
     """The config ``obj`` as a nested dict of plain values (flat sections merged, skipped fields left out).
 
-    :param identity: name renamed settings by their old keys (:func:`renamed`): the dict that
-        stage identities hash, unchanged by a rename.
+    :param identity: name renamed settings by their old keys (:func:`renamed`) and leave out added settings at their
+        defaults (:func:`added`): the dict that stage identities hash, unchanged by a rename or an addition.
     """
     out: dict[str, Any] = {}
     for leaf in leaves(obj):
+        if identity and "added_default" in leaf.metadata and leaf.default == leaf.metadata["added_default"]:
+            continue
         key = leaf.old_key if identity and leaf.old_key else leaf.key
         node = out
         for part in key[:-1]:

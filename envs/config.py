@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-from coral.config import from_dict, require, section
+from coral.config import added, from_dict, require, section
 from coral.data.dataset import DataConfig
 from coral.evidence import ROUNDS
 from coral.llm import ScorerConfig
@@ -60,7 +60,7 @@ class EnvConfig:
     piece_cost: float = 0.0
     """Subtracted from the reward of every step that adds a piece of evidence (a price on LLM calls, for a policy that
     may stop)."""
-    reward: Reward = "abs_error"
+    reward: Reward = added("abs_error")
     """abs_error (the paper): the decrease of |p - y|; log_odds: the move of the score's log-odds toward the label,
     (2y - 1) * (logit p_t - logit p_{t-1}), which does not saturate near 0 and 1 and is on the scale a ranking metric
     reads."""

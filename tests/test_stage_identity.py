@@ -74,3 +74,16 @@ def test_the_old_precision_flag_and_key_are_still_read(tmp_path) -> None:
     assert to_dict(new, identity=True)["layout"] == "int8"
     with pytest.raises(CoralError, match="precision is given twice"):
         from_dict(RunConfig, {"layout": "int8", "precision": "float32"})
+
+
+def test_an_added_setting_enters_identities_only_away_from_its_default() -> None:
+    """EnvConfig.reward came after the benchmark's stages were hashed (coral.config.added): at its default the
+    identity dict is the one from before it existed; another value is in it (and so moves the stage)."""
+    from coral.envs import EnvConfig
+
+    default, log_odds = EnvConfig(), EnvConfig(reward="log_odds")
+    assert "reward" in to_dict(default) and "reward" not in to_dict(default, identity=True)
+    assert to_dict(log_odds, identity=True)["reward"] == "log_odds"
+    assert {k: v for k, v in to_dict(log_odds, identity=True).items() if k != "reward"} == to_dict(
+        default, identity=True
+    )
