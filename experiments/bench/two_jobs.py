@@ -8,9 +8,12 @@ run:
 
 - ``alone``: one worker, 2 torch threads, coral's OpenMP setting (``OMP_PROC_BIND=true``,
   ``OMP_PLACES=cores``), run twice: the cost of the two jobs one after the other;
+- ``alone, passive waits``: one worker whose idle OpenMP threads sleep (``OMP_WAIT_POLICY=passive``):
+  what that setting costs a job that has the machine to itself;
 - two workers at once, 2 threads each, under: coral's setting (``bound``); threads free to move
   (``unbound``: ``OMP_PROC_BIND=false``); bound, with idle threads sleeping instead of spinning
-  (``passive``: ``OMP_WAIT_POLICY=passive``); and one thread each (``1 thread``).
+  (``passive``); and one thread each, bound (``1 thread``: both bind to the first core) and
+  unbound.
 
 For each round it prints the slowest worker's seconds and the throughput of the pair against the
 two jobs one after the other (x1.00 = no loss from running them together, > 1 = a gain).
@@ -35,6 +38,7 @@ ROUNDS: dict[str, tuple[dict[str, str], int]] = {
     "unbound": ({"OMP_PROC_BIND": "false"}, 2),
     "passive": ({"OMP_WAIT_POLICY": "passive"}, 2),
     "1 thread": ({}, 1),
+    "1 thread, unbound": ({"OMP_PROC_BIND": "false"}, 1),
 }
 
 
@@ -102,6 +106,8 @@ def main() -> None:
     alone = [run_round(1, args.prompts, 2, {})[0] for _ in range(2)]
     one_after_other = sum(alone)
     print(f"  alone, 2 threads: {alone[0]:.1f} s and {alone[1]:.1f} s -> {one_after_other:.1f} s one after the other")
+    passive = run_round(1, args.prompts, 2, {"OMP_WAIT_POLICY": "passive"})[0]
+    print(f"  alone, 2 threads, passive waits: {passive:.1f} s (x{alone[0] / passive:.2f} the first alone run's speed)")
     for name, (env, threads) in ROUNDS.items():
         seconds = run_round(2, args.prompts, threads, env)
         print(
