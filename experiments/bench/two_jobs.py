@@ -79,6 +79,8 @@ def run_round(n: int, prompts: int, threads: int, env: dict[str, str]) -> list[f
     for p in procs:
         line = p.stdout.readline().strip()
         if line != "ready":
+            for q in procs:  # the others would wait for "go" and then score for nothing
+                q.kill()
             raise SystemExit(
                 f"error: a worker failed to load the scorer (said {line!r}); run it alone to see why: "
                 f"{' '.join(command)}"
