@@ -14,9 +14,9 @@ AMAZON2018 = ROOT.parent / "shared" / "data" / "amazon2018"
 # Tests never touch the user's ~/.cache/coral. The cache persists across local runs under
 # .pytest_cache (so the embedded model's safetensors copy is made once), and is fresh in CI.
 os.environ.setdefault("CORAL_CACHE_DIR", str(ROOT / ".pytest_cache" / "coral-cache"))
-os.environ.setdefault("OMP_PROC_BIND", "true")
-os.environ.setdefault("OMP_PLACES", "cores")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from coral.threads import set_thread_defaults  # noqa: E402
+
+set_thread_defaults()
 
 
 @pytest.fixture

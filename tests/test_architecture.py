@@ -23,8 +23,8 @@ PACKAGE_DIRS = {"coral": ROOT / "coral", "coral.envs": ROOT / "envs", "coral.pol
 #: Layers, low to high; a module may import its own layer and lower ones only.
 LAYERS: list[tuple[str, ...]] = [
     (
-        "coral", "coral.errors", "coral.io", "coral.config", "coral.evidence", "coral.metrics", "coral.stats",
-        "coral.results",
+        "coral", "coral.errors", "coral.threads", "coral.io", "coral.config", "coral.evidence", "coral.metrics",
+        "coral.stats", "coral.results",
     ),
     ("coral.data",),
     ("coral.baselines",),

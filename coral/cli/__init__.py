@@ -7,14 +7,12 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
-import os
 import sys
 
-# Thread pinning must be set before torch is imported: on these shared 2-core machines the
-# throughput of unpinned OpenMP threads swung by an order of magnitude between runs.
-os.environ.setdefault("OMP_PROC_BIND", "true")
-os.environ.setdefault("OMP_PLACES", "cores")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OpenMP's settings (pinned threads, idle threads asleep) must be set before torch is imported.
+from coral.threads import set_thread_defaults  # noqa: E402
+
+set_thread_defaults()
 
 #: Modules that add sub-commands. Heavy imports (torch, transformers) belong inside the handlers.
 COMMAND_MODULES = [

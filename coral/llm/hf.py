@@ -12,13 +12,10 @@ with explicit position ids.
 
 from __future__ import annotations
 
-import os
+# OpenMP's settings (pinned threads, idle threads asleep) must be set before torch is imported.
+from coral.threads import set_thread_defaults  # noqa: E402
 
-# Thread pinning must happen before torch is imported (see docs/cpu-llm-notes.md): unpinned
-# OpenMP threads on these shared 2-core machines swung throughput by an order of magnitude.
-os.environ.setdefault("OMP_PROC_BIND", "true")
-os.environ.setdefault("OMP_PLACES", "cores")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+set_thread_defaults()
 
 import contextlib  # noqa: E402
 import hashlib  # noqa: E402

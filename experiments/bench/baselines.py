@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import multiprocessing
-import os
 import resource
 import sys
 import time
 
-os.environ.setdefault("OMP_PROC_BIND", "true")
-os.environ.setdefault("OMP_PLACES", "cores")
+from coral.threads import set_thread_defaults  # noqa: E402
+
+set_thread_defaults()
 
 
 def _rss_mib() -> float:

@@ -12,11 +12,11 @@ measures everything except the LLM.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("OMP_PROC_BIND", "true")
-os.environ.setdefault("OMP_PLACES", "cores")
+from coral.threads import set_thread_defaults  # noqa: E402
+
+set_thread_defaults()
 
 import numpy as np  # noqa: E402
 

@@ -20,8 +20,9 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("OMP_PROC_BIND", "true")
-os.environ.setdefault("OMP_PLACES", "cores")
+from coral.threads import set_thread_defaults  # noqa: E402
+
+set_thread_defaults()
 
 
 def main() -> None:

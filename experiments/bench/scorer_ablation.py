@@ -29,10 +29,9 @@ Run it under the shared lock (``flock /work/heavy.lock python experiments/bench/
 
 from __future__ import annotations
 
-import os
+from coral.threads import set_thread_defaults  # noqa: E402
 
-os.environ.setdefault("OMP_PROC_BIND", "true")
-os.environ.setdefault("OMP_PLACES", "cores")
+set_thread_defaults()
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402

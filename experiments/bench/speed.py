@@ -39,10 +39,9 @@ prints the AUCs, mean/max |dp| and speed-up, and with ``--write`` records them i
 
 from __future__ import annotations
 
-import os
+from coral.threads import set_thread_defaults  # noqa: E402
 
-os.environ.setdefault("OMP_PROC_BIND", "true")
-os.environ.setdefault("OMP_PLACES", "cores")
+set_thread_defaults()
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
