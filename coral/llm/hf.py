@@ -12,8 +12,8 @@ with explicit position ids.
 
 from __future__ import annotations
 
-# OpenMP's settings (pinned threads, idle threads asleep) must be set before torch is imported.
-from coral.threads import set_thread_defaults  # noqa: E402
+# The thread settings (coral.threads) must be in the environment before torch is imported.
+from coral.threads import set_thread_defaults
 
 set_thread_defaults()
 

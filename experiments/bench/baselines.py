@@ -19,7 +19,7 @@ import resource
 import sys
 import time
 
-from coral.threads import set_thread_defaults  # noqa: E402
+from coral.threads import set_thread_defaults
 
 set_thread_defaults()
 

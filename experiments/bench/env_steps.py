@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from coral.threads import set_thread_defaults  # noqa: E402
+from coral.threads import set_thread_defaults
 
 set_thread_defaults()
 

@@ -20,7 +20,7 @@ import argparse
 import os
 import time
 
-from coral.threads import set_thread_defaults  # noqa: E402
+from coral.threads import set_thread_defaults
 
 set_thread_defaults()
 

@@ -29,7 +29,7 @@ Run it under the shared lock (``flock /work/heavy.lock python experiments/bench/
 
 from __future__ import annotations
 
-from coral.threads import set_thread_defaults  # noqa: E402
+from coral.threads import set_thread_defaults
 
 set_thread_defaults()
 

@@ -39,7 +39,7 @@ prints the AUCs, mean/max |dp| and speed-up, and with ``--write`` records them i
 
 from __future__ import annotations
 
-from coral.threads import set_thread_defaults  # noqa: E402
+from coral.threads import set_thread_defaults
 
 set_thread_defaults()
 

@@ -6,9 +6,9 @@ has loaded, then score the same full prompts (the default run's validation pairs
 pieces, no prefix reuse, 8 per batch) and report their wall seconds. Rounds, side by side in one
 run:
 
-- ``alone``: one worker, 2 torch threads, bound threads (``OMP_PROC_BIND=true``,
-  ``OMP_PLACES=cores``) with GNU OpenMP's default waits, run twice: the cost of the two jobs one after the
-  other;
+- ``alone``: one worker, 2 torch threads, coral's setting (bound threads: ``OMP_PROC_BIND=true``,
+  ``OMP_PLACES=cores``; the runtime's wait policy), run twice: the cost of the two jobs one after
+  the other;
 - ``alone, passive waits``: one worker whose idle OpenMP threads sleep (``OMP_WAIT_POLICY=passive``):
   what that setting costs a job that has the machine to itself;
 - two workers at once, 2 threads each, under: coral's setting (``bound``); threads free to move
