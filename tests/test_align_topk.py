@@ -34,12 +34,14 @@ def _source(dataset, row: int) -> TreeSource:
     return TreeSource(u, i, y, {"nearest": tuple(pieces[:3]), "random": tuple(pieces[10:12])})
 
 
-def test_tree_forward_equals_scoring_each_prompt(dataset):
-    """A target's token tree through trunk + head gives the P(Yes) the scorer gives each prompt alone."""
+@pytest.mark.parametrize("tally", [False, True])
+def test_tree_forward_equals_scoring_each_prompt(dataset, tally):
+    """A target's token tree through trunk + head gives the P(Yes) the scorer gives each prompt alone (with the
+    evidence tally too: each branch counts its own pieces)."""
     model, tokenizer = tiny_llama()
     model.eval()
     assert supports_trees(model)
-    builder = PromptBuilder(dataset, PromptConfig(), tokenizer)
+    builder = PromptBuilder(dataset, PromptConfig(evidence_tally=tally), tokenizer)
     source = _source(dataset, 0)
     tree = TreeBuilder(builder, tokenizer).tree(source)
     cache = compute_trunk(model, [tree], [source.label], depth=1, store=np.float32)

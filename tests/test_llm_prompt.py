@@ -114,6 +114,30 @@ def test_each_step_extends_the_previous_prefix(dataset):
         assert len(after.segments) == len(before.segments) + 1
 
 
+def test_evidence_tally_counts_the_liked_pieces_so_far(dataset):
+    plain = PromptBuilder(dataset, PromptConfig(), embedded_tokenizer())
+    builder = PromptBuilder(dataset, PromptConfig(evidence_tally=True), embedded_tokenizer())
+    u, i = int(dataset.valid.user[1]), int(dataset.valid.item[1])
+    others = [x for x in range(dataset.n_users) if x != u]
+    ev = [Evidence(others[0], i, 1), Evidence(others[1], i, 0), Evidence(others[2], i, 1)]
+    lines = list(builder.build(u, i, ev).segments[2:-1])
+    assert lines == [
+        f"user {others[0]} liked this item (1 of 1 liked so far)\n",
+        f"user {others[1]} disliked this item (1 of 2 liked so far)\n",
+        f"user {others[2]} liked this item (2 of 3 liked so far)\n",
+    ]
+    # Each step still extends the previous prompt's prefix (prefix reuse at scoring time stays valid).
+    prompts = [builder.build(u, i, ev[:t]) for t in range(4)]
+    for before, after in zip(prompts, prompts[1:], strict=False):
+        assert after.segments[: len(before.segments) - 1] == before.segments[:-1]
+    # Without evidence the prompt is the plain one; the setting names itself in the version only when on.
+    assert builder.build(u, i).segments == plain.build(u, i).segments
+    assert "-tally-" in builder.version and "tally" not in plain.version
+    assert plain.version == PromptBuilder(dataset, PromptConfig(evidence_tally=False), embedded_tokenizer()).version
+    with pytest.raises(CoralError, match="evidence_tally"):
+        PromptConfig(order="paper", evidence_tally=True)
+
+
 def test_paper_order_groups_evidence_per_item(dataset):
     builder = PromptBuilder(dataset, PromptConfig(order="paper"), embedded_tokenizer())
     u, i = int(dataset.valid.user[0]), int(dataset.valid.item[0])

@@ -78,21 +78,15 @@ class TreeBuilder:
 
     def tree(self, source: TreeSource) -> PromptTree:
         """The tree of one target: segments tokenised separately, as the scorer does."""
-        evidence = [e for branch in source.branches.values() for e in branch]
-        whole = self.builder.build(source.user, source.item, evidence)  # checks leakage of every piece
-        n = len(evidence)
-        prefix_segments, lines, tail = (
-            whole.segments[: len(whole.segments) - n - 1],
-            whole.segments[-n - 1 : -1],
-            whole.segments[-1],
-        )
-        prefix = self.bos + [t for s in prefix_segments for t in self._ids(s)]
-        line_ids = [self._ids(line) for line in lines]
-        branches, k = {}, 0
+        empty = self.builder.build(source.user, source.item, ())
+        prefix = self.bos + [t for s in empty.segments[:-1] for t in self._ids(s)]
+        branches = {}
         for name, branch in source.branches.items():
-            branches[name] = line_ids[k : k + len(branch)]
-            k += len(branch)
-        return build_tree(prefix, branches, self._ids(tail))
+            # Each branch is its own prompt (a line may depend on the pieces before it in its branch: the tally).
+            whole = self.builder.build(source.user, source.item, branch)  # checks leakage of every piece
+            lines = whole.segments[len(whole.segments) - len(branch) - 1 : -1]
+            branches[name] = [self._ids(line) for line in lines]
+        return build_tree(prefix, branches, self._ids(empty.segments[-1]))
 
 
 @dataclass

@@ -164,11 +164,16 @@ def load_soft_tokens(directory: str | Path, meta: dict[str, Any], tokenizer: Any
 
 
 def scorer_name(meta: dict[str, Any]) -> str:
-    """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune"), from its ``align.json``."""
+    """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune+rates+cf4+tally"), from its
+    ``align.json``."""
     config = meta["config"]
     if meta["method"] == "topk":
         prompt = prompt_config_of(meta)
-        options = ("+rates" if prompt.base_rates else "") + (f"+cf{prompt.cf_tokens}" if prompt.cf_tokens else "")
+        options = (
+            ("+rates" if prompt.base_rates else "")
+            + (f"+cf{prompt.cf_tokens}" if prompt.cf_tokens else "")
+            + ("+tally" if prompt.evidence_tally else "")
+        )
         return f"top{config['topk_layers']}-finetune{options}"
     if meta["method"] == "lora":
         return f"LoRA-top{config['lora_layers'] or 'all'}"

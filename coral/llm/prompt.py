@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 
+from coral.config import added
 from coral.errors import CoralError
 from coral.evidence import Evidence
 from coral.llm.base import Prompt
@@ -55,6 +56,8 @@ NO_RATINGS = "{who} has no ratings yet."
 CF_LINE = "CF profile (item {item}): {markers}"
 #: The placeholder token: a special token of the SmolLM2 tokenizer that ordinary text never produces.
 CF_MARKER = "<empty_output>"
+#: ``evidence_tally``: appended to each evidence line, the liked pieces among those shown so far.
+TALLY = " ({liked} of {shown} liked so far)"
 
 ROLE_PLAY = (
     "You are a recommender system. You predict whether a user will like an item, "
@@ -113,6 +116,10 @@ class PromptConfig:
     cf_tokens: int = 0
     """Shared order: this many placeholder tokens in the target block, where an aligned scorer adds its collaborative-
     filtering soft tokens (the warm-start user and item embeddings through a trained projection); 0 = none."""
+    evidence_tally: bool = added(False)
+    """Shared order: each evidence line ends with the running count of liked pieces ("(3 of 4 liked so far)"), so the
+    last line states the like-share of all pieces shown; a line depends only on the pieces before it, so prompts
+    still share prefixes across retrieval steps."""
 
     def __post_init__(self) -> None:
         from coral.config import require
@@ -125,7 +132,7 @@ class PromptConfig:
         require(self.max_history >= 0, "max_history", f"must be >= 0, got {self.max_history}")
         require(self.max_title_chars >= 4, "max_title_chars", f"must be >= 4, got {self.max_title_chars}")
         require(self.cf_tokens >= 0, "cf_tokens", f"must be >= 0, got {self.cf_tokens}")
-        for name in ("base_rates", "cf_tokens"):
+        for name in ("base_rates", "cf_tokens", "evidence_tally"):
             require(
                 self.order == "shared" or not getattr(self, name),
                 name,
@@ -140,8 +147,9 @@ class PromptConfig:
         return from_dict(cls, data, where="prompt config")
 
 
-#: Settings added after template revision 3: they enter a version only when not at their defaults,
-#: so that the prompts of the default settings keep their version (and every score cache its entries).
+#: Settings added after template revision 3 (and those marked :func:`~coral.config.added`): they enter a version
+#: only when not at their defaults, so that the prompts of the default settings keep their version (and every score
+#: cache its entries).
 _LATER_SETTINGS = ("base_rates", "cf_tokens")
 
 
@@ -150,7 +158,9 @@ def _settings_repr(config: PromptConfig) -> str:
     import dataclasses
 
     shown = [
-        f for f in dataclasses.fields(config) if f.name not in _LATER_SETTINGS or getattr(config, f.name) != f.default
+        f
+        for f in dataclasses.fields(config)
+        if (f.name not in _LATER_SETTINGS and "added_default" not in f.metadata) or getattr(config, f.name) != f.default
     ]
     return f"{type(config).__name__}({', '.join(f'{f.name}={getattr(config, f.name)!r}' for f in shown)})"
 
@@ -179,12 +189,18 @@ class PromptBuilder:
             config.base_rates or config.cf_tokens
         ):  # the texts of the options join the hash only when used (older versions stay as they were)
             texts += [USER_RATE, ITEM_RATE, NO_RATINGS, CF_LINE, CF_MARKER]
+        if config.evidence_tally:
+            texts.append(TALLY)
         digest = hashlib.sha256(
             "\x00".join([*texts, _settings_repr(config), str(self._header), str(self._footer)]).encode()
         ).hexdigest()[:10]
         style = "chat" if self._header is not None else "plain"
         #: Identity of the template: goes into every cache key and result row.
-        options = ("-rates" if config.base_rates else "") + (f"-cf{config.cf_tokens}" if config.cf_tokens else "")
+        options = (
+            ("-rates" if config.base_rates else "")
+            + (f"-cf{config.cf_tokens}" if config.cf_tokens else "")
+            + ("-tally" if config.evidence_tally else "")
+        )
         self.version = (
             f"coral-prompt-v{TEMPLATE_REVISION}-{config.order}-h{config.max_history}{options}-{style}-{digest}"
         )
@@ -281,10 +297,21 @@ class PromptBuilder:
     def _short_evidence_line(self, ev: Evidence, user: int, item: int) -> str:
         verb = "liked" if ev.label == 1 else "disliked"
         if self.config.relational_evidence and ev.item == item:
-            return f"user {ev.user} {verb} this item\n"
+            return f"user {ev.user} {verb} this item"
         if self.config.relational_evidence and ev.user == user:
-            return f'this user {verb} "{self.item_text(ev.item)}"\n'
-        return f'user {ev.user} {verb} "{self.item_text(ev.item)}"\n'
+            return f'this user {verb} "{self.item_text(ev.item)}"'
+        return f'user {ev.user} {verb} "{self.item_text(ev.item)}"'
+
+    def _short_evidence_lines(self, evidence: Sequence[Evidence], user: int, item: int) -> list[str]:
+        """One line per piece; with ``evidence_tally`` each ends with the liked count of the pieces up to it."""
+        lines = [self._short_evidence_line(ev, user, item) for ev in evidence]
+        if self.config.evidence_tally:
+            liked = np.cumsum([int(ev.label) == 1 for ev in evidence])
+            lines = [
+                line + TALLY.format(liked=int(n), shown=k + 1)
+                for k, (line, n) in enumerate(zip(lines, liked, strict=True))
+            ]
+        return [line + "\n" for line in lines]
 
     def _grouped_evidence(self, evidence: Sequence[Evidence]) -> str:
         groups: dict[int, tuple[list[int], list[int]]] = {}
@@ -317,8 +344,7 @@ class PromptBuilder:
         header, footer = (
             (self._header, self._footer) if self._header is not None else (self._system + "\n\n", PLAIN_ANSWER_CUE)
         )
-        lines = [self._short_evidence_line(ev, user, item) for ev in evidence]
-        return [header, self._short_target_block(user, item), *lines, footer]
+        return [header, self._short_target_block(user, item), *self._short_evidence_lines(evidence, user, item), footer]
 
     # ---- the prompt -------------------------------------------------------------------------
     def build(self, user: int, item: int, evidence: Sequence[Evidence] = ()) -> Prompt:

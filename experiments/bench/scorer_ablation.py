@@ -347,7 +347,8 @@ def table(report: dict) -> str:
     ]
     for name, r in report["variants"].items():
         speed = r.get("speed")
-        speed_text = f"{speed['tokens_per_s']:.0f} ({speed['precision']})" if speed else ""
+        # A variant read back from an older run may carry its speed without the precision.
+        speed_text = f"{speed['tokens_per_s']:.0f} ({speed.get('precision', 'layout not recorded')})" if speed else ""
         lines.append(
             f"| {name} | {r['scorer']} | {r['targets']} | {r['layers']} | {100 * r['auc_none']:.2f} | "
             f"{100 * r['auc_nearest']:.2f} | {_d(r['vs_reference'])} | {_d(r['vs_share'])} | "
