@@ -151,6 +151,31 @@ def test_evidence_controls_are_paired_and_leak_nothing(dataset):
             assert not {(e.user, e.item) for e in pieces} & held_out, name
 
 
+def test_evidence_controls_reuse_each_rounds_prefixes(dataset):
+    """The controls score round by round, so a scorer with prefix reuse computes each target block once and each
+    nearest piece once; its P(Yes) equal every prompt scored whole."""
+    from coral.align.controls import control_evidence, evidence_controls
+    from coral.align.topk import evidence_index
+    from coral.retrieval import random_embeddings
+
+    model, tokenizer = tiny_llama()
+    model.eval()
+    index = evidence_index(dataset, random_embeddings(dataset, dim=8, seed=0))
+    rows = np.arange(6)
+    builder = PromptBuilder(dataset, PromptConfig(evidence_tally=True), tokenizer)
+    reusing = HFScorer(model, tokenizer, model_id="tiny", kv_reuse=True)
+    figures = evidence_controls(reusing, dataset, builder, "valid", rows, index, k=3, seed=0, n_boot=50, progress=False)
+    stats = reusing.stats()
+    assert stats["tokens_reused"] > stats["tokens_computed"]  # each round extends the cached prefixes
+    whole = HFScorer(model, tokenizer, model_id="tiny", kv_reuse=False)
+    evidence = control_evidence(index, dataset.valid.user[rows], dataset.valid.item[rows], 3, 0)
+    users, items = dataset.valid.user[rows], dataset.valid.item[rows]
+    expected = whole.score(
+        [builder.build(int(u), int(i), ev) for u, i, ev in zip(users, items, evidence["nearest"], strict=True)]
+    )
+    assert np.abs(np.asarray(figures["p"]["nearest"]) - expected).max() < 1e-5
+
+
 def _cf_projection(dataset, n_tokens: int, width: int, seed: int = 0):
     """A soft-token projection with random (non-zero) weights on random tables."""
     from coral.llm.soft_tokens import CFProjection

@@ -100,22 +100,28 @@ def evidence_controls(
     by_pieces = np.zeros((k + 1, len(rows)))
     chunk = 16
     for a in tqdm(range(0, len(rows), chunk), desc="controls", unit="chunk", disable=not progress, mininterval=10):
-        prompts, slots = [], []
-        for j in range(a, min(a + chunk, len(rows))):
-            u, i = int(users[j]), int(items[j])
-            prompts.append(builder.build(u, i))
-            slots.append(("none", j))
-            for m in range(1, len(evidence["nearest"][j]) + 1):  # each extends the last: prefix reuse
-                prompts.append(builder.build(u, i, evidence["nearest"][j][:m]))
-                slots.append((m, j))
-            for name in ("random", "shuffled"):
-                prompts.append(builder.build(u, i, evidence[name][j]))
-                slots.append((name, j))
-        for (slot, j), p in zip(slots, scorer.score(prompts), strict=False):
-            if isinstance(slot, int):
-                by_pieces[slot, j] = p
-            else:
-                scores[slot][j] = p
+        pairs = range(a, min(a + chunk, len(rows)))
+        # One scorer call per round, in the order an episode scores them: a scorer plans a call's prompts against
+        # the prefixes cached before it, so each round reuses the previous round's prefixes (the target block, then
+        # the nearest pieces one by one); all in one call, every prompt was computed from its target block on.
+        rounds: list[list[tuple[str | int, int]]] = [[("none", j) for j in pairs]]
+        rounds += [[(m, j) for j in pairs if len(evidence["nearest"][j]) >= m] for m in range(1, k + 1)]
+        rounds.append([(name, j) for j in pairs for name in ("random", "shuffled")])
+        for slots in rounds:
+            prompts = []
+            for slot, j in slots:
+                u, i = int(users[j]), int(items[j])
+                if slot == "none":
+                    prompts.append(builder.build(u, i))
+                elif isinstance(slot, int):
+                    prompts.append(builder.build(u, i, evidence["nearest"][j][:slot]))
+                else:
+                    prompts.append(builder.build(u, i, evidence[slot][j]))
+            for (slot, j), p in zip(slots, scorer.score(prompts) if prompts else [], strict=True):
+                if isinstance(slot, int):
+                    by_pieces[slot, j] = p
+                else:
+                    scores[slot][j] = p
     by_pieces[0] = scores["none"]
     for j, pieces in enumerate(evidence["nearest"]):  # fewer than k pieces: the last prompt stands
         for m in range(len(pieces) + 1, k + 1):
