@@ -168,12 +168,7 @@ def scorer_name(meta: dict[str, Any]) -> str:
     ``align.json``."""
     config = meta["config"]
     if meta["method"] == "topk":
-        prompt = prompt_config_of(meta)
-        options = (
-            ("+rates" if prompt.base_rates else "")
-            + (f"+cf{prompt.cf_tokens}" if prompt.cf_tokens else "")
-            + ("+tally" if prompt.evidence_tally else "")
-        )
+        options = "".join(f"+{tag}" for tag in prompt_config_of(meta).option_tags())
         return f"top{config['topk_layers']}-finetune{options}"
     if meta["method"] == "lora":
         return f"LoRA-top{config['lora_layers'] or 'all'}"

@@ -139,6 +139,15 @@ class PromptConfig:
                 f"needs the shared order, got order {self.order!r}",
             )
 
+    def option_tags(self) -> tuple[str, ...]:
+        """The later options that are on, as short tags ("rates", "cf4", "tally"): the prompt version and an aligned
+        scorer's name both spell them."""
+        return (
+            *(("rates",) if self.base_rates else ()),
+            *((f"cf{self.cf_tokens}",) if self.cf_tokens else ()),
+            *(("tally",) if self.evidence_tally else ()),
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PromptConfig":
         """Inverse of :func:`coral.config.to_dict` (an aligned scorer's saved prompt settings)."""
@@ -196,11 +205,7 @@ class PromptBuilder:
         ).hexdigest()[:10]
         style = "chat" if self._header is not None else "plain"
         #: Identity of the template: goes into every cache key and result row.
-        options = (
-            ("-rates" if config.base_rates else "")
-            + (f"-cf{config.cf_tokens}" if config.cf_tokens else "")
-            + ("-tally" if config.evidence_tally else "")
-        )
+        options = "".join(f"-{tag}" for tag in config.option_tags())
         self.version = (
             f"coral-prompt-v{TEMPLATE_REVISION}-{config.order}-h{config.max_history}{options}-{style}-{digest}"
         )
