@@ -1,18 +1,22 @@
-"""The OpenMP and tokenizer settings coral runs under; they must be in the environment before torch
-is imported (the OpenMP runtime reads them once, when it starts).
+"""The thread settings coral runs under; they must be in the environment before torch is imported
+(the OpenMP runtime reads them once, when it starts).
 
 Measured on the 2-core machines this project targets (``experiments/notes/speed.md``):
 
-- threads pinned to cores (``OMP_PROC_BIND``, ``OMP_PLACES``): unpinned threads on a shared
-  machine swung throughput by an order of magnitude between runs;
+- threads are **not** pinned to cores. GNU OpenMP, loaded with ``OMP_PROC_BIND`` set, binds the
+  loading thread to the first place at once, and scikit-learn ships a libgomp of its own: imported
+  before torch (as ``coral run`` imports them), it pinned the main thread to core 0, and torch's
+  runtime, building its places from that mask, then put every one of its threads on core 0. The
+  default run's alignment and LLM stages ran on one core (trunk CPU-seconds equal to its wall
+  seconds; unpinned, the same trunk 2x faster). Pinning had helped only two jobs sharing the cores.
 - the wait policy is left to the runtime (GNU OpenMP: an idle thread spins a while, then
   sleeps): for a lone job every LLM stage ran fastest that way, ``OMP_WAIT_POLICY=active`` at
   x0.71-0.94 and ``passive`` at x0.64-0.78 of its speed (``experiments/bench/wait_policy.py``).
-  Passive waits are what lets two jobs share a 2-core machine (``experiments/bench/two_jobs.py``:
-  x1.06 the throughput of one after the other, x0.70 without).
+  Passive waits are what lets two jobs share a 2-core machine (``experiments/bench/two_jobs.py``).
 
 A value already in the environment wins, so ``OMP_WAIT_POLICY=passive coral run`` sets it for a run
-that shares the machine.
+that shares the machine (and ``OMP_PROC_BIND=true OMP_PLACES=cores`` pins threads where nothing
+loads another OpenMP runtime before torch).
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ import os
 
 #: Each variable and the value coral gives it unless the environment already has one.
 THREAD_DEFAULTS: dict[str, str] = {
-    "OMP_PROC_BIND": "true",
-    "OMP_PLACES": "cores",
     "TOKENIZERS_PARALLELISM": "false",
 }
 

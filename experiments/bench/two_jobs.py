@@ -6,12 +6,12 @@ has loaded, then score the same full prompts (the default run's validation pairs
 pieces, no prefix reuse, 8 per batch) and report their wall seconds. Rounds, side by side in one
 run:
 
-- ``alone``: one worker, 2 torch threads, coral's setting (bound threads: ``OMP_PROC_BIND=true``,
-  ``OMP_PLACES=cores``; the runtime's wait policy), run twice: the cost of the two jobs one after
-  the other;
+- ``alone``: one worker, 2 torch threads, bound (``OMP_PROC_BIND=true``, ``OMP_PLACES=cores``: coral's
+  setting until 2026-12-06, see :mod:`coral.threads`; the runtime's wait policy), run twice: the cost of the
+  two jobs one after the other;
 - ``alone, passive waits``: one worker whose idle OpenMP threads sleep (``OMP_WAIT_POLICY=passive``):
   what that setting costs a job that has the machine to itself;
-- two workers at once, 2 threads each, under: coral's setting (``bound``); threads free to move
+- two workers at once, 2 threads each, under: bound threads (``bound``); threads free to move
   (``unbound``: ``OMP_PROC_BIND=false``); bound, with idle threads sleeping instead of spinning
   (``passive``); and one thread each, bound (``1 thread``: both bind to the first core) and
   unbound.
@@ -33,7 +33,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-#: The OpenMP setting of each round of two workers, on top of coral's (bound threads).
+#: The OpenMP setting of each round of two workers, on top of bound threads (the script's own default).
 ROUNDS: dict[str, tuple[dict[str, str], int]] = {
     "bound": ({}, 2),
     "unbound": ({"OMP_PROC_BIND": "false"}, 2),
