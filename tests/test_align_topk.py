@@ -8,7 +8,7 @@ import torch
 from llm_fixtures import small_dataset, tiny_llama
 
 from coral.align.config import AlignConfig
-from coral.align.topk import TopKHead, TreeBuilder, TreeSource, compute_trunk, predict
+from coral.align.topk import TopKHead, TreeBuilder, TreeSource, compute_trunk, predict, train_topk
 from coral.align.tree import supports_trees
 from coral.data.folds import fold_interactions, tail_train_folds
 from coral.evidence import Evidence
@@ -356,3 +356,42 @@ def test_cf_tables_alignment_targets_and_rl_episodes_come_from_three_disjoint_fo
     }
     valid = {(int(u), int(i)) for u, i in zip(dataset.valid.user, dataset.valid.item, strict=False)}
     assert not (fitted[0] | targets | pool) & held_out and stop <= valid
+
+
+def test_cf_dropout_trains_the_dropped_trees_without_their_soft_tokens(dataset):
+    """A tree trained without its soft tokens reads as the head without a projection, and sends the projection no
+    gradient: with every tree dropped the projection stays as it was; with none dropped it moves."""
+    from coral.llm.prompt import CF_MARKER
+    from coral.llm.soft_tokens import marker_token_id
+
+    model, tokenizer = tiny_llama()
+    builder = PromptBuilder(dataset, PromptConfig(cf_tokens=2), tokenizer)
+    marker = marker_token_id(tokenizer, CF_MARKER)
+    labels = resolve_label_tokens(tokenizer)
+    sources = [_source(dataset, row) for row in range(4)]
+    cache = compute_trunk(
+        model, [TreeBuilder(builder, tokenizer).tree(s) for s in sources], [s.label for s in sources], depth=1,
+        store=np.float32,
+    )
+    cache.pairs = np.array([[s.user, s.item] for s in sources])
+    plain = TopKHead(model, depth=1, k=1, yes_ids=labels.yes_ids, no_ids=labels.no_ids)
+    moved = {}
+    for dropout in (0.0, 0.999):
+        cf = _cf_projection(dataset, 2, model.config.hidden_size)
+        head = TopKHead(model, depth=1, k=1, yes_ids=labels.yes_ids, no_ids=labels.no_ids, cf=cf, marker_id=marker)
+        z = head(cache.hidden[0], cache.trees[0], pair=cache.pairs[0], soft_tokens=False)
+        assert torch.allclose(z, plain(cache.hidden[0], cache.trees[0], pair=cache.pairs[0]), atol=1e-6)
+        before = {n: p.detach().clone() for n, p in cf.named_parameters()}
+        train_topk(head, cache, lambda h: 0.0, lr=1e-2, epochs=1, trees_per_step=2, seed=0, cf_dropout=dropout)
+        moved[dropout] = max(float((p - before[n]).abs().max()) for n, p in cf.named_parameters())
+    assert moved[0.999] == 0.0 and moved[0.0] > 0
+
+
+def test_cf_dropout_needs_soft_tokens_and_names_the_scorer():
+    from coral.errors import CoralError
+    from coral.llm.aligned import scorer_name
+
+    with pytest.raises(CoralError, match="cf_dropout"):
+        AlignConfig(method="topk", cf_dropout=0.5)
+    config = AlignConfig(method="topk", cf_dropout=0.5, prompt=PromptConfig(cf_tokens=4))
+    assert scorer_name({"method": "topk", "config": config.to_dict()}) == "top2-finetune+cf4+cfdrop50"

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from coral.config import config_hash, from_dict, require, section, to_dict
+from coral.config import added, config_hash, from_dict, require, section, to_dict
 from coral.evidence import ROUNDS
 from coral.llm.prompt import PromptConfig
 from coral.retrieval import WarmStartConfig
@@ -99,6 +99,10 @@ class AlignConfig:
     cf_lr: float = 1e-3
     """Method topk with prompt.cf_tokens: AdamW peak learning rate of the projection (its output layer starts at zero:
     the scorer starts as the model without soft tokens)."""
+    cf_dropout: float = added(0.0)
+    """Method topk with prompt.cf_tokens: the share of training trees (drawn afresh each epoch) whose soft tokens are
+    left out, their placeholders read as plain text, so that the trained layers must also predict from the evidence
+    and the text alone; scoring always adds the soft tokens."""
     # ---- readout head ----
     head_c: float = 0.1
     """Inverse L2 strength (scikit-learn's C) of the logistic readout, on standardised features."""
@@ -131,6 +135,12 @@ class AlignConfig:
             self.method == "topk" or not self.prompt.cf_tokens,
             "prompt.cf_tokens",
             f"soft tokens are trained by method topk only, not {self.method!r}",
+        )
+        require(
+            0 <= self.cf_dropout < 1 and (self.cf_dropout == 0 or self.prompt.cf_tokens > 0),
+            "cf_dropout",
+            f"must be in [0, 1) and needs prompt.cf_tokens > 0, got {self.cf_dropout} with "
+            f"{self.prompt.cf_tokens} soft tokens",
         )
         for name in ("lora_layers", "checkpoint_steps", "n_valid", "topk_trunk", "topk_stop_pairs"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")

@@ -172,14 +172,16 @@ class TopKHead(torch.nn.Module):
         self.cf, self.marker_id = cf, int(marker_id)
 
     def forward(
-        self, hidden: np.ndarray, tree: PromptTree, mask: torch.Tensor | None = None, pair: Sequence[int] | None = None
+        self, hidden: np.ndarray, tree: PromptTree, mask: torch.Tensor | None = None, pair: Sequence[int] | None = None,
+        soft_tokens: bool = True,
     ) -> torch.Tensor:
         """Yes-vs-No logits (one per scored prompt of ``tree``) from its cached trunk output.
 
         :param pair: the tree's (user, item), for the soft tokens.
+        :param soft_tokens: add the soft tokens (False: the placeholders stay plain text; CF-token dropout in training).
         """
         h = torch.from_numpy(hidden.astype(np.float32))[None]
-        if self.cf is not None:
+        if self.cf is not None and soft_tokens:
             from coral.llm.soft_tokens import marker_positions
 
             if pair is None:
@@ -238,7 +240,7 @@ class TrainLog:
 
 def train_topk(
     head: TopKHead, cache: TrunkCache, score_stop: Callable[[TopKHead], float], *, lr: float, epochs: int,
-    trees_per_step: int, seed: int, checks_per_epoch: int = 2, cf_lr: float | None = None,
+    trees_per_step: int, seed: int, checks_per_epoch: int = 2, cf_lr: float | None = None, cf_dropout: float = 0.0,
     log: Callable[[dict], None] = lambda row: None,
 ) -> TrainLog:
     """Fine-tune ``head`` on the cached trees (every prompt of a tree carries the tree's label) with
@@ -246,6 +248,7 @@ def train_topk(
 
     :param score_stop: higher is better (the early-stopping slice's score); checked ``checks_per_epoch`` times an epoch.
     :param cf_lr: peak learning rate of the head's soft-token projection (default ``lr``).
+    :param cf_dropout: the share of trees per epoch trained without their soft tokens (``AlignConfig.cf_dropout``).
     """
     cf_params = [p for p in head.cf.parameters() if p.requires_grad] if head.cf is not None else []
     groups = [
@@ -279,6 +282,8 @@ def train_topk(
 
     for epoch in range(epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(cache.trees))
+        # Its own generator, so that the order (and everything else) is the same with and without dropout.
+        dropped = np.random.default_rng([seed, epoch, 1]).random(len(cache.trees)) < cf_dropout
         losses: list[float] = []
         for b in range(0, len(order), trees_per_step):
             head.train()
@@ -290,7 +295,10 @@ def train_topk(
             opt.zero_grad(set_to_none=True)
             chunk = order[b : b + trees_per_step]
             for j in chunk:
-                z = head(cache.hidden[j], cache.trees[j], masks[j], None if cache.pairs is None else cache.pairs[j])
+                z = head(
+                    cache.hidden[j], cache.trees[j], masks[j], None if cache.pairs is None else cache.pairs[j],
+                    soft_tokens=not dropped[j],
+                )
                 loss = F.binary_cross_entropy_with_logits(z, torch.full_like(z, float(cache.labels[j])))
                 (loss / len(chunk)).backward()
                 losses.append(loss.item())

@@ -164,11 +164,13 @@ def load_soft_tokens(directory: str | Path, meta: dict[str, Any], tokenizer: Any
 
 
 def scorer_name(meta: dict[str, Any]) -> str:
-    """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune+rates+cf4+tally"), from its
-    ``align.json``."""
+    """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune+rates+cf4+tally",
+    "top2-finetune+rates+cf4+cfdrop50"), from its ``align.json``."""
     config = meta["config"]
     if meta["method"] == "topk":
         options = "".join(f"+{tag}" for tag in prompt_config_of(meta).option_tags())
+        if config.get("cf_dropout", 0.0) > 0:  # a training option, not a prompt's: named after the prompt's tags
+            options += f"+cfdrop{round(100 * config['cf_dropout'])}"
         return f"top{config['topk_layers']}-finetune{options}"
     if meta["method"] == "lora":
         return f"LoRA-top{config['lora_layers'] or 'all'}"
