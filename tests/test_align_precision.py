@@ -101,6 +101,23 @@ def test_bf16_trunk_and_head_stay_close_to_fp32_and_train(trees):
     )
 
 
+def test_bf16_weights_rounded_once_per_step_train_bitwise_as_once_per_tree(trees):
+    """shared_bf16_weights (the step's trees share one bf16 copy of each weight) changes nothing but the cost: the
+    trained weights are bitwise those of rounding the weight in every forward pass."""
+    from coral.llm.bf16 import Bf16ComputeLinear
+
+    model, tokenizer, tree_list, labels = trees
+    bf16 = compute_trunk(model, tree_list, labels, depth=1, store=np.float32, dtype=torch.bfloat16)
+    ids = resolve_label_tokens(tokenizer)
+    trained = {}
+    for share in (False, True):
+        head = TopKHead(model, 1, 1, ids.yes_ids, ids.no_ids, dtype=torch.bfloat16)
+        train_topk(head, bf16, lambda h: 0.0, lr=1e-2, epochs=2, trees_per_step=3, seed=0, share_bf16_weights=share)
+        trained[share] = head.state_for_model()
+        assert all(m.weight_bf16 is None for m in head.modules() if isinstance(m, Bf16ComputeLinear))  # released
+    assert all(torch.equal(trained[False][k], trained[True][k]) for k in trained[False])
+
+
 def test_batched_evidence_draw_equals_one_target_at_a_time(dataset):
     from coral.align.topk import evidence_index
     from coral.retrieval import random_embeddings

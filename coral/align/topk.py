@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from coral.align.tree import FrozenLayer, PromptTree, additive_mask, build_tree, run_layers
 from coral.data.dataset import CoralDataset, Interactions
 from coral.evidence import Evidence
+from coral.llm.bf16 import shared_bf16_weights
 
 #: Pieces of each kind in a training tree (nearest neighbours, random).
 TRAIN_NEAREST, TRAIN_RANDOM = 5, 3
@@ -241,7 +243,7 @@ class TrainLog:
 def train_topk(
     head: TopKHead, cache: TrunkCache, score_stop: Callable[[TopKHead], float], *, lr: float, epochs: int,
     trees_per_step: int, seed: int, checks_per_epoch: int = 2, cf_lr: float | None = None, cf_dropout: float = 0.0,
-    log: Callable[[dict], None] = lambda row: None,
+    share_bf16_weights: bool = True, log: Callable[[dict], None] = lambda row: None,
 ) -> TrainLog:
     """Fine-tune ``head`` on the cached trees (every prompt of a tree carries the tree's label) with
     AdamW (10% linear warm-up, linear decay to 10%), keeping the weights of the best ``score_stop``.
@@ -249,6 +251,8 @@ def train_topk(
     :param score_stop: higher is better (the early-stopping slice's score); checked ``checks_per_epoch`` times an epoch.
     :param cf_lr: peak learning rate of the head's soft-token projection (default ``lr``).
     :param cf_dropout: the share of trees per epoch trained without their soft tokens (``AlignConfig.cf_dropout``).
+    :param share_bf16_weights: round bf16-computed weights once per step, not once per tree
+        (:func:`coral.llm.bf16.shared_bf16_weights`; the same result, bitwise).
     """
     cf_params = [p for p in head.cf.parameters() if p.requires_grad] if head.cf is not None else []
     groups = [
@@ -294,14 +298,15 @@ def train_topk(
                 )
             opt.zero_grad(set_to_none=True)
             chunk = order[b : b + trees_per_step]
-            for j in chunk:
-                z = head(
-                    cache.hidden[j], cache.trees[j], masks[j], None if cache.pairs is None else cache.pairs[j],
-                    soft_tokens=not dropped[j],
-                )
-                loss = F.binary_cross_entropy_with_logits(z, torch.full_like(z, float(cache.labels[j])))
-                (loss / len(chunk)).backward()
-                losses.append(loss.item())
+            with shared_bf16_weights(head) if share_bf16_weights else nullcontext(False) as shared:
+                for j in chunk:
+                    z = head(
+                        cache.hidden[j], cache.trees[j], masks[j], None if cache.pairs is None else cache.pairs[j],
+                        soft_tokens=not dropped[j],
+                    )
+                    loss = F.binary_cross_entropy_with_logits(z, torch.full_like(z, float(cache.labels[j])))
+                    (loss / len(chunk)).backward(retain_graph=shared)
+                    losses.append(loss.item())
             opt.step()
             state.steps += 1
             last_of_epoch = b + trees_per_step >= len(order)

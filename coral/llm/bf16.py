@@ -9,6 +9,9 @@ fp32 back.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 
 
@@ -37,9 +40,34 @@ class Bf16ComputeLinear(torch.nn.Linear):
     bfloat16 precision scores them with; the saved weights are fp32, the same state-dict keys.
     """
 
+    #: The weight rounded to bf16 once for several forward passes (:func:`shared_bf16_weights`), else None.
+    weight_bf16: torch.Tensor | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.nn.functional.linear(x.to(torch.bfloat16), self.weight.to(torch.bfloat16)).float()
+        weight = self.weight.to(torch.bfloat16) if self.weight_bf16 is None else self.weight_bf16
+        y = torch.nn.functional.linear(x.to(torch.bfloat16), weight).float()
         return y if self.bias is None else y + self.bias
+
+
+@contextmanager
+def shared_bf16_weights(module: torch.nn.Module) -> Iterator[bool]:
+    """Round each :class:`Bf16ComputeLinear` weight under ``module`` to bf16 once for the whole block, not once per
+    forward pass: for the forward passes between two optimiser steps, whose weights do not change. The gradient is the
+    same: each backward pass goes through the shared rounding into the fp32 weight's gradient, as through its own.
+    Rounding 7.7M weights per tree had been the costliest memory traffic of a training step, and it ran slower on two
+    threads than on one (experiments/notes/speed.md).
+
+    Yields whether any weight is shared: the backward passes inside the block then need ``retain_graph=True``
+    (the rounding is one node of every pass's graph).
+    """
+    linears = [m for m in module.modules() if isinstance(m, Bf16ComputeLinear)]
+    for m in linears:
+        m.weight_bf16 = m.weight.to(torch.bfloat16)
+    try:
+        yield bool(linears)
+    finally:
+        for m in linears:
+            m.weight_bf16 = None
 
 
 def compute_linears_in_bf16(module: torch.nn.Module) -> int:
