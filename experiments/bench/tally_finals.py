@@ -38,18 +38,16 @@ def method_scores(root: Path, name: str, model: str, seed: int, rows: np.ndarray
     raise SystemExit(f"{root}: no model {model!r} in stage {name}-seed{seed}")
 
 
-def interval(e) -> str:
-    return f"{100 * e.estimate:+.2f} [{100 * e.low:+.2f}, {100 * e.high:+.2f}]"
+def interval(value: float, low: float, high: float) -> str:
+    return f"{100 * value:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
 
 
 def row(label: str, ys, a, b) -> str:
-    per_seed = []
-    for y, x, z in zip(ys, a, b, strict=True):
-        r = paired_auc_difference(y, x, z)
-        per_seed.append(f"{100 * r.diff:+.2f} [{100 * r.low:+.2f}, {100 * r.high:+.2f}]")
+    per_seed = [paired_auc_difference(y, x, z) for y, x, z in zip(ys, a, b, strict=True)]
+    overall = [pooled_auc_difference(ys, a, b), two_level_auc_difference(ys, a, b)]
     return (
-        f"| {label} | " + " | ".join(per_seed)
-        + f" | {interval(pooled_auc_difference(ys, a, b))} | {interval(two_level_auc_difference(ys, a, b))} |"
+        f"| {label} | " + " | ".join(interval(r.diff, r.low, r.high) for r in per_seed)
+        + "".join(f" | {interval(e.estimate, e.low, e.high)}" for e in overall) + " |"
     )
 
 
