@@ -18,7 +18,8 @@
    dtype side by side: trunk trees/s, seconds per training step (8 trees), early-stopping checks,
    and the default alignment's seconds they add up to;
 7. thread scaling: each LLM stage's same work on 1 and on 2 torch threads, wall time (the trunk
-   pass, training steps, the evaluation episodes of LLM-Language + CoRAL-random, PPO's rollouts).
+   pass, training steps, the evaluation episodes of LLM-Language + CoRAL-random, PPO's rollouts);
+   the minimum of ``--repeats`` interleaved runs, and each run's own ratio beside it.
 
 ``--aligned DIR`` measures the default run's scorer (an alignment directory written by
 ``coral run``/``coral align``: ``RUN/stages/align-seed0-*/aligned``); without it the embedded
@@ -574,7 +575,12 @@ def section_7(args: argparse.Namespace, scorer, builder, dataset, rows) -> None:
     torch.set_num_threads(threads)
     for name in work:
         one, two = min(seconds[name, 1]), min(seconds[name, 2])
-        print(f"  {name:72s} 1 thread {one:6.2f} s   2 threads {two:6.2f} s   x{one / two:.2f}", flush=True)
+        # Each run's own ratio too: on a shared VM a neighbour's load moves single runs by tenths.
+        runs = " ".join(f"x{a / b:.2f}" for a, b in zip(seconds[name, 1], seconds[name, 2], strict=True))
+        print(
+            f"  {name:72s} 1 thread {one:6.2f} s   2 threads {two:6.2f} s   x{one / two:.2f}   (each run: {runs})",
+            flush=True,
+        )
 
 
 def parity(args: argparse.Namespace) -> None:
@@ -800,7 +806,7 @@ def main() -> None:
         "--align-dtypes", choices=["default", "both"], default="default",
         help="[6] fp32 and the default dtype, or fp32 and bf16 whatever the default",
     )
-    parser.add_argument("--repeats", type=int, default=2, help="[6], [7] runs of each setting (the minimum is printed)")
+    parser.add_argument("--repeats", type=int, default=3, help="[6], [7] runs of each setting (the minimum is printed)")
     parser.add_argument(
         "--valid-pairs",
         type=int,
