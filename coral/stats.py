@@ -303,6 +303,16 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
     return float(low), float(high)
 
 
+def format_interval(estimate: float, low: float, high: float) -> str:
+    """``+1.23 [+0.10, +2.40]``: an AUC difference and its interval in AUC points (x100), as every table writes it.
+
+    :param estimate: the difference (AUC units).
+    :param low: lower end of its interval.
+    :param high: upper end of its interval.
+    """
+    return f"{100 * estimate:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
+
+
 # ---------------------------------------------------------------------------------------------
 # paired comparison on one set of pairs
 

@@ -44,7 +44,7 @@ from coral.policies.label_aware import LabelAwarePolicy
 from coral.policies.random_policy import RandomPolicy
 from coral.policies.run_dir import load_run_policy
 from coral.policies.train import train
-from coral.stats import paired_auc_difference
+from coral.stats import format_interval, paired_auc_difference
 
 #: Learned rows: name -> (TrainConfig keys, environment keys).
 LEARNED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -152,7 +152,7 @@ def markdown(name: str, seed: int, n: int, rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         delta = (
-            f"{100 * r['delta'][0]:+.2f} [{100 * r['delta'][1]:+.2f}, {100 * r['delta'][2]:+.2f}]" if r["delta"] else ""
+            format_interval(*r["delta"]) if r["delta"] else ""
         )
         lines.append(
             f"| {r['policy']} | {r['return']:+.3f} | {100 * r['auc']:.2f} | {delta} | {r['jaccard']:.2f} | "

@@ -18,6 +18,7 @@ from coral.stats import (
     bootstrap_counts,
     delong,
     delong_variance,
+    format_interval,
     interval_verdict,
     interval_verdicts,
     mean_std,
@@ -381,3 +382,8 @@ def test_repeating_one_run_as_several_seeds_on_shared_pairs_does_not_narrow_the_
     assert (twice.low, twice.high) == (pytest.approx(once.low), pytest.approx(once.high))
     with pytest.raises(CoralError, match="shared_pairs"):
         pooled_auc([y, 1 - y], [informative, informative], shared_pairs=True)
+
+
+def test_format_interval_writes_auc_points_with_signs():
+    assert format_interval(0.0123, 0.001, 0.024) == "+1.23 [+0.10, +2.40]"
+    assert format_interval(-0.0331, -0.0433, -0.0229) == "-3.31 [-4.33, -2.29]"

@@ -163,7 +163,9 @@ def _delta(c) -> str:
     """``+1.23 [+0.10, +2.40] p=0.03`` in AUC points (x100); empty when not compared."""
     if c is None:
         return ""
-    text = f"{100 * c.estimate:+.2f} [{100 * c.low:+.2f}, {100 * c.high:+.2f}]"
+    from coral.stats import format_interval
+
+    text = format_interval(c.estimate, c.low, c.high)
     return text + (f" p={c.p_value:.2g}" if not math.isnan(c.p_value) else "")
 
 

@@ -43,6 +43,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from coral.stats import format_interval  # noqa: E402
+
 K = 5
 BRANCHES = ("nearest", "random", "shuffled")
 
@@ -327,12 +329,12 @@ def figures(y, scores, references, info, reference, n_boot, paired_auc_differenc
 def _d(r: dict | None) -> str:
     if r is None:
         return "(reference)"
-    return f"{100 * r['diff']:+.2f} [{100 * r['low']:+.2f}, {100 * r['high']:+.2f}] p={r['p_value']:.2g}"
+    return f"{format_interval(r['diff'], r['low'], r['high'])} p={r['p_value']:.2g}"
 
 
 def _c(row: dict, control: str) -> str:
     r = row.get(f"{control}_vs_none")
-    return "" if r is None else f"{100 * r['diff']:+.2f} [{100 * r['low']:+.2f}, {100 * r['high']:+.2f}]"
+    return "" if r is None else format_interval(r["diff"], r["low"], r["high"])
 
 
 def table(report: dict) -> str:

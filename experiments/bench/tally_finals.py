@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from coral.pipeline.scores import load_scores
-from coral.stats import paired_auc_difference, pooled_auc_difference, two_level_auc_difference
+from coral.stats import format_interval, paired_auc_difference, pooled_auc_difference, two_level_auc_difference
 
 TALLY, DEFAULT = "top2-finetune+rates+cf4+tally", "top2-finetune+rates+cf4"
 
@@ -38,16 +38,12 @@ def method_scores(root: Path, name: str, model: str, seed: int, rows: np.ndarray
     raise SystemExit(f"{root}: no model {model!r} in stage {name}-seed{seed}")
 
 
-def interval(value: float, low: float, high: float) -> str:
-    return f"{100 * value:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
-
-
 def row(label: str, ys, a, b) -> str:
     per_seed = [paired_auc_difference(y, x, z) for y, x, z in zip(ys, a, b, strict=True)]
     overall = [pooled_auc_difference(ys, a, b), two_level_auc_difference(ys, a, b)]
     return (
-        f"| {label} | " + " | ".join(interval(r.diff, r.low, r.high) for r in per_seed)
-        + "".join(f" | {interval(e.estimate, e.low, e.high)}" for e in overall) + " |"
+        f"| {label} | " + " | ".join(format_interval(r.diff, r.low, r.high) for r in per_seed)
+        + "".join(f" | {format_interval(e.estimate, e.low, e.high)}" for e in overall) + " |"
     )
 
 
