@@ -7,7 +7,10 @@ and never on the threshold rows. Every method runs K deterministic rounds on the
 each AUC − greedy's AUC is paired (95% bootstrap interval). Each variant is a ``coral train``
 run (its TrainConfig keys as JSON), validated on a fixed subset of the same tuning rows while it
 trains (``validation.csv``); the label-aware reference (reads y: never a method) runs on the first
-``--label-aware-rows`` of them. Results are cached per method in OUT (a killed run resumes), and
+``--label-aware-rows`` of them. ``--prior-votes`` adds heuristics that retrieve by label (:class:`LabelVote`):
+told y (a reference, evaluation only) and told a label-free prediction of y (``--prior``), which
+split the label-aware reference's room into what lies in the pieces' labels and what a policy can
+reach with what it knows. Results are cached per method in OUT (a killed run resumes), and
 OUT gets ``table.md`` and ``training_curves.png``. Run it under the shared lock:
 
     flock /work/heavy.lock python experiments/policy_tuning.py --scorer aligned:DIR --seed 0 --rows 600 \\
@@ -41,26 +44,142 @@ from coral.policies.greedy import GreedyPolicy
 from coral.policies.label_aware import LabelAwarePolicy
 from coral.policies.run_dir import load_run_policy, read_summary
 from coral.policies.train import train
-from coral.stats import paired_auc_difference
+from coral.stats import format_interval, paired_auc_difference
 
 
-class NeighbourhoodVote:
-    """A label-free heuristic (no learning, not a method): take the nearest candidates whose label is
-    the majority label of the target's M nearest candidates. It raises the return of the paper's
-    reward where the neighbourhood predicts y, and shows what following the vote does to the AUC."""
+class LabelVote:
+    """A heuristic that retrieves by label (no learning, not a method): at each round, the nearest available
+    candidate whose label is the one ``direction`` asks for (the nearest of any label when none is left).
 
-    name = "neighbourhood-vote"
+    It asks what following a label does to the AUC. The label-aware reference gains by choosing,
+    piece by piece, what moves P(Yes) toward y; a vote that is told y itself (``label``, evaluation
+    only) measures how much of that gain lies in the pieces' labels alone, and a vote told a label-free
+    prediction of y (``prior-vote``, ``prior-share``) what a policy can get by injecting what it knows
+    through the labels of the pieces it picks.
+
+    :param name: the row's name.
+    :param direction: the wanted label (+1 liked, -1 disliked) of an environment's next piece.
+    :param reads_labels: True when ``direction`` reads the target's label (evaluation only).
+    """
+
     needs_embeddings = True
+
+    def __init__(self, name: str, direction: Any, reads_labels: bool = False) -> None:
+        self.name = name
+        self.direction = direction
+        self.reads_labels = reads_labels
 
     def act(self, observations: np.ndarray, envs: Sequence[Any]) -> np.ndarray:
         actions = []
         for env in envs:
             table = env.candidate_features()
             available = env.action_masks()[: env.config.n_candidates]
-            majority = 1.0 if np.mean(table[: len(env.candidates), 1] > 0) >= 0.5 else -1.0
-            agreeing = np.flatnonzero(available & (table[:, 1] == majority))
-            actions.append(agreeing[0] if len(agreeing) else np.flatnonzero(available)[0])
+            wanted = np.flatnonzero(available & (table[:, 1] == self.direction(env)))
+            actions.append(wanted[0] if len(wanted) else np.flatnonzero(available)[0])
         return np.asarray(actions)
+
+
+def neighbourhood_majority(env: Any) -> float:
+    """The majority label of the target's M nearest candidates (ties: liked)."""
+    table = env.candidate_features()
+    return 1.0 if np.mean(table[: len(env.candidates), 1] > 0) >= 0.5 else -1.0
+
+
+def prior_rules(prior: dict[tuple[int, int], float]) -> dict[str, Any]:
+    """Direction rules from a label-free P(like) of each target pair.
+
+    ``prior-vote``: every piece liked where P(like) >= 0.5, disliked otherwise. ``prior-share``: the
+    liked share of the pieces so far follows P(like) (after t pieces, round(t x P(like)) of them liked),
+    so the pieces carry the prediction's strength, not only its side.
+    """
+
+    def vote(env: Any) -> float:
+        return 1.0 if prior[env.user, env.item] >= 0.5 else -1.0
+
+    def share(env: Any) -> float:
+        liked = sum(int(ev.label) for ev in env.evidence)
+        return 1.0 if liked < round((len(env.evidence) + 1) * prior[env.user, env.item]) else -1.0
+
+    return {"prior-vote": vote, "prior-share": share}
+
+
+#: The label-free P(like) a prior vote may be told (``--prior``).
+PRIORS = ("twin", "warm-start", "dfm")
+
+
+def label_free_prior(
+    kind: str, dataset: Any, env: EnvConfig, embeddings: Any, aligned: str, users: np.ndarray, items: np.ndarray,
+    seed: int,
+) -> tuple[dict[tuple[int, int], float], str]:
+    """P(like) of each pair, read from nothing but training interactions, and the prior's name.
+
+    - ``twin``: the scorer's own input twin (no LLM), a logistic regression on base rates, CF embeddings and
+      the like-share of the 5 nearest pieces, fitted on the alignment's training targets (C by
+      cross-validation on them): the numbers the LLM is given, read linearly.
+    - ``warm-start``: the warm-start CTR model itself (trained on head + its fold), whose embeddings the
+      environment retrieves by and a query policy observes.
+    - ``dfm``: the DFM baseline trained on the whole training split, as ``coral run``'s DFM row.
+
+    Both CTR models stop early on the validation split's log loss, as the warm start and the baselines do.
+    """
+    if kind == "twin":
+        from coral.align.topk import evidence_index
+        from coral.align.twins import InputTwin, alignment_targets
+
+        index = evidence_index(dataset, embeddings)
+        twin = InputTwin.fit(dataset, index, alignment_targets(dataset, aligned), ("rates", "cf", "share"), c=None)
+        p, name = twin.predict(dataset, index, users, items), twin.name
+    elif kind in ("warm-start", "dfm"):
+        from coral.baselines.config import BaselineConfig
+        from coral.baselines.train import train_baseline
+        from coral.data.folds import warm_start_dataset
+
+        if kind == "warm-start":
+            trained = train_baseline(warm_start_dataset(dataset, env.warm.folds), env.warm.baseline(seed))
+            name = f"the warm-start {trained.config.model.upper()} (head + its fold)"
+        else:
+            trained = train_baseline(dataset, BaselineConfig(model="dfm", seed=seed))
+            name = "DFM (the whole training split)"
+        p = trained.predict(users, items)
+    else:
+        raise SystemExit(f"error: unknown prior {kind!r}; expected one of {', '.join(PRIORS)}")
+    return {(int(u), int(i)): float(q) for u, i, q in zip(users, items, p, strict=True)}, name
+
+
+def noisy_label_votes(results: dict[str, dict[str, Any]], greedy: dict[str, Any], draws: int = 200) -> list[str]:
+    """How good a label-free prediction of y a binary vote needs: the vote told y with each target's label
+    flipped at rate e (a reference: it reads y), put together target by target from the ``liked-vote`` and
+    ``disliked-vote`` rows (a binary vote keeps one label for all of a target's pieces, so it retrieves as
+    one of them). Checked on the prior-vote rows: put together from their priors' sides, they must
+    reproduce their own AUCs."""
+    liked, disliked = results["liked-vote"], results["disliked-vote"]
+    rows = liked["rows"]
+    if not (np.array_equal(rows, disliked["rows"]) and np.array_equal(rows, greedy["rows"])):
+        raise SystemExit("error: the fixed-label votes and greedy ran on different rows")
+    y, p_liked, p_disliked, p_greedy = liked["labels"], liked["p"][-1], disliked["p"][-1], greedy["p"][-1]
+    lines = []
+    for name, res in results.items():
+        if name.startswith("prior-vote") and np.array_equal(res["rows"], rows):
+            side = res["p"][1] == liked["p"][1]  # the first piece tells the side
+            rebuilt = binary_metrics(y, np.where(side, p_liked, p_disliked), n_boot=0)["auc"]
+            own = binary_metrics(y, res["p"][-1], n_boot=0)["auc"]
+            lines.append(
+                f"{name} put together from the fixed-label votes: AUC {100 * rebuilt:.2f} (its own {100 * own:.2f})."
+            )
+    g = binary_metrics(y, p_greedy, n_boot=0)["auc"]
+    rng = np.random.default_rng(0)
+    cells = []
+    for e in (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5):
+        aucs = [
+            binary_metrics(y, np.where((y == 1) != (rng.random(len(y)) < e), p_liked, p_disliked), n_boot=0)["auc"]
+            for _ in range(draws if e else 1)
+        ]
+        cells.append(f"{1 - e:.2f}: {100 * (np.mean(aucs) - g):+.2f}")
+    return [
+        *lines,
+        "A binary vote told y, each label flipped at rate e (reference, reads y; mean over "
+        f"{draws} draws of the flips), by its accuracy 1 − e, AUC − greedy: " + ", ".join(cells) + ".",
+    ]
 
 
 def _saved(path: Path) -> dict[str, Any] | None:
@@ -100,6 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-aware-random", type=int, default=10)
     parser.add_argument(
         "--vote", action="store_true", help="also the label-free neighbourhood-vote heuristic (candidates mode)"
+    )
+    parser.add_argument(
+        "--prior-votes", action="store_true",
+        help="also the label votes (candidates mode): prior-vote and prior-share (told a label-free P(like), see "
+             "--prior) and reference-label-vote (told y: evaluation only)",
+    )
+    parser.add_argument(
+        "--prior", choices=PRIORS, nargs="+", default=["twin"],
+        help="the label-free P(like)s the prior votes follow (a prior other than twin is named in its rows)",
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", required=True)
@@ -171,9 +299,32 @@ def main(argv: list[str] | None = None) -> int:
                 {"train_seconds": summary.get("train_seconds", 0.0), "model": config.model_name},
             )
             runs.setdefault(f"{name} ({config.model_name})", []).append(run)
+    candidates_env = EnvConfig.from_any(env, **CANDIDATE_KEYS)
     if args.vote:
         results["neighbourhood-vote"] = evaluate(
-            "neighbourhood-vote", NeighbourhoodVote(), EnvConfig.from_any(env, **CANDIDATE_KEYS), rows, {}
+            "neighbourhood-vote", LabelVote("neighbourhood-vote", neighbourhood_majority), candidates_env, rows, {}
+        )
+    if args.prior_votes:
+        if "twin" in args.prior and not args.scorer.startswith("aligned:"):
+            raise SystemExit("error: --prior twin needs --scorer aligned:DIR (the twin is fitted on its targets)")
+        valid = dataset.split("valid")
+        # Every piece of one label: any binary vote is, target by target, one of these two rows.
+        for name, label in (("liked-vote", 1.0), ("disliked-vote", -1.0)):
+            results[name] = evaluate(name, LabelVote(name, lambda e, label=label: label), candidates_env, rows, {})
+        for kind in args.prior:
+            prior, source = label_free_prior(
+                kind, dataset, env, resources.embeddings, args.scorer.removeprefix("aligned:"), valid.user[rows],
+                valid.item[rows], args.seed,
+            )
+            p_prior = [prior[int(u), int(i)] for u, i in zip(valid.user[rows], valid.item[rows], strict=True)]
+            for name, rule in prior_rules(prior).items():
+                name = name if kind == "twin" else f"{name}-{kind}"
+                results[name] = evaluate(
+                    name, LabelVote(name, rule), candidates_env, rows, {"prior": source, "prior_p": p_prior}
+                )
+        name = "reference-label-vote"
+        results[name] = evaluate(
+            name, LabelVote(name, lambda e: 1.0 if e.label == 1 else -1.0, reads_labels=True), candidates_env, rows, {}
         )
     if args.label_aware_rows:
         reference = LabelAwarePolicy(args.label_aware_nearest, args.label_aware_random, seed=args.seed)
@@ -199,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         delta = paired_auc_difference(y, p, g, n_boot=2000) if name != "greedy" else None
         ret = float(np.mean(np.abs(res["p"][0] - y) - np.abs(res["p"][-1] - y)))
         ret_g = float(np.mean(np.abs(greedy["p"][0][on] - y) - np.abs(g - y)))
-        cell = f"{100 * delta.estimate:+.2f} [{100 * delta.low:+.2f}, {100 * delta.high:+.2f}]" if delta else ""
+        cell = format_interval(delta.estimate, delta.low, delta.high) if delta else ""
         lines.append(
             f"| {name} | {len(y)} | {100 * auc:.2f} | {cell} | {ret:+.4f} | {ret - ret_g:+.4f} | "
             f"{res['greedy_jaccard']:.3f} | {res['greedy_first_share']:.3f} | "
@@ -216,6 +367,17 @@ def main(argv: list[str] | None = None) -> int:
         + ".",
     ]
     for name, res in results.items():
+        if "prior_p" in res:
+            p_prior = np.asarray(res["prior_p"])
+            d = paired_auc_difference(res["labels"], res["p"][-1], p_prior, n_boot=2000)
+            accuracy = np.mean((p_prior >= 0.5) == res["labels"])
+            lines.append(
+                f"{name} follows {res['prior']}: its own AUC on these rows {100 * d.auc_b:.2f}, accuracy at 0.5 "
+                f"{accuracy:.3f}; the vote − it {format_interval(d.diff, d.low, d.high)}."
+            )
+    if "liked-vote" in results:
+        lines += ["", *noisy_label_votes(results, greedy)]
+    for name, res in results.items():
         if name == "greedy" or res["mean_pieces"] >= greedy["p"].shape[0] - 1 - 1e-9:
             continue
         on = np.array([index[int(r)] for r in res["rows"]])
@@ -225,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"{name} stops after {res['mean_pieces']:.2f} pieces on average: AUC − greedy's best fixed k <= {k} "
             f"(k={best}) "
-            f"{100 * d.estimate:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]."
+            f"{format_interval(d.estimate, d.low, d.high)}."
         )
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "table.md", text)
