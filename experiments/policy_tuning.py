@@ -370,10 +370,15 @@ def main(argv: list[str] | None = None) -> int:
         if "prior_p" in res:
             p_prior = np.asarray(res["prior_p"])
             d = paired_auc_difference(res["labels"], res["p"][-1], p_prior, n_boot=2000)
-            accuracy = np.mean((p_prior >= 0.5) == res["labels"])
+            prior_wrong = (p_prior >= 0.5) != (res["labels"] == 1)
+            # Whether its errors are the scorer's: greedy's P(Yes) on the wrong side of its median.
+            g_p = greedy["p"][-1][np.array([index[int(r)] for r in res["rows"]])]
+            greedy_wrong = (g_p >= np.median(g_p)) != (res["labels"] == 1)
             lines.append(
                 f"{name} follows {res['prior']}: its own AUC on these rows {100 * d.auc_b:.2f}, accuracy at 0.5 "
-                f"{accuracy:.3f}; the vote − it {format_interval(d.diff, d.low, d.high)}."
+                f"{1 - prior_wrong.mean():.3f}; the vote − it {format_interval(d.diff, d.low, d.high)}; greedy's "
+                f"P(Yes) is on the wrong side of its median for {greedy_wrong[prior_wrong].mean():.2f} of the rows "
+                f"it gets wrong and {greedy_wrong[~prior_wrong].mean():.2f} of those it gets right."
             )
     if "liked-vote" in results:
         lines += ["", *noisy_label_votes(results, greedy)]
