@@ -110,8 +110,9 @@ PRIORS = ("twin", "warm-start", "dfm")
 def label_free_prior(
     kind: str, dataset: Any, env: EnvConfig, embeddings: Any, aligned: str, users: np.ndarray, items: np.ndarray,
     seed: int,
-) -> tuple[dict[tuple[int, int], float], str]:
-    """P(like) of each pair, read from nothing but training interactions, and the prior's name.
+) -> tuple[np.ndarray, str]:
+    """P(like) of each pair (aligned with ``users``, ``items``), read from nothing but training interactions, and
+    the prior's name.
 
     - ``twin``: the scorer's own input twin (no LLM), a logistic regression on base rates, CF embeddings and
       the like-share of the 5 nearest pieces, fitted on the alignment's training targets (C by
@@ -143,15 +144,15 @@ def label_free_prior(
         p = trained.predict(users, items)
     else:
         raise SystemExit(f"error: unknown prior {kind!r}; expected one of {', '.join(PRIORS)}")
-    return {(int(u), int(i)): float(q) for u, i, q in zip(users, items, p, strict=True)}, name
+    return np.asarray(p, dtype=np.float64), name
 
 
 def noisy_label_votes(results: dict[str, dict[str, Any]], greedy: dict[str, Any], draws: int = 200) -> list[str]:
     """How good a label-free prediction of y a binary vote needs: the vote told y with each target's label
     flipped at rate e (a reference: it reads y), put together target by target from the ``liked-vote`` and
     ``disliked-vote`` rows (a binary vote keeps one label for all of a target's pieces, so it retrieves as
-    one of them). Checked on the prior-vote rows: put together from their priors' sides, they must
-    reproduce their own AUCs."""
+    one of them). Checked on the prior-vote rows: put together from their priors' sides (P(like) >= 0.5),
+    they must reproduce their own AUCs."""
     liked, disliked = results["liked-vote"], results["disliked-vote"]
     rows = liked["rows"]
     if not (np.array_equal(rows, disliked["rows"]) and np.array_equal(rows, greedy["rows"])):
@@ -160,7 +161,7 @@ def noisy_label_votes(results: dict[str, dict[str, Any]], greedy: dict[str, Any]
     lines = []
     for name, res in results.items():
         if name.startswith("prior-vote") and np.array_equal(res["rows"], rows):
-            side = res["p"][1] == liked["p"][1]  # the first piece tells the side
+            side = np.asarray(res["prior_p"]) >= 0.5
             rebuilt = binary_metrics(y, np.where(side, p_liked, p_disliked), n_boot=0)["auc"]
             own = binary_metrics(y, res["p"][-1], n_boot=0)["auc"]
             lines.append(
@@ -312,15 +313,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, label in (("liked-vote", 1.0), ("disliked-vote", -1.0)):
             results[name] = evaluate(name, LabelVote(name, lambda e, label=label: label), candidates_env, rows, {})
         for kind in args.prior:
-            prior, source = label_free_prior(
-                kind, dataset, env, resources.embeddings, args.scorer.removeprefix("aligned:"), valid.user[rows],
-                valid.item[rows], args.seed,
+            users, items = valid.user[rows], valid.item[rows]
+            p_prior, source = label_free_prior(
+                kind, dataset, env, resources.embeddings, args.scorer.removeprefix("aligned:"), users, items, args.seed
             )
-            p_prior = [prior[int(u), int(i)] for u, i in zip(valid.user[rows], valid.item[rows], strict=True)]
+            prior = {(int(u), int(i)): float(q) for u, i, q in zip(users, items, p_prior, strict=True)}
             for name, rule in prior_rules(prior).items():
                 name = name if kind == "twin" else f"{name}-{kind}"
                 results[name] = evaluate(
-                    name, LabelVote(name, rule), candidates_env, rows, {"prior": source, "prior_p": p_prior}
+                    name, LabelVote(name, rule), candidates_env, rows, {"prior": source, "prior_p": p_prior.tolist()}
                 )
         name = "reference-label-vote"
         results[name] = evaluate(

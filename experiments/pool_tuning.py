@@ -1,6 +1,7 @@
 """Pool ``experiments/policy_tuning.py`` results over seeds: each method − greedy, and each prior vote − the
 prediction it follows and that prediction − greedy, with the pair bootstrap pooled over the OUT folders
-(one per seed, each on its own validation tuning rows). Prints a Markdown table:
+(one per seed, each on its own validation tuning rows; a method run on fewer rows, such as the
+label-aware reference, is compared with greedy on its own rows). Prints a Markdown table:
 
     python experiments/pool_tuning.py OUT_SEED0 OUT_SEED1
 """
@@ -17,9 +18,11 @@ import numpy as np
 from coral.stats import format_interval, pooled_auc_difference
 
 
-def _rows(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
+def _rows(folder: Path, name: str) -> dict:
+    """A method's saved rows: labels, its last round's P, the row indices and its info."""
     with np.load(folder / f"{name}.npz", allow_pickle=False) as saved:
-        return saved["labels"], saved["p"][-1], json.loads(str(saved["info"]))
+        info = json.loads(str(saved["info"]))
+        return {"labels": saved["labels"], "p": saved["p"][-1], "rows": saved["rows"], "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,23 +30,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="policy_tuning.py OUT folders, one per seed")
     args = parser.parse_args(argv)
     names = sorted(set.intersection(*({p.stem for p in f.glob("*.npz")} for f in args.folders)) - {"greedy"})
+    greedy = [_rows(f, "greedy") for f in args.folders]
+    position = [{int(r): k for k, r in enumerate(g["rows"])} for g in greedy]
     print("| method | − greedy | − the prediction it follows | the prediction − greedy |\n|---|---|---|---|")
     for name in names:
-        loaded = [(_rows(f, name), _rows(f, "greedy")) for f in args.folders]
-        if any(len(y) != len(g[0]) or not np.array_equal(y, g[0]) for (y, _, _), g in loaded):
-            print(f"| {name} | (not on greedy's rows) | | |")
-            continue
-        ys = [y for (y, _, _), _ in loaded]
-        p, greedy = [p for (_, p, _), _ in loaded], [g[1] for _, g in loaded]
-        cells = [pooled_auc_difference(ys, p, greedy, n_boot=2000, seed=0)]
-        if all("prior_p" in info for (_, _, info), _ in loaded):
-            prior = [np.asarray(info["prior_p"]) for (_, _, info), _ in loaded]
+        runs = [_rows(f, name) for f in args.folders]
+        on = [np.array([at[int(r)] for r in run["rows"]]) for run, at in zip(runs, position, strict=True)]
+        ys, p = [run["labels"] for run in runs], [run["p"] for run in runs]
+        g = [seed["p"][rows] for seed, rows in zip(greedy, on, strict=True)]
+        if any(not np.array_equal(y, seed["labels"][rows]) for y, seed, rows in zip(ys, greedy, on, strict=True)):
+            raise SystemExit(f"error: {name}'s labels differ from greedy's on the same rows")
+        cells = [pooled_auc_difference(ys, p, g, n_boot=2000, seed=0)]
+        if all("prior_p" in run["info"] for run in runs):
+            prior = [np.asarray(run["info"]["prior_p"]) for run in runs]
             cells += [
                 pooled_auc_difference(ys, p, prior, n_boot=2000, seed=0),
-                pooled_auc_difference(ys, prior, greedy, n_boot=2000, seed=0),
+                pooled_auc_difference(ys, prior, g, n_boot=2000, seed=0),
             ]
         text = [format_interval(c.estimate, c.low, c.high) for c in cells]
-        print(f"| {name} | " + " | ".join(text + [""] * (3 - len(text))) + " |")
+        print(f"| {name} ({sum(len(y) for y in ys)} rows) | " + " | ".join(text + [""] * (3 - len(text))) + " |")
     return 0
 
 

@@ -151,9 +151,7 @@ def markdown(name: str, seed: int, n: int, rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        delta = (
-            format_interval(*r["delta"]) if r["delta"] else ""
-        )
+        delta = format_interval(*r["delta"]) if r["delta"] else ""
         lines.append(
             f"| {r['policy']} | {r['return']:+.3f} | {100 * r['auc']:.2f} | {delta} | {r['jaccard']:.2f} | "
             f"{r['first']:.2f} | {r['seconds']:.1f} |"
