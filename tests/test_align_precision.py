@@ -186,3 +186,51 @@ def test_shipped_alignment_records_are_well_formed():
                 -ALIGN_TOLERANCE <= c["low"] <= c["delta"] <= c["high"] <= ALIGN_TOLERANCE for c in r.cells.values()
             )
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_frozen_layer_keeps_qwen2_biases(dtype):
+    """Qwen2's q/k/v products have biases: the fused trunk adds them (bitwise the layer's own output in fp32)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from coral.align.tree import FrozenLayer, additive_mask
+
+    config = Qwen2Config(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.2,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config).eval()
+    layer = model.model.layers[0]
+    with torch.no_grad():
+        for linear in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+            linear.bias.normal_(0, 1.0)  # HF initialises them to 0, which would hide a dropped bias
+    T = 7
+    h = torch.randn(1, T, 32)
+    mask = additive_mask(torch.tril(torch.ones(T, T, dtype=torch.bool)))
+    cos_sin = model.model.rotary_emb(h, torch.arange(T)[None])
+    with torch.inference_mode():
+        expected = layer_forward(model, layer, h, mask, cos_sin)
+        fused = FrozenLayer(layer, dtype)(model, h, mask, cos_sin)
+        layer.self_attn.v_proj.bias.zero_()
+        unbiased = layer_forward(model, layer, h, mask, cos_sin)
+    assert float((unbiased - expected).abs().max()) > 0.05 * float(expected.abs().max())  # the biases matter here
+    if dtype == torch.float32:
+        assert torch.equal(fused, expected)
+    else:
+        assert 0 < float((fused - expected).abs().max()) < 0.05 * float(expected.abs().max())
+
+
+def test_tree_path_takes_llama_and_qwen2_layers_and_refuses_gemma3():
+    """Gemma3's extra norms (and its sliding window) are not computed by the tree path: refused, not run wrongly."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from coral.align.tree import supports_trees
+
+    shape = dict(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8,
+    )
+    assert supports_trees(tiny_llama()[0])
+    assert supports_trees(Qwen2ForCausalLM(Qwen2Config(**shape)))
+    assert not supports_trees(Gemma3ForCausalLM(Gemma3TextConfig(**shape)))

@@ -203,3 +203,24 @@ def test_summarisation_can_precede_the_evidence(dataset):
     for before, after in zip(prompts, prompts[1:], strict=False):
         assert after.segments[: len(before.segments) - 1] == before.segments[:-1]
     assert SUMMARISE not in prompts[0].text
+
+
+class _SpecialTokens:
+    """A tokenizer stub: each character is a token, except the special tokens it knows."""
+
+    def __init__(self, *special: str) -> None:
+        self.special = special
+
+    def __call__(self, text: str, add_special_tokens: bool = False):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(input_ids=[0] if text in self.special else list(range(len(text))))
+
+
+def test_cf_marker_is_the_first_placeholder_the_tokenizer_reads_as_one_token():
+    from coral.llm.prompt import CF_MARKERS, cf_marker
+
+    assert cf_marker(_SpecialTokens("<|fim_pad|>")) == "<|fim_pad|>"  # Qwen2.5's
+    assert cf_marker(_SpecialTokens(*CF_MARKERS)) == "<empty_output>"  # SmolLM2's comes first
+    with pytest.raises(CoralError, match="placeholder"):
+        cf_marker(_SpecialTokens("<pad>"))

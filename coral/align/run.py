@@ -218,7 +218,6 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
     cf, marker = None, -1
     if config.prompt.cf_tokens:
         from coral.align.topk import unit_rms
-        from coral.llm.prompt import CF_MARKER
         from coral.llm.soft_tokens import CFProjection, marker_token_id
 
         torch.manual_seed(config.seed)
@@ -226,7 +225,7 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
             unit_rms(tables.user), unit_rms(tables.item), config.prompt.cf_tokens, model.config.hidden_size,
             config.cf_hidden,
         )
-        marker = marker_token_id(tokenizer, CF_MARKER)
+        marker = marker_token_id(tokenizer, builder.cf_marker)
         train.pairs, stop.pairs = (
             np.array([(s.user, s.item) for s in sources], dtype=np.int64) for sources in (train_sources, stop_sources)
         )

@@ -156,6 +156,11 @@ def run_layers(
     return h
 
 
+#: The modules of a decoder layer, and of its attention, that the tree path computes (Llama's).
+LLAMA_LAYER = frozenset({"self_attn", "mlp", "input_layernorm", "post_attention_layernorm"})
+LLAMA_ATTENTION = frozenset({"q_proj", "k_proj", "v_proj", "o_proj"})
+
+
 class FrozenLayer:
     """A decoder layer for inference only: q/k/v in one product and gate/up in one, in ``dtype``.
 
@@ -163,7 +168,8 @@ class FrozenLayer:
     fp32 the output is bitwise the layer's own (tested). bf16: the products' inputs and weights in
     bf16, fp32 accumulation and fp32 out, as :class:`coral.llm.bf16.Bf16Linear` scores.
 
-    :param layer: a Llama decoder layer (its weights are copied, fused; the layer is not changed).
+    :param layer: a Llama-type decoder layer (Llama, or Qwen2 with its q/k/v biases); its weights are
+        copied, fused; the layer is not changed.
     :param dtype: torch.float32 or torch.bfloat16.
     """
 
@@ -173,24 +179,29 @@ class FrozenLayer:
             def weight(*linears: Any) -> torch.Tensor:
                 return torch.cat([m.weight.detach() for m in linears]).to(dtype).contiguous()
 
-            self.qkv = weight(attn.q_proj, attn.k_proj, attn.v_proj)
-            self.gate_up = weight(mlp.gate_proj, mlp.up_proj)
-            self.o, self.down = weight(attn.o_proj), weight(mlp.down_proj)
-        if any(
-            m.bias is not None
-            for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
-        ):
-            raise ValueError("FrozenLayer: linear layers with a bias are not supported (Llama has none)")
+            def bias(*linears: Any) -> torch.Tensor | None:
+                # A fused product gets one bias: zeros where a part has none (Qwen2: q/k/v do, o does not).
+                if all(m.bias is None for m in linears):
+                    return None
+                parts = [m.bias.detach() if m.bias is not None else torch.zeros(m.out_features) for m in linears]
+                return torch.cat(parts).float().contiguous()
+
+            qkv = (attn.q_proj, attn.k_proj, attn.v_proj)
+            self.qkv, self.qkv_bias = weight(*qkv), bias(*qkv)
+            self.gate_up, self.gate_up_bias = weight(mlp.gate_proj, mlp.up_proj), bias(mlp.gate_proj, mlp.up_proj)
+            self.o, self.o_bias = weight(attn.o_proj), bias(attn.o_proj)
+            self.down, self.down_bias = weight(mlp.down_proj), bias(mlp.down_proj)
         self.splits = [attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features]
         self.input_norm, self.post_norm, self.head_dim, self.dtype = (
             layer.input_layernorm, layer.post_attention_layernorm, attn.head_dim, dtype,
         )
         self.act = mlp.act_fn
 
-    def _linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if self.dtype == torch.float32:
-            return F.linear(x, weight)
-        return F.linear(x.to(self.dtype), weight).float()
+            return F.linear(x, weight, bias)
+        out = F.linear(x.to(self.dtype), weight).float()
+        return out if bias is None else out + bias
 
     def __call__(
         self, model: Any, h: torch.Tensor, mask: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]
@@ -198,25 +209,31 @@ class FrozenLayer:
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         T, d = h.shape[1], self.head_dim
-        q, k, v = self._linear(self.input_norm(h), self.qkv).split(self.splits, dim=-1)
+        q, k, v = self._linear(self.input_norm(h), self.qkv, self.qkv_bias).split(self.splits, dim=-1)
         q = q.view(1, T, -1, d).transpose(1, 2)
         k = k.view(1, T, -1, d).transpose(1, 2)
         v = v.view(1, T, -1, d).transpose(1, 2)
         q, k = apply_rotary_pos_emb(q, k, *cos_sin)
         o = _attention(q, k, v, mask)
-        h = h + self._linear(o.transpose(1, 2).reshape(1, T, -1), self.o)
-        gate, up = self._linear(self.post_norm(h), self.gate_up).chunk(2, dim=-1)
-        return h + self._linear(self.act(gate) * up, self.down)
+        h = h + self._linear(o.transpose(1, 2).reshape(1, T, -1), self.o, self.o_bias)
+        gate, up = self._linear(self.post_norm(h), self.gate_up, self.gate_up_bias).chunk(2, dim=-1)
+        return h + self._linear(self.act(gate) * up, self.down, self.down_bias)
 
 
 def supports_trees(model: Any) -> bool:
-    """Whether ``model`` is a Llama-type decoder whose layers :func:`layer_forward` can run."""
+    """Whether ``model``'s decoder layers are exactly what :func:`layer_forward` and :class:`FrozenLayer` compute:
+    a Llama-type layer (Llama, SmolLM2, Qwen2), full causal attention scaled by 1/sqrt(head_dim). Layers with more
+    modules (Gemma3's extra norms, Qwen3's q/k norms) or a sliding window are refused, not computed wrongly."""
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
+    if layers is None or len(layers) == 0 or not hasattr(inner, "rotary_emb"):
+        return False
+    attn = getattr(layers[0], "self_attn", None)
+    if attn is None or not hasattr(attn, "head_dim"):
+        return False
     return (
-        layers is not None
-        and len(layers) > 0
-        and hasattr(layers[0], "self_attn")
-        and hasattr(inner, "rotary_emb")
-        and hasattr(layers[0].self_attn, "q_proj")
+        {name for name, _ in layers[0].named_children()} == LLAMA_LAYER
+        and {name for name, _ in attn.named_children()} == LLAMA_ATTENTION
+        and getattr(attn, "sliding_window", None) is None
+        and abs(float(getattr(attn, "scaling", attn.head_dim**-0.5)) - attn.head_dim**-0.5) < 1e-9
     )

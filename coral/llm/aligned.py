@@ -156,11 +156,12 @@ def load_soft_tokens(directory: str | Path, meta: dict[str, Any], tokenizer: Any
         return None
     from safetensors.torch import load_file
 
-    from coral.llm.prompt import CF_MARKER
+    from coral.llm.prompt import cf_marker
     from coral.llm.soft_tokens import CFProjection, SoftTokens, marker_token_id
 
     projection = CFProjection.from_state(load_file(str(Path(directory).expanduser() / CF_FILE)), n_tokens)
-    return SoftTokens(projection, marker_token_id(tokenizer, CF_MARKER), layer=int(meta["config"]["topk_trunk"]))
+    marker = marker_token_id(tokenizer, cf_marker(tokenizer))
+    return SoftTokens(projection, marker, layer=int(meta["config"]["topk_trunk"]))
 
 
 def scorer_name(meta: dict[str, Any]) -> str:

@@ -54,8 +54,10 @@ NO_RATINGS = "{who} has no ratings yet."
 #: Collaborative-filtering soft tokens (``PromptConfig.cf_tokens``): the line that holds their placeholders.
 #: The item's number makes the text (hence every cache key) differ wherever the soft tokens do.
 CF_LINE = "CF profile (item {item}): {markers}"
-#: The placeholder token: a special token of the SmolLM2 tokenizer that ordinary text never produces.
-CF_MARKER = "<empty_output>"
+#: The placeholder token: a special token that ordinary text never produces, the first of these that the
+#: tokenizer reads as one token (SmolLM2: ``<empty_output>``; Qwen2.5: ``<|fim_pad|>``), see :func:`cf_marker`.
+CF_MARKERS = ("<empty_output>", "<|fim_pad|>")
+CF_MARKER = CF_MARKERS[0]
 #: ``evidence_tally``: appended to each evidence line, the liked pieces among those shown so far.
 TALLY = " ({liked} of {shown} liked so far)"
 
@@ -174,6 +176,23 @@ def _settings_repr(config: PromptConfig) -> str:
     return f"{type(config).__name__}({', '.join(f'{f.name}={getattr(config, f.name)!r}' for f in shown)})"
 
 
+def cf_marker(tokenizer: Any) -> str:
+    """The soft tokens' placeholder for ``tokenizer``: the first of :data:`CF_MARKERS` it reads as one token
+    (the embedded model's when ``tokenizer`` is None).
+
+    :raises CoralError: when it reads none of them as one token.
+    """
+    if tokenizer is None:
+        return CF_MARKER
+    for marker in CF_MARKERS:
+        if len(tokenizer(marker, add_special_tokens=False).input_ids) == 1:
+            return marker
+    raise CoralError(
+        f"soft tokens (prompt.cf_tokens) need a placeholder that the tokenizer reads as one token; "
+        f"{type(tokenizer).__name__} has none of {', '.join(CF_MARKERS)}"
+    )
+
+
 class PromptBuilder:
     """Builds :class:`~coral.llm.base.Prompt` objects for (user, item, evidence).
 
@@ -190,6 +209,8 @@ class PromptBuilder:
         system = SHORT_SYSTEM if config.order == "shared" else ROLE_PLAY
         self._system = system
         self._header, self._footer = self._chat_frame(tokenizer, system) if config.chat_template else (None, None)
+        #: The soft tokens' placeholder text (checked here, before anything is computed with these prompts).
+        self.cf_marker = cf_marker(tokenizer) if config.cf_tokens else CF_MARKER
         texts = [
             TEMPLATE_REVISION, ROLE_PLAY, SUMMARISE, QUERY, QUERY_SHORT, ANSWER, COLLAB_HEADER, PLAIN_ANSWER_CUE,
             SHORT_SYSTEM, SHORT_QUERY, EVIDENCE_HEADER,
@@ -197,7 +218,7 @@ class PromptBuilder:
         if (
             config.base_rates or config.cf_tokens
         ):  # the texts of the options join the hash only when used (older versions stay as they were)
-            texts += [USER_RATE, ITEM_RATE, NO_RATINGS, CF_LINE, CF_MARKER]
+            texts += [USER_RATE, ITEM_RATE, NO_RATINGS, CF_LINE, self.cf_marker]
         if config.evidence_tally:
             texts.append(TALLY)
         digest = hashlib.sha256(
@@ -287,9 +308,8 @@ class PromptBuilder:
     def _short_target_block(self, user: int, item: int) -> str:
         liked, disliked = self._recent(user, item)
         rates = self._rate_lines(user, item) if self.config.base_rates else ""
-        cf = (
-            CF_LINE.format(item=item, markers=CF_MARKER * self.config.cf_tokens) + "\n" if self.config.cf_tokens else ""
-        )
+        markers = self.cf_marker * self.config.cf_tokens
+        cf = CF_LINE.format(item=item, markers=markers) + "\n" if self.config.cf_tokens else ""
         return (
             f"User {user} liked: {'; '.join(liked) or 'none'}.\n"
             f"User {user} disliked: {'; '.join(disliked) or 'none'}.\n"

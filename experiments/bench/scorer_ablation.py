@@ -69,8 +69,8 @@ def tuning_pairs(dataset, n: int):
     return tuning[pick_targets(dataset.valid.take(tuning), n, seed=0)]
 
 
-def trunk_key(prompt_version: str, depth: int, rows: np.ndarray, evidence: dict) -> str:
-    h = hashlib.sha256(f"{prompt_version}|{depth}|{rows.tobytes().hex()}".encode())
+def trunk_key(model: str, prompt_version: str, depth: int, rows: np.ndarray, evidence: dict) -> str:
+    h = hashlib.sha256(f"{model}|{prompt_version}|{depth}|{rows.tobytes().hex()}".encode())
     for name in evidence:
         h.update(name.encode())
         for pieces in evidence[name]:
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     from coral.data import load_dataset
     from coral.data.folds import fold_interactions
     from coral.llm.aligned import identity, load_aligned_scorer, prompt_config_of, read_meta, scorer_name
-    from coral.llm.model import load_model
+    from coral.llm.model import load_model, model_identity
     from coral.llm.prompt import PromptBuilder
     from coral.retrieval import resolve_embeddings
     from coral.stats import paired_auc_differences
@@ -186,16 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     evidence = control_evidence(index, users, items, K, seed=0)
     share = np.array([np.mean([e.label for e in pieces]) if pieces else 0.5 for pieces in evidence["nearest"]])
 
-    model, tokenizer = load_model(first["config"]["base_model"], "float32")
+    models: dict = {}  # base model path -> (model, tokenizer): variants may differ in their LLM (a larger one)
     with_controls = set(args.controls.split(",")) if args.controls else set()
     scores: dict[str, dict] = {}
     info: dict[str, dict] = {}
     for name, directory in variants.items():
         branches = BRANCHES if name in with_controls else BRANCHES[:1]
         meta = metas[name]
+        base = meta["config"]["base_model"]
+        if base not in models:
+            models[base] = load_model(base, "float32")
+        model, tokenizer = models[base]
         builder = PromptBuilder(dataset, prompt_config_of(meta), tokenizer)
         depth = int(meta["config"]["topk_trunk"])
-        key = trunk_key(builder.version, depth, rows, {b: evidence[b] for b in branches})
+        key = trunk_key(model_identity(base), builder.version, depth, rows, {b: evidence[b] for b in branches})
         saved = out / f"v-{name}-{identity(directory)}-{key}"
         if saved.with_suffix(".json").is_file():  # an earlier run evaluated this very scorer on these trees
             info[name] = json.loads(saved.with_suffix(".json").read_text())
@@ -214,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         scores[name] = {f"{b}{k}": v for (b, k), v in p.items()}
         summary = meta["summary"]
         info[name] = {
-            "dir": str(directory), "scorer": scorer_name(meta), "prompt_version": meta["prompt_version"],
+            "dir": str(directory), "scorer": scorer_name(meta), "base_model": model_identity(base),
+            "prompt_version": meta["prompt_version"],
             "targets": summary["n_targets"], "layers": int(meta["config"]["topk_layers"]), "trunk": depth,
             "align_cpu_s": round(summary["trunk_cpu_seconds"] + summary["train_cpu_seconds"], 1),
             "trunk_cpu_s": summary["trunk_cpu_seconds"], "train_cpu_s": summary["train_cpu_seconds"],
@@ -342,17 +347,20 @@ def table(report: dict) -> str:
         f"{report['n_pairs']} validation tuning pairs ({report['n_negative']} negative), one seed; AUC x100; Δ = "
         "paired difference [95% bootstrap interval], DeLong p.",
         "",
-        "| variant | scorer | targets | layers | AUC none | AUC 5 nearest | Δ 5 nearest vs reference | Δ vs like-share "
-        "of the same 5 | random − none | shuffled − none | AUC after 0..5 nearest | align CPU-s (trunk + train) | best "
-        "step / steps | scoring tokens/s (layout) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | scorer | LLM (layers kept) | targets | layers | AUC none | AUC 5 nearest | Δ 5 nearest vs "
+        "reference | Δ vs like-share of the same 5 | random − none | shuffled − none | AUC after 0..5 nearest | "
+        "align CPU-s (trunk + train) | best step / steps | scoring tokens/s (layout) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["variants"].items():
+        # The base model's file or directory name (read-back rows of older runs: the embedded one).
+        llm = r.get("base_model", "embedded").split(":")[0].split("/")[-1]
         speed = r.get("speed")
         # A variant read back from an older run may carry its speed without the precision.
         speed_text = f"{speed['tokens_per_s']:.0f} ({speed.get('precision', 'layout not recorded')})" if speed else ""
         lines.append(
-            f"| {name} | {r['scorer']} | {r['targets']} | {r['layers']} | {100 * r['auc_none']:.2f} | "
+            f"| {name} | {r['scorer']} | {llm} ({r['trunk'] + r['layers']}) | {r['targets']} | {r['layers']} | "
+            f"{100 * r['auc_none']:.2f} | "
             f"{100 * r['auc_nearest']:.2f} | {_d(r['vs_reference'])} | {_d(r['vs_share'])} | "
             f"{_c(r, 'random')} | {_c(r, 'shuffled')} | {' '.join(f'{100 * a:.1f}' for a in r['by_pieces'])} | "
             f"{r['align_cpu_s']:.0f} ({r['trunk_cpu_s']:.0f} + {r['train_cpu_s']:.0f}) | {r['best_step']} / "
