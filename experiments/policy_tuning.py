@@ -344,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     greedy = results["greedy"]
     index = {int(r): k for k, r in enumerate(greedy["rows"])}
+    # Each method's rows as positions in greedy's (a method may run on fewer rows: the label-aware reference).
+    on_greedy = {name: np.array([index[int(r)] for r in res["rows"]]) for name, res in results.items()}
     for name, res in results.items():
-        on = np.array([index[int(r)] for r in res["rows"]])
+        on = on_greedy[name]
         y, p, g = res["labels"], res["p"][-1], greedy["p"][-1][on]
         auc = binary_metrics(y, p, n_boot=0)["auc"]
         delta = paired_auc_difference(y, p, g, n_boot=2000) if name != "greedy" else None
@@ -373,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             d = paired_auc_difference(res["labels"], res["p"][-1], p_prior, n_boot=2000)
             prior_wrong = (p_prior >= 0.5) != (res["labels"] == 1)
             # Whether its errors are the scorer's: greedy's P(Yes) on the wrong side of its median.
-            g_p = greedy["p"][-1][np.array([index[int(r)] for r in res["rows"]])]
+            g_p = greedy["p"][-1][on_greedy[name]]
             greedy_wrong = (g_p >= np.median(g_p)) != (res["labels"] == 1)
             lines.append(
                 f"{name} follows {res['prior']}: its own AUC on these rows {100 * d.auc_b:.2f}, accuracy at 0.5 "
@@ -386,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, res in results.items():
         if name == "greedy" or res["mean_pieces"] >= greedy["p"].shape[0] - 1 - 1e-9:
             continue
-        on = np.array([index[int(r)] for r in res["rows"]])
+        on = on_greedy[name]
         k = int(np.ceil(res["mean_pieces"]))
         best = max(range(1, k + 1), key=lambda j: greedy_by_k[j])
         d = paired_auc_difference(res["labels"], res["p"][-1], greedy["p"][best][on], n_boot=2000)

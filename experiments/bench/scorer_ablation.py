@@ -197,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         if base not in models:
             models[base] = load_model(base, "float32")
         model, tokenizer = models[base]
+        llm = model_identity(base)
         builder = PromptBuilder(dataset, prompt_config_of(meta), tokenizer)
         depth = int(meta["config"]["topk_trunk"])
-        key = trunk_key(model_identity(base), builder.version, depth, rows, {b: evidence[b] for b in branches})
+        key = trunk_key(llm, builder.version, depth, rows, {b: evidence[b] for b in branches})
         saved = out / f"v-{name}-{identity(directory)}-{key}"
         if saved.with_suffix(".json").is_file():  # an earlier run evaluated this very scorer on these trees
             info[name] = json.loads(saved.with_suffix(".json").read_text())
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         scores[name] = {f"{b}{k}": v for (b, k), v in p.items()}
         summary = meta["summary"]
         info[name] = {
-            "dir": str(directory), "scorer": scorer_name(meta), "base_model": model_identity(base),
+            "dir": str(directory), "scorer": scorer_name(meta), "base_model": llm,
             "prompt_version": meta["prompt_version"],
             "targets": summary["n_targets"], "layers": int(meta["config"]["topk_layers"]), "trunk": depth,
             "align_cpu_s": round(summary["trunk_cpu_seconds"] + summary["train_cpu_seconds"], 1),
