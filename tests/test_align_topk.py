@@ -75,7 +75,7 @@ def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset
     )
     out = tmp_path / "aligned"
     meta = run_alignment(dataset, config, out, validate=False, progress=False)
-    assert meta["method"] == "topk" and scorer_name(read_meta(out)) == "top1-finetune"
+    assert meta["method"] == "topk" and scorer_name(read_meta(out)) == f"top1-finetune@{tiny_model_dir.name}"
     summary = meta["summary"]
     assert summary["steps"] == 3 and summary["n_targets"] == 12 and summary["model_layers"] == 2
     base, _ = load_model(str(tiny_model_dir), "float32")
@@ -238,7 +238,7 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
     out = tmp_path / "aligned"
     run_alignment(dataset, config, out, validate=False, progress=False)
     meta = read_meta(out)
-    assert scorer_name(meta) == "top1-finetune+rates+cf2"
+    assert scorer_name(meta) == f"top1-finetune+rates+cf2@{tiny_model_dir.name}"
     state = load_file(str(out / CF_FILE))
     assert (
         state["user_table"].shape == (dataset.n_users, 8) and float(state["outer.weight"].abs().sum()) > 0
@@ -395,3 +395,15 @@ def test_cf_dropout_needs_soft_tokens_and_names_the_scorer():
         AlignConfig(method="topk", cf_dropout=0.5)
     config = AlignConfig(method="topk", cf_dropout=0.5, prompt=PromptConfig(cf_tokens=4))
     assert scorer_name({"method": "topk", "config": config.to_dict()}) == "top2-finetune+cf4+cfdrop50"
+
+
+def test_scorer_name_names_a_base_llm_other_than_the_embedded_one():
+    from coral.llm.aligned import scorer_name
+
+    def name(method: str, base_model: str | None) -> str:
+        return scorer_name({"method": method, "config": AlignConfig(method=method, base_model=base_model).to_dict()})
+
+    assert name("topk", None) == "top2-finetune"  # the embedded SmolLM2: the names the tables already use
+    assert name("topk", "models/qwen2.5-coder-0.5b-instruct-q4.gguf") == "top2-finetune@qwen2.5-coder-0.5b-instruct-q4"
+    assert name("topk", "/data/llms/Qwen2.5-0.5B") == "top2-finetune@Qwen2.5-0.5B"
+    assert name("probe", "/data/llms/Qwen2.5-0.5B") == "probe@Qwen2.5-0.5B"

@@ -166,16 +166,20 @@ def load_soft_tokens(directory: str | Path, meta: dict[str, Any], tokenizer: Any
 
 def scorer_name(meta: dict[str, Any]) -> str:
     """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune+rates+cf4+tally",
-    "top2-finetune+rates+cf4+cfdrop50"), from its ``align.json``."""
+    "top2-finetune+rates+cf4+cfdrop50"), from its ``align.json``; a base LLM other than the embedded
+    one is named after an "@" ("top2-finetune+rates+cf4@qwen2.5-coder-0.5b-instruct-q4"), so rows
+    scored by different models never share a name."""
     config = meta["config"]
+    base = Path(config["base_model"]) if config.get("base_model") else None  # None: the embedded SmolLM2
+    model = f"@{base.stem if base.suffix == '.gguf' else base.name}" if base else ""
     if meta["method"] == "topk":
         options = "".join(f"+{tag}" for tag in prompt_config_of(meta).option_tags())
         if config.get("cf_dropout", 0.0) > 0:  # a training option, not a prompt's: named after the prompt's tags
             options += f"+cfdrop{round(100 * config['cf_dropout'])}"
-        return f"top{config['topk_layers']}-finetune{options}"
+        return f"top{config['topk_layers']}-finetune{options}{model}"
     if meta["method"] == "lora":
-        return f"LoRA-top{config['lora_layers'] or 'all'}"
-    return "probe"
+        return f"LoRA-top{config['lora_layers'] or 'all'}{model}"
+    return f"probe{model}"
 
 
 def load_aligned_scorer(

@@ -350,7 +350,7 @@ def dataset_report(
         f"seeds {', '.join(map(str, seeds))} (mean ± sample std over seeds, ddof=1; a method whose scores do not "
         "change with the seed counts once). AUC interval: 95% pair bootstrap pooled over seeds. Scorer in brackets: "
         "zero-shot = the LLM as shipped; probe = a logistic head on its last hidden state; topK-finetune / LoRA-topN "
-        "= the top layers trained on prompts with evidence.",
+        "= the top layers trained on prompts with evidence; @NAME = a base LLM other than the embedded SmolLM2.",
         "",
         "| Method | AUC | AUC 95% CI | F1 | MCC | balanced acc. | AUC whole test split | seeds | "
         + " | ".join(RETRIEVAL_STATS.values())
