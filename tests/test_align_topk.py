@@ -399,6 +399,8 @@ def test_cf_dropout_needs_soft_tokens_and_names_the_scorer():
 
 def test_scorer_name_names_a_base_llm_other_than_the_embedded_one():
     from coral.llm.aligned import scorer_name
+    from coral.pipeline.compare import base_name, scorer_tag
+    from coral.pipeline.report import display_name
 
     def name(method: str, base_model: str | None) -> str:
         return scorer_name({"method": method, "config": AlignConfig(method=method, base_model=base_model).to_dict()})
@@ -407,3 +409,7 @@ def test_scorer_name_names_a_base_llm_other_than_the_embedded_one():
     assert name("topk", "models/qwen2.5-coder-0.5b-instruct-q4.gguf") == "top2-finetune@qwen2.5-coder-0.5b-instruct-q4"
     assert name("topk", "/data/llms/Qwen2.5-0.5B") == "top2-finetune@Qwen2.5-0.5B"
     assert name("probe", "/data/llms/Qwen2.5-0.5B") == "probe@Qwen2.5-0.5B"
+    # a row is METHOD@SCORER: the scorer's own "@" stays in the scorer's part
+    row = "coral-greedy-dfm@top2-finetune@Qwen2.5-0.5B"
+    assert (base_name(row), scorer_tag(row)) == ("coral-greedy-dfm", "top2-finetune@Qwen2.5-0.5B")
+    assert display_name(row) == "CoRAL-greedy (DFM) [top2-finetune@Qwen2.5-0.5B]"

@@ -127,10 +127,11 @@ def test_run_scores_its_zero_shot_stage_and_aligns_with_the_scorer_given(tiny_mo
     rows = {
         r["model"]: json.loads(r["config"]) for r in csv.DictReader(open(out / "results.csv")) if r["split"] == "test"
     }
-    # The default alignment prompt has base rates and CF soft tokens: the tag names them (top1-finetune+rates+cf4).
+    # The default alignment prompt has base rates and CF soft tokens: the tag names them (top1-finetune+rates+cf4),
+    # and the base LLM, not the embedded one, after an "@".
     zero_shot, aligned = (
         rows["llm-only@zero-shot"]["scorer_fingerprint"],
-        rows["llm-only@top1-finetune+rates+cf4"]["scorer_fingerprint"],
+        rows[f"llm-only@top1-finetune+rates+cf4@{tiny_model_dir.name}"]["scorer_fingerprint"],
     )
     assert {"twin-rates", "twin-cf-none", "twin-rates+cf-none", "twin-rates+cf+share-none"} <= set(
         rows

@@ -167,8 +167,8 @@ def load_soft_tokens(directory: str | Path, meta: dict[str, Any], tokenizer: Any
 def scorer_name(meta: dict[str, Any]) -> str:
     """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune+rates+cf4+tally",
     "top2-finetune+rates+cf4+cfdrop50"), from its ``align.json``; a base LLM other than the embedded
-    one is named after an "@" ("top2-finetune+rates+cf4@qwen2.5-coder-0.5b-instruct-q4"), so rows
-    scored by different models never share a name."""
+    one is named after an "@" ("top2-finetune+rates+cf4@qwen2.5-coder-0.5b-instruct-q4"), so the rows
+    of different models are named apart."""
     config = meta["config"]
     base = Path(config["base_model"]) if config.get("base_model") else None  # None: the embedded SmolLM2
     model = f"@{base.stem if base.suffix == '.gguf' else base.name}" if base else ""
