@@ -401,12 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "table.md", text)
     print(text)
     if runs:
-        plot_training_curves(
-            runs,
-            out / "training_curves.png",
-            title=f"{args.dataset}, scorer {args.scorer.split('/')[-2] if '/' in args.scorer else args.scorer}, seed "
-                  f"{args.seed}",
-        )
+        from coral.llm.aligned import read_meta, scorer_name
+
+        aligned = args.scorer.startswith("aligned:")
+        scorer = scorer_name(read_meta(args.scorer.removeprefix("aligned:"))) if aligned else args.scorer
+        title = f"{args.dataset}, scorer {scorer}, seed {args.seed}"
+        plot_training_curves(runs, out / "training_curves.png", title=title)
     return 0
 
 
