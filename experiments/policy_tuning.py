@@ -108,7 +108,7 @@ PRIORS = ("twin", "warm-start", "dfm")
 
 
 def label_free_prior(
-    kind: str, dataset: Any, env: EnvConfig, embeddings: Any, aligned: str, users: np.ndarray, items: np.ndarray,
+    kind: str, dataset: Any, env: EnvConfig, embeddings: Any, aligned: str | None, users: np.ndarray, items: np.ndarray,
     seed: int,
 ) -> tuple[np.ndarray, str]:
     """P(like) of each pair (aligned with ``users``, ``items``), read from nothing but training interactions, and
@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(2)
     out = Path(args.out)
+    # The alignment folder of an aligned:DIR scorer (None for any other scorer): the twin's targets, the figure's name.
+    aligned = args.scorer.removeprefix("aligned:") if args.scorer.startswith("aligned:") else None
     variants = {}
     for spec in args.train:
         name, sep, keys = spec.partition("=")
@@ -306,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             "neighbourhood-vote", LabelVote("neighbourhood-vote", neighbourhood_majority), candidates_env, rows, {}
         )
     if args.prior_votes:
-        if "twin" in args.prior and not args.scorer.startswith("aligned:"):
+        if "twin" in args.prior and aligned is None:
             raise SystemExit("error: --prior twin needs --scorer aligned:DIR (the twin is fitted on its targets)")
         valid = dataset.split("valid")
         # Every piece of one label: any binary vote is, target by target, one of these two rows.
@@ -315,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.prior:
             users, items = valid.user[rows], valid.item[rows]
             p_prior, source = label_free_prior(
-                kind, dataset, env, resources.embeddings, args.scorer.removeprefix("aligned:"), users, items, args.seed
+                kind, dataset, env, resources.embeddings, aligned, users, items, args.seed
             )
             prior = {(int(u), int(i)): float(q) for u, i, q in zip(users, items, p_prior, strict=True)}
             for name, rule in prior_rules(prior).items():
@@ -403,8 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     if runs:
         from coral.llm.aligned import read_meta, scorer_name
 
-        aligned = args.scorer.startswith("aligned:")
-        scorer = scorer_name(read_meta(args.scorer.removeprefix("aligned:"))) if aligned else args.scorer
+        scorer = scorer_name(read_meta(aligned)) if aligned else args.scorer
         title = f"{args.dataset}, scorer {scorer}, seed {args.seed}"
         plot_training_curves(runs, out / "training_curves.png", title=title)
     return 0
