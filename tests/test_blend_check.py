@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "blend_check.py"
+from experiment_scripts import load_experiment_script
 
 
 @pytest.fixture(scope="module")
 def blend_check():
-    spec = importlib.util.spec_from_file_location("blend_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment_script("blend_check")
 
 
 def _write_stage(run: Path, name: str, models: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> None:

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from experiment_scripts import load_experiment_script
 from test_env_fixtures import DIM, env_config, resources, tiny_dataset
 
 from coral.envs import make_env
 from coral.retrieval import random_embeddings
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "policy_tuning.py"
-
 
 @pytest.fixture(scope="module")
 def tuning():
-    spec = importlib.util.spec_from_file_location("policy_tuning", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment_script("policy_tuning")
 
 
 def run_episode(policy, env, index: int) -> list[int]:

@@ -5,7 +5,6 @@ clone with no data directory."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from experiment_scripts import load_experiment_script
 
 from coral.data import load_dataset
 from coral.data.registry import EMBEDDED
@@ -21,7 +21,6 @@ from coral.data.registry import EMBEDDED
 ROOT = Path(__file__).resolve().parents[1]
 #: GroupLens's unmodified ml-latest-small beside the checkout (absent on a fresh clone).
 SHARED = ROOT.parent / "shared" / "data" / "movielens_latest_small"
-SCRIPT = ROOT / "experiments" / "make_embedded_movielens_small.py"
 
 
 @pytest.fixture
@@ -73,10 +72,7 @@ def test_embedded_equals_processed_release(grouplens_release: Path) -> None:
 
 
 def test_build_script_reproduces_the_embedded_copy(grouplens_release: Path, tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("make_embedded_movielens_small", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(grouplens_release, tmp_path)
+    load_experiment_script("make_embedded_movielens_small").main(grouplens_release, tmp_path)
     for path in sorted(EMBEDDED["movielens_small"].iterdir()):
         built, shipped = (tmp_path / path.name).read_bytes(), path.read_bytes()
         if path.name.endswith(".gz"):
