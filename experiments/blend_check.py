@@ -13,7 +13,6 @@ the folders (``coral.stats.pooled_auc_difference``). No LLM call is made:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,45 +20,37 @@ from scipy.stats import rankdata
 
 from coral.errors import CoralError
 from coral.metrics import binary_metrics
+from coral.pipeline.scores import SCORES_FILE, MethodScores, load_scores
 from coral.stats import format_interval, pooled_auc_difference
 
 TWIN = "twin-rates+cf+share-dfm"
 CTR_MODELS = ("dfm", "dcn", "wdl", "afm", "ips", "cause")
 
 
-def _stage(run: Path, prefix: str) -> np.lib.npyio.NpzFile:
-    """The scores of the one stage whose folder starts with ``prefix``."""
-    found = sorted((run / "stages").glob(f"{prefix}*/scores.npz"))
+def _stage(run: Path, prefix: str) -> list[MethodScores]:
+    """The methods' scores of the one stage whose folder starts with ``prefix``."""
+    found = sorted((run / "stages").glob(f"{prefix}*/{SCORES_FILE}"))
     if len(found) != 1:
         raise CoralError(f"{run}: expected one stage {prefix}*, found {len(found)}")
-    return np.load(found[0])
-
-
-def _by_model(z: np.lib.npyio.NpzFile, split: str, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Each model's scores in a baselines/twins stage, on ``rows`` of ``split`` in that order."""
-    out = {}
-    for i, entry in enumerate(json.loads(str(z["meta"]))):
-        position = {int(r): k for k, r in enumerate(z[f"{i}.{split}.rows"])}
-        out[entry["model"]] = z[f"{i}.{split}.p"][-1][[position[int(r)] for r in rows]]
-    return out
+    return load_scores(found[0])
 
 
 def load_run(run: Path) -> dict[str, object]:
     """Labels and the three scores (best CTR by validation, the LLM, the twin) on a run's test pairs."""
-    greedy = _stage(run, "coral-greedy@")
-    seed = json.loads(str(greedy["meta"]))[0]["seed"]
-    found = {}
-    for split in ("valid", "test"):
-        rows, y = greedy[f"0.{split}.rows"], greedy[f"0.{split}.labels"]
-        scores = _by_model(_stage(run, "baselines-"), split, rows)
-        scores.update(_by_model(_stage(run, "twins-"), split, rows))
-        scores["llm"] = greedy[f"0.{split}.p"][-1]
-        found[split] = (y, scores)
-    y_valid, valid = found["valid"]
-    ctr = max((m for m in CTR_MODELS if m in valid), key=lambda m: binary_metrics(y_valid, valid[m], n_boot=0)["auc"])
-    y, test = found["test"]
+    greedy = _stage(run, "coral-greedy@")[0]
+    others = {m.model: m for m in _stage(run, "baselines-") + _stage(run, "twins-")}
+
+    def last_round(model: str, split: str) -> np.ndarray:
+        """``model``'s final P(like) on greedy's pairs of ``split``, in greedy's order."""
+        return getattr(others[model], split).at(getattr(greedy, split).rows).p[-1]
+
+    ctr = max(
+        (m for m in CTR_MODELS if m in others),
+        key=lambda m: binary_metrics(greedy.valid.labels, last_round(m, "valid"), n_boot=0)["auc"],
+    )
     return {
-        "run": str(run), "seed": seed, "ctr": ctr, "y": y, "ctr_p": test[ctr], "llm": test["llm"], "twin": test[TWIN]
+        "run": str(run), "seed": greedy.seed, "ctr": ctr, "y": greedy.test.labels, "ctr_p": last_round(ctr, "test"),
+        "llm": greedy.test.p[-1], "twin": last_round(TWIN, "test"),
     }
 
 
@@ -86,19 +77,21 @@ def main(argv: list[str] | None = None) -> int:
         d = pooled_auc_difference(ys, [r[a] for r in runs], [r[b] for r in runs], n_boot=args.n_boot)
         return format_interval(d.estimate, d.low, d.high)
 
+    def line(name: str, key: str) -> None:
+        """A table row: the mean AUC over runs and the pooled Δ against the best CTR model."""
+        auc = np.mean([binary_metrics(r["y"], r[key], n_boot=0)["auc"] for r in runs])
+        print(f"| {name} | {100 * auc:.2f} | {delta(key, 'ctr_p') if key != 'ctr_p' else ''} |")
+
     for r in runs:
         print(f"{r['run']}: seed {r['seed']}, best CTR by validation {r['ctr']}, {len(r['y'])} test pairs")
     print("\n| row | AUC (mean over runs) | − best CTR [95% pooled pair CI] |\n|---|---|---|")
     for name, key in (("best CTR by validation", "ctr_p"), ("CoRAL-greedy (LLM)", "llm"), (TWIN + " (no LLM)", "twin")):
-        auc = np.mean([binary_metrics(r["y"], r[key], n_boot=0)["auc"] for r in runs])
-        print(f"| {name} | {100 * auc:.2f} | {delta(key, 'ctr_p') if key != 'ctr_p' else ''} |")
+        line(name, key)
     for w in args.weights:
         for r in runs:
             r[f"llm{w}"], r[f"twin{w}"] = blend(r["ctr_p"], r["llm"], w), blend(r["ctr_p"], r["twin"], w)
-        auc = np.mean([binary_metrics(r["y"], r[f"llm{w}"], n_boot=0)["auc"] for r in runs])
-        print(f"| CTR ranks blended with the LLM's, weight {w} | {100 * auc:.2f} | {delta(f'llm{w}', 'ctr_p')} |")
-        auc = np.mean([binary_metrics(r["y"], r[f"twin{w}"], n_boot=0)["auc"] for r in runs])
-        print(f"| CTR ranks blended with the twin's, weight {w} | {100 * auc:.2f} | {delta(f'twin{w}', 'ctr_p')} |")
+        line(f"CTR ranks blended with the LLM's, weight {w}", f"llm{w}")
+        line(f"CTR ranks blended with the twin's, weight {w}", f"twin{w}")
         print(f"| (LLM blend − twin blend, weight {w}) | | {delta(f'llm{w}', f'twin{w}')} |")
     return 0
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from experiment_scripts import load_experiment_script
+
+from coral.pipeline.scores import SCORES_FILE, MethodScores, SplitScores, save_scores
 
 
 @pytest.fixture(scope="module")
@@ -16,15 +17,13 @@ def blend_check():
 
 
 def _write_stage(run: Path, name: str, models: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> None:
-    """A stage's scores.npz in coral run's layout: per model i, ``i.SPLIT.{rows,labels,p}`` and a meta list."""
-    arrays, meta = {}, []
-    for i, (model, splits) in enumerate(models.items()):
-        for split, (rows, labels, p) in splits.items():
-            arrays[f"{i}.{split}.rows"], arrays[f"{i}.{split}.labels"] = rows, labels
-            arrays[f"{i}.{split}.p"] = np.atleast_2d(p)
-        meta.append({"info": {}, "model": model, "seed": 3})
+    """A stage's scores in coral run's layout (:func:`save_scores`), each model's per split (rows, labels, p)."""
     (run / "stages" / name).mkdir(parents=True)
-    np.savez(run / "stages" / name / "scores.npz", meta=np.array(json.dumps(meta)), **arrays)
+    methods = [
+        MethodScores(model, 3, SplitScores(*splits["test"]), SplitScores(*splits["valid"]))
+        for model, splits in models.items()
+    ]
+    save_scores(run / "stages" / name / SCORES_FILE, methods)
 
 
 def test_blend_is_the_weighted_mean_of_scaled_ranks(blend_check):
