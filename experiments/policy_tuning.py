@@ -15,6 +15,15 @@ OUT gets ``table.md`` and ``training_curves.png``. Run it under the shared lock:
 
     flock /work/heavy.lock python experiments/policy_tuning.py --scorer aligned:DIR --seed 0 --rows 600 \\
         --train features='{"algo": "maskable_ppo", "observe": "candidates", "timesteps": 4096}' --out OUT
+
+``--split test`` confirms on test what validation chose, and nothing else: the rows are ``coral run``'s
+shared test pairs of the seed (``--rows 900`` draws the benchmark's 900), ``--only`` names the rows
+validation picked, the trained variants are read from the validation run's folder (``--runs``; test mode
+never trains) and OUT must be a folder of its own (results are cached by method name):
+
+    python experiments/policy_tuning.py --scorer aligned:DIR --seed 0 --split test --rows 900 \\
+        --train features='{...the same keys...}' --runs OUT/runs --prior-votes --prior dfm \\
+        --only features prior-share-dfm --out OUT_TEST
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from coral.envs.candidates import CANDIDATE_KEYS
 from coral.envs.resources import resolve_dataset, resolve_embeddings, resolve_scorer
 from coral.io import atomic_write_npz, atomic_write_text
 from coral.metrics import binary_metrics
+from coral.pipeline.pairs import SharedPairs
 from coral.policies.config import TrainConfig
 from coral.policies.curves import plot_training_curves
 from coral.policies.evaluate import EvaluationResult, evaluate_policy, mean_return, tuning_episodes
@@ -205,7 +215,21 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=0,
         help="the run seed: warm start, split (split_seed = seed, as coral run's vary_split), training",
     )
-    parser.add_argument("--rows", type=int, default=600, help="tuning rows every method is evaluated on")
+    parser.add_argument(
+        "--split", choices=("valid", "test"), default="valid",
+        help="valid: the validation split's tuning rows (where choices are made); test: coral run's shared test "
+             "pairs of the seed, to confirm a choice (never trains)",
+    )
+    parser.add_argument(
+        "--rows", type=int, default=600, help="rows every method is evaluated on (tuning rows, or shared test pairs)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", default=None, metavar="NAME",
+        help="evaluate only these rows besides greedy (e.g. what validation chose, for --split test)",
+    )
+    parser.add_argument(
+        "--runs", type=Path, default=None, help="folder of the trained variants' coral train runs (default: OUT/runs)"
+    )
     parser.add_argument("--val-size", type=int, default=128, help="tuning rows of the validation curve during training")
     parser.add_argument(
         "--train", action="append", default=[], metavar="NAME=JSON", help="a trained variant: its TrainConfig keys"
@@ -255,16 +279,34 @@ def main(argv: list[str] | None = None) -> int:
         scorer=resolve_scorer(env.scorer),
         embeddings=resolve_embeddings(dataset, env.warm, seed=args.seed),
     )
-    rows = tuning_episodes(dataset, args.rows)
+    if args.split == "test":
+        # coral run's shared test pairs of this split seed (its draw: the same rows for the same --rows).
+        rows = SharedPairs.draw(dataset, args.rows, 0, args.seed).test
+        where = f"coral run's {len(rows)} shared test pairs of split seed {args.seed}"
+    else:
+        rows = tuning_episodes(dataset, args.rows)
+        where = f"validation tuning rows (greedy: {len(rows)})"
+    runs_dir = args.runs or out / "runs"
     out.mkdir(parents=True, exist_ok=True)
+    info_path = out / "split.json"
+    if info_path.is_file() and json.loads(info_path.read_text())["split"] != args.split:
+        raise SystemExit(f"error: {out} holds results of another split (see {info_path}); use a folder of its own")
+    atomic_write_text(info_path, json.dumps({"split": args.split, "seed": args.seed, "rows": len(rows)}) + "\n")
+    wanted = None if args.only is None else {"greedy", *args.only}
 
-    def evaluate(name: str, policy: Any, cfg: EnvConfig, episodes: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(
+        name: str, policy: Any, cfg: EnvConfig, episodes: np.ndarray, info: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if wanted is not None and name not in wanted:
+            return None
         path = out / f"{name}.npz"
         saved = _saved(path)
         if saved is not None:
+            if not np.array_equal(saved["rows"], episodes):
+                raise SystemExit(f"error: {path} was evaluated on other rows than these; use a folder of its own")
             return saved
         result = evaluate_policy(
-            policy, cfg, resources, split="valid", episodes=episodes, batch_size=args.batch_size, progress=False
+            policy, cfg, resources, split=args.split, episodes=episodes, batch_size=args.batch_size, progress=False
         )
         if hasattr(policy, "prompts_scored"):
             info = {**info, "reference_prompts": policy.prompts_scored}
@@ -278,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in train_seeds:
             # The first seed's run keeps the variant's bare name (the runs of one seed before --train-seeds).
             label = name if seed == args.seed else f"{name}-seed{seed}"
-            run = out / "runs" / label
+            if wanted is not None and label not in wanted:
+                continue
+            run = runs_dir / label
             base = {
                 "dataset": args.dataset, "split_seed": args.seed, "scorer": args.scorer, "warm_start": "dfm",
                 "seed": seed, "out": str(run), "checkpoint_every": 0, "val_every": 1024, "val_size": args.val_size,
@@ -286,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             config = from_dict(TrainConfig, base | keys)
             if not (run / "model.zip").exists():
+                if args.split == "test":
+                    raise SystemExit(f"error: {run / 'model.zip'} is missing: --split test never trains (see --runs)")
                 import shutil
 
                 shutil.rmtree(run, ignore_errors=True)
@@ -296,9 +342,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label}: trained in {time.perf_counter() - start:.0f} s", flush=True)
             config, policy = load_run_policy(run)
             summary = read_summary(run)
-            env_valid = dataclasses.replace(config.env_config("valid"), embedding_seed=args.seed)
+            env_eval = dataclasses.replace(config.env_config(args.split), embedding_seed=args.seed)
             results[label] = evaluate(
-                label, policy, env_valid, rows,
+                label, policy, env_eval, rows,
                 {"train_seconds": summary.get("train_seconds", 0.0), "model": config.model_name},
             )
             runs.setdefault(f"{name} ({config.model_name})", []).append(run)
@@ -310,12 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.prior_votes:
         if "twin" in args.prior and aligned is None:
             raise SystemExit("error: --prior twin needs --scorer aligned:DIR (the twin is fitted on its targets)")
-        valid = dataset.split("valid")
+        evaluated = dataset.split(args.split)
         # Every piece of one label: any binary vote is, target by target, one of these two rows.
         for name, label in (("liked-vote", 1.0), ("disliked-vote", -1.0)):
             results[name] = evaluate(name, LabelVote(name, lambda e, label=label: label), candidates_env, rows, {})
         for kind in args.prior:
-            users, items = valid.user[rows], valid.item[rows]
+            users, items = evaluated.user[rows], evaluated.item[rows]
             p_prior, source = label_free_prior(
                 kind, dataset, env, resources.embeddings, aligned, users, items, args.seed
             )
@@ -336,9 +382,9 @@ def main(argv: list[str] | None = None) -> int:
             {},
         )
 
+    results = {name: res for name, res in results.items() if res is not None}
     lines = [
-        f"{args.dataset}, seed {args.seed}, scorer {resources.scorer.fingerprint}; validation tuning rows (greedy: "
-        f"{len(rows)}).",
+        f"{args.dataset}, seed {args.seed}, scorer {resources.scorer.fingerprint}; {where}.",
         "",
         "| method | rows | AUC | AUC − greedy [95% CI] | return | return − greedy's | Jaccard with greedy | greedy's "
         "first | mean abs action | pieces | seconds |",

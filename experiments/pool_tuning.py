@@ -1,7 +1,8 @@
 """Pool ``experiments/policy_tuning.py`` results over seeds: each method − greedy, and each prior vote − the
 prediction it follows and that prediction − greedy, with the pair bootstrap pooled over the OUT folders
-(one per seed, each on its own validation tuning rows; a method run on fewer rows, such as the
-label-aware reference, is compared with greedy on its own rows). Prints a Markdown table:
+(one per seed, each on its own validation tuning rows, or each on its seed's test pairs with ``--split test``;
+a method run on fewer rows, such as the label-aware reference, is compared with greedy on its own rows). Folders
+of different splits are refused. Prints a Markdown table:
 
     python experiments/pool_tuning.py OUT_SEED0 OUT_SEED1
 """
@@ -29,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="policy_tuning.py OUT folders, one per seed")
     args = parser.parse_args(argv)
+    # split.json: written by policy_tuning.py since --split (older folders are validation ones).
+    splits = {
+        json.loads((f / "split.json").read_text())["split"] if (f / "split.json").is_file() else "valid"
+        for f in args.folders
+    }
+    if len(splits) > 1:
+        raise SystemExit(f"error: the folders hold different splits ({', '.join(sorted(splits))}); pool one split")
     names = sorted(set.intersection(*({p.stem for p in f.glob("*.npz")} for f in args.folders)) - {"greedy"})
     greedy = [_rows(f, "greedy") for f in args.folders]
     position = [{int(r): k for k, r in enumerate(g["rows"])} for g in greedy]

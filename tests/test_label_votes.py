@@ -65,3 +65,34 @@ def test_prior_share_keeps_the_liked_share_of_the_pieces_at_the_prior(tuning, p_
         assert sum(labels[:t]) == round(t * p_like)
     vote = tuning.LabelVote("prior-vote", tuning.prior_rules(prior)["prior-vote"])
     assert run_episode(vote, env, index) == [1 if p_like >= 0.5 else 0] * 5
+
+
+def test_test_mode_confirms_on_coral_runs_test_pairs_and_never_trains_or_mixes_splits(tuning, tmp_path):
+    from coral.data import load_dataset
+    from coral.pipeline.pairs import SharedPairs
+
+    out = tmp_path / "test"
+    args = ["--scorer", "scripted", "--dataset", "gift_cards", "--seed", "0", "--split", "test", "--rows", "40"]
+    assert tuning.main([*args, "--prior-votes", "--prior", "dfm", "--only", "prior-share-dfm", "--out", str(out)]) == 0
+    # coral run's shared test pairs of the split seed, and only the rows asked for (no fixed-label or told-y votes).
+    rows = SharedPairs.draw(load_dataset("gift_cards"), 40, 0, 0).test
+    for name in ("greedy", "prior-share-dfm"):
+        assert np.array_equal(np.load(out / f"{name}.npz")["rows"], rows)
+    assert sorted(p.stem for p in out.glob("*.npz")) == ["greedy", "prior-share-dfm"]
+    assert "shared test pairs" in (out / "table.md").read_text()
+    # A trained variant must come from validation: test mode never trains.
+    with pytest.raises(SystemExit, match="never trains"):
+        tuning.main([*args, "--train", 'ppo={"algo": "ppo"}', "--runs", str(tmp_path / "none"), "--out", str(out)])
+    # The folder holds test results: validation rows may not be cached beside them.
+    with pytest.raises(SystemExit, match="another split"):
+        tuning.main([*args[:-4], "--rows", "40", "--out", str(out)])
+
+
+def test_pooling_refuses_folders_of_different_splits(tmp_path):
+    pool = load_experiment_script("pool_tuning")
+    valid, test = tmp_path / "valid", tmp_path / "test"
+    valid.mkdir()  # a folder from before --split: validation rows
+    test.mkdir()
+    (test / "split.json").write_text('{"split": "test", "seed": 0, "rows": 40}\n')
+    with pytest.raises(SystemExit, match="different splits"):
+        pool.main([str(valid), str(test)])
