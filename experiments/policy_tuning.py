@@ -288,10 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         where = f"validation tuning rows (greedy: {len(rows)})"
     runs_dir = args.runs or out / "runs"
     out.mkdir(parents=True, exist_ok=True)
-    info_path = out / "split.json"
-    if info_path.is_file() and json.loads(info_path.read_text())["split"] != args.split:
-        raise SystemExit(f"error: {out} holds results of another split (see {info_path}); use a folder of its own")
-    atomic_write_text(info_path, json.dumps({"split": args.split, "seed": args.seed, "rows": len(rows)}) + "\n")
     wanted = None if args.only is None else {"greedy", *args.only}
 
     def evaluate(
@@ -302,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         path = out / f"{name}.npz"
         saved = _saved(path)
         if saved is not None:
+            # Results are cached by name: one folder holds one split's rows (results from before --split: valid).
+            if saved.get("split", "valid") != args.split:
+                raise SystemExit(f"error: {path} holds results of another split; use a folder of its own")
             if not np.array_equal(saved["rows"], episodes):
                 raise SystemExit(f"error: {path} was evaluated on other rows than these; use a folder of its own")
             return saved
@@ -311,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(policy, "prompts_scored"):
             info = {**info, "reference_prompts": policy.prompts_scored}
         print(f"{name}: {result.seconds:.0f} s, {result.prompts_scored} prompts", flush=True)
-        return _save(path, result, info)
+        return _save(path, result, {**info, "split": args.split})
 
     results = {"greedy": evaluate("greedy", GreedyPolicy(), env, rows, {})}
     runs: dict[str, list[Path]] = {}

@@ -30,15 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="policy_tuning.py OUT folders, one per seed")
     args = parser.parse_args(argv)
-    # split.json: written by policy_tuning.py since --split (older folders are validation ones).
-    splits = {
-        json.loads((f / "split.json").read_text())["split"] if (f / "split.json").is_file() else "valid"
-        for f in args.folders
-    }
-    if len(splits) > 1:
-        raise SystemExit(f"error: the folders hold different splits ({', '.join(sorted(splits))}); pool one split")
     names = sorted(set.intersection(*({p.stem for p in f.glob("*.npz")} for f in args.folders)) - {"greedy"})
     greedy = [_rows(f, "greedy") for f in args.folders]
+    # Each result records its split (results from before policy_tuning.py's --split are validation ones).
+    splits = {g["info"].get("split", "valid") for g in greedy}
+    if len(splits) > 1:
+        raise SystemExit(f"error: the folders hold different splits ({', '.join(sorted(splits))}); pool one split")
     position = [{int(r): k for k, r in enumerate(g["rows"])} for g in greedy]
     print("| method | − greedy | − the prediction it follows | the prediction − greedy |\n|---|---|---|---|")
     for name in names:

@@ -89,10 +89,17 @@ def test_test_mode_confirms_on_coral_runs_test_pairs_and_never_trains_or_mixes_s
 
 
 def test_pooling_refuses_folders_of_different_splits(tmp_path):
+    import json
+
+    from coral.io import atomic_write_npz
+
     pool = load_experiment_script("pool_tuning")
     valid, test = tmp_path / "valid", tmp_path / "test"
-    valid.mkdir()  # a folder from before --split: validation rows
-    test.mkdir()
-    (test / "split.json").write_text('{"split": "test", "seed": 0, "rows": 40}\n')
+    for folder, info in ((valid, {}), (test, {"split": "test"})):  # {}: a result from before --split (validation)
+        folder.mkdir()
+        atomic_write_npz(
+            folder / "greedy.npz", labels=np.array([0, 1]), p=np.array([[0.4, 0.6]]), rows=np.array([3, 7]),
+            info=np.asarray(json.dumps(info)),
+        )
     with pytest.raises(SystemExit, match="different splits"):
         pool.main([str(valid), str(test)])
