@@ -20,10 +20,11 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from coral.align.topk import evidence_index
-from coral.align.twins import InputTwin, twin_inputs, twin_name
+from coral.align.twins import InputTwin, twin_name
 from coral.data.folds import fold_interactions
 from coral.envs.config import EnvConfig
 from coral.envs.resources import resolve_dataset, resolve_embeddings
+from coral.errors import CoralError
 from coral.pipeline.pairs import SharedPairs
 from coral.stats import format_interval, pooled_auc_difference
 
@@ -45,13 +46,12 @@ def seed_scores(dataset_name: str, seed: int, pairs: int, ks: list[int]) -> tupl
     targets = fold_interactions(dataset, "align")
     rows = SharedPairs.draw(dataset, pairs, 0, seed).test
     users, items, labels = dataset.test.user[rows], dataset.test.item[rows], dataset.test.label[rows]
+    # (inputs, k): the numbers alone (k unused), then the numbers with the like-share of each k.
+    twins = [(NUMBERS, 1), *(((*NUMBERS, "share"), k) for k in ks)]
     scores = {}
-    for k in [None, *ks]:
-        inputs = NUMBERS if k is None else (*NUMBERS, "share")
-        k = k or 1  # the twin without the like-share ignores k
-        fit_blocks = twin_inputs(dataset, index, targets.user, targets.item, inputs, k)
-        twin = InputTwin.fit(dataset, index, targets, inputs, k, c=None, blocks=fit_blocks)
-        scores[twin_name(inputs, k)] = twin.predict(dataset, index, users, items)
+    for inputs, k in twins:
+        twin = InputTwin.fit(dataset, index, targets, inputs, k, c=None)
+        scores[twin.name] = twin.predict(dataset, index, users, items)
     return labels, scores
 
 
@@ -75,4 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except CoralError as error:  # an unknown dataset, a split too small for the pairs: one line, no traceback
+        sys.exit(f"error: {error}")
