@@ -149,28 +149,34 @@ def _row(result: RuleResult) -> str:
     return f"| {result.rule.name} | {pieces} | {aucs} | {ks} | {delta} |"
 
 
+def _curve(split: str, seeds: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    """Greedy's AUC after each fixed number of pieces, per seed."""
+    curves = "; ".join(
+        f"k=0..{p.shape[0] - 1} " + " ".join(f"{100 * roc_auc_score(y, p[k]):.2f}" for k in range(p.shape[0]))
+        for p, y in seeds
+    )
+    return f"\nGreedy stopped after k pieces ({split}, per seed): {curves}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--valid", nargs="+", type=Path, required=True, help="validation OUT folders, one per seed")
     parser.add_argument("--test", nargs="*", type=Path, default=[], help="test OUT folders of the same seeds")
     args = parser.parse_args(argv)
     valid = _load(args.valid, "valid")
+    test = _load(args.test, "test") if args.test else []  # a wrong folder is refused before any work
     head = "| rule | mean pieces (per seed) | AUC (per seed) | best fixed k <= mean | rule − that greedy, pooled |\n"
     head += "|---|---|---|---|---|"
-    for split, seeds in (("valid", valid), *((("test", _load(args.test, "test")),) if args.test else ())):
-        curve = "; ".join(
-            "k=0..5 " + " ".join(f"{100 * roc_auc_score(y, p[k]):.2f}" for k in range(p.shape[0])) for p, y in seeds
-        )
-        print(f"\nGreedy stopped after k pieces ({split}, per seed): {curve}\n")
-        if split == "valid":
-            results = [evaluate(rule, valid) for rule in candidate_rules(valid[0][0].shape[0])]
-            chosen = max(results, key=lambda r: r.delta.estimate)
-            print(head)
-            print("\n".join(_row(r) for r in results))
-            print(f"\nChosen on validation: {chosen.rule.name}")
-        else:
-            print(head)
-            print(_row(evaluate(chosen.rule, seeds)))
+    print(_curve("valid", valid))
+    results = [evaluate(rule, valid) for rule in candidate_rules(valid[0][0].shape[0])]
+    chosen = max(results, key=lambda r: r.delta.estimate)
+    print(head)
+    print("\n".join(_row(r) for r in results))
+    print(f"\nChosen on validation: {chosen.rule.name}")
+    if test:
+        print(_curve("test", test))
+        print(head)
+        print(_row(evaluate(chosen.rule, test)))
     return 0
 
 
