@@ -75,7 +75,7 @@ def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset
     )
     out = tmp_path / "aligned"
     meta = run_alignment(dataset, config, out, validate=False, progress=False)
-    assert meta["method"] == "topk" and scorer_name(read_meta(out)) == f"top1-finetune@{tiny_model_dir.name}"
+    assert meta["method"] == "topk" and scorer_name(read_meta(out)) == f"top1-finetune+targets12@{tiny_model_dir.name}"
     summary = meta["summary"]
     assert summary["steps"] == 3 and summary["n_targets"] == 12 and summary["model_layers"] == 2
     base, _ = load_model(str(tiny_model_dir), "float32")
@@ -238,7 +238,7 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
     out = tmp_path / "aligned"
     run_alignment(dataset, config, out, validate=False, progress=False)
     meta = read_meta(out)
-    assert scorer_name(meta) == f"top1-finetune+rates+cf2@{tiny_model_dir.name}"
+    assert scorer_name(meta) == f"top1-finetune+rates+cf2+targets12@{tiny_model_dir.name}"
     state = load_file(str(out / CF_FILE))
     assert (
         state["user_table"].shape == (dataset.n_users, 8) and float(state["outer.weight"].abs().sum()) > 0
@@ -395,6 +395,18 @@ def test_cf_dropout_needs_soft_tokens_and_names_the_scorer():
         AlignConfig(method="topk", cf_dropout=0.5)
     config = AlignConfig(method="topk", cf_dropout=0.5, prompt=PromptConfig(cf_tokens=4))
     assert scorer_name({"method": "topk", "config": config.to_dict()}) == "top2-finetune+cf4+cfdrop50"
+
+
+def test_scorer_name_names_a_number_of_targets_other_than_the_default():
+    from coral.llm.aligned import scorer_name
+
+    def name(**settings) -> str:
+        config = AlignConfig(method="topk", prompt=PromptConfig(base_rates=True, cf_tokens=4), **settings)
+        return scorer_name({"method": "topk", "config": config.to_dict()})
+
+    assert name() == "top2-finetune+rates+cf4"  # the default's 600: the name the tables already use
+    assert name(topk_targets=8679) == "top2-finetune+rates+cf4+targets8679"
+    assert name(topk_targets=2400, cf_dropout=0.5) == "top2-finetune+rates+cf4+cfdrop50+targets2400"
 
 
 def test_scorer_name_names_a_base_llm_other_than_the_embedded_one():

@@ -128,18 +128,28 @@ def test_run_scores_its_zero_shot_stage_and_aligns_with_the_scorer_given(tiny_mo
         r["model"]: json.loads(r["config"]) for r in csv.DictReader(open(out / "results.csv")) if r["split"] == "test"
     }
     # The default alignment prompt has base rates and CF soft tokens: the tag names them (top1-finetune+rates+cf4),
-    # and the base LLM, not the embedded one, after an "@".
-    zero_shot, aligned = (
-        rows["llm-only@zero-shot"]["scorer_fingerprint"],
-        rows[f"llm-only@top1-finetune+rates+cf4@{tiny_model_dir.name}"]["scorer_fingerprint"],
-    )
+    # the number of targets when it is not the default's 600, and the base LLM, not the embedded one, after an "@".
+    tag = f"top1-finetune+rates+cf4+targets16@{tiny_model_dir.name}"
+    zero_shot, aligned = rows["llm-only@zero-shot"]["scorer_fingerprint"], rows[f"llm-only@{tag}"]["scorer_fingerprint"]
     assert {"twin-rates", "twin-cf-none", "twin-rates+cf-none", "twin-rates+cf+share-none"} <= set(
         rows
     )  # the aligned scorer's input twins
     assert zero_shot.startswith(f"hf|{tiny_model_dir}:") and "|float32|" in zero_shot
     assert aligned.startswith(f"hf|{tiny_model_dir}:") and "aligned=topk:" in aligned
-    align_meta = json.loads(next((out / "stages").glob("align-seed0-*/aligned/align.json")).read_text())
-    assert align_meta["config"]["base_model"] == str(tiny_model_dir)
+    aligned_dir = next((out / "stages").glob("align-seed0-*/aligned"))
+    assert json.loads((aligned_dir / "align.json").read_text())["config"]["base_model"] == str(tiny_model_dir)
+    # The same alignment given back with --no-align: its rows are named by what produced it, not "zero-shot"
+    # (before: "llm-only@zero-shot", the legend's "the LLM as shipped"), and score as the run's own aligned row.
+    again = tmp_path / "again"
+    succeeds(
+        ["run", "--dataset", "movielens_small", "--scorer", f"aligned:{aligned_dir}", "--precision", "float32",
+         "--no-align", *SCRIPTED_RUN, "--out", str(again)],
+        capsys,
+    )  # fmt: skip
+    given = {r["model"]: r for r in csv.DictReader(open(again / "results.csv")) if r["split"] == "test"}
+    assert f"llm-only@{tag}" in given and not any("zero-shot" in model for model in given)
+    first = {r["model"]: r for r in csv.DictReader(open(out / "results.csv")) if r["split"] == "test"}
+    assert given[f"llm-only@{tag}"]["auc"] == first[f"llm-only@{tag}"]["auc"]
 
 
 def test_run_help_says_which_stages_the_scorer_changes(capsys) -> None:

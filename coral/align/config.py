@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 from coral.config import added, config_hash, from_dict, require, section, to_dict
 from coral.evidence import ROUNDS
+from coral.llm.aligned import DEFAULT_TOPK_TARGETS
 from coral.llm.prompt import PromptConfig
 from coral.retrieval import WarmStartConfig
 
@@ -83,8 +84,9 @@ class AlignConfig:
     topk_trunk + topk_layers is dropped, so the scorer is a shortened LLM."""
     topk_layers: int = 2
     """Decoder layers fine-tuned (with the final norm) on top of the frozen trunk."""
-    topk_targets: int = 600
-    """Alignment-fold targets; each is one token tree of 1 + 5 nearest + 3 random prompts."""
+    topk_targets: int = DEFAULT_TOPK_TARGETS
+    """Alignment-fold targets (all of the fold when it holds fewer); each is one token tree of 1 + 5 nearest + 3
+    random prompts. A scorer aligned on another number is named after it (``+targets2400``)."""
     topk_stop_pairs: int = 200
     """Validation pairs of the early-stopping slice (each scored with 0..5 nearest pieces)."""
     topk_lr: float = 2e-4

@@ -39,6 +39,8 @@ TARGETS_FILE = "targets.npz"
 METRICS_FILE = "metrics.json"
 #: Bump when the layout or meaning of the files changes.
 FORMAT_VERSION = 1
+#: ``AlignConfig.topk_targets``'s default; a topk scorer aligned on another number of targets is named after it.
+DEFAULT_TOPK_TARGETS = 600
 
 
 def weight_files(directory: Path, meta: dict[str, Any]) -> list[Path]:
@@ -166,9 +168,9 @@ def load_soft_tokens(directory: str | Path, meta: dict[str, Any], tokenizer: Any
 
 def scorer_name(meta: dict[str, Any]) -> str:
     """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune+rates+cf4+tally",
-    "top2-finetune+rates+cf4+cfdrop50"), from its ``align.json``; a base LLM other than the embedded
-    one is named after an "@" ("top2-finetune+rates+cf4@qwen2.5-coder-0.5b-instruct-q4"), so the rows
-    of different models are named apart."""
+    "top2-finetune+rates+cf4+cfdrop50", "top2-finetune+rates+cf4+targets8679"), from its ``align.json``;
+    a base LLM other than the embedded one is named after an "@"
+    ("top2-finetune+rates+cf4@qwen2.5-coder-0.5b-instruct-q4"), so the rows of different models are named apart."""
     config = meta["config"]
     base = Path(config["base_model"]) if config.get("base_model") else None  # None: the embedded SmolLM2
     model = f"@{base.stem if base.suffix == '.gguf' else base.name}" if base else ""
@@ -176,6 +178,8 @@ def scorer_name(meta: dict[str, Any]) -> str:
         options = "".join(f"+{tag}" for tag in prompt_config_of(meta).option_tags())
         if config.get("cf_dropout", 0.0) > 0:  # a training option, not a prompt's: named after the prompt's tags
             options += f"+cfdrop{round(100 * config['cf_dropout'])}"
+        if config.get("topk_targets", DEFAULT_TOPK_TARGETS) != DEFAULT_TOPK_TARGETS:  # so is the training set's size
+            options += f"+targets{config['topk_targets']}"
         return f"top{config['topk_layers']}-finetune{options}{model}"
     if meta["method"] == "lora":
         return f"LoRA-top{config['lora_layers'] or 'all'}{model}"

@@ -93,6 +93,20 @@ class RunOutputs:
     plots: list[Path]
 
 
+def scorer_row_tag(spec: str) -> str:
+    """The scorer part of the rows that the run's ``scorer`` scores: for ``aligned:DIR`` the name of what
+    produced that alignment (e.g. ``top2-finetune+rates+cf4``), else ``zero-shot`` (a model as shipped).
+
+    :raises CoralError: when ``aligned:DIR`` holds no finished alignment.
+    """
+    parsed = parse_scorer_spec(spec)
+    if parsed.backend != "aligned":
+        return "zero-shot"
+    from coral.llm.aligned import read_meta, scorer_name
+
+    return scorer_name(read_meta(parsed.argument))
+
+
 def stage_identity(kind: str, dataset: CoralDataset, **parts: Any) -> dict[str, Any]:
     """What a stage's outputs depend on: its kind, the full resolved config of everything it runs
     (dataclasses as :func:`coral.config.to_dict`, defaults included), the dataset's fingerprint
@@ -741,19 +755,18 @@ class MainJob:
             if self.config.count_references:
                 stages.append(self.like_share_stage(ds, pairs, self.config.warm_starts[0], seed))
             zero_shot = self.config.zero_shot_methods if self.config.align else self.config.methods
-            stages += self.llm_stages(ds, pairs, self.config.scorer.scorer, "zero-shot", zero_shot, seed)
+            given, given_tag = self.config.scorer.scorer, scorer_row_tag(self.config.scorer.scorer)
+            stages += self.llm_stages(ds, pairs, given, given_tag, zero_shot, seed)
             for stage in stages:
                 scores += self._run(stage, root, curves)
-            if not self.config.align and self.config.controls:  # the methods' scorer is the zero-shot one
-                controls.append(self._controls(ds, pairs, self.config.scorer.scorer, "zero-shot", seed, root))
+            if not self.config.align and self.config.controls:  # the methods' scorer is the given one
+                controls.append(self._controls(ds, pairs, given, given_tag, seed, root))
             if not self.config.align and self.config.label_aware_pairs:
-                reference_stages.append(self.label_aware_stage(ds, pairs, self.config.scorer.scorer, "zero-shot", seed))
+                reference_stages.append(self.label_aware_stage(ds, pairs, given, given_tag, seed))
             if self.config.align:
-                from coral.llm.aligned import read_meta, scorer_name
-
                 directory, _ = run_stage(self.align_stage(ds, seed), root, self.log)
                 aligned = directory / "aligned"
-                tag = scorer_name(read_meta(aligned))
+                tag = scorer_row_tag(f"aligned:{aligned}")
                 twins = self.twin_stage(ds, pairs, aligned, seed) if self.config.input_twins else None
                 if twins is not None:
                     scores += self._run(twins, root, curves)
