@@ -53,6 +53,7 @@ from coral.envs import EnvConfig
 from coral.errors import CoralError, DataError
 from coral.io import atomic_write_json
 from coral.llm import ScorerConfig, ScorerSpec, parse_scorer_spec
+from coral.llm.aligned import read_meta, scorer_name
 from coral.pipeline.claims import claims_records, paper_claims
 from coral.pipeline.compare import SIDE_FEATURES, RunScores, side_feature_model, twin_model
 from coral.pipeline.config import RunConfig
@@ -100,11 +101,7 @@ def scorer_row_tag(spec: str) -> str:
     :raises CoralError: when ``aligned:DIR`` holds no finished alignment.
     """
     parsed = parse_scorer_spec(spec)
-    if parsed.backend != "aligned":
-        return "zero-shot"
-    from coral.llm.aligned import read_meta, scorer_name
-
-    return scorer_name(read_meta(parsed.argument))
+    return scorer_name(read_meta(parsed.argument)) if parsed.backend == "aligned" else "zero-shot"
 
 
 def stage_identity(kind: str, dataset: CoralDataset, **parts: Any) -> dict[str, Any]:
@@ -735,6 +732,8 @@ class MainJob:
         curves: dict[str, dict[int, Path]] = {}
         controls: list[dict[str, Any]] = []
         dataset_name = name
+        given = self.config.scorer.scorer  # the scorer of the zero-shot stages (align on) or of the methods (align off)
+        given_tag = scorer_row_tag(given)
         for seed in self.config.seeds:
             ds = self.dataset(name, seed if self.config.vary_split else 0)
             dataset_name = ds.name
@@ -755,7 +754,6 @@ class MainJob:
             if self.config.count_references:
                 stages.append(self.like_share_stage(ds, pairs, self.config.warm_starts[0], seed))
             zero_shot = self.config.zero_shot_methods if self.config.align else self.config.methods
-            given, given_tag = self.config.scorer.scorer, scorer_row_tag(self.config.scorer.scorer)
             stages += self.llm_stages(ds, pairs, given, given_tag, zero_shot, seed)
             for stage in stages:
                 scores += self._run(stage, root, curves)
@@ -766,7 +764,7 @@ class MainJob:
             if self.config.align:
                 directory, _ = run_stage(self.align_stage(ds, seed), root, self.log)
                 aligned = directory / "aligned"
-                tag = scorer_row_tag(f"aligned:{aligned}")
+                tag = scorer_name(read_meta(aligned))
                 twins = self.twin_stage(ds, pairs, aligned, seed) if self.config.input_twins else None
                 if twins is not None:
                     scores += self._run(twins, root, curves)
