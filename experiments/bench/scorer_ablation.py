@@ -14,12 +14,12 @@ per tree and prompt format (cached in ``--out``, shared by the variants with the
 settings and trunk depth), the variant's saved layers on top: the same P(Yes) as its scorer in
 fp32 (``tests/test_align_topk.py``). Written to ``--out``:
 
-- ``ablation.md``: per variant, AUC without evidence and with the 5 nearest pieces, the paired
-  Δ AUC of the 5 nearest vs the reference variant's and vs the like-share of the same 5 pieces
-  (95% bootstrap interval, DeLong p), random and shuffled vs none, AUC after 0..5 pieces, the
-  alignment's CPU-seconds (trunk + training, from its ``align.json``) and its scoring speed (prompt
-  tokens/s of the saved scorer in the default layout on ``--speed-pairs`` pairs, none + 1..5
-  nearest with prefix reuse, as an episode scores them);
+- ``ablation.md``: per variant, AUC without evidence and with the 5 nearest pieces, 5 nearest vs none
+  (does it read its evidence), the paired Δ AUC of the 5 nearest vs the reference variant's and vs the
+  like-share of the same 5 pieces (95% bootstrap interval, DeLong p), random and shuffled vs none,
+  AUC after 0..5 pieces, the alignment's CPU-seconds (trunk + training, from its ``align.json``) and
+  its scoring speed (prompt tokens/s of the saved scorer in the default layout on ``--speed-pairs``
+  pairs, none + 1..5 nearest with prefix reuse, as an episode scores them);
 - the input twins (:mod:`coral.align.twins`, fitted on the align fold) on the same pairs, with
   their Δ vs the reference;
 - ``ablation.json``: every figure, and ``p-NAME.npz`` the P(Yes) per pair of each variant.
@@ -312,13 +312,10 @@ def figures(y, scores, references, info, reference, n_boot, paired_auc_differenc
     )
     rows = {}
     for name, s in scores.items():
-        controls = (
-            paired_auc_differences(
-                y, {"none": s["none0"], "random": s[f"random{K}"], "shuffled": s[f"shuffled{K}"]}, "none", n_boot=n_boot
-            )
-            if f"random{K}" in s
-            else {}
-        )
+        # The test of a scorer that reads its evidence (5 nearest − none > 0) for every variant; random and
+        # shuffled − none for the variants scored with the controls. One call: the same resamples for all three.
+        branches = {b: s[f"{b}{K}"] for b in BRANCHES if f"{b}{K}" in s}
+        controls = paired_auc_differences(y, {"none": s["none0"], **branches}, "none", n_boot=n_boot)
         rows[name] = {
             **info[name], "auc_none": roc_auc_score(y, s["none0"]), "auc_nearest": roc_auc_score(y, nearest[name]),
             "by_pieces": [roc_auc_score(y, s["none0"] if m == 0 else s[f"nearest{m}"]) for m in range(K + 1)],
@@ -348,10 +345,10 @@ def table(report: dict) -> str:
         f"{report['n_pairs']} validation tuning pairs ({report['n_negative']} negative), one seed; AUC x100; Δ = "
         "paired difference [95% bootstrap interval], DeLong p.",
         "",
-        "| variant | scorer | LLM (layers kept) | targets | layers | AUC none | AUC 5 nearest | Δ 5 nearest vs "
-        "reference | Δ vs like-share of the same 5 | random − none | shuffled − none | AUC after 0..5 nearest | "
-        "align CPU-s (trunk + train) | best step / steps | scoring tokens/s (layout) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | scorer | LLM (layers kept) | targets | layers | AUC none | AUC 5 nearest | 5 nearest − none | "
+        "Δ 5 nearest vs reference | Δ vs like-share of the same 5 | random − none | shuffled − none | AUC after 0..5 "
+        "nearest | align CPU-s (trunk + train) | best step / steps | scoring tokens/s (layout) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["variants"].items():
         # The base model's file or directory name (read-back rows of older runs: the embedded one).
@@ -362,7 +359,7 @@ def table(report: dict) -> str:
         lines.append(
             f"| {name} | {r['scorer']} | {llm} ({r['trunk'] + r['layers']}) | {r['targets']} | {r['layers']} | "
             f"{100 * r['auc_none']:.2f} | "
-            f"{100 * r['auc_nearest']:.2f} | {_d(r['vs_reference'])} | {_d(r['vs_share'])} | "
+            f"{100 * r['auc_nearest']:.2f} | {_c(r, 'nearest')} | {_d(r['vs_reference'])} | {_d(r['vs_share'])} | "
             f"{_c(r, 'random')} | {_c(r, 'shuffled')} | {' '.join(f'{100 * a:.1f}' for a in r['by_pieces'])} | "
             f"{r['align_cpu_s']:.0f} ({r['trunk_cpu_s']:.0f} + {r['train_cpu_s']:.0f}) | {r['best_step']} / "
             f"{r['steps']} | {speed_text} |"

@@ -1,0 +1,48 @@
+"""Paired Δs of the layers ablation (issue 27) from the saved P(Yes) of experiments/bench/scorer_ablation.py.
+
+python experiments/results/scorer_layers/validation_deltas.py OUT   (OUT: the bench's --out folder)
+"""
+import glob
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from coral.stats import format_interval, paired_auc_differences
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from scorer_ablation import carried  # noqa: E402  the bench's own rule for a missing piece
+
+out = sys.argv[1]
+ref = np.load(f"{out}/p-references.npz")
+y = ref["labels"]
+variants = {n: carried(dict(np.load(glob.glob(f"{out}/v-rates_cf4_{t}600-*.npz")[0])))
+            for n, t in (("top2", ""), ("top4", "top4_"), ("top8", "top8_"))}
+scores = {}
+for n, v in variants.items():
+    for label, key in (("none", "none0"), ("5 nearest", "nearest5"), ("random", "random5"), ("shuffled", "shuffled5")):
+        scores[f"{n} {label}"] = v[key]
+for k in ("like-share@5", "LR(base rates)", "LR(base rates + CF embeddings + like-share@5)"):
+    scores[k] = ref[k]
+for name, s in scores.items():
+    print(f"AUC {name:<50} {100 * roc_auc_score(y, s):.2f}")
+
+
+def show(a, b):
+    r = paired_auc_differences(y, {a: scores[a], b: scores[b]}, reference=b)[a]
+    print(f"{a:<16} - {b}: {format_interval(r.diff, r.low, r.high)} p={r.p_value:.2g}")
+
+
+for n in variants:
+    for c in ("5 nearest", "random", "shuffled"):
+        show(f"{n} {c}", f"{n} none")
+for n in ("top4", "top8"):
+    show(f"{n} 5 nearest", "top2 5 nearest")
+    show(f"{n} none", "top2 none")
+show("top8 5 nearest", "top4 5 nearest")
+for n in ("top4", "top8"):
+    for k in ("like-share@5", "LR(base rates)", "LR(base rates + CF embeddings + like-share@5)"):
+        show(f"{n} 5 nearest", k)
+for n, v in variants.items():
+    print(f"mean |P(5 nearest) - P(none)| {n}: {np.abs(v['nearest5'] - v['none0']).mean():.3f}")
