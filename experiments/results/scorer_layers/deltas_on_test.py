@@ -1,7 +1,7 @@
 """Paired Δs on test of the layers lever (issue 27): top8 vs top2 on the same shared test pairs, from the saved
 scores of `coral run --config experiments/scorer_layers.yaml` runs (their controls, kNN and baselines stages).
 
-python experiments/results/scorer_layers/test_deltas.py TOP8_RUN TOP2_RUN [TOP8_RUN TOP2_RUN ...]
+python experiments/results/scorer_layers/deltas_on_test.py TOP8_RUN TOP2_RUN [TOP8_RUN TOP2_RUN ...]
 
 Each pair of runs is one split seed (the seed of its stages); with several, the figures per seed and then pooled
 over the seeds (pair bootstrap within each seed, :func:`coral.stats.pooled_auc_difference`).
