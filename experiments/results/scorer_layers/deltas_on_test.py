@@ -14,8 +14,9 @@ import sys
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from coral.errors import CoralError
 from coral.pipeline.scores import load_scores
-from coral.stats import format_interval, paired_auc_differences, pooled_auc_difference
+from coral.stats import format_interval, paired_auc_difference, pooled_auc_difference
 
 COMPARISONS = [
     *((f"{n} {e}", f"{n} none") for n in ("top8", "top2") for e in ("nearest", "random", "shuffled")),
@@ -42,9 +43,10 @@ def seed_scores(top8_run: str, top2_run: str) -> tuple[int, np.ndarray, dict[str
     }
     for path in sorted(glob.glob(f"{top8_run}/stages/*-seed{seed}-*/*.npz")):
         for method in load_scores(path) if not path.endswith("controls.npz") else ():
-            where = {int(r): j for j, r in enumerate(method.test.rows)}
-            if all(int(r) in where for r in rows):  # a row of the shared pairs only
-                scores[method.model] = method.test.p[-1][[where[int(r)] for r in rows]]
+            try:
+                scores[method.model] = method.test.at(rows).p[-1]
+            except CoralError:  # a method that did not score every shared pair: no row here
+                continue
     return seed, top8["labels"], scores
 
 
@@ -56,7 +58,7 @@ def main(runs: list[str]) -> None:
             print(f"AUC {name:<28} {100 * roc_auc_score(y, s):.2f}")
         others = [(a, b) for a in ("top8 nearest",) for b in scores if " " not in b]
         for a, b in COMPARISONS + others:
-            r = paired_auc_differences(y, {a: scores[a], b: scores[b]}, reference=b)[a]
+            r = paired_auc_difference(y, scores[a], scores[b])
             print(f"{a:<16} - {b}: {format_interval(r.diff, r.low, r.high)} p={r.p_value:.2g}")
     if len(seeds) > 1:
         print(f"--- pooled over seeds {', '.join(str(s) for s, _, _ in seeds)} (pair bootstrap within each seed)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from coral.stats import format_interval, paired_auc_differences
+from coral.stats import format_interval, paired_auc_difference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from scorer_ablation import carried  # noqa: E402  the bench's own rule for a missing piece
@@ -30,7 +30,7 @@ for name, s in scores.items():
 
 
 def show(a, b):
-    r = paired_auc_differences(y, {a: scores[a], b: scores[b]}, reference=b)[a]
+    r = paired_auc_difference(y, scores[a], scores[b])
     print(f"{a:<16} - {b}: {format_interval(r.diff, r.low, r.high)} p={r.p_value:.2g}")
 
 
