@@ -222,10 +222,13 @@ def binary_metrics_full(m, n_boot: int, seed: int) -> dict:
     return binary_metrics(m.test.labels, m.test.p[-1], m.valid.labels, m.valid.p[-1], n_boot=n_boot, seed=seed)
 
 
-def controls_section(controls: list[dict]) -> str:
-    """results.md's "Does the scorer read the evidence?" section: one controls table per seed (empty without controls).
+def controls_section(controls: list[dict], n_boot: int = 1000) -> str:
+    """results.md's "Does the scorer read the evidence?" section: one controls table per seed, then for a scorer
+    read on several seeds the same Δs pooled over them (empty without controls).
 
-    :param controls: the controls stages' ``controls.json`` contents.
+    :param controls: the controls stages' ``controls.json`` contents; an entry with ``per_pair`` (its
+        ``controls.npz``: ``labels`` and ``p_<control>``) also enters the pooled table.
+    :param n_boot: bootstrap replicates of the pooled intervals.
     """
     if not controls:
         return ""
@@ -247,7 +250,47 @@ def controls_section(controls: list[dict]) -> str:
             controls_table(c, percent=True),
         ]
         lines += ["", "AUC after 0..K nearest pieces: " + ", ".join(_pct(a) for a in c["nearest_by_pieces"]) + "."]
+    by_scorer: dict[str, list[dict]] = defaultdict(list)
+    for c in controls:
+        if "per_pair" in c:
+            by_scorer[c["scorer"]].append(c)
+    for scorer, seeds in by_scorer.items():
+        if len(seeds) > 1:
+            lines += ["", *pooled_controls_lines(scorer, seeds, n_boot)]
     return "\n".join(lines) + "\n"
+
+
+def pooled_controls_lines(scorer: str, seeds: list[dict], n_boot: int) -> list[str]:
+    """One scorer's controls pooled over its seeds: the mean AUC over seeds and each control − none, averaged over
+    the seeds with a pair bootstrap within each seed (:func:`coral.stats.pooled_auc_difference`), per seed beside.
+
+    :param scorer: the scorer's name.
+    :param seeds: its controls entries, one per seed, each with ``per_pair``.
+    :param n_boot: bootstrap replicates.
+    """
+    from coral.align.controls import CONTROLS
+    from coral.stats import format_interval, pooled_auc_difference
+
+    ys = [c["per_pair"]["labels"] for c in seeds]
+    p = {name: [c["per_pair"][f"p_{name}"] for c in seeds] for name in CONTROLS if f"p_{name}" in seeds[0]["per_pair"]}
+    names = ", ".join(str(c["seed"]) for c in seeds)
+    lines = [
+        f"Scorer {scorer}, pooled over seeds {names} ({sum(len(y) for y in ys)} pairs): mean AUC over the seeds; "
+        "Δ vs none averaged over the seeds, 95% pair bootstrap within each seed; the Δ of each seed:",
+        "",
+        "| evidence | mean AUC | Δ AUC vs none [95% CI] | Δ per seed |",
+        "|---|---|---|---|",
+    ]
+    for name, scores in p.items():
+        auc = _pct(float(np.mean([c["controls"][name]["auc"] for c in seeds])))
+        if name == "none":
+            lines.append(f"| none | {auc} | | |")
+            continue
+        d = pooled_auc_difference(ys, scores, p["none"], n_boot=n_boot)
+        per_seed = ", ".join(f"{100 * x:+.2f}" for x in d.per_seed)
+        lines.append(f"| {int(seeds[0]['controls'][name]['pieces'])} {name} | {auc} | "
+                     f"{format_interval(d.estimate, d.low, d.high)} | {per_seed} |")
+    return lines
 
 
 def evidence_information_lines(run: "RunScores") -> list[str]:

@@ -798,7 +798,7 @@ class MainJob:
             dataset_report(run, dataset_name, claims, preamble)
             + training_section(curves, display_name)
             + headroom_section(room, display_name)
-            + controls_section(controls)
+            + controls_section(controls, self.config.n_boot or 1000)
         )
         return text, score_rows(run, dataset_name), console_summary(run, dataset_name, claims)
 
@@ -806,7 +806,10 @@ class MainJob:
         self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path
     ) -> dict[str, Any]:
         directory, _ = run_stage(self.controls_stage(ds, pairs, spec, tag, seed), root, self.log)
-        return json.loads((directory / CONTROLS_FILE).read_text())
+        figures = json.loads((directory / CONTROLS_FILE).read_text())
+        with np.load(directory / "controls.npz") as per_pair:  # for the table pooled over seeds
+            figures["per_pair"] = {k: per_pair[k] for k in per_pair.files}
+        return figures
 
     def _run(self, stage: Stage, root: Path, curves: dict[str, dict[int, Path]]) -> list[MethodScores]:
         """Run (or skip) ``stage``; a trained policy's run directory goes into ``curves`` (model -> seed ->
