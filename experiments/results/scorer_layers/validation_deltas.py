@@ -1,4 +1,5 @@
-"""Paired Δs of the layers ablation (issue 27; top8e1: top8 aligned for one epoch) from the saved P(Yes) of experiments/bench/scorer_ablation.py.
+"""Paired Δs of the layers ablation (issue 27; top8e1: top8 aligned for one epoch) from the saved P(Yes) of
+experiments/bench/scorer_ablation.py.
 
 python experiments/results/scorer_layers/validation_deltas.py OUT   (OUT: the bench's --out folder)
 """
