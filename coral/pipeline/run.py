@@ -78,7 +78,20 @@ from coral.results import append_rows, library_versions
 TRAINED = {"coral-ppo": "ppo", "coral-ddpg": "ddpg", "coral-maskable_ppo": "maskable_ppo"}
 FIXED = ("llm-only", "coral-random", "coral-greedy")
 CONTROLS_FILE = "controls.json"
+CONTROLS_SCORES = "controls.npz"
 CLAIMS_FILE = "claims.json"
+
+
+def read_controls(directory: Path) -> dict[str, Any]:
+    """A controls stage's figures (``controls.json``) with its P(Yes) per pair (``controls.npz``) as ``per_pair``,
+    which the report pools over seeds (:func:`coral.pipeline.report.controls_section`).
+
+    :param directory: the stage's directory.
+    """
+    figures = json.loads((directory / CONTROLS_FILE).read_text())
+    with np.load(directory / CONTROLS_SCORES) as per_pair:
+        figures["per_pair"] = {k: per_pair[k] for k in per_pair.files}
+    return figures
 
 
 @dataclass
@@ -511,7 +524,7 @@ class MainJob:
                 "mean_pieces": figures["mean_pieces"],
             }
             atomic_write_npz(
-                directory / "controls.npz",
+                directory / CONTROLS_SCORES,
                 rows=pairs.test,
                 labels=figures["labels"],
                 **{f"p_{k}": v for k, v in figures["p"].items()},
@@ -806,10 +819,7 @@ class MainJob:
         self, ds: CoralDataset, pairs: SharedPairs, spec: str, tag: str, seed: int, root: Path
     ) -> dict[str, Any]:
         directory, _ = run_stage(self.controls_stage(ds, pairs, spec, tag, seed), root, self.log)
-        figures = json.loads((directory / CONTROLS_FILE).read_text())
-        with np.load(directory / "controls.npz") as per_pair:  # for the table pooled over seeds
-            figures["per_pair"] = {k: per_pair[k] for k in per_pair.files}
-        return figures
+        return read_controls(directory)
 
     def _run(self, stage: Stage, root: Path, curves: dict[str, dict[int, Path]]) -> list[MethodScores]:
         """Run (or skip) ``stage``; a trained policy's run directory goes into ``curves`` (model -> seed ->
