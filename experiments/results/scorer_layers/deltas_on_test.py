@@ -8,13 +8,14 @@ over the seeds (pair bootstrap within each seed, :func:`coral.stats.pooled_auc_d
 """
 
 import glob
-import re
 import sys
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from coral.errors import CoralError
+from coral.pipeline.run import read_controls
 from coral.pipeline.scores import load_scores
 from coral.stats import format_interval, paired_auc_difference, pooled_auc_difference
 
@@ -26,8 +27,9 @@ COMPARISONS = [
 
 
 def controls(run: str) -> tuple[int, dict[str, np.ndarray]]:
-    (path,) = glob.glob(f"{run}/stages/controls@*-seed*-*/controls.npz")
-    return int(re.search(r"-seed(\d+)-", path).group(1)), dict(np.load(path))
+    (stage,) = Path(run).glob("stages/controls@*")
+    figures = read_controls(stage)
+    return figures["seed"], figures["per_pair"]
 
 
 def seed_scores(top8_run: str, top2_run: str) -> tuple[int, np.ndarray, dict[str, np.ndarray]]:
