@@ -75,7 +75,8 @@ def test_topk_alignment_trains_only_the_top_layers_and_loads_as_a_scorer(dataset
     )
     out = tmp_path / "aligned"
     meta = run_alignment(dataset, config, out, validate=False, progress=False)
-    assert meta["method"] == "topk" and scorer_name(read_meta(out)) == f"top1-finetune+targets12@{tiny_model_dir.name}"
+    assert meta["method"] == "topk"
+    assert scorer_name(read_meta(out)) == f"top1-finetune+targets12+e1@{tiny_model_dir.name}"
     summary = meta["summary"]
     assert summary["steps"] == 3 and summary["n_targets"] == 12 and summary["model_layers"] == 2
     base, _ = load_model(str(tiny_model_dir), "float32")
@@ -238,7 +239,7 @@ def test_topk_alignment_with_soft_tokens_and_base_rates_saves_loads_and_fingerpr
     out = tmp_path / "aligned"
     run_alignment(dataset, config, out, validate=False, progress=False)
     meta = read_meta(out)
-    assert scorer_name(meta) == f"top1-finetune+rates+cf2+targets12@{tiny_model_dir.name}"
+    assert scorer_name(meta) == f"top1-finetune+rates+cf2+targets12+e1@{tiny_model_dir.name}"
     state = load_file(str(out / CF_FILE))
     assert (
         state["user_table"].shape == (dataset.n_users, 8) and float(state["outer.weight"].abs().sum()) > 0
@@ -397,7 +398,7 @@ def test_cf_dropout_needs_soft_tokens_and_names_the_scorer():
     assert scorer_name({"method": "topk", "config": config.to_dict()}) == "top2-finetune+cf4+cfdrop50"
 
 
-def test_scorer_name_names_a_number_of_targets_other_than_the_default():
+def test_scorer_name_names_a_number_of_targets_or_epochs_other_than_the_default():
     from coral.llm.aligned import scorer_name
 
     def name(**settings) -> str:
@@ -407,6 +408,9 @@ def test_scorer_name_names_a_number_of_targets_other_than_the_default():
     assert name() == "top2-finetune+rates+cf4"  # the default's 600: the name the tables already use
     assert name(topk_targets=8679) == "top2-finetune+rates+cf4+targets8679"
     assert name(topk_targets=2400, cf_dropout=0.5) == "top2-finetune+rates+cf4+cfdrop50+targets2400"
+    assert name(topk_epochs=2, topk_schedule_epochs=2) == "top2-finetune+rates+cf4"  # the default schedule, said aloud
+    assert name(topk_epochs=1) == "top2-finetune+rates+cf4+e1"
+    assert name(topk_epochs=1, topk_schedule_epochs=2) == "top2-finetune+rates+cf4+e1of2"
 
 
 def test_scorer_name_names_a_base_llm_other_than_the_embedded_one():
@@ -425,3 +429,42 @@ def test_scorer_name_names_a_base_llm_other_than_the_embedded_one():
     row = "coral-greedy-dfm@top2-finetune@Qwen2.5-0.5B"
     assert (base_name(row), scorer_tag(row)) == ("coral-greedy-dfm", "top2-finetune@Qwen2.5-0.5B")
     assert display_name(row) == "CoRAL-greedy (DFM) [top2-finetune@Qwen2.5-0.5B]"
+
+
+def test_a_longer_schedule_stopped_early_is_its_first_epochs_step_for_step(dataset):
+    """``schedule_epochs`` above ``epochs`` follows the longer schedule and stops: the same checks and the same
+    weights as the first epoch of the full run, and not those of a schedule compressed into one epoch."""
+    from coral.errors import CoralError
+
+    model, tokenizer = tiny_llama()
+    builder = PromptBuilder(dataset, PromptConfig(), tokenizer)
+    labels = resolve_label_tokens(tokenizer)
+    sources = [_source(dataset, row) for row in range(4)]
+    cache = compute_trunk(
+        model, [TreeBuilder(builder, tokenizer).tree(s) for s in sources], [s.label for s in sources], depth=1,
+        store=np.float32,
+    )
+
+    def run(epochs: int, schedule_epochs: int):
+        head = TopKHead(model, depth=1, k=1, yes_ids=labels.yes_ids, no_ids=labels.no_ids)
+        snapshots = []
+
+        def score(h):  # rising, so that every check is the best so far and the kept weights are the last
+            snapshots.append({n: p.detach().clone() for n, p in h.named_parameters() if p.requires_grad})
+            return float(len(snapshots))
+
+        log = train_topk(
+            head, cache, score, lr=1e-2, epochs=epochs, trees_per_step=1, seed=0, schedule_epochs=schedule_epochs
+        )
+        return [(c["step"], c["epoch"], c["train_loss"]) for c in log.checks], snapshots
+
+    cut, cut_weights = run(1, 2)
+    full, full_weights = run(2, 0)
+    short, short_weights = run(1, 0)
+    assert cut == full[: len(cut)] and len(cut) < len(full)
+    for a, b in zip(cut_weights, full_weights, strict=False):
+        assert all(torch.equal(a[n], b[n]) for n in a)
+    assert cut != short  # the compressed schedule decays faster from its peak
+    assert not all(torch.equal(cut_weights[-1][n], short_weights[-1][n]) for n in cut_weights[-1])
+    with pytest.raises(CoralError, match="topk_schedule_epochs"):
+        AlignConfig(method="topk", topk_epochs=2, topk_schedule_epochs=1)

@@ -128,8 +128,9 @@ def test_run_scores_its_zero_shot_stage_and_aligns_with_the_scorer_given(tiny_mo
         r["model"]: json.loads(r["config"]) for r in csv.DictReader(open(out / "results.csv")) if r["split"] == "test"
     }
     # The default alignment prompt has base rates and CF soft tokens: the tag names them (top1-finetune+rates+cf4),
-    # the number of targets when it is not the default's 600, and the base LLM, not the embedded one, after an "@".
-    tag = f"top1-finetune+rates+cf4+targets16@{tiny_model_dir.name}"
+    # the number of targets when it is not the default's 600, the epochs when not the default's 2, and the base LLM,
+    # not the embedded one, after an "@".
+    tag = f"top1-finetune+rates+cf4+targets16+e1@{tiny_model_dir.name}"
     zero_shot, aligned = rows["llm-only@zero-shot"]["scorer_fingerprint"], rows[f"llm-only@{tag}"]["scorer_fingerprint"]
     assert {"twin-rates", "twin-cf-none", "twin-rates+cf-none", "twin-rates+cf+share-none"} <= set(
         rows

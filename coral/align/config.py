@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 from coral.config import added, config_hash, from_dict, require, section, to_dict
 from coral.evidence import ROUNDS
-from coral.llm.aligned import DEFAULT_TOPK_TARGETS
+from coral.llm.aligned import DEFAULT_TOPK_EPOCHS, DEFAULT_TOPK_TARGETS
 from coral.llm.prompt import PromptConfig
 from coral.retrieval import WarmStartConfig
 
@@ -91,8 +91,11 @@ class AlignConfig:
     """Validation pairs of the early-stopping slice (each scored with 0..5 nearest pieces)."""
     topk_lr: float = 2e-4
     """AdamW peak learning rate of the fine-tuned layers (10% warm-up, linear decay to 10%)."""
-    topk_epochs: int = 2
+    topk_epochs: int = DEFAULT_TOPK_EPOCHS
     """Passes over the training targets."""
+    topk_schedule_epochs: int = added(0)
+    """Length in epochs of the learning-rate schedule (0 = topk_epochs); above topk_epochs, training stops that far
+    into a longer schedule (its first topk_epochs epochs, step for step)."""
     topk_batch: int = 8
     """Targets (trees) per optimiser step."""
     cf_hidden: int = 256
@@ -146,6 +149,11 @@ class AlignConfig:
         )
         for name in ("lora_layers", "checkpoint_steps", "n_valid", "topk_trunk", "topk_stop_pairs"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        require(
+            self.topk_schedule_epochs == 0 or self.topk_schedule_epochs >= self.topk_epochs,
+            "topk_schedule_epochs",
+            f"must be 0 or >= topk_epochs ({self.topk_epochs}), got {self.topk_schedule_epochs}",
+        )
         object.__setattr__(self, "policies", tuple(self.policies))
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
 

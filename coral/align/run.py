@@ -244,7 +244,7 @@ def _train_topk_and_save(out: Path, dataset: CoralDataset, config: AlignConfig, 
         trained = train_topk(
             head, train, lambda h: stop_score(stop.labels, predict(h, stop)),
             lr=config.topk_lr, epochs=config.topk_epochs, trees_per_step=config.topk_batch, seed=config.seed,
-            cf_lr=config.cf_lr, cf_dropout=config.cf_dropout, log=log,
+            cf_lr=config.cf_lr, cf_dropout=config.cf_dropout, schedule_epochs=config.topk_schedule_epochs, log=log,
         )
     summary = {
         "scorer_name": scorer_name({"method": config.method, "config": config.to_dict()}),

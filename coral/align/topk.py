@@ -243,7 +243,7 @@ class TrainLog:
 def train_topk(
     head: TopKHead, cache: TrunkCache, score_stop: Callable[[TopKHead], float], *, lr: float, epochs: int,
     trees_per_step: int, seed: int, checks_per_epoch: int = 2, cf_lr: float | None = None, cf_dropout: float = 0.0,
-    share_bf16_weights: bool = True, log: Callable[[dict], None] = lambda row: None,
+    schedule_epochs: int = 0, share_bf16_weights: bool = True, log: Callable[[dict], None] = lambda row: None,
 ) -> TrainLog:
     """Fine-tune ``head`` on the cached trees (every prompt of a tree carries the tree's label) with
     AdamW (10% linear warm-up, linear decay to 10%), keeping the weights of the best ``score_stop``.
@@ -251,6 +251,8 @@ def train_topk(
     :param score_stop: higher is better (the early-stopping slice's score); checked ``checks_per_epoch`` times an epoch.
     :param cf_lr: peak learning rate of the head's soft-token projection (default ``lr``).
     :param cf_dropout: the share of trees per epoch trained without their soft tokens (``AlignConfig.cf_dropout``).
+    :param schedule_epochs: the learning-rate schedule's length in epochs (0 = ``epochs``); a longer schedule is
+        followed for its first ``epochs`` epochs, step for step (``AlignConfig.topk_schedule_epochs``).
     :param share_bf16_weights: round bf16-computed weights once per step, not once per tree
         (:func:`coral.llm.bf16.shared_bf16_weights`; the same result, bitwise).
     """
@@ -262,7 +264,7 @@ def train_topk(
         groups.append({"params": cf_params, "peak": cf_lr or lr})
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
     steps_per_epoch = -(-len(cache.trees) // trees_per_step)
-    total = steps_per_epoch * epochs
+    total = steps_per_epoch * max(epochs, schedule_epochs)
     warm = max(1, total // 10)
     check_every = max(1, steps_per_epoch // max(1, checks_per_epoch))
     state = TrainLog(checks=[])

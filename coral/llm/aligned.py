@@ -41,6 +41,9 @@ METRICS_FILE = "metrics.json"
 FORMAT_VERSION = 1
 #: ``AlignConfig.topk_targets``'s default; a topk scorer aligned on another number of targets is named after it.
 DEFAULT_TOPK_TARGETS = 600
+#: ``AlignConfig.topk_epochs``'s default; a topk scorer trained for another number, or stopped partway through a
+#: longer schedule, is named after it.
+DEFAULT_TOPK_EPOCHS = 2
 
 
 def weight_files(directory: Path, meta: dict[str, Any]) -> list[Path]:
@@ -168,7 +171,8 @@ def load_soft_tokens(directory: str | Path, meta: dict[str, Any], tokenizer: Any
 
 def scorer_name(meta: dict[str, Any]) -> str:
     """What produced an aligned scorer ("probe", "LoRA-top12", "top2-finetune+rates+cf4+tally",
-    "top2-finetune+rates+cf4+cfdrop50", "top2-finetune+rates+cf4+targets8679"), from its ``align.json``;
+    "top2-finetune+rates+cf4+cfdrop50", "top2-finetune+rates+cf4+targets8679",
+    "top8-finetune+rates+cf4+e1of2"), from its ``align.json``;
     a base LLM other than the embedded one is named after an "@"
     ("top2-finetune+rates+cf4@qwen2.5-coder-0.5b-instruct-q4"), so the rows of different models are named apart."""
     config = meta["config"]
@@ -180,6 +184,10 @@ def scorer_name(meta: dict[str, Any]) -> str:
             options += f"+cfdrop{round(100 * config['cf_dropout'])}"
         if config.get("topk_targets", DEFAULT_TOPK_TARGETS) != DEFAULT_TOPK_TARGETS:  # so is the training set's size
             options += f"+targets{config['topk_targets']}"
+        epochs = config.get("topk_epochs", DEFAULT_TOPK_EPOCHS)
+        schedule = config.get("topk_schedule_epochs", 0) or epochs
+        if (epochs, schedule) != (DEFAULT_TOPK_EPOCHS, DEFAULT_TOPK_EPOCHS):  # and so is its training's length
+            options += f"+e{epochs}" + (f"of{schedule}" if schedule != epochs else "")
         return f"top{config['topk_layers']}-finetune{options}{model}"
     if meta["method"] == "lora":
         return f"LoRA-top{config['lora_layers'] or 'all'}{model}"

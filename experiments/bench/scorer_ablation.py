@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = out / f"v-{name}-{identity(directory)}-{key}"
         if saved.with_suffix(".json").is_file():  # an earlier run evaluated this very scorer on these trees
             info[name] = json.loads(saved.with_suffix(".json").read_text())
+            info[name]["scorer"] = scorer_name(meta)  # named by today's rule, which the saved record may predate
             scores[name] = dict(np.load(saved.with_suffix(".npz")))
             print(f"{name}: read back from {saved}", flush=True)
             continue
