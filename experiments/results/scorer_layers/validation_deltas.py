@@ -1,4 +1,5 @@
-"""Paired Δs of the layers ablation (issue 27; top8e1: top8 aligned for one epoch) from the saved P(Yes) of
+"""Paired Δs of the layers ablation (issue 27; top8e1: top8 aligned for one epoch;
+top8h: top8 stopped after the first epoch of its two-epoch schedule) from the saved P(Yes) of
 experiments/bench/scorer_ablation.py.
 
 python experiments/results/scorer_layers/validation_deltas.py OUT   (OUT: the bench's --out folder)
@@ -18,8 +19,8 @@ from scorer_ablation import carried  # noqa: E402  the bench's own rule for a mi
 out = sys.argv[1]
 ref = np.load(f"{out}/p-references.npz")
 y = ref["labels"]
-variants = {n: carried(dict(np.load(glob.glob(f"{out}/v-rates_cf4_{t}600-*.npz")[0])))
-            for n, t in (("top2", ""), ("top4", "top4_"), ("top8", "top8_"), ("top8e1", "top8e1_"))}
+TAGS = (("top2", ""), ("top4", "top4_"), ("top8", "top8_"), ("top8e1", "top8e1_"), ("top8h", "top8h_"))
+variants = {n: carried(dict(np.load(glob.glob(f"{out}/v-rates_cf4_{t}600-*.npz")[0]))) for n, t in TAGS}
 scores = {}
 for n, v in variants.items():
     for label, key in (("none", "none0"), ("5 nearest", "nearest5"), ("random", "random5"), ("shuffled", "shuffled5")):
@@ -38,13 +39,15 @@ def show(a, b):
 for n in variants:
     for c in ("5 nearest", "random", "shuffled"):
         show(f"{n} {c}", f"{n} none")
-for n in ("top4", "top8", "top8e1"):
+for n in ("top4", "top8", "top8e1", "top8h"):
     show(f"{n} 5 nearest", "top2 5 nearest")
     show(f"{n} none", "top2 none")
 show("top8 5 nearest", "top4 5 nearest")
 show("top8e1 5 nearest", "top8 5 nearest")  # one epoch against two
 show("top8e1 none", "top8 none")
-for n in ("top4", "top8", "top8e1"):
+show("top8h 5 nearest", "top8 5 nearest")  # the first half of top8's own run against the whole of it
+show("top8h none", "top8 none")
+for n in ("top4", "top8", "top8e1", "top8h"):
     for k in ("like-share@5", "LR(base rates)", "LR(base rates + CF embeddings + like-share@5)"):
         show(f"{n} 5 nearest", k)
 for n, v in variants.items():
