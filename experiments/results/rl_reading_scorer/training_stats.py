@@ -1,22 +1,19 @@
 """Per trained run of a policy_tuning.py output: median approx_kl, sampled return first -> last, and the
-deterministic validation return first -> last beside greedy's (from each run's progress.csv and validation.csv).
+deterministic validation return first -> last beside greedy's (coral.policies.curves, as coral run's report reads them).
 
 python experiments/results/rl_reading_scorer/training_stats.py OUT
 """
-import csv
 import sys
 from pathlib import Path
 
-import numpy as np
+from coral.policies.curves import training_returns, training_summary
 
 for run in sorted(Path(sys.argv[1], "runs").iterdir()):
-    rows = [r for f in sorted(run.glob("logs/*/progress.csv")) for r in csv.DictReader(open(f))]
-    kl = [float(r["train/approx_kl"]) for r in rows if r.get("train/approx_kl")]
-    sampled = [float(r["rollout/ep_rew_mean"]) for r in rows if r.get("rollout/ep_rew_mean")]
-    val = list(csv.DictReader(open(run / "validation.csv")))
-    first, last, greedy = float(val[0]["val_return"]), float(val[-1]["val_return"]), float(val[-1]["greedy_return"])
+    t = training_summary(run)
+    _, sampled = training_returns(run)
     print(
-        f"{run.name}: median approx_kl {np.median(kl):.4f} over {len(kl)} updates; sampled return "
-        f"{sampled[0]:+.4f} -> {sampled[-1]:+.4f}; validation return {first:+.4f} -> {last:+.4f} "
-        f"({'rose' if last > first else 'did not rise'}), greedy {greedy:+.4f}, last - greedy {last - greedy:+.4f}"
+        f"{run.name}: median approx_kl {t.median_approx_kl:.4f} over {t.updates} updates; sampled return "
+        f"{sampled[0]:+.4f} -> {sampled[-1]:+.4f}; validation return {t.val_first:+.4f} -> {t.val_last:+.4f} "
+        f"({'rose' if t.rose else 'did not rise'}), greedy {t.greedy_return:+.4f}, "
+        f"last - greedy {t.val_last - t.greedy_return:+.4f}"
     )
