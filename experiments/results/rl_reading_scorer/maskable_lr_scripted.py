@@ -4,16 +4,14 @@ learning rate and training seed. About 100 s on 2 cores.
 
 python experiments/results/rl_reading_scorer/maskable_lr_scripted.py [WORK_DIR]
 """
-import csv
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from scripted_table import environment, learned_policy  # noqa: E402  experiments/scripted_table.py
 
+from coral.policies.curves import training_summary  # noqa: E402
 from coral.policies.evaluate import evaluate_policy, mean_return, tuning_episodes  # noqa: E402
 from coral.policies.greedy import GreedyPolicy  # noqa: E402
 
@@ -31,9 +29,6 @@ for env_name, n_rows in (("planted", 48), ("movielens", 200)):
             out = work / f"{env_name}-{seed}-{lr:g}"
             settings = {"algo": "maskable_ppo", "n_steps": 32, "batch_size": 64, "learning_rate": lr}
             policy, env = learned_policy(cfg, resources, settings, {"observe": "candidates"}, seed, 2048, out)
-            kl = [
-                float(r["train/approx_kl"]) for f in sorted(out.glob("logs/*/progress.csv"))
-                for r in csv.DictReader(open(f)) if r.get("train/approx_kl")
-            ]
-            line.append(f"lr {lr:g}: return {mean_return(evaluate(policy, env)):+.3f}, approx_kl {np.median(kl):.4f}")
+            kl = training_summary(out).median_approx_kl
+            line.append(f"lr {lr:g}: return {mean_return(evaluate(policy, env)):+.3f}, approx_kl {kl:.4f}")
         print(" | ".join(line), flush=True)

@@ -39,7 +39,8 @@ def show(a, b):
 for n in variants:
     for c in ("5 nearest", "random", "shuffled"):
         show(f"{n} {c}", f"{n} none")
-for n in ("top4", "top8", "top8e1", "top8h"):
+others = [n for n in variants if n != "top2"]
+for n in others:
     show(f"{n} 5 nearest", "top2 5 nearest")
     show(f"{n} none", "top2 none")
 show("top8 5 nearest", "top4 5 nearest")
@@ -47,7 +48,7 @@ show("top8e1 5 nearest", "top8 5 nearest")  # one epoch against two
 show("top8e1 none", "top8 none")
 show("top8h 5 nearest", "top8 5 nearest")  # the first half of top8's own run against the whole of it
 show("top8h none", "top8 none")
-for n in ("top4", "top8", "top8e1", "top8h"):
+for n in others:
     for k in ("like-share@5", "LR(base rates)", "LR(base rates + CF embeddings + like-share@5)"):
         show(f"{n} 5 nearest", k)
 for n, v in variants.items():
