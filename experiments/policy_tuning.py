@@ -207,6 +207,11 @@ def _save(path: Path, result: EvaluationResult, info: dict[str, Any]) -> dict[st
     return {"labels": result.labels, "p": result.p, "rows": result.rows, **info}
 
 
+def _abs_action(value: float) -> str:
+    """Mean |action| per dimension, or n/a where it does not apply (a candidates policy picks, it has no query)."""
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scorer", required=True, help="scorer spec, e.g. aligned:DIR")
@@ -404,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {name} | {len(y)} | {100 * auc:.2f} | {cell} | {ret:+.4f} | {ret - ret_g:+.4f} | "
             f"{res['greedy_jaccard']:.3f} | {res['greedy_first_share']:.3f} | "
-            f"{res['mean_abs_action']:.3f} | {res['mean_pieces']:.2f} | "
+            f"{_abs_action(res['mean_abs_action'])} | {res['mean_pieces']:.2f} | "
             f"{res['seconds'] + res.get('train_seconds', 0.0):.0f} |"
         )
     greedy_by_k = [
