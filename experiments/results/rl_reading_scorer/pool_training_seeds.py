@@ -15,10 +15,12 @@ out, variants = Path(sys.argv[1]), sys.argv[2:]
 greedy = np.load(out / "greedy.npz")
 
 
-def seeds_of(variant: str) -> list[dict]:
-    files = [out / f"{variant}.npz"] + sorted(out.glob(f"{variant}-seed*.npz"))
-    runs = [dict(np.load(f)) for f in files]
-    for run in runs:  # policy_tuning.py evaluates every method on greedy's rows, in greedy's order
+def seeds_of(variant: str) -> dict[str, dict]:
+    """The variant's runs by training seed ("" for the first seed, VARIANT.npz), seeds in numeric order."""
+    extra = {f.stem.rsplit("-seed", 1)[1]: f for f in out.glob(f"{variant}-seed*.npz")}
+    files = {"": out / f"{variant}.npz"} | {s: extra[s] for s in sorted(extra, key=int)}
+    runs = {s: dict(np.load(f)) for s, f in files.items()}
+    for run in runs.values():  # policy_tuning.py evaluates every method on greedy's rows, in greedy's order
         assert np.array_equal(run["rows"], greedy["rows"]), "not greedy's rows"
     return runs
 
@@ -32,8 +34,10 @@ def pooled(a: list[dict], b: list[dict]) -> str:
 
 runs = {v: seeds_of(v) for v in variants}
 for v, seeds in runs.items():
-    print(f"{v} - greedy, {len(seeds)} training seeds pooled: {pooled(seeds, [dict(greedy)] * len(seeds))}")
+    pooled_vs_greedy = pooled(list(seeds.values()), [dict(greedy)] * len(seeds))
+    print(f"{v} - greedy, {len(seeds)} training seeds pooled: {pooled_vs_greedy}")
 for i, a in enumerate(variants):
     for b in variants[i + 1 :]:
-        if len(runs[a]) == len(runs[b]):
-            print(f"{a} - {b}, same training seeds paired: {pooled(runs[a], runs[b])}")
+        if runs[a].keys() == runs[b].keys():  # paired seed by seed
+            paired = pooled(list(runs[a].values()), [runs[b][s] for s in runs[a]])
+            print(f"{a} - {b}, same training seeds paired: {paired}")
