@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coral.pipeline.run import read_controls
 from coral.pipeline.scores import load_scores
 from coral.stats import format_interval, paired_auc_difference, pooled_auc_difference, two_level_auc_difference
 
@@ -54,8 +55,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    new = {s: np.load(stage(args.tally_run, f"controls@{TALLY}", s) / "controls.npz") for s in seeds}
-    old = {s: np.load(stage(args.benchmark_run, f"controls@{DEFAULT}", s) / "controls.npz") for s in seeds}
+    new = {s: read_controls(stage(args.tally_run, f"controls@{TALLY}", s))["per_pair"] for s in seeds}
+    old = {s: read_controls(stage(args.benchmark_run, f"controls@{DEFAULT}", s))["per_pair"] for s in seeds}
     for s in seeds:
         if not (np.array_equal(new[s]["rows"], old[s]["rows"]) and np.array_equal(new[s]["labels"], old[s]["labels"])):
             raise SystemExit(f"seed {s}: the two runs' controls are not on the same pairs")
