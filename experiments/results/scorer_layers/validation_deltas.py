@@ -1,6 +1,6 @@
 """Paired Δs of the layers ablation (issue 27; top8e1: top8 aligned for one epoch;
-top8h: top8 stopped after the first epoch of its two-epoch schedule) from the saved P(Yes) of
-experiments/bench/scorer_ablation.py.
+top8h: top8 stopped after the first epoch of its two-epoch schedule; top2e3, top2e4: the default's
+two layers trained for 3 or 4 epochs) from the saved P(Yes) of experiments/bench/scorer_ablation.py.
 
 python experiments/results/scorer_layers/validation_deltas.py OUT   (OUT: the bench's --out folder)
 """
@@ -19,7 +19,10 @@ from scorer_ablation import carried  # noqa: E402  the bench's own rule for a mi
 out = sys.argv[1]
 ref = np.load(f"{out}/p-references.npz")
 y = ref["labels"]
-TAGS = (("top2", ""), ("top4", "top4_"), ("top8", "top8_"), ("top8e1", "top8e1_"), ("top8h", "top8h_"))
+TAGS = (
+    ("top2", ""), ("top4", "top4_"), ("top8", "top8_"), ("top8e1", "top8e1_"), ("top8h", "top8h_"),
+    ("top2e3", "top2e3_"), ("top2e4", "top2e4_"),
+)
 variants = {n: carried(dict(np.load(glob.glob(f"{out}/v-rates_cf4_{t}600-*.npz")[0]))) for n, t in TAGS}
 scores = {}
 for n, v in variants.items():
@@ -48,6 +51,7 @@ show("top8e1 5 nearest", "top8 5 nearest")  # one epoch against two
 show("top8e1 none", "top8 none")
 show("top8h 5 nearest", "top8 5 nearest")  # the first half of top8's own run against the whole of it
 show("top8h none", "top8 none")
+show("top2e4 5 nearest", "top2e3 5 nearest")  # the two longer doses of the default
 for n in others:
     for k in ("like-share@5", "LR(base rates)", "LR(base rates + CF embeddings + like-share@5)"):
         show(f"{n} 5 nearest", k)
