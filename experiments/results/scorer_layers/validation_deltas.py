@@ -19,11 +19,16 @@ from scorer_ablation import carried  # noqa: E402  the bench's own rule for a mi
 out = sys.argv[1]
 ref = np.load(f"{out}/p-references.npz")
 y = ref["labels"]
-TAGS = (
-    ("top2", ""), ("top4", "top4_"), ("top8", "top8_"), ("top8e1", "top8e1_"), ("top8h", "top8h_"),
-    ("top2e3", "top2e3_"), ("top2e4", "top2e4_"),
-)
-variants = {n: carried(dict(np.load(glob.glob(f"{out}/v-rates_cf4_{t}600-*.npz")[0]))) for n, t in TAGS}
+NAMES = ("top2", "top4", "top8", "top8e1", "top8h", "top2e3", "top2e4")
+
+
+def saved(name: str) -> dict:
+    """The bench's saved P(Yes) of a variant: rates_cf4_600 for the default (top2), rates_cf4_NAME_600 for the rest."""
+    tag = "" if name == "top2" else f"{name}_"
+    return carried(dict(np.load(glob.glob(f"{out}/v-rates_cf4_{tag}600-*.npz")[0])))
+
+
+variants = {n: saved(n) for n in NAMES}
 scores = {}
 for n, v in variants.items():
     for label, key in (("none", "none0"), ("5 nearest", "nearest5"), ("random", "random5"), ("shuffled", "shuffled5")):
